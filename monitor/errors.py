@@ -1,0 +1,53 @@
+"""Exception hierarchy and the closed reason enums used as metric labels (layer 0, stdlib only)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectReason(StrEnum):
+    """Why a whole record was rejected. Closed set: every value is a `reason` label value."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TOO_LATE = "too_late"
+    TOO_EARLY = "too_early"
+    TOO_LARGE = "too_large"
+    UNKNOWN_MODEL = "unknown_model"
+
+
+class CheckpointResult(StrEnum):
+    """Outcome of a checkpoint write or an offset commit (the `result` label)."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class MonitorError(Exception):
+    """Base class of every error driftmon raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class ReferenceDataError(MonitorError):
+    """A reference sample or reference profile cannot be used (empty, all missing, corrupt...)."""
+
+
+class DecodeError(MonitorError):
+    """A message cannot be used at all; carries the closed `RejectReason`."""
+
+    def __init__(self, reason: RejectReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+class SourceError(MonitorError):
+    """The event source (Kafka) failed in a way the caller should see."""
+
+
+class StateError(MonitorError):
+    """A checkpoint is corrupt or incompatible with the running configuration."""

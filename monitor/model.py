@@ -1,0 +1,123 @@
+"""Frozen value types that cross module boundaries (layer 0, stdlib only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class FeatureKind(StrEnum):
+    """How a feature's values are binned: numeric (quantile edges) or categorical (top-K)."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+
+
+class ReferenceMode(StrEnum):
+    """Where a model's reference distribution comes from."""
+
+    FILE = "file"
+    WARMUP = "warmup"
+    ROLLING = "rolling"
+
+
+class Correction(StrEnum):
+    """Multiple-testing correction applied across all features of a model per evaluation."""
+
+    BH = "bh"
+    BONFERRONI = "bonferroni"
+    NONE = "none"
+
+
+class RawMessage(NamedTuple):
+    """One Kafka record as the source hands it over: no Kafka types beyond this point."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """A configured feature: its name, kind and classic PSI alert bands."""
+
+    name: str
+    kind: FeatureKind
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPolicy:
+    """The drift decision rule's parameters (DESIGN.md section 6)."""
+
+    fdr_q: float = 1e-3
+    correction: Correction = Correction.BH
+    min_samples: int = 1000
+    ks_floor: float = 0.05
+    psi_floor: float = 0.02
+    tvd_floor: float = 0.02
+    new_category_floor: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureResult:
+    """Everything one evaluation knows about one feature. Statistics are None when not computed.
+
+    A statistic is None when the feature's kind does not have it (KS for a categorical feature)
+    or when either window holds fewer than `min_samples` non-missing values.
+    """
+
+    name: str
+    kind: FeatureKind
+    reference_samples: int
+    current_samples: int
+    reference_missing_ratio: float | None
+    current_missing_ratio: float | None
+    evaluated: bool
+    psi: float | None = None
+    psi_pvalue: float | None = None
+    ks_statistic: float | None = None
+    ks_error_bound: float | None = None
+    ks_pvalue: float | None = None
+    chi2_pvalue: float | None = None
+    tvd: float | None = None
+    out_of_range_ratio: float | None = None
+    unseen_category_ratio: float | None = None
+    new_category_pvalue: float | None = None
+    qvalue: float | None = None
+    drift_detected: bool = False
+    drift_reasons: tuple[str, ...] = ()
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvaluation:
+    """The immutable result of evaluating every feature of one model at one instant."""
+
+    model: str
+    evaluated_at: float
+    features: tuple[FeatureResult, ...]
+    correction: Correction
+    fdr_q: float
+    reference_id: str = ""
+    reference_mode: str = ""
+    model_version: str = ""
+    watermark: float | None = None
+
+    @property
+    def drifted_features(self) -> int:
+        """Number of features whose drift decision is positive."""
+        return sum(1 for f in self.features if f.drift_detected)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What scrapes and /status read: the latest evaluation of every model, swapped atomically."""
+
+    created_at: float
+    models: tuple[ModelEvaluation, ...] = field(default_factory=tuple)
