@@ -61,6 +61,7 @@ class DecisionPolicy:
     psi_floor: float = 0.02
     tvd_floor: float = 0.02
     new_category_floor: float = 0.01
+    missing_floor: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class FeatureResult:
     out_of_range_ratio: float | None = None
     unseen_category_ratio: float | None = None
     new_category_pvalue: float | None = None
+    missing_pvalue: float | None = None
     qvalue: float | None = None
     drift_detected: bool = False
     drift_reasons: tuple[str, ...] = ()

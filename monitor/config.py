@@ -1,0 +1,704 @@
+"""The one frozen Settings tree: YAML file + `DRIFTMON_*` environment, validated (layer 2).
+
+This is the only module that imports pydantic / pydantic-settings. Everything downstream reads
+plain attributes of the frozen models below, or the value types they convert to
+(`monitor.model.FeatureSpec`, `monitor.model.DecisionPolicy`).
+
+Sources and priority (highest first): keyword arguments to `Settings(...)`, environment
+variables (`DRIFTMON_` prefix, `__` between nested keys, e.g.
+`DRIFTMON_KAFKA__BOOTSTRAP_SERVERS`), the YAML file given to `load_settings`, the defaults.
+
+Every mistake is a `ConfigError` from `load_settings` whose message lists each offending key as
+a dotted path (`models.0.features.2.kind: Input should be 'numeric' or 'categorical'`). Secret
+values (`SecretStr`) never appear in a message, a repr or `redacted_dump`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from monitor.errors import ConfigError
+from monitor.model import (
+    Correction,
+    DecisionPolicy,
+    FeatureKind,
+    FeatureSpec,
+    ReferenceMode,
+)
+
+__all__ = [
+    "DEFAULT_TOP_K",
+    "Duration",
+    "EvaluationSettings",
+    "EventSettings",
+    "FeatureSettings",
+    "HttpSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "ModelSettings",
+    "NonNegativeDuration",
+    "ReferenceSettings",
+    "Settings",
+    "StateSettings",
+    "WindowSettings",
+    "load_settings",
+    "parse_duration",
+    "redacted_dump",
+]
+
+ENV_PREFIX = "DRIFTMON_"
+DEFAULT_TOP_K = 20
+REDACTED = "**********"
+
+# --------------------------------------------------------------------------------------------
+# Reusable field types
+# --------------------------------------------------------------------------------------------
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_COMPOUND = re.compile(r"(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ms|s|m|h|d))+")
+_TERM = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
+_DURATION_HELP = "expected seconds or a duration like '250ms', '15s', '1m', '24h', '2d', '1h30m'"
+
+
+def parse_duration(value: object) -> object:
+    """Convert a duration to float seconds.
+
+    Accepts a non-bool number (seconds), a `timedelta`, a numeric string (seconds) or a string
+    of one or more `<number><unit>` terms with unit in ms|s|m|h|d (`"1h30m"` = 5400.0). Values
+    of other types are returned unchanged so pydantic reports its own type error. Raises
+    ValueError for malformed strings and non-finite numbers; the sign is checked by the field.
+    """
+    if isinstance(value, bool):
+        raise ValueError(_DURATION_HELP)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if _PLAIN_NUMBER.fullmatch(text):
+            seconds = float(text)
+        elif _COMPOUND.fullmatch(text):
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _TERM.findall(text))
+        else:
+            raise ValueError(f"invalid duration {value!r}: {_DURATION_HELP}")
+    else:
+        return value
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be finite: {_DURATION_HELP}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+"""A strictly positive duration, stored as float seconds (see `parse_duration`)."""
+
+NonNegativeDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+"""A duration that may be zero, stored as float seconds (see `parse_duration`)."""
+
+
+def _split_list(value: object) -> object:
+    """Accept a list, a JSON array string or a comma-separated string (env vars) as a list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON array ({exc.msg})") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_topic(name: str) -> str:
+    """Reject names Kafka would refuse as a topic (legal: [A-Za-z0-9._-], 1..249 chars)."""
+    if not _TOPIC.fullmatch(name):
+        raise ValueError(f"invalid Kafka topic name {name!r} (allowed: A-Z a-z 0-9 . _ -)")
+    return name
+
+
+def _check_unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Reject a list with repeated entries."""
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate entry {v!r}")
+        seen.add(v)
+    return values
+
+
+def _check_file(path: Path | None) -> Path | None:
+    """A configured TLS file must exist when the config is validated."""
+    if path is not None and not path.is_file():
+        raise ValueError(f"file not found: {str(path)!r}")
+    return path
+
+
+Topic = Annotated[str, AfterValidator(_check_topic)]
+TopicList = Annotated[
+    tuple[Topic, ...], NoDecode, BeforeValidator(_split_list), AfterValidator(_check_unique)
+]
+ExistingFile = Annotated[Path | None, AfterValidator(_check_file)]
+_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_FEATURE_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
+
+
+class _KeyedError(ValueError):
+    """Cross-field problems, each as (dotted path relative to the failing model, message).
+
+    Raised from model validators so the final message names the exact key, not just the model.
+    """
+
+    def __init__(self, *issues: tuple[str, str]) -> None:
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in issues))
+        self.issues = issues
+
+
+class _Section(BaseModel):
+    """Base of every config section: immutable, unknown keys are errors, inputs never echoed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+class KafkaSettings(_Section):
+    """Where events come from, and how kafka-python connects (`consumer_kwargs`)."""
+
+    bootstrap_servers: Annotated[
+        tuple[Annotated[str, Field(min_length=1)], ...],
+        NoDecode,
+        BeforeValidator(_split_list),
+        Field(min_length=1),
+    ] = ("localhost:9092",)
+    topics: Annotated[TopicList, Field(min_length=1)]
+    group_id: str = Field("driftmon", min_length=1)
+    client_id: str = Field("driftmon", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: ExistingFile = None
+    ssl_certfile: ExistingFile = None
+    ssl_keyfile: ExistingFile = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    dead_letter_topic: Topic | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(5000, ge=1, le=100_000)
+    fetch_max_bytes: int = Field(52_428_800, ge=1)
+    max_partition_fetch_bytes: int = Field(1_048_576, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=1)
+    heartbeat_interval_ms: int = Field(3_000, ge=1)
+    max_poll_interval_ms: int = Field(300_000, ge=1)
+    # kafka-python requires fetch_max_wait_ms (500) < request_timeout_ms < connections_max_idle_ms
+    # (540000) and refuses to start otherwise.
+    request_timeout_ms: int = Field(30_500, gt=500, lt=540_000)
+    reconnect_backoff_ms: int = Field(100, ge=1)
+    reconnect_backoff_max_ms: int = Field(10_000, ge=1)
+    max_message_bytes: int = Field(1_048_576, ge=1)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> KafkaSettings:
+        """SASL needs mechanism + credentials; heartbeat < session timeout; backoff ordered."""
+        issues: list[tuple[str, str]] = []
+        if self.security_protocol.startswith("SASL_"):
+            for key in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, key) is None:
+                    issues.append(
+                        (key, f"required when security_protocol is {self.security_protocol}")
+                    )
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            issues.append(
+                (
+                    "heartbeat_interval_ms",
+                    f"must be lower than session_timeout_ms ({self.session_timeout_ms})",
+                )
+            )
+        if self.reconnect_backoff_max_ms < self.reconnect_backoff_ms:
+            issues.append(
+                (
+                    "reconnect_backoff_max_ms",
+                    f"must be at least reconnect_backoff_ms ({self.reconnect_backoff_ms})",
+                )
+            )
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Connection and security keyword arguments shared by KafkaConsumer and KafkaProducer.
+
+        Keys are kafka-python's names; None values are omitted so kafka-python's own defaults
+        apply. Secrets are revealed here and only here (`sasl_plain_password`, `ssl_password`).
+        """
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "ssl_cafile": None if self.ssl_cafile is None else str(self.ssl_cafile),
+            "ssl_certfile": None if self.ssl_certfile is None else str(self.ssl_certfile),
+            "ssl_keyfile": None if self.ssl_keyfile is None else str(self.ssl_keyfile),
+            "ssl_password": _reveal(self.ssl_password),
+            "ssl_check_hostname": self.ssl_check_hostname,
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": _reveal(self.sasl_password),
+            "request_timeout_ms": self.request_timeout_ms,
+            "reconnect_backoff_ms": self.reconnect_backoff_ms,
+            "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
+        }
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def consumer_kwargs(self) -> dict[str, object]:
+        """`client_kwargs()` plus the KafkaConsumer group/fetch settings.
+
+        Auto-commit is always off: offsets are committed after each checkpoint, never before.
+        """
+        return {
+            **self.client_kwargs(),
+            "group_id": self.group_id,
+            "auto_offset_reset": self.auto_offset_reset,
+            "enable_auto_commit": False,
+            "max_poll_records": self.max_poll_records,
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+        }
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    """The plain text of a secret, for the Kafka client only."""
+    return None if secret is None else secret.get_secret_value()
+
+
+class EventSettings(_Section):
+    """Where the decoder finds the event time, model, version and features in a record."""
+
+    timestamp_field: str | None = Field("ts", min_length=1)
+    timestamp_fallback_to_kafka: bool = False
+    model_field: str = Field("model", min_length=1)
+    model_version_field: str | None = Field("model_version", min_length=1)
+    features_path: str = "features"
+    default_model: str | None = None
+    max_future_seconds: Duration = 300.0
+
+
+class ReferenceSettings(_Section):
+    """Where a model's reference distribution comes from (DESIGN.md section 4)."""
+
+    mode: ReferenceMode = ReferenceMode.WARMUP
+    path: Path | None = None
+    warmup_events: int = Field(10_000, ge=100)
+    lag: Duration = 86_400.0
+    length: Duration = 3_600.0
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> ReferenceSettings:
+        """mode=file needs a path (the file itself is checked when the daemon loads it)."""
+        if self.mode is ReferenceMode.FILE and self.path is None:
+            raise _KeyedError(("path", "required when mode is file"))
+        return self
+
+
+class FeatureSettings(_Section):
+    """One monitored feature: kind, classic PSI bands, and top-K size for categorical ones."""
+
+    name: str = Field(pattern=_FEATURE_NAME_PATTERN)
+    kind: FeatureKind
+    psi_warning: float = Field(0.1, gt=0, allow_inf_nan=False)
+    psi_critical: float = Field(0.25, gt=0, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=1, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_top_k(cls, data: Any) -> Any:
+        """Categorical features get top_k = DEFAULT_TOP_K unless set."""
+        if isinstance(data, dict) and data.get("kind") == "categorical":
+            if data.get("top_k") is None:
+                return {**data, "top_k": DEFAULT_TOP_K}
+        return data
+
+    @model_validator(mode="after")
+    def _check_bands(self) -> FeatureSettings:
+        """psi_critical > psi_warning; top_k only for categorical features."""
+        issues: list[tuple[str, str]] = []
+        if self.psi_critical <= self.psi_warning:
+            issues.append(
+                ("psi_critical", f"must be greater than psi_warning ({self.psi_warning})")
+            )
+        if self.kind is FeatureKind.NUMERIC and self.top_k is not None:
+            issues.append(("top_k", "applies to categorical features only"))
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    def spec(self) -> FeatureSpec:
+        """The feature as the core's value type."""
+        return FeatureSpec(self.name, self.kind, self.psi_warning, self.psi_critical)
+
+
+class ModelSettings(_Section):
+    """One monitored model: its reference, features and histogram resolution."""
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    topics: TopicList | None = None
+    reference: ReferenceSettings = ReferenceSettings()
+    features: tuple[FeatureSettings, ...] = Field(min_length=1)
+    max_bins: int = Field(128, ge=2, le=1024)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, features: tuple[FeatureSettings, ...]) -> tuple[FeatureSettings, ...]:
+        """Feature names are unique within a model."""
+        seen: set[str] = set()
+        issues: list[tuple[str, str]] = []
+        for i, feature in enumerate(features):
+            if feature.name in seen:
+                issues.append((f"{i}.name", f"duplicate feature name {feature.name!r}"))
+            seen.add(feature.name)
+        if issues:
+            raise _KeyedError(*issues)
+        return features
+
+    def feature_specs(self) -> tuple[FeatureSpec, ...]:
+        """The configured features as core value types, in configuration order."""
+        return tuple(f.spec() for f in self.features)
+
+
+class WindowSettings(_Section):
+    """The current window: `length / bucket` buckets of event time, with allowed lateness."""
+
+    bucket: Duration = 60.0
+    length: Duration = 3_600.0
+    allowed_lateness: NonNegativeDuration = 60.0
+
+    @model_validator(mode="after")
+    def _check_buckets(self) -> WindowSettings:
+        """length must be a whole multiple of bucket giving 2..10080 buckets."""
+        ratio = self.length / self.bucket
+        count = round(ratio)
+        if not math.isclose(ratio, count, rel_tol=1e-9, abs_tol=1e-9):
+            raise _KeyedError(("length", f"must be a whole multiple of bucket ({self.bucket:g}s)"))
+        if not 2 <= count <= 10_080:
+            raise _KeyedError(
+                ("length", f"gives {count} buckets of {self.bucket:g}s; allowed: 2..10080")
+            )
+        return self
+
+    @property
+    def buckets(self) -> int:
+        """Number of buckets in the current window (length / bucket)."""
+        return round(self.length / self.bucket)
+
+
+class EvaluationSettings(_Section):
+    """How often drift is evaluated and the decision rule's parameters (DESIGN.md section 6)."""
+
+    interval: Duration = 15.0
+    min_samples: int = Field(1000, ge=10)
+    fdr_q: float = Field(1e-3, gt=0, lt=1)
+    correction: Correction = Correction.BH
+    ks_floor: float = Field(0.05, ge=0, le=1)
+    psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
+    tvd_floor: float = Field(0.02, ge=0, le=1)
+    new_category_floor: float = Field(0.01, ge=0, le=1)
+
+    def policy(self) -> DecisionPolicy:
+        """The decision rule as the core's value type."""
+        return DecisionPolicy(
+            fdr_q=self.fdr_q,
+            correction=self.correction,
+            min_samples=self.min_samples,
+            ks_floor=self.ks_floor,
+            psi_floor=self.psi_floor,
+            tvd_floor=self.tvd_floor,
+            new_category_floor=self.new_category_floor,
+        )
+
+
+class HttpSettings(_Section):
+    """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port."""
+
+    host: str = Field("0.0.0.0", min_length=1)  # noqa: S104 - a daemon listens on all interfaces
+    port: int = Field(9108, ge=0, le=65_535)
+
+
+class StateSettings(_Section):
+    """The checkpoint directory and how often a checkpoint is written."""
+
+    dir: Path = Path("./state")
+    checkpoint_interval: Duration = 30.0
+
+
+class LogSettings(_Section):
+    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate."""
+
+    level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
+    ] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    sample_rejects_per_minute: int = Field(10, ge=0)
+
+
+# --------------------------------------------------------------------------------------------
+# The root
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LoadInputs:
+    """What `load_settings` feeds the sources: parsed file data and the environment to read."""
+
+    file_data: dict[str, Any]
+    environ: Mapping[str, str]
+
+
+_LOAD_INPUTS: ContextVar[_LoadInputs | None] = ContextVar("driftmon_load_inputs", default=None)
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration. Frozen; build it with `load_settings`.
+
+    Constructed directly (`Settings(...)`) it reads keyword arguments over `os.environ`; through
+    `load_settings` it reads the given environment over the YAML file.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        case_sensitive=False,
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+    kafka: KafkaSettings
+    event: EventSettings = EventSettings()
+    models: tuple[ModelSettings, ...] = Field(min_length=1)
+    window: WindowSettings = WindowSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    http: HttpSettings = HttpSettings()
+    state: StateSettings = StateSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority: init kwargs > environment > YAML file (only under `load_settings`)."""
+        inputs = _LOAD_INPUTS.get()
+        if inputs is None:
+            return (init_settings, env_settings)
+        if isinstance(env_settings, EnvSettingsSource):
+            # case_sensitive=False: pydantic-settings matches lower-cased variable names.
+            env_settings.env_vars = {k.lower(): v for k, v in inputs.environ.items()}
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, inputs.file_data))
+
+    @model_validator(mode="after")
+    def _check_references_between_sections(self) -> Settings:
+        """Model names unique; model topics consumed; default_model known; rolling fits window."""
+        issues: list[tuple[str, str]] = []
+        names: set[str] = set()
+        consumed = set(self.kafka.topics)
+        for i, model in enumerate(self.models):
+            if model.name in names:
+                issues.append((f"models.{i}.name", f"duplicate model name {model.name!r}"))
+            names.add(model.name)
+            for topic in model.topics or ():
+                if topic not in consumed:
+                    issues.append((f"models.{i}.topics", f"{topic!r} is not in kafka.topics"))
+            issues.extend(self._rolling_issues(i, model.reference))
+        if self.event.default_model is not None and self.event.default_model not in names:
+            issues.append(
+                ("event.default_model", f"{self.event.default_model!r} is not a configured model")
+            )
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    def _rolling_issues(self, index: int, ref: ReferenceSettings) -> Iterator[tuple[str, str]]:
+        """A rolling reference is made of whole window buckets and does not overlap the window."""
+        if ref.mode is not ReferenceMode.ROLLING:
+            return
+        where = f"models.{index}.reference"
+        bucket = self.window.bucket
+        for key, value in (("lag", ref.lag), ("length", ref.length)):
+            if not math.isclose(value / bucket, round(value / bucket), rel_tol=1e-9, abs_tol=1e-9):
+                yield (f"{where}.{key}", f"must be a whole multiple of window.bucket ({bucket:g}s)")
+        if ref.lag < self.window.length:
+            yield (
+                f"{where}.lag",
+                f"must be at least window.length ({self.window.length:g}s) so the reference "
+                "and current windows do not overlap",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, errors, dumping
+# --------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping (a silent override otherwise)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """Build a mapping, raising a marked error on a duplicate key."""
+    seen: set[Any] = set()
+    for key_node, _value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """Parse the config file; an empty file is an empty mapping.
+
+    YAML errors report the problem with line and column only, never the offending source line
+    (which could hold a secret).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({type(exc).__name__})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: YAML syntax error") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (kafka, models, ...), "
+            f"not {type(data).__name__}"
+        )
+    return data
+
+
+def _dotted(parts: list[str]) -> str:
+    """`["models", "0", "name"]` -> `"models.0.name"`; the empty path is `(top level)`."""
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    """One `dotted.key: message` line per problem; inputs (possibly secrets) are never shown."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        base = [str(p) for p in err["loc"]]
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyedError):
+            lines.extend(f"{_dotted(base + rel.split('.'))}: {msg}" for rel, msg in cause.issues)
+            continue
+        msg = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        lines.append(f"{_dotted(base)}: {msg}")
+    return lines
+
+
+@contextmanager
+def _loading(inputs: _LoadInputs) -> Iterator[None]:
+    """Make `Settings` read these inputs for the duration of the block (this context only)."""
+    token = _LOAD_INPUTS.set(inputs)
+    try:
+        yield
+    finally:
+        _LOAD_INPUTS.reset(token)
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build the effective Settings from an optional YAML file and the environment.
+
+    `env` defaults to `os.environ`; its `DRIFTMON_*` variables override the file's values
+    (nested keys joined by `__`; lists as JSON or comma-separated; `null` for None).
+    Raises ConfigError with one line per offending key, as a dotted path.
+    """
+    file_data = {} if path is None else _read_yaml(path)
+    environ = os.environ if env is None else env
+    source = "environment" if path is None else f"{path} (+ {ENV_PREFIX}* environment)"
+    try:
+        with _loading(_LoadInputs(file_data=file_data, environ=environ)):
+            return Settings()
+    except ValidationError as exc:
+        lines = _error_lines(exc)
+        noun = "error" if len(lines) == 1 else "errors"
+        detail = "\n".join(f"  {line}" for line in lines)
+        raise ConfigError(
+            f"invalid configuration in {source}, {len(lines)} {noun}:\n{detail}"
+        ) from None
+    except SettingsError as exc:
+        # pydantic-settings names the field and the source, not the value.
+        raise ConfigError(f"invalid configuration in {source}: {exc}") from None
+
+
+def redacted_dump(settings: Settings) -> dict[str, Any]:
+    """The effective config as JSON-able data; every secret is shown as `**********`.
+
+    Durations are float seconds, paths strings, enums their values.
+    """
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    return dumped

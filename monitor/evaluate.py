@@ -1,0 +1,310 @@
+"""Evaluate every feature of a model in one vectorised call (layer 1, numpy/scipy only).
+
+Decision rule (DESIGN.md section 6, research/stats.md sections 4 and 6). Each feature has
+up to three tests ("legs"), each with an effect-size floor:
+
+    numeric      KS      p_ks  and D       >= ks_floor
+                 PSI     p_psi and PSI_10  >= psi_floor
+    categorical  chi2    p_chi2 and TVD    >= tvd_floor
+                 new     p_new and unseen share > p0 + new_category_floor
+    both         missing p_miss and |missing ratio change| >= missing_floor
+
+The feature's family p-value is p_f = min(1, 2 min(p_legs)). The family over all evaluated
+features of the model is corrected (Benjamini-Hochberg at q, Bonferroni, or none), giving the
+per-feature q-value and a per-evaluation level alpha* (BH: q k*/m for k* rejections;
+Bonferroni: q/m; none: q). A feature drifts iff some leg has p_leg <= alpha*/2 and meets its
+floor. No value statistic is computed for a window with fewer than `min_samples` non-missing
+values; the missing leg needs `min_samples` values including missing ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.histogram import CountMatrix, ModelLayout
+from monitor.model import (
+    Correction,
+    DecisionPolicy,
+    FeatureKind,
+    FeatureResult,
+    FeatureSpec,
+    ModelEvaluation,
+)
+from monitor.stats import (
+    benjamini_hochberg,
+    bonferroni,
+    chi2_homogeneity,
+    cochran_merge,
+    decile_groups,
+    group_counts,
+    ks_binned,
+    ks_pvalue,
+    new_category_pvalue,
+    psi,
+    total_variation,
+    two_proportion_pvalue,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+LEGS = ("ks", "psi", "chi2", "new_category", "missing")
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationContext:
+    """Descriptive fields copied into the ModelEvaluation."""
+
+    model: str
+    evaluated_at: float
+    reference_id: str = ""
+    reference_mode: str = ""
+    model_version: str = ""
+    watermark: float | None = None
+
+
+class ModelEvaluator:
+    """Evaluates a model's current histogram against its reference histogram.
+
+    Built once per (layout, reference): the PSI decile groups of a frozen reference are
+    computed once and reused on every evaluation (`groups=None` recomputes them each time,
+    for a rolling reference).
+    """
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        specs: Sequence[FeatureSpec],
+        policy: DecisionPolicy,
+    ) -> None:
+        if tuple(s.name for s in specs) != layout.names:
+            raise ValueError("feature specs must follow the layout's feature order")
+        self.layout = layout
+        self.specs = tuple(specs)
+        self.policy = policy
+        n_num = layout.n_numeric
+        self._over_slot = layout.value_slots[:n_num] - 1
+        cats = layout.categorical_bins
+        self._other_slot = np.asarray([b.other_slot for b in cats], dtype=np.int64)
+        self._unseen_slot = np.asarray([b.unseen_slot for b in cats], dtype=np.int64)
+        self._singleton = np.asarray([b.singleton_fraction for b in cats], dtype=np.float64)
+
+    def evaluate(
+        self,
+        reference: CountMatrix,
+        current: CountMatrix,
+        context: EvaluationContext,
+        groups: npt.NDArray[np.int64] | None = None,
+    ) -> ModelEvaluation:
+        """All statistics and decisions of one evaluation (see the module docstring)."""
+        layout = self.layout
+        policy = self.policy
+        n_features = layout.n_features
+        n_num = layout.n_numeric
+        value_cols = layout.width - 2
+        ref = np.asarray(reference, dtype=np.int64)
+        cur = np.asarray(current, dtype=np.int64)
+        ref_v, cur_v = ref[:, :value_cols], cur[:, :value_cols]
+        n_r = ref_v.sum(axis=1).astype(np.float64)
+        n_c = cur_v.sum(axis=1).astype(np.float64)
+        miss_r = ref[:, layout.missing_col].astype(np.float64)
+        miss_c = cur[:, layout.missing_col].astype(np.float64)
+        evaluated = (n_r >= policy.min_samples) & (n_c >= policy.min_samples)
+
+        stat = {name: np.full(n_features, np.nan) for name in _STAT_NAMES}
+        leg_p = {leg: np.full(n_features, np.nan) for leg in LEGS}
+        leg_effect_ok = {leg: np.zeros(n_features, dtype=bool) for leg in LEGS}
+
+        if n_num:
+            self._numeric(ref_v[:n_num], cur_v[:n_num], n_r[:n_num], n_c[:n_num], groups, stat)
+            rows = slice(0, n_num)
+            leg_p["ks"][rows] = stat["ks_pvalue"][rows]
+            leg_effect_ok["ks"][rows] = stat["ks_statistic"][rows] >= policy.ks_floor
+            leg_p["psi"][rows] = stat["psi_pvalue"][rows]
+            leg_effect_ok["psi"][rows] = stat["psi"][rows] >= policy.psi_floor
+        if n_features > n_num:
+            rows = slice(n_num, n_features)
+            self._categorical(ref_v[rows], cur_v[rows], n_r[rows], n_c[rows], stat, rows)
+            leg_p["chi2"][rows] = stat["chi2_pvalue"][rows]
+            leg_effect_ok["chi2"][rows] = stat["tvd"][rows] >= policy.tvd_floor
+            leg_p["new_category"][rows] = stat["new_category_pvalue"][rows]
+            leg_effect_ok["new_category"][rows] = stat["unseen_category_ratio"][rows] > (
+                self._singleton + policy.new_category_floor
+            )
+        for name in _STAT_NAMES:
+            stat[name] = np.where(evaluated, stat[name], np.nan)
+        for leg in ("ks", "psi", "chi2", "new_category"):
+            leg_p[leg] = np.where(evaluated, leg_p[leg], np.nan)
+
+        total_r = n_r + miss_r
+        total_c = n_c + miss_c
+        missing_ratio_r = _ratio(miss_r, total_r)
+        missing_ratio_c = _ratio(miss_c, total_c)
+        missing_ok = (total_r >= policy.min_samples) & (total_c >= policy.min_samples)
+        leg_p["missing"] = np.where(
+            missing_ok, two_proportion_pvalue(miss_r, total_r, miss_c, total_c), np.nan
+        )
+        leg_effect_ok["missing"] = (
+            np.abs(missing_ratio_c - missing_ratio_r) >= policy.missing_floor
+        ) & missing_ok
+
+        p_legs = np.vstack([leg_p[leg] for leg in LEGS])
+        has_leg = np.isfinite(p_legs).any(axis=0)
+        p_min = np.where(has_leg, np.nanmin(np.where(np.isfinite(p_legs), p_legs, 2.0), axis=0), 0)
+        family_p = np.where(has_leg, np.minimum(1.0, 2.0 * p_min), np.nan)
+        qvalues, alpha_star = _correct(family_p, policy)
+        fires = np.zeros(n_features, dtype=bool)
+        reasons: list[list[str]] = [[] for _ in range(n_features)]
+        for leg in LEGS:
+            with np.errstate(invalid="ignore"):
+                leg_fires = (
+                    np.isfinite(leg_p[leg]) & (2.0 * leg_p[leg] <= alpha_star) & leg_effect_ok[leg]
+                )
+            fires |= leg_fires
+            for row in np.flatnonzero(leg_fires):
+                reasons[row].append(leg)
+        with np.errstate(invalid="ignore"):
+            detected = fires & (qvalues <= policy.fdr_q)
+
+        results = tuple(
+            FeatureResult(
+                name=spec.name,
+                kind=spec.kind,
+                reference_samples=int(n_r[i]),
+                current_samples=int(n_c[i]),
+                reference_missing_ratio=_opt(missing_ratio_r[i]),
+                current_missing_ratio=_opt(missing_ratio_c[i]),
+                evaluated=bool(evaluated[i]),
+                psi=_opt(stat["psi"][i]),
+                psi_pvalue=_opt(stat["psi_pvalue"][i]),
+                ks_statistic=_opt(stat["ks_statistic"][i]),
+                ks_error_bound=_opt(stat["ks_error_bound"][i]),
+                ks_pvalue=_opt(stat["ks_pvalue"][i]),
+                chi2_pvalue=_opt(stat["chi2_pvalue"][i]),
+                tvd=_opt(stat["tvd"][i]),
+                out_of_range_ratio=_opt(stat["out_of_range_ratio"][i]),
+                unseen_category_ratio=_opt(stat["unseen_category_ratio"][i]),
+                new_category_pvalue=_opt(stat["new_category_pvalue"][i]),
+                missing_pvalue=_opt(leg_p["missing"][i]),
+                qvalue=_opt(qvalues[i]),
+                drift_detected=bool(detected[i]),
+                drift_reasons=tuple(reasons[i]) if detected[i] else (),
+                psi_warning=spec.psi_warning,
+                psi_critical=spec.psi_critical,
+            )
+            for i, spec in enumerate(self.specs)
+        )
+        return ModelEvaluation(
+            model=context.model,
+            evaluated_at=context.evaluated_at,
+            features=results,
+            correction=policy.correction,
+            fdr_q=policy.fdr_q,
+            reference_id=context.reference_id,
+            reference_mode=context.reference_mode,
+            model_version=context.model_version,
+            watermark=context.watermark,
+        )
+
+    def psi_groups(self, reference: CountMatrix) -> npt.NDArray[np.int64]:
+        """PSI decile groups of the numeric rows of a reference (cache for a frozen one)."""
+        value_cols = self.layout.width - 2
+        return decile_groups(np.asarray(reference)[: self.layout.n_numeric, :value_cols])
+
+    def _numeric(
+        self,
+        ref: CountMatrix,
+        cur: CountMatrix,
+        n_r: FloatArray,
+        n_c: FloatArray,
+        groups: npt.NDArray[np.int64] | None,
+        stat: dict[str, FloatArray],
+    ) -> None:
+        rows = slice(0, ref.shape[0])
+        d, err = ks_binned(ref, cur)
+        stat["ks_statistic"][rows] = d
+        stat["ks_error_bound"][rows] = err
+        stat["ks_pvalue"][rows] = ks_pvalue(d, n_r, n_c)
+        if groups is None:
+            groups = decile_groups(ref)
+        value, p = psi(group_counts(ref, groups), group_counts(cur, groups))
+        stat["psi"][rows] = value
+        stat["psi_pvalue"][rows] = p
+        index = np.arange(ref.shape[0])
+        outside = cur[:, 0] + cur[index, self._over_slot]
+        stat["out_of_range_ratio"][rows] = _ratio(outside.astype(np.float64), n_c)
+
+    def _categorical(
+        self,
+        ref: CountMatrix,
+        cur: CountMatrix,
+        n_r: FloatArray,
+        n_c: FloatArray,
+        stat: dict[str, FloatArray],
+        rows: slice,
+    ) -> None:
+        index = np.arange(ref.shape[0])
+        unseen_c = cur[index, self._unseen_slot].astype(np.float64)
+        merged_r = ref.astype(np.float64)
+        merged_c = cur.astype(np.float64)
+        merged_r[index, self._other_slot] += merged_r[index, self._unseen_slot]
+        merged_c[index, self._other_slot] += merged_c[index, self._unseen_slot]
+        merged_r[index, self._unseen_slot] = 0.0
+        merged_c[index, self._unseen_slot] = 0.0
+        value, _ = psi(merged_r, merged_c)
+        stat["psi"][rows] = value
+        stat["tvd"][rows] = total_variation(merged_r, merged_c)
+        cochran_r, cochran_c = cochran_merge(merged_r, merged_c, self._other_slot)
+        _, p_chi2 = chi2_homogeneity(cochran_r, cochran_c)
+        stat["chi2_pvalue"][rows] = p_chi2
+        stat["unseen_category_ratio"][rows] = _ratio(unseen_c, n_c)
+        stat["new_category_pvalue"][rows] = new_category_pvalue(unseen_c, n_c, self._singleton)
+
+
+_STAT_NAMES = (
+    "psi",
+    "psi_pvalue",
+    "ks_statistic",
+    "ks_error_bound",
+    "ks_pvalue",
+    "chi2_pvalue",
+    "tvd",
+    "out_of_range_ratio",
+    "unseen_category_ratio",
+    "new_category_pvalue",
+)
+
+
+def _correct(family_p: FloatArray, policy: DecisionPolicy) -> tuple[FloatArray, float]:
+    """Adjusted p-values and the per-leg level alpha* of this evaluation's family."""
+    finite = np.isfinite(family_p)
+    m = int(finite.sum())
+    if m == 0:
+        return family_p.copy(), 0.0
+    if policy.correction is Correction.BH:
+        q = benjamini_hochberg(family_p)
+        k_star = int(np.sum(q[finite] <= policy.fdr_q))
+        return q, policy.fdr_q * k_star / m
+    if policy.correction is Correction.BONFERRONI:
+        return bonferroni(family_p), policy.fdr_q / m
+    return family_p.copy(), policy.fdr_q
+
+
+def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _opt(value: float | np.floating) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+def feature_kinds(layout: ModelLayout) -> tuple[FeatureKind, ...]:
+    """Kind of each row of a layout, in order."""
+    return (FeatureKind.NUMERIC,) * layout.n_numeric + (FeatureKind.CATEGORICAL,) * (
+        layout.n_features - layout.n_numeric
+    )

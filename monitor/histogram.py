@@ -1,0 +1,218 @@
+"""Fixed-bin histograms for all features of one model, as one integer count matrix (layer 1).
+
+A model's histogram is an int64 matrix `counts[F, W]`, one row per feature. Every row has
+the same width W = (largest number of value slots over the model's features) + 2:
+
+    columns 0 .. W-3   value slots (numeric: see monitor.edges; categorical: top-K
+                       reference categories, then OTHER (in the reference vocabulary but
+                       not in the top K), then UNSEEN (not in the reference vocabulary));
+                       slots a feature does not use stay 0
+    column  W-2        MISSING (null, absent key, NaN)
+    column  W-1        INVALID (wrong type, +-inf)
+
+Adding, merging and subtracting histograms is plain integer matrix arithmetic, so windows,
+references and checkpoints share one representation. Binning a batch is vectorised per
+feature (searchsorted / unique), then a single bincount over the whole batch: there is no
+per-event Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.edges import FloatArray, IntArray, numeric_slot_count, numeric_slots, validate_edges
+from monitor.errors import ReferenceDataError
+
+INVALID_CATEGORY_PREFIX = "\x00"
+
+CountMatrix = npt.NDArray[np.int64]
+ObjectArray = npt.NDArray[np.object_]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NumericBins:
+    """Frozen edges of one numeric feature (value slots: len(edges) + 2)."""
+
+    edges: FloatArray
+
+    @property
+    def value_slots(self) -> int:
+        """Underflow, minimum, interior bins and overflow."""
+        return numeric_slot_count(self.edges)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CategoricalBins:
+    """Frozen top-K categories, the whole reference vocabulary and its singleton fraction.
+
+    `singleton_fraction` is f1 / n_ref (reference categories seen exactly once, over the
+    reference's non-missing count): the Good-Turing estimate of the probability mass of
+    categories the reference never saw, used by the new-category check.
+    """
+
+    categories: tuple[str, ...]
+    vocabulary: frozenset[str]
+    singleton_fraction: float
+
+    @property
+    def value_slots(self) -> int:
+        """Top-K categories, OTHER and UNSEEN."""
+        return len(self.categories) + 2
+
+    @property
+    def other_slot(self) -> int:
+        """Slot of reference categories outside the top K."""
+        return len(self.categories)
+
+    @property
+    def unseen_slot(self) -> int:
+        """Slot of categories absent from the reference vocabulary."""
+        return len(self.categories) + 1
+
+
+FeatureBins = NumericBins | CategoricalBins
+
+
+class ModelLayout:
+    """Bins of every feature of a model, in a fixed order: numeric features, then categorical.
+
+    `bin_batch` turns a decoded batch (numeric float64 matrix + categorical object columns)
+    into per-feature slot indices; `histogram` turns slot indices into a count matrix.
+    """
+
+    def __init__(
+        self,
+        numeric: Sequence[tuple[str, NumericBins]],
+        categorical: Sequence[tuple[str, CategoricalBins]],
+    ) -> None:
+        names = [name for name, _ in numeric] + [name for name, _ in categorical]
+        if not names:
+            raise ReferenceDataError("a model needs at least one feature")
+        if len(set(names)) != len(names):
+            raise ReferenceDataError("feature names must be unique within a model")
+        for name, bins in numeric:
+            try:
+                validate_edges(bins.edges)
+            except ReferenceDataError as exc:
+                raise ReferenceDataError(f"feature {name!r}: {exc}") from exc
+        self.numeric_names: tuple[str, ...] = tuple(name for name, _ in numeric)
+        self.categorical_names: tuple[str, ...] = tuple(name for name, _ in categorical)
+        self.numeric_bins: tuple[NumericBins, ...] = tuple(b for _, b in numeric)
+        self.categorical_bins: tuple[CategoricalBins, ...] = tuple(b for _, b in categorical)
+        self.names: tuple[str, ...] = tuple(names)
+        slots = [b.value_slots for b in self.numeric_bins] + [
+            b.value_slots for b in self.categorical_bins
+        ]
+        self.value_slots: IntArray = np.asarray(slots, dtype=np.int64)
+        self.width: int = int(self.value_slots.max()) + 2
+        self.missing_col: int = self.width - 2
+        self.invalid_col: int = self.width - 1
+        self._lookups: tuple[dict[str, int], ...] = tuple(
+            _category_lookup(b) for b in self.categorical_bins
+        )
+
+    @property
+    def n_features(self) -> int:
+        """Number of features (rows of the count matrix)."""
+        return len(self.names)
+
+    @property
+    def n_numeric(self) -> int:
+        """Number of numeric features (the first rows)."""
+        return len(self.numeric_names)
+
+    def empty(self, dtype: type[np.integer] = np.int64) -> npt.NDArray[np.integer]:
+        """A zero count matrix of this layout's shape."""
+        return np.zeros((self.n_features, self.width), dtype=dtype)
+
+    def bin_batch(self, numeric: FloatArray, categorical: Sequence[ObjectArray]) -> IntArray:
+        """Slot index of every value: int64[F, N] (column index into the count matrix).
+
+        numeric: float64[n_numeric, N] with NaN = missing and +-inf = invalid (finite values,
+        however large, are binned: beyond the edges they land in under/overflow).
+        categorical: one object array [N] per categorical feature holding str (a category),
+        None (missing) or a str starting with NUL (invalid; bools should arrive as
+        "true"/"false"). Any other object is compared by its str() (the decoder only emits
+        str or None).
+        """
+        n = self._batch_size(numeric, categorical)
+        slots = np.empty((self.n_features, n), dtype=np.int64)
+        for row, bins in enumerate(self.numeric_bins):
+            column = numeric[row]
+            target = slots[row]
+            target[:] = numeric_slots(column, bins.edges)
+            target[np.isnan(column)] = self.missing_col
+            target[np.isinf(column)] = self.invalid_col
+        for offset, (cat_bins, lookup) in enumerate(
+            zip(self.categorical_bins, self._lookups, strict=True)
+        ):
+            slots[self.n_numeric + offset] = self._categorical_slots(
+                categorical[offset], cat_bins, lookup
+            )
+        return slots
+
+    def histogram(self, slots: IntArray) -> CountMatrix:
+        """Count matrix int64[F, W] of a slot-index matrix from `bin_batch` (one bincount)."""
+        n_features, _ = slots.shape
+        flat = slots + (np.arange(n_features, dtype=np.int64) * self.width)[:, None]
+        counts = np.bincount(flat.ravel(), minlength=n_features * self.width)
+        return counts.reshape(n_features, self.width).astype(np.int64, copy=False)
+
+    def count(self, numeric: FloatArray, categorical: Sequence[ObjectArray]) -> CountMatrix:
+        """Bin a batch and count it: `histogram(bin_batch(...))`."""
+        return self.histogram(self.bin_batch(numeric, categorical))
+
+    def _batch_size(self, numeric: FloatArray, categorical: Sequence[ObjectArray]) -> int:
+        if numeric.ndim != 2 or numeric.shape[0] != self.n_numeric:
+            raise ValueError(
+                f"numeric batch must have shape ({self.n_numeric}, N), got {numeric.shape}"
+            )
+        if len(categorical) != len(self.categorical_bins):
+            raise ValueError(
+                f"expected {len(self.categorical_bins)} categorical columns, got {len(categorical)}"
+            )
+        n = int(numeric.shape[1])
+        if self.n_numeric == 0 and categorical:
+            n = len(categorical[0])
+        for column in categorical:
+            if len(column) != n:
+                raise ValueError("all columns of a batch must have the same length")
+        return n
+
+    def _categorical_slots(
+        self, column: ObjectArray, bins: CategoricalBins, lookup: dict[str, int]
+    ) -> IntArray:
+        """Vectorised category -> slot: unique values are looked up once, then broadcast."""
+        n = len(column)
+        result = np.full(n, self.missing_col, dtype=np.int64)
+        if n == 0:
+            return result
+        values = np.asarray(column, dtype=object)
+        present: npt.NDArray[np.bool_] = values != None  # noqa: E711 (elementwise)
+        if not present.any():
+            return result
+        strings = values[present].astype(str)
+        distinct, inverse = np.unique(strings, return_inverse=True)
+        mapped = np.fromiter(
+            (
+                self.invalid_col
+                if s.startswith(INVALID_CATEGORY_PREFIX)
+                else lookup.get(s, bins.unseen_slot)
+                for s in distinct.tolist()
+            ),
+            dtype=np.int64,
+            count=len(distinct),
+        )
+        codes = mapped[inverse.ravel()]
+        result[present] = codes
+        return result
+
+
+def _category_lookup(bins: CategoricalBins) -> dict[str, int]:
+    lookup = dict.fromkeys(bins.vocabulary, bins.other_slot)
+    lookup.update({category: slot for slot, category in enumerate(bins.categories)})
+    return lookup

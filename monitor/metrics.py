@@ -1,0 +1,666 @@
+"""Prometheus metrics: the metric catalogue, the pipeline metrics and the drift collector.
+
+Layer 3. With `monitor.http` this is the only module that imports `prometheus_client`.
+Metric names are the public API (DESIGN.md section 7); the golden exposition test in
+`tests/unit/test_metrics.py` pins every name, type, HELP text and label name.
+
+Two owners, one registry (injected, never the global one):
+
+- `PipelineMetrics` owns the counters, gauges and histograms the loop thread updates as it
+  works (records consumed and rejected, batch and evaluation durations, checkpoints, offset
+  commits, lag, readiness). Every counter is pre-initialised to 0 over its closed label set
+  (configured topics x `RejectReason`, configured models, configured features,
+  `CheckpointResult`), so `rate()` and `increase()` work from the first scrape.
+- `DriftCollector` renders the drift statistics from the latest immutable `Snapshot`. The
+  loop swaps the snapshot reference with `publish()`; a scrape reads that reference once
+  and only formats what it finds, so a scrape takes no lock, computes nothing, and every
+  series of one scrape comes from one evaluation.
+
+Label values come only from configuration or closed enums, never from message content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from operator import attrgetter
+from typing import Final, Literal, NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from monitor import __version__
+from monitor.errors import CheckpointResult, RejectReason
+from monitor.model import Snapshot
+
+__all__ = [
+    "BATCH_DURATION_BUCKETS",
+    "CATALOGUE",
+    "EVALUATION_DURATION_BUCKETS",
+    "DriftCollector",
+    "MetricDef",
+    "PipelineMetrics",
+    "cardinality",
+    "render_snapshot",
+]
+
+# --- metric names (the public API; counters are written with their `_total` suffix) --------
+
+# Pipeline (PipelineMetrics)
+RECORDS_CONSUMED_TOTAL: Final = "driftmon_records_consumed_total"
+RECORDS_REJECTED_TOTAL: Final = "driftmon_records_rejected_total"
+EVENTS_ACCEPTED_TOTAL: Final = "driftmon_events_accepted_total"
+FEATURE_INVALID_VALUES_TOTAL: Final = "driftmon_feature_invalid_values_total"
+BATCH_DURATION_SECONDS: Final = "driftmon_batch_duration_seconds"
+EVALUATION_DURATION_SECONDS: Final = "driftmon_evaluation_duration_seconds"
+EVALUATIONS_TOTAL: Final = "driftmon_evaluations_total"
+CHECKPOINTS_TOTAL: Final = "driftmon_checkpoints_total"
+OFFSET_COMMITS_TOTAL: Final = "driftmon_offset_commits_total"
+LAST_RECORD_TIMESTAMP_SECONDS: Final = "driftmon_last_record_timestamp_seconds"
+LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_last_evaluation_timestamp_seconds"
+CONSUMER_LAG: Final = "driftmon_consumer_lag"
+BUILD_INFO: Final = "driftmon_build_info"
+READY: Final = "driftmon_ready"
+KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
+EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
+
+# Per model and feature (DriftCollector)
+FEATURE_PSI: Final = "driftmon_feature_psi"
+FEATURE_PSI_PVALUE: Final = "driftmon_feature_psi_pvalue"
+FEATURE_KS_STATISTIC: Final = "driftmon_feature_ks_statistic"
+FEATURE_KS_ERROR_BOUND: Final = "driftmon_feature_ks_error_bound"
+FEATURE_KS_PVALUE: Final = "driftmon_feature_ks_pvalue"
+FEATURE_CHI2_PVALUE: Final = "driftmon_feature_chi2_pvalue"
+FEATURE_TVD: Final = "driftmon_feature_tvd"
+FEATURE_DRIFT_QVALUE: Final = "driftmon_feature_drift_qvalue"
+FEATURE_OUT_OF_RANGE_RATIO: Final = "driftmon_feature_out_of_range_ratio"
+FEATURE_UNSEEN_CATEGORY_RATIO: Final = "driftmon_feature_unseen_category_ratio"
+FEATURE_NEW_CATEGORY_PVALUE: Final = "driftmon_feature_new_category_pvalue"
+FEATURE_DRIFT_DETECTED: Final = "driftmon_feature_drift_detected"
+FEATURE_WINDOW_SAMPLES: Final = "driftmon_feature_window_samples"
+FEATURE_MISSING_RATIO: Final = "driftmon_feature_missing_ratio"
+FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"
+
+# Per model (DriftCollector)
+MODEL_DRIFTED_FEATURES: Final = "driftmon_model_drifted_features"
+MODEL_FEATURES: Final = "driftmon_model_features"
+MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_model_last_evaluation_timestamp_seconds"
+MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_seconds"
+REFERENCE_INFO: Final = "driftmon_reference_info"
+MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
+
+# Label values of the closed label sets rendered by DriftCollector.
+WINDOWS: Final = ("reference", "current")
+SEVERITIES: Final = ("warning", "critical")
+
+MetricType = Literal["counter", "gauge", "histogram"]
+
+
+class MetricDef(NamedTuple):
+    """One metric of the public API: full name, type, label names and HELP text."""
+
+    name: str
+    type: MetricType
+    labels: tuple[str, ...]
+    help: str
+
+
+_MF: Final = ("model", "feature")
+
+CATALOGUE: Final[tuple[MetricDef, ...]] = (
+    # pipeline
+    MetricDef(
+        RECORDS_CONSUMED_TOTAL,
+        "counter",
+        ("topic",),
+        "Kafka messages consumed from the topic and handed to decoding.",
+    ),
+    MetricDef(
+        RECORDS_REJECTED_TOTAL,
+        "counter",
+        ("topic", "reason"),
+        "Records (events) rejected whole, by topic and closed reject reason.",
+    ),
+    MetricDef(
+        EVENTS_ACCEPTED_TOTAL,
+        "counter",
+        ("model",),
+        "Events accepted into the current window of the model.",
+    ),
+    MetricDef(
+        FEATURE_INVALID_VALUES_TOTAL,
+        "counter",
+        _MF,
+        "Feature values of the wrong type or infinite, per model and configured feature.",
+    ),
+    MetricDef(
+        BATCH_DURATION_SECONDS,
+        "histogram",
+        (),
+        "Wall time to decode and apply one polled batch, in seconds.",
+    ),
+    MetricDef(
+        EVALUATION_DURATION_SECONDS,
+        "histogram",
+        (),
+        "Wall time of one evaluation of every model, in seconds.",
+    ),
+    MetricDef(EVALUATIONS_TOTAL, "counter", (), "Evaluation cycles completed."),
+    MetricDef(
+        CHECKPOINTS_TOTAL,
+        "counter",
+        ("result",),
+        "Checkpoint writes by result.",
+    ),
+    MetricDef(
+        OFFSET_COMMITS_TOTAL,
+        "counter",
+        ("result",),
+        "Kafka offset commits by result.",
+    ),
+    MetricDef(
+        LAST_RECORD_TIMESTAMP_SECONDS,
+        "gauge",
+        ("topic",),
+        "Event time of the newest record applied from the topic, in Unix seconds.",
+    ),
+    MetricDef(
+        LAST_EVALUATION_TIMESTAMP_SECONDS,
+        "gauge",
+        (),
+        "Wall time the last evaluation finished, in Unix seconds (0 before the first).",
+    ),
+    MetricDef(
+        CONSUMER_LAG,
+        "gauge",
+        ("topic", "partition"),
+        "Records between the consumed position and the end of an assigned partition.",
+    ),
+    MetricDef(BUILD_INFO, "gauge", ("version",), "Build information of driftmon, value 1."),
+    MetricDef(
+        READY,
+        "gauge",
+        (),
+        "1 when partitions are assigned, references are loaded and an evaluation ran, else 0.",
+    ),
+    MetricDef(
+        KAFKA_CONNECTED,
+        "gauge",
+        (),
+        "1 while the Kafka consumer is connected to the cluster, else 0.",
+    ),
+    MetricDef(
+        EVALUATION_INTERVAL_SECONDS,
+        "gauge",
+        (),
+        "Configured interval between evaluations, in seconds.",
+    ),
+    # per model and feature
+    MetricDef(
+        FEATURE_PSI,
+        "gauge",
+        _MF,
+        "PSI of the current window against the reference, per feature.",
+    ),
+    MetricDef(
+        FEATURE_PSI_PVALUE,
+        "gauge",
+        _MF,
+        "Chi-square p-value of the PSI of the current window against the reference.",
+    ),
+    MetricDef(
+        FEATURE_KS_STATISTIC,
+        "gauge",
+        _MF,
+        "KS distance (0-1) of the current window against the reference on the fine bins.",
+    ),
+    MetricDef(
+        FEATURE_KS_ERROR_BOUND,
+        "gauge",
+        _MF,
+        "Largest error of the binned KS distance: the largest mass inside one fine bin.",
+    ),
+    MetricDef(
+        FEATURE_KS_PVALUE,
+        "gauge",
+        _MF,
+        "Asymptotic p-value of the KS distance of the current window against the reference.",
+    ),
+    MetricDef(
+        FEATURE_CHI2_PVALUE,
+        "gauge",
+        _MF,
+        "Chi-square p-value of the category counts of the current window against the reference.",
+    ),
+    MetricDef(
+        FEATURE_TVD,
+        "gauge",
+        _MF,
+        "Total variation distance (0-1) of the current window against the reference categories.",
+    ),
+    MetricDef(
+        FEATURE_DRIFT_QVALUE,
+        "gauge",
+        _MF,
+        "Multiple-testing corrected p-value of the drift test of the current window.",
+    ),
+    MetricDef(
+        FEATURE_OUT_OF_RANGE_RATIO,
+        "gauge",
+        _MF,
+        "Fraction (0-1) of current-window values outside the reference range.",
+    ),
+    MetricDef(
+        FEATURE_UNSEEN_CATEGORY_RATIO,
+        "gauge",
+        _MF,
+        "Fraction (0-1) of current-window values in categories unseen in the reference.",
+    ),
+    MetricDef(
+        FEATURE_NEW_CATEGORY_PVALUE,
+        "gauge",
+        _MF,
+        "Binomial p-value of the unseen-category count of the current window.",
+    ),
+    MetricDef(
+        FEATURE_DRIFT_DETECTED,
+        "gauge",
+        _MF,
+        "1 when the corrected drift decision for the current window is positive, else 0.",
+    ),
+    MetricDef(
+        FEATURE_WINDOW_SAMPLES,
+        "gauge",
+        (*_MF, "window"),
+        "Non-missing values behind the statistics, per feature and window.",
+    ),
+    MetricDef(
+        FEATURE_MISSING_RATIO,
+        "gauge",
+        (*_MF, "window"),
+        "Fraction (0-1) of events of the window in which the feature is missing.",
+    ),
+    MetricDef(
+        FEATURE_PSI_THRESHOLD,
+        "gauge",
+        (*_MF, "severity"),
+        "Configured PSI alert threshold of the feature, per severity.",
+    ),
+    # per model
+    MetricDef(
+        MODEL_DRIFTED_FEATURES,
+        "gauge",
+        ("model",),
+        "Features of the model with a positive drift decision at the last evaluation.",
+    ),
+    MetricDef(
+        MODEL_FEATURES,
+        "gauge",
+        ("model",),
+        "Features of the model that were evaluated.",
+    ),
+    MetricDef(
+        MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS,
+        "gauge",
+        ("model",),
+        "Wall time of the last evaluation of the model, in Unix seconds.",
+    ),
+    MetricDef(
+        MODEL_WATERMARK_TIMESTAMP_SECONDS,
+        "gauge",
+        ("model",),
+        "Largest event time seen for the model (the end of its current window), Unix seconds.",
+    ),
+    MetricDef(
+        REFERENCE_INFO,
+        "gauge",
+        ("model", "reference_id", "mode", "model_version"),
+        "Reference profile in use by the model, value 1.",
+    ),
+    MetricDef(
+        MODEL_REFERENCE_READY,
+        "gauge",
+        ("model",),
+        "1 when the model has a reference profile loaded, else 0.",
+    ),
+)
+
+_DEFS: Final[Mapping[str, MetricDef]] = {d.name: d for d in CATALOGUE}
+
+# Batch: a batch of up to a few thousand records is decoded and binned in roughly 0.5 ms
+# (tiny batches) to tens of milliseconds; seconds mean the loop is starved or swapping.
+BATCH_DURATION_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+# Evaluation: O(models x features x bins); ~0.1 ms per feature puts 20 features near 2 ms
+# and 1000 features near 100 ms. Beyond 10 s the consumer risks max_poll_interval eviction.
+EVALUATION_DURATION_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def _counter(name: str, registry: CollectorRegistry) -> Counter:
+    d = _DEFS[name]
+    return Counter(d.name, d.help, d.labels, registry=registry)
+
+
+def _gauge(name: str, registry: CollectorRegistry) -> Gauge:
+    d = _DEFS[name]
+    return Gauge(d.name, d.help, d.labels, registry=registry)
+
+
+def _histogram(name: str, buckets: Sequence[float], registry: CollectorRegistry) -> Histogram:
+    d = _DEFS[name]
+    return Histogram(d.name, d.help, d.labels, buckets=buckets, registry=registry)
+
+
+class PipelineMetrics:
+    """The loop's own counters, gauges and histograms on an injected registry.
+
+    Every method is cheap (a dict lookup and a locked float add inside prometheus_client)
+    and meant for the loop thread. Label values must come from the closed sets given here:
+    passing a topic, model or (model, feature) that was not configured raises `KeyError`,
+    because minting label values at run time would make the cardinality unbounded.
+
+    `driftmon_last_record_timestamp_seconds{topic}` and `driftmon_consumer_lag` have no
+    series until a value is known; everything else exists (at 0) from construction on.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        topics: Sequence[str],
+        features: Mapping[str, Sequence[str]],
+        evaluation_interval_seconds: float,
+        version: str = __version__,
+    ) -> None:
+        """Register every pipeline metric on `registry` and pre-initialise its series.
+
+        `topics` are the configured Kafka topics; `features` maps each configured model to
+        the names of its configured features; `evaluation_interval_seconds` is exported
+        as-is so alert rules can scale their staleness thresholds by it.
+        """
+        consumed = _counter(RECORDS_CONSUMED_TOTAL, registry)
+        rejected = _counter(RECORDS_REJECTED_TOTAL, registry)
+        accepted = _counter(EVENTS_ACCEPTED_TOTAL, registry)
+        invalid = _counter(FEATURE_INVALID_VALUES_TOTAL, registry)
+        checkpoints = _counter(CHECKPOINTS_TOTAL, registry)
+        commits = _counter(OFFSET_COMMITS_TOTAL, registry)
+
+        self._consumed = {t: consumed.labels(t) for t in topics}
+        self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
+        self._accepted = {m: accepted.labels(m) for m in features}
+        self._invalid = {(m, f): invalid.labels(m, f) for m, fs in features.items() for f in fs}
+        self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
+        self._commits = {r: commits.labels(r.value) for r in CheckpointResult}
+
+        self._batch = _histogram(BATCH_DURATION_SECONDS, BATCH_DURATION_BUCKETS, registry)
+        self._evaluation = _histogram(
+            EVALUATION_DURATION_SECONDS, EVALUATION_DURATION_BUCKETS, registry
+        )
+        self._evaluations = _counter(EVALUATIONS_TOTAL, registry)
+
+        self._last_record = _gauge(LAST_RECORD_TIMESTAMP_SECONDS, registry)
+        self._last_record_seen: dict[str, float] = {}
+        self._topics = frozenset(topics)
+        self._last_evaluation = _gauge(LAST_EVALUATION_TIMESTAMP_SECONDS, registry)
+        self._lag = _gauge(CONSUMER_LAG, registry)
+        self._lag_series: set[tuple[str, str]] = set()
+
+        _gauge(BUILD_INFO, registry).labels(version).set(1)
+        self._ready = _gauge(READY, registry)
+        self._kafka_connected = _gauge(KAFKA_CONNECTED, registry)
+        _gauge(EVALUATION_INTERVAL_SECONDS, registry).set(evaluation_interval_seconds)
+
+    def record_consumed(self, topic: str, n: int) -> None:
+        """Count `n` Kafka messages consumed from `topic`."""
+        self._consumed[topic].inc(n)
+
+    def record_rejected(self, topic: str, reason: RejectReason, n: int = 1) -> None:
+        """Count `n` records (events) from `topic` rejected whole for `reason`."""
+        self._rejected[topic, reason].inc(n)
+
+    def record_accepted(self, model: str, n: int) -> None:
+        """Count `n` events accepted into the current window of `model`."""
+        self._accepted[model].inc(n)
+
+    def add_invalid_values(self, model: str, feature: str, n: int) -> None:
+        """Count `n` values of a configured feature that had the wrong type or were ±inf."""
+        self._invalid[model, feature].inc(n)
+
+    def observe_batch(self, seconds: float) -> None:
+        """Record the wall time one polled batch took to decode and apply."""
+        self._batch.observe(seconds)
+
+    def observe_evaluation(self, seconds: float) -> None:
+        """Record the wall time one evaluation of every model took."""
+        self._evaluation.observe(seconds)
+
+    def evaluation_done(self, timestamp: float) -> None:
+        """Count one finished evaluation cycle and set its wall time (Unix seconds)."""
+        self._evaluations.inc()
+        self._last_evaluation.set(timestamp)
+
+    def checkpoint(self, result: CheckpointResult) -> None:
+        """Count one checkpoint write with its result."""
+        self._checkpoints[result].inc()
+
+    def offset_commit(self, result: CheckpointResult) -> None:
+        """Count one Kafka offset commit with its result."""
+        self._commits[result].inc()
+
+    def last_record_timestamp(self, topic: str, ts_seconds: float) -> None:
+        """Advance the newest applied event time of `topic`; it never moves backwards."""
+        if topic not in self._topics:
+            raise KeyError(topic)
+        if ts_seconds > self._last_record_seen.get(topic, float("-inf")):
+            self._last_record_seen[topic] = ts_seconds
+            self._last_record.labels(topic).set(ts_seconds)
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Set the lag of every assigned (topic, partition); drop series of revoked partitions.
+
+        `lags` must name every partition currently assigned: a partition absent from it
+        loses its series, so a revoked partition does not keep reporting a stale lag.
+        """
+        current = {(topic, str(partition)) for topic, partition in lags}
+        for gone in self._lag_series - current:
+            self._lag.remove(*gone)
+        for (topic, partition), lag in lags.items():
+            self._lag.labels(topic, str(partition)).set(lag)
+        self._lag_series = current
+
+    def set_ready(self, ready: bool) -> None:
+        """Export the readiness flag (the same condition as `/readyz`)."""
+        self._ready.set(1 if ready else 0)
+
+    def set_kafka_connected(self, connected: bool) -> None:
+        """Export whether the Kafka consumer is currently connected."""
+        self._kafka_connected.set(1 if connected else 0)
+
+
+# FeatureResult attribute -> metric; each is emitted only when the value is not None.
+_OPTIONAL_FEATURE_STATS: Final = (
+    (FEATURE_PSI, "psi"),
+    (FEATURE_PSI_PVALUE, "psi_pvalue"),
+    (FEATURE_KS_STATISTIC, "ks_statistic"),
+    (FEATURE_KS_ERROR_BOUND, "ks_error_bound"),
+    (FEATURE_KS_PVALUE, "ks_pvalue"),
+    (FEATURE_CHI2_PVALUE, "chi2_pvalue"),
+    (FEATURE_TVD, "tvd"),
+    (FEATURE_DRIFT_QVALUE, "qvalue"),
+    (FEATURE_OUT_OF_RANGE_RATIO, "out_of_range_ratio"),
+    (FEATURE_UNSEEN_CATEGORY_RATIO, "unseen_category_ratio"),
+    (FEATURE_NEW_CATEGORY_PVALUE, "new_category_pvalue"),
+)
+
+
+def _family(name: str) -> GaugeMetricFamily:
+    d = _DEFS[name]
+    return GaugeMetricFamily(d.name, d.help, labels=d.labels)
+
+
+def render_snapshot(snapshot: Snapshot) -> list[Metric]:
+    """Format `snapshot` as gauge families; reads the snapshot only and computes nothing.
+
+    Every family is returned even when it has no samples (so it stays typed in the
+    exposition). Per (model, feature): the optional statistics appear only when the
+    `FeatureResult` value is not None (no statistic under `min_samples`); the drift
+    decision, both window sample counts and both PSI thresholds always appear; the missing
+    ratio appears per window when known. Per model: drifted and evaluated feature counts,
+    last evaluation time, reference readiness, the watermark when known and
+    `driftmon_reference_info` when a reference is loaded (`reference_id` non-empty).
+    """
+    stats = [(_family(name), attrgetter(attr)) for name, attr in _OPTIONAL_FEATURE_STATS]
+    detected = _family(FEATURE_DRIFT_DETECTED)
+    samples = _family(FEATURE_WINDOW_SAMPLES)
+    missing = _family(FEATURE_MISSING_RATIO)
+    threshold = _family(FEATURE_PSI_THRESHOLD)
+    drifted = _family(MODEL_DRIFTED_FEATURES)
+    n_features = _family(MODEL_FEATURES)
+    evaluated_at = _family(MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS)
+    watermark = _family(MODEL_WATERMARK_TIMESTAMP_SECONDS)
+    reference_info = _family(REFERENCE_INFO)
+    reference_ready = _family(MODEL_REFERENCE_READY)
+
+    for m in snapshot.models:
+        model = m.model
+        for f in m.features:
+            labels = (model, f.name)
+            for family, get in stats:
+                value = get(f)
+                if value is not None:
+                    family.add_metric(labels, value)
+            detected.add_metric(labels, 1.0 if f.drift_detected else 0.0)
+            samples.add_metric((*labels, "reference"), f.reference_samples)
+            samples.add_metric((*labels, "current"), f.current_samples)
+            if f.reference_missing_ratio is not None:
+                missing.add_metric((*labels, "reference"), f.reference_missing_ratio)
+            if f.current_missing_ratio is not None:
+                missing.add_metric((*labels, "current"), f.current_missing_ratio)
+            threshold.add_metric((*labels, "warning"), f.psi_warning)
+            threshold.add_metric((*labels, "critical"), f.psi_critical)
+
+        drifted.add_metric((model,), m.drifted_features)
+        n_features.add_metric((model,), len(m.features))
+        evaluated_at.add_metric((model,), m.evaluated_at)
+        if m.watermark is not None:
+            watermark.add_metric((model,), m.watermark)
+        has_reference = m.reference_id != ""
+        if has_reference:
+            reference_info.add_metric(
+                (model, m.reference_id, m.reference_mode, m.model_version), 1.0
+            )
+        reference_ready.add_metric((model,), 1.0 if has_reference else 0.0)
+
+    return [
+        *(family for family, _ in stats),
+        detected,
+        samples,
+        missing,
+        threshold,
+        drifted,
+        n_features,
+        evaluated_at,
+        watermark,
+        reference_info,
+        reference_ready,
+    ]
+
+
+class DriftCollector:
+    """A custom Collector that renders the latest published `Snapshot` and nothing else.
+
+    The loop calls `publish()` after each evaluation; that is one attribute assignment,
+    atomic under the GIL, so neither side takes a lock. `collect()` (called by scrapes on
+    the HTTP threads) reads the reference once, so one scrape never mixes two evaluations.
+    """
+
+    def __init__(self, registry: CollectorRegistry, snapshot: Snapshot | None = None) -> None:
+        """Register on `registry`, starting from `snapshot` (default: an empty one)."""
+        self._snapshot = snapshot if snapshot is not None else Snapshot(created_at=0.0)
+        registry.register(self)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot the next scrape will render."""
+        return self._snapshot
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` the one every later scrape renders (atomic reference swap)."""
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        """The families this collector owns, without samples (lets the registry spot clashes)."""
+        return iter(render_snapshot(Snapshot(created_at=0.0)))
+
+    def collect(self) -> Iterator[Metric]:
+        """Render the current snapshot (read once) as gauge families."""
+        return iter(render_snapshot(self._snapshot))
+
+
+def cardinality(
+    n_models: int,
+    n_features_total: int,
+    n_topics: int,
+    n_partitions: int,
+    *,
+    created_series: bool = True,
+) -> int:
+    """Upper bound on the series driftmon exports (excluding process/platform collectors).
+
+    Counts every optional statistic as present (a feature never has all 11: numeric features
+    lack the categorical ones and vice versa, so the real number is lower). `n_features_total`
+    is summed over models; `n_partitions` is the number of assigned partitions (lag series).
+    `created_series` adds the `_created` series prometheus_client emits per counter child and
+    histogram unless `PROMETHEUS_DISABLE_CREATED_SERIES` is set.
+
+    Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
+    + 2 psi_threshold + invalid_values_total = 19. Per model: 6 gauges + events_accepted_total.
+    Per topic: consumed_total + 7 rejected_total + last_record_timestamp. Fixed: 2 histograms
+    of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total, 2 checkpoints_total,
+    2 offset_commits_total, last_evaluation_timestamp, build_info, ready, kafka_connected,
+    evaluation_interval.
+    """
+    n_reasons = len(RejectReason)
+    n_results = len(CheckpointResult)
+    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + 2 + 1
+    per_model = 6 + 1
+    per_topic = 1 + n_reasons + 1
+    histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
+    fixed = histograms + 1 + 2 * n_results + 5
+    total = (
+        per_feature * n_features_total
+        + per_model * n_models
+        + per_topic * n_topics
+        + n_partitions
+        + fixed
+    )
+    if created_series:
+        counters = n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + 2 * n_results
+        total += counters + 2  # + the two histograms
+    return total

@@ -1,0 +1,352 @@
+"""Reference profiles: frozen bins plus reference counts, fitted, saved and validated (layer 1).
+
+A profile is what a model's drift is measured against: for every feature its frozen bins
+(numeric edges, or top-K categories + vocabulary + singleton fraction) and its reference
+counts in the histogram slot layout (value slots, then missing, then invalid). Its
+`reference_id` is a content hash ("sha256:" + 16 hex digits of the canonical JSON of the
+bins and counts), so two profiles with the same content have the same id whatever their
+creation time, and the id changes whenever a bin or a count changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.edges import DEFAULT_MAX_BINS, learn_edges, validate_edges
+from monitor.errors import ReferenceDataError
+from monitor.histogram import (
+    INVALID_CATEGORY_PREFIX,
+    CategoricalBins,
+    CountMatrix,
+    ModelLayout,
+    NumericBins,
+)
+from monitor.model import FeatureKind, FeatureSpec
+
+PROFILE_FORMAT = "driftmon.reference/v1"
+DEFAULT_TOP_K = 20
+MAX_VOCABULARY = 100_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeatureProfile:
+    """One feature of a reference profile: its bins and its reference counts."""
+
+    name: str
+    kind: FeatureKind
+    bins: NumericBins | CategoricalBins
+    counts: tuple[int, ...]
+
+    @property
+    def samples(self) -> int:
+        """Non-missing, valid reference values."""
+        return int(sum(self.counts[:-2]))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReferenceProfile:
+    """A model's frozen reference (see the module docstring)."""
+
+    model: str
+    features: tuple[FeatureProfile, ...]
+    events: int
+    model_version: str = ""
+    created_at: str = ""
+    source: str = ""
+    reference_id: str = field(default="")
+
+    def feature(self, name: str) -> FeatureProfile | None:
+        """The named feature's profile, if the profile has it."""
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        return None
+
+
+def fit_numeric(
+    name: str, values: npt.ArrayLike, max_bins: int = DEFAULT_MAX_BINS
+) -> FeatureProfile:
+    """Learn edges from a numeric sample and count it (NaN = missing, +-inf = invalid)."""
+    column = np.asarray(values, dtype=np.float64).ravel()
+    try:
+        bins = NumericBins(learn_edges(column, max_bins))
+    except ReferenceDataError as exc:
+        raise ReferenceDataError(f"feature {name!r}: {exc}") from exc
+    layout = ModelLayout([(name, bins)], [])
+    counts = layout.count(column[None, :], [])[0]
+    return FeatureProfile(name, FeatureKind.NUMERIC, bins, _trim(counts, bins.value_slots))
+
+
+def fit_categorical(
+    name: str, values: Sequence[object], top_k: int = DEFAULT_TOP_K
+) -> FeatureProfile:
+    """Top-K categories by count (ties by name), the vocabulary and the singleton fraction."""
+    column = np.asarray(values, dtype=object)
+    present = column[column != None]  # noqa: E711 (elementwise)
+    strings = present.astype(str) if present.size else np.asarray([], dtype=str)
+    distinct, counts = np.unique(strings, return_counts=True)
+    valid_mask = np.asarray(
+        [not v.startswith(INVALID_CATEGORY_PREFIX) for v in distinct.tolist()], dtype=bool
+    )
+    distinct, counts = distinct[valid_mask], counts[valid_mask]
+    n_valid = int(counts.sum())
+    if n_valid == 0:
+        raise ReferenceDataError(f"feature {name!r}: the reference sample has no category value")
+    order = np.lexsort((distinct, -counts))
+    top = tuple(str(v) for v in distinct[order][:top_k].tolist())
+    vocabulary = distinct[order][:MAX_VOCABULARY].tolist()
+    singleton_fraction = float(np.sum(counts == 1)) / float(n_valid)
+    bins = CategoricalBins(top, frozenset(str(v) for v in vocabulary), singleton_fraction)
+    layout = ModelLayout([], [(name, bins)])
+    hist = layout.count(np.empty((0, column.size)), [column])[0]
+    return FeatureProfile(name, FeatureKind.CATEGORICAL, bins, _trim(hist, bins.value_slots))
+
+
+def _trim(row: npt.NDArray[np.int64], value_slots: int) -> tuple[int, ...]:
+    """A layout row reduced to the feature's own value slots + missing + invalid."""
+    return (*tuple(int(v) for v in row[:value_slots].tolist()), int(row[-2]), int(row[-1]))
+
+
+def build_profile(
+    model: str,
+    features: Sequence[FeatureProfile],
+    events: int,
+    *,
+    model_version: str = "",
+    created_at: str = "",
+    source: str = "",
+) -> ReferenceProfile:
+    """Assemble a profile and compute its content-hash `reference_id`."""
+    profile = ReferenceProfile(
+        model=model,
+        features=tuple(features),
+        events=int(events),
+        model_version=model_version,
+        created_at=created_at,
+        source=source,
+    )
+    return _with_id(profile)
+
+
+def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
+    content = json.dumps(
+        [_feature_json(f) for f in profile.features], sort_keys=True, separators=(",", ":")
+    )
+    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    return ReferenceProfile(
+        model=profile.model,
+        features=profile.features,
+        events=profile.events,
+        model_version=profile.model_version,
+        created_at=profile.created_at,
+        source=profile.source,
+        reference_id=f"sha256:{digest}",
+    )
+
+
+def _feature_json(feature: FeatureProfile) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": feature.name, "kind": feature.kind.value}
+    if isinstance(feature.bins, NumericBins):
+        data["edges"] = [float(e) for e in feature.bins.edges.tolist()]
+    else:
+        data["categories"] = list(feature.bins.categories)
+        data["vocabulary"] = sorted(feature.bins.vocabulary)
+        data["singleton_fraction"] = feature.bins.singleton_fraction
+    data["counts"] = list(feature.counts)
+    return data
+
+
+def profile_to_json(profile: ReferenceProfile) -> str:
+    """Serialise a profile (stable key order; floats round-trip exactly)."""
+    document = {
+        "format": PROFILE_FORMAT,
+        "model": profile.model,
+        "reference_id": profile.reference_id,
+        "model_version": profile.model_version,
+        "created_at": profile.created_at,
+        "source": profile.source,
+        "events": profile.events,
+        "features": [_feature_json(f) for f in profile.features],
+    }
+    return json.dumps(document, indent=1, sort_keys=True)
+
+
+def profile_from_json(text: str | bytes) -> ReferenceProfile:
+    """Parse and validate a profile; any defect raises ReferenceDataError naming it.
+
+    Checks: the format tag, field types, finite strictly increasing edges, counts of the
+    right length, non-negative integers, at least one valued count per feature, and that the
+    stored reference_id matches the content (a hand-edited profile is refused).
+    """
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReferenceDataError(f"reference profile is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
+        raise ReferenceDataError(
+            f"not a driftmon reference profile (expected format {PROFILE_FORMAT!r})"
+        )
+    features_data = data.get("features")
+    if not isinstance(features_data, list) or not features_data:
+        raise ReferenceDataError("reference profile has no features")
+    features = tuple(_feature_from_json(item, i) for i, item in enumerate(features_data))
+    profile = build_profile(
+        model=_str(data, "model"),
+        features=features,
+        events=_int(data, "events"),
+        model_version=_str(data, "model_version", ""),
+        created_at=_str(data, "created_at", ""),
+        source=_str(data, "source", ""),
+    )
+    stored = data.get("reference_id")
+    if stored != profile.reference_id:
+        raise ReferenceDataError(
+            f"reference_id {stored!r} does not match the profile content ({profile.reference_id})"
+        )
+    return profile
+
+
+def _feature_from_json(item: object, index: int) -> FeatureProfile:
+    where = f"features[{index}]"
+    if not isinstance(item, dict):
+        raise ReferenceDataError(f"{where} is not an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise ReferenceDataError(f"{where}.name must be a non-empty string")
+    where = f"feature {name!r}"
+    try:
+        kind = FeatureKind(str(item.get("kind")))
+    except ValueError as exc:
+        raise ReferenceDataError(f"{where}: kind must be numeric or categorical") from exc
+    bins: NumericBins | CategoricalBins
+    if kind is FeatureKind.NUMERIC:
+        edges = item.get("edges")
+        if not isinstance(edges, list) or not all(isinstance(e, int | float) for e in edges):
+            raise ReferenceDataError(f"{where}: edges must be a list of numbers")
+        try:
+            bins = NumericBins(validate_edges(np.asarray(edges, dtype=np.float64)))
+        except ReferenceDataError as exc:
+            raise ReferenceDataError(f"{where}: {exc}") from exc
+    else:
+        categories = item.get("categories")
+        vocabulary = item.get("vocabulary")
+        fraction = item.get("singleton_fraction")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise ReferenceDataError(f"{where}: categories must be a list of strings")
+        if not isinstance(vocabulary, list) or not all(isinstance(c, str) for c in vocabulary):
+            raise ReferenceDataError(f"{where}: vocabulary must be a list of strings")
+        if not set(categories) <= set(vocabulary) or len(set(categories)) != len(categories):
+            raise ReferenceDataError(f"{where}: categories must be distinct and in the vocabulary")
+        if not isinstance(fraction, int | float) or not 0.0 <= float(fraction) <= 1.0:
+            raise ReferenceDataError(f"{where}: singleton_fraction must be in [0, 1]")
+        bins = CategoricalBins(tuple(categories), frozenset(vocabulary), float(fraction))
+    counts = item.get("counts")
+    if (
+        not isinstance(counts, list)
+        or len(counts) != bins.value_slots + 2
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+    ):
+        raise ReferenceDataError(
+            f"{where}: counts must be {bins.value_slots + 2} non-negative integers"
+        )
+    if sum(counts[:-2]) == 0:
+        raise ReferenceDataError(f"{where}: the reference has no valid value")
+    return FeatureProfile(name, kind, bins, tuple(counts))
+
+
+def _str(data: Mapping[str, object], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ReferenceDataError(f"reference profile field {key!r} must be a string")
+    return value
+
+
+def _int(data: Mapping[str, object], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ReferenceDataError(f"reference profile field {key!r} must be a non-negative integer")
+    return value
+
+
+def layout_for(
+    profile: ReferenceProfile, specs: Sequence[FeatureSpec]
+) -> tuple[ModelLayout, CountMatrix, tuple[FeatureSpec, ...]]:
+    """The layout, the reference count matrix and the specs in layout order for a model.
+
+    Every configured feature must be in the profile with the configured kind; profile
+    features that are not configured are ignored. Raises ReferenceDataError naming the
+    first mismatch.
+    """
+    numeric: list[tuple[FeatureSpec, FeatureProfile]] = []
+    categorical: list[tuple[FeatureSpec, FeatureProfile]] = []
+    for spec in specs:
+        feature = profile.feature(spec.name)
+        if feature is None:
+            raise ReferenceDataError(
+                f"feature {spec.name!r} is configured but not in reference {profile.reference_id}"
+            )
+        if feature.kind is not spec.kind:
+            raise ReferenceDataError(
+                f"feature {spec.name!r} is {spec.kind.value} in the config but "
+                f"{feature.kind.value} in reference {profile.reference_id}"
+            )
+        (numeric if spec.kind is FeatureKind.NUMERIC else categorical).append((spec, feature))
+    layout = ModelLayout(
+        [(s.name, f.bins) for s, f in numeric if isinstance(f.bins, NumericBins)],
+        [(s.name, f.bins) for s, f in categorical if isinstance(f.bins, CategoricalBins)],
+    )
+    matrix = layout.empty()
+    for row, (_, feature) in enumerate(numeric + categorical):
+        value = feature.counts[:-2]
+        matrix[row, : len(value)] = value
+        matrix[row, layout.missing_col] = feature.counts[-2]
+        matrix[row, layout.invalid_col] = feature.counts[-1]
+    ordered = tuple(s for s, _ in numeric + categorical)
+    return layout, np.asarray(matrix, dtype=np.int64), ordered
+
+
+def fit_profile(
+    model: str,
+    specs: Sequence[FeatureSpec],
+    numeric: Mapping[str, npt.ArrayLike],
+    categorical: Mapping[str, Sequence[object]],
+    *,
+    max_bins: int = DEFAULT_MAX_BINS,
+    top_k: Mapping[str, int] | None = None,
+    model_version: str = "",
+    created_at: str = "",
+    source: str = "",
+) -> ReferenceProfile:
+    """Fit a whole model's profile from raw columns keyed by feature name."""
+    features: list[FeatureProfile] = []
+    events = 0
+    for spec in specs:
+        if spec.kind is FeatureKind.NUMERIC:
+            if spec.name not in numeric:
+                raise ReferenceDataError(f"feature {spec.name!r}: no column in the reference data")
+            column = np.asarray(numeric[spec.name], dtype=np.float64)
+            features.append(fit_numeric(spec.name, column, max_bins))
+            events = max(events, int(column.size))
+        else:
+            if spec.name not in categorical:
+                raise ReferenceDataError(f"feature {spec.name!r}: no column in the reference data")
+            values = categorical[spec.name]
+            k = (top_k or {}).get(spec.name, DEFAULT_TOP_K)
+            features.append(fit_categorical(spec.name, values, k))
+            events = max(events, len(values))
+    return build_profile(
+        model, features, events, model_version=model_version, created_at=created_at, source=source
+    )
+
+
+def is_finite_number(value: object) -> bool:
+    """True for an int/float (not bool) that is finite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

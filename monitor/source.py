@@ -1,0 +1,444 @@
+"""The Kafka adapter (layer 3): the only module that imports `kafka`.
+
+`KafkaSource` turns a kafka-python `KafkaConsumer` into the small `RecordSource` protocol the
+daemon loop uses. Contract:
+
+- Records come out as `RawMessage` (raw value bytes, no Kafka types), grouped by
+  (topic, partition) in sorted order, offsets ascending inside a partition.
+- A broker outage never raises out of `poll()`: it returns `[]`, `is_connected()` turns
+  False, and the source reconnects on later polls (kafka-python reconnects an existing
+  consumer by itself; a consumer that could not be built is rebuilt with exponential
+  backoff). Only configuration errors (`ConfigError`) and exceptions raised by the daemon's
+  own `on_assign` / `on_revoke` callbacks propagate.
+- Offsets are the daemon's business: auto-commit is off, `on_assign` returns the checkpointed
+  offset (the next offset to read) of each newly assigned partition and the source seeks
+  there before any fetch; partitions it leaves out start at the group's committed offset,
+  else `auto_offset_reset`. `commit()` stores offsets in Kafka only for lag tooling.
+
+Threading: a `KafkaSource` belongs to one thread. kafka-python runs rebalance listeners on
+its IO thread while the owning thread is blocked inside `poll()` or `close()`, so
+`on_assign` / `on_revoke` never run concurrently with the owner's own code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaConfigurationError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.errors import ConfigError, SourceError
+from monitor.model import RawMessage
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+"""A (topic, partition) pair: the only partition identity that leaves this module."""
+
+AssignCallback = Callable[[frozenset[TP]], Mapping[TP, int]]
+RevokeCallback = Callable[[frozenset[TP]], None]
+
+try:
+    import crc32c as _crc32c  # noqa: F401  (kafka-python picks it up for record CRC checks)
+
+    HAVE_CRC32C = True
+except ImportError:  # pragma: no cover - crc32c is a hard dependency
+    HAVE_CRC32C = False
+
+_CONSUMER_KEYS = frozenset(KafkaConsumer.DEFAULT_CONFIG)
+_PRODUCER_KEYS = frozenset(KafkaProducer.DEFAULT_CONFIG)
+# Keys this module owns: raw bytes out, offsets managed by the daemon.
+_FORCED_CONSUMER_KWARGS: dict[str, Any] = {
+    "enable_auto_commit": False,
+    "value_deserializer": None,
+    "key_deserializer": None,
+}
+_TRANSIENT_ERRORS = (KafkaError, OSError)
+_MAX_POLL_FAILURES = 5
+
+
+class RecordSource(Protocol):
+    """What the daemon loop needs from an event source. Offsets are "next offset to read"."""
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
+        """Up to `max_records` records, waiting at most about `timeout_s`; [] on outage."""
+        ...
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Store the next offset to read per partition; raises SourceError on failure."""
+        ...
+
+    def assignment(self) -> frozenset[TP]:
+        """The partitions currently assigned to this consumer (empty while not joined)."""
+        ...
+
+    def lag(self) -> dict[TP, int]:
+        """Best effort records-behind per assigned partition; may be empty or partial."""
+        ...
+
+    def is_connected(self) -> bool:
+        """Whether the last talk with the cluster succeeded."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group and release sockets and threads; idempotent."""
+        ...
+
+
+def crc32c_available() -> bool:
+    """True if the `crc32c` C extension is importable (kafka-python is ~10x slower without)."""
+    return HAVE_CRC32C
+
+
+def _check_crc32c() -> None:
+    if not HAVE_CRC32C:
+        log.warning(
+            "the crc32c package is not installed: kafka-python falls back to a pure-Python "
+            "CRC and consumes about 10x slower (pip install crc32c)"
+        )
+
+
+def _check_keys(kwargs: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown Kafka {what} option(s): {', '.join(unknown)}")
+
+
+def producer_kwargs(consumer_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of consumer kwargs a `KafkaProducer` accepts (connection, TLS, SASL, ...).
+
+    Consumer-only keys (group_id, deserializers, fetch and session settings) are dropped.
+    """
+    return {k: v for k, v in consumer_kwargs.items() if k in _PRODUCER_KEYS}
+
+
+def _build(cls: Any, kwargs: Mapping[str, Any]) -> Any:
+    """Construct a kafka-python client; on failure, stop the IO thread it already started.
+
+    kafka-python 3.0.12 starts its network thread before bootstrapping and leaks it when the
+    bootstrap fails, so a reconnect loop against a dead broker would pile up threads.
+    """
+    client = cls.__new__(cls)
+    try:
+        client.__init__(**kwargs)
+    except BaseException:
+        inner = getattr(client, "_client", None)
+        net = getattr(client, "_net", None)
+        try:
+            if inner is not None:
+                inner.close()
+        finally:
+            if net is not None:
+                net.stop()
+        raise
+    return client
+
+
+def _cluster_connected(consumer: Any) -> bool:
+    """True if the consumer holds at least one live broker connection.
+
+    kafka-python's `poll()` returns {} silently while the broker is gone, and
+    `bootstrap_connected()` only describes the first bootstrap, so this reads the connection
+    table of the client's connection manager (kafka-python 3.x internals; pinned by the
+    integration test). If those internals move, assume connected rather than lie the other way.
+    """
+    try:
+        conns = consumer._client._manager._conns
+        return any(conn.connected for conn in list(conns.values()))
+    except AttributeError:
+        return True
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards rebalances to the daemon's callbacks and seeks to its checkpointed offsets."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._source._handle_revoke(frozenset((tp.topic, tp.partition) for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._source._handle_assign(frozenset((tp.topic, tp.partition) for tp in assigned))
+
+
+class KafkaSource:
+    """A `RecordSource` over a kafka-python group consumer subscribed to `topics`.
+
+    `consumer_kwargs` are `KafkaConsumer` keyword arguments (from the config module).
+    `enable_auto_commit`, `value_deserializer` and `key_deserializer` are overridden;
+    `check_crcs` keeps kafka-python's default (on). `bootstrap_timeout_ms` defaults to
+    `connect_timeout_s`, which bounds how long one (re)connect attempt blocks.
+    Failed connects are retried by `poll()` after `backoff_initial_s`, doubling up to
+    `backoff_max_s`.
+    """
+
+    def __init__(
+        self,
+        consumer_kwargs: Mapping[str, Any],
+        topics: Sequence[str],
+        on_assign: AssignCallback,
+        on_revoke: RevokeCallback,
+        *,
+        connect_timeout_s: float = 5.0,
+        request_timeout_s: float = 5.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        if not topics:
+            raise ConfigError("kafka.topics: at least one topic is required")
+        _check_keys(consumer_kwargs, _CONSUMER_KEYS, "consumer")
+        _check_crc32c()
+        self._kwargs: dict[str, Any] = {
+            "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
+            **consumer_kwargs,
+            **_FORCED_CONSUMER_KWARGS,
+        }
+        self._topics = list(topics)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._request_timeout_ms = int(request_timeout_s * 1000)
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._backoff_s = backoff_initial_s
+        self._next_attempt = 0.0
+        self._consumer: Any = None
+        self._connected = False
+        self._poll_failures = 0
+        self._callback_error: BaseException | None = None
+        self._closed = False
+
+    # -- connection management -------------------------------------------------
+
+    def connect(self) -> None:
+        """Build the consumer and subscribe; raises SourceError if the cluster is unreachable.
+
+        A no-op when already connected. ConfigError for options kafka-python rejects.
+        """
+        if self._closed:
+            raise SourceError("the Kafka source is closed")
+        if self._consumer is not None:
+            return
+        try:
+            consumer = _build(KafkaConsumer, self._kwargs)
+        except KafkaConfigurationError as exc:
+            raise ConfigError(f"kafka: {exc}") from exc
+        except _TRANSIENT_ERRORS as exc:
+            self._connected = False
+            raise SourceError(f"cannot reach Kafka at {self._bootstrap()}: {exc}") from exc
+        try:
+            consumer.subscribe(self._topics, listener=_Listener(self))
+        except BaseException:
+            consumer.close(autocommit=False, timeout_ms=0)
+            raise
+        self._consumer = consumer
+        self._connected = True
+        self._poll_failures = 0
+        self._backoff_s = self._backoff_initial_s
+        log.info("kafka consumer connected to %s, topics %s", self._bootstrap(), self._topics)
+
+    def _bootstrap(self) -> str:
+        return str(self._kwargs.get("bootstrap_servers", "localhost:9092"))
+
+    def _try_connect(self) -> bool:
+        """One connect attempt if the backoff allows; schedules the next attempt on failure."""
+        now = time.monotonic()
+        if now < self._next_attempt:
+            return False
+        try:
+            self.connect()
+        except SourceError as exc:
+            self._next_attempt = time.monotonic() + self._backoff_s
+            log.warning("kafka connect failed (retry in %.1fs): %s", self._backoff_s, exc)
+            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
+            return False
+        return True
+
+    def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._connected = False
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=self._request_timeout_ms)
+            except Exception as exc:  # closing a broken consumer must not fail the caller
+                log.warning("error while closing the kafka consumer: %s", exc)
+
+    # -- rebalance callbacks (run on kafka-python's IO thread, caller blocked in poll) --
+
+    def _handle_assign(self, assigned: frozenset[TP]) -> None:
+        try:
+            offsets = self._on_assign(assigned)
+            for (topic, partition), offset in offsets.items():
+                if (topic, partition) in assigned:
+                    self._consumer_for_callback().seek(TopicPartition(topic, partition), offset)
+        except BaseException as exc:
+            self._callback_error = exc
+            raise
+        log.info("kafka partitions assigned: %s", sorted(assigned))
+
+    def _handle_revoke(self, revoked: frozenset[TP]) -> None:
+        try:
+            self._on_revoke(revoked)
+        except BaseException as exc:
+            self._callback_error = exc
+            raise
+        log.info("kafka partitions revoked: %s", sorted(revoked))
+
+    def _consumer_for_callback(self) -> Any:
+        if self._consumer is None:  # subscribe() happens before _consumer is set: impossible
+            raise SourceError("rebalance callback without a consumer")
+        return self._consumer
+
+    def _raise_callback_error(self) -> None:
+        exc, self._callback_error = self._callback_error, None
+        if exc is not None:
+            raise exc
+
+    # -- RecordSource ----------------------------------------------------------
+
+    def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
+        """Up to `max_records` records within about `timeout_s`; [] while the broker is away.
+
+        Blocks for the timeout even when disconnected, so a caller's loop does not spin.
+        """
+        if self._closed:
+            raise SourceError("the Kafka source is closed")
+        deadline = time.monotonic() + timeout_s
+        if self._consumer is None and not self._try_connect():
+            time.sleep(max(0.0, min(deadline, self._next_attempt) - time.monotonic()))
+            return []
+        remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        try:
+            batches = self._consumer.poll(timeout_ms=remaining_ms, max_records=max_records)
+        except _TRANSIENT_ERRORS as exc:
+            self._raise_callback_error()
+            self._poll_failures += 1
+            self._connected = False
+            log.warning("kafka poll failed (%d in a row): %s", self._poll_failures, exc)
+            if self._poll_failures >= _MAX_POLL_FAILURES:
+                log.warning("rebuilding the kafka consumer after repeated poll failures")
+                self._drop_consumer()
+            return []
+        self._raise_callback_error()
+        self._poll_failures = 0
+        self._connected = _cluster_connected(self._consumer)
+        out: list[RawMessage] = []
+        for tp in sorted(batches):
+            for r in batches[tp]:
+                ts = r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None
+                out.append(RawMessage(tp.topic, tp.partition, r.offset, ts, r.value))
+        return out
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit `offsets` (next offset to read) to the group; SourceError on any failure."""
+        if not offsets:
+            return
+        if self._consumer is None:
+            raise SourceError("cannot commit offsets: not connected to Kafka")
+        payload = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
+        try:
+            self._consumer.commit(payload, timeout_ms=self._request_timeout_ms)
+        except _TRANSIENT_ERRORS as exc:
+            raise SourceError(f"offset commit failed: {exc}") from exc
+
+    def assignment(self) -> frozenset[TP]:
+        """The partitions currently assigned (empty while disconnected or not yet joined)."""
+        if self._consumer is None:
+            return frozenset()
+        return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def lag(self) -> dict[TP, int]:
+        """highwater - position per assigned partition with both known, never negative.
+
+        The highwater comes from the last fetch response, so a partition that was never
+        fetched is left out. Against tansu the end offsets are wrong when the last batch holds
+        more than one record (DESIGN.md section 9), so this lag is only approximate there.
+        """
+        if self._consumer is None:
+            return {}
+        out: dict[TP, int] = {}
+        for tp in self._consumer.assignment():
+            try:
+                high = self._consumer.highwater(tp)
+                pos = self._consumer.position(tp, timeout_ms=0)
+            except _TRANSIENT_ERRORS:
+                continue
+            if high is not None and pos is not None:
+                out[(tp.topic, tp.partition)] = max(0, high - pos)
+        return out
+
+    def is_connected(self) -> bool:
+        """Whether the last connect/poll reached the cluster (a live broker connection)."""
+        return self._consumer is not None and self._connected
+
+    def close(self) -> None:
+        """Leave the group (on_revoke runs) and stop the consumer; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_consumer()
+
+
+class KafkaSink:
+    """A small producer for the dead-letter topic and `driftmon simulate`.
+
+    Built lazily on first `send()`, so a broker outage at start does not fail the caller.
+    `send()` raises SourceError if the record cannot be queued (no broker within
+    `max_block_ms`, default `max_block_s`); delivery failures after queueing are logged and
+    counted in `failed`.
+    """
+
+    def __init__(self, producer_kwargs: Mapping[str, Any], *, max_block_s: float = 5.0) -> None:
+        _check_keys(producer_kwargs, _PRODUCER_KEYS, "producer")
+        self._kwargs: dict[str, Any] = {
+            "max_block_ms": int(max_block_s * 1000),
+            "bootstrap_timeout_ms": int(max_block_s * 1000),
+            **producer_kwargs,
+        }
+        self._producer: Any = None
+        self.failed = 0
+
+    def _get(self) -> Any:
+        if self._producer is None:
+            try:
+                self._producer = _build(KafkaProducer, self._kwargs)
+            except KafkaConfigurationError as exc:
+                raise ConfigError(f"kafka: {exc}") from exc
+            except _TRANSIENT_ERRORS as exc:
+                raise SourceError(f"cannot create a Kafka producer: {exc}") from exc
+        return self._producer
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.failed += 1
+        log.warning("kafka delivery failed: %s", exc)
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Queue one record for `topic`; SourceError if it cannot be queued."""
+        producer = self._get()
+        try:
+            future = producer.send(topic, value=value, key=key)
+        except _TRANSIENT_ERRORS as exc:
+            raise SourceError(f"cannot send to {topic}: {exc}") from exc
+        future.add_errback(self._on_error)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until every queued record is delivered or failed; SourceError on timeout."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except _TRANSIENT_ERRORS as exc:
+            raise SourceError(f"flush failed: {exc}") from exc
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Flush what is queued (up to `timeout_s`) and close; idempotent."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=timeout_s)

@@ -1,0 +1,304 @@
+"""Event-time windows built from a ring of integer sub-histograms (layer 1, numpy only).
+
+Time is cut into buckets of `bucket_seconds`; an event at time t belongs to bucket
+b = floor(t / bucket_seconds). A ring keeps one count matrix per recent bucket. The
+*watermark* is the largest event time seen; with h = bucket(watermark) the current window
+is buckets [h - n + 1, h] (n = length / bucket), kept as a running integer sum that is
+updated on every add and every eviction (research/stats.md section 5: exact, bit for bit).
+
+Late and early events (DESIGN.md section 6):
+- too_late: bucket < h - n + 1 - L with L = ceil(allowed_lateness / bucket): dropped,
+  counted. Events in the L buckets just before the window are kept in the ring (they count
+  as accepted) but are already outside the current window.
+- too_early: t > clock() + max_future_seconds: dropped, counted (clock injected).
+Replaying history works because the window follows event time, not the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+EMPTY_BUCKET = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What happened to a batch: per-event acceptance and the drop counts."""
+
+    accepted: npt.NDArray[np.bool_]
+    too_late: int
+    too_early: int
+
+    @property
+    def n_accepted(self) -> int:
+        """Number of events that were added."""
+        return int(self.accepted.sum())
+
+
+class BucketRing:
+    """`n_slots` count matrices keyed by absolute bucket index; slot = bucket mod n_slots."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        bucket_seconds: float,
+        n_slots: int,
+        dtype: type[np.integer] = np.int32,
+    ) -> None:
+        if bucket_seconds <= 0 or n_slots < 1:
+            raise ValueError("bucket_seconds must be > 0 and n_slots >= 1")
+        self.shape = shape
+        self.bucket_seconds = float(bucket_seconds)
+        self.n_slots = int(n_slots)
+        self.counts: npt.NDArray[np.integer] = np.zeros((n_slots, *shape), dtype=dtype)
+        self.bucket_ids: IntArray = np.full(n_slots, EMPTY_BUCKET, dtype=np.int64)
+
+    def bucket_of(self, times: FloatArray) -> IntArray:
+        """Absolute bucket index floor(t / bucket_seconds) of each time."""
+        return np.floor(np.asarray(times, dtype=np.float64) / self.bucket_seconds).astype(np.int64)
+
+    def add(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
+        """Add a count matrix to a bucket, recycling the slot if it held an older bucket."""
+        slot = bucket % self.n_slots
+        if self.bucket_ids[slot] != bucket:
+            self.counts[slot] = 0
+            self.bucket_ids[slot] = bucket
+        self.counts[slot] += counts.astype(self.counts.dtype, copy=False)
+
+    def get(self, bucket: int) -> npt.NDArray[np.integer] | None:
+        """The counts of a bucket if the ring still holds it."""
+        slot = bucket % self.n_slots
+        return self.counts[slot] if self.bucket_ids[slot] == bucket else None
+
+    def sum_range(self, lo: int, hi: int) -> IntArray:
+        """Sum (int64) of the held buckets b with lo <= b <= hi."""
+        held = (self.bucket_ids >= lo) & (self.bucket_ids <= hi)
+        if not held.any():
+            return np.zeros(self.shape, dtype=np.int64)
+        return np.asarray(self.counts[held].sum(axis=0, dtype=np.int64), dtype=np.int64)
+
+    def drop_before(self, lo: int) -> None:
+        """Forget every bucket older than `lo`."""
+        old = (self.bucket_ids < lo) & (self.bucket_ids != EMPTY_BUCKET)
+        if old.any():
+            self.counts[old] = 0
+            self.bucket_ids[old] = EMPTY_BUCKET
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the counts and bucket ids."""
+        return int(self.counts.nbytes + self.bucket_ids.nbytes)
+
+
+def histograms_by_bucket(
+    slots: IntArray, buckets: IntArray, width: int
+) -> list[tuple[int, IntArray]]:
+    """Group a batch by bucket and count each group: [(bucket, int64[F, width])].
+
+    slots: int64[F, N] slot index per feature and event; buckets: int64[N].
+    One bincount per distinct bucket in the batch (usually one or two).
+    """
+    n_features = slots.shape[0]
+    offsets = (np.arange(n_features, dtype=np.int64) * width)[:, None]
+    flat = slots + offsets
+    result: list[tuple[int, IntArray]] = []
+    distinct = np.unique(buckets)
+    for bucket in distinct.tolist():
+        columns = flat if distinct.size == 1 else flat[:, buckets == bucket]
+        counts = np.bincount(columns.ravel(), minlength=n_features * width)
+        result.append((int(bucket), counts.reshape(n_features, width).astype(np.int64)))
+    return result
+
+
+class EventTimeWindow:
+    """The current window: the last `length` of event time, as a running sum of buckets."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        bucket_seconds: float,
+        length_seconds: float,
+        allowed_lateness_seconds: float = 0.0,
+        max_future_seconds: float = math.inf,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        n = round(length_seconds / bucket_seconds)
+        if n < 1 or not math.isclose(n * bucket_seconds, length_seconds, rel_tol=1e-9):
+            raise ValueError("window length must be a whole number of buckets")
+        if allowed_lateness_seconds < 0:
+            raise ValueError("allowed lateness must be >= 0")
+        self.n_buckets = n
+        self.lateness_buckets = math.ceil(allowed_lateness_seconds / bucket_seconds)
+        self.max_future_seconds = max_future_seconds
+        self._clock = clock
+        self.ring = BucketRing(shape, bucket_seconds, n + self.lateness_buckets)
+        self.total: IntArray = np.zeros(shape, dtype=np.int64)
+        self.watermark: float | None = None
+
+    @property
+    def head(self) -> int | None:
+        """Bucket of the watermark (the newest bucket of the window)."""
+        if self.watermark is None:
+            return None
+        return int(self.ring.bucket_of(np.asarray([self.watermark]))[0])
+
+    @property
+    def bucket_seconds(self) -> float:
+        """Width of one bucket in seconds."""
+        return self.ring.bucket_seconds
+
+    def current(self) -> IntArray:
+        """The current window's counts (a copy of the running sum)."""
+        return self.total.copy()
+
+    def recompute(self) -> IntArray:
+        """The current window summed afresh from the ring (for checks; equals `current()`)."""
+        head = self.head
+        if head is None:
+            return np.zeros_like(self.total)
+        return self.ring.sum_range(head - self.n_buckets + 1, head)
+
+    def add(self, slots: IntArray, times: FloatArray) -> AddResult:
+        """Add a binned batch (slots int64[F, N] from ModelLayout.bin_batch, times float64[N])."""
+        times = np.asarray(times, dtype=np.float64)
+        n_events = times.size
+        early = np.zeros(n_events, dtype=bool)
+        if self._clock is not None and math.isfinite(self.max_future_seconds):
+            early = times > self._clock() + self.max_future_seconds
+        candidates = ~early
+        if candidates.any():
+            self.advance(float(times[candidates].max()))
+        buckets = self.ring.bucket_of(times)
+        head = self.head
+        if head is None:
+            return AddResult(np.zeros(n_events, dtype=bool), 0, int(early.sum()))
+        oldest_kept = head - self.n_buckets + 1 - self.lateness_buckets
+        late = candidates & (buckets < oldest_kept)
+        accepted = candidates & ~late
+        if accepted.any():
+            window_lo = head - self.n_buckets + 1
+            everything = bool(accepted.all())
+            groups = histograms_by_bucket(
+                slots if everything else slots[:, accepted],
+                buckets if everything else buckets[accepted],
+                self.total.shape[1],
+            )
+            for bucket, counts in groups:
+                self.ring.add(bucket, counts)
+                if bucket >= window_lo:
+                    self.total += counts
+        return AddResult(accepted, int(late.sum()), int(early.sum()))
+
+    def advance(self, event_time: float) -> None:
+        """Move the watermark to max(watermark, event_time) and evict buckets that left."""
+        if not math.isfinite(event_time):
+            return
+        if self.watermark is not None and event_time <= self.watermark:
+            return
+        old_head = self.head
+        self.watermark = event_time
+        new_head = self.head
+        assert new_head is not None
+        if old_head is None or new_head == old_head:
+            return
+        old_lo = old_head - self.n_buckets + 1
+        new_lo = new_head - self.n_buckets + 1
+        if new_lo - old_lo >= self.n_buckets:
+            self.total[:] = 0
+        else:
+            for bucket in range(old_lo, new_lo):
+                counts = self.ring.get(bucket)
+                if counts is not None:
+                    self.total -= counts
+        self.ring.drop_before(new_lo - self.lateness_buckets)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the ring and the running sum."""
+        return self.ring.nbytes + int(self.total.nbytes)
+
+    def state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Arrays to checkpoint (the running sum is rebuilt from the ring on restore)."""
+        return {
+            "counts": self.ring.counts,
+            "bucket_ids": self.ring.bucket_ids,
+            "watermark": np.asarray([np.nan if self.watermark is None else self.watermark]),
+        }
+
+    def restore(self, state: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Load arrays written by `state()`; raises ValueError if the shapes do not match."""
+        counts = np.asarray(state["counts"])
+        ids = np.asarray(state["bucket_ids"], dtype=np.int64)
+        if counts.shape != self.ring.counts.shape or ids.shape != self.ring.bucket_ids.shape:
+            raise ValueError(
+                f"checkpointed window shape {counts.shape} does not match {self.ring.counts.shape}"
+            )
+        self.ring.counts[...] = counts
+        self.ring.bucket_ids[...] = ids
+        mark = float(np.asarray(state["watermark"], dtype=np.float64)[0])
+        self.watermark = None if math.isnan(mark) else mark
+        self.total = self.recompute()
+
+
+class LaggingReference:
+    """A reference that trails event time: [watermark - lag - length, watermark - lag].
+
+    Keeps a coarser ring (e.g. hourly buckets) covering lag + length, fed with the same
+    events as the current window; `reference(watermark)` sums the buckets b with
+    bucket(watermark - lag) - length/bucket + 1 <= b <= bucket(watermark - lag).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        bucket_seconds: float,
+        lag_seconds: float,
+        length_seconds: float,
+    ) -> None:
+        n_len = round(length_seconds / bucket_seconds)
+        if n_len < 1:
+            raise ValueError("reference length must be at least one bucket")
+        n_lag = math.ceil(lag_seconds / bucket_seconds)
+        self.length_buckets = n_len
+        self.lag_seconds = float(lag_seconds)
+        self.ring = BucketRing(shape, bucket_seconds, n_lag + n_len + 1)
+        self.watermark: float | None = None
+
+    def add(self, slots: IntArray, times: FloatArray, accepted: npt.NDArray[np.bool_]) -> None:
+        """Add the events the current window accepted."""
+        if not accepted.any():
+            return
+        times = np.asarray(times, dtype=np.float64)[accepted]
+        mark = float(times.max())
+        if self.watermark is None or mark > self.watermark:
+            self.watermark = mark
+        head = int(self.ring.bucket_of(np.asarray([self.watermark]))[0])
+        oldest = head - self.ring.n_slots + 1
+        self.ring.drop_before(oldest)
+        buckets = self.ring.bucket_of(times)
+        keep = buckets >= oldest
+        if not keep.any():
+            return
+        for bucket, counts in histograms_by_bucket(
+            slots[:, accepted][:, keep], buckets[keep], self.ring.shape[1]
+        ):
+            self.ring.add(bucket, counts)
+
+    def reference(self) -> IntArray:
+        """The lagging reference's counts at the current watermark (zeros before any event)."""
+        if self.watermark is None:
+            return np.zeros(self.ring.shape, dtype=np.int64)
+        hi = int(self.ring.bucket_of(np.asarray([self.watermark - self.lag_seconds]))[0])
+        return self.ring.sum_range(hi - self.length_buckets + 1, hi)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the ring."""
+        return self.ring.nbytes
