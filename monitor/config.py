@@ -354,9 +354,9 @@ class FeatureSettings(_Section):
     @classmethod
     def _default_top_k(cls, data: Any) -> Any:
         """Categorical features get top_k = DEFAULT_TOP_K unless set."""
-        if isinstance(data, dict) and data.get("kind") == "categorical":
-            if data.get("top_k") is None:
-                return {**data, "top_k": DEFAULT_TOP_K}
+        categorical = isinstance(data, dict) and data.get("kind") == "categorical"
+        if categorical and data.get("top_k") is None:
+            return {**data, "top_k": DEFAULT_TOP_K}
         return data
 
     @model_validator(mode="after")
@@ -443,6 +443,7 @@ class EvaluationSettings(_Section):
     psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
     tvd_floor: float = Field(0.02, ge=0, le=1)
     new_category_floor: float = Field(0.01, ge=0, le=1)
+    missing_floor: float = Field(0.05, ge=0, le=1)
 
     def policy(self) -> DecisionPolicy:
         """The decision rule as the core's value type."""
@@ -454,13 +455,14 @@ class EvaluationSettings(_Section):
             psi_floor=self.psi_floor,
             tvd_floor=self.tvd_floor,
             new_category_floor=self.new_category_floor,
+            missing_floor=self.missing_floor,
         )
 
 
 class HttpSettings(_Section):
     """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port."""
 
-    host: str = Field("0.0.0.0", min_length=1)  # noqa: S104 - a daemon listens on all interfaces
+    host: str = Field("0.0.0.0", min_length=1)  # a daemon listens on all interfaces
     port: int = Field(9108, ge=0, le=65_535)
 
 
@@ -538,8 +540,12 @@ class Settings(BaseSettings):
         if inputs is None:
             return (init_settings, env_settings)
         if isinstance(env_settings, EnvSettingsSource):
-            # case_sensitive=False: pydantic-settings matches lower-cased variable names.
-            env_settings.env_vars = {k.lower(): v for k, v in inputs.environ.items()}
+            # What EnvSettingsSource does with os.environ, applied to the given mapping:
+            # case_sensitive=False matches lower-cased names; "null" means None.
+            none_str = env_settings.env_parse_none_str
+            env_settings.env_vars = {
+                k.lower(): None if v == none_str else v for k, v in inputs.environ.items()
+            }
         return (init_settings, env_settings, InitSettingsSource(settings_cls, inputs.file_data))
 
     @model_validator(mode="after")
@@ -621,7 +627,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({type(exc).__name__})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -646,18 +652,35 @@ def _dotted(parts: list[str]) -> str:
 
 def _error_lines(exc: ValidationError) -> list[str]:
     """One `dotted.key: message` line per problem; inputs (possibly secrets) are never shown."""
+    errors = exc.errors(include_url=False, include_input=False)
+    locs = [tuple(err["loc"]) for err in errors]
     lines: list[str] = []
-    for err in exc.errors(include_url=False, include_input=False):
-        base = [str(p) for p in err["loc"]]
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "too_short" and any(
+            len(other) > len(loc) and other[: len(loc)] == loc for other in locs
+        ):
+            continue  # pydantic re-checks the length without the failed items: a consequence
+        base = [str(p) for p in loc]
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, _KeyedError):
             lines.extend(f"{_dotted(base + rel.split('.'))}: {msg}" for rel, msg in cause.issues)
             continue
-        msg = err["msg"]
-        for prefix in ("Value error, ", "Assertion failed, "):
-            msg = msg.removeprefix(prefix)
-        lines.append(f"{_dotted(base)}: {msg}")
+        lines.append(f"{_dotted(base)}: {_message(err['type'], err['msg'], err.get('ctx', {}))}")
     return lines
+
+
+def _message(kind: str, msg: str, ctx: Mapping[str, Any]) -> str:
+    """pydantic's message in config words (YAML has lists and mappings, not tuples/models)."""
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length', 1)} item(s)"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "should be a mapping of keys to values"
+    if kind in ("tuple_type", "list_type"):
+        return "should be a list"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
 
 
 @contextmanager

@@ -4,7 +4,7 @@
 model, one float64 matrix of numeric features, one object array per categorical feature, the
 event times and the (topic, partition) each event came from, plus the pipeline counters.
 
-Event contract (DESIGN.md section 3, field names from `EventFields`):
+Event contract (DESIGN.md section 3; field names come from `EventFields`):
 
 - A message value is one JSON object (one event) or a JSON array of objects (several events).
   A value longer than `max_message_bytes` is one `too_large` record and is never parsed.
@@ -14,39 +14,49 @@ Event contract (DESIGN.md section 3, field names from `EventFields`):
 - JSON is parsed by msgspec, which follows RFC 8259 strictly: the non-standard literals `NaN`,
   `Infinity` and `-Infinity` (which Python's `json.dumps` emits by default) make the whole
   message `invalid_json`; producers must send `null` for a missing value. A number literal too
-  large for a float (`1e999`) is valid JSON: it is decoded as +-inf and marked invalid. An
+  large for a float (`1e999`) is valid JSON: it is decoded as +-inf and so marked invalid. An
   integer literal of more than 4300 digits (Python's int-parsing limit) and nesting deeper than
   msgspec's recursion limit are `invalid_json`. For a duplicate key the last value wins.
-- Checks on each record, in this order (the first failing check is the record's reason):
+- Checks on each record, in this order (the first failing check names the reason):
   1. model: the value of `model_field` must be a string naming a configured model (absent or
      null -> `default_model`); when that model has `topics`, the message topic must be one of
      them; otherwise `unknown_model`.
-  2. features: the object at `features_path` (a dotted path; `""` = the record itself) must be
+  2. features: the value at `features_path` (a dotted path; `""` = the record itself) must be
      a JSON object; otherwise `not_an_object`.
-  3. timestamp: see `event_time` below; otherwise `bad_timestamp`.
-- Features: unknown names are ignored and create no state; a configured name that is absent,
-  null counts as missing. Numeric columns hold the value as float64; NaN = missing, +inf =
-  invalid (a string, even a numeric-looking one such as "1.5", a bool, an object, an array,
-  +-inf, or an integer beyond the float range). Categorical columns hold the string; None =
-  missing; `INVALID_CATEGORY` for numbers, objects, arrays and strings starting with NUL;
-  true/false become "true"/"false".
-- `model_version`: the last non-empty string (or integer, as decimal text) seen in the batch
-  among the accepted records of a model, cut to 128 characters; "" if none.
+  3. event time: a number (not a bool) is epoch seconds; a string must be RFC 3339
+     (`parse_rfc3339`); a valid time t satisfies 0 < t < `TS_MAX_SECONDS` (epoch milliseconds
+     are rejected, never guessed). When the field is absent or null and `timestamp_field` is
+     None or `timestamp_fallback_to_kafka` is set, the Kafka record timestamp is used; it must
+     obey the same range. Anything else is `bad_timestamp`.
+- Features: unknown names are ignored and create no state. A configured name that is absent
+  or null is missing. Numeric columns hold float64: NaN = missing, +inf = invalid (a string,
+  even a numeric-looking one such as "1.5", a bool, an object, an array, +-inf, or an integer
+  beyond the float range). Categorical columns hold the string: None = missing,
+  `INVALID_CATEGORY` for numbers, objects, arrays and strings starting with NUL; true/false
+  become "true"/"false".
+- `model_version`: the last non-empty string (or integer, as decimal text) among the accepted
+  records of a model in the batch, cut to `MAX_VERSION_CHARS`; "" if none.
 
 Every message is accounted for: `consumed[topic]` grows by one per message, and every record
 in it is either accepted (counted in `accepted[topic]` and present in exactly one
 `ModelColumns`) or counted once in `rejected`. `decode` never raises on any input.
+
+The work is per batch, not per event: the envelope fields of all records are gathered with
+C-level `map(dict.get, ...)` passes, checked with one `set(map(type, ...))` pass each, and
+turned into numpy arrays; Python code per record only runs on the slow path of a batch that
+holds an odd value (a string timestamp, a rejected record, a wrong feature type).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
 import msgspec
@@ -58,50 +68,51 @@ from monitor.model import RawMessage
 
 __all__ = [
     "INVALID_CATEGORY",
+    "MAX_VERSION_CHARS",
     "TS_MAX_SECONDS",
     "BatchDecoder",
     "DecodedBatch",
     "EventFields",
     "ModelColumns",
     "ModelSchema",
+    "categorical_column",
     "epoch_seconds",
+    "numeric_column",
     "parse_rfc3339",
 ]
 
 INVALID_CATEGORY: Final = "\x00invalid"
-"""Categorical marker for a value of the wrong type (no real category can start with NUL)."""
+"""Categorical marker for a value of the wrong type (no accepted category starts with NUL)."""
 
 TS_MAX_SECONDS: Final = 1.6e10
 """Exclusive upper bound of a valid event time in epoch seconds (about year 2477).
 
-Valid event times are 0 < t < TS_MAX_SECONDS. A number above 1e11 is almost surely epoch
+Valid event times satisfy 0 < t < TS_MAX_SECONDS. A number above 1e11 is almost surely epoch
 milliseconds; it is rejected rather than guessed (it is above this bound anyway)."""
 
 MAX_VERSION_CHARS: Final = 128
 """`model_version` values are cut to this many characters (they end up in a metric label)."""
 
+_KAFKA_MS_MAX: Final = TS_MAX_SECONDS * 1000.0
 _DETAIL_CHARS: Final = 200
 _PREVIEW_CHARS: Final = 48
-
 _RFC3339: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,32})?"
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})",
     re.ASCII,
 )
-
-_KAFKA_MS_MAX: Final = TS_MAX_SECONDS * 1000.0
-_ABSENT: Final = object()
-_NUMERIC_TYPES: Final = frozenset({float, int, type(None)})
+_NUMBER_TYPES: Final = frozenset({float, int, type(None)})
 _STRING_TYPES: Final = frozenset({str, type(None)})
 
 FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
 IntArray = npt.NDArray[np.int32]
+Describe = Callable[..., str]
 
 
 @dataclass(frozen=True, slots=True)
 class EventFields:
-    """Where the decoder finds each part of an event (DESIGN.md section 3 `event:` config).
+    """Where the decoder finds each part of an event (DESIGN.md section 3, `event:` config).
 
     `timestamp_field=None` always uses the Kafka record timestamp. When the field is absent or
     null, `timestamp_fallback_to_kafka` uses the Kafka timestamp instead of `bad_timestamp`.
@@ -134,7 +145,7 @@ class ModelSchema:
 
 @dataclass(slots=True)
 class ModelColumns:
-    """The accepted events of one model in one batch, as columns (N events).
+    """The accepted events of one model in one batch, as columns (N events, batch order).
 
     - `times`: float64 [N], event time in epoch seconds.
     - `numeric`: float64 [len(schema.numeric), N]; NaN = missing, +inf = invalid.
@@ -158,13 +169,14 @@ class ModelColumns:
 
 @dataclass(slots=True)
 class DecodedBatch:
-    """Everything one batch produced: columns per model (models with no event are left out),
-    counters per topic, a bounded sample of rejects for the log, and the messages to copy to a
-    dead-letter topic.
+    """Everything one batch produced (see the module docstring for the counting contract).
 
-    `samples` holds (topic, reason, detail) with detail <= 200 characters: message position,
-    a short reason text and at most a 48-byte escaped preview of an unparseable value.
-    `rejected_messages` holds each message with at least one rejected record once, in order.
+    `models` holds only the models with at least one accepted event, in configuration order.
+    `samples` holds (topic, reason, detail) for the first rejects in message order, detail
+    <= 200 characters: the message position, a short reason text and, for unparseable values,
+    an escaped preview of at most 48 bytes. `rejected_messages` holds each message with at
+    least one rejected record once, in message order. `partitions` lists the (topic, partition)
+    of every message in the batch, in order of first appearance.
     """
 
     models: dict[str, ModelColumns]
@@ -191,9 +203,9 @@ def parse_rfc3339(text: str) -> float | None:
     """Epoch seconds of an RFC 3339 date-time (`2026-11-26T10:00:00.25Z`, `...+05:30`).
 
     Requires a full date, a full time and an offset (`Z`/`z` or `+hh:mm`); accepts `t` or a
-    space as separator and any number of fractional digits (kept to microseconds). Returns None
-    for anything else, including naive times, date-only strings, ISO week dates and the leap
-    second `:60`.
+    space as separator and up to 32 fractional digits (kept to microseconds). Returns None for
+    anything else, including naive times, date-only strings, ISO week dates, the leap second
+    `:60` and impossible dates.
     """
     if len(text) > 64 or _RFC3339.fullmatch(text) is None:
         return None
@@ -208,15 +220,15 @@ def parse_rfc3339(text: str) -> float | None:
 
 
 def epoch_seconds(value: object) -> float | None:
-    """The event time carried by a JSON value, or None if it is not a valid time.
+    """The event time carried by one decoded JSON value, or None if it is not a valid time.
 
-    A number (not a bool) is epoch seconds; a string is RFC 3339. The result must satisfy
+    A number (not a bool) is epoch seconds; a string is RFC 3339. The result satisfies
     0 < t < TS_MAX_SECONDS (no NaN, no infinity, no epoch milliseconds).
     """
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        # int vs float comparison is exact in Python, so huge ints never reach float().
+        # int vs float comparison is exact in Python, so a huge int never reaches float().
         return float(value) if 0 < value < TS_MAX_SECONDS else None
     if isinstance(value, str):
         seconds = parse_rfc3339(value)
@@ -224,44 +236,80 @@ def epoch_seconds(value: object) -> float | None:
     return None
 
 
-class _Group:
-    """The accepted records of one model while a batch is being decoded."""
+class _Layout:
+    """The msgspec record type built from the configuration, and how to read its fields.
 
-    __slots__ = ("features", "sources", "times", "version")
+    A record decodes into an `Envelope` Struct whose attributes are short generated names
+    (`m` model, `v` version, `t` time, `f` features object, `x<i>` configured features) renamed
+    to the configured JSON keys. Every field is typed `Any` (the decoder classifies the types
+    itself) except the features object, typed `Features | None`, so a non-object there fails
+    validation and sends the message to the slow path. msgspec skips unknown keys without
+    creating anything, so unexpected feature names cost nothing and grow nothing.
+    """
 
-    def __init__(self) -> None:
-        self.features: list[dict[str, Any]] = []
-        self.times: list[float] = []
-        self.sources: list[int] = []
-        self.version: str = ""
+    __slots__ = ("attrs", "features_depth", "record_type")
+
+    def __init__(self, fields: EventFields, keys: tuple[str, ...], names: list[str]) -> None:
+        self.attrs = {name: f"x{i}" for i, name in enumerate(names)}
+        feature_fields = [(attr, Any, None) for attr in self.attrs.values()]
+        feature_rename = {attr: name for name, attr in self.attrs.items()}
+        head: list[tuple[str, Any, Any]] = [("m", Any, None), ("v", Any, None)]
+        head_rename = {"m": fields.model_field, "v": fields.model_version_field}
+        if fields.timestamp_field is not None:
+            head.append(("t", Any, None))
+            head_rename["t"] = fields.timestamp_field
+        self.features_depth = len(keys)
+        if not keys:
+            self.record_type: type[msgspec.Struct] = msgspec.defstruct(
+                "Envelope", head + feature_fields, rename=head_rename | feature_rename, gc=False
+            )
+            return
+        inner: Any = msgspec.defstruct("Features", feature_fields, rename=feature_rename, gc=False)
+        for depth in range(len(keys) - 1, 0, -1):
+            inner = msgspec.defstruct(
+                f"Path{depth}", [("f", inner | None, None)], rename={"f": keys[depth]}, gc=False
+            )
+        self.record_type = msgspec.defstruct(
+            "Envelope",
+            [*head, ("f", inner | None, None)],
+            rename=head_rename | {"f": keys[0]},
+            gc=False,
+        )
+
+    def features(self, records: list[Any]) -> list[Any]:
+        """The features object of each record (None when absent, null or not an object)."""
+        if self.features_depth == 0:
+            return records
+        features: list[Any] = list(map(_FEATURES, records))
+        for _ in range(self.features_depth - 1):
+            features = [None if f is None else f.f for f in features]
+        return features
 
 
-class _Route:
-    """Model lookup result: the group index and the topics the model may come from."""
-
-    __slots__ = ("index", "topics")
-
-    def __init__(self, index: int, topics: frozenset[str] | None) -> None:
-        self.index = index
-        self.topics = topics
+_MODEL: Final = attrgetter("m")
+_VERSION: Final = attrgetter("v")
+_TIME: Final = attrgetter("t")
+_FEATURES: Final = attrgetter("f")
 
 
 class BatchDecoder:
     """Decodes batches of Kafka messages into per-model columns (see the module docstring).
 
-    The decoder's state is fixed at construction (configuration and the two msgspec decoders);
-    `decode` keeps everything else in locals, so no input can grow the decoder.
+    The decoder's state is fixed at construction (configuration, the record type and three
+    msgspec decoders); `decode` keeps everything else in locals, so no input grows it.
     """
 
     __slots__ = (
-        "_decoder",
-        "_fallback_decoder",
-        "_feature_keys",
+        "_codes",
+        "_columns",
         "_fields",
+        "_generic",
+        "_layout",
         "_max_dead_letters",
         "_max_samples",
-        "_routes",
         "_schemas",
+        "_typed",
+        "_typed_inf",
     )
 
     def __init__(
@@ -277,35 +325,60 @@ class BatchDecoder:
             raise ConfigError("event.max_message_bytes must be positive")
         if max_samples < 0 or max_dead_letters < 0:
             raise ConfigError("max_samples and max_dead_letters must not be negative")
-        feature_keys = tuple(fields.features_path.split(".")) if fields.features_path else ()
-        if any(not key for key in feature_keys):
+        keys = tuple(fields.features_path.split(".")) if fields.features_path else ()
+        if any(not key for key in keys):
             raise ConfigError(f"event.features_path {fields.features_path!r} has an empty part")
-        reserved = {fields.model_field, fields.model_version_field}
+        reserved = [fields.model_field, fields.model_version_field]
         if fields.timestamp_field is not None:
-            reserved.add(fields.timestamp_field)
-        routes: dict[str, _Route] = {}
-        for index, schema in enumerate(models):
-            if schema.name in routes:
+            reserved.append(fields.timestamp_field)
+        if keys:
+            reserved.append(keys[0])
+        if len(set(reserved)) != len(reserved):
+            raise ConfigError(
+                "event: timestamp_field, model_field, model_version_field and the first part "
+                f"of features_path must differ, got {reserved}"
+            )
+        codes: dict[str, int] = {}
+        all_names: dict[str, None] = {}
+        for code, schema in enumerate(models):
+            if schema.name in codes:
                 raise ConfigError(f"models: model {schema.name!r} is configured twice")
             names = schema.numeric + schema.categorical
             if len(set(names)) != len(names):
                 raise ConfigError(f"models.{schema.name}.features: a feature name is repeated")
-            if not feature_keys and reserved.intersection(names):
+            clash = sorted(set(reserved).intersection(names))
+            if not keys and clash:
                 raise ConfigError(
-                    f"models.{schema.name}.features: {sorted(reserved.intersection(names))} "
-                    "clash with the event fields while event.features_path is ''"
+                    f"models.{schema.name}.features: {clash} clash with the event fields "
+                    "while event.features_path is ''"
                 )
-            routes[schema.name] = _Route(index, schema.topics)
-        if fields.default_model is not None and fields.default_model not in routes:
+            codes[schema.name] = code
+            all_names.update(dict.fromkeys(names))
+        if fields.default_model is not None and fields.default_model not in codes:
             raise ConfigError(f"event.default_model {fields.default_model!r} is not a model")
+        layout = _Layout(fields, keys, list(all_names))
         self._fields = fields
         self._schemas = tuple(models)
-        self._routes = routes
-        self._feature_keys = feature_keys
+        self._codes = codes
+        self._layout = layout
+        self._columns = tuple(
+            (
+                tuple(layout.attrs[name] for name in schema.numeric),
+                tuple(layout.attrs[name] for name in schema.categorical),
+            )
+            for schema in models
+        )
         self._max_samples = max_samples
         self._max_dead_letters = max_dead_letters
-        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
-        self._fallback_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=float)
+        record_type = layout.record_type
+        self._typed: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            record_type | list[record_type]  # type: ignore[valid-type]
+        )
+        self._typed_inf: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            record_type | list[record_type],  # type: ignore[valid-type]
+            float_hook=float,
+        )
+        self._generic: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=float)
 
     @property
     def fields(self) -> EventFields:
@@ -319,248 +392,369 @@ class BatchDecoder:
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodedBatch:
         """Decode one batch. Never raises; every message and record is accounted for."""
-        fields = self._fields
-        max_bytes = fields.max_message_bytes
-        ts_field = fields.timestamp_field
-        kafka_fallback = ts_field is None or fields.timestamp_fallback_to_kafka
-        model_field = fields.model_field
-        version_field = fields.model_version_field
-        default_model = fields.default_model
-        feature_keys = self._feature_keys
-        single_key = feature_keys[0] if len(feature_keys) == 1 else None
-        routes = self._routes
-        decode_json = self._decoder.decode
+        if not messages:
+            return DecodedBatch({}, {}, {}, {}, {}, [], [], [])
+        topics = [m.topic for m in messages]
+        topic_names = list(dict.fromkeys(topics))
+        topic_codes = _codes_of(topics, {t: i for i, t in enumerate(topic_names)})
+        message_partitions = [(m.topic, m.partition) for m in messages]
+        partitions = list(dict.fromkeys(message_partitions))
+        partition_codes = _codes_of(message_partitions, {p: i for i, p in enumerate(partitions)})
+        kafka_ts = _kafka_seconds([m.timestamp_ms for m in messages])
+        rejects = _Rejects()
 
-        groups = [_Group() for _ in self._schemas]
-        consumed: dict[str, int] = {}
-        accepted: dict[str, int] = {}
-        last_ts: dict[str, float] = {}
-        partition_index: dict[tuple[str, int], int] = {}
-        sink = _RejectSink(self._max_samples, self._max_dead_letters)
+        records, record_msg = self._records([m.value for m in messages], rejects)
+        n = len(records)
+        record_topic = topic_codes[record_msg]
+        model_code = self._model_codes(records, topic_names, record_topic)
+        features = self._layout.features(records)
+        times = self._times(records, kafka_ts[record_msg])
+        ok = model_code >= 0
+        if type(None) in set(map(type, features)):
+            ok &= np.array([f is not None for f in features], dtype=np.bool_)
+        ok &= ~np.isnan(times)
 
-        for message in messages:
-            topic = message.topic
-            consumed[topic] = consumed.get(topic, 0) + 1
-            kafka_ms = message.timestamp_ms
-            kafka_ts: float | None = None
-            if type(kafka_ms) is int and 0 < kafka_ms < _KAFKA_MS_MAX:
-                kafka_ts = kafka_ms / 1000.0
-                if kafka_ts > last_ts.get(topic, -1.0):
-                    last_ts[topic] = kafka_ts
-
-            value = message.value
-            if not isinstance(value, bytes | bytearray | memoryview):
-                sink.add(
-                    message,
-                    RejectReason.INVALID_JSON,
-                    "value is not bytes but {}".format,
-                    _kind(value),
+        if not ok.all():
+            for i in np.flatnonzero(~ok).tolist():
+                self._reject_record(
+                    rejects,
+                    int(record_msg[i]),
+                    records[i],
+                    topic_names[record_topic[i]],
+                    model_ok=bool(model_code[i] >= 0),
+                    features_ok=features[i] is not None,
                 )
-                continue
-            if len(value) > max_bytes:
-                sink.add(
-                    message,
-                    RejectReason.TOO_LARGE,
-                    "{} bytes > max_message_bytes {}".format,
-                    len(value),
-                    max_bytes,
-                )
-                continue
-            try:
-                try:
-                    parsed = decode_json(value)
-                except msgspec.ValidationError:
-                    # A float literal out of range (1e999): parse again keeping it as +-inf.
-                    parsed = self._fallback_decoder.decode(value)
-            except (msgspec.DecodeError, RecursionError) as exc:
-                sink.add(message, RejectReason.INVALID_JSON, _invalid_json_detail, exc, value)
-                continue
-
-            if type(parsed) is dict:
-                records: list[Any] = [parsed]
-            elif type(parsed) is list:
-                records = parsed
-            else:
-                sink.add(message, RejectReason.NOT_AN_OBJECT, "top-level {}".format, _kind(parsed))
-                continue
-
-            key = (topic, message.partition)
-            source = partition_index.get(key)
-            if source is None:
-                source = partition_index[key] = len(partition_index)
-            n_accepted = 0
-            for position, record in enumerate(records):
-                if type(record) is not dict:
-                    sink.add(
-                        message,
-                        RejectReason.NOT_AN_OBJECT,
-                        "array element {} is {}".format,
-                        position,
-                        _kind(record),
-                    )
-                    continue
-
-                name = record.get(model_field)
-                if name is None:
-                    name = default_model
-                route = routes.get(name) if type(name) is str else None
-                if route is None or (route.topics is not None and topic not in route.topics):
-                    sink.add(
-                        message,
-                        RejectReason.UNKNOWN_MODEL,
-                        _unknown_model_detail,
-                        name,
-                        topic,
-                    )
-                    continue
-
-                if single_key is not None:
-                    features = record.get(single_key)
-                elif not feature_keys:
-                    features = record
-                else:
-                    features = _walk(record, feature_keys)
-                if type(features) is not dict:
-                    sink.add(
-                        message,
-                        RejectReason.NOT_AN_OBJECT,
-                        "features at {!r} is {}".format,
-                        fields.features_path,
-                        _kind(features),
-                    )
-                    continue
-
-                raw_ts = record.get(ts_field, _ABSENT) if ts_field is not None else _ABSENT
-                if type(raw_ts) is float and 0.0 < raw_ts < TS_MAX_SECONDS:
-                    event_ts: float | None = raw_ts
-                elif (raw_ts is _ABSENT or raw_ts is None) and kafka_fallback:
-                    event_ts = kafka_ts
-                else:
-                    event_ts = epoch_seconds(raw_ts)
-                if event_ts is None:
-                    sink.add(
-                        message,
-                        RejectReason.BAD_TIMESTAMP,
-                        _timestamp_detail,
-                        raw_ts,
-                        ts_field,
-                        kafka_ms,
-                    )
-                    continue
-
-                group = groups[route.index]
-                group.features.append(features)
-                group.times.append(event_ts)
-                group.sources.append(source)
-                version = record.get(version_field)
-                if version:
-                    if type(version) is str:
-                        group.version = version[:MAX_VERSION_CHARS]
-                    elif type(version) is int:
-                        group.version = _int_text(version)
-                n_accepted += 1
-            if n_accepted:
-                accepted[topic] = accepted.get(topic, 0) + n_accepted
+        accepted = np.bincount(record_topic[ok], minlength=len(topic_names)).tolist()
 
         models: dict[str, ModelColumns] = {}
-        for schema, group in zip(self._schemas, groups, strict=True):
-            if group.times:
-                models[schema.name] = _columns(schema, group)
+        for code, schema in enumerate(self._schemas):
+            selected = ok & (model_code == code) if len(self._schemas) > 1 else ok
+            count = int(np.count_nonzero(selected))
+            if count == 0:
+                continue
+            if count == n:
+                rows: Sequence[int] = range(n)
+                group = features
+                group_times, group_msg = times, record_msg
+            else:
+                rows = np.flatnonzero(selected).tolist()
+                group = list(map(features.__getitem__, rows))
+                group_times, group_msg = times[rows], record_msg[rows]
+            numeric_attrs, categorical_attrs = self._columns[code]
+            models[schema.name] = ModelColumns(
+                model=schema.name,
+                times=group_times,
+                numeric=_numeric_matrix(group, numeric_attrs),
+                categorical=tuple(
+                    categorical_column(list(map(attrgetter(attr), group)))
+                    for attr in categorical_attrs
+                ),
+                model_version=_last_version(records, rows),
+                sources=partition_codes[group_msg],
+            )
+
+        counts, samples, dead = rejects.finish(messages, self._max_samples, self._max_dead_letters)
+        last_ts: dict[str, float] = {}
+        for code, topic in enumerate(topic_names):
+            latest = float(np.fmax.reduce(kafka_ts[topic_codes == code]))
+            if not math.isnan(latest):
+                last_ts[topic] = latest
         return DecodedBatch(
             models=models,
-            consumed=consumed,
-            rejected=sink.counts,
-            accepted=accepted,
+            consumed=dict(Counter(topics)),
+            rejected=counts,
+            accepted={topic_names[c]: k for c, k in enumerate(accepted) if k},
             last_record_ts=last_ts,
-            samples=sink.samples,
-            rejected_messages=sink.dead_letters,
-            partitions=list(partition_index),
+            samples=samples,
+            rejected_messages=dead,
+            partitions=partitions,
         )
 
+    def _records(self, values: list[Any], rejects: _Rejects) -> tuple[list[Any], IntArray]:
+        """The records of a batch (Envelope Structs) and the message index of each.
 
-class _RejectSink:
-    """Counts rejects and keeps bounded samples and dead letters for one batch."""
-
-    __slots__ = ("counts", "dead_letters", "max_dead_letters", "max_samples", "samples")
-
-    def __init__(self, max_samples: int, max_dead_letters: int) -> None:
-        self.counts: dict[tuple[str, RejectReason], int] = {}
-        self.samples: list[tuple[str, RejectReason, str]] = []
-        self.dead_letters: list[RawMessage] = []
-        self.max_samples = max_samples
-        self.max_dead_letters = max_dead_letters
-
-    def add(
-        self,
-        message: RawMessage,
-        reason: RejectReason,
-        describe: Callable[..., str],
-        *args: object,
-    ) -> None:
-        """Count one rejected record; `describe(*args)` is only called while samples are kept."""
-        key = (message.topic, reason)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        if len(self.samples) < self.max_samples:
-            text = f"partition={message.partition} offset={message.offset}: {describe(*args)}"
-            self.samples.append((message.topic, reason, _clip(text)))
-        dead = self.dead_letters
-        if len(dead) < self.max_dead_letters and not (dead and dead[-1] is message):
-            dead.append(message)
-
-
-def _columns(schema: ModelSchema, group: _Group) -> ModelColumns:
-    """Build one model's columns from its accepted feature objects."""
-    features = group.features
-    return ModelColumns(
-        model=schema.name,
-        times=np.array(group.times, dtype=np.float64),
-        numeric=numeric_matrix(features, schema.numeric),
-        categorical=tuple(
-            categorical_column([f.get(name) for f in features]) for name in schema.categorical
-        ),
-        model_version=group.version,
-        sources=np.array(group.sources, dtype=np.int32),
-    )
-
-
-def numeric_matrix(features: Sequence[dict[str, Any]], names: Sequence[str]) -> FloatArray:
-    """float64 [len(names), len(features)]: NaN = missing, +inf = invalid (see module doc).
-
-    Fast path: every object has every name and every value is a float, an int or null, so one
-    `itemgetter` pass and one `np.array` call build the matrix. Otherwise each column is built
-    on its own (`numeric_column`).
-    """
-    n = len(features)
-    out: FloatArray
-    if len(names) >= 2 and n:
+        Fast path: every value is bytes within the size limit and decodes as an object or an
+        array of objects, so one `map(decode, values)` does the whole batch. Otherwise each
+        message goes through `_message_records`.
+        """
+        record_type = self._layout.record_type
         try:
-            rows = list(map(itemgetter(*names), features))
-        except KeyError:
-            rows = None
-        if rows is not None and set(map(type, chain.from_iterable(rows))) <= _NUMERIC_TYPES:
+            if max(map(len, values)) <= self._fields.max_message_bytes:
+                parsed = list(map(self._typed.decode, values))
+                if set(map(type, parsed)) <= {record_type}:
+                    return parsed, np.arange(len(parsed), dtype=np.int32)
+                return _flatten_typed(parsed, record_type)
+        except (TypeError, msgspec.DecodeError, RecursionError):
+            pass
+        records: list[Any] = []
+        owners: list[int] = []
+        for index, value in enumerate(values):
+            found = self._message_records(index, value, rejects)
+            records.extend(found)
+            owners.extend(repeat(index, len(found)))
+        return records, np.array(owners, dtype=np.int32)
+
+    def _message_records(self, index: int, value: Any, rejects: _Rejects) -> list[Any]:
+        """The records of one message; rejects what cannot be a record."""
+        if not isinstance(value, bytes | bytearray | memoryview):
+            rejects.add(index, RejectReason.INVALID_JSON, _not_bytes_detail, value)
+            return []
+        if len(value) > self._fields.max_message_bytes:
+            max_bytes = self._fields.max_message_bytes
+            rejects.add(index, RejectReason.TOO_LARGE, _too_large_detail, value, max_bytes)
+            return []
+        try:
+            try:
+                parsed = self._typed.decode(value)
+            except msgspec.ValidationError:
+                try:  # a float literal out of range (1e999) is kept as +-inf
+                    parsed = self._typed_inf.decode(value)
+                except msgspec.ValidationError:  # not an object where one is needed
+                    return self._generic_records(index, self._generic.decode(value), rejects)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            rejects.add(index, RejectReason.INVALID_JSON, _invalid_json_detail, exc, value)
+            return []
+        return parsed if type(parsed) is list else [parsed]
+
+    def _generic_records(self, index: int, parsed: Any, rejects: _Rejects) -> list[Any]:
+        """Records of a message that the typed decoder refused, from its generic JSON value."""
+        if type(parsed) is dict:
+            elements: list[Any] = [parsed]
+        elif type(parsed) is list:
+            elements = parsed
+        else:
+            rejects.add(index, RejectReason.NOT_AN_OBJECT, "top-level {}".format, _kind(parsed))
+            return []
+        records: list[Any] = []
+        for position, element in enumerate(elements):
+            record = self._to_record(element) if type(element) is dict else None
+            if record is None:
+                rejects.add(
+                    index,
+                    RejectReason.NOT_AN_OBJECT,
+                    "array element {} is {}".format,
+                    position,
+                    _kind(element),
+                )
+            else:
+                records.append(record)
+        return records
+
+    def _to_record(self, element: dict[str, Any]) -> Any:
+        """An Envelope from a generic JSON object; a non-object features value becomes None."""
+        record_type = self._layout.record_type
+        try:
+            return msgspec.convert(element, record_type)
+        except msgspec.ValidationError:
+            pass
+        keys = self._fields.features_path.split(".")
+        stripped = {k: v for k, v in element.items() if k != keys[0]}
+        try:
+            return msgspec.convert(stripped, record_type)
+        except msgspec.ValidationError:  # pragma: no cover - every other field is Any
+            return None
+
+    def _model_codes(
+        self, records: list[Any], topic_names: list[str], record_topic: IntArray
+    ) -> IntArray:
+        """int32 [n]: the model index of each record, -1 for `unknown_model`."""
+        names: list[Any] = list(map(_MODEL, records))
+        if not set(map(type, names)) <= {str}:
+            default = self._fields.default_model
+            names = [v if type(v) is str else default if v is None else None for v in names]
+        lookup = {name: self._codes.get(name, -1) for name in set(names)}
+        if len(lookup) == 1:
+            codes = np.full(len(names), next(iter(lookup.values())), dtype=np.int32)
+        else:
+            codes = _codes_of(names, lookup)
+        for code in lookup.values():
+            allowed = self._schemas[code].topics if code >= 0 else None
+            if allowed is not None:
+                allowed_codes = [c for c, topic in enumerate(topic_names) if topic in allowed]
+                codes[(codes == code) & ~np.isin(record_topic, allowed_codes)] = -1
+        return codes
+
+    def _times(self, records: list[Any], kafka_ts: FloatArray) -> FloatArray:
+        """float64 [n]: the event time of each record, NaN for `bad_timestamp`."""
+        fields = self._fields
+        if fields.timestamp_field is None:
+            return kafka_ts
+        raw: list[Any] = list(map(_TIME, records))
+        times: FloatArray | None = None
+        if set(map(type, raw)) <= _NUMBER_TYPES:
+            try:  # null becomes NaN; an int beyond the float range raises
+                times = np.array(raw, dtype=np.float64)
+            except OverflowError:
+                times = None
+        if times is None:  # absent/null -> NaN, invalid -> -1 (refused by the range check)
+            times = np.array([_time_or_marker(v) for v in raw], dtype=np.float64)
+        if fields.timestamp_fallback_to_kafka:
+            absent = np.isnan(times)
+            if absent.any():
+                times[absent] = kafka_ts[absent]
+        times[~((times > 0.0) & (times < TS_MAX_SECONDS))] = math.nan
+        return times
+
+    def _reject_record(
+        self,
+        rejects: _Rejects,
+        message: int,
+        record: Any,
+        topic: str,
+        *,
+        model_ok: bool,
+        features_ok: bool,
+    ) -> None:
+        """Record the reason of the first failing check of one record that was not accepted."""
+        fields = self._fields
+        if not model_ok:
+            rejects.add(message, RejectReason.UNKNOWN_MODEL, _unknown_model_detail, record.m, topic)
+        elif not features_ok:
+            rejects.add(
+                message,
+                RejectReason.NOT_AN_OBJECT,
+                "features at {!r} absent, null or not an object".format,
+                fields.features_path,
+            )
+        else:
+            raw = record.t if fields.timestamp_field is not None else None
+            rejects.add(
+                message, RejectReason.BAD_TIMESTAMP, _timestamp_detail, raw, fields.timestamp_field
+            )
+
+
+class _Rejects:
+    """The rejected records of one batch: (message index, reason, describe, args) each.
+
+    The detail text is built by `describe(*args)` only for the records that become samples.
+    """
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, RejectReason, Describe, tuple[object, ...]]] = []
+
+    def add(self, message: int, reason: RejectReason, describe: Describe, *args: object) -> None:
+        """Count one rejected record of message number `message`."""
+        self.entries.append((message, reason, describe, args))
+
+    def finish(
+        self, messages: Sequence[RawMessage], max_samples: int, max_dead_letters: int
+    ) -> tuple[
+        dict[tuple[str, RejectReason], int], list[tuple[str, RejectReason, str]], list[RawMessage]
+    ]:
+        """Counts per (topic, reason), the first samples and the dead letters, in message order."""
+        entries = sorted(self.entries, key=itemgetter(0))
+        counts: dict[tuple[str, RejectReason], int] = {}
+        for message, reason, _, _ in entries:
+            key = (messages[message].topic, reason)
+            counts[key] = counts.get(key, 0) + 1
+        samples: list[tuple[str, RejectReason, str]] = []
+        for message, reason, describe, args in entries[:max_samples]:
+            raw = messages[message]
+            text = f"partition={raw.partition} offset={raw.offset}: {describe(*args)}"
+            samples.append((raw.topic, reason, _clip(text)))
+        dead: list[RawMessage] = []
+        last = -1
+        for message, _, _, _ in entries:
+            if len(dead) >= max_dead_letters:
+                break
+            if message != last:
+                dead.append(messages[message])
+                last = message
+        return counts, samples, dead
+
+
+def _flatten_typed(parsed: list[Any], record_type: type) -> tuple[list[Any], IntArray]:
+    """Records and owning message index when the typed decoder accepted every message."""
+    records: list[Any] = []
+    owners: list[int] = []
+    for index, value in enumerate(parsed):
+        if type(value) is record_type:
+            records.append(value)
+            owners.append(index)
+        else:
+            records.extend(value)
+            owners.extend(repeat(index, len(value)))
+    return records, np.array(owners, dtype=np.int32)
+
+
+def _last_version(records: list[Any], rows: Sequence[int]) -> str:
+    """Last non-empty string/int `model_version` among `rows`, cut; "" if none."""
+    for version in filter(None, map(_VERSION, map(records.__getitem__, reversed(rows)))):
+        if type(version) is str:
+            return version[:MAX_VERSION_CHARS]
+        if type(version) is int and abs(version) < 10**MAX_VERSION_CHARS:
+            return str(version)
+    return ""
+
+
+def _codes_of(keys: Iterable[Any], lookup: dict[Any, int]) -> IntArray:
+    """int32 array of `lookup[key]` for each key."""
+    keys = list(keys)
+    return np.fromiter(map(lookup.__getitem__, keys), dtype=np.int32, count=len(keys))
+
+
+def _kafka_seconds(timestamps_ms: list[Any]) -> FloatArray:
+    """float64 [n]: Kafka record timestamps in seconds, NaN when absent or out of range."""
+    millis: FloatArray | None = None
+    if set(map(type, timestamps_ms)) <= {int}:
+        try:
+            millis = np.array(timestamps_ms, dtype=np.float64)
+        except OverflowError:
+            millis = None
+    if millis is None:
+        millis = np.array(
+            [
+                float(v) if type(v) is int and 0 < v < _KAFKA_MS_MAX else math.nan
+                for v in timestamps_ms
+            ],
+            dtype=np.float64,
+        )
+    millis[~((millis > 0.0) & (millis < _KAFKA_MS_MAX))] = math.nan
+    return millis / 1000.0
+
+
+def _time_or_marker(value: object) -> float:
+    """Slow path of the event time: NaN when absent/null, -1 when invalid, else seconds."""
+    if value is None:
+        return math.nan
+    seconds = epoch_seconds(value)
+    return -1.0 if seconds is None else seconds
+
+
+def _numeric_matrix(features: list[Any], attrs: tuple[str, ...]) -> FloatArray:
+    """float64 [len(attrs), len(features)] from feature Structs: NaN = missing, +inf = invalid.
+
+    Fast path: every value is a float, an int or null, so one `attrgetter` pass and one
+    `np.array` call build the matrix. Otherwise each column goes through `numeric_column`.
+    """
+    if len(attrs) >= 2 and features:
+        rows = list(map(attrgetter(*attrs), features))
+        if set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
             try:
                 matrix = np.array(rows, dtype=np.float64)
             except OverflowError:  # an int beyond the float range
                 pass
             else:
-                out = np.ascontiguousarray(matrix.T)
+                out: FloatArray = np.ascontiguousarray(matrix.T)
                 out[out == -math.inf] = math.inf
                 return out
-    out = np.empty((len(names), n), dtype=np.float64)
-    for row, name in enumerate(names):
-        out[row] = numeric_column([f.get(name) for f in features])
+    out = np.empty((len(attrs), len(features)), dtype=np.float64)
+    for row, attr in enumerate(attrs):
+        out[row] = numeric_column(list(map(attrgetter(attr), features)))
     return out
 
 
 def numeric_column(values: list[Any]) -> FloatArray:
     """float64 [len(values)] from decoded JSON values: NaN = missing, +inf = invalid."""
-    column: FloatArray
-    if set(map(type, values)) <= _NUMERIC_TYPES:
+    column: FloatArray | None = None
+    if set(map(type, values)) <= _NUMBER_TYPES:
         try:
             column = np.array(values, dtype=np.float64)
         except OverflowError:
-            column = np.array([_numeric_value(v) for v in values], dtype=np.float64)
-    else:
+            column = None
+    if column is None:
         column = np.array([_numeric_value(v) for v in values], dtype=np.float64)
     column[column == -math.inf] = math.inf
     return column
@@ -607,26 +801,30 @@ def _category_value(value: object) -> str | None:
     return INVALID_CATEGORY
 
 
-def _walk(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    """Follow a dotted features path; None when a step is missing or not an object."""
-    node: Any = record
-    for key in keys:
-        if type(node) is not dict:
-            return None
-        node = node.get(key)
-    return node
-
-
-def _int_text(value: int) -> str:
-    """Decimal text of an integer version, cut to MAX_VERSION_CHARS (safe for huge ints)."""
-    if abs(value) >= 10**MAX_VERSION_CHARS:
-        return ""
-    return str(value)
+_JSON_KINDS: Final = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "bool",
+    int: "number",
+    float: "number",
+    type(None): "null",
+}
 
 
 def _kind(value: object) -> str:
-    """JSON-ish name of a decoded value's type, for a log sample."""
-    return "absent" if value is None else type(value).__name__
+    """JSON name of a decoded value's type, for a log sample."""
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _not_bytes_detail(value: object) -> str:
+    """A message whose value is not bytes (e.g. a tombstone)."""
+    return f"value is {type(value).__name__}, not bytes"
+
+
+def _too_large_detail(value: bytes | bytearray | memoryview, max_bytes: int) -> str:
+    """Size of a message over the limit."""
+    return f"{len(value)} bytes > max_message_bytes {max_bytes}; not parsed"
 
 
 def _invalid_json_detail(error: Exception, value: bytes | bytearray | memoryview) -> str:
@@ -639,11 +837,11 @@ def _unknown_model_detail(name: object, topic: str) -> str:
     return f"model {_short(name)} is not configured for topic {_short(topic)}"
 
 
-def _timestamp_detail(raw: object, ts_field: str | None, kafka_ms: object) -> str:
+def _timestamp_detail(raw: object, ts_field: str | None) -> str:
     """Why an event time was refused, for a log sample."""
-    if raw is _ABSENT or raw is None:
-        field = ts_field if ts_field is not None else "<kafka>"
-        return f"{field!r} absent; kafka timestamp_ms={_short(kafka_ms)}"
+    if raw is None:
+        where = "no Kafka timestamp" if ts_field is None else f"{ts_field!r} absent or null"
+        return f"{where}, or Kafka timestamp unusable"
     return f"{ts_field!r}={_short(raw)} is not epoch seconds in (0, 1.6e10) nor RFC 3339"
 
 
@@ -652,9 +850,9 @@ def _short(value: object) -> str:
     if isinstance(value, str | bytes):
         return repr(value[:_PREVIEW_CHARS]) + ("..." if len(value) > _PREVIEW_CHARS else "")
     if isinstance(value, dict | list):
-        return f"<{type(value).__name__} of {len(value)}>"
+        return f"<{_kind(value)} of {len(value)}>"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
-        return "<huge int>"
+        return "<huge number>"
     return repr(value)
 
 

@@ -6,7 +6,11 @@ from enum import StrEnum
 
 
 class RejectReason(StrEnum):
-    """Why a whole record was rejected. Closed set: every value is a `reason` label value."""
+    """Why a whole record was rejected. Closed set: every value is a `reason` label value.
+
+    NO_REFERENCE: the record's model has a file reference that could not be loaded (yet), so
+    its events cannot be binned; they are counted here instead of silently dropped.
+    """
 
     INVALID_JSON = "invalid_json"
     NOT_AN_OBJECT = "not_an_object"
@@ -15,6 +19,7 @@ class RejectReason(StrEnum):
     TOO_EARLY = "too_early"
     TOO_LARGE = "too_large"
     UNKNOWN_MODEL = "unknown_model"
+    NO_REFERENCE = "no_reference"
 
 
 class CheckpointResult(StrEnum):

@@ -105,10 +105,9 @@ def snapshot_to_json(snapshot: Snapshot) -> bytes:
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer carrying the routes' dependencies, without reverse DNS at bind."""
 
+    # Request threads are daemons, and ThreadingMixIn joins only non-daemon threads on
+    # close: a client that connects and sends nothing cannot hold up stop().
     daemon_threads = True
-    # Do not join request threads on close: a client that connects and sends nothing must
-    # not be able to hold up stop().
-    block_on_close = False
 
     def __init__(
         self,

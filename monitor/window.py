@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -30,11 +30,15 @@ EMPTY_BUCKET = np.iinfo(np.int64).min
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """What happened to a batch: per-event acceptance and the drop counts."""
+    """What happened to a batch: per-event acceptance, the drop counts and the early mask.
+
+    An event that is neither accepted nor early was too late.
+    """
 
     accepted: npt.NDArray[np.bool_]
     too_late: int
     too_early: int
+    early: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_accepted(self) -> int:
@@ -178,7 +182,7 @@ class EventTimeWindow:
         buckets = self.ring.bucket_of(times)
         head = self.head
         if head is None:
-            return AddResult(np.zeros(n_events, dtype=bool), 0, int(early.sum()))
+            return AddResult(np.zeros(n_events, dtype=bool), 0, int(early.sum()), early)
         oldest_kept = head - self.n_buckets + 1 - self.lateness_buckets
         late = candidates & (buckets < oldest_kept)
         accepted = candidates & ~late
@@ -194,7 +198,7 @@ class EventTimeWindow:
                 self.ring.add(bucket, counts)
                 if bucket >= window_lo:
                     self.total += counts
-        return AddResult(accepted, int(late.sum()), int(early.sum()))
+        return AddResult(accepted, int(late.sum()), int(early.sum()), early)
 
     def advance(self, event_time: float) -> None:
         """Move the watermark to max(watermark, event_time) and evict buckets that left."""
