@@ -441,3 +441,22 @@ class Daemon:
         self.log.info("partitions revoked", partitions=sorted(partitions))
         if partitions:
             self.checkpoint()
+
+
+class DaemonHealth:
+    """The probes' view of a daemon (what monitor.http.Health asks)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def live(self) -> bool:
+        """The loop turned recently."""
+        return self._daemon.live()
+
+    def ready(self) -> bool:
+        """Connected, assigned, references loaded, evaluated once."""
+        return self._daemon.ready()
+
+    def reason(self) -> str:
+        """Why not ready ("" when ready)."""
+        return self._daemon.not_ready_reason()

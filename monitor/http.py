@@ -145,6 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def do_GET(self) -> None:
+        """Dispatch on the path (query string ignored); a failing route answers 500."""
         path = urlsplit(self.path).path
         route = _ROUTES.get(path)
         if route is None:
@@ -196,15 +197,18 @@ class _Handler(BaseHTTPRequestHandler):
     # --- routes: each returns (status, body, content type) ---------------------------------
 
     def metrics(self) -> tuple[HTTPStatus, bytes, str]:
+        """The registry, encoded as the Accept header asks (text 0.0.4 or OpenMetrics)."""
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         return HTTPStatus.OK, encoder(self.server.registry), content_type
 
     def livez(self) -> tuple[HTTPStatus, bytes, str]:
+        """200 while the loop turns, else 503."""
         if self.server.health.live():
             return HTTPStatus.OK, b"ok\n", _TEXT
         return HTTPStatus.SERVICE_UNAVAILABLE, b"not live: the loop has stalled\n", _TEXT
 
     def readyz(self) -> tuple[HTTPStatus, bytes, str]:
+        """200 when ready, else 503 with the reason as the body."""
         health = self.server.health
         if health.ready():
             return HTTPStatus.OK, b"ok\n", _TEXT
@@ -212,6 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         return HTTPStatus.SERVICE_UNAVAILABLE, (reason + "\n").encode("utf-8"), _TEXT
 
     def status(self) -> tuple[HTTPStatus, bytes, str]:
+        """The latest snapshot as JSON."""
         return HTTPStatus.OK, snapshot_to_json(self.server.snapshot()), _JSON
 
 

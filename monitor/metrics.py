@@ -641,10 +641,10 @@ def cardinality(
 
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 2 psi_threshold + invalid_values_total = 19. Per model: 6 gauges + events_accepted_total.
-    Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp. Fixed: 2 histograms
-    of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total, 2 checkpoints_total,
-    2 offset_commits_total, last_evaluation_timestamp, build_info, ready, kafka_connected,
-    evaluation_interval.
+    Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
+    Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
+    2 checkpoints_total, 2 offset_commits_total, last_evaluation_timestamp, build_info, ready,
+    kafka_connected, evaluation_interval.
     """
     n_reasons = len(RejectReason)
     n_results = len(CheckpointResult)

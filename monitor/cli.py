@@ -1,0 +1,429 @@
+"""The `driftmon` command line: composition root and exit codes (layer 5).
+
+Exit codes: 0 clean stop, 1 fatal runtime error, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from monitor import __version__
+from monitor.config import Settings, load_settings, redacted_dump
+from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
+from monitor.model import FeatureKind, FeatureSpec
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+driftmon watches feature events flowing through Kafka and tells you when the data a model
+sees drifts away from its reference: PSI, Kolmogorov-Smirnov, chi-square, missing-value,
+out-of-range and new-category signals per feature, with multiple-testing control, exported
+as Prometheus metrics.
+"""
+
+EPILOG = """\
+commands:
+  run            the daemon (consume, evaluate, export /metrics /livez /readyz /status)
+  reference fit  build a reference profile from CSV / JSON Lines / Parquet
+  simulate       produce synthetic feature events with named drift scenarios
+  status         show the current drift per model and feature as a table
+  check-config   validate a config file and print the effective configuration
+
+exit codes: 0 clean stop, 1 fatal runtime error, 2 bad usage or configuration.
+Configuration: YAML file (--config) with DRIFTMON_ environment overrides, nested with __
+(e.g. DRIFTMON_KAFKA__BOOTSTRAP_SERVERS=broker:9092).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with code 2 and a one-line hint on usage errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (each subcommand's --help is its manual)."""
+    parser = _Parser(
+        prog="driftmon",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"driftmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the drift monitor daemon until SIGTERM/SIGINT. A first signal "
+        "finishes the batch in hand, evaluates, checkpoints, commits offsets and exits 0 "
+        "(within 10 s); a second signal exits at once.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", "-c", type=Path, required=True, help="YAML config file")
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override log.level"
+    )
+    run.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="override log.format"
+    )
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config and print the effective configuration",
+        description="Validate a config file (with DRIFTMON_ environment overrides applied) and "
+        "print the effective configuration as JSON, secrets redacted. Exit 0 if valid, 2 if not.",
+    )
+    check.add_argument("--config", "-c", type=Path, required=True, help="YAML config file")
+
+    reference = sub.add_parser("reference", help="reference profiles (see: reference fit --help)")
+    ref_sub = reference.add_subparsers(
+        dest="reference_command", metavar="ACTION", parser_class=_Parser
+    )
+    fit = ref_sub.add_parser(
+        "fit",
+        help="build a reference profile from a data file",
+        description="Build a reference profile (bin edges, counts, top categories, metadata and a "
+        "content-hash reference_id) from a CSV, JSON Lines or Parquet file. Features come from "
+        "--features, or from a model in --config. Point a model's reference.path at the output "
+        "(reference.mode: file); the daemon picks up a changed file without a restart.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  driftmon reference fit train.csv --model fraud "
+        "--features amount:numeric,country:categorical -o refs/fraud.json",
+    )
+    fit.add_argument(
+        "data", type=Path, help="CSV, JSON Lines (.jsonl/.ndjson) or Parquet file (.gz ok for text)"
+    )
+    fit.add_argument("--features", help="comma-separated NAME:KIND (KIND numeric|categorical)")
+    fit.add_argument("--config", "-c", type=Path, help="take the model's features from this config")
+    fit.add_argument("--model", required=True, help="model name recorded in the profile")
+    fit.add_argument("--model-version", default="", help="model version recorded in the profile")
+    fit.add_argument(
+        "--format",
+        choices=["csv", "jsonl", "parquet"],
+        help="input format (default: from the suffix)",
+    )
+    fit.add_argument(
+        "--features-path",
+        default="",
+        help='for JSON Lines events: object holding the features (e.g. "features")',
+    )
+    fit.add_argument(
+        "--max-bins",
+        type=int,
+        default=128,
+        help="numeric bins at reference quantiles (default 128)",
+    )
+    fit.add_argument(
+        "--top-k", type=int, default=20, help="categories kept per categorical feature (default 20)"
+    )
+    fit.add_argument(
+        "--output", "-o", type=Path, required=True, help="where to write the profile JSON"
+    )
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="produce synthetic events with drift scenarios",
+        description="Produce synthetic feature events (DESIGN.md section 3 format) to a Kafka "
+        "topic at a controlled rate. Scenarios: none, mean-shift, variance, new-category, "
+        "missing-spike, outliers; the drift starts --drift-after seconds of event time in.",
+    )
+    sim.add_argument("--bootstrap", default="localhost:9092", help="Kafka bootstrap servers")
+    sim.add_argument("--topic", default="features", help="topic to produce to")
+    sim.add_argument("--models", default="fraud", help="comma-separated model names")
+    sim.add_argument("--drift", default="none", help="scenario name")
+    sim.add_argument("--drift-models", help="models that get the scenario (default: all)")
+    sim.add_argument(
+        "--drift-after", type=float, default=60.0, help="seconds before the drift starts"
+    )
+    sim.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="events per second in total (0 = as fast as possible)",
+    )
+    sim.add_argument("--events", type=int, help="stop after this many events")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument("--seed", type=int, default=42, help="random seed")
+
+    status = sub.add_parser(
+        "status",
+        help="show current drift as a table",
+        description="Read /status from a running daemon and print a table per model: drift "
+        "decision and reasons, PSI, KS D, p- and q-values, missing and out-of-range ratios, "
+        "window sample counts.",
+    )
+    status.add_argument("--url", default="http://127.0.0.1:9108", help="daemon base URL")
+    status.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `driftmon` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "reference" and args.reference_command == "fit":
+            return _reference_fit(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command == "status":
+            return _status(args)
+    except ConfigError as exc:
+        print(f"driftmon: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(json.dumps(redacted_dump(settings), indent=2, default=str))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    from monitor.logconf import configure_logging
+
+    configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
+    log = structlog.get_logger("driftmon")
+    try:
+        return _serve(settings, log)
+    except MonitorError as exc:
+        log.error("fatal", error=str(exc))
+        return EXIT_RUNTIME
+
+
+def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.daemon import Daemon, DaemonHealth
+    from monitor.http import HttpServer
+    from monitor.metrics import DriftCollector, PipelineMetrics
+    from monitor.source import KafkaSink, KafkaSource, producer_kwargs
+    from monitor.state import CheckpointStore
+
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(
+        registry,
+        topics=list(settings.kafka.topics),
+        features={m.name: [f.name for f in m.features] for m in settings.models},
+        evaluation_interval_seconds=settings.evaluation.interval,
+    )
+    collector = DriftCollector(registry)
+    consumer_kwargs = settings.kafka.consumer_kwargs()
+    sink = None
+    if settings.kafka.dead_letter_topic:
+        sink = KafkaSink(producer_kwargs(consumer_kwargs))
+
+    def make_source(on_assign, on_revoke):  # type: ignore[no-untyped-def]
+        return KafkaSource(consumer_kwargs, list(settings.kafka.topics), on_assign, on_revoke)
+
+    daemon = Daemon(
+        settings,
+        make_source,
+        metrics,
+        collector,
+        CheckpointStore(settings.state.dir),
+        dead_letter=sink,
+    )
+    server = HttpServer(
+        settings.http.host,
+        settings.http.port,
+        registry=registry,
+        snapshot=lambda: collector.snapshot,
+        health=DaemonHealth(daemon),
+    )
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            os._exit(EXIT_RUNTIME)
+        log.info("signal received, shutting down", signal=signal.Signals(signum).name)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("cannot listen", host=settings.http.host, port=settings.http.port, error=str(exc))
+        return EXIT_RUNTIME
+    log.info("serving", url=f"http://{settings.http.host}:{server.port}/metrics")
+    try:
+        return daemon.run()
+    finally:
+        server.stop()
+
+
+def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
+    specs: list[FeatureSpec] = []
+    for item in text.split(","):
+        name, sep, kind = item.strip().rpartition(":")
+        if not sep or not name:
+            raise ConfigError(f"--features: {item!r} is not NAME:KIND")
+        try:
+            specs.append(FeatureSpec(name, FeatureKind(kind)))
+        except ValueError as exc:
+            raise ConfigError(
+                f"--features: kind of {name!r} must be numeric or categorical, not {kind!r}"
+            ) from exc
+    return tuple(specs)
+
+
+def _reference_fit(args: argparse.Namespace) -> int:
+    from monitor.profile_io import read_columns
+    from monitor.reference import fit_profile, profile_to_json
+
+    if args.features:
+        specs = _parse_features(args.features)
+        top_k = {s.name: args.top_k for s in specs}
+        max_bins = args.max_bins
+    elif args.config:
+        settings = load_settings(args.config)
+        model = next((m for m in settings.models if m.name == args.model), None)
+        if model is None:
+            raise ConfigError(f"--model: {args.model!r} is not a model of {args.config}")
+        specs = model.feature_specs()
+        top_k = {f.name: f.top_k or args.top_k for f in model.features}
+        max_bins = model.max_bins
+    else:
+        raise ConfigError("reference fit: give --features NAME:KIND,... or --config with --model")
+    if not 2 <= max_bins <= 1024:
+        raise ConfigError("--max-bins: must be between 2 and 1024")
+    try:
+        numeric, categorical, rows = read_columns(
+            args.data,
+            [s.name for s in specs if s.kind is FeatureKind.NUMERIC],
+            [s.name for s in specs if s.kind is FeatureKind.CATEGORICAL],
+            fmt=args.format,
+            features_path=args.features_path,
+            progress=not args.no_progress,
+        )
+        profile = fit_profile(
+            args.model,
+            specs,
+            numeric,
+            {k: list(v) for k, v in categorical.items()},
+            max_bins=max_bins,
+            top_k=top_k,
+            model_version=args.model_version,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            source=str(args.data),
+        )
+    except (ReferenceDataError, OSError, ValueError) as exc:
+        print(f"driftmon reference fit: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(args.output.suffix + ".tmp")
+    tmp.write_text(profile_to_json(profile), encoding="utf-8")
+    os.replace(tmp, args.output)
+    print(
+        f"wrote {args.output}: {len(profile.features)} features from {rows} rows, "
+        f"reference_id {profile.reference_id}"
+    )
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from monitor.scenarios import SCENARIOS
+    from monitor.simulate import run_simulation
+    from monitor.source import KafkaSink
+
+    if args.drift not in SCENARIOS:
+        raise ConfigError(
+            f"--drift: unknown scenario {args.drift!r}; choose one of {', '.join(SCENARIOS)}"
+        )
+    models = [m for m in args.models.split(",") if m]
+    drift_models = [m for m in args.drift_models.split(",") if m] if args.drift_models else None
+    stop = {"flag": False}
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sink = KafkaSink({"bootstrap_servers": args.bootstrap})
+    except SourceError as exc:
+        print(f"driftmon simulate: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
+        report = run_simulation(
+            sink,
+            args.topic,
+            models=models,
+            scenario=args.drift,
+            drift_models=drift_models,
+            rate=args.rate,
+            total_events=args.events,
+            duration_s=args.duration,
+            drift_after_s=args.drift_after,
+            seed=args.seed,
+            stop=lambda: stop["flag"],
+        )
+    finally:
+        sink.close()
+    print(f"sent {report}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from monitor.statusview import StatusError, fetch_status, render_status
+
+    color = sys.stdout.isatty()
+    while True:
+        try:
+            status = fetch_status(args.url)
+        except StatusError as exc:
+            print(f"driftmon status: {exc}", file=sys.stderr)
+            if not args.watch:
+                return EXIT_RUNTIME
+            status = None
+        if status is not None:
+            text = (
+                json.dumps(status, indent=2)
+                if args.json
+                else render_status(status, width=_terminal_width(), color=color)
+            )
+            if args.watch and color:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            print(text, flush=True)
+        if not args.watch:
+            return EXIT_OK
+        time.sleep(args.watch)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 120
