@@ -1,0 +1,1 @@
+"""Statistical acceptance simulations of the drift decision rule (docs/statistics.md)."""
