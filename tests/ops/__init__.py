@@ -1,0 +1,1 @@
+"""Tests of the operations artefacts: alert rules, Alertmanager, dashboards, container, k8s."""
