@@ -186,7 +186,12 @@ class ModelLayout:
     def _categorical_slots(
         self, column: ObjectArray, bins: CategoricalBins, lookup: dict[str, int]
     ) -> IntArray:
-        """Vectorised category -> slot: unique values are looked up once, then broadcast."""
+        """Vectorised category -> slot: distinct values are looked up once, then broadcast.
+
+        Distinct values are numbered with a dict of Python strings, not numpy's fixed-width
+        str dtype: that dtype drops trailing NUL characters, so "\\x00" would lose its
+        invalid marker and "a\\x00" would count as "a".
+        """
         n = len(column)
         result = np.full(n, self.missing_col, dtype=np.int64)
         if n == 0:
@@ -195,20 +200,23 @@ class ModelLayout:
         present: npt.NDArray[np.bool_] = values != None  # noqa: E711 (elementwise)
         if not present.any():
             return result
-        strings = values[present].astype(str)
-        distinct, inverse = np.unique(strings, return_inverse=True)
+        number: dict[str, int] = {}
+        setdefault = number.setdefault
+        inverse = np.asarray(
+            [setdefault(s, len(number)) for s in map(str, values[present].tolist())],
+            dtype=np.int64,
+        )
         mapped = np.fromiter(
             (
                 self.invalid_col
                 if s.startswith(INVALID_CATEGORY_PREFIX)
                 else lookup.get(s, bins.unseen_slot)
-                for s in distinct.tolist()
+                for s in number
             ),
             dtype=np.int64,
-            count=len(distinct),
+            count=len(number),
         )
-        codes = mapped[inverse.ravel()]
-        result[present] = codes
+        result[present] = mapped[inverse]
         return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,20 +92,19 @@ def fit_categorical(
     """Top-K categories by count (ties by name), the vocabulary and the singleton fraction."""
     column = np.asarray(values, dtype=object)
     present = column[column != None]  # noqa: E711 (elementwise)
-    strings = present.astype(str) if present.size else np.asarray([], dtype=str)
-    distinct, counts = np.unique(strings, return_counts=True)
-    valid_mask = np.asarray(
-        [not v.startswith(INVALID_CATEGORY_PREFIX) for v in distinct.tolist()], dtype=bool
+    # Python strings, not numpy's str dtype, which drops trailing NULs (see ModelLayout).
+    tally = Counter(map(str, present.tolist()))
+    ranked = sorted(
+        ((s, c) for s, c in tally.items() if not s.startswith(INVALID_CATEGORY_PREFIX)),
+        key=lambda item: (-item[1], item[0]),
     )
-    distinct, counts = distinct[valid_mask], counts[valid_mask]
-    n_valid = int(counts.sum())
+    n_valid = sum(c for _, c in ranked)
     if n_valid == 0:
         raise ReferenceDataError(f"feature {name!r}: the reference sample has no category value")
-    order = np.lexsort((distinct, -counts))
-    top = tuple(str(v) for v in distinct[order][:top_k].tolist())
-    vocabulary = distinct[order][:MAX_VOCABULARY].tolist()
-    singleton_fraction = float(np.sum(counts == 1)) / float(n_valid)
-    bins = CategoricalBins(top, frozenset(str(v) for v in vocabulary), singleton_fraction)
+    top = tuple(s for s, _ in ranked[:top_k])
+    vocabulary = frozenset(s for s, _ in ranked[:MAX_VOCABULARY])
+    singleton_fraction = sum(1 for _, c in ranked if c == 1) / n_valid
+    bins = CategoricalBins(top, vocabulary, singleton_fraction)
     layout = ModelLayout([], [(name, bins)])
     hist = layout.count(np.empty((0, column.size)), [column])[0]
     return FeatureProfile(name, FeatureKind.CATEGORICAL, bins, _trim(hist, bins.value_slots))
