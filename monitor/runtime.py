@@ -358,11 +358,12 @@ class ModelRuntime:
             numeric = np.concatenate(self._warm_numeric, axis=1) if self._warm_numeric else None
             if numeric is not None:
                 arrays["warm.numeric"] = numeric
-            for i in range(len(self.categorical_specs)):
-                column = np.concatenate([chunk[i] for chunk in self._warm_categorical])
-                missing: npt.NDArray[np.bool_] = column == None  # noqa: E711 (elementwise)
-                arrays[f"warm.cat{i}.missing"] = missing
-                arrays[f"warm.cat{i}.values"] = np.where(missing, "", column).astype(str)
+            # categorical warm-up values go into the JSON metadata: numpy string arrays
+            # would strip trailing NUL characters (and need no pickles this way)
+            meta["warm_categorical"] = [
+                np.concatenate([chunk[i] for chunk in self._warm_categorical]).tolist()
+                for i in range(len(self.categorical_specs))
+            ]
         return ModelState(self.fingerprint(), arrays, meta)
 
     def restore(self, state: ModelState) -> None:
@@ -400,12 +401,11 @@ class ModelRuntime:
         elif self._warm_count:
             if "warm.numeric" in state.arrays:
                 self._warm_numeric = [np.asarray(state.arrays["warm.numeric"], dtype=np.float64)]
-            chunk = []
-            for i in range(len(self.categorical_specs)):
-                values = np.asarray(state.arrays[f"warm.cat{i}.values"]).astype(object)
-                values[np.asarray(state.arrays[f"warm.cat{i}.missing"], dtype=bool)] = None
-                chunk.append(values)
-            self._warm_categorical = [tuple(chunk)] if chunk else []
+            columns = state.meta.get("warm_categorical", [])
+            if len(columns) != len(self.categorical_specs):
+                raise StateError(f"model {self.name!r}: checkpointed warm-up buffer is incomplete")
+            chunk = tuple(np.asarray(column, dtype=object) for column in columns)
+            self._warm_categorical = [chunk] if chunk else []
             if not self._warm_numeric:
                 self._warm_numeric = [np.empty((0, self._warm_count))]
 
