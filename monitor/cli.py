@@ -221,15 +221,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
-    from prometheus_client import CollectorRegistry
-
     from monitor.daemon import Daemon, DaemonHealth
     from monitor.http import HttpServer
-    from monitor.metrics import DriftCollector, PipelineMetrics
+    from monitor.metrics import DriftCollector, PipelineMetrics, new_registry
     from monitor.source import KafkaSink, KafkaSource, producer_kwargs
     from monitor.state import CheckpointStore
 
-    registry = CollectorRegistry()
+    registry = new_registry()
     metrics = PipelineMetrics(
         registry,
         topics=list(settings.kafka.topics),
@@ -332,7 +330,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
             args.model,
             specs,
             numeric,
-            {k: list(v) for k, v in categorical.items()},
+            categorical,
             max_bins=max_bins,
             top_k=top_k,
             model_version=args.model_version,

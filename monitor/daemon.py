@@ -175,6 +175,9 @@ class Daemon:
         if messages:
             self.process(messages)
         self.metrics.set_kafka_connected(self.source.is_connected())
+        # Also before evaluate/checkpoint: an offset commit during an outage can block for the
+        # request timeout, and driftmon_ready must not claim "ready" meanwhile.
+        self.metrics.set_ready(self.ready())
         now = self.monotonic()
         if now >= self._next_eval:
             self._next_eval = now + self.settings.evaluation.interval

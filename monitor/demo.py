@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.duration is not None and elapsed >= args.duration:
                     break
                 if daemon.poll() is not None:
-                    print(
-                        f"driftmon exited ({daemon.returncode}); log: {workdir}/driftmon.log"
-                    )
+                    print(f"driftmon exited ({daemon.returncode}); log: {workdir}/driftmon.log")
                     stop.set()
                     break
                 _show(url, elapsed, clear=not args.no_clear and sys.stdout.isatty())

@@ -664,3 +664,8 @@ def cardinality(
         counters = n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + 2 * n_results
         total += counters + 2  # + the two histograms
     return total
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry for one daemon (no default process/platform collectors)."""
+    return CollectorRegistry()

@@ -87,7 +87,9 @@ def fit_numeric(
 
 
 def fit_categorical(
-    name: str, values: Sequence[object], top_k: int = DEFAULT_TOP_K
+    name: str,
+    values: Sequence[object] | npt.NDArray[np.object_],
+    top_k: int = DEFAULT_TOP_K,
 ) -> FeatureProfile:
     """Top-K categories by count (ties by name), the vocabulary and the singleton fraction."""
     column = np.asarray(values, dtype=object)
@@ -317,7 +319,7 @@ def fit_profile(
     model: str,
     specs: Sequence[FeatureSpec],
     numeric: Mapping[str, npt.ArrayLike],
-    categorical: Mapping[str, Sequence[object]],
+    categorical: Mapping[str, Sequence[object] | npt.NDArray[np.object_]],
     *,
     max_bins: int = DEFAULT_MAX_BINS,
     top_k: Mapping[str, int] | None = None,

@@ -1,0 +1,324 @@
+"""`driftmon status`: fetch a daemon's /status JSON and render it as a terminal table.
+
+Layer 4, stdlib only (urllib). `fetch_status` returns the JSON document that
+`monitor.http.snapshot_to_json` serves; `render_status` turns it into text: per model a header
+line (model, reference id and mode, model version, watermark in UTC, drifted / total
+features), a line with the evaluation time and the multiple-testing correction, and one row
+per feature: drifted features first, then by PSI descending (features without a PSI last),
+then by name.
+
+Columns: FEATURE, KIND (num/cat), DRIFT ("DRIFT" and the decision legs that fired, with
+new_category shown as "new-cat"; "ok"; or "—" when the feature was not evaluated), PSI,
+KS D/TVD (numeric: KS D ± the binning error bound; categorical: total variation distance),
+p (the smallest p-value of the feature's tests: KS, PSI, χ², new category, missing), q (its
+multiple-testing-adjusted q-value), MISS ref→cur (missing ratio, reference→current), OOR/NEW
+(out-of-range ratio for a numeric feature, unseen-category ratio for a categorical one),
+N ref/cur (valid values in each window). A value that is absent is shown as "—".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.errors import MonitorError
+
+__all__ = ["StatusError", "fetch_status", "render_status", "status_url"]
+
+DASH = "—"
+_RED = "\x1b[1;31m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_RESET = "\x1b[0m"
+_GAP = "  "
+_MIN_FEATURE_WIDTH = 8
+_MIN_DRIFT_WIDTH = 6  # "DRIFT…"
+_REASONS = {"new_category": "new-cat"}  # shorter labels for long decision legs
+_P_KEYS = ("ks_pvalue", "psi_pvalue", "chi2_pvalue", "new_category_pvalue", "missing_pvalue")
+
+
+class StatusError(MonitorError):
+    """/status could not be fetched or is not a driftmon status document (one-line message)."""
+
+
+def status_url(url: str) -> str:
+    """The /status URL for a base URL: adds `http://` when no scheme is given and `/status`
+    unless the path already ends with it (`localhost:9108` -> `http://localhost:9108/status`).
+    """
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    url = url.rstrip("/")
+    return url if url.endswith("/status") else url + "/status"
+
+
+def fetch_status(url: str, timeout: float = 5) -> dict[str, Any]:
+    """GET `status_url(url)` and return the decoded JSON object.
+
+    Raises StatusError with a one-line message when the server cannot be reached (refused,
+    unknown host, timeout), answers anything but 200, or sends something that is not a JSON
+    object with a "models" list.
+    """
+    target = status_url(url)
+    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raise StatusError(f"GET {target}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise StatusError(f"cannot reach {target}: {_reason(exc.reason)}") from None
+    except TimeoutError:
+        raise StatusError(f"cannot reach {target}: timed out after {timeout:g}s") from None
+    except (OSError, ValueError) as exc:  # connection reset mid-response, malformed URL
+        raise StatusError(f"cannot reach {target}: {_reason(exc)}") from None
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StatusError(f"GET {target}: the response is not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+        raise StatusError(f"GET {target}: not a driftmon status document (no 'models' list)")
+    return document
+
+
+def _reason(reason: object) -> str:
+    """A short text for a connection failure."""
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (is driftmon running and listening there?)"
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(reason, socket.gaierror):
+        return f"unknown host ({reason.strerror})"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _utc(seconds: object) -> str:
+    """Epoch seconds as `YYYY-MM-DD HH:MM:SSZ`; "—" for None or a non-number."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return DASH
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return DASH
+
+
+def _number(value: object) -> float | None:
+    """A finite float from a JSON number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _fixed(value: object, digits: int = 3) -> str:
+    x = _number(value)
+    return DASH if x is None else f"{x:.{digits}f}"
+
+
+def _sci(value: object) -> str:
+    """Compact p/q-value: "0.31" from 0.01 up, "1.2e-40" below, "0" for zero, "—" for None."""
+    x = _number(value)
+    if x is None:
+        return DASH
+    if x == 0:
+        return "0"
+    if abs(x) >= 0.01:
+        return f"{x:.2f}"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _percent(value: object) -> str:
+    x = _number(value)
+    return DASH if x is None else f"{100 * x:.1f}%"
+
+
+def _count(value: object) -> str:
+    """An event count, shortened from 100,000 up (123k, 4.5M)."""
+    x = _number(value)
+    if x is None:
+        return DASH
+    n = int(x)
+    if n < 100_000:
+        return str(n)
+    if n < 10_000_000:
+        return f"{n / 1000:.0f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def _ks(feature: Mapping[str, Any]) -> str:
+    d = _number(feature.get("ks_statistic"))
+    if d is None:
+        return DASH
+    err = _number(feature.get("ks_error_bound"))
+    return f"{d:.3f}" if err is None else f"{d:.3f}±{err:.3f}"
+
+
+def _min_p(feature: Mapping[str, Any]) -> float | None:
+    values = [p for p in (_number(feature.get(k)) for k in _P_KEYS) if p is not None]
+    return min(values) if values else None
+
+
+def _drift(feature: Mapping[str, Any]) -> str:
+    if feature.get("drift_detected"):
+        reasons = feature.get("drift_reasons") or []
+        short = [_REASONS.get(str(r), str(r)) for r in reasons]
+        return "DRIFT " + ",".join(short) if short else "DRIFT"
+    return "ok" if feature.get("evaluated") else DASH
+
+
+def _kind(feature: Mapping[str, Any]) -> str:
+    kind = str(feature.get("kind", ""))
+    return {"numeric": "num", "categorical": "cat"}.get(kind, kind or DASH)
+
+
+def _sort_key(feature: Mapping[str, Any]) -> tuple[int, int, float, str]:
+    psi = _number(feature.get("psi"))
+    return (
+        0 if feature.get("drift_detected") else 1,
+        0 if psi is not None else 1,
+        -(psi or 0.0),
+        str(feature.get("name", "")),
+    )
+
+
+_Column = tuple[str, bool, Callable[[Mapping[str, Any]], str]]  # header, right-aligned, cell
+
+_COLUMNS: tuple[_Column, ...] = (
+    ("FEATURE", False, lambda f: str(f.get("name", DASH))),
+    ("KIND", False, _kind),
+    ("DRIFT", False, _drift),
+    ("PSI", True, lambda f: _fixed(f.get("psi"))),
+    (
+        "KS D/TVD",
+        True,
+        lambda f: _fixed(f.get("tvd")) if f.get("kind") == "categorical" else _ks(f),
+    ),
+    ("p", True, lambda f: _sci(_min_p(f))),
+    ("q", True, lambda f: _sci(f.get("qvalue"))),
+    (
+        "MISS ref→cur",
+        True,
+        lambda f: (
+            f"{_percent(f.get('reference_missing_ratio'))}→"
+            f"{_percent(f.get('current_missing_ratio'))}"
+        ),
+    ),
+    (
+        "OOR/NEW",
+        True,
+        lambda f: _percent(
+            f.get("unseen_category_ratio")
+            if f.get("kind") == "categorical"
+            else f.get("out_of_range_ratio")
+        ),
+    ),
+    (
+        "N ref/cur",
+        True,
+        lambda f: f"{_count(f.get('reference_samples'))}/{_count(f.get('current_samples'))}",
+    ),
+)
+
+
+def _clip(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the last one replaced by "…" when cut."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + "…" if width > 0 else ""
+
+
+def _fit_widths(widths: list[int], width: int) -> list[int]:
+    """Shrink DRIFT, then FEATURE (never below their minimums) until the row fits `width`."""
+    out = list(widths)
+    for index, minimum in ((2, _MIN_DRIFT_WIDTH), (0, _MIN_FEATURE_WIDTH)):
+        excess = sum(out) + len(_GAP) * (len(out) - 1) - width
+        if excess <= 0:
+            break
+        out[index] = max(min(out[index], minimum), out[index] - excess)
+    return out
+
+
+def _table(features: Sequence[Mapping[str, Any]], width: int, color: bool) -> list[str]:
+    rows = [[cell(f) for _, _, cell in _COLUMNS] for f in features]
+    headers = [header for header, _, _ in _COLUMNS]
+    widths = [max(len(c) for c in column) for column in zip(headers, *rows, strict=True)]
+    widths = _fit_widths(widths, width)
+
+    def line(cells: Sequence[str]) -> str:
+        parts = []
+        for (_, right, _), cell, w in zip(_COLUMNS, cells, widths, strict=True):
+            clipped = _clip(cell, w)
+            parts.append(clipped.rjust(w) if right else clipped.ljust(w))
+        return _clip(_GAP.join(parts).rstrip(), width)
+
+    out = [line(headers)]
+    for feature, cells in zip(features, rows, strict=True):
+        text = line(cells)
+        if color and feature.get("drift_detected"):
+            text = f"{_RED}{text}{_RESET}"
+        elif color and not feature.get("evaluated"):
+            text = f"{_DIM}{text}{_RESET}"
+        out.append(text)
+    return out
+
+
+def _model_header(model: Mapping[str, Any], n_features: int) -> str:
+    reference = str(model.get("reference_id") or DASH)
+    mode = model.get("reference_mode")
+    drifted = model.get("drifted_features")
+    if not isinstance(drifted, int):
+        drifted = sum(1 for f in model.get("features") or [] if f.get("drift_detected"))
+    parts = [
+        f"model {model.get('model', DASH)}",
+        f"reference {reference}" + (f" ({mode})" if mode else ""),
+        f"version {model.get('model_version') or DASH}",
+        f"watermark {_utc(model.get('watermark'))}",
+        f"drifted {drifted}/{n_features}",
+    ]
+    return "  ".join(parts)
+
+
+def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = False) -> str:
+    """The terminal view of a /status document (see the module docstring); no trailing newline.
+
+    Lines are at most `width` characters (not counting ANSI codes): the FEATURE and DRIFT
+    columns shrink first (cut with "…"), then any line still too long is cut. With `color`,
+    model headers are bold, drifted rows red and unevaluated rows dim.
+    """
+    models = [m for m in status.get("models") or [] if isinstance(m, Mapping)]
+    if not models:
+        created = _utc(status.get("created_at"))
+        return f"no model evaluated yet (snapshot created {created})"
+    blocks: list[str] = []
+    any_unevaluated = False
+    for model in models:
+        features = sorted(
+            (f for f in model.get("features") or [] if isinstance(f, Mapping)), key=_sort_key
+        )
+        any_unevaluated |= any(not f.get("evaluated") for f in features)
+        header = _clip(_model_header(model, len(features)), width)
+        detail = _clip(
+            f"  evaluated {_utc(model.get('evaluated_at'))}, correction "
+            f"{model.get('correction') or DASH} at q={_sci(model.get('fdr_q'))}",
+            width,
+        )
+        lines = [f"{_BOLD}{header}{_RESET}" if color else header, detail]
+        lines += _table(features, width, color) if features else ["  (no features)"]
+        blocks.append("\n".join(lines))
+    if any_unevaluated:
+        blocks.append(
+            _clip(f"DRIFT {DASH}: not evaluated (a window holds fewer than min_samples)", width)
+        )
+    return "\n\n".join(blocks)
