@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -174,10 +175,12 @@ class WebhookReceiver:
 
     `notifications` holds `(path, payload)` pairs in arrival order; give each Alertmanager
     receiver its own path (`url("driftmon-pager")`) to check which receiver was used.
+    `arrivals[i]` is the `time.monotonic()` at which `notifications[i]` arrived.
     """
 
     def __init__(self) -> None:
         self.notifications: list[tuple[str, dict[str, Any]]] = []
+        self.arrivals: list[float] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -187,6 +190,7 @@ class WebhookReceiver:
                 payload = json.loads(self.rfile.read(length) or b"null")
                 with receiver._lock:
                     receiver.notifications.append((self.path.lstrip("/"), payload))
+                    receiver.arrivals.append(time.monotonic())
                 self.send_response(200)
                 self.end_headers()
 
@@ -205,6 +209,11 @@ class WebhookReceiver:
         """A snapshot of the notifications received so far."""
         with self._lock:
             return list(self.notifications)
+
+    def received_timed(self) -> list[tuple[float, str, dict[str, Any]]]:
+        """A snapshot of `(monotonic arrival time, path, payload)` of every notification."""
+        with self._lock:
+            return [(t, p, n) for t, (p, n) in zip(self.arrivals, self.notifications, strict=True)]
 
     def wait_for(
         self,
@@ -312,6 +321,11 @@ class _Server:
         self.stop()
 
 
+_RELOAD_METRIC = re.compile(
+    r"^(prometheus_config_last_reload_success(?:ful|_timestamp_seconds)) (\S+)$", re.MULTILINE
+)
+
+
 class PrometheusServer(_Server):
     """`prometheus` with its TSDB in `workdir`. Note: 2.42 scrapes first ~5 s after start."""
 
@@ -335,6 +349,51 @@ class PrometheusServer(_Server):
     def alerts(self) -> list[dict[str, Any]]:
         """Active (pending and firing) alerts from /api/v1/alerts."""
         return list(http_json(f"{self.url}/api/v1/alerts")["data"]["alerts"])
+
+    def alertmanagers(self) -> list[str]:
+        """URLs of the Alertmanagers Prometheus currently sends to (/api/v1/alertmanagers)."""
+        data = http_json(f"{self.url}/api/v1/alertmanagers")["data"]
+        return [am["url"] for am in data["activeAlertmanagers"]]
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """The loaded rule groups from /api/v1/rules (empty before any rule file is loaded)."""
+        return list(http_json(f"{self.url}/api/v1/rules")["data"]["groups"])
+
+    def reload(self, timeout: float = 10) -> None:
+        """Re-read the config file (SIGHUP) and wait until Prometheus reports a successful reload.
+
+        Caveat (2.42): a reload empties the notifier's Alertmanager list until service
+        discovery re-syncs it (up to 5 s later; wait for `alertmanagers()`). Alerts sent
+        meanwhile are dropped, and Prometheus re-sends a firing alert only after
+        `--rules.alert.resend-delay` (default 1m).
+
+        Success is read from Prometheus's own /metrics: the timestamp
+        `prometheus_config_last_reload_success_timestamp_seconds` must move past its value
+        before the signal while `prometheus_config_last_reload_successful` is 1. AssertionError
+        (with the log tail) if that does not happen within `timeout` seconds.
+        """
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError("prometheus is not running")
+        before = self._reload_state()[1]
+        self._proc.send_signal(signal.SIGHUP)
+
+        def reloaded() -> bool:
+            ok, stamp = self._reload_state()
+            return ok and stamp > before
+
+        try:
+            wait_for("prometheus config reload", reloaded, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- prometheus log ---\n{self.log_tail()}") from None
+
+    def _reload_state(self) -> tuple[bool, float]:
+        """(last reload successful, time of the last successful (re)load) from /metrics."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=2) as resp:
+            values = dict(_RELOAD_METRIC.findall(resp.read().decode()))
+        return (
+            float(values["prometheus_config_last_reload_successful"]) == 1,
+            float(values["prometheus_config_last_reload_success_timestamp_seconds"]),
+        )
 
 
 class AlertmanagerServer(_Server):
@@ -380,25 +439,31 @@ def write_fast_rules(dest: Path, source: Path = RULES_FILE, for_duration: str = 
 
 def write_prometheus_config(
     dest: Path,
-    rule_file: Path,
+    rule_file: Path | None,
     driftmon_targets: Sequence[str],
-    alertmanager: str,
+    alertmanager: str | None,
     *,
     interval: str = "500ms",
 ) -> Path:
-    """A Prometheus config scraping `driftmon_targets` as job `driftmon`, fast intervals."""
-    config = {
+    """A Prometheus config scraping `driftmon_targets` as job `driftmon`, fast intervals.
+
+    `rule_file=None` loads no rules and `alertmanager=None` sends alerts nowhere (a scrape-only
+    config, to be swapped for the full one with `PrometheusServer.reload`).
+    """
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": interval,
             "scrape_timeout": interval,
             "evaluation_interval": interval,
         },
-        "rule_files": [str(rule_file)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-        "scrape_configs": [
-            {"job_name": "driftmon", "static_configs": [{"targets": list(driftmon_targets)}]}
-        ],
     }
+    if rule_file is not None:
+        config["rule_files"] = [str(rule_file)]
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    config["scrape_configs"] = [
+        {"job_name": "driftmon", "static_configs": [{"targets": list(driftmon_targets)}]}
+    ]
     dest.write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
 

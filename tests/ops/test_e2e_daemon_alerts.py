@@ -1,0 +1,549 @@
+"""The alerting chain with real processes: tansu -> `driftmon run` -> Prometheus -> Alertmanager.
+
+Everything listens on 127.0.0.1 on free ports, and every process is stopped by a `with` block.
+Prometheus loads a generated copy of the shipped rules with `for: 1s`. Alertmanager runs the
+shipped routes and inhibit rules with local webhook URLs (one path per receiver), a 1 s
+`group_wait` and a 6 s `group_interval`. The shipped files are not modified.
+
+Timeline (two models on one single-partition topic, both with the demo feature set):
+
+1. 2,000 clean warm-up events per model are produced at full speed (rate 0). They become each
+   model's reference. A clean stream (1,000 events/s, event time = wall time) starts with the
+   daemon. The window is 5 buckets of 1 s, evaluated every second, with min_samples 1,000.
+   The allowed lateness is 15 s (see step 3).
+2. Prometheus starts with a scrape-only config. Once it has itself scraped a ready daemon, a
+   few bad records are produced (one each of invalid JSON, unknown model and bad timestamp,
+   plus fraud events whose `amount` is a string). These give the reject and invalid-value
+   panels real nonzero rates, far below DriftmonHighRejectRate's 1 %. Then a reload loads the
+   rules and the Alertmanager, and the test waits until Prometheus lists that Alertmanager
+   again. Why not load everything at start: Prometheus 2.42 scrapes first ~5 s after start
+   (research/ops.md caveat 1), and with `for: 1s` the `absent(up{job="driftmon"})` branch of
+   DriftmonDown would fire in that gap. That is an artefact of the shortened `for:` (the
+   shipped 5 m covers the gap), not an alert the daemon causes. Why wait: a reload empties
+   the notifier's Alertmanager list for up to 5 s, and an alert that fires meanwhile would be
+   dropped, or would reach Alertmanager with a past start and be flushed at once, before the
+   alerts that inhibit it.
+3. On the clean stream, no rule is pending or firing. Then the stream switches: model `fraud`
+   follows scenario `mean-shift` (features `scenarios.affected_features("mean-shift")`, i.e.
+   amount and score, drift) and `churn` stays clean. The drifting events' event time starts
+   10 s ahead of the wall clock, a jump larger than the window. So the first window with
+   min_samples values is entirely drifted, and every alert of a feature starts at the same
+   rule evaluation, as it would in steady state. Clean events polled in the same batch as
+   the first drifted ones are within the lateness: they are kept before the current window
+   instead of being rejected as too late.
+
+Expected and checked:
+
+- At the webhook: DriftmonFeatureDrift for fraud/amount at `driftmon-chat` (warning) and
+  DriftmonFeaturePsiCritical for fraud/score at `driftmon-pager` (critical), with rendered
+  annotations. Nothing else is notified. Prometheus has exactly these alerts plus
+  DriftmonFeatureDrift for fraud/score, which Alertmanager holds back (inhibit rule 2: a
+  critical alert on a feature mutes the warnings on that feature). There is no pipeline or
+  data-quality alert and nothing for churn, whose features were evaluated on full windows.
+  Feature amount gets PSI bands 0.1/0.5 in the daemon config: its PSI under this shift is
+  ~0.2 (measured 0.17-0.23), too close to the default critical band of 0.25 for a
+  deterministic split. Score's PSI (~1.7) is far above its default 0.25.
+- Every Grafana panel query returns data from the live Prometheus, with the variables set to
+  the drifting model and feature and the real instance. The only allowed exception is a query
+  that reads a statistic the daemon exports for categorical features only (no series at all
+  for the numeric feature amount); that query must then return data for fraud's categorical
+  feature `country`. Every dashboard variable's `label_values` selector returns series.
+- SIGTERM: the daemon exits 0, and DriftmonDown for its instance reaches `driftmon-pager`.
+  Prometheus marks the daemon's series stale at the first failed scrape, so the drift alerts
+  resolve at once, about a second before DriftmonDown fires. What inhibit rule 1 ("driftmon
+  down: its drift and data-quality statistics are stale, so only DriftmonDown is worth a
+  notification") changes in this single-instance case is that the drift alerts' "resolved"
+  notifications are muted. The SIGTERM is timed just after a flush of the drift groups, so
+  their next flush comes after DriftmonDown has reached Alertmanager. Without rule 1, that
+  flush would deliver "resolved" for both drift alerts. The test checks that it delivers
+  nothing.
+
+If inhibit rule 1 or rule 2 is deleted from the Alertmanager copy, this test fails (checked
+by hand).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from monitor.errors import RejectReason
+from monitor.model import FeatureKind
+from monitor.scenarios import DEMO_FEATURES, EventGenerator, affected_features
+from monitor.simulate import run_simulation
+from monitor.source import KafkaSink
+from tests.integration.daemon_harness import DaemonProcess, Metrics, daemon_config, write_config
+from tests.support.broker import TansuBroker
+
+from .dashboards import dashboard_files, evaluate, load, queries, variable_selectors
+from .promql import metric_names
+from .support import (
+    AlertmanagerServer,
+    PrometheusServer,
+    WebhookReceiver,
+    alert_labels,
+    wait_for,
+    write_alertmanager_config,
+    write_fast_rules,
+    write_prometheus_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+DRIFTING, CLEAN = "fraud", "churn"
+MODELS = (DRIFTING, CLEAN)
+SCENARIO = "mean-shift"
+DRIFTED = affected_features(SCENARIO)  # {"amount", "score"}
+PSI_BANDS = {"amount": (0.1, 0.5)}  # (warning, critical); the other features keep the defaults
+CRITICAL = frozenset({"score"})  # PSI above its critical band: DriftmonFeaturePsiCritical
+WARNING = DRIFTED - CRITICAL  # a drift below the critical band: DriftmonFeatureDrift only
+PANEL_FEATURE = "amount"  # the drifting (numeric) feature the feature dashboard is shown for
+CATEGORICAL = next(s.name for s in DEMO_FEATURES if s.kind is FeatureKind.CATEGORICAL)
+
+WARMUP_EVENTS = 2_000
+RATE = 1_000.0  # events/s over both models
+EVENT_TIME_JUMP_S = 10.0  # > window length: the first drifted window holds no clean event
+# Lateness > the jump: clean events polled in one batch with the first drifted ones are kept in
+# the ring (before the current window) instead of being rejected as too late.
+WINDOW = {"bucket": "1s", "length": "5s", "allowed_lateness": "15s"}
+EVALUATION = {"interval": "1s", "min_samples": 1000}
+
+GROUP_INTERVAL_S = 6.0  # Alertmanager group_interval: how often a group flushes changes
+TICK_MARGIN_S = 0.3  # SIGTERM this long after a drift-group flush
+SETTLE_S = 2.0  # after the expected notifications, time for anything unexpected to show
+
+BAD_REASONS = (RejectReason.INVALID_JSON, RejectReason.UNKNOWN_MODEL, RejectReason.BAD_TIMESTAMP)
+INVALID_AMOUNT_EVENTS = 3
+REJECTED_BY_REASON = "sum by (reason) (increase(driftmon_records_rejected_total[1m])) > 0"
+
+RUNBOOK = "https://github.com/driftmon/driftmon/blob/main/docs/runbook.md"
+# The numbers DriftmonFeatureDrift's description reads by template queries ("n/a" if missing).
+DRIFT_NUMBERS = r"\(q-value \S+; PSI \d\.\d{3} against the warning band 0\.10; KS D \d\.\d{3}\)"
+PSI_CRITICAL_START = r"Feature score of model fraud has had a PSI of \d+\.\d{3}, above its "
+PSI_CRITICAL_START += r"critical band of 0\.25,"
+
+
+# ----------------------------------------------------------------------------- inputs
+def model_config(name: str) -> dict[str, Any]:
+    """A `models:` item: the demo features, a warm-up reference, PSI_BANDS where given."""
+    features = []
+    for spec in DEMO_FEATURES:
+        feature: dict[str, Any] = {"name": spec.name, "kind": spec.kind.value}
+        if spec.name in PSI_BANDS:
+            feature["psi_warning"], feature["psi_critical"] = PSI_BANDS[spec.name]
+        features.append(feature)
+    return {
+        "name": name,
+        "reference": {"mode": "warmup", "warmup_events": WARMUP_EVENTS},
+        "features": features,
+    }
+
+
+class Stream:
+    """The paced stream in a background thread: clean until `drift()`, then `fraud` drifts.
+
+    After `drift()` the event time runs EVENT_TIME_JUMP_S ahead of the wall clock. Both phases
+    share one producer, so every drifted event follows every clean one in the partition.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.sink = KafkaSink({"bootstrap_servers": bootstrap})
+        self.topic = topic
+        self.error: BaseException | None = None
+        self._drift = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        common: dict[str, Any] = {"models": list(MODELS), "rate": RATE, "array": 5}
+        try:
+            run_simulation(
+                self.sink,
+                self.topic,
+                seed=2,  # not the warm-up's seed: the stream must not replay the reference
+                stop=lambda: self._drift.is_set() or self._stop.is_set(),
+                **common,
+            )
+            if not self._stop.is_set():
+                run_simulation(
+                    self.sink,
+                    self.topic,
+                    scenario=SCENARIO,
+                    drift_models=[DRIFTING],
+                    start_ts=time.time() + EVENT_TIME_JUMP_S,
+                    seed=3,
+                    stop=self._stop.is_set,
+                    **common,
+                )
+        except BaseException as exc:  # reported by the test through `error`
+            self.error = exc
+
+    def start(self) -> None:
+        """Start producing clean events."""
+        self._thread.start()
+
+    def drift(self) -> None:
+        """Switch to the drifting scenario."""
+        self._drift.set()
+
+    def stop(self) -> None:
+        """Stop producing, wait for the thread, close the producer (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.sink.close()
+
+
+def produce_bad_records(broker: TansuBroker, topic: str) -> None:
+    """One record per reason in BAD_REASONS, and fraud events whose amount is a string."""
+    events = EventGenerator(DRIFTING, seed=4).events(INVALID_AMOUNT_EVENTS + 2, time.time(), 1e3)
+    bad = {
+        RejectReason.INVALID_JSON: b'{"ts": 1, "model": "fraud", "features": {',
+        RejectReason.UNKNOWN_MODEL: msgspec.json.encode({**events[0], "model": "ghost"}),
+        RejectReason.BAD_TIMESTAMP: msgspec.json.encode({**events[1], "ts": "yesterday"}),
+    }
+    assert tuple(bad) == BAD_REASONS
+    invalid = [
+        msgspec.json.encode({**e, "features": {**e["features"], "amount": "n/a"}})
+        for e in events[2:]
+    ]
+    broker.produce(topic, [*bad.values(), *invalid], key=DRIFTING.encode())
+
+
+# ----------------------------------------------------------------------------- the chain
+@dataclass
+class Chain:
+    """The running processes of the test and a timeline of what happened when."""
+
+    hook: WebhookReceiver
+    am: AlertmanagerServer
+    prom: PrometheusServer
+    daemon: DaemonProcess
+    instance: str
+    t0: float = field(default_factory=time.monotonic)
+    timeline: list[str] = field(default_factory=list)
+
+    def mark(self, event: str) -> None:
+        """Add `event` to the timeline, with the seconds since the test started."""
+        self.timeline.append(f"{time.monotonic() - self.t0:5.1f}s {event}")
+
+    def alerts(self) -> set[tuple[str, str, str, str]]:
+        """(alertname, model, feature, state) of every pending or firing alert in Prometheus."""
+        return {
+            (
+                a["labels"]["alertname"],
+                a["labels"].get("model", ""),
+                a["labels"].get("feature", ""),
+                a["state"],
+            )
+            for a in self.prom.alerts()
+        }
+
+    def values(self, expr: str, label: str) -> dict[str, float]:
+        """label value -> sample value, for an instant query on the live Prometheus."""
+        return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.prom.query(expr)}
+
+    def state(self) -> str:
+        """A readable dump of the timeline, the alerts at every stage and the logs' tails."""
+        parts = ["--- timeline ---", *self.timeline, "--- Prometheus alerts ---"]
+        parts += [f"{a['state']} {a['labels']}" for a in self.prom.alerts()]
+        parts.append("--- Alertmanager alerts ---")
+        parts += [f"{a['status']['state']} {a['labels']}" for a in self.am.alerts()]
+        parts.append("--- webhook ---")
+        parts += [
+            f"{t - self.t0:5.1f}s {p} {n['status']} {[a['labels'] for a in n['alerts']]}"
+            for t, p, n in self.hook.received_timed()
+        ]
+        parts += [self.daemon.tail(2000), "--- prometheus log ---", self.prom.log_tail(1500)]
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def explained(describe: Callable[[], str]) -> Iterator[None]:
+    """Append `describe()` (the state of the chain) to an AssertionError raised in the block."""
+    try:
+        yield
+    except AssertionError as exc:
+        try:
+            detail = describe()
+        except Exception as describe_error:  # the chain may be half down
+            detail = f"(state unavailable: {describe_error!r})"
+        raise AssertionError(f"{exc}\n{detail}") from None
+
+
+def alerts_named(payload: dict[str, Any], alertname: str) -> list[dict[str, Any]]:
+    """The alerts of a webhook payload with the given alertname."""
+    return [a for a in payload["alerts"] if a["labels"]["alertname"] == alertname]
+
+
+def firing_with(alertname: str) -> Callable[[str, dict[str, Any]], bool]:
+    """Webhook predicate: a firing notification that holds an alert named `alertname`."""
+    return lambda _path, n: n["status"] == "firing" and bool(alerts_named(n, alertname))
+
+
+def only_alert(am: AlertmanagerServer, alertname: str) -> list[dict[str, Any]]:
+    """Alertmanager's active alerts if all are named `alertname`, else an empty list."""
+    held = am.alerts()
+    return held if {a["labels"]["alertname"] for a in held} == {alertname} else []
+
+
+# ----------------------------------------------------------------------------- phases
+def load_rules_when_healthy(chain: Chain, rules: Path, broker: TansuBroker, topic: str) -> None:
+    """Wait until Prometheus scrapes a ready daemon, send the bad records, load the rules and
+    the Alertmanager, and wait until Prometheus sends to that Alertmanager again."""
+    healthy = [
+        "driftmon_ready == 1",
+        f"count(driftmon_model_reference_ready == 1) == {len(MODELS)}",
+        "sum(increase(driftmon_events_accepted_total[1m])) > 1000",
+    ]
+    wait_for(
+        "Prometheus to scrape a ready daemon",
+        lambda: all(chain.prom.query(expr) for expr in healthy),
+        timeout=40,
+    )
+    chain.mark("Prometheus scraped a ready daemon")
+    produce_bad_records(broker, topic)
+    write_prometheus_config(chain.prom.config, rules, [chain.instance], chain.am.address)
+    chain.prom.reload()
+    assert chain.prom.rule_groups(), "the reload loaded no rule group"
+    wait_for("Prometheus to list the Alertmanager", chain.prom.alertmanagers, timeout=15)
+    chain.mark("bad records sent; rules and Alertmanager loaded")
+
+
+def check_drift_notifications(
+    chain: Chain, chat: tuple[str, dict[str, Any]], pager: tuple[str, dict[str, Any]]
+) -> None:
+    """The two expected notifications: receivers, group labels, alert labels, annotations."""
+    labels = {"job": "driftmon", "instance": chain.instance, "model": DRIFTING}
+    chat_path, chat_note = chat
+    assert (chat_path, chat_note["receiver"]) == ("driftmon-chat", "driftmon-chat")
+    assert chat_note["groupLabels"] == {"alertname": "DriftmonFeatureDrift", "model": DRIFTING}
+    assert [a["labels"] for a in chat_note["alerts"]] == [
+        alert_labels("DriftmonFeatureDrift", **labels, feature=f) for f in sorted(WARNING)
+    ]
+    (drift,) = chat_note["alerts"]
+    annotations = drift["annotations"]
+    assert annotations["summary"] == f"Feature amount of model {DRIFTING} is drifting"
+    # Every number comes from a template query on the daemon's live series.
+    assert re.search(DRIFT_NUMBERS, annotations["description"]), annotations["description"]
+    assert annotations["runbook_url"] == f"{RUNBOOK}#driftmonfeaturedrift"
+
+    pager_path, pager_note = pager
+    assert (pager_path, pager_note["receiver"]) == ("driftmon-pager", "driftmon-pager")
+    assert [a["labels"] for a in pager_note["alerts"]] == [
+        alert_labels("DriftmonFeaturePsiCritical", **labels, feature=f) for f in sorted(CRITICAL)
+    ]
+    description = pager_note["alerts"][0]["annotations"]["description"]
+    assert re.match(PSI_CRITICAL_START, description), description
+
+
+def check_nothing_else(chain: Chain) -> None:
+    """Prometheus holds exactly the drift alerts; Alertmanager mutes the warnings of critical
+    features by inhibit rule 2; the PSI agrees with the split; churn is evaluated and clean."""
+    assert chain.alerts() == {
+        *(("DriftmonFeatureDrift", DRIFTING, f, "firing") for f in DRIFTED),
+        *(("DriftmonFeaturePsiCritical", DRIFTING, f, "firing") for f in CRITICAL),
+    }
+    held = {(a["labels"]["alertname"], a["labels"]["feature"]): a for a in chain.am.alerts()}
+    for f in CRITICAL:
+        status = held[("DriftmonFeatureDrift", f)]["status"]
+        assert status["state"] == "suppressed"
+        assert status["inhibitedBy"] == [held[("DriftmonFeaturePsiCritical", f)]["fingerprint"]]
+    for f in WARNING:
+        assert held[("DriftmonFeatureDrift", f)]["status"]["state"] == "active"
+
+    psi = chain.values(f'driftmon_feature_psi{{model="{DRIFTING}"}}', "feature")
+    bands = {
+        (r["metric"]["feature"], r["metric"]["severity"]): float(r["value"][1])
+        for r in chain.prom.query(f'driftmon_feature_psi_threshold{{model="{DRIFTING}"}}')
+    }
+    for f in WARNING:
+        assert bands[(f, "warning")] < psi[f] <= bands[(f, "critical")], psi
+    for f in CRITICAL:
+        assert psi[f] > bands[(f, "critical")], psi
+
+    full = f'driftmon_feature_window_samples{{model="{CLEAN}",window="current"}} >= 1000'
+    assert set(chain.values(full, "feature")) == {s.name for s in DEMO_FEATURES}
+    assert chain.prom.query(f'driftmon_feature_drift_detected{{model="{CLEAN}"}} == 1') == []
+
+
+def check_panels(chain: Chain, exported: Metrics) -> None:
+    """Every panel query has data for model fraud, feature amount and the real instance
+    (categorical-only statistics: for feature country instead); every variable resolves."""
+    variables = {"model": DRIFTING, "feature": PANEL_FEATURE, "instance": chain.instance}
+    boards = [load(path) for path in dashboard_files()]
+    main = [q for board in boards for q in queries(board, variables)]
+    categorical = [
+        q
+        for board in boards
+        if any(v["name"] == "feature" for v in board["templating"]["list"])
+        for q in queries(board, {**variables, "feature": CATEGORICAL})
+    ]
+    results = evaluate(chain.prom.url, main)
+    categorical_results = evaluate(chain.prom.url, categorical)
+    failed = {
+        w: r for w, r in [*results.items(), *categorical_results.items()] if isinstance(r, str)
+    }
+    assert failed == {}
+
+    expressions = dict(main)
+    empty = sorted(w for w, r in results.items() if not r)
+    chain.mark(f"queries without data for {PANEL_FEATURE}: {empty}")
+    for where in empty:
+        # Allowed only for a statistic with no series for fraud/amount at all (one that
+        # exists for categorical features only); `queries` names a query by board, panel
+        # and ref, so the categorical variant has the same name.
+        read = metric_names(expressions[where])
+        assert not any(exported.find(n, model=DRIFTING, feature=PANEL_FEATURE) for n in read), (
+            f"no data for {where}: {expressions[where]}"
+        )
+        assert categorical_results.get(where), f"no data for {where}, feature {CATEGORICAL}"
+
+    selectors = [s for board in boards for s in variable_selectors(board, variables)]
+    assert [s for s in selectors if not chain.prom.query(s)] == []
+
+    def positive(title: str, *labels: str) -> set[tuple[str, ...]]:
+        (result,) = [r for w, r in results.items() if f"{title!r}" in w]
+        return {tuple(r["metric"][k] for k in labels) for r in result if float(r["value"][1]) > 0}
+
+    assert positive("Rejected records by reason", "reason") == {(r.value,) for r in BAD_REASONS}
+    assert positive("Invalid feature values", "model", "feature") == {(DRIFTING, "amount")}
+    assert positive("Invalid values") == {()}
+
+
+def stop_just_after_a_flush(chain: Chain, drift_notes: list[float]) -> tuple[float, float]:
+    """SIGTERM the daemon TICK_MARGIN_S after a flush of the drift groups (whose flushes
+    follow their first notification every GROUP_INTERVAL_S); returns the time of the signal
+    and of the groups' next flush."""
+    first, last = min(drift_notes), max(drift_notes)
+    assert last - first < 0.5, drift_notes  # both groups were created by one rule evaluation
+    ticks = math.floor((time.monotonic() - last - TICK_MARGIN_S) / GROUP_INTERVAL_S) + 1
+    time.sleep(max(0.0, last + ticks * GROUP_INTERVAL_S + TICK_MARGIN_S - time.monotonic()))
+    stopped = time.monotonic()
+    chain.mark("SIGTERM")
+    assert chain.daemon.stop() == 0, chain.daemon.tail()
+    chain.mark("daemon exited")
+    return stopped, first + (ticks + 1) * GROUP_INTERVAL_S
+
+
+# ----------------------------------------------------------------------------- the test
+@pytest.fixture
+def stream(broker: TansuBroker, topic: str) -> Iterator[Stream]:
+    """The warm-up events, already in the topic, and the stream (started by the test)."""
+    sink = KafkaSink({"bootstrap_servers": broker.bootstrap})
+    try:
+        warmup = run_simulation(
+            sink, topic, models=list(MODELS), rate=0, total_events=2 * WARMUP_EVENTS, seed=1
+        )
+    finally:
+        sink.close()
+    assert warmup.sent == dict.fromkeys(MODELS, WARMUP_EVENTS)
+    s = Stream(broker.bootstrap, topic)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_them(
+    tmp_path: Path, broker: TansuBroker, topic: str, stream: Stream
+) -> None:
+    """A drifting model's alerts, and only those, reach the right receivers from a real daemon;
+    every dashboard query has live data; SIGTERM brings DriftmonDown, which mutes the drift
+    alerts' resolved notifications."""
+    started = time.monotonic()
+    config = daemon_config(
+        bootstrap=broker.bootstrap,
+        topics=[topic],
+        models=[model_config(m) for m in MODELS],
+        state_dir=tmp_path / "state",
+        window=WINDOW,
+        evaluation=EVALUATION,
+        checkpoint_interval="1s",
+    )
+    config_path = write_config(tmp_path / "driftmon.yaml", config)
+    rules = write_fast_rules(tmp_path / "driftmon.rules.yml")
+    am_config = tmp_path / "alertmanager.yml"
+
+    with (
+        WebhookReceiver() as hook,
+        DaemonProcess(config_path, tmp_path / "daemon") as daemon,
+    ):
+        write_alertmanager_config(am_config, hook.url, group_interval=f"{GROUP_INTERVAL_S:g}s")
+        daemon.start()
+        stream.start()
+        instance = f"127.0.0.1:{daemon.port}"
+        scrape_only = write_prometheus_config(tmp_path / "prometheus.yml", None, [instance], None)
+        with (
+            AlertmanagerServer(am_config, tmp_path) as am,
+            PrometheusServer(scrape_only, tmp_path) as prom,
+        ):
+            chain = Chain(hook, am, prom, daemon, instance, t0=started)
+            with explained(chain.state):
+                chain.mark(f"daemon serving on {instance}; Prometheus and Alertmanager up")
+                load_rules_when_healthy(chain, rules, broker, topic)
+                time.sleep(SETTLE_S)
+                assert chain.alerts() == set(), "an alert is pending on the clean stream"
+
+                stream.drift()
+                chain.mark("stream drifts")
+                chat = hook.wait_for(firing_with("DriftmonFeatureDrift"), 25, "the drift warning")
+                pager = hook.wait_for(firing_with("DriftmonFeaturePsiCritical"), 10, "the page")
+                chain.mark("drift notifications received")
+                time.sleep(SETTLE_S)
+                drift_notes = hook.received_timed()
+                assert sorted((p, n["status"]) for _, p, n in drift_notes) == [
+                    ("driftmon-chat", "firing"),
+                    ("driftmon-pager", "firing"),
+                ], "a notification other than the two expected ones arrived"
+                check_drift_notifications(chain, chat, pager)
+                check_nothing_else(chain)
+                check_panels(chain, daemon.metrics())
+                chain.mark("alerts and panels checked")
+
+                stopped, next_flush = stop_just_after_a_flush(chain, [t for t, _, _ in drift_notes])
+                # Alertmanager lists active alerts only: the drift alerts are gone once their
+                # resolution arrived, so their groups have "resolved" to flush next.
+                (down,) = wait_for(
+                    "DriftmonDown, and nothing else, active at Alertmanager",
+                    lambda: only_alert(am, "DriftmonDown"),
+                    timeout=15,
+                    interval=0.05,
+                )
+                chain.mark("DriftmonDown at Alertmanager, drift alerts resolved there")
+                assert time.monotonic() < next_flush - 0.1, (
+                    "test timing broken: DriftmonDown reached Alertmanager after the drift "
+                    "groups' next flush; raise GROUP_INTERVAL_S"
+                )
+                down_path, down_note = hook.wait_for(firing_with("DriftmonDown"), 10, "the down")
+                chain.mark("DriftmonDown at the webhook")
+                time.sleep(max(0.0, next_flush + 1.0 - time.monotonic()))
+                chain.mark("drift groups flushed after DriftmonDown")
+
+                assert down["labels"] == alert_labels(
+                    "DriftmonDown", job="driftmon", instance=instance
+                )
+                assert (down_path, down_note["receiver"]) == ("driftmon-pager", "driftmon-pager")
+                assert [a["labels"] for a in down_note["alerts"]] == [down["labels"]]
+                # The drift alerts resolved (stale series), DriftmonDown is all that fires ...
+                assert chain.alerts() == {("DriftmonDown", "", "", "firing")}
+                # ... and their resolved notifications, due at the drift groups' flush after
+                # DriftmonDown reached Alertmanager, were muted by inhibit rule 1.
+                assert [
+                    (p, n["status"], n["groupLabels"])
+                    for t, p, n in hook.received_timed()
+                    if t > stopped
+                ] == [("driftmon-pager", "firing", {"alertname": "DriftmonDown"})]
+                assert stream.error is None, repr(stream.error)
+                chain.mark("done")
+    print("\n".join(chain.timeline))  # the timings, shown by `pytest -rP`
