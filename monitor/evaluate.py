@@ -169,29 +169,38 @@ class ModelEvaluator:
         with np.errstate(invalid="ignore"):
             detected = fires & (qvalues <= policy.fdr_q)
 
+        column = {name: _optional_list(values) for name, values in stat.items()}
+        ref_missing = _optional_list(missing_ratio_r)
+        cur_missing = _optional_list(missing_ratio_c)
+        missing_p = _optional_list(leg_p["missing"])
+        q_list = _optional_list(qvalues)
+        n_r_list = n_r.astype(np.int64).tolist()
+        n_c_list = n_c.astype(np.int64).tolist()
+        evaluated_list = evaluated.tolist()
+        detected_list = detected.tolist()
         results = tuple(
             FeatureResult(
                 name=spec.name,
                 kind=spec.kind,
-                reference_samples=int(n_r[i]),
-                current_samples=int(n_c[i]),
-                reference_missing_ratio=_opt(missing_ratio_r[i]),
-                current_missing_ratio=_opt(missing_ratio_c[i]),
-                evaluated=bool(evaluated[i]),
-                psi=_opt(stat["psi"][i]),
-                psi_pvalue=_opt(stat["psi_pvalue"][i]),
-                ks_statistic=_opt(stat["ks_statistic"][i]),
-                ks_error_bound=_opt(stat["ks_error_bound"][i]),
-                ks_pvalue=_opt(stat["ks_pvalue"][i]),
-                chi2_pvalue=_opt(stat["chi2_pvalue"][i]),
-                tvd=_opt(stat["tvd"][i]),
-                out_of_range_ratio=_opt(stat["out_of_range_ratio"][i]),
-                unseen_category_ratio=_opt(stat["unseen_category_ratio"][i]),
-                new_category_pvalue=_opt(stat["new_category_pvalue"][i]),
-                missing_pvalue=_opt(leg_p["missing"][i]),
-                qvalue=_opt(qvalues[i]),
-                drift_detected=bool(detected[i]),
-                drift_reasons=tuple(reasons[i]) if detected[i] else (),
+                reference_samples=n_r_list[i],
+                current_samples=n_c_list[i],
+                reference_missing_ratio=ref_missing[i],
+                current_missing_ratio=cur_missing[i],
+                evaluated=evaluated_list[i],
+                psi=column["psi"][i],
+                psi_pvalue=column["psi_pvalue"][i],
+                ks_statistic=column["ks_statistic"][i],
+                ks_error_bound=column["ks_error_bound"][i],
+                ks_pvalue=column["ks_pvalue"][i],
+                chi2_pvalue=column["chi2_pvalue"][i],
+                tvd=column["tvd"][i],
+                out_of_range_ratio=column["out_of_range_ratio"][i],
+                unseen_category_ratio=column["unseen_category_ratio"][i],
+                new_category_pvalue=column["new_category_pvalue"][i],
+                missing_pvalue=missing_p[i],
+                qvalue=q_list[i],
+                drift_detected=detected_list[i],
+                drift_reasons=tuple(reasons[i]) if detected_list[i] else (),
                 psi_warning=spec.psi_warning,
                 psi_critical=spec.psi_critical,
             )
@@ -298,9 +307,15 @@ def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _opt(value: float | np.floating) -> float | None:
-    number = float(value)
-    return number if np.isfinite(number) else None
+def _optional_list(values: FloatArray) -> list[float | None]:
+    """Python floats, with None where the value is NaN or infinite (not computed)."""
+    array = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(array)
+    if finite.all():
+        return array.tolist()  # type: ignore[no-any-return]
+    boxed = array.astype(object)
+    boxed[~finite] = None
+    return boxed.tolist()  # type: ignore[no-any-return]
 
 
 def feature_kinds(layout: ModelLayout) -> tuple[FeatureKind, ...]:

@@ -18,6 +18,7 @@ per-event Python loop.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -163,8 +164,72 @@ class ModelLayout:
         return counts.reshape(n_features, self.width).astype(np.int64, copy=False)
 
     def count(self, numeric: FloatArray, categorical: Sequence[ObjectArray]) -> CountMatrix:
-        """Bin a batch and count it: `histogram(bin_batch(...))`."""
-        return self.histogram(self.bin_batch(numeric, categorical))
+        """Count a batch without computing each event's slot (the daemon's hot path).
+
+        Equal to `histogram(bin_batch(numeric, categorical))`, but faster: a numeric column
+        is sorted once and counted with one searchsorted of the edges into it (the way
+        np.histogram does it); a categorical column is counted with a Counter and only its
+        distinct values are looked up.
+        """
+        self._batch_size(numeric, categorical)
+        counts = np.zeros((self.n_features, self.width), dtype=np.int64)
+        for row, bins in enumerate(self.numeric_bins):
+            self._count_numeric(numeric[row], bins.edges, counts[row])
+        for offset, (cat_bins, lookup) in enumerate(
+            zip(self.categorical_bins, self._lookups, strict=True)
+        ):
+            self._count_categorical(
+                categorical[offset], cat_bins, lookup, counts[self.n_numeric + offset]
+            )
+        return counts
+
+    def _count_numeric(self, column: FloatArray, edges: FloatArray, out: IntArray) -> None:
+        """Counts of one numeric column into `out` (one row of the count matrix).
+
+        With v = sort(column) (-inf first, then finite values, +inf, NaN last) and
+        le_k = #{v <= e_k} = searchsorted(v, e_k, 'right'): underflow = #{v < e_0} - #-inf,
+        the minimum slot = le_0 - #{v < e_0}, slot k+1 = le_k - le_{k-1}, overflow =
+        #finite-or-(-inf) - le_{m-1}, missing = #NaN, invalid = #-inf + #+inf.
+        """
+        n = column.shape[0]
+        if n == 0:
+            return
+        ordered = np.sort(column)
+        probes = np.concatenate(([-np.inf], edges[:1], edges, [np.inf, np.inf]))
+        sides_left = np.searchsorted(ordered, probes[[1, 3 + edges.shape[0] - 1]], side="left")
+        right = np.searchsorted(ordered, probes, side="right")
+        n_neg_inf = int(right[0])
+        below = int(sides_left[0])
+        le = right[2 : 2 + edges.shape[0]]
+        n_upto_pos_inf = int(right[-1])
+        n_pos_inf = n_upto_pos_inf - int(np.searchsorted(ordered, np.inf, side="left"))
+        m = edges.shape[0]
+        out[0] += below - n_neg_inf
+        out[1] += int(le[0]) - below
+        if m > 1:
+            out[2 : m + 1] += np.diff(le)
+        out[m + 1] += n_upto_pos_inf - n_pos_inf - int(le[-1])
+        out[self.missing_col] += n - n_upto_pos_inf
+        out[self.invalid_col] += n_neg_inf + n_pos_inf
+
+    def _count_categorical(
+        self,
+        column: ObjectArray,
+        bins: CategoricalBins,
+        lookup: dict[str, int],
+        out: IntArray,
+    ) -> None:
+        """Counts of one categorical column: Counter over the values, distinct ones mapped."""
+        for value, n in Counter(column.tolist()).items():
+            if value is None:
+                slot = self.missing_col
+            else:
+                text = value if type(value) is str else str(value)
+                if text.startswith(INVALID_CATEGORY_PREFIX):
+                    slot = self.invalid_col
+                else:
+                    slot = lookup.get(text, bins.unseen_slot)
+            out[slot] += n
 
     def _batch_size(self, numeric: FloatArray, categorical: Sequence[ObjectArray]) -> int:
         if numeric.ndim != 2 or numeric.shape[0] != self.n_numeric:

@@ -274,16 +274,43 @@ class ModelRuntime:
             tuple(c[start:] for c in columns.categorical) if start else columns.categorical
         )
         times = columns.times[start:] if start else columns.times
-        slots = self.layout.bin_batch(numeric, categorical)
-        result = self.window.add(slots, times)
-        if self.lagging is not None:
-            self.lagging.add(slots, times, result.accepted)
+        result = self.window.admit(times)
         accepted[start:] = result.accepted
         early[start:] = result.early
         if result.accepted.any():
-            kept = slots if result.accepted.all() else slots[:, result.accepted]
-            invalid = (kept == self.layout.invalid_col).sum(axis=1).astype(np.int64)
+            invalid = self._count_accepted(numeric, categorical, times, result.accepted)
         return IngestResult(accepted, result.too_late, result.too_early, warmup, invalid, early)
+
+    def _count_accepted(
+        self,
+        numeric: npt.NDArray[np.float64],
+        categorical: tuple[npt.NDArray[np.object_], ...],
+        times: npt.NDArray[np.float64],
+        accepted: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.int64]:
+        """Count the accepted events per window bucket (and lagging hour); invalid per feature."""
+        assert self.layout is not None and self.window is not None
+        window = self.window
+        buckets = window.ring.bucket_of(times)
+        hours = self.lagging.ring.bucket_of(times) if self.lagging is not None else None
+        keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
+        invalid = np.zeros(len(self.specs), dtype=np.int64)
+        if self.lagging is not None:
+            self.lagging.advance(window.watermark)
+        distinct = np.unique(keys[accepted])
+        for key in distinct.tolist():
+            select = accepted if distinct.size == 1 else accepted & (keys == key)
+            whole = bool(select.all())
+            counts = self.layout.count(
+                numeric if whole else numeric[:, select],
+                categorical if whole else tuple(c[select] for c in categorical),
+            )
+            first = int(np.flatnonzero(select)[0])
+            window.add_counts(int(buckets[first]), counts)
+            if self.lagging is not None:
+                self.lagging.add_counts(float(times[first]), counts)
+            invalid += counts[:, self.layout.invalid_col]
+        return invalid
 
     # -- evaluate ------------------------------------------------------------------
 

@@ -170,7 +170,31 @@ class EventTimeWindow:
         return self.ring.sum_range(head - self.n_buckets + 1, head)
 
     def add(self, slots: IntArray, times: FloatArray) -> AddResult:
-        """Add a binned batch (slots int64[F, N] from ModelLayout.bin_batch, times float64[N])."""
+        """Add a binned batch (slots int64[F, N] from ModelLayout.bin_batch, times float64[N]).
+
+        Equivalent to `admit(times)`, then `add_counts` of each accepted bucket's histogram.
+        """
+        result = self.admit(times)
+        accepted = result.accepted
+        if accepted.any():
+            everything = bool(accepted.all())
+            buckets = self.ring.bucket_of(np.asarray(times, dtype=np.float64))
+            for bucket, counts in histograms_by_bucket(
+                slots if everything else slots[:, accepted],
+                buckets if everything else buckets[accepted],
+                self.total.shape[1],
+            ):
+                self.add_counts(bucket, counts)
+        return result
+
+    def admit(self, times: FloatArray) -> AddResult:
+        """Decide which events of a batch the window takes, advancing the watermark first.
+
+        Precondition: times are finite (the decoder guarantees it). too_early is judged
+        against the injected clock; the watermark then moves to the newest other event, and
+        too_late is judged against the new watermark. Nothing is counted here: the caller
+        adds the accepted events' counts per bucket with `add_counts`.
+        """
         times = np.asarray(times, dtype=np.float64)
         n_events = times.size
         early = np.zeros(n_events, dtype=bool)
@@ -179,26 +203,24 @@ class EventTimeWindow:
         candidates = ~early
         if candidates.any():
             self.advance(float(times[candidates].max()))
-        buckets = self.ring.bucket_of(times)
         head = self.head
         if head is None:
             return AddResult(np.zeros(n_events, dtype=bool), 0, int(early.sum()), early)
         oldest_kept = head - self.n_buckets + 1 - self.lateness_buckets
-        late = candidates & (buckets < oldest_kept)
+        late = candidates & (self.ring.bucket_of(times) < oldest_kept)
         accepted = candidates & ~late
-        if accepted.any():
-            window_lo = head - self.n_buckets + 1
-            everything = bool(accepted.all())
-            groups = histograms_by_bucket(
-                slots if everything else slots[:, accepted],
-                buckets if everything else buckets[accepted],
-                self.total.shape[1],
-            )
-            for bucket, counts in groups:
-                self.ring.add(bucket, counts)
-                if bucket >= window_lo:
-                    self.total += counts
         return AddResult(accepted, int(late.sum()), int(early.sum()), early)
+
+    def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
+        """Add the counts of admitted events of one bucket to the ring and the running sum."""
+        head = self.head
+        if head is None or bucket < head - self.n_buckets + 1 - self.lateness_buckets:
+            raise ValueError(f"bucket {bucket} is not held by the window (admit events first)")
+        if bucket > head:
+            raise ValueError(f"bucket {bucket} is ahead of the watermark's bucket {head}")
+        self.ring.add(bucket, counts)
+        if bucket >= head - self.n_buckets + 1:
+            self.total += counts
 
     def advance(self, event_time: float) -> None:
         """Move the watermark to max(watermark, event_time) and evict buckets that left."""
@@ -293,6 +315,23 @@ class LaggingReference:
         for bucket, counts in histograms_by_bucket(
             slots[:, accepted][:, keep], buckets[keep], self.ring.shape[1]
         ):
+            self.ring.add(bucket, counts)
+
+    def advance(self, watermark: float | None) -> None:
+        """Move the watermark forward (the model's watermark) and forget buckets it left."""
+        if watermark is None or (self.watermark is not None and watermark <= self.watermark):
+            return
+        self.watermark = watermark
+        head = int(self.ring.bucket_of(np.asarray([watermark]))[0])
+        self.ring.drop_before(head - self.ring.n_slots + 1)
+
+    def add_counts(self, event_time: float, counts: npt.NDArray[np.integer]) -> None:
+        """Add counts of accepted events that all fall in the hour bucket of `event_time`."""
+        self.advance(event_time)
+        assert self.watermark is not None
+        head = int(self.ring.bucket_of(np.asarray([self.watermark]))[0])
+        bucket = int(self.ring.bucket_of(np.asarray([event_time]))[0])
+        if bucket >= head - self.ring.n_slots + 1:
             self.ring.add(bucket, counts)
 
     def reference(self) -> IntArray:
