@@ -12,6 +12,7 @@ committed after each successful checkpoint (for lag tooling), never before it.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,21 @@ SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect the young generation every 50k allocations instead of every 700.
+
+    The loop allocates several short-lived objects per record (kafka-python's records, the
+    decoded events) and almost none of them are in cycles, so the default threshold spends a
+    measured ~20 % of the loop in the collector. Objects alive after start-up (config,
+    references, windows) are frozen out of future collections. Process-wide.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 class DeadLetterSink(Protocol):
@@ -136,6 +152,7 @@ class Daemon:
         self._load_references()
         self._restore()
         self.source = self._source_factory(self._on_assign, self._on_revoke)
+        tune_garbage_collector()
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
@@ -376,8 +393,12 @@ class Daemon:
 
     # -- state ----------------------------------------------------------------------------
 
-    def checkpoint(self) -> bool:
-        """Write the checkpoint, then commit the offsets it contains; True on success."""
+    def checkpoint(self, *, commit: bool = True) -> bool:
+        """Write the checkpoint, then (if `commit`) commit the offsets it contains.
+
+        Returns True when the checkpoint file was written. `commit=False` is for rebalance
+        callbacks, which run on kafka-python's IO thread where a blocking commit is refused.
+        """
         checkpoint = Checkpoint(
             offsets=dict(self.offsets),
             models={name: rt.to_state() for name, rt in self.runtimes.items()},
@@ -390,7 +411,7 @@ class Daemon:
             self.log.error("checkpoint failed", error=str(exc), path=str(self.store.path))
             return False
         self.metrics.checkpoint(CheckpointResult.SUCCESS)
-        if self.source is None:
+        if self.source is None or not commit:
             return True
         assigned = self.source.assignment()
         to_commit = {tp: off for tp, off in self.offsets.items() if tp in assigned}
@@ -440,10 +461,17 @@ class Daemon:
         return seek
 
     def _on_revoke(self, partitions: frozenset[TP]) -> None:
-        """Checkpoint before partitions move, so their next owner starts at our offsets."""
+        """Checkpoint before partitions move, so a restart resumes exactly at our offsets.
+
+        No offset commit here: this runs on kafka-python's IO thread (inside poll()), where
+        a synchronous commit raises RuntimeError ("Cannot block on net.run() from the IO
+        thread"), which used to kill the daemon on every rebalance that revoked partitions,
+        e.g. the rejoin after a broker outage. The next regular checkpoint commits the
+        offsets of the partitions still assigned; Kafka commits only serve lag tooling.
+        """
         self.log.info("partitions revoked", partitions=sorted(partitions))
         if partitions:
-            self.checkpoint()
+            self.checkpoint(commit=False)
 
 
 class DaemonHealth:
