@@ -221,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
-    from monitor.daemon import Daemon, DaemonHealth
+    from monitor.daemon import Daemon, DaemonHealth, tune_garbage_collector
     from monitor.http import HttpServer
     from monitor.metrics import DriftCollector, PipelineMetrics, new_registry
     from monitor.source import KafkaSink, KafkaSource, producer_kwargs
@@ -270,6 +270,7 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
+    tune_garbage_collector()
     try:
         server.start()
     except OSError as exc:

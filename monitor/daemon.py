@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 
 from monitor.config import Settings
-from monitor.decode import BatchDecoder, DecodedBatch, EventFields
+from monitor.decode import BatchDecoder, DecodedBatch, EventFields, ModelColumns
 from monitor.errors import (
     CheckpointResult,
     ReferenceDataError,
@@ -152,7 +152,6 @@ class Daemon:
         self._load_references()
         self._restore()
         self.source = self._source_factory(self._on_assign, self._on_revoke)
-        tune_garbage_collector()
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
@@ -254,6 +253,7 @@ class Daemon:
         for topic, n in decoded.consumed.items():
             self.metrics.record_consumed(topic, n)
         rejected = dict(decoded.rejected)
+        newest: dict[str, float] = {}
         for name, columns in decoded.models.items():
             runtime = self.runtimes[name]
             result = runtime.ingest(columns)
@@ -275,6 +275,8 @@ class Daemon:
                     self._count_by_topic(
                         rejected, decoded, columns.sources[early], RejectReason.TOO_EARLY
                     )
+            if n_accepted:
+                self._newest_event_times(newest, decoded, columns, result.accepted)
             if result.invalid.any():
                 for feature, n in zip(runtime.specs, result.invalid.tolist(), strict=True):
                     if n:
@@ -286,7 +288,7 @@ class Daemon:
                     self.stats.reject_reasons.get(reason.value, 0) + n
                 )
                 self.stats.rejected += n
-        for topic, ts in decoded.last_record_ts.items():
+        for topic, ts in newest.items():
             self.metrics.last_record_timestamp(topic, ts)
         for message in messages:
             self.offsets[(message.topic, message.partition)] = message.offset + 1
@@ -296,6 +298,22 @@ class Daemon:
         self.stats.records += len(messages)
         self.stats.since_last_eval += len(messages)
         self.metrics.observe_batch(time.perf_counter() - started)
+
+    @staticmethod
+    def _newest_event_times(
+        newest: dict[str, float],
+        decoded: DecodedBatch,
+        columns: ModelColumns,
+        accepted: np.ndarray[Any, Any],
+    ) -> None:
+        """Fold the newest accepted event time per topic of one model's columns into `newest`."""
+        times = columns.times[accepted]
+        sources = columns.sources[accepted].astype(np.int64)
+        for index in np.unique(sources).tolist():
+            topic = decoded.partitions[index][0]
+            latest = float(times[sources == index].max())
+            if latest > newest.get(topic, -np.inf):
+                newest[topic] = latest
 
     @staticmethod
     def _count_by_topic(
@@ -387,9 +405,9 @@ class Daemon:
                     )
             runtime.reloads.clear()
             if swapped:
-                self.metrics.reference_loaded(runtime.name, True) if hasattr(
-                    self.metrics, "reference_loaded"
-                ) else None
+                self.log.info(
+                    "reference active", model=runtime.name, reference_id=runtime.reference_id
+                )
 
     # -- state ----------------------------------------------------------------------------
 
@@ -412,6 +430,10 @@ class Daemon:
             return False
         self.metrics.checkpoint(CheckpointResult.SUCCESS)
         if self.source is None or not commit:
+            return True
+        if not self.source.is_connected():
+            # a commit would block for the request timeout and fail; the checkpoint is what
+            # resumes counting, commits only feed lag tooling: the next checkpoint commits
             return True
         assigned = self.source.assignment()
         to_commit = {tp: off for tp, off in self.offsets.items() if tp in assigned}

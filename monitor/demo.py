@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from monitor.broker import EmbeddedBroker, free_port, port_open
 from monitor.scenarios import DEMO_FEATURES
@@ -97,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9108, help="daemon HTTP port (0 = any)")
     parser.add_argument("--no-clear", action="store_true", help="append views instead of redrawing")
     parser.add_argument("--refresh", type=float, default=2.0, help="seconds between views")
+    parser.add_argument(
+        "--status-json",
+        type=Path,
+        metavar="PATH",
+        help="write the last /status document (the final view's data) to PATH as JSON",
+    )
     args = parser.parse_args(argv)
 
     port = args.port if args.port and not port_open(args.port) else free_port()
@@ -146,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 _show(url, elapsed, clear=not args.no_clear and sys.stdout.isatty())
                 stop.wait(args.refresh)
-            _show(url, time.monotonic() - started, clear=False)
+            final = _show(url, time.monotonic() - started, clear=False)
+            if args.status_json is not None:
+                args.status_json.write_text(json.dumps(final, indent=1), encoding="utf-8")
             stop.set()
             producer.join(10)
         sink.close()
@@ -154,15 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _show(url: str, elapsed: float, *, clear: bool) -> None:
+def _show(url: str, elapsed: float, *, clear: bool) -> dict[str, Any] | None:
+    """Print one view of the daemon's /status; returns the document shown (None if none)."""
+    status: dict[str, Any] | None = None
     try:
-        view = render_status(fetch_status(url), width=_width(), color=clear)
+        status = fetch_status(url)
+        view = render_status(status, width=_width(), color=clear)
     except StatusError as exc:
         view = f"(waiting for the daemon: {exc})"
     header = f"driftmon demo — {elapsed:5.0f} s — {url}/metrics"
     if clear:
         sys.stdout.write("\x1b[H\x1b[2J")
     print(f"{header}\n{view}\n", flush=True)
+    return status
 
 
 def _width() -> int:

@@ -4,7 +4,7 @@ Reference modes (DESIGN.md section 4):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its
   modification time changes: a valid new profile is swapped in without a restart (the
   current window restarts empty, since its counts are in the old bins); an invalid one is
-  refused and the running reference kept (log + `reference_reloads_total{result=failure}`).
+  refused and the running reference kept (an error in the log, the next valid file wins).
   Restoring the previous file rolls back the same way.
 - warmup: the first `warmup_events` accepted events are buffered, then edges and counts
   are fitted, frozen, persisted in the checkpoint and in `<state>/references/<model>.json`.
