@@ -43,8 +43,14 @@ test: $(STAMP) system-packages
 demo: $(STAMP)
 	$(BIN)/python -m monitor.demo
 
+# Benchmarks (bench/README.md). `bench`: driftmon alone, a few minutes; results in bench/results/.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# + the peers (Evidently, NannyML, alibi-detect, Frouros, River), each installed into its own
+# virtualenv under .bench-venvs/ on first use (their pins conflict).
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench --peers
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,383 @@
+"""Measurement 3: end to end through the real broker, driftmon vs a raw kafka-python consume.
+
+For each width (20 numeric + 2 categorical, 200 + 20, 2000 + 200 features per event) the
+runner draws clean events from the workload (`workload.draw`, its own seed per width), fits
+a reference profile on separate reference events of the same width, and produces the events
+once into a 1-partition topic of the embedded tansu broker (`EmbeddedBroker`). Then it
+consumes that topic with each consumer in turn, A B A B ..., each in a fresh process with a
+fresh consumer group (`bench.e2e_worker`): A = the driftmon daemon loop, B = kafka-python
+returning raw bytes with the same consumer settings. The ratio of each A to the B right after
+it is the share of the practical ceiling driftmon reaches; the table shows medians.
+
+Message format: DESIGN.md section 3, `{"ts", "model", "model_version", "features": {...}}`,
+compact JSON (msgspec), null for a missing value; event times spread over the 30 minutes
+before production, so every event falls into the default window (1 h of 1-minute buckets).
+Daemon settings: defaults (max_poll_records 5000, 1 MiB partition fetches, 128 bins,
+top-20 categories), except the evaluation interval (1 s instead of 15 s, so the loop
+evaluates during the run) and short group-session timeouts (fast joins on tansu). Every
+width is also run with 16 MiB partition fetches for both consumers (a tuning experiment, one
+pair fewer).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from bench import workload
+from bench.procs import Log, run_module
+from bench.report import Table
+
+TARGET_EVENTS_PER_S = 60_000
+TARGET_RATIO = 0.6
+TARGET_RSS_MIB = 200.0
+MODEL = "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class Width:
+    """One event width and how many events are produced at it."""
+
+    numeric: int
+    categorical: int
+    events: int
+    reference_events: int
+
+    @property
+    def label(self) -> str:
+        """`numeric + categorical`."""
+        return f"{self.numeric} + {self.categorical}"
+
+
+WIDTHS: tuple[Width, ...] = (
+    Width(20, 2, 200_000, 100_000),
+    Width(200, 20, 30_000, 20_000),
+    Width(2000, 200, 3_000, 5_000),
+)
+
+
+def encode_events(batch: workload.Batch, start_ts: float, span_s: float) -> list[bytes]:
+    """One JSON event per row (DESIGN.md section 3), times spread evenly over span_s."""
+    n_numeric, n_categorical = batch.numeric.shape[1], batch.categorical.shape[1]
+    names = workload.numeric_names(n_numeric) + workload.categorical_names(n_categorical)
+    numeric: Any = batch.numeric.astype(object)
+    numeric[np.isnan(batch.numeric)] = None
+    columns = [numeric[:, i].tolist() for i in range(n_numeric)]
+    columns += [
+        workload.category_strings(batch.categorical[:, j], j).tolist() for j in range(n_categorical)
+    ]
+    n = len(batch)
+    times = (start_ts + np.arange(n) * (span_s / max(n, 1))).tolist()
+    encode = msgspec.json.Encoder().encode
+    return [
+        encode(
+            {
+                "ts": t,
+                "model": MODEL,
+                "model_version": "v1",
+                "features": dict(zip(names, row, strict=True)),
+            }
+        )
+        for t, row in zip(times, zip(*columns, strict=True), strict=True)
+    ]
+
+
+def fit_reference(width: Width, path: Path) -> None:
+    """Fit and save the reference profile of a width (clean events of its own seed)."""
+    from monitor.model import FeatureKind, FeatureSpec
+    from monitor.reference import fit_profile, profile_to_json
+
+    batch = workload.draw(
+        workload.stream_rng(3, width.numeric),
+        width.reference_events,
+        n_numeric=width.numeric,
+        n_categorical=width.categorical,
+    )
+    num_names = workload.numeric_names(width.numeric)
+    cat_names = workload.categorical_names(width.categorical)
+    specs = [FeatureSpec(n, FeatureKind.NUMERIC) for n in num_names] + [
+        FeatureSpec(n, FeatureKind.CATEGORICAL) for n in cat_names
+    ]
+    profile = fit_profile(
+        MODEL,
+        specs,
+        {n: batch.numeric[:, i] for i, n in enumerate(num_names)},
+        {
+            n: list(workload.category_strings(batch.categorical[:, j], j))
+            for j, n in enumerate(cat_names)
+        },
+    )
+    path.write_text(profile_to_json(profile), encoding="utf-8")
+
+
+def config_yaml(
+    bootstrap: str, topic: str, group: str, reference: Path, width: Width, state: Path
+) -> str:
+    """The daemon config of one run (JSON is valid YAML)."""
+    features = [{"name": n, "kind": "numeric"} for n in workload.numeric_names(width.numeric)]
+    features += [
+        {"name": n, "kind": "categorical"} for n in workload.categorical_names(width.categorical)
+    ]
+    document = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": [topic],
+            "group_id": group,
+            "session_timeout_ms": 3000,
+            "heartbeat_interval_ms": 500,
+        },
+        "models": [
+            {
+                "name": MODEL,
+                "reference": {"mode": "file", "path": str(reference)},
+                "features": features,
+            }
+        ],
+        "evaluation": {"interval": "1s"},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "state": {"dir": str(state)},
+        "log": {"level": "warning", "format": "json"},
+    }
+    return json.dumps(document, indent=1)
+
+
+def produce(bootstrap: str, topic: str, messages: Sequence[bytes]) -> float:
+    """Create the topic and produce every message; returns messages/s."""
+    from kafka import KafkaProducer
+
+    from monitor.source import ensure_topic
+
+    ensure_topic({"bootstrap_servers": bootstrap}, topic, partitions=1)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=50,
+        batch_size=256 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
+    started = time.perf_counter()
+    for message in messages:
+        producer.send(topic, value=message, partition=0)
+    producer.flush()
+    rate = len(messages) / (time.perf_counter() - started)
+    producer.close()
+    return rate
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(statistics.median(kept)) if kept else None
+
+
+FETCHES: tuple[int | None, ...] = (None, 16 * 1024 * 1024)
+"""max_partition_fetch_bytes of each variant: the daemon's default (1 MiB), then 16 MiB."""
+
+COLUMNS = [
+    "features / event",
+    "partition fetch",
+    "events",
+    "bytes / event",
+    "driftmon events/s",
+    "raw events/s",
+    "driftmon / raw",
+    "driftmon CPU us/event",
+    "raw CPU us/event",
+    "driftmon wall us/event: poll + decode + rest",
+    "events / poll",
+    "evaluation ms",
+    "driftmon peak RSS MiB",
+    "raw peak RSS MiB",
+    "pairs",
+]
+
+
+def _pairs(
+    bootstrap: str,
+    topic: str,
+    reference: Path,
+    width: Width,
+    fetch: int | None,
+    *,
+    reps: int,
+    workdir: Path,
+    log: Log,
+) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
+    """`reps` A B pairs (driftmon, then raw) over one topic; the pairs and any errors."""
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    errors: list[str] = []
+    for rep in range(reps):
+        runs: dict[str, dict[str, Any]] = {}
+        for mode in ("driftmon", "raw"):
+            name = f"{width.numeric}-{fetch or 0}-{rep}-{mode}"
+            config = workdir / f"{name}.yaml"
+            group = f"bench-{name}-{time.monotonic_ns()}"
+            document = json.loads(
+                config_yaml(bootstrap, topic, group, reference, width, workdir / f"state-{name}")
+            )
+            if fetch is not None:
+                document["kafka"]["max_partition_fetch_bytes"] = fetch
+            config.write_text(json.dumps(document))
+            done = run_module(
+                sys.executable,
+                "bench.e2e_worker",
+                ["--mode", mode, "--config", str(config), "--events", str(width.events)],
+                timeout_s=900.0,
+            )
+            if done.result is None:
+                errors.append(f"{mode}: {done.error}")
+                log(f"  {mode}: {done.error}")
+                continue
+            runs[mode] = done.result
+            log(f"  {mode}: {done.result['events_per_s']:,.0f} events/s")
+        if len(runs) == 2:
+            pairs.append((runs["driftmon"], runs["raw"]))
+    return pairs, errors
+
+
+def _fetch_text(fetch: int | None) -> str:
+    return "1 MiB (default)" if fetch is None else f"{fetch // 2**20} MiB"
+
+
+def _add_row(
+    table: Table,
+    width: Width,
+    fetch: int | None,
+    size: float,
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+) -> None:
+    mine = [a for a, _ in pairs]
+    raw = [b for _, b in pairs]
+    table.add(
+        width.label,
+        _fetch_text(fetch),
+        width.events,
+        size,
+        _median([a["events_per_s"] for a in mine]),
+        _median([b["events_per_s"] for b in raw]),
+        _median([a["events_per_s"] / b["events_per_s"] for a, b in pairs]),
+        _median([a["cpu_us_per_event"] for a in mine]),
+        _median([b["cpu_us_per_event"] for b in raw]),
+        " + ".join(
+            f"{_median([a[k] for a in mine]) or 0:.1f}"
+            for k in ("poll_us_per_event", "decode_us_per_event", "rest_us_per_event")
+        ),
+        _median([a["events_per_poll"] for a in mine]),
+        _median([a["evaluate_ms"] for a in mine]),
+        _median([a["peak_rss_mib_consuming"] for a in mine]),
+        _median([b["peak_rss_mib_consuming"] for b in raw]),
+        len(pairs),
+    )
+    bad = [a for a in mine if a["accepted"] != width.events or a["rejected"]]
+    if bad:
+        table.notes.append(f"{width.label}: WARNING not every event was accepted: {bad[0]}")
+
+
+def run(
+    *,
+    reps: int,
+    log: Log,
+    widths: Sequence[Width] = WIDTHS,
+    fetches: Sequence[int | None] = FETCHES,
+) -> list[Table]:
+    """Measurement 3 as one table."""
+    from monitor.broker import EmbeddedBroker
+
+    table = Table(
+        "e2e",
+        "End to end through the embedded broker: driftmon daemon loop vs raw kafka-python",
+        list(COLUMNS),
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="driftmon-bench-e2e-") as tmp,
+        EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker,
+    ):
+        workdir = Path(tmp)
+        for width in widths:
+            topic = f"bench-{width.numeric}"
+            reference = workdir / f"reference-{width.numeric}.json"
+            fit_reference(width, reference)
+            batch = workload.draw(
+                workload.stream_rng(4, width.numeric),
+                width.events,
+                n_numeric=width.numeric,
+                n_categorical=width.categorical,
+            )
+            messages = encode_events(batch, time.time() - 1800.0, 1800.0)
+            del batch
+            size = statistics.mean(len(m) for m in messages)
+            rate = produce(broker.bootstrap, topic, messages)
+            del messages
+            log(
+                f"e2e {width.label}: produced {width.events} events ({size:.0f} B) at {rate:,.0f}/s"
+            )
+            for fetch in fetches:
+                pairs, errors = _pairs(
+                    broker.bootstrap,
+                    topic,
+                    reference,
+                    width,
+                    fetch,
+                    reps=reps if fetch is None else max(1, reps - 1),
+                    workdir=workdir,
+                    log=log,
+                )
+                if not pairs:
+                    table.add(
+                        width.label, _fetch_text(fetch), width.events, size, *([None] * 10), 0
+                    )
+                    table.notes.append(f"{width.label}: no complete pair ({'; '.join(errors)})")
+                    continue
+                _add_row(table, width, fetch, size, pairs)
+                if fetch is None:
+                    first = pairs[0][0]
+                    drifted = sorted({a["drifted_features"] for a, _ in pairs})
+                    table.notes.append(
+                        f"{width.label}: {first['evaluations_in_loop']} evaluations in the loop; "
+                        f"drifted features on this clean stream: {drifted}; window state "
+                        f"{first['state_bytes'] / 2**20:.1f} MiB"
+                    )
+    _targets(table)
+    table.notes += [
+        "Every event was accepted into the window in every driftmon run (checked), none rejected.",
+        "Rates count from the poll after the first batch to the last record (group join "
+        "excluded), in a fresh process per run with a fresh consumer group; medians over A B "
+        "pairs (the ratio is taken within each pair). Wall us/event: where the driftmon loop's "
+        "time goes (kafka-python poll, BatchDecoder.decode, the rest: binning into the window, "
+        "metrics, evaluations). Evaluation ms: one evaluation of the full window (median of 5 "
+        "after the run).",
+        "Partition fetch: max_partition_fetch_bytes of both consumers; the 16 MiB rows are a "
+        "tuning experiment. Events / poll: mean records per non-empty poll of the driftmon loop "
+        "(the per-feature work of a batch is spread over that many events).",
+    ]
+    return [table]
+
+
+def _targets(table: Table) -> None:
+    row = next(
+        (r for r in table.rows if r[0] == WIDTHS[0].label and r[1].endswith("(default)")), None
+    )
+    if row is None or row[4] is None:
+        return
+    rate, ratio, rss = row[4], row[6], row[12]
+    verdict = [
+        f"{rate:,.0f} events/s {'>=' if rate >= TARGET_EVENTS_PER_S else '<'} "
+        f"{TARGET_EVENTS_PER_S:,}",
+        f"{ratio:.2f} of raw {'>=' if ratio >= TARGET_RATIO else '<'} {TARGET_RATIO}",
+        f"peak RSS {rss:.0f} MiB {'<=' if rss <= TARGET_RSS_MIB else '>'} {TARGET_RSS_MIB:.0f}",
+    ]
+    met = rate >= TARGET_EVENTS_PER_S and ratio >= TARGET_RATIO and rss <= TARGET_RSS_MIB
+    table.notes.insert(
+        0,
+        f"Issue-3 target at {WIDTHS[0].label}: {'MET' if met else 'NOT MET'} "
+        f"({'; '.join(verdict)})",
+    )
