@@ -224,7 +224,13 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
     from monitor.daemon import Daemon, DaemonHealth, tune_garbage_collector
     from monitor.http import HttpServer
     from monitor.metrics import DriftCollector, PipelineMetrics, new_registry
-    from monitor.source import KafkaSink, KafkaSource, producer_kwargs
+    from monitor.source import (
+        AssignCallback,
+        KafkaSink,
+        KafkaSource,
+        RevokeCallback,
+        producer_kwargs,
+    )
     from monitor.state import CheckpointStore
 
     registry = new_registry()
@@ -240,7 +246,7 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
     if settings.kafka.dead_letter_topic:
         sink = KafkaSink(producer_kwargs(consumer_kwargs))
 
-    def make_source(on_assign, on_revoke):  # type: ignore[no-untyped-def]
+    def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> KafkaSource:
         return KafkaSource(consumer_kwargs, list(settings.kafka.topics), on_assign, on_revoke)
 
     daemon = Daemon(
