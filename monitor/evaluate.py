@@ -303,8 +303,9 @@ def _correct(family_p: FloatArray, policy: DecisionPolicy) -> tuple[FloatArray, 
 
 
 def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    out = np.full(np.broadcast_shapes(num.shape, den.shape), np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
 def _optional_list(values: FloatArray) -> list[float | None]:

@@ -189,28 +189,23 @@ class ModelLayout:
         With v = sort(column) (-inf first, then finite values, +inf, NaN last) and
         le_k = #{v <= e_k} = searchsorted(v, e_k, 'right'): underflow = #{v < e_0} - #-inf,
         the minimum slot = le_0 - #{v < e_0}, slot k+1 = le_k - le_{k-1}, overflow =
-        #finite-or-(-inf) - le_{m-1}, missing = #NaN, invalid = #-inf + #+inf.
+        #{v < +inf} - le_{m-1}, missing = #NaN, invalid = #-inf + #+inf.
         """
         n = column.shape[0]
         if n == 0:
             return
         ordered = np.sort(column)
-        probes = np.concatenate(([-np.inf], edges[:1], edges, [np.inf, np.inf]))
-        sides_left = np.searchsorted(ordered, probes[[1, 3 + edges.shape[0] - 1]], side="left")
-        right = np.searchsorted(ordered, probes, side="right")
-        n_neg_inf = int(right[0])
-        below = int(sides_left[0])
-        le = right[2 : 2 + edges.shape[0]]
-        n_upto_pos_inf = int(right[-1])
-        n_pos_inf = n_upto_pos_inf - int(np.searchsorted(ordered, np.inf, side="left"))
         m = edges.shape[0]
+        le = np.searchsorted(ordered, edges, side="right")
+        below, below_pos_inf = np.searchsorted(ordered, (edges[0], np.inf), side="left").tolist()
+        n_neg_inf, upto_pos_inf = np.searchsorted(ordered, (-np.inf, np.inf), side="right").tolist()
         out[0] += below - n_neg_inf
         out[1] += int(le[0]) - below
         if m > 1:
             out[2 : m + 1] += np.diff(le)
-        out[m + 1] += n_upto_pos_inf - n_pos_inf - int(le[-1])
-        out[self.missing_col] += n - n_upto_pos_inf
-        out[self.invalid_col] += n_neg_inf + n_pos_inf
+        out[m + 1] += below_pos_inf - int(le[-1])
+        out[self.missing_col] += n - upto_pos_inf
+        out[self.invalid_col] += n_neg_inf + upto_pos_inf - below_pos_inf
 
     def _count_categorical(
         self,
@@ -219,17 +214,30 @@ class ModelLayout:
         lookup: dict[str, int],
         out: IntArray,
     ) -> None:
-        """Counts of one categorical column: Counter over the values, distinct ones mapped."""
-        for value, n in Counter(column.tolist()).items():
-            if value is None:
-                slot = self.missing_col
-            else:
-                text = value if type(value) is str else str(value)
+        """Counts of one categorical column: a Counter over the values, then one bincount.
+
+        Only the distinct values are looked up: top-K slot, OTHER for the rest of the
+        reference vocabulary, UNSEEN for anything else, INVALID for the NUL-prefixed marker,
+        MISSING for None.
+        """
+        counter = Counter(column.tolist())
+        missing = counter.pop(None, 0)
+        if missing:
+            out[self.missing_col] += missing
+        if not counter:
+            return
+        values = list(counter)
+        slots = [lookup.get(v, -1) for v in values]
+        for index, slot in enumerate(slots):
+            if slot < 0:
+                text = values[index] if type(values[index]) is str else str(values[index])
                 if text.startswith(INVALID_CATEGORY_PREFIX):
-                    slot = self.invalid_col
+                    slots[index] = self.invalid_col
                 else:
-                    slot = lookup.get(text, bins.unseen_slot)
-            out[slot] += n
+                    slots[index] = lookup.get(text, bins.unseen_slot)
+        out += np.bincount(slots, weights=list(counter.values()), minlength=self.width).astype(
+            np.int64
+        )
 
     def _batch_size(self, numeric: FloatArray, categorical: Sequence[ObjectArray]) -> int:
         if numeric.ndim != 2 or numeric.shape[0] != self.n_numeric:

@@ -24,9 +24,13 @@ def _totals(counts: npt.NDArray[np.integer]) -> FloatArray:
     return np.asarray(counts.sum(axis=1), dtype=np.float64)
 
 
-def _safe_divide(num: FloatArray, den: FloatArray) -> FloatArray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+def _safe_divide(num: npt.ArrayLike, den: npt.ArrayLike) -> FloatArray:
+    """num / den elementwise (broadcast), NaN where den <= 0; no floating-point warnings."""
+    numerator = np.asarray(num, dtype=np.float64)
+    denominator = np.asarray(den, dtype=np.float64)
+    out = np.full(np.broadcast_shapes(numerator.shape, denominator.shape), np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
 
 
 def effective_n(n_ref: FloatArray, n_cur: FloatArray) -> FloatArray:
