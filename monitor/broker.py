@@ -34,6 +34,24 @@ _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace_s: float = 10.0
+) -> int | None:
+    """Send `sig`, wait up to `grace_s`, then SIGKILL; returns the exit code (None: no process).
+
+    Idempotent: a process that already exited is only reaped.
+    """
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            return proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 class BrokerUnavailableError(RuntimeError):
     """The embedded broker cannot be found or started."""
 
@@ -129,13 +147,7 @@ class EmbeddedBroker:
         SIGINT, not SIGTERM: on SIGTERM tansu drains client connections for ~5 s.
         """
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGINT, _STOP_TIMEOUT_S)
         if self._log is not None:
             self._log.close()
             self._log = None

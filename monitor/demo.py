@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from monitor.broker import EmbeddedBroker, free_port, port_open
+from monitor.broker import EmbeddedBroker, free_port, port_open, stop_process
 from monitor.scenarios import DEMO_FEATURES
 from monitor.simulate import run_simulation
 from monitor.source import KafkaSink, ensure_topic
@@ -79,13 +79,7 @@ def _daemon(config: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, signal.SIGTERM, 15.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,6 +40,8 @@ from typing import IO, Any, Self, TypeVar
 
 import pytest
 import yaml
+
+from monitor.broker import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
@@ -119,13 +120,6 @@ def load_yaml(path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- waiting
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, then release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(
     description: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1
 ) -> T:
@@ -290,13 +284,7 @@ class _Server:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGTERM, 10.0)
         if self._log is not None:
             self._log.close()
             self._log = None
