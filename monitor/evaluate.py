@@ -29,7 +29,6 @@ from monitor.histogram import CountMatrix, ModelLayout
 from monitor.model import (
     Correction,
     DecisionPolicy,
-    FeatureKind,
     FeatureResult,
     FeatureSpec,
     ModelEvaluation,
@@ -317,10 +316,3 @@ def _optional_list(values: FloatArray) -> list[float | None]:
     boxed = array.astype(object)
     boxed[~finite] = None
     return boxed.tolist()  # type: ignore[no-any-return]
-
-
-def feature_kinds(layout: ModelLayout) -> tuple[FeatureKind, ...]:
-    """Kind of each row of a layout, in order."""
-    return (FeatureKind.NUMERIC,) * layout.n_numeric + (FeatureKind.CATEGORICAL,) * (
-        layout.n_features - layout.n_numeric
-    )

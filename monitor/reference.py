@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -347,8 +346,3 @@ def fit_profile(
     return build_profile(
         model, features, events, model_version=model_version, created_at=created_at, source=source
     )
-
-
-def is_finite_number(value: object) -> bool:
-    """True for an int/float (not bool) that is finite."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats as sps
 
 from monitor.edges import learn_edges
-from monitor.evaluate import EvaluationContext, ModelEvaluator, feature_kinds
+from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CategoricalBins, CountMatrix, ModelLayout, NumericBins
 from monitor.model import (
     Correction,
@@ -39,6 +39,12 @@ SPECS = [
     FeatureSpec("region", FeatureKind.CATEGORICAL),
 ]
 CONTEXT = EvaluationContext("fraud", 1234.5, "sha256:abc", "file", "v7", 99.0)
+
+
+def feature_kinds(layout: ModelLayout) -> tuple[FeatureKind, ...]:
+    """Kind of each row of a layout: numeric rows first, then categorical."""
+    n_categorical = layout.n_features - layout.n_numeric
+    return (FeatureKind.NUMERIC,) * layout.n_numeric + (FeatureKind.CATEGORICAL,) * n_categorical
 
 
 def _with_missing(rng: np.random.Generator, x: np.ndarray, share: float) -> np.ndarray:

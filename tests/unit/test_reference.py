@@ -18,7 +18,6 @@ from monitor.reference import (
     fit_categorical,
     fit_numeric,
     fit_profile,
-    is_finite_number,
     layout_for,
     profile_from_json,
     profile_to_json,
@@ -272,14 +271,6 @@ def test_fit_categorical_ranks_by_count_then_name_and_keeps_nul_suffixes() -> No
     assert feature.bins.singleton_fraction == pytest.approx(1 / 7)
     # slots: a, b, c, OTHER (a\x00), UNSEEN, then missing, invalid
     assert feature.counts == (2, 2, 2, 1, 0, 1, 1)
-
-
-def test_is_finite_number() -> None:
-    """Ints and finite floats are numbers; bools, NaN, inf and strings are not."""
-    assert is_finite_number(3)
-    assert is_finite_number(-2.5)
-    for value in (True, float("nan"), float("inf"), "3", None):
-        assert not is_finite_number(value)
 
 
 def test_format_tag_is_written() -> None:
