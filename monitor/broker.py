@@ -19,9 +19,10 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 #: Client timeouts that make kafka-python join groups on tansu quickly (research/ops.md).
 FAST_CONSUMER_KWARGS: dict[str, int] = {
@@ -50,6 +51,77 @@ def stop_process(
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait()
+
+
+class LoggedProcess:
+    """A child process whose stdout and stderr go to a log file; stopped by signal, then kill.
+
+    Subclasses implement `start()` with `_spawn(argv)` and set `stop_signal` / `stop_grace_s`.
+    Used by the embedded broker and by the test harness's Prometheus and Alertmanager.
+    """
+
+    stop_signal: int = signal.SIGTERM
+    stop_grace_s: float = 10.0
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code of the last process, None while it runs or if none was started."""
+        return None if self._proc is None else self._proc.poll()
+
+    def _spawn(self, argv: Sequence[str], cwd: Path | None = None) -> None:
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start(self) -> None:
+        """Start the process and wait until it is ready."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Send `stop_signal`, SIGKILL after `stop_grace_s`, reap; idempotent."""
+        proc, self._proc = self._proc, None
+        stop_process(proc, self.stop_signal, self.stop_grace_s)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        """The last characters of the process's combined output."""
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except FileNotFoundError:
+            return ""
+
+    def close(self) -> None:
+        """Stop the process (subclasses may also clean up files)."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class BrokerUnavailableError(RuntimeError):
@@ -89,37 +161,33 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(LoggedProcess):
     """One tansu process on 127.0.0.1 with memory storage; a context manager.
 
     `.bootstrap` is the `host:port` for clients. `stop()` then `start()` restarts it on the
-    same port with an EMPTY state.
+    same port with an EMPTY state. Stopped with SIGINT: on SIGTERM tansu drains client
+    connections for ~5 s.
     """
 
+    stop_signal = signal.SIGINT
+    stop_grace_s = _STOP_TIMEOUT_S
+
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
-        self.port = port if port is not None else free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self._binary = tansu_binary()
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
             os.close(fd)
             log_path = Path(name)
-        self.log_path = log_path
-        self._log: IO[bytes] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        """True while the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+        super().__init__(log_path)
+        self.port = port if port is not None else free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._binary = tansu_binary()
 
     def start(self) -> None:
         """Start the broker and block until its port accepts connections."""
         if self.running:
             return
         url = f"tcp://127.0.0.1:{self.port}"
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
+        self._spawn(
             [
                 str(self._binary),
                 "broker",
@@ -129,50 +197,17 @@ class EmbeddedBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            ]
         )
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not port_open(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if not self.running or time.monotonic() > deadline:
                 self.stop()
                 raise BrokerUnavailableError(f"tansu did not start on {url}:\n{self.log_tail()}")
             time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Stop the broker (SIGINT, then SIGKILL after a grace period) and wait for it.
-
-        SIGINT, not SIGTERM: on SIGTERM tansu drains client connections for ~5 s.
-        """
-        proc, self._proc = self._proc, None
-        stop_process(proc, signal.SIGINT, _STOP_TIMEOUT_S)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, max_chars: int = 4000) -> str:
-        """The last characters of the broker's output."""
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except FileNotFoundError:
-            return ""
 
     def close(self) -> None:
         """Stop the broker and delete its log file."""
         self.stop()
         with contextlib.suppress(FileNotFoundError):
             self.log_path.unlink()
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

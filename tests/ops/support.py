@@ -36,12 +36,12 @@ from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import yaml
 
-from monitor.broker import free_port, stop_process
+from monitor.broker import LoggedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
@@ -238,7 +238,7 @@ class WebhookReceiver:
 
 
 # ----------------------------------------------------------------------------- servers
-class _Server:
+class _Server(LoggedProcess):
     """A child process on a free 127.0.0.1 port, ready when GET /-/ready answers 200."""
 
     binary = ""
@@ -250,9 +250,7 @@ class _Server:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.address}"
-        self.log_path = workdir / f"{self.binary}-{self.port}.log"
-        self._log: IO[bytes] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir / f"{self.binary}-{self.port}.log")
 
     def argv(self) -> list[str]:
         """The command line after the binary."""
@@ -262,14 +260,7 @@ class _Server:
         """Start the process and wait for readiness (AssertionError with the log if not)."""
         exe = find_tool(self.binary)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [exe, *self.argv()],
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self._spawn([exe, *self.argv()], cwd=self.workdir)
         try:
             wait_for(f"{self.binary} ready", self._ready, self.start_timeout)
         except AssertionError as exc:
@@ -277,36 +268,9 @@ class _Server:
             raise AssertionError(f"{exc}\n--- {self.binary} log ---\n{self.log_tail()}") from None
 
     def _ready(self) -> bool:
-        if self._proc is None or self._proc.poll() is not None:
-            raise RuntimeError(f"{self.binary} exited with {self._proc and self._proc.returncode}")
+        if not self.running:
+            raise RuntimeError(f"{self.binary} exited with {self.returncode}")
         return http_ok(f"{self.url}/-/ready")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s; idempotent."""
-        proc, self._proc = self._proc, None
-        stop_process(proc, signal.SIGTERM, 10.0)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, max_chars: int = 4000) -> str:
-        """The end of the process's combined output."""
-        try:
-            return self.log_path.read_text(errors="replace")[-max_chars:]
-        except FileNotFoundError:
-            return ""
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 _RELOAD_METRIC = re.compile(

@@ -50,7 +50,3 @@ class TansuBroker(EmbeddedBroker):
                 f.get(timeout=_CLIENT_TIMEOUT_MS / 1000)
         finally:
             producer.close()
-
-    def __enter__(self) -> TansuBroker:
-        self.start()
-        return self
