@@ -41,7 +41,7 @@ test: $(STAMP) system-packages
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m monitor.demo
+	$(BIN)/python -m monitor.dev.demo
 
 # Benchmarks (bench/README.md). `bench`: driftmon alone, a few minutes; results in bench/results/.
 bench: $(STAMP)

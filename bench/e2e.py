@@ -290,7 +290,7 @@ def run(
     fetches: Sequence[int | None] = FETCHES,
 ) -> list[Table]:
     """Measurement 3 as one table."""
-    from monitor.broker import EmbeddedBroker
+    from monitor.dev.broker import EmbeddedBroker
 
     table = Table(
         "e2e",

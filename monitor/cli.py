@@ -1,4 +1,4 @@
-"""The `driftmon` command line: composition root and exit codes (layer 5).
+"""The `driftmon` command line: composition root and exit codes.
 
 Exit codes: 0 clean stop, 1 fatal runtime error, 2 bad usage or bad configuration.
 """
@@ -305,8 +305,8 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
 
 
 def _reference_fit(args: argparse.Namespace) -> int:
-    from monitor.profile_io import read_columns
     from monitor.reference import fit_profile, profile_to_json
+    from monitor.tools.profile_io import read_columns
 
     if args.features:
         specs = _parse_features(args.features)
@@ -359,9 +359,9 @@ def _reference_fit(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from monitor.scenarios import SCENARIOS
-    from monitor.simulate import run_simulation
     from monitor.source import KafkaSink
+    from monitor.tools.scenarios import SCENARIOS
+    from monitor.tools.simulate import run_simulation
 
     if args.drift not in SCENARIOS:
         raise ConfigError(
@@ -402,7 +402,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from monitor.statusview import StatusError, fetch_status, render_status
+    from monitor.tools.statusview import StatusError, fetch_status, render_status
 
     color = sys.stdout.isatty()
     while True:

@@ -1,4 +1,4 @@
-"""The one frozen Settings tree: YAML file + `DRIFTMON_*` environment, validated (layer 2).
+"""The one frozen Settings tree: YAML file + `DRIFTMON_*` environment, validated.
 
 This is the only module that imports pydantic / pydantic-settings. Everything downstream reads
 plain attributes of the frozen models below, or the value types they convert to

@@ -1,4 +1,4 @@
-"""The daemon loop and its lifecycle (layer 4).
+"""The daemon loop and its lifecycle.
 
     poll -> decode -> route to models -> update windows -> evaluate every interval ->
     publish snapshot -> checkpoint every checkpoint_interval -> commit offsets

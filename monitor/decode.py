@@ -1,4 +1,4 @@
-"""Kafka message bytes -> per-model numpy columns, one batch at a time (layer 1, pure core).
+"""Kafka message bytes -> per-model numpy columns, one batch at a time (pure core).
 
 `BatchDecoder.decode` turns a batch of `RawMessage` into a `DecodedBatch`: for every configured
 model, one float64 matrix of numeric features, one object array per categorical feature, the

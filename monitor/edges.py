@@ -1,4 +1,4 @@
-"""Numeric bin edges learned from a reference sample (layer 1, numpy only).
+"""Numeric bin edges learned from a reference sample (numpy only).
 
 Slot layout of a numeric feature with edges e_0 < e_1 < ... < e_{m-1} (m = len(edges)):
 

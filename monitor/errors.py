@@ -1,4 +1,4 @@
-"""Exception hierarchy and the closed reason enums used as metric labels (layer 0, stdlib only)."""
+"""Exception hierarchy and the closed reason enums used as metric labels (stdlib only)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluate every feature of a model in one vectorised call (layer 1, numpy/scipy only).
+"""Evaluate every feature of a model in one vectorised call (numpy/scipy only).
 
 Decision rule (DESIGN.md section 6, research/stats.md sections 4 and 6). Each feature has
 up to three tests ("legs"), each with an effect-size floor:

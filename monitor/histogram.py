@@ -1,4 +1,4 @@
-"""Fixed-bin histograms for all features of one model, as one integer count matrix (layer 1).
+"""Fixed-bin histograms for all features of one model, as one integer count matrix.
 
 A model's histogram is an int64 matrix `counts[F, W]`, one row per feature. Every row has
 the same width W = (largest number of value slots over the model's features) + 2:

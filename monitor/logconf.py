@@ -1,4 +1,4 @@
-"""Logging setup: structlog and stdlib logging rendered alike to one stream (layer 3).
+"""Logging setup: structlog and stdlib logging rendered alike to one stream.
 
 This is the only module that calls `structlog.configure`. Modules log with
 `structlog.get_logger(__name__)`; third-party libraries (kafka-python) log through stdlib

@@ -1,4 +1,4 @@
-"""Frozen value types that cross module boundaries (layer 0, stdlib only)."""
+"""Frozen value types that cross module boundaries (stdlib only)."""
 
 from __future__ import annotations
 

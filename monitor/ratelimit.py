@@ -1,4 +1,4 @@
-"""A token-bucket sampler that bounds how often something is logged (layer 1, stdlib only)."""
+"""A token-bucket sampler that bounds how often something is logged (stdlib only)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference profiles: frozen bins plus reference counts, fitted, saved and validated (layer 1).
+"""Reference profiles: frozen bins plus reference counts, fitted, saved and validated.
 
 A profile is what a model's drift is measured against: for every feature its frozen bins
 (numeric edges, or top-K categories + vocabulary + singleton fraction) and its reference

@@ -1,4 +1,4 @@
-"""One model's live state: reference, current window, evaluator, checkpoint form (layer 4).
+"""One model's live state: reference, current window, evaluator, checkpoint form.
 
 Reference modes (DESIGN.md section 4):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its

@@ -1,4 +1,4 @@
-"""The Kafka adapter (layer 3): the only module that imports `kafka`.
+"""The Kafka adapter: the only module that imports `kafka`.
 
 `KafkaSource` turns a kafka-python `KafkaConsumer` into the small `RecordSource` protocol the
 daemon loop uses. Contract:

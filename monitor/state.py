@@ -1,4 +1,4 @@
-"""Checkpoint store: one file per daemon, written atomically (layer 3).
+"""Checkpoint store: one file per daemon, written atomically.
 
 A checkpoint holds everything needed to resume counting exactly once: the per-partition
 next offsets, and per model its arrays (window ring, bucket ids, reference counts, warm-up

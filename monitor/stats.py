@@ -1,4 +1,4 @@
-"""Drift statistics on binned counts, vectorised over features (layer 1, numpy/scipy only).
+"""Drift statistics on binned counts, vectorised over features (numpy/scipy only).
 
 Every function takes count matrices `[F, S]` (one row per feature, S value slots, missing
 and invalid columns already removed) and returns one value per row. A row whose window is

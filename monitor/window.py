@@ -1,4 +1,4 @@
-"""Event-time windows built from a ring of integer sub-histograms (layer 1, numpy only).
+"""Event-time windows built from a ring of integer sub-histograms (numpy only).
 
 Time is cut into buckets of `bucket_seconds`; an event at time t belongs to bucket
 b = floor(t / bucket_seconds). A ring keeps one count matrix per recent bucket. The

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from monitor.cli import build_parser
-from tests.integration.daemon_harness import run_cli
+from tests.support.daemon_harness import run_cli
 
 SECRET = "s3cr3t-Pa55w0rd"
 

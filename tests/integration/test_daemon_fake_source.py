@@ -28,9 +28,9 @@ from monitor.errors import SourceError
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import FeatureKind, FeatureSpec, RawMessage
 from monitor.reference import fit_profile, profile_to_json
-from monitor.scenarios import EventGenerator
 from monitor.state import CheckpointStore
-from tests.integration.daemon_harness import daemon_config, model_entry, write_config
+from monitor.tools.scenarios import EventGenerator
+from tests.support.daemon_harness import daemon_config, model_entry, write_config
 
 TP = tuple[str, int]
 FEATURES = [("amount", "numeric"), ("country", "categorical")]

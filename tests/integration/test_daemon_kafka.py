@@ -33,10 +33,11 @@ from scipy import stats as sps
 from monitor.errors import RejectReason
 from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import fit_profile, profile_to_json
-from monitor.scenarios import DEMO_FEATURES, SCENARIOS, affected_features
-from monitor.simulate import run_simulation
 from monitor.source import KafkaSink
-from tests.integration.daemon_harness import (
+from monitor.tools.scenarios import DEMO_FEATURES, SCENARIOS, affected_features
+from monitor.tools.simulate import run_simulation
+from tests.support.broker import TansuBroker
+from tests.support.daemon_harness import (
     DaemonProcess,
     daemon_config,
     model_entry,
@@ -45,7 +46,6 @@ from tests.integration.daemon_harness import (
     wait_until,
     write_config,
 )
-from tests.support.broker import TansuBroker
 
 FloatArray = npt.NDArray[np.float64]
 PSI_GROUPS = 10

@@ -24,9 +24,10 @@ import pytest
 from kafka import KafkaProducer
 
 from monitor.reference import fit_profile, profile_to_json
-from monitor.scenarios import DEMO_FEATURES, EventGenerator, encode
 from monitor.state import CheckpointStore
-from tests.integration.daemon_harness import (
+from monitor.tools.scenarios import DEMO_FEATURES, EventGenerator, encode
+from tests.support.broker import TansuBroker, free_port
+from tests.support.daemon_harness import (
     DaemonProcess,
     daemon_config,
     model_entry,
@@ -34,7 +35,6 @@ from tests.integration.daemon_harness import (
     wait_until,
     write_config,
 )
-from tests.support.broker import TansuBroker, free_port
 
 FEATURES = [(spec.name, spec.kind.value) for spec in DEMO_FEATURES]
 POOL_A = 45_000  # model "a": file reference, spread over both partitions

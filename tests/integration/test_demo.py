@@ -1,6 +1,6 @@
 """`make demo` runs unattended and ends showing drift on `fraud` only (acceptance criterion 7).
 
-Runs `python -m monitor.demo --duration 90 --no-clear --port 0` exactly as a user would (it
+Runs `python -m monitor.dev.demo --duration 90 --no-clear --port 0` exactly as a user would (it
 starts its own embedded broker, the daemon and the producer), with `--status-json` so the
 final /status document can be checked, and parses the final printed view as well.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.scenarios import affected_features
-from tests.integration.daemon_harness import REPO, clean_environ
+from monitor.tools.scenarios import affected_features
+from tests.support.daemon_harness import REPO, clean_environ
 
 DURATION_S = 90
 HEADER = re.compile(r"^model (\S+) .* drifted (\d+)/(\d+)$", re.MULTILINE)
@@ -35,7 +35,7 @@ def test_demo_runs_unattended_and_shows_drift_on_fraud_only(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "monitor.demo",
+            "monitor.dev.demo",
             "--duration",
             str(DURATION_S),
             "--no-clear",

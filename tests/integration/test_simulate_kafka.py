@@ -1,4 +1,4 @@
-"""Tests for monitor.simulate: pacing, replay and drift with a recording sink and a fake clock,
+"""monitor.tools.simulate: pacing, replay and drift with a recording sink and a fake clock,
 then end to end through KafkaSink into the real tansu broker (tests/support/broker.py)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import msgspec
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.scenarios import DEMO_FEATURES, NEW_CATEGORY
-from monitor.simulate import SimulationReport, run_simulation
 from monitor.source import KafkaSink, producer_kwargs
+from monitor.tools.scenarios import DEMO_FEATURES, NEW_CATEGORY
+from monitor.tools.simulate import SimulationReport, run_simulation
 from tests.support.broker import TansuBroker
 
 FEATURE_NAMES = [f.name for f in DEMO_FEATURES]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .support import alert_labels
+from tests.support.ops_services import alert_labels
 
 _BASE = {"job": "driftmon", "instance": "driftmon-0:9108"}
 

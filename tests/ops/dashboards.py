@@ -14,8 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.ops_services import DASHBOARDS, http_json
+
 from .promql import label_values_selector, substitute_grafana
-from .support import DASHBOARDS, http_json
 
 #: Concrete values for the dashboards' template variables.
 DEFAULT_VARIABLES: Mapping[str, str] = {

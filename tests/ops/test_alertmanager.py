@@ -6,15 +6,16 @@ import urllib.parse
 
 import pytest
 
-from .alert_scenarios import Scenario, scenarios
-from .inhibition import load_rules, muted
-from .support import (
+from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     assert_tool_ok,
     load_yaml,
     run_tool,
     shipped_alert_rules,
 )
+
+from .alert_scenarios import Scenario, scenarios
+from .inhibition import load_rules, muted
 
 PAGER, CHAT = "driftmon-pager", "driftmon-chat"
 RECEIVER_FOR_SEVERITY = {"critical": PAGER, "warning": CHAT}

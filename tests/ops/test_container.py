@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .support import (
+from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     DEPLOY,
     PROMETHEUS_CONFIG,
@@ -136,7 +136,7 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
     for unwanted in [
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/ops/support.py",
+        "tests/support/ops_services.py",
         "state/x",
         "bench/a.py",
     ]:

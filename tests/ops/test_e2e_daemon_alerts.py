@@ -79,15 +79,12 @@ import pytest
 
 from monitor.errors import RejectReason
 from monitor.model import FeatureKind
-from monitor.scenarios import DEMO_FEATURES, EventGenerator, affected_features
-from monitor.simulate import run_simulation
 from monitor.source import KafkaSink
-from tests.integration.daemon_harness import DaemonProcess, Metrics, daemon_config, write_config
+from monitor.tools.scenarios import DEMO_FEATURES, EventGenerator, affected_features
+from monitor.tools.simulate import run_simulation
 from tests.support.broker import TansuBroker
-
-from .dashboards import dashboard_files, evaluate, load, queries, variable_selectors
-from .promql import metric_names
-from .support import (
+from tests.support.daemon_harness import DaemonProcess, Metrics, daemon_config, write_config
+from tests.support.ops_services import (
     AlertmanagerServer,
     PrometheusServer,
     WebhookReceiver,
@@ -97,6 +94,9 @@ from .support import (
     write_fast_rules,
     write_prometheus_config,
 )
+
+from .dashboards import dashboard_files, evaluate, load, queries, variable_selectors
+from .promql import metric_names
 
 pytestmark = pytest.mark.e2e
 

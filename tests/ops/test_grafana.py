@@ -19,6 +19,8 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+from tests.support.ops_services import DASHBOARDS, DEPLOY, GRAFANA, find_tool, load_yaml
+
 from .dashboards import dashboard_files, load, panels, queries, variable_selectors
 from .promql import (
     DRIFTMON_METRICS,
@@ -27,7 +29,6 @@ from .promql import (
     metric_names,
     syntax_errors,
 )
-from .support import DASHBOARDS, DEPLOY, GRAFANA, find_tool, load_yaml
 
 SCHEMA = Path(__file__).parent / "schemas" / "grafana-dashboard.schema.json"
 DATASOURCE_UID = "driftmon-prometheus"

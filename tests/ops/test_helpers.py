@@ -10,16 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.metrics import CATALOGUE
-
-from .promql import (
-    DRIFTMON_HISTOGRAMS,
-    DRIFTMON_METRICS,
-    is_driftmon_metric,
-    label_values_selector,
-    metric_names,
-    substitute_grafana,
-)
-from .support import (
+from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     WebhookReceiver,
     assert_tool_ok,
@@ -29,6 +20,15 @@ from .support import (
     write_alertmanager_config,
     write_fast_rules,
     write_prometheus_config,
+)
+
+from .promql import (
+    DRIFTMON_HISTOGRAMS,
+    DRIFTMON_METRICS,
+    is_driftmon_metric,
+    label_values_selector,
+    metric_names,
+    substitute_grafana,
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .support import (
+from tests.support.ops_services import (
     DEPLOY,
     REPO_ROOT,
     RULES_FILE,

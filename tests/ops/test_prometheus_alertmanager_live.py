@@ -19,11 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from .alert_scenarios import Scenario, scenarios
-from .dashboards import dashboard_files, evaluate, load, queries
-from .inhibition import load_rules
-from .promql import metric_names
-from .support import (
+from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     AlertmanagerServer,
     PrometheusServer,
@@ -35,6 +31,11 @@ from .support import (
     write_fast_rules,
     write_prometheus_config,
 )
+
+from .alert_scenarios import Scenario, scenarios
+from .dashboards import dashboard_files, evaluate, load, queries
+from .inhibition import load_rules
+from .promql import metric_names
 
 pytestmark = pytest.mark.e2e
 

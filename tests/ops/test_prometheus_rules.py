@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from .promql import is_driftmon_metric, metric_names
-from .support import (
+from tests.support.ops_services import (
     DASHBOARDS,
     PROMETHEUS_CONFIG,
     RULES_FILE,
@@ -23,6 +22,8 @@ from .support import (
     shipped_alert_rules,
     write_fast_rules,
 )
+
+from .promql import is_driftmon_metric, metric_names
 
 RUNBOOK_BASE = "https://github.com/driftmon/driftmon/blob/main/docs/runbook.md"
 SEVERITIES = {"critical", "warning"}

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from kafka import KafkaProducer
 
-from monitor.broker import FAST_CONSUMER_KWARGS, EmbeddedBroker, free_port, tansu_binary
+from monitor.dev.broker import FAST_CONSUMER_KWARGS, EmbeddedBroker, free_port, tansu_binary
 from monitor.source import ensure_topic
 
 __all__ = ["FAST_CONSUMER_KWARGS", "TansuBroker", "free_port", "tansu_binary"]

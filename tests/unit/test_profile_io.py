@@ -1,4 +1,4 @@
-"""Tests for monitor.profile_io: CSV / JSON Lines / Parquet columns, errors, progress bar."""
+"""Tests for monitor.tools.profile_io: CSV / JSON Lines / Parquet columns, errors, progress bar."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import pytest
 from monitor.decode import INVALID_CATEGORY
 from monitor.errors import ReferenceDataError
 from monitor.model import FeatureKind
-from monitor.profile_io import ProfileInputError, ProgressBar, detect_format, read_columns
 from monitor.reference import fit_profile
-from monitor.scenarios import DEMO_FEATURES, EventGenerator
+from monitor.tools.profile_io import ProfileInputError, ProgressBar, detect_format, read_columns
+from monitor.tools.scenarios import DEMO_FEATURES, EventGenerator
 
 NAN, INF = math.nan, math.inf
 NUMERIC = [f.name for f in DEMO_FEATURES if f.kind is FeatureKind.NUMERIC]

@@ -68,3 +68,20 @@ def _flags(parser: argparse.ArgumentParser, path: str = "driftmon") -> list[tupl
 def test_every_command_and_flag_is_documented(command: str, token: str) -> None:
     """Each subcommand and long flag of the CLI appears in the README."""
     assert token in README, f"{command}: {token}"
+
+
+def _modules(package: Path) -> set[str]:
+    return {p.stem for p in package.glob("*.py") if p.stem not in {"__init__", "__main__"}}
+
+
+def test_layout_paragraph_names_every_module_in_its_wing() -> None:
+    """The README's layout paragraph names every module of the daemon, the tools and dev wings."""
+    package = Path(__file__).resolve().parents[2] / "monitor"
+    start = README.index("- Layout (")
+    paragraph = README[start : README.index("\n- ", start + 1)]
+    for wing in (package, package / "tools", package / "dev"):
+        for module in _modules(wing):
+            assert f"`{module}`" in paragraph, f"{wing.name}/{module}.py missing from the layout"
+    assert "`monitor/tools/`" in paragraph
+    assert "`monitor/dev/`" in paragraph
+    assert "`tests/support/`" in paragraph

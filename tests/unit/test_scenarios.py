@@ -1,4 +1,4 @@
-"""Tests for monitor.scenarios: event shape, determinism and the drift ground truth."""
+"""Tests for monitor.tools.scenarios: event shape, determinism and the drift ground truth."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from monitor.model import FeatureKind
-from monitor.scenarios import (
+from monitor.tools.scenarios import (
     COUNTRIES,
     DEMO_FEATURES,
     DEVICES,

@@ -1,4 +1,4 @@
-"""Tests for monitor.statusview: rendering the real /status JSON and fetching it over HTTP."""
+"""Tests for monitor.tools.statusview: rendering the real /status JSON and fetching it over HTTP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from monitor.http import snapshot_to_json
 from monitor.model import Correction, FeatureKind, FeatureResult, ModelEvaluation, Snapshot
-from monitor.statusview import StatusError, fetch_status, render_status, status_url
+from monitor.tools.statusview import StatusError, fetch_status, render_status, status_url
 from tests.support.broker import free_port
 
 WATERMARK = datetime(2025, 11, 26, 18, 0, 0, tzinfo=UTC).timestamp()

@@ -1,6 +1,6 @@
 """Produce synthetic feature events to a topic at a controlled rate (`driftmon simulate`).
 
-Layer 4. `run_simulation` draws events with `monitor.scenarios.EventGenerator` (one generator
+Layer 4. `run_simulation` draws events with `monitor.tools.scenarios.EventGenerator` (one generator
 per model) and hands the encoded messages to a `Sink` (`monitor.source.KafkaSink` in the CLI;
 anything with `send` and `flush` in tests).
 
@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from monitor.scenarios import EventGenerator, affected_features, encode, encode_array
+from monitor.tools.scenarios import EventGenerator, affected_features, encode, encode_array
 
 __all__ = ["SimulationReport", "Sink", "run_simulation"]
 

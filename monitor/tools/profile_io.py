@@ -1,4 +1,4 @@
-"""Read reference data files into feature columns for `driftmon reference fit` (layer 3).
+"""Read reference data files into feature columns for `driftmon reference fit`.
 
 `read_columns` streams a CSV, JSON Lines or Parquet file in chunks of rows and returns the
 columns `monitor.reference.fit_profile` takes: float64 numeric columns (NaN = missing,

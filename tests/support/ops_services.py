@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from monitor.broker import LoggedProcess, free_port
+from monitor.dev.broker import LoggedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"

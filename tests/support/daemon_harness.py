@@ -31,7 +31,7 @@ import yaml
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.broker import FAST_CONSUMER_KWARGS
+from monitor.dev.broker import FAST_CONSUMER_KWARGS
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

