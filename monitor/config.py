@@ -450,6 +450,7 @@ class EvaluationSettings(_Section):
     correction: Correction = Correction.BH
     ks_floor: float = Field(0.05, ge=0, le=1)
     psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
+    psi_noise_multiple: float = Field(5.0, ge=0, allow_inf_nan=False)
     tvd_floor: float = Field(0.02, ge=0, le=1)
     new_category_floor: float = Field(0.01, ge=0, le=1)
     missing_floor: float = Field(0.05, ge=0, le=1)
@@ -462,6 +463,7 @@ class EvaluationSettings(_Section):
             min_samples=self.min_samples,
             ks_floor=self.ks_floor,
             psi_floor=self.psi_floor,
+            psi_noise_multiple=self.psi_noise_multiple,
             tvd_floor=self.tvd_floor,
             new_category_floor=self.new_category_floor,
             missing_floor=self.missing_floor,

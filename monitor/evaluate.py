@@ -4,7 +4,7 @@ Decision rule (DESIGN.md section 6, research/stats.md sections 4 and 6). Each fe
 up to three tests ("legs"), each with an effect-size floor:
 
     numeric      KS      p_ks  and D       >= ks_floor
-                 PSI     p_psi and PSI_10  >= psi_floor
+                 PSI     p_psi and PSI_10  >= max(psi_floor, psi_noise_floor)
     categorical  chi2    p_chi2 and TVD    >= tvd_floor
                  new     p_new and unseen share > p0 + new_category_floor
     both         missing p_miss and |missing ratio change| >= missing_floor
@@ -15,6 +15,12 @@ per-feature q-value and a per-evaluation level alpha* (BH: q k*/m for k* rejecti
 Bonferroni: q/m; none: q). A feature drifts iff some leg has p_leg <= alpha*/2 and meets its
 floor. No value statistic is computed for a window with fewer than `min_samples` non-missing
 values; the missing leg needs `min_samples` values including missing ones.
+
+psi_noise_floor = psi_noise_multiple (B_eff - 1)(1/n_r + 1/n_c) (monitor.stats): the PSI leg
+also needs PSI above a multiple of its own null mean. Evaluations repeat every 15 s on an
+overlapping window, and the maximum of the statistic over time crosses a per-window level far
+more often than disjoint windows do; on small windows, where the fixed floor is below the
+noise, this floor keeps the false alerts per model-month below 1 (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from monitor.stats import (
     ks_pvalue,
     new_category_pvalue,
     psi,
+    psi_noise_floor,
     total_variation,
     two_proportion_pvalue,
 )
@@ -118,12 +125,15 @@ class ModelEvaluator:
         leg_effect_ok = {leg: np.zeros(n_features, dtype=bool) for leg in LEGS}
 
         if n_num:
-            self._numeric(ref_v[:n_num], cur_v[:n_num], n_r[:n_num], n_c[:n_num], groups, stat)
+            used = self._numeric(
+                ref_v[:n_num], cur_v[:n_num], n_r[:n_num], n_c[:n_num], groups, stat
+            )
             rows = slice(0, n_num)
             leg_p["ks"][rows] = stat["ks_pvalue"][rows]
             leg_effect_ok["ks"][rows] = stat["ks_statistic"][rows] >= policy.ks_floor
             leg_p["psi"][rows] = stat["psi_pvalue"][rows]
-            leg_effect_ok["psi"][rows] = stat["psi"][rows] >= policy.psi_floor
+            noise = psi_noise_floor(n_r[rows], n_c[rows], used, policy.psi_noise_multiple)
+            leg_effect_ok["psi"][rows] = stat["psi"][rows] >= np.maximum(policy.psi_floor, noise)
         if n_features > n_num:
             rows = slice(n_num, n_features)
             self._categorical(ref_v[rows], cur_v[rows], n_r[rows], n_c[rows], stat, rows)
@@ -230,7 +240,8 @@ class ModelEvaluator:
         n_c: FloatArray,
         groups: npt.NDArray[np.int64] | None,
         stat: dict[str, FloatArray],
-    ) -> None:
+    ) -> npt.NDArray[np.int64]:
+        """Fill the numeric statistics; returns the PSI groups non-empty in the pooled data."""
         rows = slice(0, ref.shape[0])
         d, err = ks_binned(ref, cur)
         stat["ks_statistic"][rows] = d
@@ -238,12 +249,14 @@ class ModelEvaluator:
         stat["ks_pvalue"][rows] = ks_pvalue(d, n_r, n_c)
         if groups is None:
             groups = decile_groups(ref)
-        value, p = psi(group_counts(ref, groups), group_counts(cur, groups))
+        grouped_r, grouped_c = group_counts(ref, groups), group_counts(cur, groups)
+        value, p = psi(grouped_r, grouped_c)
         stat["psi"][rows] = value
         stat["psi_pvalue"][rows] = p
         index = np.arange(ref.shape[0])
         outside = cur[:, 0] + cur[index, self._over_slot]
         stat["out_of_range_ratio"][rows] = _ratio(outside.astype(np.float64), n_c)
+        return np.asarray(((grouped_r + grouped_c) > 0).sum(axis=1), dtype=np.int64)
 
     def _categorical(
         self,

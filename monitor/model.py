@@ -59,6 +59,7 @@ class DecisionPolicy:
     min_samples: int = 1000
     ks_floor: float = 0.05
     psi_floor: float = 0.02
+    psi_noise_multiple: float = 5.0
     tvd_floor: float = 0.02
     new_category_floor: float = 0.01
     missing_floor: float = 0.05

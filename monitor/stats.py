@@ -136,6 +136,24 @@ def psi(
     return value, p
 
 
+def psi_noise_floor(
+    n_ref: FloatArray, n_cur: FloatArray, groups_used: npt.ArrayLike, multiple: float
+) -> FloatArray:
+    """The PSI that sampling noise alone reaches rarely: `multiple` times its null mean.
+
+    floor = multiple (B_eff - 1)(1/n_r + 1/n_c), B_eff the groups non-empty in the pooled
+    data. Under no drift PSI / (1/n_r + 1/n_c) ~ chi2(B_eff - 1) (see `psi`), so E[PSI] =
+    (B_eff - 1)(1/n_r + 1/n_c) and PSI >= floor is the event chi2(B_eff - 1) >= multiple
+    (B_eff - 1): at 10 groups and multiple 5, probability chi2.sf(45, 9) = 9.2e-7 per window,
+    whatever the correction's level. The floor falls like 1/n: it binds on small windows,
+    where the fixed `psi_floor` is below the noise (docs/statistics.md, "False alarms over
+    time"). multiple = 0 disables it (floor 0).
+    """
+    degrees = np.maximum(np.asarray(groups_used, dtype=np.float64) - 1.0, 0.0)
+    scale = _safe_divide(np.ones_like(n_ref), n_ref) + _safe_divide(np.ones_like(n_cur), n_cur)
+    return np.asarray(multiple * degrees * scale, dtype=np.float64)
+
+
 def cochran_merge(
     ref: npt.ArrayLike, cur: npt.ArrayLike, other_col: IntArray
 ) -> tuple[FloatArray, FloatArray]:

@@ -268,6 +268,12 @@ def _missing_change(result: FeatureResult) -> float:
     return abs(result.current_missing_ratio - result.reference_missing_ratio)
 
 
+def _psi_floor(result: FeatureResult, policy: DecisionPolicy) -> float:
+    """max(psi_floor, multiple x the null mean 9 (1/n_r + 1/n_c)) for 10 non-empty groups."""
+    noise = 9.0 * (1.0 / result.reference_samples + 1.0 / result.current_samples)
+    return max(policy.psi_floor, policy.psi_noise_multiple * noise)
+
+
 def _expected_reasons(
     results: tuple[FeatureResult, ...], policy: DecisionPolicy
 ) -> list[tuple[str, ...]]:
@@ -278,7 +284,7 @@ def _expected_reasons(
     legs = [
         [
             ("ks", r.ks_pvalue, (r.ks_statistic or 0.0) >= policy.ks_floor),
-            ("psi", r.psi_pvalue, (r.psi or 0.0) >= policy.psi_floor),
+            ("psi", r.psi_pvalue, (r.psi or 0.0) >= _psi_floor(r, policy)),
             ("missing", r.missing_pvalue, _missing_change(r) >= policy.missing_floor),
         ]
         for r in results
@@ -319,6 +325,7 @@ def test_corrections_behave_as_documented() -> None:
             min_samples=500,
             ks_floor=0.03,
             psi_floor=0.005,
+            psi_noise_multiple=0.0,  # the corrections alone (the noise floor: tests/stats)
             missing_floor=0.01,
         )
         results = ModelEvaluator(layout, specs, policy).evaluate(reference, current, CONTEXT)

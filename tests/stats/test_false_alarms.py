@@ -1,0 +1,182 @@
+"""False alarms over time (docs/statistics.md, "False alarms over time").
+
+The PSI noise floor is checked against first principles (our own PSI, scipy's chi-square,
+the documented floor); the simulation shortcut of bench.false_alarms (exact slot
+probabilities of the workload, multinomial slices) against real binning; and a pinned
+simulated stream at the worst event rate, through the daemon's window and evaluator, against
+the shipped alert `for:`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from bench import false_alarms as fa
+from bench import workload
+from monitor.config import EvaluationSettings
+from monitor.evaluate import EvaluationContext, ModelEvaluator
+from monitor.histogram import ModelLayout, NumericBins
+from monitor.model import DecisionPolicy, FeatureKind, FeatureSpec
+from monitor.stats import psi_noise_floor
+
+CONTEXT = EvaluationContext(model="m", evaluated_at=0.0)
+
+
+def _grouped_window(delta: int) -> tuple[ModelLayout, np.ndarray, np.ndarray]:
+    """One numeric feature, 128 equal reference bins (n_r = 12,800) and a current window of
+    10 events per bin (n_c ~ 1,280), except that every even decile group gets `delta` events
+    more and every odd group `delta` fewer, spread over the group's bins.
+
+    Alternating groups keep the ECDF difference under delta / n_c, far below the KS floor,
+    so only the PSI leg can fire.
+    """
+    layout = ModelLayout([("x", NumericBins(np.arange(129, dtype=np.float64)))], [])
+    reference = layout.empty()
+    reference[0, 2:130] = 100
+    evaluator = ModelEvaluator(layout, [FeatureSpec("x", FeatureKind.NUMERIC)], DecisionPolicy())
+    group_of = evaluator.psi_groups(reference)[0]
+    current = layout.empty()
+    current[0, 2:130] = 10
+    for group in range(10):
+        slots = np.flatnonzero(group_of == group)
+        for k in range(delta):
+            current[0, slots[k % slots.size]] += 1 if group % 2 == 0 else -1
+    return layout, reference, current
+
+
+def _first_principles_psi(reference: np.ndarray, current: np.ndarray, group_of: np.ndarray):
+    """PSI over the 10 groups with +0.5 per count, its chi-square p-value, n_r and n_c."""
+    r = np.bincount(group_of, weights=reference, minlength=10) + 0.5
+    c = np.bincount(group_of, weights=current, minlength=10) + 0.5
+    r_p, c_p = r / r.sum(), c / c.sum()
+    value = float(np.sum((c_p - r_p) * np.log(c_p / r_p)))
+    n_r, n_c = float(reference.sum()), float(current.sum())
+    return value, float(sps.chi2.sf(value / (1 / n_r + 1 / n_c), 9)), n_r, n_c
+
+
+def test_psi_leg_needs_five_times_its_null_mean() -> None:
+    """A PSI leg fires iff p <= alpha*/2 and PSI >= max(0.02, 5 * 9 (1/n_r + 1/n_c))."""
+    spec = [FeatureSpec("x", FeatureKind.NUMERIC)]
+    policy = DecisionPolicy()
+    blocked = 0
+    for delta in range(15, 41):
+        layout, reference, current = _grouped_window(delta)
+        evaluator = ModelEvaluator(layout, spec, policy)
+        group_of = evaluator.psi_groups(reference)[0]
+        values = slice(0, layout.width - 2)
+        value, p, n_r, n_c = _first_principles_psi(
+            reference[0, values], current[0, values], group_of
+        )
+        result = evaluator.evaluate(reference, current, CONTEXT).features[0]
+        assert result.psi == pytest.approx(value, rel=1e-9)
+        assert result.psi_pvalue == pytest.approx(p, rel=1e-6)
+        assert result.ks_statistic is not None and result.ks_statistic < policy.ks_floor
+        floor = 5.0 * 9.0 * (1.0 / n_r + 1.0 / n_c)
+        # one feature: BH gives alpha* = q when it is rejected, so the leg needs p <= q / 2
+        want = p <= policy.fdr_q / 2 and value >= max(policy.psi_floor, floor)
+        assert result.drift_detected is want, (delta, value, p, floor)
+        if p <= policy.fdr_q / 2 and policy.psi_floor <= value < floor:
+            blocked += 1
+            old = DecisionPolicy(psi_noise_multiple=0.0)
+            again = ModelEvaluator(layout, spec, old).evaluate(reference, current, CONTEXT)
+            assert again.features[0].drift_reasons == ("psi",)
+    assert blocked >= 3, "the grid must cross the zone the noise floor removes"
+
+
+def test_psi_noise_floor_counts_the_groups_in_use() -> None:
+    """floor = multiple (B_eff - 1)(1/n_r + 1/n_c); 0 when disabled or with one group."""
+    n_r = np.asarray([10_000.0, 10_000.0, 1_000.0])
+    n_c = np.asarray([1_000.0, 1_000.0, 1_000.0])
+    floor = psi_noise_floor(n_r, n_c, np.asarray([10, 3, 1]), 5.0)
+    assert floor == pytest.approx([5 * 9 * 0.0011, 5 * 2 * 0.0011, 0.0])
+    assert not psi_noise_floor(n_r, n_c, np.asarray([10, 10, 10]), 0.0).any()
+    assert sps.chi2.sf(45.0, 9) == pytest.approx(9.2e-7, rel=0.01)
+
+
+def test_the_simulated_alert_is_the_shipped_rule() -> None:
+    """DriftmonFeatureDrift waits 10 minutes: 41 consecutive flagged 15-s evaluations."""
+    assert fa.rule_for_seconds("DriftmonFeatureDrift") == 600.0
+    assert fa.run_length_for(600.0) == 41
+    assert fa.run_length_for(60.0) == 5
+    assert EvaluationSettings().interval == fa.EVALUATION_S
+
+
+@pytest.mark.slow
+def test_workload_slot_probabilities_match_binned_raw_events() -> None:
+    """Binning 300,000 raw workload events fits the closed-form slot probabilities."""
+    rng = np.random.default_rng([20_261_203, 1])
+    layout, _, _ = fa.fit_warmup(rng, 20, 2)
+    probs = fa.slot_probabilities(layout)
+    assert probs.sum(axis=1) == pytest.approx(np.ones(22), abs=1e-12)
+    batch = workload.draw(rng, 300_000)
+    categorical = [workload.category_strings(batch.categorical[:, j], j) for j in range(2)]
+    counts = layout.count(np.ascontiguousarray(batch.numeric.T), categorical)
+    for row, name in enumerate(layout.names):
+        used = probs[row] > 0
+        assert counts[row, ~used].sum() == 0, name
+        result = sps.chisquare(counts[row, used], probs[row, used] * counts[row].sum())
+        assert result.pvalue > 1e-4, f"{name}: goodness of fit p = {result.pvalue:.3g}"
+
+
+def test_slice_sampler_draws_multinomial_rows() -> None:
+    """Every row of a slice holds n events, distributed as the row's slot probabilities."""
+    rng = np.random.default_rng([20_261_203, 2])
+    probs = np.asarray([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.0, 1.0], [0.25, 0.25, 0.25, 0.25]])
+    sampler = fa.SliceSampler(probs)
+    total = np.zeros_like(probs)
+    for _ in range(2_000):
+        counts = sampler.draw(rng, 7)
+        assert (counts.sum(axis=1) == 7).all()
+        total += counts
+    assert total[0, 1] == 0 and total[1, :3].sum() == 0
+    for row in (0, 2):
+        used = probs[row] > 0
+        result = sps.chisquare(total[row, used], probs[row, used] * 14_000)
+        assert result.pvalue > 1e-3
+
+
+@pytest.mark.slow
+def test_screen_gives_every_window_its_own_leg_pvalues() -> None:
+    """The stacked screen's smallest leg p-value per window equals the model evaluator's."""
+    rng = np.random.default_rng([20_261_203, 3])
+    layout, reference, specs = fa.fit_warmup(rng, 20, 2)
+    sampler = fa.SliceSampler(fa.slot_probabilities(layout))
+    policy = EvaluationSettings().policy()
+    evaluator = ModelEvaluator(layout, specs, policy)
+    groups = evaluator.psi_groups(reference)
+    block = 12
+    screen = fa.Screen(layout, reference, groups, policy, block)
+    windows = np.cumsum([sampler.draw(rng, 100) for _ in range(block)], axis=0)
+    windows[11, 19, layout.missing_col] += 400  # one window with a missing-value spike
+    smallest, quality = screen.evaluate(windows)
+    for k in range(block):
+        features = evaluator.evaluate(reference, windows[k], CONTEXT, groups).features
+        for row, f in enumerate(features):
+            legs = [f.ks_pvalue, f.psi_pvalue, f.chi2_pvalue, f.new_category_pvalue]
+            legs.append(f.missing_pvalue)
+            want = min((p for p in legs if p is not None), default=np.inf)
+            assert smallest[k, row] == want, (k, f.name)
+    assert smallest[0, 0] == np.inf  # 100 events: under min_samples, only the missing leg
+    assert quality["DriftmonFeatureMissingIncrease"][11, 19]
+    assert quality["DriftmonFeatureMissingIncrease"].sum() == 1
+    assert fa.screen_level(smallest[11], policy) >= smallest[11, 19]
+
+
+@pytest.mark.slow
+def test_no_false_alert_at_the_worst_event_rate() -> None:
+    """A pinned 20 events/min stream that alerted under the old rule does not alert now."""
+    setup = fa.Setup(20, 2, per_minute=20, days=PINNED_DAYS, seed=PINNED_SEED)
+    default = EvaluationSettings().policy()
+    policies = {"before": replace(default, psi_noise_multiple=0.0), "default": default}
+    before, now = fa.simulate(setup, policies)
+    assert before.alerts >= 1, "the pinned stream must alert under the rule without the floor"
+    assert now.alerts == 0
+    assert not [e for e in now.episodes if "psi" in e.legs]
+
+
+PINNED_SEED = 13
+PINNED_DAYS = 2.0
