@@ -22,12 +22,16 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench import workload
 from bench.procs import Log
 from bench.report import Table
+
+if TYPE_CHECKING:
+    from monitor.config import EvaluationSettings
 
 EVALUATION_S = 15.0
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: event times, not the wall clock
@@ -63,7 +67,7 @@ CELLS: tuple[Cell, ...] = tuple(
 )
 
 
-def _reference_file(directory: Path) -> Path:
+def reference_file(directory: Path) -> Path:
     from monitor.model import FeatureKind, FeatureSpec
     from monitor.reference import fit_profile, profile_to_json
 
@@ -85,8 +89,10 @@ def _reference_file(directory: Path) -> Path:
     return path
 
 
-def simulate(cell: Cell, reference: Path, state_dir: Path) -> Outcome:
-    """Run one cell (see the module docstring)."""
+def simulate(
+    cell: Cell, reference: Path, state_dir: Path, evaluation: EvaluationSettings | None = None
+) -> Outcome:
+    """Run one cell (see the module docstring); `evaluation`: EvaluationSettings (default)."""
     from monitor.config import (
         EvaluationSettings,
         FeatureSettings,
@@ -114,7 +120,7 @@ def simulate(cell: Cell, reference: Path, state_dir: Path) -> Outcome:
     runtime = ModelRuntime(
         settings,
         window,
-        EvaluationSettings(),
+        evaluation or EvaluationSettings(),
         max_future_seconds=math.inf,
         clock=lambda: now["t"],
         state_dir=state_dir,
@@ -187,7 +193,7 @@ def run(*, log: Log, cells: Sequence[Cell] = CELLS) -> list[Table]:
         ],
     )
     with tempfile.TemporaryDirectory(prefix="driftmon-bench-delay-") as tmp:
-        reference = _reference_file(Path(tmp))
+        reference = reference_file(Path(tmp))
         for cell in cells:
             outcome = simulate(cell, reference, Path(tmp) / "state")
             log(f"delay {cell}: {outcome}")

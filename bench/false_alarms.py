@@ -36,6 +36,7 @@ import argparse
 import math
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,7 +47,7 @@ import numpy.typing as npt
 import yaml
 from scipy import stats as sps
 
-from bench import workload
+from bench import delay, workload
 from monitor.config import EvaluationSettings
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CategoricalBins, CountMatrix, ModelLayout
@@ -600,6 +601,39 @@ DEFAULT_CELLS: tuple[Setup, ...] = (
 )
 
 
+LOW_RATE_DELAY_CELLS: tuple[delay.Cell, ...] = tuple(
+    delay.Cell(scenario, rate, 60)
+    for scenario in ("small-shift", "large-shift")
+    for rate in (20, 100)
+)
+
+
+def delay_markdown(cells: Sequence[delay.Cell], log: Callable[[str], None]) -> str:
+    """bench.delay's detection delay per cell under the rule before the floor and the default."""
+    header = ["rule", "shift (f00-f03)", "events / min", "window", "first flag (min)"]
+    header += ["all 4 flagged (min)", "clean-phase evaluations with a flag"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    settings = {
+        "before": EvaluationSettings(psi_noise_multiple=0.0),
+        "default": EvaluationSettings(),
+    }
+    with tempfile.TemporaryDirectory(prefix="driftmon-false-alarms-") as tmp:
+        reference = delay.reference_file(Path(tmp))
+        for cell in cells:
+            for name, evaluation in settings.items():
+                out = delay.simulate(cell, reference, Path(tmp) / "state", evaluation)
+                log(f"delay {name} {cell}: {out}")
+                first, every = (
+                    "-" if v is None else f"{v / 60:g}"
+                    for v in (out.first_flag_s, out.all_flagged_s)
+                )
+                row = [name, workload.scenario(cell.scenario).description, str(cell.per_minute)]
+                row += [f"{cell.window_minutes} min", first, every]
+                row.append(f"{out.clean_alarms}/{out.clean_evaluations}")
+                lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def _split(features: int) -> tuple[int, int]:
     """The workload's numeric/categorical split of a width: 20 + 2 for 22, 91 % numeric above."""
     if features == workload.BASE_NUMERIC + workload.BASE_CATEGORICAL:
@@ -616,21 +650,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--models", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--delay",
+        choices=("low-rate", "all"),
+        help="instead: bench.delay's detection delay under both rules (low-rate cells, or all)",
+    )
     args = parser.parse_args(argv)
-    if args.features is None:
-        cells = DEFAULT_CELLS
-    else:
-        n_numeric, n_categorical = _split(args.features)
-        cells = (
-            Setup(n_numeric, n_categorical, args.per_minute, args.days, args.models, args.seed),
-        )
 
     def log(message: str) -> None:
         sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
         sys.stderr.flush()
 
+    if args.delay:
+        cells = LOW_RATE_DELAY_CELLS + (delay.CELLS if args.delay == "all" else ())
+        print(delay_markdown(cells, log))
+        return 0
+    if args.features is None:
+        setups = DEFAULT_CELLS
+    else:
+        n_numeric, n_categorical = _split(args.features)
+        setups = (
+            Setup(n_numeric, n_categorical, args.per_minute, args.days, args.models, args.seed),
+        )
+
     outcomes: list[Outcome] = []
-    for setup in cells:
+    for setup in setups:
         for outcome in simulate(setup, log=log):
             outcomes.append(outcome)
             for episode in sorted(outcome.episodes, key=lambda e: -e.evaluations)[:8]:
