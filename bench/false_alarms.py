@@ -568,7 +568,11 @@ def row(outcome: Outcome) -> list[str]:
         for leg in episode.legs:
             legs[leg] = legs.get(leg, 0) + 1
     by_leg = ", ".join(f"{k} {v}" for k, v in sorted(legs.items())) or "-"
-    quality = sum(outcome.quality_alerts.values())
+    quality = ", ".join(
+        f"{name.removeprefix('DriftmonFeature')} {count}"
+        for name, count in sorted(outcome.quality_alerts.items())
+        if count
+    )
     return [
         outcome.rule,
         str(outcome.setup.features),
@@ -579,7 +583,7 @@ def row(outcome: Outcome) -> list[str]:
         f"{outcome.longest_minutes:g}",
         str(outcome.alerts),
         f"{outcome.alerts_per_month:.2g} [{outcome.upper_per_month:.2g}]",
-        str(quality),
+        quality or "0",
         f"{1000 * outcome.seconds / max(outcome.evaluations, 1):.2f}",
     ]
 
