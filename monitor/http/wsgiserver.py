@@ -154,7 +154,9 @@ class WsgiServer:
             raise RuntimeError("the server can be started once")
         self._sock = _listen(self._host, self._requested_port, self._limits.backlog)
         self._port = int(self._sock.getsockname()[1])
-        self._pool = ThreadPoolExecutor(self._limits.workers, thread_name_prefix=f"{self._name}")
+        self._pool = ThreadPoolExecutor(
+            self._limits.workers, thread_name_prefix=f"{self._name}-worker"
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
