@@ -30,6 +30,7 @@ the application is logged and answered with 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import socket
@@ -55,6 +56,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 _STATUS = re.compile(r"[1-5]\d\d [^\r\n]*")
 _OWN_HEADERS = frozenset({"content-length", "connection", "date", "server", "transfer-encoding"})
+_LINGER_BYTES = 1 << 20
 _QUIET_ERRORS = (ConnectionError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError)
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None] | None
@@ -229,6 +231,7 @@ class WsgiServer:
         loop = asyncio.get_running_loop()
         writer: asyncio.StreamWriter | None = None
         handed_over = False
+        rejected = False
         method = ""
         try:
             try:
@@ -238,6 +241,7 @@ class WsgiServer:
                     request = await self._read_request(reader)
             except _RejectError as reject:
                 response = _plain(reject.status, reject.message)
+                rejected = True
             else:
                 method = request.method
                 assert self._pool is not None
@@ -246,6 +250,8 @@ class WsgiServer:
             async with asyncio.timeout(self._limits.write_timeout):
                 writer.write(_serialize(response, self._server_header, method))
                 await writer.drain()
+                if rejected:
+                    await _linger(reader, writer)
                 writer.close()
                 await writer.wait_closed()
         except (*_QUIET_ERRORS, _ClientGoneError):
@@ -337,6 +343,19 @@ class WsgiServer:
             key = "HTTP_" + key
             environ[key] = f"{environ[key]},{value}" if key in environ else value
         return environ
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After an error answer to a request that was not read whole: half-close, then discard
+    what the client still sends (≤ 1 MiB, ≤ 1 s), so closing does not reset the connection
+    and destroy the answer before the client has read it."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1.0):
+            discarded = 0
+            while discarded < _LINGER_BYTES and (chunk := await reader.read(65_536)):
+                discarded += len(chunk)
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:

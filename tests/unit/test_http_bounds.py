@@ -197,6 +197,8 @@ class TestMalformedRequests:
             (b"GET /livez HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
             (b"GET /livez HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", b"431"),
             (b"POST /livez HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", b"413"),
+            (b"POST /livez HTTP/1.1\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300_000, b"413"),
+            (b"GET /livez HTTP/1.1\r\nX: " + b"a" * 500_000 + b"\r\n\r\n", b"431"),
             (b"POST /livez HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400"),
             (b"POST /livez HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"400"),
         ],
