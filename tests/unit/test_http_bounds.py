@@ -96,7 +96,8 @@ class TestBacklogAndConcurrency:
         assert int(out[2]) == 128
 
     def test_200_concurrent_scrapes_all_succeed(self, server: HttpServer) -> None:
-        """200 clients released at once by a barrier all get 200 from /metrics."""
+        """200 clients released at once all get 200, served by at most 16 handler threads."""
+        baseline = threading.active_count()
         clients = 200
         barrier = threading.Barrier(clients)
         results: list[int | BaseException] = []
@@ -114,6 +115,7 @@ class TestBacklogAndConcurrency:
         for thread in threads:
             thread.join()
         assert results == [200] * clients
+        assert threading.active_count() - baseline <= Limits().workers
 
 
 class TestSlowClients:
