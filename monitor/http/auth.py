@@ -10,6 +10,8 @@ for a configured user whose bcrypt hash matches the password, else None. Propert
   to the hash it matched, in an LRU of `cache_size` entries, so a scraper that sends the same
   credentials every 15 s pays one bcrypt round (~50-250 ms), not one per scrape. Only successes
   are cached; the plain password is never stored;
+- at most `bcrypt_slots` (2) bcrypt rounds run at once: a flood of wrong passwords keeps two
+  handler threads busy, not all of them, so probes and cached logins are still answered;
 - passwords longer than 72 bytes (bcrypt's limit) and malformed headers are refused;
 - nothing here logs: the caller answers 401 and writes no credential anywhere.
 """
@@ -35,7 +37,9 @@ _MAX_PASSWORD_BYTES = 72
 class BasicAuth:
     """Checks `Authorization` headers against `users` (name -> bcrypt hash). Thread-safe."""
 
-    def __init__(self, users: Mapping[str, bytes], *, cache_size: int = 64) -> None:
+    def __init__(
+        self, users: Mapping[str, bytes], *, cache_size: int = 64, bcrypt_slots: int = 2
+    ) -> None:
         """Keep the hashes and make the dummy hash (one bcrypt round at the highest cost)."""
         if not users:
             raise ValueError("BasicAuth needs at least one user")
@@ -43,6 +47,7 @@ class BasicAuth:
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(bcrypt_slots)
         self._key = secrets.token_bytes(32)
         cost = max(int(h.split(b"$")[2]) for h in self._users.values())
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
@@ -72,15 +77,15 @@ class BasicAuth:
                 self._cache.popitem(last=False)
         return user
 
-    @staticmethod
-    def _verify(password: bytes, hashed: bytes) -> bool:
-        """bcrypt's comparison; False for a password bcrypt cannot take (over 72 bytes)."""
+    def _verify(self, password: bytes, hashed: bytes) -> bool:
+        """bcrypt's comparison in one of the slots; False for a password over 72 bytes."""
         if len(password) > _MAX_PASSWORD_BYTES:
             return False
-        try:
-            return bcrypt.checkpw(password, hashed)
-        except ValueError:
-            return False
+        with self._slots:
+            try:
+                return bcrypt.checkpw(password, hashed)
+            except ValueError:
+                return False
 
 
 def _parse(header: str | None) -> tuple[str, bytes] | None:

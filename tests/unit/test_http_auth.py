@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from collections.abc import Callable
 
 import bcrypt
@@ -109,6 +111,36 @@ def test_passwords_over_72_bytes_are_refused_not_truncated() -> None:
     auth = BasicAuth({"alice": hashed(prefix)})
     assert auth.check(basic("alice", prefix)) == "alice"
     assert auth.check(basic("alice", prefix + "anything")) is None
+
+
+def test_at_most_two_bcrypt_rounds_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight concurrent wrong-password checks never run more than two bcrypt rounds at once."""
+    auth = BasicAuth({"alice": hashed(PASSWORD)})
+    real = bcrypt.checkpw
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    def slow_checkpw(password: bytes, hashed_password: bytes) -> bool:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(password, hashed_password)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", slow_checkpw)
+    threads = [
+        threading.Thread(target=auth.check, args=(basic("alice", f"guess{i}"),)) for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= peak[0] <= 2
 
 
 def test_no_users_is_an_error() -> None:
