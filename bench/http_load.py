@@ -9,6 +9,7 @@ model with 50 features plus its drift families, ~1,000 series):
 0. idle: 50 scrapes one after the other, p50;
 1. burst: `--clients` (200) scrapes of /metrics released at once by a barrier; latency p50 /
    p95 / max and failures;
+   The same with TLS (a trustme certificate) and basic auth (bcrypt cost 10) on every scrape;
 2. slowloris: `--dribblers` (150) sockets that send a request line, then a header byte every
    0.1 s; the process's thread count (`/proc/self/task`) before and while they hang, and the
    latency of 10 scrapes made meanwhile;
@@ -26,6 +27,7 @@ import base64
 import importlib.util
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -33,16 +35,18 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bcrypt
+import trustme
 from prometheus_client import CollectorRegistry
 
 from bench.procs import REPO
-from monitor.http import HttpServer, WebConfig
+from monitor.http import HttpServer, WebConfig, load_web_config
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import Correction, FeatureKind, FeatureResult, ModelEvaluation, Snapshot
 
@@ -120,11 +124,22 @@ def _factory(server_class: Any, **extra: Any) -> ServerFactory:
     return make
 
 
-def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 60.0) -> float:
+@dataclass(frozen=True)
+class Client:
+    """How the load generator talks to a server: TLS context and extra headers."""
+
+    context: ssl.SSLContext | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+PLAIN = Client()
+
+
+def _get(url: str, client: Client = PLAIN, timeout: float = 60.0) -> float:
     """Seconds one GET took; raises on anything but 200."""
     start = time.perf_counter()
-    request = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    request = urllib.request.Request(url, headers=dict(client.headers))
+    with urllib.request.urlopen(request, timeout=timeout, context=client.context) as response:
         response.read()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}")
@@ -141,26 +156,26 @@ def _quantiles(values: Sequence[float]) -> str:
     return f"{statistics.median(ordered):.3f} / {p95:.3f} / {ordered[-1]:.3f}"
 
 
-def idle(server: Any) -> dict[str, str]:
+def idle(server: Any, client: Client = PLAIN) -> dict[str, str]:
     """50 scrapes one after the other."""
-    times = [_get(server.url + "/metrics") for _ in range(50)]
+    times = [_get(server.url + "/metrics", client) for _ in range(50)]
     return {"idle scrape s p50": f"{statistics.median(times):.4f}"}
 
 
-def burst(server: Any, clients: int) -> dict[str, str]:
+def burst(server: Any, clients: int, client: Client = PLAIN) -> dict[str, str]:
     """`clients` concurrent scrapes released by a barrier."""
     barrier = threading.Barrier(clients)
     times: list[float] = []
     failures: list[str] = []
 
-    def client() -> None:
+    def scraper() -> None:
         barrier.wait()
         try:
-            times.append(_get(server.url + "/metrics"))
+            times.append(_get(server.url + "/metrics", client))
         except Exception as exc:
             failures.append(type(exc).__name__)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=scraper) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -203,15 +218,39 @@ def slowloris(server: Any, dribblers: int) -> dict[str, str]:
     }
 
 
+def tls_viewer(directory: Path) -> tuple[WebConfig, Client]:
+    """A web config with a trustme certificate and one bcrypt cost-10 user, and its client."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = directory / "server.crt", directory / "server.key", directory / "ca.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    for index, blob in enumerate(leaf.cert_chain_pems):
+        blob.write_to_path(str(cert), append=index > 0)
+    ca.cert_pem.write_to_path(str(ca_file))
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    config = directory / "web.yml"
+    config.write_text(
+        f"tls_server_config: {{cert_file: {cert}, key_file: {key}}}\n"
+        f"basic_auth_users: {{prometheus: '{hashed}'}}\n",
+        encoding="utf-8",
+    )
+    credentials = base64.b64encode(f"prometheus:{PASSWORD}".encode()).decode()
+    client = Client(
+        context=ssl.create_default_context(cafile=str(ca_file)),
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    return load_web_config(config), client
+
+
 def auth_cost() -> dict[str, str]:
     """First and cached scrape latency with a bcrypt cost-10 password."""
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10))
     config = WebConfig(path=Path("bench"), users={"prometheus": hashed})
     credentials = base64.b64encode(f"prometheus:{PASSWORD}".encode()).decode()
-    headers = {"Authorization": f"Basic {credentials}"}
+    client = Client(headers={"Authorization": f"Basic {credentials}"})
     with _factory(HttpServer, web_config=config)() as server:
-        first = _get(server.url + "/metrics", headers)
-        cached = [_get(server.url + "/metrics", headers) for _ in range(20)]
+        first = _get(server.url + "/metrics", client)
+        cached = [_get(server.url + "/metrics", client) for _ in range(20)]
     return {"first (bcrypt) s": f"{first:.3f}", "cached p50 s": f"{statistics.median(cached):.3f}"}
 
 
@@ -251,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append((name, {**idle(server), **burst(server, args.clients)}))
         with make() as server:
             rows[-1][1].update(slowloris(server, args.dribblers))
+    with tempfile.TemporaryDirectory() as directory:
+        web_config, client = tls_viewer(Path(directory))
+        with _factory(HttpServer, web_config=web_config)() as server:
+            measured = {**idle(server, client), **burst(server, args.clients, client)}
+            rows.append(("current, TLS + basic auth", measured))
     columns = list(rows[0][1])
     print("| server | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
