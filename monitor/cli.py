@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_web_config_flag(parser: argparse.ArgumentParser) -> None:
+    """`--web.config.file FILE`, shared by run and check-config."""
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
