@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate",
         help="produce synthetic events with drift scenarios",
-        description="Produce synthetic feature events (DESIGN.md section 3 format) to a Kafka "
+        description="Produce synthetic feature events (the event format of the README) to a Kafka "
         "topic at a controlled rate. Scenarios: none, mean-shift, variance, new-category, "
         "missing-spike, outliers; the drift starts --drift-after seconds of event time in.",
     )

@@ -4,7 +4,7 @@
 model, one float64 matrix of numeric features, one object array per categorical feature, the
 event times and the (topic, partition) each event came from, plus the pipeline counters.
 
-Event contract (DESIGN.md section 3; field names come from `EventFields`):
+Event contract (docs/architecture.md; field names come from `EventFields`):
 
 - A message value is one JSON object (one event) or a JSON array of objects (several events).
   A value longer than `max_message_bytes` is one `too_large` record and is never parsed.
@@ -125,7 +125,7 @@ Describe = Callable[..., str]
 
 @dataclass(frozen=True, slots=True)
 class EventFields:
-    """Where the decoder finds each part of an event (DESIGN.md section 3, `event:` config).
+    """Where the decoder finds each part of an event (docs/architecture.md, `event:` config).
 
     `timestamp_field=None` always uses the Kafka record timestamp. When the field is absent or
     null, `timestamp_fallback_to_kafka` uses the Kafka timestamp instead of `bad_timestamp`.

@@ -1,7 +1,7 @@
 """Prometheus metrics: the metric catalogue, the pipeline metrics and the drift collector.
 
 Layer 3. With `monitor.http` this is the only module that imports `prometheus_client`.
-Metric names are the public API (DESIGN.md section 7); the golden exposition test in
+Metric names are the public API (README.md, Metrics); the golden exposition test in
 `tests/unit/test_metrics.py` pins every name, type, HELP text and label name.
 
 Two owners, one registry (injected, never the global one):

@@ -52,7 +52,7 @@ class FeatureSpec:
 
 @dataclass(frozen=True, slots=True)
 class DecisionPolicy:
-    """The drift decision rule's parameters (DESIGN.md section 6)."""
+    """The drift decision rule's parameters (docs/architecture.md, Statistics)."""
 
     fdr_q: float = 1e-3
     correction: Correction = Correction.BH

@@ -1,6 +1,6 @@
 """One model's live state: reference, current window, evaluator, checkpoint form.
 
-Reference modes (DESIGN.md section 4):
+Reference modes (README.md, References):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its
   modification time changes: a valid new profile is swapped in without a restart (the
   current window restarts empty, since its counts are in the old bins); an invalid one is

@@ -80,7 +80,7 @@ def find_tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return found
-    hint = _INSTALL_HINTS.get(name, "see research/ops.md")
+    hint = _INSTALL_HINTS.get(name, "see docs/architecture.md, Test components")
     message = f"required tool {name!r} not found on PATH or in the venv; install it: {hint}"
     if os.environ.get(SKIP_ENV) == "1":
         pytest.skip(f"{message} ({SKIP_ENV}=1)")

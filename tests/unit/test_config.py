@@ -87,7 +87,7 @@ def _sasl(cfg: Config, **extra: Any) -> Config:
 
 
 def test_base_config_loads_with_documented_defaults(tmp_path: Path) -> None:
-    """A minimal file gets the defaults of DESIGN.md sections 4 and 6."""
+    """A minimal file gets the defaults the README's Configuration table lists."""
     s = _load(tmp_path, _base())
     assert s.kafka.bootstrap_servers == ("localhost:9092",)
     assert s.kafka.group_id == "driftmon"
