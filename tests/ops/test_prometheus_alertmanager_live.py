@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from monitor.dev.broker import free_port
 from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     AlertmanagerServer,
     PrometheusServer,
     WebhookReceiver,
-    free_port,
     load_yaml,
     wait_for,
     write_alertmanager_config,
