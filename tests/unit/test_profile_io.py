@@ -109,7 +109,7 @@ def test_jsonl_top_level_follows_the_decoder_rules(tmp_path: Path) -> None:
 
 
 def test_jsonl_events_with_nested_features_match_the_generator(tmp_path: Path) -> None:
-    """Events of the documented shape (docs/architecture.md) read with features_path="features" equal the generated columns."""
+    """Documented-shape events read with features_path="features" equal the generated columns."""
     generator = EventGenerator("fraud", seed=4)
     cols = EventGenerator("fraud", seed=4).columns(3000, 1e9, 10.0)
     path = tmp_path / "events.ndjson.gz"
