@@ -109,3 +109,29 @@ def test_relative_links_in_docs_resolve() -> None:
             if not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def _python_trees() -> set[str]:
+    """Top-level directories of the project that hold Python files."""
+    return {
+        path.relative_to(ROOT).parts[0]
+        for path in project_files()
+        if path.suffix == ".py" and len(path.relative_to(ROOT).parts) > 1
+    }
+
+
+def test_ruff_and_mypy_cover_every_python_tree() -> None:
+    """`make test` lints and type-checks every top-level directory that holds Python code."""
+    import tomllib
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    declared = re.search(r"^LINTED := (.+)$", makefile, flags=re.MULTILINE)
+    assert declared is not None, "the Makefile names its Python trees in LINTED"
+    linted = set(declared[1].split())
+    assert "ruff check $(LINTED)" in makefile and "ruff format --check $(LINTED)" in makefile
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert mypy["strict"] is True
+    trees = _python_trees()
+    assert trees >= {"monitor", "tests", "bench", "grafana", "scripts"}
+    assert trees <= linted
+    assert trees <= set(mypy["files"])
