@@ -47,9 +47,7 @@ def categorical(name: str, **fields: Any) -> FeatureResult:
     return feature(name, FeatureKind.CATEGORICAL, **fields)
 
 
-def unevaluated(
-    name: str, kind: FeatureKind = FeatureKind.NUMERIC, **fields: Any
-) -> FeatureResult:
+def unevaluated(name: str, kind: FeatureKind = FeatureKind.NUMERIC, **fields: Any) -> FeatureResult:
     """A feature without statistics: empty windows and unknown missing ratios by default."""
     base: dict[str, Any] = {
         "reference_samples": 0,
