@@ -8,7 +8,8 @@ id), until N records have been consumed.
 
 - `driftmon`: the real `Daemon` loop (`Daemon.step()`: poll, decode, bin into the event-time
   window, evaluate on the configured interval, checkpoint when due) over the real
-  `KafkaSource` — `driftmon run` without its HTTP thread.
+  `KafkaSource`, wired by `monitor.compose` exactly as `driftmon run` wires it — `driftmon
+  run` without its HTTP thread.
 - `raw`: `KafkaConsumer.poll()` returning raw bytes and nothing else: the practical ceiling of
   a kafka-python consumer on this machine.
 
