@@ -239,7 +239,7 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_double_count_nothing(
                 message="this run to consume fresh events",
                 on_timeout=interrupted.tail,
             )
-            time.sleep(delay)
+            time.sleep(delay)  # not a wait for a condition: the delay *is* the varied phase
             assert producer.is_alive(), f"the stream ended too early: {producer.error!r}"
             position = consumed_position(interrupted, resumed_at)  # a lower bound at the kill
             if action == "kill":
