@@ -26,8 +26,9 @@ from tests.support.daemon_harness import (
     run_cli,
     write_config,
 )
-from tests.support.ops_services import PrometheusServer, wait_for
+from tests.support.ops_services import PrometheusServer
 from tests.support.tls import PASSWORD, USER, ViewerFiles, viewer_files, write_web_config
+from tests.support.waiting import wait_until
 from tests.unit.test_http import FakeHealth
 from tests.unit.test_http_tls import get
 
@@ -236,5 +237,6 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(files: ViewerFiles, tmp_pat
                 up = {r["metric"]["job"]: r["value"][1] for r in prom.query("up")}
                 return up if len(up) == 2 else None
 
-            assert wait_for("both jobs scraped", scraped, 60) == {"viewer": "1", "intruder": "0"}
+            up = wait_until(scraped, 60, message="both jobs scraped")
+            assert up == {"viewer": "1", "intruder": "0"}
             assert prom.query('driftmon_build_info{job="viewer"}')
