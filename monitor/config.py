@@ -51,6 +51,8 @@ from pydantic_settings import (
 
 from monitor.errors import ConfigError
 from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
     Correction,
     DecisionPolicy,
     FeatureKind,
@@ -80,7 +82,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DRIFTMON_"
-DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ class EventSettings(_Section):
 
 
 class ReferenceSettings(_Section):
-    """Where a model's reference distribution comes from (DESIGN.md section 4)."""
+    """Where a model's reference distribution comes from (README.md, References)."""
 
     mode: ReferenceMode = ReferenceMode.WARMUP
     path: Path | None = None
@@ -394,7 +395,7 @@ class ModelSettings(_Section):
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
-    max_bins: int = Field(128, ge=2, le=1024)
+    max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
 
     @field_validator("features")
     @classmethod
@@ -442,7 +443,7 @@ class WindowSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    """How often drift is evaluated and the decision rule's parameters (DESIGN.md section 6)."""
+    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md)."""
 
     interval: Duration = 15.0
     min_samples: int = Field(1000, ge=10)
@@ -471,10 +472,18 @@ class EvaluationSettings(_Section):
 
 
 class HttpSettings(_Section):
-    """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port."""
+    """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port.
+
+    `web_config_file`: TLS and basic auth in the Prometheus exporter toolkit format (checked
+    when the daemon starts and by check-config; `driftmon run --web.config.file` overrides it).
+    `metrics_public`: with basic auth configured, leave /metrics open (/status still needs a
+    login; /livez and /readyz are always open).
+    """
 
     host: str = Field("0.0.0.0", min_length=1)  # a daemon listens on all interfaces
     port: int = Field(9108, ge=0, le=65_535)
+    web_config_file: ExistingFile = None
+    metrics_public: bool = False
 
 
 class StateSettings(_Section):
