@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from monitor.config import Settings
+from monitor.config import ModelSettings, Settings
 from monitor.decode import BatchDecoder, DecodedBatch, EventFields, ModelColumns
 from monitor.errors import (
     CheckpointResult,
@@ -110,17 +110,7 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
-        self.runtimes: dict[str, ModelRuntime] = {
-            m.name: ModelRuntime(
-                m,
-                settings.window,
-                settings.evaluation,
-                max_future_seconds=settings.event.max_future_seconds,
-                clock=clock,
-                state_dir=settings.state.dir,
-            )
-            for m in settings.models
-        }
+        self.runtimes: dict[str, ModelRuntime] = {m.name: self._runtime(m) for m in settings.models}
         event = settings.event
         self.decoder = BatchDecoder(
             EventFields(
@@ -144,6 +134,17 @@ class Daemon:
         self._next_checkpoint = 0.0
         self._source_factory = source_factory
         self.source: RecordSource | None = None
+
+    def _runtime(self, model: ModelSettings) -> ModelRuntime:
+        """A fresh runtime of one configured model."""
+        return ModelRuntime(
+            model,
+            self.settings.window,
+            self.settings.evaluation,
+            max_future_seconds=self.settings.event.max_future_seconds,
+            clock=self.clock,
+            state_dir=self.settings.state.dir,
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -257,7 +258,8 @@ class Daemon:
         for name, columns in decoded.models.items():
             runtime = self.runtimes[name]
             result = runtime.ingest(columns)
-            n_accepted = int(result.accepted.sum())
+            outside = result.outside if result.outside.size else np.zeros(len(columns), bool)
+            n_accepted = int((result.accepted & ~outside).sum())
             if n_accepted:
                 self.metrics.record_accepted(name, n_accepted)
             dropped = ~result.accepted
@@ -275,6 +277,10 @@ class Daemon:
                     self._count_by_topic(
                         rejected, decoded, columns.sources[early], RejectReason.TOO_EARLY
                     )
+            if outside.any():
+                self._count_by_topic(
+                    rejected, decoded, columns.sources[outside], RejectReason.OUTSIDE_WINDOW
+                )
             if n_accepted:
                 self._newest_event_times(newest, decoded, columns, result.accepted)
             if result.invalid.any():
@@ -449,10 +455,25 @@ class Daemon:
         return True
 
     def _restore(self) -> None:
+        """Load the checkpoint; an unusable one is counted (corrupt), set aside and skipped.
+
+        Never fatal: when the state directory does not allow moving the file aside, the
+        checkpoint is left in place and ignored (the next successful write replaces it).
+        """
         try:
             checkpoint = self.store.load()
         except StateError as exc:
-            moved = self.store.set_aside(str(exc))
+            self.metrics.checkpoint(CheckpointResult.CORRUPT)
+            try:
+                moved = self.store.set_aside(str(exc))
+            except OSError as move_error:
+                self.log.error(
+                    "checkpoint unusable and cannot be moved aside; ignoring it, starting empty",
+                    error=str(exc),
+                    move_error=str(move_error),
+                    path=str(self.store.path),
+                )
+                return
             self.log.error(
                 "checkpoint set aside, starting empty", error=str(exc), moved_to=str(moved)
             )
@@ -460,18 +481,23 @@ class Daemon:
         if checkpoint is None:
             return
         self.offsets = dict(checkpoint.offsets)
-        for name, runtime in self.runtimes.items():
+        reload = False
+        for name, runtime in list(self.runtimes.items()):
             state = checkpoint.models.get(name)
             if state is None:
                 continue
             try:
                 runtime.restore(state)
-            except (StateError, ReferenceDataError) as exc:
+            except (StateError, ReferenceDataError, ValueError, KeyError, TypeError) as exc:
+                self.runtimes[name] = self._runtime(runtime.settings)  # nothing half-restored
+                reload = True
                 self.log.error(
                     "model state not restored; its window restarts empty",
                     model=name,
                     error=str(exc),
                 )
+        if reload:
+            self._load_references()
         self.log.info(
             "checkpoint restored", partitions=len(self.offsets), created_at=checkpoint.created_at
         )

@@ -79,6 +79,7 @@ FEATURE_DRIFT_DETECTED: Final = "driftmon_feature_drift_detected"
 FEATURE_WINDOW_SAMPLES: Final = "driftmon_feature_window_samples"
 FEATURE_MISSING_RATIO: Final = "driftmon_feature_missing_ratio"
 FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"
+FEATURE_REFERENCE_READY: Final = "driftmon_feature_reference_ready"
 
 # Per model (DriftCollector)
 MODEL_DRIFTED_FEATURES: Final = "driftmon_model_drifted_features"
@@ -91,6 +92,8 @@ MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
 # Label values of the closed label sets rendered by DriftCollector.
 WINDOWS: Final = ("reference", "current")
 SEVERITIES: Final = ("warning", "critical")
+COMMIT_RESULTS: Final = (CheckpointResult.SUCCESS, CheckpointResult.FAILURE)
+"""The `result` values of driftmon_offset_commits_total (CORRUPT applies to checkpoints)."""
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
@@ -149,7 +152,7 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         CHECKPOINTS_TOTAL,
         "counter",
         ("result",),
-        "Checkpoint writes by result.",
+        "Checkpoint writes by result; corrupt counts unusable checkpoints found at start.",
     ),
     MetricDef(
         OFFSET_COMMITS_TOTAL,
@@ -285,6 +288,13 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         (*_MF, "severity"),
         "Configured PSI alert threshold of the feature, per severity.",
     ),
+    MetricDef(
+        FEATURE_REFERENCE_READY,
+        "gauge",
+        _MF,
+        "1 when the feature has a usable reference (bins fitted; for a rolling reference, "
+        "min_samples values in the lagged window), else 0.",
+    ),
     # per model
     MetricDef(
         MODEL_DRIFTED_FEATURES,
@@ -320,7 +330,7 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         MODEL_REFERENCE_READY,
         "gauge",
         ("model",),
-        "1 when the model has a reference profile loaded, else 0.",
+        "1 when the model has a reference profile with at least one usable feature, else 0.",
     ),
 )
 
@@ -416,7 +426,7 @@ class PipelineMetrics:
         self._accepted = {m: accepted.labels(m) for m in features}
         self._invalid = {(m, f): invalid.labels(m, f) for m, fs in features.items() for f in fs}
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
-        self._commits = {r: commits.labels(r.value) for r in CheckpointResult}
+        self._commits = {r: commits.labels(r.value) for r in COMMIT_RESULTS}
 
         self._batch = _histogram(BATCH_DURATION_SECONDS, BATCH_DURATION_BUCKETS, registry)
         self._evaluation = _histogram(
@@ -540,6 +550,7 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
     samples = _family(FEATURE_WINDOW_SAMPLES)
     missing = _family(FEATURE_MISSING_RATIO)
     threshold = _family(FEATURE_PSI_THRESHOLD)
+    feature_ready = _family(FEATURE_REFERENCE_READY)
     drifted = _family(MODEL_DRIFTED_FEATURES)
     n_features = _family(MODEL_FEATURES)
     evaluated_at = _family(MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS)
@@ -564,6 +575,7 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
                 missing.add_metric((*labels, "current"), f.current_missing_ratio)
             threshold.add_metric((*labels, "warning"), f.psi_warning)
             threshold.add_metric((*labels, "critical"), f.psi_critical)
+            feature_ready.add_metric(labels, 1.0 if f.reference_ready else 0.0)
 
         drifted.add_metric((model,), m.drifted_features)
         n_features.add_metric((model,), len(m.features))
@@ -575,7 +587,8 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
             reference_info.add_metric(
                 (model, m.reference_id, m.reference_mode, m.model_version), 1.0
             )
-        reference_ready.add_metric((model,), 1.0 if has_reference else 0.0)
+        usable = has_reference and any(f.reference_ready for f in m.features)
+        reference_ready.add_metric((model,), 1.0 if usable else 0.0)
 
     return [
         *(family for family, _ in stats),
@@ -583,6 +596,7 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
         samples,
         missing,
         threshold,
+        feature_ready,
         drifted,
         n_features,
         evaluated_at,
@@ -640,19 +654,19 @@ def cardinality(
     histogram unless `PROMETHEUS_DISABLE_CREATED_SERIES` is set.
 
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
-    + 2 psi_threshold + invalid_values_total = 19. Per model: 6 gauges + events_accepted_total.
-    Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
-    Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
-    2 checkpoints_total, 2 offset_commits_total, last_evaluation_timestamp, build_info, ready,
-    kafka_connected, evaluation_interval.
+    + 2 psi_threshold + reference_ready + invalid_values_total = 20. Per model: 6 gauges +
+    events_accepted_total. Per topic: consumed_total + one rejected_total per `RejectReason` +
+    last_record_timestamp. Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each),
+    evaluations_total, one checkpoints_total per `CheckpointResult`, 2 offset_commits_total,
+    last_evaluation_timestamp, build_info, ready, kafka_connected, evaluation_interval.
     """
     n_reasons = len(RejectReason)
-    n_results = len(CheckpointResult)
-    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + 2 + 1
+    n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
+    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + 2 + 1 + 1
     per_model = 6 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
-    fixed = histograms + 1 + 2 * n_results + 5
+    fixed = histograms + 1 + n_results + 5
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -661,7 +675,7 @@ def cardinality(
         + fixed
     )
     if created_series:
-        counters = n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + 2 * n_results
+        counters = n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + n_results
         total += counters + 2  # + the two histograms
     return total
 

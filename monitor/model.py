@@ -70,6 +70,8 @@ class FeatureResult:
 
     A statistic is None when the feature's kind does not have it (KS for a categorical feature)
     or when either window holds fewer than `min_samples` non-missing values.
+    `reference_ready` is False while the feature has no usable reference (no bins fitted yet,
+    or a rolling reference's lagged window under `min_samples`); `reference_note` says why.
     """
 
     name: str
@@ -95,6 +97,8 @@ class FeatureResult:
     drift_reasons: tuple[str, ...] = ()
     psi_warning: float = 0.1
     psi_critical: float = 0.25
+    reference_ready: bool = True
+    reference_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

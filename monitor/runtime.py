@@ -10,13 +10,26 @@ Reference modes (DESIGN.md section 4):
   are fitted, frozen, persisted in the checkpoint and in `<state>/references/<model>.json`.
 - rolling: edges are fitted from the warm-up as above; afterwards the reference is the
   lagging window [watermark - lag - length, watermark - lag] of hourly buckets.
+
+Each feature is fitted on its own (`fit_features`). A feature whose warm-up values cannot
+make a reference (no finite value, no category, fewer than MIN_NUMERIC_VALUES finite values)
+gets none: it keeps a placeholder row (zero reference counts, never tested) while every other
+feature is monitored, and its warm-up is repeated over the model's next `warmup_events`
+events (which also feed the current window) until it succeeds; then its row gets real bins
+and its current window starts empty. When no feature can be fitted the model's whole warm-up
+starts again. A reference that cannot be built is reported (`reference_ready` false with
+the reason in the evaluation), never raised.
+
+A feature's reference is *ready* when it has bins and, for a rolling reference, when the
+lagged window holds at least `evaluation.min_samples` of its values (for the first `lag`
+after the warm-up it holds none).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +43,7 @@ from monitor.config import EvaluationSettings, ModelSettings, WindowSettings
 from monitor.decode import ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
-from monitor.histogram import CountMatrix, ModelLayout
+from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
     FeatureKind,
     FeatureResult,
@@ -39,8 +52,12 @@ from monitor.model import (
     ReferenceMode,
 )
 from monitor.reference import (
+    MIN_NUMERIC_VALUES,
+    FeatureProfile,
     ReferenceProfile,
-    fit_profile,
+    build_profile,
+    check_limits,
+    fit_features,
     layout_for,
     profile_from_json,
     profile_to_json,
@@ -53,7 +70,11 @@ ROLLING_BUCKET_SECONDS = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What one batch did to a model: accepted mask and drop counts per source partition."""
+    """What one batch did to a model: accepted mask and drop counts per source partition.
+
+    `outside` marks accepted events that are older than the current window's start (within
+    the allowed lateness): they never enter a current window (see monitor.window).
+    """
 
     accepted: npt.NDArray[np.bool_]
     too_late: int
@@ -62,6 +83,9 @@ class IngestResult:
     invalid: npt.NDArray[np.int64]
     early: npt.NDArray[np.bool_]
     no_reference: bool = False
+    outside: npt.NDArray[np.bool_] = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=bool)
+    )
 
 
 class ModelRuntime:
@@ -105,6 +129,7 @@ class ModelRuntime:
         self._groups: npt.NDArray[np.int64] | None = None
         self._file_mtime: float | None = None
         self.last_reference_error: str = ""
+        self.pending: dict[str, str] = {}
         self._warm_numeric: list[npt.NDArray[np.float64]] = []
         self._warm_categorical: list[tuple[npt.NDArray[np.object_], ...]] = []
         self._warm_count = 0
@@ -165,6 +190,7 @@ class ModelRuntime:
                 raise ReferenceDataError(
                     f"reference {path} was fitted for model {profile.model!r}, not {self.name!r}"
                 )
+            check_limits(profile, max_bins=self.settings.max_bins, min_values=MIN_NUMERIC_VALUES)
             self._activate(profile)
         except (ReferenceDataError, OSError) as exc:
             self.last_reference_error = f"reference {path} refused: {exc}"
@@ -177,8 +203,12 @@ class ModelRuntime:
         return True
 
     def _activate(self, profile: ReferenceProfile) -> None:
-        """Make `profile` the active reference; a new window starts in its bins."""
-        layout, counts, ordered = layout_for(profile, self.specs)
+        """Make `profile` the active reference; a new window starts in its bins.
+
+        A warm-up or rolling profile may lack features (their rows get placeholder bins).
+        """
+        partial = self.mode is not ReferenceMode.FILE
+        layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
         shape = (layout.n_features, layout.width)
@@ -206,6 +236,12 @@ class ModelRuntime:
             self._groups = self.evaluator.psi_groups(counts)
 
     def _finish_warmup(self) -> None:
+        """Fit every feature still without a reference from the full warm-up buffer.
+
+        The fitted ones join the profile (activated, or extended in place); the others stay
+        in `pending` with the reason and are retried over the next `warmup_events` events.
+        """
+        events = self._warm_count
         numeric = (
             np.concatenate(self._warm_numeric, axis=1)
             if self._warm_numeric
@@ -213,23 +249,77 @@ class ModelRuntime:
         )
         categorical = [
             np.concatenate([chunk[i] for chunk in self._warm_categorical])
+            if self._warm_categorical
+            else np.empty(0, dtype=object)
             for i in range(len(self.categorical_specs))
         ]
-        top_k = {f.name: f.top_k or 20 for f in self.settings.features}
-        profile = fit_profile(
-            self.name,
-            self.specs,
-            {s.name: numeric[i] for i, s in enumerate(self.numeric_specs)},
-            {s.name: list(categorical[i]) for i, s in enumerate(self.categorical_specs)},
-            max_bins=self.settings.max_bins,
-            top_k=top_k,
-            model_version=self.model_version,
-            source=f"warm-up of {self._warm_count} events",
-        )
         self._warm_numeric.clear()
         self._warm_categorical.clear()
+        self._warm_count = 0
+        wanted = [s for s in self.specs if self.profile is None or s.name in self.pending]
+        top_k = {f.name: f.top_k or 20 for f in self.settings.features}
+        fitted, errors = fit_features(
+            wanted,
+            {s.name: numeric[i] for i, s in enumerate(self.numeric_specs)},
+            {s.name: categorical[i] for i, s in enumerate(self.categorical_specs)},
+            max_bins=self.settings.max_bins,
+            top_k=top_k,
+            min_values=min(MIN_NUMERIC_VALUES, self.settings.reference.warmup_events),
+        )
+        where = f"warm-up of {events} events"
+        pending = {name: f"{where}: {why}" for name, why in errors.items()}
+        if fitted:
+            try:
+                profile = self._with_features(fitted, events)
+            except (ReferenceDataError, ValueError) as exc:
+                fitted = []
+                pending = {s.name: f"{where}: {exc}" for s in wanted}
+        self.pending = pending
+        self.last_reference_error = "; ".join(pending.values())
+        if fitted:
+            self._persist_profile(profile)
+
+    def _with_features(self, fitted: list[FeatureProfile], events: int) -> ReferenceProfile:
+        """Activate a profile holding the active features plus `fitted`; return it.
+
+        The current window (and lagging ring) keep the counts of the features that already
+        had bins; the rows of the newly fitted features start empty.
+        """
+        known = self.profile.features if self.profile is not None else ()
+        by_name = {f.name: f for f in (*known, *fitted)}
+        profile = build_profile(
+            self.name,
+            [by_name[s.name] for s in self.specs if s.name in by_name],
+            events if self.profile is None else max(self.profile.events, events),
+            model_version=self.model_version,
+            source=f"warm-up of {events} events",
+        )
+        old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
         self._activate(profile)
-        self._persist_profile(profile)
+        if old_layout is None or old_window is None:
+            return profile
+        assert self.layout is not None and self.window is not None
+        fresh = {f.name for f in fitted}
+        keep = [i for i, s in enumerate(self.specs) if s.name not in fresh]
+        state = old_window.state()
+        state["counts"] = relayout_counts(state["counts"], old_layout, self.layout, keep)
+        self.window.restore(state)
+        if old_lagging is not None and self.lagging is not None:
+            lagging = old_lagging.state()
+            lagging["counts"] = relayout_counts(lagging["counts"], old_layout, self.layout, keep)
+            self.lagging.restore(lagging)
+        return profile
+
+    def _collect(self, columns: ModelColumns, start: int) -> int:
+        """Buffer the batch's events from `start` until the warm-up holds `warmup_events`."""
+        need = self.settings.reference.warmup_events - self._warm_count
+        take = min(need, len(columns) - start)
+        if take > 0:
+            part = slice(start, start + take)
+            self._warm_numeric.append(columns.numeric[:, part].copy())
+            self._warm_categorical.append(tuple(c[part].copy() for c in columns.categorical))
+            self._warm_count += take
+        return max(take, 0)
 
     def _persist_profile(self, profile: ReferenceProfile) -> None:
         directory = self.state_dir / "references"
@@ -253,21 +343,16 @@ class ModelRuntime:
         invalid = np.zeros(len(self.specs), dtype=np.int64)
         start = 0
         warmup = 0
-        if not self.ready and self.mode is not ReferenceMode.FILE:
-            need = self.settings.reference.warmup_events - self._warm_count
-            take = min(need, n)
-            if take > 0:
-                self._warm_numeric.append(columns.numeric[:, :take].copy())
-                self._warm_categorical.append(tuple(c[:take].copy() for c in columns.categorical))
-                self._warm_count += take
-                accepted[:take] = True
-                warmup = take
-                start = take
+        warming = self.mode is not ReferenceMode.FILE
+        if not self.ready and warming:
+            start = warmup = self._collect(columns, 0)
+            accepted[:start] = True
             if self._warm_count >= self.settings.reference.warmup_events:
                 self._finish_warmup()
         early = np.zeros(n, dtype=bool)
+        outside = np.zeros(n, dtype=bool)
         if not self.ready or start >= n:
-            return IngestResult(accepted, 0, 0, warmup, invalid, early, not self.ready)
+            return IngestResult(accepted, 0, 0, warmup, invalid, early, not self.ready, outside)
         assert self.layout is not None and self.window is not None
         numeric = columns.numeric[:, start:] if start else columns.numeric
         categorical = (
@@ -277,9 +362,16 @@ class ModelRuntime:
         result = self.window.admit(times)
         accepted[start:] = result.accepted
         early[start:] = result.early
+        outside[start:] = result.outside
         if result.accepted.any():
             invalid = self._count_accepted(numeric, categorical, times, result.accepted)
-        return IngestResult(accepted, result.too_late, result.too_early, warmup, invalid, early)
+        if warming and self.pending:
+            self._collect(columns, start)
+            if self._warm_count >= self.settings.reference.warmup_events:
+                self._finish_warmup()
+        return IngestResult(
+            accepted, result.too_late, result.too_early, warmup, invalid, early, False, outside
+        )
 
     def _count_accepted(
         self,
@@ -319,6 +411,10 @@ class ModelRuntime:
         if self.evaluator is None or self.window is None or self.reference_counts is None:
             return self._pending(now)
         reference = self.lagging.reference() if self.lagging is not None else self.reference_counts
+        unfitted = self._unfitted_rows()
+        if unfitted and self.lagging is not None:
+            reference = reference.copy()
+            reference[unfitted] = 0  # counted in placeholder bins: no reference
         context = EvaluationContext(
             model=self.name,
             evaluated_at=now,
@@ -327,7 +423,43 @@ class ModelRuntime:
             model_version=self.model_version,
             watermark=self.window.watermark,
         )
-        return self.evaluator.evaluate(reference, self.window.current(), context, self._groups)
+        evaluation = self.evaluator.evaluate(
+            reference, self.window.current(), context, self._groups
+        )
+        return dataclasses.replace(
+            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+        )
+
+    def _unfitted_rows(self) -> list[int]:
+        """Rows (layout order) of the features the active profile has no bins for."""
+        if self.profile is None:
+            return list(range(len(self.specs)))
+        return [i for i, s in enumerate(self.specs) if self.profile.feature(s.name) is None]
+
+    def _no_reference_reason(self, name: str) -> str:
+        """Why a feature has no bins yet (the warm-up's verdict, or its progress)."""
+        if name in self.pending:
+            retry = f"; retrying: {self._warm_count}/{self.settings.reference.warmup_events}"
+            return self.pending[name] + (
+                retry + " events" if self.mode is not ReferenceMode.FILE else ""
+            )
+        if self.mode is ReferenceMode.FILE:
+            return self.last_reference_error or "reference file not loaded yet"
+        done, need = self.warmup_progress
+        return f"warm-up in progress: {done}/{need} events"
+
+    def _readiness(self, feature: FeatureResult) -> FeatureResult:
+        """`feature` with `reference_ready` and `reference_note` set (see the module doc)."""
+        if self.profile is None or self.profile.feature(feature.name) is None:
+            note = self._no_reference_reason(feature.name)
+            return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        if self.lagging is not None and feature.reference_samples < self.policy.min_samples:
+            note = (
+                f"rolling reference: {feature.reference_samples} values in the lagged window "
+                f"[watermark - lag - length, watermark - lag], {self.policy.min_samples} needed"
+            )
+            return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        return dataclasses.replace(feature, reference_ready=True, reference_note="")
 
     def _pending(self, now: float) -> ModelEvaluation:
         features = tuple(
@@ -341,6 +473,8 @@ class ModelRuntime:
                 evaluated=False,
                 psi_warning=s.psi_warning,
                 psi_critical=s.psi_critical,
+                reference_ready=False,
+                reference_note=self._no_reference_reason(s.name),
             )
             for s in self.specs
         )
@@ -362,12 +496,13 @@ class ModelRuntime:
     # -- checkpoint ------------------------------------------------------------------
 
     def to_state(self) -> ModelState:
-        """Everything needed to resume this model exactly."""
+        """Everything needed to resume this model exactly (warm-up buffers included)."""
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
             "model_version": self.model_version,
             "warm_count": self._warm_count,
+            "pending": dict(self.pending),
         }
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
@@ -376,12 +511,9 @@ class ModelRuntime:
             for key, value in self.window.state().items():
                 arrays[f"window.{key}"] = value
             if self.lagging is not None:
-                arrays["lagging.counts"] = self.lagging.ring.counts
-                arrays["lagging.bucket_ids"] = self.lagging.ring.bucket_ids
-                arrays["lagging.watermark"] = np.asarray(
-                    [np.nan if self.lagging.watermark is None else self.lagging.watermark]
-                )
-        elif self._warm_count:
+                for key, value in self.lagging.state().items():
+                    arrays[f"lagging.{key}"] = value
+        if self._warm_count:
             numeric = np.concatenate(self._warm_numeric, axis=1) if self._warm_numeric else None
             if numeric is not None:
                 arrays["warm.numeric"] = numeric
@@ -400,7 +532,10 @@ class ModelRuntime:
                 f"model {self.name!r}: checkpoint was written for a different configuration"
             )
         self.model_version = str(state.meta.get("model_version", ""))
-        self._warm_count = int(state.meta.get("warm_count", 0))
+        pending = state.meta.get("pending", {})
+        self.pending = (
+            {str(k): str(v) for k, v in pending.items()} if isinstance(pending, dict) else {}
+        )
         reference_id = state.meta.get("reference_id")
         if reference_id:
             if self.mode is ReferenceMode.FILE:
@@ -417,24 +552,30 @@ class ModelRuntime:
                     {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")}
                 )
                 if self.lagging is not None:
-                    self.lagging.ring.counts[...] = state.arrays["lagging.counts"]
-                    self.lagging.ring.bucket_ids[...] = state.arrays["lagging.bucket_ids"]
-                    mark = float(state.arrays["lagging.watermark"][0])
-                    self.lagging.watermark = None if math.isnan(mark) else mark
+                    self.lagging.restore(
+                        {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
+                    )
             except (ValueError, KeyError) as exc:
                 raise StateError(
                     f"model {self.name!r}: checkpointed window unusable: {exc}"
                 ) from exc
-        elif self._warm_count:
-            if "warm.numeric" in state.arrays:
-                self._warm_numeric = [np.asarray(state.arrays["warm.numeric"], dtype=np.float64)]
+        warm_count = int(state.meta.get("warm_count", 0))
+        if warm_count:
+            numeric = state.arrays.get("warm.numeric")
             columns = state.meta.get("warm_categorical", [])
-            if len(columns) != len(self.categorical_specs):
+            if len(columns) != len(self.categorical_specs) or (
+                self.numeric_specs
+                and (numeric is None or numeric.shape != (len(self.numeric_specs), warm_count))
+            ):
                 raise StateError(f"model {self.name!r}: checkpointed warm-up buffer is incomplete")
+            self._warm_numeric = (
+                [np.asarray(numeric, dtype=np.float64)]
+                if numeric is not None
+                else [np.empty((0, warm_count))]
+            )
             chunk = tuple(np.asarray(column, dtype=object) for column in columns)
             self._warm_categorical = [chunk] if chunk else []
-            if not self._warm_numeric:
-                self._warm_numeric = [np.empty((0, self._warm_count))]
+            self._warm_count = warm_count
 
     def memory_bytes(self) -> int:
         """Bytes held by the window rings and reference counts."""

@@ -139,6 +139,8 @@ def fixed_snapshot() -> Snapshot:
                 reference_missing_ratio=None,
                 current_missing_ratio=None,
                 evaluated=False,
+                reference_ready=False,
+                reference_note="warm-up in progress: 10/1000 events",
             ),
         ),
         correction=Correction.BONFERRONI,
@@ -349,6 +351,7 @@ class TestPipelineMetrics:
                 assert get(metrics.RECORDS_REJECTED_TOTAL, labels) == 0
         for result in CheckpointResult:
             assert get(metrics.CHECKPOINTS_TOTAL, {"result": result.value}) == 0
+        for result in metrics.COMMIT_RESULTS:
             assert get(metrics.OFFSET_COMMITS_TOTAL, {"result": result.value}) == 0
         for model, features in FEATURES.items():
             assert get(metrics.EVENTS_ACCEPTED_TOTAL, {"model": model}) == 0
@@ -576,7 +579,7 @@ class TestDriftCollector:
         start = time.perf_counter()
         families = list(collector.collect())
         elapsed = time.perf_counter() - start
-        assert sum(len(f.samples) for f in families) == 2000 * 18 + 5
+        assert sum(len(f.samples) for f in families) == 2000 * 19 + 5
         assert elapsed < 1.0
 
     def test_a_second_collector_on_the_same_registry_is_refused(
