@@ -15,6 +15,7 @@ values (`SecretStr`) never appear in a message, a repr or `redacted_dump`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -73,12 +74,14 @@ __all__ = [
     "Settings",
     "StateSettings",
     "WindowSettings",
+    "check_key_name",
     "load_settings",
     "parse_duration",
     "redacted_dump",
 ]
 
 ENV_PREFIX = "DRIFTMON_"
+HOUR = 3600.0
 DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
@@ -169,6 +172,49 @@ def _check_file(path: Path | None) -> Path | None:
     return path
 
 
+_UNMATCHABLE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def check_key_name(name: str) -> str:
+    """Reject a JSON key the event decoder cannot match: `"`, `\\` or control characters."""
+    if _UNMATCHABLE.search(name):
+        raise ValueError(
+            f"{name!r} contains a double quote, a backslash or a control character, "
+            "which the event decoder cannot match as a JSON key"
+        )
+    return name
+
+
+def _check_dotted_path(path: str) -> str:
+    """`features_path`: "" or dot-separated non-empty keys, each a matchable JSON key."""
+    if path:
+        for part in path.split("."):
+            if not part:
+                raise ValueError(f"{path!r} has an empty part")
+            check_key_name(part)
+    return path
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _check_host(host: str) -> str:
+    """An IPv4/IPv6 address or a hostname (RFC 1123 labels, the last not all digits)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        if (
+            len(host) > 253
+            or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
+            raise ValueError(f"{host!r} is neither an IP address nor a valid hostname") from None
+    return host
+
+
+KeyName = Annotated[str, Field(min_length=1), AfterValidator(check_key_name)]
+Host = Annotated[str, Field(min_length=1), AfterValidator(_check_host)]
 Topic = Annotated[str, AfterValidator(_check_topic)]
 TopicList = Annotated[
     tuple[Topic, ...], NoDecode, BeforeValidator(_split_list), AfterValidator(_check_unique)
@@ -315,11 +361,11 @@ def _reveal(secret: SecretStr | None) -> str | None:
 class EventSettings(_Section):
     """Where the decoder finds the event time, model, version and features in a record."""
 
-    timestamp_field: str | None = Field("ts", min_length=1)
+    timestamp_field: KeyName | None = "ts"
     timestamp_fallback_to_kafka: bool = False
-    model_field: str = Field("model", min_length=1)
-    model_version_field: str | None = Field("model_version", min_length=1)
-    features_path: str = "features"
+    model_field: KeyName = "model"
+    model_version_field: KeyName | None = "model_version"
+    features_path: Annotated[str, AfterValidator(_check_dotted_path)] = "features"
     default_model: str | None = None
     max_future_seconds: Duration = 300.0
 
@@ -344,7 +390,7 @@ class ReferenceSettings(_Section):
 class FeatureSettings(_Section):
     """One monitored feature: kind, classic PSI bands, and top-K size for categorical ones."""
 
-    name: str = Field(pattern=_FEATURE_NAME_PATTERN)
+    name: Annotated[str, Field(pattern=_FEATURE_NAME_PATTERN), AfterValidator(check_key_name)]
     kind: FeatureKind
     psi_warning: float = Field(0.1, gt=0, allow_inf_nan=False)
     psi_critical: float = Field(0.25, gt=0, allow_inf_nan=False)
@@ -462,7 +508,7 @@ class EvaluationSettings(_Section):
 class HttpSettings(_Section):
     """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port."""
 
-    host: str = Field("0.0.0.0", min_length=1)  # a daemon listens on all interfaces
+    host: Host = "0.0.0.0"  # a daemon listens on all interfaces
     port: int = Field(9108, ge=0, le=65_535)
 
 
@@ -576,6 +622,13 @@ class Settings(BaseSettings):
             return
         where = f"models.{index}.reference"
         bucket = self.window.bucket
+        for key, value in (("lag", ref.lag), ("length", ref.length)):
+            if not math.isclose(value / HOUR, round(value / HOUR), rel_tol=1e-9, abs_tol=1e-9):
+                yield (
+                    f"{where}.{key}",
+                    "must be a whole number of hours for a rolling reference (it is kept in "
+                    f"hourly buckets), got {value:g}s",
+                )
         for key, value in (("lag", ref.lag), ("length", ref.length)):
             if not math.isclose(value / bucket, round(value / bucket), rel_tol=1e-9, abs_tol=1e-9):
                 yield (f"{where}.{key}", f"must be a whole multiple of window.bucket ({bucket:g}s)")

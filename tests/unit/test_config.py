@@ -175,11 +175,11 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 
 
 def test_rolling_reference_aligned_with_window_loads(tmp_path: Path) -> None:
-    """A rolling reference with whole-bucket lag and length beyond the window is accepted."""
+    """A rolling reference with whole-hour lag and length beyond the window is accepted."""
     cfg = _base()
-    cfg["models"][0]["reference"] = {"mode": "rolling", "lag": "2h", "length": "30m"}
+    cfg["models"][0]["reference"] = {"mode": "rolling", "lag": "2h", "length": "3h"}
     ref = _load(tmp_path, cfg).models[0].reference
-    assert (ref.mode, ref.lag, ref.length) == (ReferenceMode.ROLLING, 7200.0, 1800.0)
+    assert (ref.mode, ref.lag, ref.length) == (ReferenceMode.ROLLING, 7200.0, 10800.0)
 
 
 def test_empty_file_reports_the_required_sections(tmp_path: Path) -> None:
