@@ -75,6 +75,8 @@ __all__ = [
     "StateSettings",
     "WindowSettings",
     "check_key_name",
+    "check_topic",
+    "kafka_settings",
     "load_settings",
     "parse_duration",
     "redacted_dump",
@@ -148,7 +150,7 @@ def _split_list(value: object) -> object:
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
-def _check_topic(name: str) -> str:
+def check_topic(name: str) -> str:
     """Reject names Kafka would refuse as a topic (legal: [A-Za-z0-9._-], 1..249 chars)."""
     if not _TOPIC.fullmatch(name):
         raise ValueError(f"invalid Kafka topic name {name!r} (allowed: A-Z a-z 0-9 . _ -)")
@@ -215,7 +217,7 @@ def _check_host(host: str) -> str:
 
 KeyName = Annotated[str, Field(min_length=1), AfterValidator(check_key_name)]
 Host = Annotated[str, Field(min_length=1), AfterValidator(_check_host)]
-Topic = Annotated[str, AfterValidator(_check_topic)]
+Topic = Annotated[str, AfterValidator(check_topic)]
 TopicList = Annotated[
     tuple[Topic, ...], NoDecode, BeforeValidator(_split_list), AfterValidator(_check_unique)
 ]
@@ -769,6 +771,21 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
     except SettingsError as exc:
         # pydantic-settings names the field and the source, not the value.
         raise ConfigError(f"invalid configuration in {source}: {exc}") from None
+
+
+def kafka_settings(values: Mapping[str, Any], base: KafkaSettings | None = None) -> KafkaSettings:
+    """`base` (default: a PLAINTEXT client for topic `features`) with `values` applied.
+
+    For tools that only need a Kafka client (`driftmon simulate`). Raises ConfigError with
+    one `kafka.<key>: message` line per problem, as `load_settings` does.
+    """
+    data: dict[str, Any] = base.model_dump() if base is not None else {"topics": ["features"]}
+    data.update(values)
+    try:
+        return KafkaSettings.model_validate(data)
+    except ValidationError as exc:
+        detail = "\n".join(f"  kafka.{line}" for line in _error_lines(exc))
+        raise ConfigError(f"invalid Kafka options:\n{detail}") from None
 
 
 def redacted_dump(settings: Settings) -> dict[str, Any]:
