@@ -193,10 +193,17 @@ class DaemonProcess:
     """
 
     def __init__(
-        self, config: Path, workdir: Path, *, env: Mapping[str, str] | None = None
+        self,
+        config: Path,
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
+        """`prefix`: a command the daemon runs under (e.g. `setpriv` dropping capabilities)."""
         self.config = config
         self.workdir = workdir
+        self.prefix = tuple(prefix)
         self.env = {**clean_environ(), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -223,7 +230,15 @@ class DaemonProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(self.config)],
+                [
+                    *self.prefix,
+                    sys.executable,
+                    "-m",
+                    "monitor",
+                    "run",
+                    "--config",
+                    str(self.config),
+                ],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

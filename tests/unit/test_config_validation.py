@@ -92,3 +92,22 @@ def test_check_config_exits_2_for_a_quote_in_a_feature_name(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "models.0.features.0.name" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [_set("models.0.features.0.name", 'a\\"b'), _set("models.0.reference.length", "90m")],
+    ids=["quote in feature name", "rolling 90m"],
+)
+def test_run_refuses_the_config_with_exit_2_instead_of_dying(
+    tmp_path: Path, mutate: Callable[[Config], None]
+) -> None:
+    """`driftmon run` stops at the config (exit 2, the key named), not in the decoder or ingest."""
+    cfg = _base()
+    mutate(cfg)
+    cfg["state"] = {"dir": str(tmp_path / "state")}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = run_cli("run", "--config", str(path), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "models.0." in result.stderr and "Traceback" not in result.stderr
