@@ -66,6 +66,8 @@ from monitor.state import ModelState
 from monitor.window import EventTimeWindow, LaggingReference
 
 ROLLING_BUCKET_SECONDS = 3600.0
+MAX_PROFILE_BYTES = 64 * 1024 * 1024
+"""A `file` reference larger than this is refused unread (100,000 vocabulary entries fit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,16 +177,21 @@ class ModelRuntime:
         if self.mode is not ReferenceMode.FILE or path is None:
             return False
         try:
-            mtime = os.stat(path).st_mtime
+            info = os.stat(path)
         except OSError as exc:
             self.last_reference_error = f"cannot read reference {path}: {exc.strerror}"
             if self.profile is None:
                 raise ReferenceDataError(self.last_reference_error) from exc
             return False
+        mtime = info.st_mtime
         if self._file_mtime is not None and mtime == self._file_mtime:
             return False
         self._file_mtime = mtime
         try:
+            if info.st_size > MAX_PROFILE_BYTES:
+                raise ReferenceDataError(
+                    f"{info.st_size} bytes, more than the {MAX_PROFILE_BYTES} a profile may have"
+                )
             profile = profile_from_json(Path(path).read_bytes())
             if profile.model not in ("", self.name):
                 raise ReferenceDataError(
