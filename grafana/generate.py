@@ -370,6 +370,23 @@ def overview() -> JSON:
         5,
     )
     b.add(
+        stat(
+            "Features without a reference",
+            "Features per model whose reference is not usable (driftmon_feature_reference_ready "
+            "0): no finite warm-up value yet, or a rolling reference's lagged window under "
+            "min_samples. /status says why per feature.",
+            [
+                target(
+                    f"sum by (model) (1 - driftmon_feature_reference_ready{{{SEL_MODELS}}})",
+                    "{{model}}",
+                )
+            ],
+            steps=thresholds((None, GREEN), (1, YELLOW)),
+        ),
+        6,
+        5,
+    )
+    b.add(
         panel(
             "table",
             "Reference in use",

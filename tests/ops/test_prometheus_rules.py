@@ -46,6 +46,8 @@ EXPECTED_ALERTS = {
     "DriftmonCheckpointFailing": "warning",
     "DriftmonOffsetCommitFailing": "warning",
     "DriftmonNoReference": "warning",
+    "DriftmonFeatureNoReference": "warning",
+    "DriftmonCheckpointCorrupt": "warning",
     "DriftmonNotReady": "warning",
 }
 
