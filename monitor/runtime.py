@@ -351,11 +351,14 @@ class ModelRuntime:
         start = 0
         warmup = 0
         warming = self.mode is not ReferenceMode.FILE
-        if not self.ready and warming:
-            start = warmup = self._collect(columns, 0)
-            accepted[:start] = True
-            if self._warm_count >= self.settings.reference.warmup_events:
-                self._finish_warmup()
+        while warming and not self.ready and start < n:
+            take = self._collect(columns, start)
+            accepted[start : start + take] = True
+            start += take
+            warmup += take
+            if self._warm_count < self.settings.reference.warmup_events:
+                break
+            self._finish_warmup()  # a failed one starts over with the rest of the batch
         early = np.zeros(n, dtype=bool)
         outside = np.zeros(n, dtype=bool)
         if not self.ready or start >= n:

@@ -183,6 +183,17 @@ def test_no_usable_feature_at_all_restarts_the_whole_warmup(tmp_path: Path) -> N
     assert runtime.ready and runtime.pending == {}
 
 
+def test_the_rest_of_a_batch_after_a_failed_warmup_starts_the_next_one(tmp_path: Path) -> None:
+    """1,500 unusable events in one batch: 1,000 fail, the other 500 are the new warm-up."""
+    rng = np.random.default_rng(8)
+    runtime = _runtime(_settings(tmp_path))
+    batch = _batch(rng, 1500, START, b=np.nan, c=None)
+    batch.numeric[0, :] = np.nan
+    result = runtime.ingest(batch)
+    assert result.accepted.all() and result.warmup == 1500
+    assert runtime.warmup_progress == (500, WARMUP)
+
+
 def test_a_rolling_reference_is_not_ready_until_its_lagged_window_fills(tmp_path: Path) -> None:
     """Rolling, lag 2h: the features are unready after the warm-up and ready after the lag."""
     rng = np.random.default_rng(6)
