@@ -52,6 +52,8 @@ from pydantic_settings import (
 
 from monitor.errors import ConfigError
 from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
     Correction,
     DecisionPolicy,
     FeatureKind,
@@ -71,6 +73,7 @@ __all__ = [
     "ModelSettings",
     "NonNegativeDuration",
     "ReferenceSettings",
+    "ReferencesSettings",
     "Settings",
     "StateSettings",
     "WindowSettings",
@@ -84,7 +87,6 @@ __all__ = [
 
 ENV_PREFIX = "DRIFTMON_"
 HOUR = 3600.0
-DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +375,7 @@ class EventSettings(_Section):
 
 
 class ReferenceSettings(_Section):
-    """Where a model's reference distribution comes from (DESIGN.md section 4)."""
+    """Where a model's reference distribution comes from (README.md, References)."""
 
     mode: ReferenceMode = ReferenceMode.WARMUP
     path: Path | None = None
@@ -387,6 +389,14 @@ class ReferenceSettings(_Section):
         if self.mode is ReferenceMode.FILE and self.path is None:
             raise _KeyedError(("path", "required when mode is file"))
         return self
+
+
+class ReferencesSettings(_Section):
+    """The reference registry on Kafka (docs/registry.md): where profiles and activations live."""
+
+    topic: Topic = "driftmon.references"
+    chunk_bytes: int = Field(512 * 1024, ge=1024, le=1024 * 1024)
+    timeout: Duration = 10.0
 
 
 class FeatureSettings(_Section):
@@ -433,7 +443,7 @@ class ModelSettings(_Section):
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
-    max_bins: int = Field(128, ge=2, le=1024)
+    max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
 
     @field_validator("features")
     @classmethod
@@ -481,7 +491,7 @@ class WindowSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    """How often drift is evaluated and the decision rule's parameters (DESIGN.md section 6)."""
+    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md)."""
 
     interval: Duration = 15.0
     min_samples: int = Field(1000, ge=10)
@@ -566,6 +576,7 @@ class Settings(BaseSettings):
     )
 
     kafka: KafkaSettings
+    references: ReferencesSettings = ReferencesSettings()
     event: EventSettings = EventSettings()
     models: tuple[ModelSettings, ...] = Field(min_length=1)
     window: WindowSettings = WindowSettings()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from monitor.config import ModelSettings, Settings
+from monitor.config import Settings
 from monitor.decode import BatchDecoder, DecodedBatch, EventFields, ModelColumns
 from monitor.errors import (
     CheckpointResult,
@@ -33,7 +33,7 @@ from monitor.errors import (
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
-from monitor.runtime import ModelRuntime
+from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -110,7 +110,7 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
-        self.runtimes: dict[str, ModelRuntime] = {m.name: self._runtime(m) for m in settings.models}
+        self.runtimes: dict[str, ModelRuntime] = model_runtimes(settings, clock)
         event = settings.event
         self.decoder = BatchDecoder(
             EventFields(
@@ -134,17 +134,6 @@ class Daemon:
         self._next_checkpoint = 0.0
         self._source_factory = source_factory
         self.source: RecordSource | None = None
-
-    def _runtime(self, model: ModelSettings) -> ModelRuntime:
-        """A fresh runtime of one configured model."""
-        return ModelRuntime(
-            model,
-            self.settings.window,
-            self.settings.evaluation,
-            max_future_seconds=self.settings.event.max_future_seconds,
-            clock=self.clock,
-            state_dir=self.settings.state.dir,
-        )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -489,7 +478,9 @@ class Daemon:
             try:
                 runtime.restore(state)
             except (StateError, ReferenceDataError, ValueError, KeyError, TypeError) as exc:
-                self.runtimes[name] = self._runtime(runtime.settings)  # nothing half-restored
+                self.runtimes[name] = model_runtimes(self.settings, self.clock)[
+                    name
+                ]  # nothing half-restored
                 reload = True
                 self.log.error(
                     "model state not restored; its window restarts empty",

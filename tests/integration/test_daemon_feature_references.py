@@ -23,9 +23,9 @@ from tests.support.daemon_harness import (
     model_entry,
     produce,
     run_cli,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import wait_until
 
 FEATURES = [("a", "numeric"), ("b", "numeric"), ("c", "categorical")]
 T0 = 1_790_000_040.0  # a minute boundary, in the past
@@ -97,7 +97,7 @@ def test_unfittable_features_never_stop_the_daemon_and_survive_kill_restart(
         assert features["b"]["reference_ready"] is False
         assert "no finite value" in features["b"]["reference_note"]
         assert "no category value" in status_features(daemon, "r")["c"]["reference_note"]
-        wait_until((tmp_path / "state" / "checkpoint.npz").exists, 10, what="checkpoint")
+        wait_until((tmp_path / "state" / "checkpoint.npz").exists, 10, message="checkpoint")
         daemon.kill()
 
         daemon.start()  # the same checkpoint: used to exit 1 again

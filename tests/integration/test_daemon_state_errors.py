@@ -20,9 +20,9 @@ from tests.support.daemon_harness import (
     daemon_config,
     model_entry,
     produce,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import wait_until
 
 NO_DAC_BYPASS = ("setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--")
 GARBAGE = b"PK\x03\x04 this is not a checkpoint"
@@ -69,7 +69,7 @@ def run_twice(daemon: DaemonProcess) -> None:
             wait_until(
                 lambda: daemon.metrics().value("driftmon_checkpoints_total", result="failure") >= 2,
                 15,
-                what="failed checkpoint writes counted",
+                message="failed checkpoint writes counted",
                 on_timeout=daemon.tail,
             )
             assert scrape.value("driftmon_checkpoints_total", result="success") == 0
