@@ -127,7 +127,9 @@ def fixed_snapshot() -> Snapshot:
     )
     churn = evaluation(
         "churn",
-        unevaluated("tenure"),
+        unevaluated(
+            "tenure", reference_ready=False, reference_note="warm-up in progress: 10/1000 events"
+        ),
         evaluated_at=1764180015.0,
         correction=Correction.BONFERRONI,
         reference_mode="warmup",
