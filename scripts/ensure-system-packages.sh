@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
-# docker-compose for `docker-compose config`, stunnel + openssl for TLS, setpriv). Idempotent: does nothing when present.
+# docker-compose for `docker-compose config`, stunnel + openssl for TLS, setpriv).
+# Idempotent: does nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
