@@ -132,6 +132,8 @@ class ModelRuntime:
         self._file_mtime: float | None = None
         self.last_reference_error: str = ""
         self.pending: dict[str, str] = {}
+        """Why each feature without bins has none (the last failed warm-up's verdict)."""
+        self._fitted: frozenset[str] = frozenset()
         self._warm_numeric: list[npt.NDArray[np.float64]] = []
         self._warm_categorical: list[tuple[npt.NDArray[np.object_], ...]] = []
         self._warm_count = 0
@@ -220,6 +222,7 @@ class ModelRuntime:
             raise ReferenceDataError("internal: profile order differs from the model's order")
         shape = (layout.n_features, layout.width)
         self.profile = profile
+        self._fitted = frozenset(f.name for f in profile.features) & {s.name for s in self.specs}
         self.layout = layout
         self.reference_counts = counts
         self.window = EventTimeWindow(
@@ -263,7 +266,7 @@ class ModelRuntime:
         self._warm_numeric.clear()
         self._warm_categorical.clear()
         self._warm_count = 0
-        wanted = [s for s in self.specs if self.profile is None or s.name in self.pending]
+        wanted = [s for s in self.specs if s.name not in self._fitted]
         top_k = {f.name: f.top_k or 20 for f in self.settings.features}
         fitted, errors = fit_features(
             wanted,
@@ -375,7 +378,7 @@ class ModelRuntime:
         outside[start:] = result.outside
         if result.accepted.any():
             invalid = self._count_accepted(numeric, categorical, times, result.accepted)
-        if warming and self.pending:
+        if warming and len(self._fitted) < len(self.specs):
             self._collect(columns, start)
             if self._warm_count >= self.settings.reference.warmup_events:
                 self._finish_warmup()
@@ -442,25 +445,20 @@ class ModelRuntime:
 
     def _unfitted_rows(self) -> list[int]:
         """Rows (layout order) of the features the active profile has no bins for."""
-        if self.profile is None:
-            return list(range(len(self.specs)))
-        return [i for i, s in enumerate(self.specs) if self.profile.feature(s.name) is None]
+        return [i for i, s in enumerate(self.specs) if s.name not in self._fitted]
 
     def _no_reference_reason(self, name: str) -> str:
         """Why a feature has no bins yet (the warm-up's verdict, or its progress)."""
-        if name in self.pending:
-            retry = f"; retrying: {self._warm_count}/{self.settings.reference.warmup_events}"
-            return self.pending[name] + (
-                retry + " events" if self.mode is not ReferenceMode.FILE else ""
-            )
         if self.mode is ReferenceMode.FILE:
             return self.last_reference_error or "reference file not loaded yet"
         done, need = self.warmup_progress
+        if name in self.pending:
+            return f"{self.pending[name]}; retrying: {done}/{need} events"
         return f"warm-up in progress: {done}/{need} events"
 
     def _readiness(self, feature: FeatureResult) -> FeatureResult:
         """`feature` with `reference_ready` and `reference_note` set (see the module doc)."""
-        if self.profile is None or self.profile.feature(feature.name) is None:
+        if feature.name not in self._fitted:
             note = self._no_reference_reason(feature.name)
             return dataclasses.replace(feature, reference_ready=False, reference_note=note)
         if self.lagging is not None and feature.reference_samples < self.policy.min_samples:
