@@ -29,9 +29,10 @@ Timeline (two models on one single-partition topic, both with the demo feature s
    amount and score, drift) and `churn` stays clean. The drifting events' event time starts
    10 s ahead of the wall clock, a jump larger than the window. So the first window with
    min_samples values is entirely drifted, and every alert of a feature starts at the same
-   rule evaluation, as it would in steady state. Clean events polled in the same batch as
-   the first drifted ones are within the lateness: they are kept before the current window
-   instead of being rejected as too late.
+   rule evaluation, as it would in steady state. The drifted events are produced only once
+   the daemon's watermark has reached the last clean event, so no clean event is polled
+   after the jump: it would be older than the window's start (`outside_window`, a reject)
+   and would feed DriftmonHighRejectRate in this short test.
 
 Expected and checked:
 
@@ -114,8 +115,8 @@ CATEGORICAL = next(s.name for s in DEMO_FEATURES if s.kind is FeatureKind.CATEGO
 WARMUP_EVENTS = 2_000
 RATE = 1_000.0  # events/s over both models
 EVENT_TIME_JUMP_S = 10.0  # > window length: the first drifted window holds no clean event
-# Lateness > the jump: clean events polled in one batch with the first drifted ones are kept in
-# the ring (before the current window) instead of being rejected as too late.
+# Lateness > the jump (kept from before the drift gate): a clean straggler would be
+# outside_window rather than too_late.
 WINDOW = {"bucket": "1s", "length": "5s", "allowed_lateness": "15s"}
 EVALUATION = {"interval": "1s", "min_samples": 1000}
 
@@ -153,8 +154,10 @@ def model_config(name: str) -> dict[str, Any]:
 class Stream:
     """The paced stream in a background thread: clean until `drift()`, then `fraud` drifts.
 
-    After `drift()` the event time runs EVENT_TIME_JUMP_S ahead of the wall clock. Both phases
-    share one producer, so every drifted event follows every clean one in the partition.
+    After `drift()` the clean phase ends (`last_clean_ts` is its newest event time); the
+    drifting phase starts at `release()`, with event time EVENT_TIME_JUMP_S ahead of the wall
+    clock. Both phases share one producer, so every drifted event follows every clean one in
+    the partition.
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
@@ -162,19 +165,26 @@ class Stream:
         self.topic = topic
         self.error: BaseException | None = None
         self._drift = threading.Event()
+        self._release = threading.Event()
         self._stop = threading.Event()
+        self.clean_done = threading.Event()
+        self.last_clean_ts = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         common: dict[str, Any] = {"models": list(MODELS), "rate": RATE, "array": 5}
         try:
-            run_simulation(
+            clean = run_simulation(
                 self.sink,
                 self.topic,
                 seed=2,  # not the warm-up's seed: the stream must not replay the reference
                 stop=lambda: self._drift.is_set() or self._stop.is_set(),
                 **common,
             )
+            self.last_clean_ts = clean.last_ts or 0.0
+            self.clean_done.set()
+            while not (self._release.is_set() or self._stop.is_set()):
+                self._release.wait(0.1)
             if not self._stop.is_set():
                 run_simulation(
                     self.sink,
@@ -194,8 +204,12 @@ class Stream:
         self._thread.start()
 
     def drift(self) -> None:
-        """Switch to the drifting scenario."""
+        """End the clean phase (the drifting one waits for `release()`)."""
         self._drift.set()
+
+    def release(self) -> None:
+        """Start the drifting phase."""
+        self._release.set()
 
     def stop(self) -> None:
         """Stop producing, wait for the thread, close the producer (idempotent)."""
@@ -500,6 +514,22 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
                 )
 
                 stream.drift()
+                wait_until(stream.clean_done.is_set, 10, message="the clean phase to end")
+                wait_until(
+                    lambda: (
+                        max(
+                            daemon.metrics().value(
+                                "driftmon_model_watermark_timestamp_seconds", model=model
+                            )
+                            for model in MODELS
+                        )
+                        >= stream.last_clean_ts
+                    ),
+                    20,
+                    message="the daemon to reach the last clean event",
+                    on_timeout=daemon.tail,
+                )
+                stream.release()
                 chain.mark("stream drifts")
                 chat = hook.wait_for(firing_with("DriftmonFeatureDrift"), 25, "the drift warning")
                 pager = hook.wait_for(firing_with("DriftmonFeaturePsiCritical"), 10, "the page")
