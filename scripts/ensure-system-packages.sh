@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
-# docker-compose for `docker-compose config`, stunnel + openssl for TLS, setpriv).
+# docker-compose for `docker-compose config`, ss, stunnel + openssl for TLS, setpriv).
 # Idempotent: does nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# ss (iproute2): the HTTP tests read the listen backlog of the server socket from the kernel
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)   # TLS in front of tansu
 command -v openssl >/dev/null 2>&1 || need+=(openssl)     # throw-away test CA
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # read-only state dir under root

@@ -151,7 +151,7 @@ class Metrics:
 
 
 class DaemonProcess:
-    """`driftmon run --config CONFIG` as a child process; logs go to `workdir/daemon-N.log`.
+    """`driftmon run --config CONFIG [ARGS]` as a child process; logs go to `workdir/daemon-N.log`.
 
     Every `start()` opens a new log file (N = 1, 2, ...), so the port and the log lines of each
     run stay apart. `close()` (or leaving the `with` block) kills a process still running.
@@ -164,11 +164,13 @@ class DaemonProcess:
         *,
         env: Mapping[str, str] | None = None,
         prefix: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> None:
-        """`prefix`: a command the daemon runs under (e.g. `setpriv` dropping capabilities)."""
+        """`prefix`: a command the daemon runs under (e.g. `setpriv`); `args`: extra run flags."""
         self.config = config
         self.workdir = workdir
         self.prefix = tuple(prefix)
+        self.args = tuple(args)  # extra `driftmon run` arguments, e.g. --web.config.file
         self.env = {**clean_environ(), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -203,6 +205,7 @@ class DaemonProcess:
                     "run",
                     "--config",
                     str(self.config),
+                    *self.args,
                 ],
                 cwd=REPO,
                 env=self.env,
