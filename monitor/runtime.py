@@ -45,6 +45,7 @@ from monitor.errors import ReferenceDataError, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
+    DEFAULT_TOP_K,
     FeatureKind,
     FeatureResult,
     FeatureSpec,
@@ -63,6 +64,7 @@ from monitor.reference import (
     profile_to_json,
 )
 from monitor.state import ModelState
+from monitor.warmup import WarmupBuffer
 from monitor.window import EventTimeWindow, LaggingReference
 
 ROLLING_BUCKET_SECONDS = 3600.0
@@ -134,9 +136,7 @@ class ModelRuntime:
         self.pending: dict[str, str] = {}
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
-        self._warm_numeric: list[npt.NDArray[np.float64]] = []
-        self._warm_categorical: list[tuple[npt.NDArray[np.object_], ...]] = []
-        self._warm_count = 0
+        self._warm: WarmupBuffer | None = None
         self.reloads: list[tuple[bool, str]] = []
 
     # -- reference ---------------------------------------------------------------
@@ -251,27 +251,20 @@ class ModelRuntime:
         The fitted ones join the profile (activated, or extended in place); the others stay
         in `pending` with the reason and are retried over the next `warmup_events` events.
         """
-        events = self._warm_count
-        numeric = (
-            np.concatenate(self._warm_numeric, axis=1)
-            if self._warm_numeric
-            else np.empty((len(self.numeric_specs), 0))
-        )
-        categorical = [
-            np.concatenate([chunk[i] for chunk in self._warm_categorical])
-            if self._warm_categorical
-            else np.empty(0, dtype=object)
-            for i in range(len(self.categorical_specs))
+        warm = self._warm
+        self._warm = None
+        if warm is None:
+            return
+        events = warm.count
+        numeric, categorical = warm.numeric(), warm.categorical()
+        wanted = [self.numeric_specs[r] for r in warm.numeric_rows] + [
+            self.categorical_specs[r] for r in warm.categorical_rows
         ]
-        self._warm_numeric.clear()
-        self._warm_categorical.clear()
-        self._warm_count = 0
-        wanted = [s for s in self.specs if s.name not in self._fitted]
-        top_k = {f.name: f.top_k or 20 for f in self.settings.features}
+        top_k = {f.name: f.top_k or DEFAULT_TOP_K for f in self.settings.features}
         fitted, errors = fit_features(
             wanted,
-            {s.name: numeric[i] for i, s in enumerate(self.numeric_specs)},
-            {s.name: categorical[i] for i, s in enumerate(self.categorical_specs)},
+            {self.numeric_specs[r].name: values for r, values in numeric.items()},
+            {self.categorical_specs[r].name: values for r, values in categorical.items()},
             max_bins=self.settings.max_bins,
             top_k=top_k,
             min_values=min(MIN_NUMERIC_VALUES, self.settings.reference.warmup_events),
@@ -321,15 +314,21 @@ class ModelRuntime:
         return profile
 
     def _collect(self, columns: ModelColumns, start: int) -> int:
-        """Buffer the batch's events from `start` until the warm-up holds `warmup_events`."""
-        need = self.settings.reference.warmup_events - self._warm_count
-        take = min(need, len(columns) - start)
-        if take > 0:
-            part = slice(start, start + take)
-            self._warm_numeric.append(columns.numeric[:, part].copy())
-            self._warm_categorical.append(tuple(c[part].copy() for c in columns.categorical))
-            self._warm_count += take
-        return max(take, 0)
+        """Buffer the batch's events from `start` until the warm-up holds `warmup_events`.
+
+        A new buffer holds the features without bins at that moment (all at first).
+        """
+        if self._warm is None:
+            self._warm = WarmupBuffer(
+                self.settings.reference.warmup_events,
+                [i for i, s in enumerate(self.numeric_specs) if s.name not in self._fitted],
+                [i for i, s in enumerate(self.categorical_specs) if s.name not in self._fitted],
+            )
+        return self._warm.add(columns.numeric, columns.categorical, start)
+
+    @property
+    def _warm_full(self) -> bool:
+        return self._warm is not None and self._warm.full
 
     def _persist_profile(self, profile: ReferenceProfile) -> None:
         directory = self.state_dir / "references"
@@ -359,7 +358,7 @@ class ModelRuntime:
             accepted[start : start + take] = True
             start += take
             warmup += take
-            if self._warm_count < self.settings.reference.warmup_events:
+            if not self._warm_full:
                 break
             self._finish_warmup()  # a failed one starts over with the rest of the batch
         early = np.zeros(n, dtype=bool)
@@ -380,7 +379,7 @@ class ModelRuntime:
             invalid = self._count_accepted(numeric, categorical, times, result.accepted)
         if warming and len(self._fitted) < len(self.specs):
             self._collect(columns, start)
-            if self._warm_count >= self.settings.reference.warmup_events:
+            if self._warm_full:
                 self._finish_warmup()
         return IngestResult(
             accepted, result.too_late, result.too_early, warmup, invalid, early, False, outside
@@ -499,7 +498,8 @@ class ModelRuntime:
     @property
     def warmup_progress(self) -> tuple[int, int]:
         """(events buffered, events needed) for a warm-up reference."""
-        return self._warm_count, self.settings.reference.warmup_events
+        done = self._warm.count if self._warm is not None else 0
+        return done, self.settings.reference.warmup_events
 
     # -- checkpoint ------------------------------------------------------------------
 
@@ -509,7 +509,6 @@ class ModelRuntime:
         meta: dict[str, Any] = {
             "mode": self.mode.value,
             "model_version": self.model_version,
-            "warm_count": self._warm_count,
             "pending": dict(self.pending),
         }
         if self.profile is not None and self.window is not None:
@@ -521,16 +520,8 @@ class ModelRuntime:
             if self.lagging is not None:
                 for key, value in self.lagging.state().items():
                     arrays[f"lagging.{key}"] = value
-        if self._warm_count:
-            numeric = np.concatenate(self._warm_numeric, axis=1) if self._warm_numeric else None
-            if numeric is not None:
-                arrays["warm.numeric"] = numeric
-            # categorical warm-up values go into the JSON metadata: numpy string arrays
-            # would strip trailing NUL characters (and need no pickles this way)
-            meta["warm_categorical"] = [
-                np.concatenate([chunk[i] for chunk in self._warm_categorical]).tolist()
-                for i in range(len(self.categorical_specs))
-            ]
+        if self._warm is not None and self._warm.count:
+            arrays["warm.numeric"], meta["warm"] = self._warm.state()
         return ModelState(self.fingerprint(), arrays, meta)
 
     def restore(self, state: ModelState) -> None:
@@ -567,23 +558,19 @@ class ModelRuntime:
                 raise StateError(
                     f"model {self.name!r}: checkpointed window unusable: {exc}"
                 ) from exc
-        warm_count = int(state.meta.get("warm_count", 0))
-        if warm_count:
-            numeric = state.arrays.get("warm.numeric")
-            columns = state.meta.get("warm_categorical", [])
-            if len(columns) != len(self.categorical_specs) or (
-                self.numeric_specs
-                and (numeric is None or numeric.shape != (len(self.numeric_specs), warm_count))
-            ):
-                raise StateError(f"model {self.name!r}: checkpointed warm-up buffer is incomplete")
-            self._warm_numeric = (
-                [np.asarray(numeric, dtype=np.float64)]
-                if numeric is not None
-                else [np.empty((0, warm_count))]
+        warm = state.meta.get("warm")
+        count = int(state.meta.get("warm_count", 0))
+        if warm is None and count:  # written before per-feature warm-ups: every feature
+            warm = {
+                "count": count,
+                "numeric_rows": list(range(len(self.numeric_specs))),
+                "categorical_rows": list(range(len(self.categorical_specs))),
+                "categorical": state.meta.get("warm_categorical", []),
+            }
+        if warm is not None:
+            self._warm = WarmupBuffer.restore(
+                self.settings.reference.warmup_events, state.arrays.get("warm.numeric"), warm
             )
-            chunk = tuple(np.asarray(column, dtype=object) for column in columns)
-            self._warm_categorical = [chunk] if chunk else []
-            self._warm_count = warm_count
 
     def memory_bytes(self) -> int:
         """Bytes held by the window rings and reference counts."""

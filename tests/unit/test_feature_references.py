@@ -167,6 +167,35 @@ def test_a_feature_present_too_rarely_keeps_retrying_with_bounded_memory(tmp_pat
     assert runtime.profile is not None and runtime.profile.feature("b") is None
 
 
+def test_a_repeated_warmup_buffers_only_the_features_without_reference(tmp_path: Path) -> None:
+    """After the first warm-up only b's column is buffered (and checkpointed)."""
+    rng = np.random.default_rng(9)
+    runtime = _runtime(_settings(tmp_path))
+    runtime.ingest(_batch(rng, 1200, START, b=np.nan))
+    state = runtime.to_state()
+    assert state.arrays["warm.numeric"].shape == (1, 200)
+    assert state.meta["warm"]["numeric_rows"] == [1]
+    assert state.meta["warm"]["categorical_rows"] == []
+
+
+def test_a_checkpoint_from_before_per_feature_warmups_still_resumes(tmp_path: Path) -> None:
+    """The old form (warm_count + every column) resumes and then fits b's reference alone."""
+    rng = np.random.default_rng(10)
+    settings = _settings(tmp_path)
+    first = _runtime(settings)
+    batch = _batch(rng, 600, START, b=np.nan)
+    first.ingest(batch)
+    state = first.to_state()
+    warm = state.meta.pop("warm")
+    state.meta["warm_count"] = warm["count"]
+    state.meta["warm_categorical"] = warm["categorical"]
+    second = _runtime(settings)
+    second.restore(state)
+    assert second.warmup_progress == (600, WARMUP)
+    second.ingest(_batch(rng, 400, START + 60, b=np.nan))
+    assert second.ready and set(second.pending) == {"b"}
+
+
 def test_no_usable_feature_at_all_restarts_the_whole_warmup(tmp_path: Path) -> None:
     """Every feature unusable: the model is not ready and collects a new warm-up."""
     rng = np.random.default_rng(5)
