@@ -229,7 +229,6 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
         KafkaSink,
         KafkaSource,
         RevokeCallback,
-        producer_kwargs,
     )
     from monitor.state import CheckpointStore
 
@@ -244,7 +243,7 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
     consumer_kwargs = settings.kafka.consumer_kwargs()
     sink = None
     if settings.kafka.dead_letter_topic:
-        sink = KafkaSink(producer_kwargs(consumer_kwargs))
+        sink = KafkaSink(settings.kafka.dead_letter_kwargs())
 
     def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> KafkaSource:
         return KafkaSource(consumer_kwargs, list(settings.kafka.topics), on_assign, on_revoke)

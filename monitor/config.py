@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DRIFTMON_"
+DEAD_LETTER_HEADROOM_BYTES = 65_536
 DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
@@ -224,8 +225,8 @@ class KafkaSettings(_Section):
     dead_letter_topic: Topic | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(5000, ge=1, le=100_000)
-    fetch_max_bytes: int = Field(52_428_800, ge=1)
-    max_partition_fetch_bytes: int = Field(1_048_576, ge=1)
+    fetch_max_bytes: int = Field(16_777_216, ge=1)
+    max_partition_fetch_bytes: int | None = Field(None, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1)
     heartbeat_interval_ms: int = Field(3_000, ge=1)
     max_poll_interval_ms: int = Field(300_000, ge=1)
@@ -260,9 +261,32 @@ class KafkaSettings(_Section):
                     f"must be at least reconnect_backoff_ms ({self.reconnect_backoff_ms})",
                 )
             )
+        if self.partition_fetch_bytes > self.fetch_max_bytes:
+            issues.append(
+                (
+                    "fetch_max_bytes",
+                    f"must be at least max_partition_fetch_bytes ({self.partition_fetch_bytes})"
+                    " and max_message_bytes",
+                )
+            )
         if issues:
             raise _KeyedError(*issues)
         return self
+
+    @property
+    def partition_fetch_bytes(self) -> int:
+        """`max_partition_fetch_bytes`, or `max_message_bytes` when unset (the default)."""
+        return self.max_partition_fetch_bytes or self.max_message_bytes
+
+    def dead_letter_kwargs(self) -> dict[str, object]:
+        """`client_kwargs()` plus the producer limits of the dead-letter sink.
+
+        `max_request_size` is `max_message_bytes` + 64 KiB (room for the key, the headers and
+        the batch framing), so every message the decoder may parse can be dead-lettered;
+        `buffer_memory` holds 8 such requests, which bounds the producer's memory.
+        """
+        request = self.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
+        return {**self.client_kwargs(), "max_request_size": request, "buffer_memory": 8 * request}
 
     def client_kwargs(self) -> dict[str, object]:
         """Connection and security keyword arguments shared by KafkaConsumer and KafkaProducer.
@@ -300,7 +324,7 @@ class KafkaSettings(_Section):
             "enable_auto_commit": False,
             "max_poll_records": self.max_poll_records,
             "fetch_max_bytes": self.fetch_max_bytes,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+            "max_partition_fetch_bytes": self.partition_fetch_bytes,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "max_poll_interval_ms": self.max_poll_interval_ms,
@@ -313,7 +337,11 @@ def _reveal(secret: SecretStr | None) -> str | None:
 
 
 class EventSettings(_Section):
-    """Where the decoder finds the event time, model, version and features in a record."""
+    """Where the decoder finds the event time, model, version and features in a record.
+
+    `max_array_elements` caps the events one message may carry as a JSON array: the first
+    `max_array_elements` are used, each further element is rejected as `too_large`.
+    """
 
     timestamp_field: str | None = Field("ts", min_length=1)
     timestamp_fallback_to_kafka: bool = False
@@ -322,6 +350,7 @@ class EventSettings(_Section):
     features_path: str = "features"
     default_model: str | None = None
     max_future_seconds: Duration = 300.0
+    max_array_elements: int = Field(10_000, ge=1, le=1_000_000)
 
 
 class ReferenceSettings(_Section):
@@ -474,7 +503,12 @@ class StateSettings(_Section):
 
 
 class LogSettings(_Section):
-    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate."""
+    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate.
+
+    `payload_preview: false` (the default) keeps payload content out of the log: reject
+    samples name positions, sizes and JSON types only. `true` adds an escaped preview of at
+    most 48 bytes of the value and the refused model / timestamp values.
+    """
 
     level: Annotated[
         Literal["debug", "info", "warning", "error"],
@@ -482,6 +516,7 @@ class LogSettings(_Section):
     ] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     sample_rejects_per_minute: int = Field(10, ge=0)
+    payload_preview: bool = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -287,9 +287,9 @@ def test_reject_checks_run_in_order_model_features_timestamp() -> None:
 
 
 def test_samples_are_bounded_escaped_and_short() -> None:
-    """At most max_samples samples; previews are escaped and never show a value's tail."""
+    """At most max_samples samples; with previews on they are escaped and never show a tail."""
     secret = b"\x01\x02not json " + b"." * 100 + b"password=hunter2"
-    dec = decoder(max_samples=3)
+    dec = decoder(max_samples=3, payload_preview=True)
     batch = dec.decode([msg(secret, offset=i) for i in range(10)])
     assert batch.rejected == {("features", RejectReason.INVALID_JSON): 10}
     assert len(batch.samples) == 3
@@ -303,24 +303,45 @@ def test_samples_are_bounded_escaped_and_short() -> None:
     ]
 
 
+def test_samples_hold_no_payload_content_by_default() -> None:
+    """Without payload_preview a sample names sizes and JSON types, never bytes or values."""
+    markers = ("123-45-6789", "alice.smith@example.com", "4111-1111-1111-1111")
+    values = [
+        b'{"features": {"ssn": "123-45-6789"} not json',
+        dumps(event(model="alice.smith@example.com")),
+        dumps(event(ts="john.doe 4111-1111-1111-1111")),
+        b"\xff alice.smith@example.com",
+        dumps([event(), "123-45-6789"]),
+        dumps("123-45-6789"),
+    ]
+    batch = decoder().decode([msg(v, offset=i) for i, v in enumerate(values)])
+    assert len(batch.samples) == len(values)
+    text = " ".join(detail for _, _, detail in batch.samples)
+    assert not [m for m in markers if m in text], text
+    assert "<string of length 23>" in text and "bytes" in text
+    preview = decoder(payload_preview=True).decode([msg(values[1])])
+    assert "alice.smith@example.com" in preview.samples[0][2]
+
+
 def test_long_unknown_model_name_is_cut_in_the_sample() -> None:
-    """An unknown model name is shown escaped and cut, so the detail stays short."""
-    batch = decoder().decode([msg(event(model="m\n" + "z" * 500))])
+    """An unknown model name is shown escaped and cut (previews on), so the detail stays short."""
+    batch = decoder(payload_preview=True).decode([msg(event(model="m\n" + "z" * 500))])
     detail = batch.samples[0][2]
     assert "'m\\nzzz" in detail and len(detail) <= 200
 
 
-def test_dead_letters_hold_each_bad_message_once_and_are_capped() -> None:
-    """A message with two bad records is one dead letter; the list stops at the cap."""
+def test_dead_letters_hold_each_bad_message_once_without_a_cap() -> None:
+    """A message with two bad records is one dead letter; every bad message is listed."""
     two_bad = msg([1, 2, event()], offset=0)
-    others = [msg(b"x", offset=i) for i in range(1, 6)]
-    batch = decoder(max_dead_letters=3).decode([two_bad, msg(event()), *others])
+    others = [msg(b"x", offset=i) for i in range(1, 1_500)]
+    batch = decoder().decode([two_bad, msg(event()), *others])
     assert batch.rejected == {
         ("features", RejectReason.NOT_AN_OBJECT): 2,
-        ("features", RejectReason.INVALID_JSON): 5,
+        ("features", RejectReason.INVALID_JSON): 1_499,
     }
-    assert batch.rejected_messages == [two_bad, others[0], others[1]]
-    assert decoder(max_dead_letters=0).decode([two_bad]).rejected_messages == []
+    assert batch.rejected_messages == [two_bad, *others]
+    reasons = [reason for _, reason in batch.account.dead_letters.values()]
+    assert reasons[:2] == [RejectReason.NOT_AN_OBJECT, RejectReason.INVALID_JSON]
 
 
 # -- missing and invalid feature values -------------------------------------------------
