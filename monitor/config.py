@@ -282,11 +282,10 @@ class KafkaSettings(_Section):
         """`client_kwargs()` plus the producer limits of the dead-letter sink.
 
         `max_request_size` is `max_message_bytes` + 64 KiB (room for the key, the headers and
-        the batch framing), so every message the decoder may parse can be dead-lettered;
-        `buffer_memory` holds 8 such requests, which bounds the producer's memory.
+        the batch framing), so every message the decoder may parse can be dead-lettered.
         """
         request = self.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
-        return {**self.client_kwargs(), "max_request_size": request, "buffer_memory": 8 * request}
+        return {**self.client_kwargs(), "max_request_size": request}
 
     def client_kwargs(self) -> dict[str, object]:
         """Connection and security keyword arguments shared by KafkaConsumer and KafkaProducer.
