@@ -28,6 +28,7 @@ from monitor.decode import (
     epoch_seconds,
     parse_rfc3339,
 )
+from monitor.account import BatchAccount
 from monitor.errors import ConfigError, RejectReason
 from monitor.model import RawMessage
 
@@ -773,6 +774,63 @@ def test_ten_thousand_unknown_feature_names_grow_nothing() -> None:
     assert growth < 64 * 1024, growth  # the 10,000 names alone would take > 500 kB
     assert {slot: getattr(dec, slot) for slot in type(dec).__slots__} == before
     assert dec._layout.attrs == attrs_before
+
+
+# -- memory bounds on hostile input ----------------------------------------------------------
+
+
+def test_array_over_the_element_cap_keeps_the_first_elements_and_counts_the_rest() -> None:
+    """An array of 8 events under a cap of 5: 5 accepted, 3 too_large, one dead letter."""
+    dec = decoder(EventFields(max_array_elements=5))
+    elements = [event({"amount": float(i)}) for i in range(8)]
+    message = msg(elements, topic="t")
+    batch = dec.decode([message, msg(elements[:5], topic="t")])
+    np.testing.assert_array_equal(batch.models["fraud"].numeric[0], [0, 1, 2, 3, 4] * 2)
+    assert batch.accepted == {"t": 10}
+    assert batch.rejected == {("t", RejectReason.TOO_LARGE): 3}
+    assert batch.rejected_messages == [message]
+    assert "array of 8 elements > event.max_array_elements 5" in batch.samples[0][2]
+
+
+def test_hostile_array_is_counted_without_building_its_records() -> None:
+    """A 349,000-element `[{},...]` message decodes with a small peak of Python memory."""
+    value = b"[" + b",".join([b"{}"] * 349_000) + b"]"
+    dec = decoder()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        batch = dec.decode([msg(value, topic="t")])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert batch.rejected == {
+        ("t", RejectReason.UNKNOWN_MODEL): 10_000,
+        ("t", RejectReason.TOO_LARGE): 339_000,
+    }
+    assert len(batch.rejected_messages) == 1 and len(batch.samples) == 20
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # 349k records: > 100 MiB
+
+
+def test_slices_bound_the_columns_alive_at_once() -> None:
+    """`slices` cuts a batch of arrays into slices of bounded records, counting everything."""
+    dec = decoder()
+    limit = dec._slice_records
+    per_message = 1_000
+    n_messages = 3 * limit // per_message
+    value = dumps([event({"amount": 1.0})] * per_message)
+    messages = [msg(value, topic="t", offset=i) for i in range(n_messages)]
+    account = BatchAccount()
+    sizes = [len(part.models["fraud"]) for part in dec.slices(messages, account)]
+    assert len(sizes) >= 3 and max(sizes) <= limit
+    assert sum(sizes) == n_messages * per_message == account.decoded["t"]
+    assert account.consumed == {"t": n_messages} and account.rejected == {}
+
+
+def test_a_tombstone_sample_names_it_and_nothing_else() -> None:
+    """A null value is one invalid_json reject described as a tombstone."""
+    batch = decoder().decode([msg(None, topic="t")])
+    assert batch.rejected == {("t", RejectReason.INVALID_JSON): 1}
+    assert batch.samples[0][2].endswith("value is null (a tombstone)")
 
 
 # -- properties -----------------------------------------------------------------------------
