@@ -495,11 +495,11 @@ def _newest_times(
     if not messages or not accepted.any():
         return
     times = columns.times[accepted]
+    if len(account.consumed) == 1:  # one topic in the batch: no per-message lookup
+        account.event_time(next(iter(account.consumed)), float(times.max()))
+        return
     indices = columns.messages[accepted]
     topics = {messages[i].topic for i in np.unique(indices).tolist()}
-    if len(topics) == 1:
-        account.event_time(topics.pop(), float(times.max()))
-        return
     topic_of = np.array([messages[i].topic for i in indices.tolist()], dtype=object)
     for topic in topics:
         account.event_time(topic, float(times[topic_of == topic].max()))
