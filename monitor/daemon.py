@@ -523,10 +523,10 @@ class DaemonHealth:
 
 
 def dead_letter_headers(message: RawMessage, reason: RejectReason) -> list[tuple[str, bytes]]:
-    """The original headers of `message` followed by `driftmon-reason`, `driftmon-topic`,
-    `driftmon-partition`, `driftmon-offset` (ASCII) and, for a tombstone (null value, sent
-    as an empty value), `driftmon-tombstone: 1`."""
-    headers = [*message.headers]
+    """The original headers of `message` (a null header value sent as empty) followed by
+    `driftmon-reason`, `driftmon-topic`, `driftmon-partition`, `driftmon-offset` (ASCII) and,
+    for a tombstone (null value, sent as an empty value), `driftmon-tombstone: 1`."""
+    headers = [(name, b"" if value is None else value) for name, value in message.headers]
     headers += [
         ("driftmon-reason", reason.value.encode()),
         ("driftmon-topic", message.topic.encode()),
