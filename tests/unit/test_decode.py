@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor import decode as decode_module
+from monitor.account import BatchAccount
 from monitor.decode import (
     INVALID_CATEGORY,
     BatchDecoder,
@@ -28,7 +29,6 @@ from monitor.decode import (
     epoch_seconds,
     parse_rfc3339,
 )
-from monitor.account import BatchAccount
 from monitor.errors import ConfigError, RejectReason
 from monitor.model import RawMessage
 
