@@ -63,6 +63,9 @@ def tune_garbage_collector() -> None:
 
 
 DEAD_LETTER_FLUSH_S = 5.0
+DEAD_LETTER_FLUSH_BYTES = 16 * 1024 * 1024
+"""Queued dead-letter bytes that trigger a flush before the next batch: kafka-python's
+producer has no buffer limit, so this bounds the memory the dead letters hold."""
 MAX_REJECT_SAMPLES = 20
 
 
@@ -154,7 +157,7 @@ class Daemon:
         self.dead_letter_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
         )
-        self._dead_letters_queued = False
+        self._dead_letter_bytes = 0
         self.offsets: dict[TP, int] = {}
         self.stats = LoopStats()
         self._stop = False
@@ -303,10 +306,11 @@ class Daemon:
         if self.dead_letter is None or topic is None or not account.dead_letters:
             return
         for message, reason in account.dead_letters.values():
+            value = b"" if message.value is None else message.value
             try:
                 self.dead_letter.send(
                     topic,
-                    b"" if message.value is None else message.value,
+                    value,
                     key=message.key,
                     headers=dead_letter_headers(message, reason),
                     on_error=partial(self._dead_letter_failed, reason),
@@ -322,17 +326,21 @@ class Daemon:
                         offset=message.offset,
                         error=str(exc)[:200],
                     )
-        self._dead_letters_queued = True
+            else:
+                self._dead_letter_bytes += len(value) + 100
+        if self._dead_letter_bytes >= DEAD_LETTER_FLUSH_BYTES:
+            self._flush_dead_letters()
 
     def _dead_letter_failed(self, reason: RejectReason, _exc: BaseException | None = None) -> None:
         """Count one record that did not reach the dead-letter topic (any thread)."""
         self.metrics.dead_letter_failed(reason)
 
     def _flush_dead_letters(self) -> None:
-        """Wait (up to DEAD_LETTER_FLUSH_S) for queued dead letters before a checkpoint."""
-        if self.dead_letter is None or not self._dead_letters_queued:
+        """Wait (up to DEAD_LETTER_FLUSH_S) for the queued dead letters: before a checkpoint,
+        and whenever DEAD_LETTER_FLUSH_BYTES are queued."""
+        if self.dead_letter is None or not self._dead_letter_bytes:
             return
-        self._dead_letters_queued = False
+        self._dead_letter_bytes = 0
         try:
             self.dead_letter.flush(DEAD_LETTER_FLUSH_S)
         except Exception as exc:  # undelivered records are counted by their callbacks

@@ -480,6 +480,7 @@ class RecordingSink:
     broken: bool = False
     sent: list[tuple[str, bytes]] = field(default_factory=list)
     reasons: list[bytes] = field(default_factory=list)
+    flushes: int = 0
 
     def send(
         self,
@@ -495,10 +496,27 @@ class RecordingSink:
         self.reasons.append(dict(headers)["driftmon-reason"])
 
     def flush(self, timeout_s: float | None = None) -> None:
-        return None
+        self.flushes += 1
 
     def close(self, timeout_s: float = 5.0) -> None:
         return None
+
+
+def test_queued_dead_letters_are_flushed_once_they_reach_sixteen_mebibytes(
+    tmp_path: Path,
+) -> None:
+    """40 rejected 1 MB messages in batches of 10 are flushed by size, not at checkpoints."""
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    settings = settings_for(
+        tmp_path,
+        [file_model("m", ref)],
+        kafka={"dead_letter_topic": "driftmon-dlq", "max_poll_records": 10},
+    )
+    sink = RecordingSink()
+    h = build(settings, {("t", 0): [b"x" * 1_000_000] * 40}, dead_letter=sink)
+    h.drain()
+    assert len(sink.sent) == 40
+    assert sink.flushes >= 2
 
 
 @pytest.mark.parametrize("broken", [False, True])
