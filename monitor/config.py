@@ -51,6 +51,8 @@ from pydantic_settings import (
 
 from monitor.errors import ConfigError
 from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
     Correction,
     DecisionPolicy,
     FeatureKind,
@@ -81,7 +83,6 @@ __all__ = [
 
 ENV_PREFIX = "DRIFTMON_"
 DEAD_LETTER_HEADROOM_BYTES = 65_536
-DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ class EventSettings(_Section):
 
 
 class ReferenceSettings(_Section):
-    """Where a model's reference distribution comes from (DESIGN.md section 4)."""
+    """Where a model's reference distribution comes from (README.md, References)."""
 
     mode: ReferenceMode = ReferenceMode.WARMUP
     path: Path | None = None
@@ -422,7 +423,7 @@ class ModelSettings(_Section):
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
-    max_bins: int = Field(128, ge=2, le=1024)
+    max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
 
     @field_validator("features")
     @classmethod
@@ -470,7 +471,7 @@ class WindowSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    """How often drift is evaluated and the decision rule's parameters (DESIGN.md section 6)."""
+    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md)."""
 
     interval: Duration = 15.0
     min_samples: int = Field(1000, ge=10)

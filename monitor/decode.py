@@ -4,7 +4,7 @@
 model, one float64 matrix of numeric features, one object array per categorical feature, the
 event times and the (topic, partition) each event came from, plus the pipeline counters.
 
-Event contract (DESIGN.md section 3; field names come from `EventFields`):
+Event contract (docs/architecture.md; field names come from `EventFields`):
 
 - A message value is one JSON object (one event) or a JSON array of objects (several events).
   A value longer than `max_message_bytes` is one `too_large` record and is never parsed.
@@ -149,7 +149,7 @@ Describe = Callable[..., str]
 
 @dataclass(frozen=True, slots=True)
 class EventFields:
-    """Where the decoder finds each part of an event (DESIGN.md section 3, `event:` config).
+    """Where the decoder finds each part of an event (docs/architecture.md, `event:` config).
 
     `timestamp_field=None` always uses the Kafka record timestamp. When the field is absent or
     null, `timestamp_fallback_to_kafka` uses the Kafka timestamp instead of `bad_timestamp`.
@@ -218,13 +218,10 @@ class DecodedBatch:
     properties below read it (the counts of the slices decoded so far). `samples` are
     (topic, reason, detail) for the first rejects in message order, detail <= 200 characters
     starting with the message position. `rejected_messages` holds each message with at least
-    one rejected record once. `last_record_ts` is the largest usable Kafka record timestamp
-    (seconds, in (0, TS_MAX_SECONDS)) per topic over the slice's messages, rejected ones
-    included; a topic with none is absent.
+    one rejected record once.
     """
 
     models: dict[str, ModelColumns]
-    last_record_ts: dict[str, float]
     partitions: list[tuple[str, int]]
     account: BatchAccount
 
@@ -510,7 +507,7 @@ class BatchDecoder:
         account = BatchAccount(self._max_samples) if account is None else account
         batches = list(self._slices(messages, account, None))
         if not batches:
-            return DecodedBatch({}, {}, [], account)
+            return DecodedBatch({}, [], account)
         (batch,) = batches
         return batch
 
@@ -563,15 +560,7 @@ class BatchDecoder:
                     )
             for code, n in enumerate(state.accepted.tolist()):
                 account.decode(topic_names[code], n)
-            first, last = group[0][0], group[-1][1]
-            yield DecodedBatch(
-                models=models,
-                last_record_ts=_latest_per_topic(
-                    kafka_ts[first:last], topic_codes[first:last], topic_names
-                ),
-                partitions=partitions,
-                account=account,
-            )
+            yield DecodedBatch(models=models, partitions=partitions, account=account)
 
     def _bound_records(
         self, values: list[Any], rejector: _Rejector
@@ -1055,20 +1044,6 @@ def _group(
         total += size
     groups.append(current)
     return groups
-
-
-def _latest_per_topic(
-    kafka_ts: FloatArray, topic_codes: IntArray, topic_names: list[str]
-) -> dict[str, float]:
-    """The largest usable Kafka timestamp per topic (topics without one are left out)."""
-    latest: dict[str, float] = {}
-    for code, topic in enumerate(topic_names):
-        selected = kafka_ts[topic_codes == code]
-        if selected.size:
-            value = float(np.fmax.reduce(selected))
-            if not math.isnan(value):
-                latest[topic] = value
-    return latest
 
 
 def _flatten(parsed: list[Any], record_type: type, offset: int) -> tuple[list[Any], IntArray]:

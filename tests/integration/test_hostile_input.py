@@ -22,9 +22,9 @@ from tests.support.daemon_harness import (
     DaemonProcess,
     daemon_config,
     model_entry,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import wait_until
 
 FEATURES = [("x", "numeric"), ("c", "categorical")]
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -159,7 +159,7 @@ def test_logs_carry_no_payload_content_by_default(
                 sum(1 for line in daemon.log_lines() if line["event"] == "record rejected") >= 9
             ),
             10,
-            what="the reject samples in the log",
+            message="the reject samples in the log",
             on_timeout=daemon.tail,
         )
         assert daemon.stop() == 0
