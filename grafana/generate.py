@@ -940,6 +940,25 @@ def pipeline() -> JSON:
     )
     b.add(
         timeseries(
+            "Dead-letter copies that failed",
+            "Rejected records that could not be copied to kafka.dead_letter_topic (could not "
+            "be queued, or not delivered), per second, by reject reason. Empty without a "
+            "dead-letter topic.",
+            [
+                target(
+                    f"sum by (reason) "
+                    f"(rate(driftmon_dead_letter_failures_total{{{sel}}}[$__rate_interval]))",
+                    "{{reason}}",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
             "Consumer lag",
             "Records behind the high watermark, per topic and partition.",
             [target(f"driftmon_consumer_lag{{{sel}}}", "{{topic}}/{{partition}}")],

@@ -87,6 +87,7 @@ __all__ = [
 
 ENV_PREFIX = "DRIFTMON_"
 HOUR = 3600.0
+DEAD_LETTER_HEADROOM_BYTES = 65_536
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -274,8 +275,8 @@ class KafkaSettings(_Section):
     dead_letter_topic: Topic | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(5000, ge=1, le=100_000)
-    fetch_max_bytes: int = Field(52_428_800, ge=1)
-    max_partition_fetch_bytes: int = Field(1_048_576, ge=1)
+    fetch_max_bytes: int = Field(16_777_216, ge=1)
+    max_partition_fetch_bytes: int | None = Field(None, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1)
     heartbeat_interval_ms: int = Field(3_000, ge=1)
     max_poll_interval_ms: int = Field(300_000, ge=1)
@@ -310,9 +311,31 @@ class KafkaSettings(_Section):
                     f"must be at least reconnect_backoff_ms ({self.reconnect_backoff_ms})",
                 )
             )
+        if self.partition_fetch_bytes > self.fetch_max_bytes:
+            issues.append(
+                (
+                    "fetch_max_bytes",
+                    f"must be at least max_partition_fetch_bytes ({self.partition_fetch_bytes})"
+                    " and max_message_bytes",
+                )
+            )
         if issues:
             raise _KeyedError(*issues)
         return self
+
+    @property
+    def partition_fetch_bytes(self) -> int:
+        """`max_partition_fetch_bytes`, or `max_message_bytes` when unset (the default)."""
+        return self.max_partition_fetch_bytes or self.max_message_bytes
+
+    def dead_letter_kwargs(self) -> dict[str, object]:
+        """`client_kwargs()` plus the producer limits of the dead-letter sink.
+
+        `max_request_size` is `max_message_bytes` + 64 KiB (room for the key, the headers and
+        the batch framing), so every message the decoder may parse can be dead-lettered.
+        """
+        request = self.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
+        return {**self.client_kwargs(), "max_request_size": request}
 
     def client_kwargs(self) -> dict[str, object]:
         """Connection and security keyword arguments shared by KafkaConsumer and KafkaProducer.
@@ -350,7 +373,7 @@ class KafkaSettings(_Section):
             "enable_auto_commit": False,
             "max_poll_records": self.max_poll_records,
             "fetch_max_bytes": self.fetch_max_bytes,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+            "max_partition_fetch_bytes": self.partition_fetch_bytes,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "max_poll_interval_ms": self.max_poll_interval_ms,
@@ -363,7 +386,11 @@ def _reveal(secret: SecretStr | None) -> str | None:
 
 
 class EventSettings(_Section):
-    """Where the decoder finds the event time, model, version and features in a record."""
+    """Where the decoder finds the event time, model, version and features in a record.
+
+    `max_array_elements` caps the events one message may carry as a JSON array: the first
+    `max_array_elements` are used, each further element is rejected as `too_large`.
+    """
 
     timestamp_field: KeyName | None = "ts"
     timestamp_fallback_to_kafka: bool = False
@@ -372,6 +399,7 @@ class EventSettings(_Section):
     features_path: Annotated[str, AfterValidator(_check_dotted_path)] = "features"
     default_model: str | None = None
     max_future_seconds: Duration = 300.0
+    max_array_elements: int = Field(10_000, ge=1, le=1_000_000)
 
 
 class ReferenceSettings(_Section):
@@ -540,7 +568,12 @@ class StateSettings(_Section):
 
 
 class LogSettings(_Section):
-    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate."""
+    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate.
+
+    `payload_preview: false` (the default) keeps payload content out of the log: reject
+    samples name positions, sizes and JSON types only. `true` adds an escaped preview of at
+    most 48 bytes of the value and the refused model / timestamp values.
+    """
 
     level: Annotated[
         Literal["debug", "info", "warning", "error"],
@@ -548,6 +581,7 @@ class LogSettings(_Section):
     ] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     sample_rejects_per_minute: int = Field(10, ge=0)
+    payload_preview: bool = False
 
 
 # --------------------------------------------------------------------------------------------

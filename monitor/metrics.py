@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from monitor import __version__
+from monitor.account import BatchAccount
 from monitor.errors import CheckpointResult, RejectReason
 from monitor.model import Snapshot
 
@@ -48,6 +49,7 @@ __all__ = [
 # Pipeline (PipelineMetrics)
 RECORDS_CONSUMED_TOTAL: Final = "driftmon_records_consumed_total"
 RECORDS_REJECTED_TOTAL: Final = "driftmon_records_rejected_total"
+DEAD_LETTER_FAILURES_TOTAL: Final = "driftmon_dead_letter_failures_total"
 EVENTS_ACCEPTED_TOTAL: Final = "driftmon_events_accepted_total"
 FEATURE_INVALID_VALUES_TOTAL: Final = "driftmon_feature_invalid_values_total"
 BATCH_DURATION_SECONDS: Final = "driftmon_batch_duration_seconds"
@@ -122,6 +124,12 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "counter",
         ("topic", "reason"),
         "Records (events) rejected whole, by topic and closed reject reason.",
+    ),
+    MetricDef(
+        DEAD_LETTER_FAILURES_TOTAL,
+        "counter",
+        ("reason",),
+        "Rejected records that could not be copied to the dead-letter topic, by reject reason.",
     ),
     MetricDef(
         EVENTS_ACCEPTED_TOTAL,
@@ -416,6 +424,7 @@ class PipelineMetrics:
         """
         consumed = _counter(RECORDS_CONSUMED_TOTAL, registry)
         rejected = _counter(RECORDS_REJECTED_TOTAL, registry)
+        dead_letter_failures = _counter(DEAD_LETTER_FAILURES_TOTAL, registry)
         accepted = _counter(EVENTS_ACCEPTED_TOTAL, registry)
         invalid = _counter(FEATURE_INVALID_VALUES_TOTAL, registry)
         checkpoints = _counter(CHECKPOINTS_TOTAL, registry)
@@ -423,6 +432,7 @@ class PipelineMetrics:
 
         self._consumed = {t: consumed.labels(t) for t in topics}
         self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
+        self._dead_letter_failures = {r: dead_letter_failures.labels(r.value) for r in RejectReason}
         self._accepted = {m: accepted.labels(m) for m in features}
         self._invalid = {(m, f): invalid.labels(m, f) for m, fs in features.items() for f in fs}
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
@@ -453,6 +463,26 @@ class PipelineMetrics:
     def record_rejected(self, topic: str, reason: RejectReason, n: int = 1) -> None:
         """Count `n` records (events) from `topic` rejected whole for `reason`."""
         self._rejected[topic, reason].inc(n)
+
+    def dead_letter_failed(self, reason: RejectReason, n: int = 1) -> None:
+        """Count `n` rejected records of `reason` that did not reach the dead-letter topic.
+
+        Thread-safe: the producer's delivery callbacks call it from its IO thread.
+        """
+        self._dead_letter_failures[reason].inc(n)
+
+    def record_batch(self, account: BatchAccount) -> None:
+        """Add one batch's account: consumed, rejected, accepted, invalid values, event times."""
+        for topic, n in account.consumed.items():
+            self.record_consumed(topic, n)
+        for (topic, reason), n in account.rejected.items():
+            self.record_rejected(topic, reason, n)
+        for model, n in account.events_accepted.items():
+            self.record_accepted(model, n)
+        for (model, feature), n in account.invalid.items():
+            self.add_invalid_values(model, feature, n)
+        for topic, seconds in account.newest_event.items():
+            self.last_record_timestamp(topic, seconds)
 
     def record_accepted(self, model: str, n: int) -> None:
         """Count `n` events accepted into the current window of `model`."""
@@ -658,7 +688,8 @@ def cardinality(
     events_accepted_total. Per topic: consumed_total + one rejected_total per `RejectReason` +
     last_record_timestamp. Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each),
     evaluations_total, one checkpoints_total per `CheckpointResult`, 2 offset_commits_total,
-    last_evaluation_timestamp, build_info, ready, kafka_connected, evaluation_interval.
+    one dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
+    ready, kafka_connected, evaluation_interval.
     """
     n_reasons = len(RejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
@@ -666,7 +697,7 @@ def cardinality(
     per_model = 6 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
-    fixed = histograms + 1 + n_results + 5
+    fixed = histograms + 1 + n_results + n_reasons + 5
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -675,7 +706,9 @@ def cardinality(
         + fixed
     )
     if created_series:
-        counters = n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + n_results
+        counters = (
+            n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + n_results + n_reasons
+        )
         total += counters + 2  # + the two histograms
     return total
 

@@ -37,13 +37,19 @@ class Correction(StrEnum):
 
 
 class RawMessage(NamedTuple):
-    """One Kafka record as the source hands it over: no Kafka types beyond this point."""
+    """One Kafka record as the source hands it over: no Kafka types beyond this point.
+
+    `value` is None for a tombstone; `key` and `headers` travel with a rejected record to the
+    dead-letter topic.
+    """
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int | None
     value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,17 +31,17 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from monitor.account import BatchAccount
 from monitor.config import EvaluationSettings, ModelSettings, Settings, WindowSettings
-from monitor.decode import ModelColumns, ModelSchema
-from monitor.errors import ReferenceDataError, StateError
+from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
+from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
@@ -50,6 +50,7 @@ from monitor.model import (
     FeatureResult,
     FeatureSpec,
     ModelEvaluation,
+    RawMessage,
     ReferenceMode,
 )
 from monitor.reference import (
@@ -70,26 +71,6 @@ from monitor.window import EventTimeWindow, LaggingReference
 ROLLING_BUCKET_SECONDS = 3600.0
 MAX_PROFILE_BYTES = 64 * 1024 * 1024
 """A `file` reference larger than this is refused unread (100,000 vocabulary entries fit)."""
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one batch did to a model: accepted mask and drop counts per source partition.
-
-    `outside` marks accepted events that are older than the current window's start (within
-    the allowed lateness): they never enter a current window (see monitor.window).
-    """
-
-    accepted: npt.NDArray[np.bool_]
-    too_late: int
-    too_early: int
-    warmup: int
-    invalid: npt.NDArray[np.int64]
-    early: npt.NDArray[np.bool_]
-    no_reference: bool = False
-    outside: npt.NDArray[np.bool_] = dataclasses.field(
-        default_factory=lambda: np.zeros(0, dtype=bool)
-    )
 
 
 class ModelRuntime:
@@ -343,47 +324,88 @@ class ModelRuntime:
 
     # -- ingest --------------------------------------------------------------------
 
-    def ingest(self, columns: ModelColumns) -> IngestResult:
-        """Add a model's decoded batch: to the warm-up buffer and/or the windows."""
+    def ingest(
+        self,
+        columns: ModelColumns,
+        account: BatchAccount | None = None,
+        messages: Sequence[RawMessage] = (),
+    ) -> None:
+        """Add a model's decoded slice to the warm-up buffer and/or the windows.
+
+        Every event ends in `account` (a throwaway one when None): accepted into the window
+        or the warm-up buffer (`events_accepted`, the invalid values per feature, the newest
+        event time per topic), or rejected as `too_late`, `too_early`, `outside_window` or
+        `no_reference` under the topic of its message, which is marked for the dead-letter
+        topic. An `outside_window` event (within the allowed lateness, older than the current
+        window's start) still counts in a rolling reference's lagging hours.
+        `messages` are the batch's messages that `columns.messages` index (without them,
+        drops are counted under topic "" and no message is marked).
+        """
+        account = BatchAccount() if account is None else account
         n = len(columns)
         if columns.model_version:
             self.model_version = columns.model_version
         accepted = np.zeros(n, dtype=bool)
-        invalid = np.zeros(len(self.specs), dtype=np.int64)
         start = 0
-        warmup = 0
+        outside = np.zeros(n, dtype=bool)
         warming = self.mode is not ReferenceMode.FILE
         while warming and not self.ready and start < n:
             take = self._collect(columns, start)
             accepted[start : start + take] = True
             start += take
-            warmup += take
             if not self._warm_full:
                 break
             self._finish_warmup()  # a failed one starts over with the rest of the batch
-        early = np.zeros(n, dtype=bool)
-        outside = np.zeros(n, dtype=bool)
-        if not self.ready or start >= n:
-            return IngestResult(accepted, 0, 0, warmup, invalid, early, not self.ready, outside)
-        assert self.layout is not None and self.window is not None
-        numeric = columns.numeric[:, start:] if start else columns.numeric
-        categorical = (
-            tuple(c[start:] for c in columns.categorical) if start else columns.categorical
-        )
-        times = columns.times[start:] if start else columns.times
-        result = self.window.admit(times)
-        accepted[start:] = result.accepted
-        early[start:] = result.early
-        outside[start:] = result.outside
-        if result.accepted.any():
-            invalid = self._count_accepted(numeric, categorical, times, result.accepted)
-        if warming and len(self._fitted) < len(self.specs):
-            self._collect(columns, start)
-            if self._warm_full:
-                self._finish_warmup()
-        return IngestResult(
-            accepted, result.too_late, result.too_early, warmup, invalid, early, False, outside
-        )
+        if not self.ready:
+            self._drop(account, columns, messages, slice(start, n), RejectReason.NO_REFERENCE)
+        elif start < n:
+            assert self.layout is not None and self.window is not None
+            numeric = columns.numeric[:, start:] if start else columns.numeric
+            categorical = (
+                tuple(c[start:] for c in columns.categorical) if start else columns.categorical
+            )
+            times = columns.times[start:] if start else columns.times
+            result = self.window.admit(times)
+            accepted[start:] = result.accepted
+            outside[start:] = result.outside
+            if result.accepted.any():
+                invalid = self._count_accepted(numeric, categorical, times, result.accepted)
+                for spec, count in zip(self.specs, invalid.tolist(), strict=True):
+                    account.add_invalid(self.name, spec.name, int(count))
+            early = np.zeros(n, dtype=bool)
+            early[start:] = result.early
+            late = ~accepted & ~early
+            late[:start] = False
+            self._drop(account, columns, messages, late, RejectReason.TOO_LATE)
+            self._drop(account, columns, messages, early, RejectReason.TOO_EARLY)
+            self._drop(account, columns, messages, outside, RejectReason.OUTSIDE_WINDOW)
+            if warming and len(self._fitted) < len(self.specs):
+                self._collect(columns, start)
+                if self._warm_full:
+                    self._finish_warmup()
+        account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
+        _newest_times(account, columns, messages, accepted)
+
+    @staticmethod
+    def _drop(
+        account: BatchAccount,
+        columns: ModelColumns,
+        messages: Sequence[RawMessage],
+        select: slice | npt.NDArray[np.bool_],
+        reason: RejectReason,
+    ) -> None:
+        """Count the selected events as rejected for `reason`, per message."""
+        if not messages:
+            account.reject("", reason, int(columns.times[select].size))
+            return
+        indices = columns.messages[select]
+        if indices.size == 0:
+            return
+        distinct, counts = np.unique(indices, return_counts=True)
+        for index, count in zip(distinct.tolist(), counts.tolist(), strict=True):
+            message = messages[index]
+            account.reject(message.topic, reason, count)
+            account.dead_letter(message, reason)
 
     def _count_accepted(
         self,
@@ -419,8 +441,17 @@ class ModelRuntime:
     # -- evaluate ------------------------------------------------------------------
 
     def evaluate(self, now: float) -> ModelEvaluation:
-        """The model's evaluation now (a not-ready model reports sample counts only)."""
-        if self.evaluator is None or self.window is None or self.reference_counts is None:
+        """The model's evaluation now (a not-ready model reports sample counts only).
+
+        Its `model_version` (a metric label) is the reference profile's, fixed for the life of
+        the reference: the versions a stream carries never mint label values.
+        """
+        if (
+            self.evaluator is None
+            or self.window is None
+            or self.reference_counts is None
+            or self.profile is None
+        ):
             return self._pending(now)
         reference = self.lagging.reference() if self.lagging is not None else self.reference_counts
         unfitted = self._unfitted_rows()
@@ -432,7 +463,7 @@ class ModelRuntime:
             evaluated_at=now,
             reference_id=self.reference_id,
             reference_mode=self.mode.value,
-            model_version=self.model_version,
+            model_version=self.profile.model_version[:MAX_VERSION_CHARS],
             watermark=self.window.watermark,
         )
         evaluation = self.evaluator.evaluate(
@@ -602,3 +633,23 @@ def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, 
         )
         for m in settings.models
     }
+
+
+def _newest_times(
+    account: BatchAccount,
+    columns: ModelColumns,
+    messages: Sequence[RawMessage],
+    accepted: npt.NDArray[np.bool_],
+) -> None:
+    """Fold the newest accepted event time of each topic into `account`."""
+    if not messages or not accepted.any():
+        return
+    times = columns.times[accepted]
+    if len(account.consumed) == 1:  # one topic in the batch: no per-message lookup
+        account.event_time(next(iter(account.consumed)), float(times.max()))
+        return
+    indices = columns.messages[accepted]
+    topics = {messages[i].topic for i in np.unique(indices).tolist()}
+    topic_of = np.array([messages[i].topic for i in indices.tolist()], dtype=object)
+    for topic in topics:
+        account.event_time(topic, float(times[topic_of == topic].max()))

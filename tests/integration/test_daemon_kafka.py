@@ -582,6 +582,7 @@ def test_bad_input_is_counted_by_reason_and_never_stops_the_daemon(
         ],
         evaluation={"interval": "1s", "min_samples": 100},
         kafka={"max_message_bytes": MAX_MESSAGE_BYTES},
+        event={"max_array_elements": 100_000},  # the ~25,000-event array below is used whole
     )
     now = time.time()
     baseline = Stream(now - 50)

@@ -703,7 +703,7 @@ def test_consumer_kwargs_sasl_ssl(tmp_path: Path) -> None:
         "auto_offset_reset": "latest",
         "enable_auto_commit": False,
         "max_poll_records": 100,
-        "fetch_max_bytes": 52_428_800,
+        "fetch_max_bytes": 16_777_216,
         "max_partition_fetch_bytes": 1_048_576,
         "session_timeout_ms": 3000,
         "heartbeat_interval_ms": 500,

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.account import BatchAccount
 from monitor.config import Settings, load_settings
 from monitor.decode import ModelColumns
+from monitor.errors import RejectReason
 from monitor.histogram import INVALID_CATEGORY_PREFIX
 from monitor.model import ModelEvaluation
 from monitor.runtime import ModelRuntime
@@ -202,8 +204,9 @@ def test_no_usable_feature_at_all_restarts_the_whole_warmup(tmp_path: Path) -> N
     runtime = _runtime(_settings(tmp_path))
     batch = _batch(rng, WARMUP, START, b=np.nan, c=None)
     batch.numeric[0, :] = np.nan
-    result = runtime.ingest(batch)
-    assert not runtime.ready and result.warmup == WARMUP
+    account = BatchAccount()
+    runtime.ingest(batch, account)
+    assert not runtime.ready and account.events_accepted == {"m": WARMUP}
     assert runtime.warmup_progress == (0, WARMUP)
     assert set(runtime.pending) == {"a", "b", "c"}
     pending = runtime.evaluate(START + 100)
@@ -218,8 +221,9 @@ def test_the_rest_of_a_batch_after_a_failed_warmup_starts_the_next_one(tmp_path:
     runtime = _runtime(_settings(tmp_path))
     batch = _batch(rng, 1500, START, b=np.nan, c=None)
     batch.numeric[0, :] = np.nan
-    result = runtime.ingest(batch)
-    assert result.accepted.all() and result.warmup == 1500
+    account = BatchAccount()
+    runtime.ingest(batch, account)
+    assert account.events_accepted == {"m": 1500} and not account.rejected
     assert runtime.warmup_progress == (500, WARMUP)
 
 
@@ -248,7 +252,9 @@ def test_events_older_than_the_window_but_within_lateness_are_marked_outside(
     runtime.ingest(_batch(rng, WARMUP, START))
     runtime.ingest(_batch(rng, 10, START + 7200, seconds=1))
     late = _batch(rng, 3, START + 7200 - 3600 - 120, seconds=1)  # 2 min before the window
-    result = runtime.ingest(late)
-    assert result.accepted.all() and result.outside.all()
+    account = BatchAccount()
+    runtime.ingest(late, account)
+    assert account.rejected == {("", RejectReason.OUTSIDE_WINDOW): 3}
+    assert not account.events_accepted
     samples = {f.name: f.current_samples for f in runtime.evaluate(START + 7300).features}
     assert samples["a"] == 10

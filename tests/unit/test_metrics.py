@@ -267,6 +267,7 @@ class TestGoldenExposition:
         """The full exposition of a fixed pipeline state and snapshot equals the golden file."""
         pipeline.record_consumed("features", 120)
         pipeline.record_rejected("features", RejectReason.TOO_LATE, 3)
+        pipeline.dead_letter_failed(RejectReason.TOO_LARGE)
         pipeline.record_accepted("fraud", 117)
         pipeline.add_invalid_values("fraud", "amount", 2)
         pipeline.observe_batch(0.003)
