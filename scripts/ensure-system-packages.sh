@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
-# docker-compose for `docker-compose config`). Idempotent: does nothing when present.
+# docker-compose for `docker-compose config`, stunnel4 for Kafka over TLS, bubblewrap for the
+# container run without Docker). Idempotent: does nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 if ((${#need[@]} == 0)); then
     exit 0
 fi

@@ -172,7 +172,13 @@ class EmbeddedBroker(LoggedProcess):
     stop_signal = signal.SIGINT
     stop_grace_s = _STOP_TIMEOUT_S
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        *,
+        advertised_port: int | None = None,
+    ) -> None:
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
             os.close(fd)
@@ -180,6 +186,8 @@ class EmbeddedBroker(LoggedProcess):
         super().__init__(log_path)
         self.port = port if port is not None else free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        # Clients are told to come back on this port (a TLS proxy in front of tansu, say).
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
         self._binary = tansu_binary()
 
     def start(self) -> None:
@@ -194,7 +202,7 @@ class EmbeddedBroker(LoggedProcess):
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ]
