@@ -21,7 +21,7 @@ import structlog
 from monitor import __version__
 from monitor.config import Settings, load_settings, redacted_dump
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
-from monitor.model import FeatureKind, FeatureSpec
+from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -126,21 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--max-bins",
         type=int,
-        default=128,
-        help="numeric bins at reference quantiles (default 128)",
+        default=DEFAULT_MAX_BINS,
+        help=f"numeric bins at reference quantiles (default {DEFAULT_MAX_BINS})",
     )
     fit.add_argument(
-        "--top-k", type=int, default=20, help="categories kept per categorical feature (default 20)"
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"categories kept per categorical feature (default {DEFAULT_TOP_K})",
     )
     fit.add_argument(
         "--output", "-o", type=Path, required=True, help="where to write the profile JSON"
     )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_registry_commands(ref_sub)
 
     sim = sub.add_parser(
         "simulate",
         help="produce synthetic events with drift scenarios",
-        description="Produce synthetic feature events (DESIGN.md section 3 format) to a Kafka "
+        description="Produce synthetic feature events (the event format of the README) to a Kafka "
         "topic at a controlled rate. Scenarios: none, mean-shift, variance, new-category, "
         "missing-spike, outliers; the drift starts --drift-after seconds of event time in.",
     )
@@ -177,6 +181,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_registry_commands(ref_sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`reference push | list | show | activate | rollback` (the registry, docs/registry.md)."""
+    config_help = "config file: kafka settings and references.topic"
+    push = ref_sub.add_parser(
+        "push",
+        help="register a profile in the registry topic",
+        description="Register a profile built by `reference fit` in the registry topic "
+        "(references.topic), once per content hash; --activate also makes it the model's "
+        "active reference on every daemon that follows the registry.",
+    )
+    push.add_argument("file", type=Path, help="profile JSON written by `reference fit`")
+    push.add_argument("--activate", action="store_true", help="also activate it for its model")
+    listing = ref_sub.add_parser("list", help="registered profiles, the active one marked")
+    listing.add_argument("--model", help="only this model's profiles")
+    show = ref_sub.add_parser("show", help="one registered profile and its model's history")
+    show.add_argument("reference_id", help="id or unique prefix (with or without sha256:)")
+    act = ref_sub.add_parser("activate", help="make a registered profile a model's reference")
+    act.add_argument("reference_id", help="id or unique prefix (with or without sha256:)")
+    act.add_argument("--model", required=True, help="the model to switch")
+    back = ref_sub.add_parser("rollback", help="return a model to its previous reference")
+    back.add_argument("--model", required=True, help="the model to roll back")
+    for parser in (push, listing, show, act, back):
+        parser.add_argument("--config", "-c", type=Path, required=True, help=config_help)
+    for parser in (push, act, back):
+        parser.add_argument("--reason", default="", help="why (recorded in the history)")
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from monitor.tools.registry_cli import RegistryCommands, RequestError
+
+    settings = load_settings(args.config)
+    commands = RegistryCommands.from_settings(settings)
+    try:
+        action = args.reference_command
+        if action == "push":
+            commands.push(args.file, activate_it=args.activate, reason=args.reason)
+        elif action == "list":
+            commands.list_profiles(args.model)
+        elif action == "show":
+            commands.show(args.reference_id)
+        elif action == "activate":
+            commands.activate(args.model, args.reference_id, reason=args.reason)
+        else:
+            commands.rollback(args.model, reason=args.reason)
+    except RequestError as exc:
+        print(f"driftmon reference {args.reference_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SourceError, ReferenceDataError) as exc:
+        print(f"driftmon reference {args.reference_command}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    finally:
+        commands.close()
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `driftmon` console script."""
     parser = build_parser()
@@ -188,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "reference" and args.reference_command == "fit":
             return _reference_fit(args)
+        if args.command == "reference" and args.reference_command is not None:
+            return _registry(args)
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "status":
@@ -221,46 +282,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
-    from monitor.daemon import Daemon, DaemonHealth, tune_garbage_collector
+    from monitor.compose import kafka_daemon
+    from monitor.daemon import DaemonHealth, tune_garbage_collector
     from monitor.http import HttpServer
-    from monitor.metrics import DriftCollector, PipelineMetrics, new_registry
-    from monitor.source import (
-        AssignCallback,
-        KafkaSink,
-        KafkaSource,
-        RevokeCallback,
-        producer_kwargs,
-    )
-    from monitor.state import CheckpointStore
 
-    registry = new_registry()
-    metrics = PipelineMetrics(
-        registry,
-        topics=list(settings.kafka.topics),
-        features={m.name: [f.name for f in m.features] for m in settings.models},
-        evaluation_interval_seconds=settings.evaluation.interval,
-    )
-    collector = DriftCollector(registry)
-    consumer_kwargs = settings.kafka.consumer_kwargs()
-    sink = None
-    if settings.kafka.dead_letter_topic:
-        sink = KafkaSink(producer_kwargs(consumer_kwargs))
-
-    def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> KafkaSource:
-        return KafkaSource(consumer_kwargs, list(settings.kafka.topics), on_assign, on_revoke)
-
-    daemon = Daemon(
-        settings,
-        make_source,
-        metrics,
-        collector,
-        CheckpointStore(settings.state.dir),
-        dead_letter=sink,
-    )
+    wiring = kafka_daemon(settings)
+    daemon, collector = wiring.daemon, wiring.collector
     server = HttpServer(
         settings.http.host,
         settings.http.port,
-        registry=registry,
+        registry=wiring.registry,
         snapshot=lambda: collector.snapshot,
         health=DaemonHealth(daemon),
     )

@@ -51,6 +51,8 @@ from pydantic_settings import (
 
 from monitor.errors import ConfigError
 from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
     Correction,
     DecisionPolicy,
     FeatureKind,
@@ -70,6 +72,7 @@ __all__ = [
     "ModelSettings",
     "NonNegativeDuration",
     "ReferenceSettings",
+    "ReferencesSettings",
     "Settings",
     "StateSettings",
     "WindowSettings",
@@ -79,7 +82,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DRIFTMON_"
-DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -325,7 +327,7 @@ class EventSettings(_Section):
 
 
 class ReferenceSettings(_Section):
-    """Where a model's reference distribution comes from (DESIGN.md section 4)."""
+    """Where a model's reference distribution comes from (README.md, References)."""
 
     mode: ReferenceMode = ReferenceMode.WARMUP
     path: Path | None = None
@@ -339,6 +341,14 @@ class ReferenceSettings(_Section):
         if self.mode is ReferenceMode.FILE and self.path is None:
             raise _KeyedError(("path", "required when mode is file"))
         return self
+
+
+class ReferencesSettings(_Section):
+    """The reference registry on Kafka (docs/registry.md): where profiles and activations live."""
+
+    topic: Topic = "driftmon.references"
+    chunk_bytes: int = Field(512 * 1024, ge=1024, le=1024 * 1024)
+    timeout: Duration = 10.0
 
 
 class FeatureSettings(_Section):
@@ -385,7 +395,7 @@ class ModelSettings(_Section):
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
-    max_bins: int = Field(128, ge=2, le=1024)
+    max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
 
     @field_validator("features")
     @classmethod
@@ -433,7 +443,7 @@ class WindowSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    """How often drift is evaluated and the decision rule's parameters (DESIGN.md section 6)."""
+    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md)."""
 
     interval: Duration = 15.0
     min_samples: int = Field(1000, ge=10)
@@ -518,6 +528,7 @@ class Settings(BaseSettings):
     )
 
     kafka: KafkaSettings
+    references: ReferencesSettings = ReferencesSettings()
     event: EventSettings = EventSettings()
     models: tuple[ModelSettings, ...] = Field(min_length=1)
     window: WindowSettings = WindowSettings()

@@ -43,9 +43,9 @@ from tests.support.daemon_harness import (
     model_entry,
     produce,
     run_cli,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import wait_until
 
 FloatArray = npt.NDArray[np.float64]
 PSI_GROUPS = 10
@@ -372,7 +372,7 @@ def test_every_scenario_is_detected_on_its_features_only_and_clean_stream_never(
         wait_until(
             lambda: len(daemon.evaluations()) >= count + 3,
             10,
-            what="three more evaluations",
+            message="three more evaluations",
         )
         final = daemon.metrics()
         assert daemon.stop() == 0
@@ -533,10 +533,19 @@ def _bad_stream(ts: float, rng: np.random.Generator) -> Stream:
     s.messages.append(msgspec.json.encode(event))
     s.count_valid()
     # Big messages: one array just under max_message_bytes (used), one of 10 MiB (too_large).
+    # Event sizes vary with the float repr of `ts`, so the array is filled by measured size.
     one = len(msgspec.json.encode(s.event()))
-    n_big = (MAX_MESSAGE_BYTES - 1_000) // (one + 1)
-    big = msgspec.json.encode([s.event() for _ in range(n_big)])
-    assert len(big) <= MAX_MESSAGE_BYTES
+    events: list[dict[str, Any]] = []
+    size = 2  # the brackets
+    while True:
+        event_bytes = len(msgspec.json.encode(candidate := s.event())) + 1  # + the comma
+        if size + event_bytes > MAX_MESSAGE_BYTES - 1_000:
+            break
+        events.append(candidate)
+        size += event_bytes
+    n_big = len(events)
+    big = msgspec.json.encode(events)
+    assert MAX_MESSAGE_BYTES - 2_000 <= len(big) <= MAX_MESSAGE_BYTES
     s.messages.append(big)
     for _ in range(n_big):
         s.count_valid()
