@@ -120,7 +120,9 @@ def background() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for proc in reversed(procs):
-        stop_process(proc, signal.SIGINT if "monitor.dev.broker" in proc.args else signal.SIGTERM)
+        stop_process(
+            proc, signal.SIGINT if "monitor.dev.broker" in str(proc.args) else signal.SIGTERM
+        )
 
 
 def status_shows(output: str, model: str, drifted: str) -> bool:
@@ -196,7 +198,7 @@ def wait_for_status(
     output = ""
     while time.monotonic() < deadline:
         for proc in background:
-            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+            assert proc.poll() is None, f"{proc.args!r} exited with {proc.returncode}"
         done = subprocess.run(
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=30, check=False
         )
