@@ -31,13 +31,17 @@ _HINTS: tuple[tuple[str, str], ...] = (
     ("self-signed certificate", "is kafka.ssl_cafile the CA that signed the broker's certificate?"),
     (
         "mismatch",
-        "the broker's certificate does not name the host in kafka.bootstrap_servers; use the "
-        "name it was issued for (kafka.ssl_check_hostname: false only for testing)",
+        "the broker's certificate does not name the host in kafka.bootstrap_servers: connect "
+        "by a name it was issued for; kafka.ssl_check_hostname: false only for testing",
     ),
     ("certificate has expired", "the broker's certificate has expired"),
     (
         "wrong version number",
         "the endpoint does not speak TLS: is it a PLAINTEXT listener?",
+    ),
+    (
+        "handshake timed out",
+        "the endpoint does not answer TLS: is it a PLAINTEXT listener?",
     ),
     (
         "certificate required",
@@ -86,7 +90,9 @@ def build_context(kwargs: Mapping[str, object]) -> ssl.SSLContext:
 
 def _explain(exc: BaseException) -> str:
     """The SSL error's own reason (without the `(_ssl.c:NNN)` suffix) plus a hint."""
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+    if isinstance(exc, TimeoutError):
+        text = "the TLS handshake timed out"
+    elif isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         text = f"certificate verify failed: {exc.verify_message}"
     elif isinstance(exc, ssl.SSLError) and exc.reason:
         text = str(exc.reason).replace("_", " ").lower()
