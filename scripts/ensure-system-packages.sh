@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
 # docker-compose for `docker-compose config`, stunnel4 for Kafka over TLS, bubblewrap for the
-# container run without Docker). Idempotent: does nothing when present.
+# container run without Docker, Java and Maven for a real Apache Kafka). Idempotent: does nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -9,6 +9,9 @@ command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# Apache Kafka from Maven Central for the SASL/ACL tests (tests/support/apache_kafka.py)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 if ((${#need[@]} == 0)); then
     exit 0
 fi

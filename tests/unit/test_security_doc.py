@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import shlex
 from pathlib import Path
 
 import yaml
+
+from tests.support.security_doc import acl_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "security.md"
@@ -16,17 +16,6 @@ OPERATIONS = {
     "DescribeConfigs", "AlterConfigs", "IdempotentWrite", "CreateTokens", "DescribeTokens",
 }  # fmt: skip
 RESOURCE_FLAGS = {"--topic", "--group", "--cluster", "--transactional-id"}
-
-
-def acl_commands(text: str) -> list[list[str]]:
-    """Every `kafka-acls.sh` command of the document's code blocks, continuation lines joined."""
-    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
-    joined = "\n".join(re.sub(r"\\\n\s*", " ", b) for b in blocks)
-    return [
-        shlex.split(line, comments=True)
-        for line in joined.splitlines()
-        if line.strip().startswith("kafka-acls.sh")
-    ]
 
 
 def grants(text: str) -> set[tuple[str, str, str, str]]:
