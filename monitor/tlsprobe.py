@@ -1,7 +1,8 @@
 """Name the TLS problem behind a failed Kafka connect.
 
-kafka-python reports a failed TLS bootstrap only as `Unable to bootstrap from HOST:PORT`; the
-certificate error stays in its own debug logs. After such a failure, `tls_problem` performs one
+kafka-python raises only `Unable to bootstrap from HOST:PORT` for a failed TLS bootstrap; the
+certificate error appears only in its own log lines, once per attempt and connection. After
+such a failure, `tls_problem` performs one
 TLS handshake with the first bootstrap server, with an `ssl.SSLContext` built exactly as
 kafka-python 3.x builds its own (TLS >= 1.2, `ssl_cafile` or the system store, optional client
 certificate, `ssl_check_hostname`), and returns the reason in one line, e.g.
