@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
-# docker-compose for `docker-compose config`, stunnel4 for Kafka over TLS, bubblewrap for the
-# container run without Docker, Java and Maven for a real Apache Kafka). Idempotent: does nothing when present.
+# docker-compose for `docker-compose config`, ss, stunnel4 for Kafka over TLS, bubblewrap for
+# the container run without Docker, Java and Maven for a real Apache Kafka). Idempotent: does
+# nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# ss (iproute2): the HTTP tests read the listen backlog of the server socket from the kernel
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 # Apache Kafka from Maven Central for the SASL/ACL tests (tests/support/apache_kafka.py)

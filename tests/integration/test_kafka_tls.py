@@ -1,6 +1,6 @@
 """Kafka over TLS end to end: a real `driftmon run` against tansu behind stunnel.
 
-The TLS endpoint, its CA and a wrong-host endpoint come from tests/support/tls.py. Every event
+The TLS endpoint, its CA and a wrong-host endpoint come from tests/support/kafka_tls.py. Every event
 is produced with kafka-python through TLS, never through tansu's plaintext port.
 """
 
@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from monitor.source import ensure_topic
 from monitor.tlsprobe import tls_problem
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
-from tests.support.tls import TlsKafka
+from tests.support.kafka_tls import TlsKafka
 
 pytestmark = pytest.mark.broker
 

@@ -1,140 +1,88 @@
-"""Kafka over TLS for tests: Debian's stunnel4 in front of the plaintext tansu broker.
+"""A throwaway CA, server and client certificates, and web config files for the HTTP tests.
 
-tansu has no usable TLS (research notes), so `TlsKafka` starts three things on 127.0.0.1:
-
-- tansu on a plaintext port P, advertising the TLS port T, so every client that bootstraps
-  through T is sent back to T for the partition leader;
-- stunnel on T (TLS, certificate for `127.0.0.1`/`localhost`, signed by a test CA) -> P;
-- stunnel on W -> P with a certificate signed by the same CA for another host name only
-  (`kafka.example.invalid`): the host-name mismatch endpoint.
-
-`TestPki` makes the CAs and certificates with `trustme` (files in a temp directory):
-`ca` is the right CA, `other_ca` a CA that signed nothing here. Everything is stopped by PID.
+`viewer_files(directory)` writes, with trustme: `ca.pem` (the CA), `server.crt` + `server.key`
+(for 127.0.0.1 and localhost), `client.crt` + `client.key` (a client certificate from the
+same CA), and returns their paths with a bcrypt hash of `PASSWORD` for `USER` (cost 4, so
+tests stay fast). `write_web_config` writes an exporter-toolkit web config file.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any
 
+import bcrypt
 import trustme
+import yaml
 
-from monitor.dev.broker import LoggedProcess, free_port, port_open
-from tests.support.broker import TansuBroker
-
-_START_TIMEOUT_S = 10.0
-WRONG_HOST = "kafka.example.invalid"
+USER = "viewer"
+PASSWORD = "s3cret-viewer-pass"
 
 
-class TestPki:
-    """A test CA, a server certificate for 127.0.0.1/localhost, one for WRONG_HOST, another CA."""
+@dataclass(frozen=True)
+class ViewerFiles:
+    """Paths of the generated PEM files and the viewer's bcrypt hash."""
 
-    __test__ = False  # not a pytest test class
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    password_hash: str
 
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        ca = trustme.CA()
-        self.ca = directory / "ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca))
-        self.server = directory / "server.pem"
-        ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
-            str(self.server)
-        )
-        self.wrong_host_server = directory / "wrong-host.pem"
-        ca.issue_cert(WRONG_HOST).private_key_and_cert_chain_pem.write_to_path(
-            str(self.wrong_host_server)
-        )
-        self.other_ca = directory / "other-ca.pem"
-        trustme.CA().cert_pem.write_to_path(str(self.other_ca))
+    def client_context(self, *, with_client_cert: bool = False) -> ssl.SSLContext:
+        """An SSL client context trusting the CA (and presenting the client certificate)."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if with_client_cert:
+            context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
 
-
-def stunnel_binary() -> str:
-    """Path of stunnel (Debian package stunnel4, installed by scripts/ensure-system-packages.sh)."""
-    for name in ("stunnel4", "stunnel"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise AssertionError("stunnel4 is not installed: run `make system-packages` (apt stunnel4)")
-
-
-class Stunnel(LoggedProcess):
-    """One stunnel process in the foreground with one TLS server service per (port, cert)."""
-
-    def __init__(self, workdir: Path, target_port: int, services: dict[int, Path]) -> None:
-        super().__init__(workdir / "stunnel.log")
-        self.config = workdir / "stunnel.conf"
-        lines = ["foreground = yes", "pid =", "debug = 5", f"output = {workdir / 'stunnel.out'}"]
-        for port, cert in services.items():
-            lines += [
-                f"[tls-{port}]",
-                f"accept = 127.0.0.1:{port}",
-                f"connect = 127.0.0.1:{target_port}",
-                f"cert = {cert}",
-            ]
-        self.config.write_text("\n".join(lines) + "\n")
-        self.ports = tuple(services)
-
-    def start(self) -> None:
-        """Start stunnel and wait until every TLS port accepts TCP connections."""
-        self._spawn([stunnel_binary(), str(self.config)])
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not all(port_open(p) for p in self.ports):
-            if not self.running or time.monotonic() > deadline:
-                tail = self.log_tail()
-                self.stop()
-                raise AssertionError(f"stunnel did not start:\n{tail}")
-            time.sleep(0.02)
-
-
-class TlsKafka:
-    """tansu behind stunnel; `.bootstrap` is the TLS endpoint, `.wrong_host_bootstrap` the
-    endpoint whose certificate names another host, `.plaintext_bootstrap` tansu itself."""
-
-    def __init__(self, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.pki = TestPki(workdir / "pki")
-        self.tls_port = free_port()
-        self.wrong_host_port = free_port()
-        self.broker = TansuBroker(log_path=workdir / "tansu.log", advertised_port=self.tls_port)
-        self.stunnel = Stunnel(
-            workdir,
-            self.broker.port,
-            {self.tls_port: self.pki.server, self.wrong_host_port: self.pki.wrong_host_server},
-        )
-        self.bootstrap = f"127.0.0.1:{self.tls_port}"
-        self.wrong_host_bootstrap = f"127.0.0.1:{self.wrong_host_port}"
-        self.plaintext_bootstrap = self.broker.bootstrap
-
-    def client_kwargs(self, cafile: Path | None = None) -> dict[str, object]:
-        """kafka-python kwargs for the TLS endpoint, trusting `cafile` (default: the right CA)."""
+    def web_config(self, **tls: Any) -> dict[str, Any]:
+        """A web config with TLS (cert + key, plus `tls` keys) and the viewer as only user."""
         return {
-            "bootstrap_servers": self.bootstrap,
-            "security_protocol": "SSL",
-            "ssl_cafile": str(cafile or self.pki.ca),
+            "tls_server_config": {
+                "cert_file": str(self.server_cert),
+                "key_file": str(self.server_key),
+                **tls,
+            },
+            "basic_auth_users": {USER: self.password_hash},
         }
 
-    def start(self) -> None:
-        """Start tansu, then stunnel."""
-        self.broker.start()
-        try:
-            self.stunnel.start()
-        except BaseException:
-            self.broker.stop()
-            raise
 
-    def close(self) -> None:
-        """Stop stunnel, then tansu (each by PID)."""
-        try:
-            self.stunnel.close()
-        finally:
-            self.broker.close()
+def viewer_files(directory: Path) -> ViewerFiles:
+    """Generate the CA, the server and client certificates into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("viewer@driftmon.test")
+    paths = {
+        name: directory / name
+        for name in ("ca.pem", "server.crt", "server.key", "client.crt", "client.key")
+    }
+    ca.cert_pem.write_to_path(str(paths["ca.pem"]))
+    for leaf, crt, key in (
+        (server, "server.crt", "server.key"),
+        (client, "client.crt", "client.key"),
+    ):
+        leaf.private_key_pem.write_to_path(str(paths[key]))
+        for index, blob in enumerate(leaf.cert_chain_pems):
+            blob.write_to_path(str(paths[crt]), append=index > 0)
+    password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return ViewerFiles(
+        ca=paths["ca.pem"],
+        server_cert=paths["server.crt"],
+        server_key=paths["server.key"],
+        client_cert=paths["client.crt"],
+        client_key=paths["client.key"],
+        password_hash=password_hash,
+    )
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def write_web_config(path: Path, config: Mapping[str, Any]) -> Path:
+    """Write `config` as YAML to `path` and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    return path
