@@ -36,6 +36,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from monitor.errors import ConfigError, SourceError
 from monitor.model import RawMessage
 from monitor.ratelimit import RateLimitedSampler
+from monitor.tlsprobe import tls_problem
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,8 @@ class KafkaSource:
             raise ConfigError(f"kafka: {exc}") from exc
         except _TRANSIENT_ERRORS as exc:
             self._connected = False
-            raise SourceError(f"cannot reach Kafka at {self._bootstrap()}: {exc}") from exc
+            reason = tls_problem(self._kwargs) or str(exc)
+            raise SourceError(f"cannot reach Kafka at {self._bootstrap()}: {reason}") from exc
         self._consumer = consumer
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
