@@ -1,0 +1,266 @@
+"""The "driftmon / feature" dashboard: every statistic of one feature, with its thresholds."""
+
+from __future__ import annotations
+
+from panels import (
+    BLUE,
+    DASHED,
+    DRIFT_MAP,
+    GREEN,
+    JSON,
+    PSI_STEPS,
+    RED,
+    YELLOW,
+    Board,
+    by_name,
+    dashboard,
+    fixed,
+    query_variable,
+    stat,
+    target,
+    thresholds,
+    timeseries,
+)
+
+
+def feature() -> JSON:
+    """One feature of one model: every statistic, its thresholds and its data quality."""
+    sel = 'model="$model",feature="$feature"'
+    b = Board()
+    b.row("Decision")
+    b.add(
+        stat(
+            "Drift detected",
+            "The corrected drift decision for this feature.",
+            [target(f"driftmon_feature_drift_detected{{{sel}}}")],
+            mappings=DRIFT_MAP,
+            steps=thresholds((None, GREEN), (1, RED)),
+            text_mode="value",
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "q-value",
+            "Benjamini-Hochberg (or Bonferroni) adjusted p-value of the drift test; drift when "
+            "below evaluation.fdr_q.",
+            [target(f"driftmon_feature_drift_qvalue{{{sel}}}")],
+            unit="sci",
+            steps=thresholds((None, RED), (0.001, GREEN)),
+            text_mode="value",
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "PSI",
+            "Population stability index of the current window against the reference.",
+            [target(f"driftmon_feature_psi{{{sel}}}")],
+            steps=PSI_STEPS,
+            decimals=3,
+            text_mode="value",
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "KS D",
+            "Kolmogorov-Smirnov statistic on the reference's fine bins (numeric features).",
+            [target(f"driftmon_feature_ks_statistic{{{sel}}}")],
+            steps=thresholds((None, GREEN), (0.05, YELLOW)),
+            decimals=3,
+            text_mode="value",
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Current window samples",
+            "Values in the current window; statistics need evaluation.min_samples.",
+            [target(f'driftmon_feature_window_samples{{{sel},window="current"}}')],
+            steps=thresholds((None, BLUE)),
+            text_mode="value",
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Reference samples",
+            "Values in the reference window.",
+            [target(f'driftmon_feature_window_samples{{{sel},window="reference"}}')],
+            steps=thresholds((None, BLUE)),
+            text_mode="value",
+        ),
+        4,
+        4,
+    )
+
+    b.row("Distance statistics")
+    b.add(
+        timeseries(
+            "PSI vs thresholds",
+            "PSI with this feature's warning and critical bands "
+            "(driftmon_feature_psi_threshold). DriftmonFeaturePsiCritical pages above the "
+            "critical band when the drift test agrees.",
+            [
+                target(f"driftmon_feature_psi{{{sel}}}", "PSI"),
+                target(
+                    f'driftmon_feature_psi_threshold{{{sel},severity="warning"}}', "warning band"
+                ),
+                target(
+                    f'driftmon_feature_psi_threshold{{{sel},severity="critical"}}', "critical band"
+                ),
+            ],
+            overrides=[
+                by_name("warning band", color=fixed(YELLOW), **{"custom.lineStyle": DASHED}),
+                by_name("critical band", color=fixed(RED), **{"custom.lineStyle": DASHED}),
+            ],
+            decimals=3,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "KS statistic with error bound",
+            "KS D on the shared bins and the interval D +/- the largest reference mass inside "
+            "one bin: the exact sample KS statistic lies within it.",
+            [
+                target(f"driftmon_feature_ks_statistic{{{sel}}}", "KS D"),
+                target(
+                    f"driftmon_feature_ks_statistic{{{sel}}}"
+                    f" + driftmon_feature_ks_error_bound{{{sel}}}",
+                    "D + bound",
+                ),
+                target(
+                    f"clamp_min(driftmon_feature_ks_statistic{{{sel}}}"
+                    f" - driftmon_feature_ks_error_bound{{{sel}}}, 0)",
+                    "D - bound",
+                ),
+            ],
+            overrides=[
+                by_name("D + bound", color=fixed(BLUE), **{"custom.lineStyle": DASHED}),
+                by_name("D - bound", color=fixed(BLUE), **{"custom.lineStyle": DASHED}),
+            ],
+            decimals=3,
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "p-values and q-value",
+            "Raw p-values of each test and the multiple-testing-adjusted q-value (log scale). "
+            "Absent while a window is under min_samples.",
+            [
+                target(f"driftmon_feature_psi_pvalue{{{sel}}}", "PSI p"),
+                target(f"driftmon_feature_ks_pvalue{{{sel}}}", "KS p"),
+                target(f"driftmon_feature_chi2_pvalue{{{sel}}}", "chi2 p"),
+                target(f"driftmon_feature_new_category_pvalue{{{sel}}}", "new-category p"),
+                target(f"driftmon_feature_drift_qvalue{{{sel}}}", "q-value"),
+            ],
+            log=True,
+            unit="sci",
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Total variation distance",
+            "TVD between the current and reference category distributions (categorical features).",
+            [target(f"driftmon_feature_tvd{{{sel}}}", "TVD")],
+            decimals=3,
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+
+    b.row("Data quality")
+    b.add(
+        timeseries(
+            "Data quality ratios",
+            "Missing values per window, mass outside the reference range, and unseen categories.",
+            [
+                target(f"driftmon_feature_missing_ratio{{{sel}}}", "missing ({{window}})"),
+                target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
+                target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
+            ],
+            unit="percentunit",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Window samples",
+            "Values behind each statistic, per window; statistics are withheld below "
+            "evaluation.min_samples.",
+            [target(f"driftmon_feature_window_samples{{{sel}}}", "{{window}}")],
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Invalid values",
+            "Values of the wrong type (or infinite) for this feature, per second; the rest of "
+            "each record is still used.",
+            [
+                target(
+                    f"rate(driftmon_feature_invalid_values_total{{{sel}}}[$__rate_interval])",
+                    "invalid values/s",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Model watermark and evaluation age",
+            "Seconds since the model's watermark (largest event time seen) and since its last "
+            "evaluation.",
+            [
+                target(
+                    'time() - driftmon_model_watermark_timestamp_seconds{model="$model"}',
+                    "watermark age",
+                ),
+                target(
+                    'time() - driftmon_model_last_evaluation_timestamp_seconds{model="$model"}',
+                    "last evaluation age",
+                ),
+            ],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    return dashboard(
+        "driftmon-feature",
+        "driftmon / feature",
+        "Every drift statistic of one feature of one model, with its thresholds.",
+        b,
+        [
+            query_variable(
+                "model", "Model", "label_values(driftmon_model_features, model)", multi=False
+            ),
+            query_variable(
+                "feature",
+                "Feature",
+                'label_values(driftmon_feature_drift_detected{model="$model"}, feature)',
+                multi=False,
+            ),
+        ],
+    )
