@@ -124,6 +124,8 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert churn.name == "churn"
     assert churn.reference.mode is ReferenceMode.FILE
     assert churn.reference.path == Path("refs/churn.json")
+    age = fraud.feature_specs(s.evaluation)[1].thresholds
+    assert (age.psi_warning, age.psi_critical, age.out_of_range_ratio_warning) == (0.15, 0.3, 0.01)
 
 
 def test_feature_specs_and_policy_convert_to_core_types(tmp_path: Path) -> None:
