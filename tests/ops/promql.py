@@ -36,6 +36,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_drift_detected",
         "driftmon_feature_window_samples",
         "driftmon_feature_missing_ratio",
+        "driftmon_feature_threshold",
         "driftmon_feature_psi_threshold",
         "driftmon_feature_invalid_values_total",
         # per model

@@ -60,9 +60,15 @@ def exporter_registry() -> CollectorRegistry:
     gauge("driftmon_feature_ks_statistic", mf, {("fraud", "amount"): 0.12})
     thresholds: dict[tuple[str, ...], float] = {}
     for feature in ("amount", "country"):
-        thresholds[("fraud", feature, "warning")] = 0.1
-        thresholds[("fraud", feature, "critical")] = 0.25
-    gauge("driftmon_feature_psi_threshold", [*mf, "severity"], thresholds)
+        for severity, value in (("warning", 0.1), ("critical", 0.25)):
+            thresholds[("fraud", feature, "psi", severity)] = value
+        thresholds[("fraud", feature, "missing_ratio_change", "warning")] = 0.1
+        thresholds[("fraud", feature, "drift_qvalue", "decision")] = 1e-3
+    thresholds[("fraud", "amount", "ks", "decision")] = 0.05
+    thresholds[("fraud", "amount", "out_of_range_ratio", "warning")] = 0.05
+    thresholds[("fraud", "country", "tvd", "decision")] = 0.02
+    thresholds[("fraud", "country", "unseen_category_ratio", "warning")] = 0.01
+    gauge("driftmon_feature_threshold", [*mf, "signal", "severity"], thresholds)
     gauge("driftmon_model_drifted_features", ["model"], {("fraud",): 2})
     gauge("driftmon_model_features", ["model"], {("fraud",): 10})
     gauge("driftmon_model_reference_ready", ["model"], {("fraud",): 1})
