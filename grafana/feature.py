@@ -18,8 +18,11 @@ from panels import (
     query_variable,
     stat,
     target,
+    threshold_line,
+    threshold_style,
     thresholds,
     timeseries,
+    with_thresholds,
 )
 
 
@@ -104,22 +107,19 @@ def feature() -> JSON:
     b.add(
         timeseries(
             "PSI vs thresholds",
-            "PSI with this feature's warning and critical bands "
-            "(driftmon_feature_psi_threshold). DriftmonFeaturePsiCritical pages above the "
-            "critical band when the drift test agrees.",
-            [
-                target(f"driftmon_feature_psi{{{sel}}}", "PSI"),
-                target(
-                    f'driftmon_feature_psi_threshold{{{sel},severity="warning"}}', "warning band"
-                ),
-                target(
-                    f'driftmon_feature_psi_threshold{{{sel},severity="critical"}}', "critical band"
-                ),
-            ],
-            overrides=[
-                by_name("warning band", color=fixed(YELLOW), **{"custom.lineStyle": DASHED}),
-                by_name("critical band", color=fixed(RED), **{"custom.lineStyle": DASHED}),
-            ],
+            'PSI with this feature\'s thresholds (driftmon_feature_threshold{signal="psi"}): '
+            "the warning and critical bands (DriftmonFeaturePsiCritical pages above the "
+            "critical band when the drift test agrees) and, for numeric features, the drift "
+            "decision's floor.",
+            **with_thresholds(
+                sel,
+                [target(f"driftmon_feature_psi{{{sel}}}", "PSI")],
+                [
+                    ("psi", "warning", "warning band"),
+                    ("psi", "critical", "critical band"),
+                    ("psi", "decision", "decision floor"),
+                ],
+            ),
             decimals=3,
         ),
         12,
@@ -129,7 +129,8 @@ def feature() -> JSON:
         timeseries(
             "KS statistic with error bound",
             "KS D on the shared bins and the interval D +/- the largest reference mass inside "
-            "one bin: the exact sample KS statistic lies within it.",
+            "one bin: the exact sample KS statistic lies within it. The dotted line is the "
+            "drift decision's KS floor for this feature (driftmon_feature_threshold).",
             [
                 target(f"driftmon_feature_ks_statistic{{{sel}}}", "KS D"),
                 target(
@@ -142,10 +143,12 @@ def feature() -> JSON:
                     f" - driftmon_feature_ks_error_bound{{{sel}}}, 0)",
                     "D - bound",
                 ),
+                threshold_line(sel, "ks", "decision", "decision floor"),
             ],
             overrides=[
                 by_name("D + bound", color=fixed(BLUE), **{"custom.lineStyle": DASHED}),
                 by_name("D - bound", color=fixed(BLUE), **{"custom.lineStyle": DASHED}),
+                threshold_style("decision floor", "decision"),
             ],
             decimals=3,
             min_value=0,
@@ -156,15 +159,24 @@ def feature() -> JSON:
     b.add(
         timeseries(
             "p-values and q-value",
-            "Raw p-values of each test and the multiple-testing-adjusted q-value (log scale). "
-            "Absent while a window is under min_samples.",
-            [
-                target(f"driftmon_feature_psi_pvalue{{{sel}}}", "PSI p"),
-                target(f"driftmon_feature_ks_pvalue{{{sel}}}", "KS p"),
-                target(f"driftmon_feature_chi2_pvalue{{{sel}}}", "chi2 p"),
-                target(f"driftmon_feature_new_category_pvalue{{{sel}}}", "new-category p"),
-                target(f"driftmon_feature_drift_qvalue{{{sel}}}", "q-value"),
-            ],
+            "Raw p-values of each test and the multiple-testing-adjusted q-value (log scale), "
+            "with the q the drift decision needs (evaluation.fdr_q) and, for categorical "
+            "features, the p-value DriftmonFeatureNewCategories needs. Absent while a window "
+            "is under min_samples.",
+            **with_thresholds(
+                sel,
+                [
+                    target(f"driftmon_feature_psi_pvalue{{{sel}}}", "PSI p"),
+                    target(f"driftmon_feature_ks_pvalue{{{sel}}}", "KS p"),
+                    target(f"driftmon_feature_chi2_pvalue{{{sel}}}", "chi2 p"),
+                    target(f"driftmon_feature_new_category_pvalue{{{sel}}}", "new-category p"),
+                    target(f"driftmon_feature_drift_qvalue{{{sel}}}", "q-value"),
+                ],
+                [
+                    ("drift_qvalue", "decision", "q threshold"),
+                    ("new_category_pvalue", "warning", "new-category p threshold"),
+                ],
+            ),
             log=True,
             unit="sci",
         ),
@@ -174,8 +186,13 @@ def feature() -> JSON:
     b.add(
         timeseries(
             "Total variation distance",
-            "TVD between the current and reference category distributions (categorical features).",
-            [target(f"driftmon_feature_tvd{{{sel}}}", "TVD")],
+            "TVD between the current and reference category distributions (categorical "
+            "features), with the drift decision's TVD floor for this feature.",
+            **with_thresholds(
+                sel,
+                [target(f"driftmon_feature_tvd{{{sel}}}", "TVD")],
+                [("tvd", "decision", "decision floor")],
+            ),
             decimals=3,
             min_value=0,
         ),
@@ -199,6 +216,48 @@ def feature() -> JSON:
         12,
         8,
     )
+    for title, description, signal_target, signal in (
+        (
+            "Missing-value change vs threshold",
+            "Current minus reference missing-value share, with the threshold above which "
+            "DriftmonFeatureMissingIncrease warns and the drift decision's floor.",
+            target(
+                f'max without (window) (driftmon_feature_missing_ratio{{{sel},window="current"}})'
+                " - max without (window) (driftmon_feature_missing_ratio"
+                f'{{{sel},window="reference"}})',
+                "missing change",
+            ),
+            "missing_ratio_change",
+        ),
+        (
+            "Out-of-range ratio vs threshold",
+            "Share of the current window outside the reference range (numeric features), with "
+            "the threshold above which DriftmonFeatureOutOfRange warns.",
+            target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
+            "out_of_range_ratio",
+        ),
+        (
+            "Unseen categories vs threshold",
+            "Share of the current window in categories the reference never saw (categorical "
+            "features), with the threshold above which DriftmonFeatureNewCategories warns "
+            "(when the binomial test also agrees) and the drift decision's floor.",
+            target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
+            "unseen_category_ratio",
+        ),
+    ):
+        levels = [("warning", "warning threshold")]
+        if signal != "out_of_range_ratio":
+            levels.append(("decision", "decision floor"))
+        b.add(
+            timeseries(
+                title,
+                description,
+                **with_thresholds(sel, [signal_target], [(signal, v, n) for v, n in levels]),
+                unit="percentunit",
+            ),
+            8,
+            8,
+        )
     b.add(
         timeseries(
             "Window samples",

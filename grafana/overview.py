@@ -136,8 +136,9 @@ def overview() -> JSON:
     b.add(
         state_timeline(
             "PSI by feature",
-            f"PSI of the current window against the reference, coloured by the classic bands "
-            f"(green < {PSI_WARNING}, yellow < {PSI_CRITICAL}, red above). Gaps: a window had "
+            f"PSI of the current window against the reference, coloured by the default bands "
+            f"(green < {PSI_WARNING}, yellow < {PSI_CRITICAL}, red above; each feature's own "
+            "bands are on driftmon / feature). Gaps: a window had "
             "fewer than min_samples values.",
             [target(f"driftmon_feature_psi{{{SEL_MODELS}}}", "{{model}} / {{feature}}")],
             steps=PSI_STEPS,
@@ -204,7 +205,8 @@ def overview() -> JSON:
         timeseries(
             "Missing values: current minus reference",
             "Increase of the missing-value share over the reference, in points. "
-            "DriftmonFeatureMissingIncrease warns above 0.1.",
+            "DriftmonFeatureMissingIncrease warns above the feature's own threshold (default 0.1; "
+            "drawn on driftmon / feature).",
             [
                 target(
                     "max without (window) (driftmon_feature_missing_ratio"
@@ -223,7 +225,8 @@ def overview() -> JSON:
         timeseries(
             "Out-of-range ratio",
             "Share of the current window outside the reference's range (numeric features). "
-            "DriftmonFeatureOutOfRange warns above 5%.",
+            "DriftmonFeatureOutOfRange warns above the feature's own threshold (default 5%; drawn "
+            "on driftmon / feature).",
             [
                 target(
                     f"driftmon_feature_out_of_range_ratio{{{SEL_MODELS}}}",
@@ -239,7 +242,8 @@ def overview() -> JSON:
         timeseries(
             "Unseen category ratio",
             "Share of the current window made of categories the reference never saw "
-            "(categorical features). DriftmonFeatureNewCategories warns above 1%.",
+            "(categorical features). DriftmonFeatureNewCategories warns above the feature's own "
+            "threshold (default 1%; drawn on driftmon / feature).",
             [
                 target(
                     f"driftmon_feature_unseen_category_ratio{{{SEL_MODELS}}}",

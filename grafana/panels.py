@@ -19,8 +19,8 @@ SCHEMA_VERSION = 39
 GRID_WIDTH = 24
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 
-# Classic PSI bands (docs/statistics.md); per-feature bands are drawn from
-# driftmon_feature_psi_threshold where the panel shows a single feature.
+# Default PSI bands (README.md, "Thresholds"), for panels over many features; where a panel
+# shows a single feature, its own thresholds are drawn from driftmon_feature_threshold.
 PSI_WARNING = 0.1
 PSI_CRITICAL = 0.25
 
@@ -186,6 +186,36 @@ def fixed(color: str) -> JSON:
 
 
 DASHED = {"dash": [10, 10], "fill": "dash"}
+DOTTED = {"dash": [0, 10], "fill": "dot"}
+
+#: Line style of each threshold level (the `severity` label): colour and dash pattern.
+LEVEL_STYLE: dict[str, tuple[str, JSON]] = {
+    "warning": (YELLOW, DASHED),
+    "critical": (RED, DASHED),
+    "decision": (BLUE, DOTTED),
+}
+
+
+def threshold_line(sel: str, signal: str, severity: str, legend: str) -> JSON:
+    """A query of one feature's threshold series: `driftmon_feature_threshold{signal,severity}`."""
+    return target(
+        f'driftmon_feature_threshold{{{sel},signal="{signal}",severity="{severity}"}}', legend
+    )
+
+
+def threshold_style(legend: str, severity: str) -> JSON:
+    """The override drawing the threshold line called `legend` in its level's style."""
+    color, dash = LEVEL_STYLE[severity]
+    return by_name(legend, color=fixed(color), **{"custom.lineStyle": dash})
+
+
+def with_thresholds(
+    sel: str, signals: Sequence[JSON], lines: Sequence[tuple[str, str, str]]
+) -> JSON:
+    """`targets` and `overrides` keyword arguments of a panel: the signal queries, then one
+    styled line per (signal, severity, legend) threshold of the feature selected by `sel`."""
+    targets = [*signals, *(threshold_line(sel, s, v, legend) for s, v, legend in lines)]
+    return {"targets": targets, "overrides": [threshold_style(legend, v) for _, v, legend in lines]}
 
 
 class Board:

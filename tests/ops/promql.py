@@ -112,6 +112,10 @@ _GROUPING = re.compile(
 _IDENT = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:]|\s*\()")
 
 
+#: Exported but deprecated: kept for one release, read by no shipped rule or dashboard.
+DEPRECATED_METRICS: frozenset[str] = frozenset({"driftmon_feature_psi_threshold"})
+
+
 def metric_names(expr: str) -> set[str]:
     """The metric names an expression selects (identifiers that are not calls or keywords)."""
     text = _STRING.sub('""', expr)
