@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from monitor.model import FeatureKind, Thresholds
 from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     AlertmanagerServer,
@@ -58,16 +59,14 @@ def exporter_registry() -> CollectorRegistry:
     gauge("driftmon_feature_drift_qvalue", mf, {("fraud", "amount"): 1e-5})
     gauge("driftmon_feature_psi", mf, {("fraud", "amount"): 0.18, ("fraud", "country"): 0.6})
     gauge("driftmon_feature_ks_statistic", mf, {("fraud", "amount"): 0.12})
+    # The default thresholds of both feature kinds on both features (a stand-in: the daemon
+    # exports those of each feature's kind), so every dashboard threshold line has data.
     thresholds: dict[tuple[str, ...], float] = {}
     for feature in ("amount", "country"):
-        for severity, value in (("warning", 0.1), ("critical", 0.25)):
-            thresholds[("fraud", feature, "psi", severity)] = value
-        thresholds[("fraud", feature, "missing_ratio_change", "warning")] = 0.1
+        for kind in FeatureKind:
+            for signal, severity, value in Thresholds().series(kind):
+                thresholds[("fraud", feature, signal.value, severity.value)] = value
         thresholds[("fraud", feature, "drift_qvalue", "decision")] = 1e-3
-    thresholds[("fraud", "amount", "ks", "decision")] = 0.05
-    thresholds[("fraud", "amount", "out_of_range_ratio", "warning")] = 0.05
-    thresholds[("fraud", "country", "tvd", "decision")] = 0.02
-    thresholds[("fraud", "country", "unseen_category_ratio", "warning")] = 0.01
     gauge("driftmon_feature_threshold", [*mf, "signal", "severity"], thresholds)
     gauge("driftmon_model_drifted_features", ["model"], {("fraud",): 2})
     gauge("driftmon_model_features", ["model"], {("fraud",): 10})
