@@ -72,6 +72,7 @@ __all__ = [
     "ModelSettings",
     "NonNegativeDuration",
     "ReferenceSettings",
+    "ReferencesSettings",
     "Settings",
     "StateSettings",
     "ThresholdSettings",
@@ -342,6 +343,14 @@ class ReferenceSettings(_Section):
         if self.mode is ReferenceMode.FILE and self.path is None:
             raise _KeyedError(("path", "required when mode is file"))
         return self
+
+
+class ReferencesSettings(_Section):
+    """The reference registry on Kafka (docs/registry.md): where profiles and activations live."""
+
+    topic: Topic = "driftmon.references"
+    chunk_bytes: int = Field(512 * 1024, ge=1024, le=1024 * 1024)
+    timeout: Duration = 10.0
 
 
 Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -719,6 +728,7 @@ class Settings(BaseSettings):
     )
 
     kafka: KafkaSettings
+    references: ReferencesSettings = ReferencesSettings()
     event: EventSettings = EventSettings()
     models: tuple[ModelSettings, ...] = Field(min_length=1)
     window: WindowSettings = WindowSettings()

@@ -533,10 +533,19 @@ def _bad_stream(ts: float, rng: np.random.Generator) -> Stream:
     s.messages.append(msgspec.json.encode(event))
     s.count_valid()
     # Big messages: one array just under max_message_bytes (used), one of 10 MiB (too_large).
+    # Event sizes vary with the float repr of `ts`, so the array is filled by measured size.
     one = len(msgspec.json.encode(s.event()))
-    n_big = (MAX_MESSAGE_BYTES - 1_000) // (one + 1)
-    big = msgspec.json.encode([s.event() for _ in range(n_big)])
-    assert len(big) <= MAX_MESSAGE_BYTES
+    events: list[dict[str, Any]] = []
+    size = 2  # the brackets
+    while True:
+        event_bytes = len(msgspec.json.encode(candidate := s.event())) + 1  # + the comma
+        if size + event_bytes > MAX_MESSAGE_BYTES - 1_000:
+            break
+        events.append(candidate)
+        size += event_bytes
+    n_big = len(events)
+    big = msgspec.json.encode(events)
+    assert MAX_MESSAGE_BYTES - 2_000 <= len(big) <= MAX_MESSAGE_BYTES
     s.messages.append(big)
     for _ in range(n_big):
         s.count_valid()
