@@ -372,8 +372,8 @@ class _Levels(_Section):
         """Name the levels this signal has when an unknown one is given."""
         if isinstance(data, dict):
             allowed = tuple(cls.model_fields)
-            unknown = [(str(k), f"unknown level (allowed: {', '.join(allowed)})") for k in data]
-            issues = [issue for issue in unknown if issue[0] not in allowed]
+            message = f"unknown level (allowed: {', '.join(allowed)})"
+            issues = [(str(k), message) for k in data if k not in allowed]
             if issues:
                 raise _KeyedError(*issues)
         return data
