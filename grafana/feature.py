@@ -129,8 +129,10 @@ def feature() -> JSON:
         timeseries(
             "KS statistic with error bound",
             "KS D on the shared bins and the interval D +/- the largest reference mass inside "
-            "one bin: the exact sample KS statistic lies within it. The dotted line is the "
-            "drift decision's KS floor for this feature (driftmon_feature_threshold).",
+            "one bin: the exact sample KS statistic lies within it. With this feature's "
+            "thresholds (driftmon_feature_threshold): the critical one "
+            "(DriftmonFeatureKsCritical pages above it when the drift test agrees) and the "
+            "drift decision's KS floor (dotted).",
             [
                 target(f"driftmon_feature_ks_statistic{{{sel}}}", "KS D"),
                 target(
@@ -143,11 +145,13 @@ def feature() -> JSON:
                     f" - driftmon_feature_ks_error_bound{{{sel}}}, 0)",
                     "D - bound",
                 ),
+                threshold_line(sel, "ks", "critical", "critical threshold"),
                 threshold_line(sel, "ks", "decision", "decision floor"),
             ],
             overrides=[
                 by_name("D + bound", color=fixed(BLUE), **{"custom.lineStyle": DASHED}),
                 by_name("D - bound", color=fixed(BLUE), **{"custom.lineStyle": DASHED}),
+                threshold_style("critical threshold", "critical"),
                 threshold_style("decision floor", "decision"),
             ],
             decimals=3,

@@ -388,8 +388,15 @@ class PsiLevels(_Levels):
 
 
 class DecisionLevel(_Levels):
-    """A statistic that only the drift decision uses (KS D, TVD): its effect-size floor."""
+    """A statistic that only the drift decision uses (TVD): its effect-size floor."""
 
+    decision: Ratio | None = None
+
+
+class CriticalAndDecisionLevels(_Levels):
+    """A distance with a critical alert and a drift decision floor (KS D)."""
+
+    critical: Ratio | None = None
     decision: Ratio | None = None
 
 
@@ -422,7 +429,7 @@ class ThresholdSettings(_Section):
     """
 
     psi: PsiLevels = PsiLevels()
-    ks: DecisionLevel = DecisionLevel()
+    ks: CriticalAndDecisionLevels = CriticalAndDecisionLevels()
     tvd: DecisionLevel = DecisionLevel()
     missing_ratio_change: WarningAndDecisionLevels = WarningAndDecisionLevels()
     out_of_range_ratio: WarningLevel = WarningLevel()

@@ -657,7 +657,7 @@ def cardinality(
     histogram unless `PROMETHEUS_DISABLE_CREATED_SERIES` is set.
 
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
-    + up to 9 threshold series (8 for numeric features, 9 for categorical ones, counted as 9)
+    + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + invalid_values_total = 28.
     Per model: 6 gauges + events_accepted_total.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.

@@ -66,9 +66,10 @@ class Thresholds:
     """Every threshold of one feature, resolved (feature > model > global > built-in default).
 
     Alert levels (compared by the shipped Prometheus rules with the exported series):
-    `psi_warning`/`psi_critical` (PSI bands), `missing_ratio_change_warning` (current minus
-    reference missing ratio), `out_of_range_ratio_warning`, `unseen_category_ratio_warning`
-    and `new_category_pvalue_warning` (the binomial p-value must be below it).
+    `psi_warning`/`psi_critical` (PSI bands), `ks_critical` (KS D),
+    `missing_ratio_change_warning` (current minus reference missing ratio),
+    `out_of_range_ratio_warning`, `unseen_category_ratio_warning` and
+    `new_category_pvalue_warning` (the binomial p-value must be below it).
     Decision floors (used by `monitor.evaluate`; a leg fires only when its effect reaches the
     floor): `ks_decision` (KS D >= floor), `psi_decision` (PSI >= floor), `tvd_decision`
     (TVD >= floor), `missing_ratio_change_decision` (|change| >= floor) and
@@ -78,6 +79,7 @@ class Thresholds:
     psi_warning: float = 0.1
     psi_critical: float = 0.25
     psi_decision: float = 0.02
+    ks_critical: float = 0.2
     ks_decision: float = 0.05
     tvd_decision: float = 0.02
     missing_ratio_change_warning: float = 0.1
@@ -109,6 +111,7 @@ THRESHOLD_KEYS: dict[FeatureKind, tuple[tuple[Signal, Severity], ...]] = {
     FeatureKind.NUMERIC: (
         *_PSI_BANDS,
         (Signal.PSI, Severity.DECISION),
+        (Signal.KS, Severity.CRITICAL),
         (Signal.KS, Severity.DECISION),
         *_MISSING,
         (Signal.OUT_OF_RANGE_RATIO, Severity.WARNING),

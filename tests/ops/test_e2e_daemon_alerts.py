@@ -114,6 +114,7 @@ MODELS = (DRIFTING, CLEAN)
 SCENARIO = "mean-shift"
 DRIFTED = affected_features(SCENARIO)  # {"amount", "score"}
 PSI_BANDS = {"amount": (0.1, 0.5)}  # (warning, critical); the other features keep the defaults
+KS_CRITICAL = 0.95  # out of reach: DriftmonFeatureKsCritical is left to the promtool tests
 CRITICAL = frozenset({"score"})  # PSI above its critical band: DriftmonFeaturePsiCritical
 WARNING = DRIFTED - CRITICAL  # a drift below the critical band: DriftmonFeatureDrift only
 PANEL_FEATURE = "amount"  # the drifting (numeric) feature the feature dashboard is shown for
@@ -144,10 +145,13 @@ PSI_CRITICAL_START += r"critical band of 0\.25,"
 
 # ----------------------------------------------------------------------------- inputs
 def model_config(name: str) -> dict[str, Any]:
-    """A `models:` item: the demo features, a warm-up reference, PSI_BANDS where given."""
+    """A `models:` item: the demo features, a warm-up reference, PSI_BANDS where given, and
+    KS_CRITICAL on the numeric features."""
     features = []
     for spec in DEMO_FEATURES:
         feature: dict[str, Any] = {"name": spec.name, "kind": spec.kind.value}
+        if spec.kind is FeatureKind.NUMERIC:  # the PSI alerts tell the story: no KS page
+            feature["thresholds"] = {"ks": {"critical": KS_CRITICAL}}
         if spec.name in PSI_BANDS:
             feature["psi_warning"], feature["psi_critical"] = PSI_BANDS[spec.name]
         features.append(feature)

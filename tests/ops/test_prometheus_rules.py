@@ -34,6 +34,7 @@ PROMETHEUS_SERIES = {"up"}
 EXPECTED_ALERTS = {
     "DriftmonFeatureDrift": "warning",
     "DriftmonFeaturePsiCritical": "critical",
+    "DriftmonFeatureKsCritical": "critical",
     "DriftmonModelWideDrift": "critical",
     "DriftmonFeatureMissingIncrease": "warning",
     "DriftmonFeatureOutOfRange": "warning",
@@ -111,6 +112,7 @@ def test_rules_use_only_exported_metrics() -> None:
 #: Per-feature alerts -> the (signal, severity) threshold series each compares with.
 THRESHOLD_ALERTS = {
     "DriftmonFeaturePsiCritical": [("psi", "critical")],
+    "DriftmonFeatureKsCritical": [("ks", "critical")],
     "DriftmonFeatureMissingIncrease": [("missing_ratio_change", "warning")],
     "DriftmonFeatureOutOfRange": [("out_of_range_ratio", "warning")],
     "DriftmonFeatureNewCategories": [

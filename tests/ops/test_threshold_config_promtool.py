@@ -3,9 +3,9 @@
 Two configs differ only in feature thresholds. For each, the daemon's own metric path
 (`load_settings` -> `feature_specs` -> `DriftCollector` -> the text exposition /metrics
 serves) renders one evaluation in which `amount` and `latency` have the same out-of-range
-ratio (8 %), missing-value change (+15 points) and PSI (0.4, drift detected). The exposition
-becomes the input series of a `promtool test rules` case against the shipped rules file, and
-the `ALERTS` series say which features alert.
+ratio (8 %), missing-value change (+15 points), PSI (0.4) and KS D (0.35), drift detected.
+The exposition becomes the input series of a `promtool test rules` case against the shipped
+rules file, and the `ALERTS` series say which features alert.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ ALERT_SIGNALS = {
     "DriftmonFeatureOutOfRange": ("out_of_range_ratio", "warning"),
     "DriftmonFeatureMissingIncrease": ("missing_ratio_change", "warning"),
     "DriftmonFeaturePsiCritical": ("psi", "critical"),
+    "DriftmonFeatureKsCritical": ("ks", "critical"),
 }
 #: (amount, latency) thresholds of each config: each config alerts on the other feature.
 CONFIGS = {
     "amount-low": {"out_of_range_ratio": (0.05, 0.2), "missing_ratio_change": (0.1, 0.2),
-                   "psi": (0.25, 0.5)},
+                   "psi": (0.25, 0.5), "ks": (0.2, 0.5)},
     "latency-low": {"out_of_range_ratio": (0.2, 0.05), "missing_ratio_change": (0.2, 0.1),
-                    "psi": (0.5, 0.25)},
+                    "psi": (0.5, 0.25), "ks": (0.5, 0.2)},
 }  # fmt: skip
 
 
@@ -71,7 +72,7 @@ def exposition(config_path: Path) -> str:
             current_missing_ratio=0.25,
             evaluated=True,
             psi=0.4,
-            ks_statistic=0.2,
+            ks_statistic=0.35,
             out_of_range_ratio=0.08,
             qvalue=1e-9,
             drift_detected=True,
@@ -118,7 +119,7 @@ def promtool_case(text: str, alerting: str) -> dict[str, Any]:
 
 def alert_series(alertname: str, feature: str) -> str:
     """The ALERTS series of `alertname` firing for fraud/`feature` on the scraped instance."""
-    critical = alertname == "DriftmonFeaturePsiCritical"
+    critical = alertname in ("DriftmonFeaturePsiCritical", "DriftmonFeatureKsCritical")
     labels = {
         "alertname": alertname,
         "alertstate": "firing",

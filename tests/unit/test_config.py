@@ -237,7 +237,7 @@ def test_redacted_dump_shows_each_features_effective_thresholds(tmp_path: Path) 
     assert age["thresholds"] == {
         "psi": {"warning": 0.2, "critical": 0.4, "decision": 0.02},
         "missing_ratio_change": {"warning": 0.1, "decision": 0.05},
-        "ks": {"decision": 0.05},
+        "ks": {"critical": 0.2, "decision": 0.05},
         "out_of_range_ratio": {"warning": 0.2},
     }
     assert country["thresholds"] == {
@@ -460,8 +460,8 @@ INVALID: list[tuple[str, Callable[[Config], None], str]] = [
     ),
     (
         "unknown level",
-        _set("models.0.thresholds", {"ks": {"critical": 0.2}}),
-        "models.0.thresholds.ks.critical: unknown level (allowed: decision)",
+        _set("models.0.thresholds", {"ks": {"warning": 0.2}}),
+        "models.0.thresholds.ks.warning: unknown level (allowed: critical, decision)",
     ),
     (
         "threshold of the other kind",

@@ -508,6 +508,7 @@ class TestDriftCollector:
             ("psi", "warning"): 0.1,
             ("psi", "critical"): 0.25,
             ("psi", "decision"): 0.02,
+            ("ks", "critical"): 0.2,
             ("ks", "decision"): 0.05,
             ("missing_ratio_change", "warning"): 0.1,
             ("missing_ratio_change", "decision"): 0.05,
