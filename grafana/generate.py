@@ -4,7 +4,7 @@ The JSON files are committed (Grafana provisioning reads them as they are); this
 their source, so that every panel is built the same way: one fixed datasource uid
 (`driftmon-prometheus`, see grafana/provisioning/datasources/prometheus.yml), sequential
 panel ids, explicit grid positions, and PromQL that uses only the metrics driftmon exports
-(README.md, "Metrics"). `--check` exits 1 when the committed files differ from the output.
+(README.md, Metrics). `--check` exits 1 when the committed files differ from the output.
 
 One module per dashboard (`overview.py`, `feature.py`, `pipeline.py`) on shared helpers
 (`panels.py`); this file is the entry point.

@@ -51,6 +51,8 @@ from pydantic_settings import (
 
 from monitor.errors import ConfigError
 from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
     THRESHOLD_KEYS,
     Correction,
     DecisionPolicy,
@@ -83,7 +85,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DRIFTMON_"
-DEFAULT_TOP_K = 20
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +330,7 @@ class EventSettings(_Section):
 
 
 class ReferenceSettings(_Section):
-    """Where a model's reference distribution comes from (DESIGN.md section 4)."""
+    """Where a model's reference distribution comes from (README.md, References)."""
 
     mode: ReferenceMode = ReferenceMode.WARMUP
     path: Path | None = None
@@ -574,7 +575,7 @@ class ModelSettings(_Section):
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
     thresholds: ThresholdSettings = ThresholdSettings()
-    max_bins: int = Field(128, ge=2, le=1024)
+    max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
 
     @field_validator("features")
     @classmethod
@@ -641,7 +642,7 @@ class WindowSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    """How often drift is evaluated and the decision rule's parameters (docs/statistics.md).
+    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md).
 
     The `*_floor` keys are the global defaults of the per-feature decision thresholds
     (`thresholds.<signal>.decision` of a model or feature overrides them).

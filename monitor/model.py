@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+DEFAULT_MAX_BINS: Final = 128
+"""Numeric fine bins per feature, cut at reference quantiles (`max_bins`, `--max-bins`)."""
+
+DEFAULT_TOP_K: Final = 20
+"""Reference categories kept per categorical feature, before OTHER (`top_k`, `--top-k`)."""
 
 
 class FeatureKind(StrEnum):
@@ -139,7 +145,7 @@ class FeatureSpec:
 
 @dataclass(frozen=True, slots=True)
 class DecisionPolicy:
-    """The model-wide part of the drift decision rule (docs/statistics.md).
+    """The model-wide part of the drift decision rule (docs/architecture.md, Statistics).
 
     The effect-size floors are per feature (`Thresholds`); these apply to the whole model.
     """
