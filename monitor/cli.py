@@ -457,7 +457,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
         model = next((m for m in settings.models if m.name == args.model), None)
         if model is None:
             raise ConfigError(f"--model: {args.model!r} is not a model of {args.config}")
-        specs = model.feature_specs()
+        specs = model.feature_specs(settings.evaluation)
         top_k = {f.name: f.top_k or args.top_k for f in model.features}
         max_bins = model.max_bins
     else:

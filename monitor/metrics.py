@@ -31,7 +31,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.errors import CheckpointResult, RejectReason
-from monitor.model import Snapshot
+from monitor.model import THRESHOLD_KEYS, Severity, Signal, Snapshot
 
 __all__ = [
     "BATCH_DURATION_BUCKETS",
@@ -80,7 +80,8 @@ FEATURE_NEW_CATEGORY_PVALUE: Final = "driftmon_feature_new_category_pvalue"
 FEATURE_DRIFT_DETECTED: Final = "driftmon_feature_drift_detected"
 FEATURE_WINDOW_SAMPLES: Final = "driftmon_feature_window_samples"
 FEATURE_MISSING_RATIO: Final = "driftmon_feature_missing_ratio"
-FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"
+FEATURE_THRESHOLD: Final = "driftmon_feature_threshold"
+FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"  # deprecated: FEATURE_THRESHOLD
 FEATURE_REFERENCE_READY: Final = "driftmon_feature_reference_ready"
 
 # Per model (DriftCollector)
@@ -96,6 +97,7 @@ WINDOWS: Final = ("reference", "current")
 SEVERITIES: Final = ("warning", "critical")
 COMMIT_RESULTS: Final = (CheckpointResult.SUCCESS, CheckpointResult.FAILURE)
 """The `result` values of driftmon_offset_commits_total (CORRUPT applies to checkpoints)."""
+DECISION: Final = Severity.DECISION.value
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
@@ -291,10 +293,18 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "Fraction (0-1) of events of the window in which the feature is missing.",
     ),
     MetricDef(
+        FEATURE_THRESHOLD,
+        "gauge",
+        (*_MF, "signal", "severity"),
+        "Configured threshold of a feature's signal: alert level (warning, critical) or the "
+        "drift decision's (decision).",
+    ),
+    MetricDef(
         FEATURE_PSI_THRESHOLD,
         "gauge",
         (*_MF, "severity"),
-        "Configured PSI alert threshold of the feature, per severity.",
+        'Deprecated: driftmon_feature_threshold{signal="psi"}. Configured PSI alert '
+        "threshold of the feature, per severity.",
     ),
     MetricDef(
         FEATURE_REFERENCE_READY,
@@ -570,8 +580,10 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
     Every family is returned even when it has no samples (so it stays typed in the
     exposition). Per (model, feature): the optional statistics appear only when the
     `FeatureResult` value is not None (no statistic under `min_samples`); the drift
-    decision, both window sample counts and both PSI thresholds always appear; the missing
-    ratio appears per window when known. Per model: drifted and evaluated feature counts,
+    decision, both window sample counts, every threshold of the feature's kind
+    (`Thresholds.series`, plus `signal="drift_qvalue",severity="decision"` = the model's q)
+    and the deprecated PSI bands always appear; the missing ratio appears per window when
+    known. Per model: drifted and evaluated feature counts,
     last evaluation time, reference readiness, the watermark when known and
     `driftmon_reference_info` when a reference is loaded (`reference_id` non-empty).
     """
@@ -579,7 +591,8 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
     detected = _family(FEATURE_DRIFT_DETECTED)
     samples = _family(FEATURE_WINDOW_SAMPLES)
     missing = _family(FEATURE_MISSING_RATIO)
-    threshold = _family(FEATURE_PSI_THRESHOLD)
+    threshold = _family(FEATURE_THRESHOLD)
+    psi_threshold = _family(FEATURE_PSI_THRESHOLD)
     feature_ready = _family(FEATURE_REFERENCE_READY)
     drifted = _family(MODEL_DRIFTED_FEATURES)
     n_features = _family(MODEL_FEATURES)
@@ -603,8 +616,11 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
                 missing.add_metric((*labels, "reference"), f.reference_missing_ratio)
             if f.current_missing_ratio is not None:
                 missing.add_metric((*labels, "current"), f.current_missing_ratio)
-            threshold.add_metric((*labels, "warning"), f.psi_warning)
-            threshold.add_metric((*labels, "critical"), f.psi_critical)
+            for signal, severity, value in f.thresholds.series(f.kind):
+                threshold.add_metric((*labels, signal.value, severity.value), value)
+            threshold.add_metric((*labels, Signal.DRIFT_QVALUE.value, DECISION), m.fdr_q)
+            psi_threshold.add_metric((*labels, "warning"), f.thresholds.psi_warning)
+            psi_threshold.add_metric((*labels, "critical"), f.thresholds.psi_critical)
             feature_ready.add_metric(labels, 1.0 if f.reference_ready else 0.0)
 
         drifted.add_metric((model,), m.drifted_features)
@@ -626,6 +642,7 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
         samples,
         missing,
         threshold,
+        psi_threshold,
         feature_ready,
         drifted,
         n_features,
@@ -684,16 +701,18 @@ def cardinality(
     histogram unless `PROMETHEUS_DISABLE_CREATED_SERIES` is set.
 
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
-    + 2 psi_threshold + reference_ready + invalid_values_total = 20. Per model: 6 gauges +
-    events_accepted_total. Per topic: consumed_total + one rejected_total per `RejectReason` +
-    last_record_timestamp. Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each),
-    evaluations_total, one checkpoints_total per `CheckpointResult`, 2 offset_commits_total,
-    one dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
+    + 9 threshold series (8 of the feature's kind + the model's q)
+    + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
+    Per model: 6 gauges + events_accepted_total.
+    Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
+    Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
+    one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
+    dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
     ready, kafka_connected, evaluation_interval.
     """
     n_reasons = len(RejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
-    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + 2 + 1 + 1
+    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
     per_model = 6 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
@@ -711,6 +730,10 @@ def cardinality(
         )
         total += counters + 2  # + the two histograms
     return total
+
+
+_MAX_THRESHOLDS: Final = 1 + max(len(keys) for keys in THRESHOLD_KEYS.values())
+"""Threshold series of the feature kind with the most, plus the model's q."""
 
 
 Registry: TypeAlias = CollectorRegistry

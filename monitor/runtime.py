@@ -94,7 +94,7 @@ class ModelRuntime:
         self.max_future_seconds = max_future_seconds
         self.clock = clock
         self.state_dir = state_dir
-        specs = settings.feature_specs()
+        specs = settings.feature_specs(evaluation)
         self.numeric_specs = tuple(s for s in specs if s.kind is FeatureKind.NUMERIC)
         self.categorical_specs = tuple(s for s in specs if s.kind is FeatureKind.CATEGORICAL)
         self.specs: tuple[FeatureSpec, ...] = self.numeric_specs + self.categorical_specs
@@ -509,8 +509,7 @@ class ModelRuntime:
                 reference_missing_ratio=None,
                 current_missing_ratio=None,
                 evaluated=False,
-                psi_warning=s.psi_warning,
-                psi_critical=s.psi_critical,
+                thresholds=s.thresholds,
                 reference_ready=False,
                 reference_note=self._no_reference_reason(s.name),
             )

@@ -36,6 +36,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_drift_detected",
         "driftmon_feature_window_samples",
         "driftmon_feature_missing_ratio",
+        "driftmon_feature_threshold",
         "driftmon_feature_psi_threshold",
         "driftmon_feature_reference_ready",
         "driftmon_feature_invalid_values_total",
@@ -111,6 +112,10 @@ _GROUPING = re.compile(
     r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
 )
 _IDENT = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:]|\s*\()")
+
+
+#: Exported but deprecated: kept for one release, read by no shipped rule or dashboard.
+DEPRECATED_METRICS: frozenset[str] = frozenset({"driftmon_feature_psi_threshold"})
 
 
 def metric_names(expr: str) -> set[str]:

@@ -26,7 +26,7 @@ import monitor
 from monitor import metrics
 from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
-from monitor.model import Correction, FeatureResult, Snapshot
+from monitor.model import Correction, FeatureResult, Snapshot, Thresholds
 from tests.support.builders import (
     categorical,
     evaluation,
@@ -96,8 +96,7 @@ def country() -> FeatureResult:
         unseen_category_ratio=0.003,
         new_category_pvalue=0.9,
         qvalue=0.96,
-        psi_warning=0.2,
-        psi_critical=0.5,
+        thresholds=Thresholds(psi_warning=0.2, psi_critical=0.5, tvd_decision=0.04),
     )
 
 
@@ -446,6 +445,49 @@ class TestDriftCollector:
         assert get(metrics.FEATURE_MISSING_RATIO, {**age, "window": "current"}) == 0.25
         assert get(metrics.FEATURE_PSI_THRESHOLD, {**age, "severity": "warning"}) == 0.1
         assert get(metrics.FEATURE_PSI_THRESHOLD, {**age, "severity": "critical"}) == 0.25
+        psi_critical = {**age, "signal": "psi", "severity": "critical"}
+        assert get(metrics.FEATURE_THRESHOLD, psi_critical) == 0.25
+
+    def test_every_threshold_of_the_features_kind_is_a_series(
+        self, registry: CollectorRegistry, collector: DriftCollector
+    ) -> None:
+        """Each feature exports exactly its kind's thresholds and the model's q, with values."""
+        collector.publish(fixed_snapshot())
+        text = scrape(registry)
+        found: dict[str, dict[tuple[str, str], float]] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name == metrics.FEATURE_THRESHOLD:
+                for s in family.samples:
+                    key = f"{s.labels['model']}/{s.labels['feature']}"
+                    found.setdefault(key, {})[(s.labels["signal"], s.labels["severity"])] = s.value
+        numeric = {
+            ("psi", "warning"): 0.1,
+            ("psi", "critical"): 0.25,
+            ("psi", "decision"): 0.02,
+            ("ks", "critical"): 0.2,
+            ("ks", "decision"): 0.05,
+            ("missing_ratio_change", "warning"): 0.1,
+            ("missing_ratio_change", "decision"): 0.05,
+            ("out_of_range_ratio", "warning"): 0.05,
+            ("drift_qvalue", "decision"): 1e-3,
+        }
+        categorical = {
+            ("psi", "warning"): 0.2,
+            ("psi", "critical"): 0.5,
+            ("tvd", "decision"): 0.04,
+            ("missing_ratio_change", "warning"): 0.1,
+            ("missing_ratio_change", "decision"): 0.05,
+            ("unseen_category_ratio", "warning"): 0.01,
+            ("unseen_category_ratio", "decision"): 0.01,
+            ("new_category_pvalue", "warning"): 0.001,
+            ("drift_qvalue", "decision"): 1e-3,
+        }
+        assert found == {
+            "fraud/amount": numeric,
+            "fraud/country": categorical,
+            "fraud/age": numeric,
+            "churn/tenure": numeric,
+        }
 
     def test_statistics_are_exported_verbatim(
         self, registry: CollectorRegistry, collector: DriftCollector
@@ -542,7 +584,7 @@ class TestDriftCollector:
         start = time.perf_counter()
         families = list(collector.collect())
         elapsed = time.perf_counter() - start
-        assert sum(len(f.samples) for f in families) == 2000 * 19 + 5
+        assert sum(len(f.samples) for f in families) == 2000 * 28 + 5
         assert elapsed < 1.0
 
     def test_a_second_collector_on_the_same_registry_is_refused(
