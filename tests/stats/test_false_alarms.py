@@ -65,6 +65,7 @@ def test_psi_leg_needs_five_times_its_null_mean() -> None:
     """A PSI leg fires iff p <= alpha*/2 and PSI >= max(0.02, 5 * 9 (1/n_r + 1/n_c))."""
     spec = [FeatureSpec("x", FeatureKind.NUMERIC)]
     policy = DecisionPolicy()
+    floors = spec[0].thresholds  # the built-in decision floors (0.05 for D, 0.02 for PSI)
     blocked = 0
     for delta in range(15, 41):
         layout, reference, current = _grouped_window(delta)
@@ -77,12 +78,12 @@ def test_psi_leg_needs_five_times_its_null_mean() -> None:
         result = evaluator.evaluate(reference, current, CONTEXT).features[0]
         assert result.psi == pytest.approx(value, rel=1e-9)
         assert result.psi_pvalue == pytest.approx(p, rel=1e-6)
-        assert result.ks_statistic is not None and result.ks_statistic < policy.ks_floor
+        assert result.ks_statistic is not None and result.ks_statistic < floors.ks_decision
         floor = 5.0 * 9.0 * (1.0 / n_r + 1.0 / n_c)
         # one feature: BH gives alpha* = q when it is rejected, so the leg needs p <= q / 2
-        want = p <= policy.fdr_q / 2 and value >= max(policy.psi_floor, floor)
+        want = p <= policy.fdr_q / 2 and value >= max(floors.psi_decision, floor)
         assert result.drift_detected is want, (delta, value, p, floor)
-        if p <= policy.fdr_q / 2 and policy.psi_floor <= value < floor:
+        if p <= policy.fdr_q / 2 and floors.psi_decision <= value < floor:
             blocked += 1
             old = DecisionPolicy(psi_noise_multiple=0.0)
             again = ModelEvaluator(layout, spec, old).evaluate(reference, current, CONTEXT)
