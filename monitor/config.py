@@ -59,8 +59,11 @@ from monitor.model import (
     DecisionPolicy,
     FeatureKind,
     FeatureSpec,
+    ModelPlan,
     ReferenceMode,
+    ReferencePlan,
     Thresholds,
+    WindowPlan,
 )
 
 __all__ = [
@@ -84,6 +87,7 @@ __all__ = [
     "check_topic",
     "kafka_settings",
     "load_settings",
+    "model_plans",
     "parse_duration",
     "redacted_dump",
 ]
@@ -1009,6 +1013,36 @@ def _loading(inputs: _LoadInputs) -> Iterator[None]:
         yield
     finally:
         _LOAD_INPUTS.reset(token)
+
+
+def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
+    """Each configured model as the plain values its runtime needs, in configuration order."""
+    window = WindowPlan(
+        bucket_seconds=settings.window.bucket,
+        length_seconds=settings.window.length,
+        allowed_lateness_seconds=settings.window.allowed_lateness,
+        max_future_seconds=settings.event.max_future_seconds,
+    )
+    policy = settings.evaluation.policy()
+    return tuple(
+        ModelPlan(
+            name=m.name,
+            features=m.feature_specs(settings.evaluation),
+            reference=ReferencePlan(
+                mode=m.reference.mode,
+                path=m.reference.path,
+                warmup_events=m.reference.warmup_events,
+                lag_seconds=m.reference.lag,
+                length_seconds=m.reference.length,
+            ),
+            window=window,
+            policy=policy,
+            top_k=tuple((f.name, f.top_k) for f in m.features),
+            max_bins=m.max_bins,
+            topics=frozenset(m.topics) if m.topics else None,
+        )
+        for m in settings.models
+    )
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:

@@ -390,27 +390,24 @@ class Daemon:
         return evaluations
 
     def _load_references(self) -> None:
+        """Reload every `file` reference that changed; log what each reload did."""
         for runtime in self.runtimes.values():
             if runtime.mode is not ReferenceMode.FILE:
                 continue
             try:
-                swapped = runtime.load_reference_file()
+                outcome = runtime.load_reference_file()
             except ReferenceDataError as exc:
                 self.log.error("reference not loaded", model=runtime.name, error=str(exc))
                 continue
-            for ok, detail in runtime.reloads:
-                if ok:
-                    self.log.info("reference loaded", model=runtime.name, reference_id=detail)
-                else:
-                    self.log.error(
-                        "reference refused, keeping the active one",
-                        model=runtime.name,
-                        error=detail,
-                    )
-            runtime.reloads.clear()
-            if swapped:
-                self.log.info(
-                    "reference active", model=runtime.name, reference_id=runtime.reference_id
+            if outcome is None:
+                continue
+            if outcome.activated:
+                self.log.info("reference active", model=runtime.name, reference_id=outcome.detail)
+            else:
+                self.log.error(
+                    "reference refused, keeping the active one",
+                    model=runtime.name,
+                    error=outcome.detail,
                 )
 
     # -- state ----------------------------------------------------------------------------

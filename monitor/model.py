@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Final, NamedTuple
 
 DEFAULT_MAX_BINS: Final = 128
@@ -162,6 +163,49 @@ class DecisionPolicy:
     correction: Correction = Correction.BH
     min_samples: int = 1000
     psi_noise_multiple: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReferencePlan:
+    """Where a model's reference comes from: mode, file path, warm-up size, rolling lag."""
+
+    mode: ReferenceMode
+    path: Path | None = None
+    warmup_events: int = 10_000
+    lag_seconds: float = 86_400.0
+    length_seconds: float = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """The event-time window of every model: bucket, length, lateness, future tolerance."""
+
+    bucket_seconds: float = 60.0
+    length_seconds: float = 3_600.0
+    allowed_lateness_seconds: float = 60.0
+    max_future_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    """Everything a model runtime needs from the configuration, as plain values.
+
+    `features` hold the resolved thresholds; `top_k` is each feature's configured top-K in
+    configuration order (None: the default), as it enters the checkpoint fingerprint.
+    """
+
+    name: str
+    features: tuple[FeatureSpec, ...]
+    reference: ReferencePlan
+    window: WindowPlan = WindowPlan()
+    policy: DecisionPolicy = DecisionPolicy()
+    top_k: tuple[tuple[str, int | None], ...] = ()
+    max_bins: int = DEFAULT_MAX_BINS
+    topics: frozenset[str] | None = None
+
+    def top_k_of(self, name: str) -> int:
+        """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
+        return dict(self.top_k).get(name) or DEFAULT_TOP_K
 
 
 @dataclass(frozen=True, slots=True)

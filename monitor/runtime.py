@@ -30,8 +30,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,17 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.account import BatchAccount
-from monitor.config import EvaluationSettings, ModelSettings, Settings, WindowSettings
+from monitor.config import Settings, model_plans
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
-    DEFAULT_TOP_K,
     FeatureKind,
     FeatureResult,
     FeatureSpec,
     ModelEvaluation,
+    ModelPlan,
     RawMessage,
     ReferenceMode,
 )
@@ -64,13 +64,20 @@ from monitor.reference import (
     profile_from_json,
     profile_to_json,
 )
+from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
-from monitor.window import EventTimeWindow, LaggingReference
+from monitor.window import EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
-MAX_PROFILE_BYTES = 64 * 1024 * 1024
-"""A `file` reference larger than this is refused unread (100,000 vocabulary entries fit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a changed `file` reference did: activated (`detail` = its id) or refused (why)."""
+
+    activated: bool
+    detail: str
 
 
 class ModelRuntime:
@@ -78,23 +85,18 @@ class ModelRuntime:
 
     def __init__(
         self,
-        settings: ModelSettings,
-        window: WindowSettings,
-        evaluation: EvaluationSettings,
+        plan: ModelPlan,
         *,
-        max_future_seconds: float,
         clock: Callable[[], float],
         state_dir: Path,
     ) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.mode = settings.reference.mode
-        self.window_settings = window
-        self.policy = evaluation.policy()
-        self.max_future_seconds = max_future_seconds
+        self.plan = plan
+        self.name = plan.name
+        self.mode = plan.reference.mode
+        self.policy = plan.policy
         self.clock = clock
         self.state_dir = state_dir
-        specs = settings.feature_specs(evaluation)
+        specs = plan.features
         self.numeric_specs = tuple(s for s in specs if s.kind is FeatureKind.NUMERIC)
         self.categorical_specs = tuple(s for s in specs if s.kind is FeatureKind.CATEGORICAL)
         self.specs: tuple[FeatureSpec, ...] = self.numeric_specs + self.categorical_specs
@@ -102,7 +104,11 @@ class ModelRuntime:
             name=self.name,
             numeric=tuple(s.name for s in self.numeric_specs),
             categorical=tuple(s.name for s in self.categorical_specs),
-            topics=frozenset(settings.topics) if settings.topics else None,
+            topics=plan.topics,
+        )
+        path = plan.reference.path
+        self._file = (
+            ReferenceFile(path) if self.mode is ReferenceMode.FILE and path is not None else None
         )
         self.model_version = ""
         self.profile: ReferenceProfile | None = None
@@ -112,13 +118,11 @@ class ModelRuntime:
         self.lagging: LaggingReference | None = None
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
-        self._file_mtime: float | None = None
         self.last_reference_error: str = ""
         self.pending: dict[str, str] = {}
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
         self._warm: WarmupBuffer | None = None
-        self.reloads: list[tuple[bool, str]] = []
 
     # -- reference ---------------------------------------------------------------
 
@@ -136,61 +140,56 @@ class ModelRuntime:
         """Hash of everything that shapes this model's checkpointed arrays."""
         content = {
             "features": [[s.name, s.kind.value] for s in self.specs],
-            "top_k": [f.top_k for f in self.settings.features],
-            "max_bins": self.settings.max_bins,
+            "top_k": [k for _, k in self.plan.top_k],
+            "max_bins": self.plan.max_bins,
             "mode": self.mode.value,
-            "warmup_events": self.settings.reference.warmup_events,
-            "lag": self.settings.reference.lag,
-            "length": self.settings.reference.length,
+            "warmup_events": self.plan.reference.warmup_events,
+            "lag": self.plan.reference.lag_seconds,
+            "length": self.plan.reference.length_seconds,
             "window": [
-                self.window_settings.bucket,
-                self.window_settings.length,
-                self.window_settings.allowed_lateness,
+                self.plan.window.bucket_seconds,
+                self.plan.window.length_seconds,
+                self.plan.window.allowed_lateness_seconds,
             ],
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
-    def load_reference_file(self) -> bool:
-        """(Re)load the file reference if it changed; True when a new reference was activated.
+    def load_reference_file(self) -> ReloadOutcome | None:
+        """(Re)load the file reference if it changed; what happened, or None (nothing new).
 
         Raises ReferenceDataError only when there is no active reference yet and the file
-        cannot be used (the daemon reports the model as not ready and retries later).
+        cannot be used (the daemon reports the model as not ready and retries later). A
+        refused file leaves the active reference in place.
         """
-        path = self.settings.reference.path
-        if self.mode is not ReferenceMode.FILE or path is None:
-            return False
+        if self._file is None:
+            return None
         try:
-            info = os.stat(path)
-        except OSError as exc:
-            self.last_reference_error = f"cannot read reference {path}: {exc.strerror}"
-            if self.profile is None:
-                raise ReferenceDataError(self.last_reference_error) from exc
-            return False
-        mtime = info.st_mtime
-        if self._file_mtime is not None and mtime == self._file_mtime:
-            return False
-        self._file_mtime = mtime
-        try:
-            if info.st_size > MAX_PROFILE_BYTES:
-                raise ReferenceDataError(
-                    f"{info.st_size} bytes, more than the {MAX_PROFILE_BYTES} a profile may have"
-                )
-            profile = profile_from_json(Path(path).read_bytes())
+            data = self._file.changed()
+            if data is None:
+                return None
+            profile = profile_from_json(data)
             if profile.model not in ("", self.name):
                 raise ReferenceDataError(
-                    f"reference {path} was fitted for model {profile.model!r}, not {self.name!r}"
+                    f"reference {self._file.path} was fitted for model {profile.model!r}, "
+                    f"not {self.name!r}"
                 )
-            check_limits(profile, max_bins=self.settings.max_bins, min_values=MIN_NUMERIC_VALUES)
+            check_limits(profile, max_bins=self.plan.max_bins, min_values=MIN_NUMERIC_VALUES)
             self._activate(profile)
-        except (ReferenceDataError, OSError) as exc:
-            self.last_reference_error = f"reference {path} refused: {exc}"
-            self.reloads.append((False, self.last_reference_error))
+        except ReferenceFileError as exc:
+            self.last_reference_error = str(exc)
             if self.profile is None:
-                raise ReferenceDataError(self.last_reference_error) from exc
-            return False
-        self.reloads.append((True, profile.reference_id))
+                raise
+            return None
+        except ReferenceDataError as exc:
+            message = str(exc)
+            if not message.startswith(f"reference {self._file.path}"):
+                message = f"reference {self._file.path} refused: {message}"
+            self.last_reference_error = message
+            if self.profile is None:
+                raise ReferenceDataError(message) from exc
+            return ReloadOutcome(False, message)
         self.last_reference_error = ""
-        return True
+        return ReloadOutcome(True, profile.reference_id)
 
     def _activate(self, profile: ReferenceProfile) -> None:
         """Make `profile` the active reference; a new window starts in its bins.
@@ -206,12 +205,13 @@ class ModelRuntime:
         self._fitted = frozenset(f.name for f in profile.features) & {s.name for s in self.specs}
         self.layout = layout
         self.reference_counts = counts
+        window = self.plan.window
         self.window = EventTimeWindow(
             shape,
-            self.window_settings.bucket,
-            self.window_settings.length,
-            self.window_settings.allowed_lateness,
-            self.max_future_seconds,
+            window.bucket_seconds,
+            window.length_seconds,
+            window.allowed_lateness_seconds,
+            window.max_future_seconds,
             self.clock,
         )
         self.evaluator = ModelEvaluator(layout, self.specs, self.policy)
@@ -219,8 +219,8 @@ class ModelRuntime:
             self.lagging = LaggingReference(
                 shape,
                 ROLLING_BUCKET_SECONDS,
-                self.settings.reference.lag,
-                self.settings.reference.length,
+                self.plan.reference.lag_seconds,
+                self.plan.reference.length_seconds,
             )
             self._groups = None
         else:
@@ -241,14 +241,14 @@ class ModelRuntime:
         wanted = [self.numeric_specs[r] for r in warm.numeric_rows] + [
             self.categorical_specs[r] for r in warm.categorical_rows
         ]
-        top_k = {f.name: f.top_k or DEFAULT_TOP_K for f in self.settings.features}
+        top_k = {s.name: self.plan.top_k_of(s.name) for s in self.categorical_specs}
         fitted, errors = fit_features(
             wanted,
             {self.numeric_specs[r].name: values for r, values in numeric.items()},
             {self.categorical_specs[r].name: values for r, values in categorical.items()},
-            max_bins=self.settings.max_bins,
+            max_bins=self.plan.max_bins,
             top_k=top_k,
-            min_values=min(MIN_NUMERIC_VALUES, self.settings.reference.warmup_events),
+            min_values=min(MIN_NUMERIC_VALUES, self.plan.reference.warmup_events),
         )
         where = f"warm-up of {events} events"
         pending = {name: f"{where}: {why}" for name, why in errors.items()}
@@ -301,7 +301,7 @@ class ModelRuntime:
         """
         if self._warm is None:
             self._warm = WarmupBuffer(
-                self.settings.reference.warmup_events,
+                self.plan.reference.warmup_events,
                 [i for i, s in enumerate(self.numeric_specs) if s.name not in self._fitted],
                 [i for i, s in enumerate(self.categorical_specs) if s.name not in self._fitted],
             )
@@ -312,13 +312,8 @@ class ModelRuntime:
         return self._warm is not None and self._warm.full
 
     def _persist_profile(self, profile: ReferenceProfile) -> None:
-        directory = self.state_dir / "references"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            target = directory / f"{self.name}.json"
-            tmp = target.with_suffix(".json.tmp")
-            tmp.write_text(profile_to_json(profile), encoding="utf-8")
-            os.replace(tmp, target)
+            persist_profile(self.state_dir / "references", self.name, profile)
         except OSError as exc:
             self.last_reference_error = f"cannot persist the warm-up reference: {exc}"
 
@@ -414,29 +409,17 @@ class ModelRuntime:
         times: npt.NDArray[np.float64],
         accepted: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.int64]:
-        """Count the accepted events per window bucket (and lagging hour); invalid per feature."""
+        """Count the accepted events into the window (and lagging hours); invalid per feature."""
         assert self.layout is not None and self.window is not None
-        window = self.window
-        buckets = window.ring.bucket_of(times)
-        hours = self.lagging.ring.bucket_of(times) if self.lagging is not None else None
-        keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
-        invalid = np.zeros(len(self.specs), dtype=np.int64)
-        if self.lagging is not None:
-            self.lagging.advance(window.watermark)
-        distinct = np.unique(keys[accepted])
-        for key in distinct.tolist():
-            select = accepted if distinct.size == 1 else accepted & (keys == key)
-            whole = bool(select.all())
-            counts = self.layout.count(
-                numeric if whole else numeric[:, select],
-                categorical if whole else tuple(c[select] for c in categorical),
-            )
-            first = int(np.flatnonzero(select)[0])
-            window.add_counts(int(buckets[first]), counts)
-            if self.lagging is not None:
-                self.lagging.add_counts(float(times[first]), counts)
-            invalid += counts[:, self.layout.invalid_col]
-        return invalid
+        layout = self.layout
+
+        def count(select: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
+            if select is None:
+                return layout.count(numeric, categorical)
+            return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
+
+        total = count_batch(self.window, self.lagging, times, accepted, count)
+        return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------
 
@@ -529,7 +512,7 @@ class ModelRuntime:
     def warmup_progress(self) -> tuple[int, int]:
         """(events buffered, events needed) for a warm-up reference."""
         done = self._warm.count if self._warm is not None else 0
-        return done, self.settings.reference.warmup_events
+        return done, self.plan.reference.warmup_events
 
     # -- checkpoint ------------------------------------------------------------------
 
@@ -599,7 +582,7 @@ class ModelRuntime:
             }
         if warm is not None:
             self._warm = WarmupBuffer.restore(
-                self.settings.reference.warmup_events, state.arrays.get("warm.numeric"), warm
+                self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
             )
 
     def memory_bytes(self) -> int:
@@ -615,22 +598,13 @@ class ModelRuntime:
 
 
 def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, ModelRuntime]:
-    """One `ModelRuntime` per configured model, by name in configuration order.
+    """One `ModelRuntime` per configured model (`config.model_plans`), by name in order.
 
-    Each gets its model section plus the shared window and evaluation settings,
-    `event.max_future_seconds`, the `clock` and `state.dir` (warm-up references are
-    persisted under it).
+    Warm-up references are persisted under `state.dir`.
     """
     return {
-        m.name: ModelRuntime(
-            m,
-            settings.window,
-            settings.evaluation,
-            max_future_seconds=settings.event.max_future_seconds,
-            clock=clock,
-            state_dir=settings.state.dir,
-        )
-        for m in settings.models
+        plan.name: ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
+        for plan in model_plans(settings)
     }
 
 

@@ -374,3 +374,41 @@ class LaggingReference:
     def nbytes(self) -> int:
         """Memory of the ring."""
         return self.ring.nbytes
+
+
+CountFn = Callable[[npt.NDArray[np.bool_] | None], npt.NDArray[np.int64]]
+"""Counts the selected events of a batch into a (features x width) matrix (None: all of them)."""
+
+
+def count_batch(
+    window: EventTimeWindow,
+    lagging: LaggingReference | None,
+    times: FloatArray,
+    accepted: npt.NDArray[np.bool_],
+    count: CountFn,
+) -> npt.NDArray[np.int64]:
+    """Add the accepted events of a batch to `window` (and `lagging`), bucket by bucket.
+
+    Events are grouped by their window bucket (and, for a rolling reference, their lagging
+    hour); `count(select)` bins each group once, so the cost is one binning per distinct
+    bucket, not per event. Returns the sum of the added count matrices (its invalid column is
+    the invalid values per feature). `window.admit(times)` must have accepted `accepted`.
+    """
+    buckets = window.ring.bucket_of(times)
+    hours = lagging.ring.bucket_of(times) if lagging is not None else None
+    keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
+    if lagging is not None:
+        lagging.advance(window.watermark)
+    total: npt.NDArray[np.int64] | None = None
+    distinct = np.unique(keys[accepted])
+    for key in distinct.tolist():
+        select = accepted if distinct.size == 1 else accepted & (keys == key)
+        counts = count(None if bool(select.all()) else select)
+        first = int(np.flatnonzero(select)[0])
+        window.add_counts(int(buckets[first]), counts)
+        if lagging is not None:
+            lagging.add_counts(float(times[first]), counts)
+        total = counts.copy() if total is None else total + counts
+    if total is None:
+        return np.zeros(window.ring.shape, dtype=np.int64)
+    return total

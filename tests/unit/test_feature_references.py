@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from monitor.account import BatchAccount
-from monitor.config import Settings, load_settings
+from monitor.config import Settings, load_settings, model_plans
 from monitor.decode import ModelColumns
 from monitor.errors import RejectReason
 from monitor.histogram import INVALID_CATEGORY_PREFIX
@@ -42,12 +42,7 @@ state: {{dir: "{tmp_path / "state"}"}}
 
 def _runtime(settings: Settings) -> ModelRuntime:
     return ModelRuntime(
-        settings.models[0],
-        settings.window,
-        settings.evaluation,
-        max_future_seconds=settings.event.max_future_seconds,
-        clock=lambda: START + 10 * 86_400,
-        state_dir=settings.state.dir,
+        model_plans(settings)[0], clock=lambda: START + 10 * 86_400, state_dir=settings.state.dir
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.config import load_settings
+from monitor.config import load_settings, model_plans
 from monitor.errors import ReferenceDataError
 from monitor.histogram import NumericBins
 from monitor.model import FeatureKind, FeatureSpec
@@ -51,14 +51,7 @@ state: {{dir: "{tmp_path / "state"}"}}
 """
     )
     settings = load_settings(config, env={})
-    return ModelRuntime(
-        settings.models[0],
-        settings.window,
-        settings.evaluation,
-        max_future_seconds=300.0,
-        clock=lambda: 0.0,
-        state_dir=settings.state.dir,
-    )
+    return ModelRuntime(model_plans(settings)[0], clock=lambda: 0.0, state_dir=settings.state.dir)
 
 
 def test_a_file_reference_over_the_models_max_bins_is_refused(tmp_path: Path) -> None:
