@@ -240,7 +240,9 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
         features={m.name: [f.name for f in m.features] for m in settings.models},
         evaluation_interval_seconds=settings.evaluation.interval,
     )
-    collector = DriftCollector(registry)
+    collector = DriftCollector(
+        registry, distributions={m.name: m.distribution_policy() for m in settings.models}
+    )
     consumer_kwargs = settings.kafka.consumer_kwargs()
     sink = None
     if settings.kafka.dead_letter_topic:

@@ -53,6 +53,8 @@ from monitor.errors import ConfigError
 from monitor.model import (
     Correction,
     DecisionPolicy,
+    DistributionExport,
+    DistributionPolicy,
     FeatureKind,
     FeatureSpec,
     ReferenceMode,
@@ -386,6 +388,9 @@ class ModelSettings(_Section):
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
     max_bins: int = Field(128, ge=2, le=1024)
+    export_distributions: DistributionExport = DistributionExport.DRIFTING
+    export_distributions_top: int = Field(10, ge=0, le=1000)
+    export_distributions_limit: int = Field(20, ge=1, le=10_000)
 
     @field_validator("features")
     @classmethod
@@ -404,6 +409,14 @@ class ModelSettings(_Section):
     def feature_specs(self) -> tuple[FeatureSpec, ...]:
         """The configured features as core value types, in configuration order."""
         return tuple(f.spec() for f in self.features)
+
+    def distribution_policy(self) -> DistributionPolicy:
+        """Which features export `driftmon_feature_bin_ratio` series, as a core value type."""
+        return DistributionPolicy(
+            self.export_distributions,
+            self.export_distributions_top,
+            self.export_distributions_limit,
+        )
 
 
 class WindowSettings(_Section):

@@ -32,6 +32,7 @@ from monitor.errors import ReferenceDataError, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CountMatrix, ModelLayout
 from monitor.model import (
+    DistributionExport,
     FeatureKind,
     FeatureResult,
     FeatureSpec,
@@ -193,7 +194,12 @@ class ModelRuntime:
             self.max_future_seconds,
             self.clock,
         )
-        self.evaluator = ModelEvaluator(layout, self.specs, self.policy)
+        self.evaluator = ModelEvaluator(
+            layout,
+            self.specs,
+            self.policy,
+            distributions=self.settings.export_distributions is not DistributionExport.NONE,
+        )
         if self.mode is ReferenceMode.ROLLING:
             self.lagging = LaggingReference(
                 shape,
