@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 
@@ -174,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument(
+        "--feature",
+        metavar="NAME",
+        help="show this feature's reference and current distributions as a text histogram",
+    )
     return parser
 
 
@@ -404,29 +410,34 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from monitor.tools.statusview import StatusError, fetch_status, render_status
+    from monitor.tools.statusview import StatusError, UnknownFeatureError, fetch_status
 
     color = sys.stdout.isatty()
     while True:
         try:
-            status = fetch_status(args.url)
+            text = _status_text(fetch_status(args.url), args, color)
         except StatusError as exc:
             print(f"driftmon status: {exc}", file=sys.stderr)
             if not args.watch:
-                return EXIT_RUNTIME
-            status = None
-        if status is not None:
-            text = (
-                json.dumps(status, indent=2)
-                if args.json
-                else render_status(status, width=_terminal_width(), color=color)
-            )
+                return EXIT_USAGE if isinstance(exc, UnknownFeatureError) else EXIT_RUNTIME
+        else:
             if args.watch and color:
                 sys.stdout.write("\x1b[H\x1b[2J")
             print(text, flush=True)
         if not args.watch:
             return EXIT_OK
         time.sleep(args.watch)
+
+
+def _status_text(status: dict[str, Any], args: argparse.Namespace, color: bool) -> str:
+    """The raw JSON, one feature's histograms (`--feature`) or the table per model."""
+    from monitor.tools.statusview import render_feature, render_status
+
+    if args.json:
+        return json.dumps(status, indent=2)
+    if args.feature:
+        return render_feature(status, args.feature, width=_terminal_width(), color=color)
+    return render_status(status, width=_terminal_width(), color=color)
 
 
 def _terminal_width() -> int:
