@@ -43,9 +43,10 @@ def _numbers(values: Iterable[object]) -> tuple[list[float], int]:
     for value in values:
         if _is_missing(value):
             missing += 1
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            if math.isfinite(value):
-                finite.append(float(value))
+        elif (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ):
+            finite.append(float(value))
     return finite, missing
 
 
@@ -93,12 +94,11 @@ def categorical_shares(
     index = {c: i for i, c in enumerate(shown)}
     known = set(vocabulary)
     counts = [0] * (len(shown) + 3)
-    for value in values:
-        if _is_missing(value):
+    for raw in values:
+        if _is_missing(raw):
             counts[-1] += 1
             continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
+        value = ("true" if raw else "false") if isinstance(raw, bool) else raw
         if not isinstance(value, str):
             continue  # invalid
         if value in index:

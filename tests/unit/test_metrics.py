@@ -24,9 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import monitor
 from monitor import metrics
+from monitor.distribution import NUMERIC_BINS
 from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
-from monitor.distribution import NUMERIC_BINS
 from monitor.model import (
     Correction,
     Distribution,

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from monitor.http import snapshot_to_json
 from monitor.distribution import NUMERIC_BINS
+from monitor.http import snapshot_to_json
 from monitor.model import (
     Correction,
     Distribution,
