@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", type=Path, required=True, help="where to write the profile JSON"
     )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_registry_commands(ref_sub)
 
     sim = sub.add_parser(
         "simulate",
@@ -183,6 +184,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_registry_commands(ref_sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`reference push | list | show | activate | rollback` (the registry, docs/registry.md)."""
+    config_help = "config file: kafka settings and references.topic"
+    push = ref_sub.add_parser(
+        "push",
+        help="register a profile in the registry topic",
+        description="Register a profile built by `reference fit` in the registry topic "
+        "(references.topic), once per content hash; --activate also makes it the model's "
+        "active reference on every daemon that follows the registry.",
+    )
+    push.add_argument("file", type=Path, help="profile JSON written by `reference fit`")
+    push.add_argument("--activate", action="store_true", help="also activate it for its model")
+    listing = ref_sub.add_parser("list", help="registered profiles, the active one marked")
+    listing.add_argument("--model", help="only this model's profiles")
+    show = ref_sub.add_parser("show", help="one registered profile and its model's history")
+    show.add_argument("reference_id", help="id or unique prefix (with or without sha256:)")
+    act = ref_sub.add_parser("activate", help="make a registered profile a model's reference")
+    act.add_argument("reference_id", help="id or unique prefix (with or without sha256:)")
+    act.add_argument("--model", required=True, help="the model to switch")
+    back = ref_sub.add_parser("rollback", help="return a model to its previous reference")
+    back.add_argument("--model", required=True, help="the model to roll back")
+    for parser in (push, listing, show, act, back):
+        parser.add_argument("--config", "-c", type=Path, required=True, help=config_help)
+    for parser in (push, act, back):
+        parser.add_argument("--reason", default="", help="why (recorded in the history)")
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from monitor.tools.registry_cli import RegistryCommands, RequestError
+
+    settings = load_settings(args.config)
+    commands = RegistryCommands.from_settings(settings)
+    try:
+        action = args.reference_command
+        if action == "push":
+            commands.push(args.file, activate_it=args.activate, reason=args.reason)
+        elif action == "list":
+            commands.list_profiles(args.model)
+        elif action == "show":
+            commands.show(args.reference_id)
+        elif action == "activate":
+            commands.activate(args.model, args.reference_id, reason=args.reason)
+        else:
+            commands.rollback(args.model, reason=args.reason)
+    except RequestError as exc:
+        print(f"driftmon reference {args.reference_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SourceError, ReferenceDataError) as exc:
+        print(f"driftmon reference {args.reference_command}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    finally:
+        commands.close()
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `driftmon` console script."""
     parser = build_parser()
@@ -194,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "reference" and args.reference_command == "fit":
             return _reference_fit(args)
+        if args.command == "reference" and args.reference_command is not None:
+            return _registry(args)
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "status":

@@ -72,6 +72,7 @@ __all__ = [
     "ModelSettings",
     "NonNegativeDuration",
     "ReferenceSettings",
+    "ReferencesSettings",
     "Settings",
     "StateSettings",
     "WindowSettings",
@@ -343,6 +344,14 @@ class ReferenceSettings(_Section):
         return self
 
 
+class ReferencesSettings(_Section):
+    """The reference registry on Kafka (docs/registry.md): where profiles and activations live."""
+
+    topic: Topic = "driftmon.references"
+    chunk_bytes: int = Field(512 * 1024, ge=1024, le=1024 * 1024)
+    timeout: Duration = 10.0
+
+
 class FeatureSettings(_Section):
     """One monitored feature: kind, classic PSI bands, and top-K size for categorical ones."""
 
@@ -531,6 +540,7 @@ class Settings(BaseSettings):
     )
 
     kafka: KafkaSettings
+    references: ReferencesSettings = ReferencesSettings()
     event: EventSettings = EventSettings()
     models: tuple[ModelSettings, ...] = Field(min_length=1)
     window: WindowSettings = WindowSettings()

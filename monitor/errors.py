@@ -22,6 +22,28 @@ class RejectReason(StrEnum):
     NO_REFERENCE = "no_reference"
 
 
+class RegistryRejectReason(StrEnum):
+    """Why a reference-registry record was refused (closed set; the `reason` label).
+
+    TOMBSTONE: a record with no value (compaction deletes); UNDECODABLE: not a registry
+    record; UNKNOWN_VERSION: a record format this daemon does not know; INVALID_RECORD: a
+    registry record with impossible fields; MISSING_CHUNK: a manifest whose chunks are not all
+    there; HASH_MISMATCH: chunks or profile that do not match the manifest; INVALID_PROFILE:
+    the assembled profile is not a valid reference; UNKNOWN_REFERENCE: an activation of an id
+    the registry does not hold; MODEL_MISMATCH: an activation of another model's profile.
+    """
+
+    TOMBSTONE = "tombstone"
+    UNDECODABLE = "undecodable"
+    UNKNOWN_VERSION = "unknown_version"
+    INVALID_RECORD = "invalid_record"
+    MISSING_CHUNK = "missing_chunk"
+    HASH_MISMATCH = "hash_mismatch"
+    INVALID_PROFILE = "invalid_profile"
+    UNKNOWN_REFERENCE = "unknown_reference"
+    MODEL_MISMATCH = "model_mismatch"
+
+
 class CheckpointResult(StrEnum):
     """Outcome of a checkpoint write or an offset commit (the `result` label)."""
 
