@@ -12,7 +12,9 @@ Routes (GET only; any other method gets 405 with `Allow: GET`, any other path 40
   ignored.
 - `/livez`: 200 `ok` when `health.live()`, else 503.
 - `/readyz`: 200 `ok` when `health.ready()`, else 503 with `health.reason()` as the body.
-- `/status`: the latest snapshot as JSON (see `snapshot_to_json`).
+- `/status`: the latest snapshot as JSON (see `snapshot_to_json`), or as the HTML status
+  page (`monitor.statuspage`) when the Accept header prefers text/html; `/ui` is always
+  the page. The page is sent with a Content-Security-Policy that allows no script at all.
 
 Access logging is off: a scrape every few seconds must not write a line to stderr.
 """
@@ -39,6 +41,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from monitor.model import ModelEvaluation, Snapshot
+from monitor.statuspage import STATUS_PAGE_CSP, render_status_page, wants_html
 
 __all__ = ["Health", "HttpServer", "snapshot_to_json", "to_jsonable"]
 
@@ -46,6 +49,7 @@ _log = structlog.get_logger(__name__)
 
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
+_HTML = "text/html; charset=utf-8"
 
 
 class Health(Protocol):
@@ -187,6 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         if allow is not None:
             self.send_header("Allow", allow)
+        if content_type == _HTML:
+            self.send_header("Content-Security-Policy", STATUS_PAGE_CSP)
+            self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -216,8 +223,14 @@ class _Handler(BaseHTTPRequestHandler):
         return HTTPStatus.SERVICE_UNAVAILABLE, (reason + "\n").encode("utf-8"), _TEXT
 
     def status(self) -> tuple[HTTPStatus, bytes, str]:
-        """The latest snapshot as JSON."""
+        """The latest snapshot as JSON, or the status page when the client prefers HTML."""
+        if wants_html(self.headers.get("Accept", "")):
+            return self.ui()
         return HTTPStatus.OK, snapshot_to_json(self.server.snapshot()), _JSON
+
+    def ui(self) -> tuple[HTTPStatus, bytes, str]:
+        """The status page (HTML, no script) of the latest snapshot."""
+        return HTTPStatus.OK, render_status_page(self.server.snapshot()), _HTML
 
 
 _ROUTES: dict[str, Callable[[_Handler], tuple[HTTPStatus, bytes, str]]] = {
@@ -225,6 +238,7 @@ _ROUTES: dict[str, Callable[[_Handler], tuple[HTTPStatus, bytes, str]]] = {
     "/livez": _Handler.livez,
     "/readyz": _Handler.readyz,
     "/status": _Handler.status,
+    "/ui": _Handler.ui,
 }
 
 

@@ -27,7 +27,7 @@ from typing import Final
 from monitor.distribution import drift_order
 from monitor.model import Distribution, FeatureKind, FeatureResult, ModelEvaluation, Snapshot
 
-__all__ = ["STATUS_PAGE_CSP", "render_status_page"]
+__all__ = ["STATUS_PAGE_CSP", "render_status_page", "wants_html"]
 
 STATUS_PAGE_CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 DASH: Final = "—"
@@ -348,3 +348,29 @@ def _sci(value: float | None) -> str:
         return f"{value:.2f}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return f"{mantissa}e{int(exponent)}"
+
+
+def wants_html(accept: str) -> bool:
+    """True when an Accept header prefers text/html to application/json.
+
+    Media ranges are compared by their q (default 1; malformed q counts as 0): HTML wins
+    when text/html has q > 0 and at least the q of application/json (an absent JSON entry
+    counts as 0). Wildcards do not count for HTML, so `*/*` (curl) keeps JSON.
+    """
+    quality: dict[str, float] = {}
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+                if not math.isfinite(q):
+                    q = 0.0
+        media = media.lower()
+        quality[media] = max(quality.get(media, 0.0), q)
+    html_q = quality.get("text/html", 0.0)
+    return html_q > 0 and html_q >= quality.get("application/json", 0.0)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
 
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import ModelLayout
-from monitor.http import snapshot_to_json
+from monitor.http import HttpServer, snapshot_to_json
 from monitor.model import (
     DecisionPolicy,
     FeatureKind,
@@ -19,7 +23,7 @@ from monitor.model import (
     Snapshot,
 )
 from monitor.reference import fit_categorical, fit_numeric
-from monitor.statuspage import render_status_page
+from monitor.statuspage import STATUS_PAGE_CSP, render_status_page, wants_html
 
 RNG = np.random.default_rng(7)
 HOSTILE = '<script>alert("x")</script>'
@@ -136,3 +140,78 @@ class TestStatusJson:
         assert len(picture["reference"]) == len(picture["current"]) == 7
         assert abs(sum(picture["current"]) - 1.0) < 1e-12
         assert feature["psi"] is not None and feature["kind"] == "categorical"
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (BROWSER_ACCEPT, True),
+        ("text/html", True),
+        ("TEXT/HTML; q=1.0, application/json; q=0.9", True),
+        ("*/*", False),
+        ("", False),
+        ("application/json", False),
+        ("text/html;q=0.5, application/json", False),
+        ("text/html;q=0", False),
+        ("text/html;q=nonsense", False),
+        ("text/html;q=nan", False),
+    ],
+)
+def test_wants_html_negotiates_on_q_values(accept: str, html: bool) -> None:
+    """HTML only when text/html is asked for explicitly and JSON is not preferred."""
+    assert wants_html(accept) is html
+
+
+class _Health:
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return True
+
+    def reason(self) -> str:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    """An HttpServer on a free port serving a real evaluated snapshot."""
+    snapshot = evaluated_snapshot()
+    server = HttpServer(
+        "127.0.0.1", 0, registry=CollectorRegistry(), snapshot=lambda: snapshot, health=_Health()
+    )
+    with server:
+        yield server.url
+
+
+def _get(url: str, accept: str | None = None) -> tuple[dict[str, str], bytes]:
+    headers = {"Accept": accept} if accept is not None else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+        return dict(r.headers), r.read()
+
+
+class TestRoutes:
+    def test_status_with_a_browser_accept_header_is_the_page(self, base_url: str) -> None:
+        """A browser's Accept header gets the HTML page, with a CSP that allows no script."""
+        headers, body = _get(base_url + "/status", BROWSER_ACCEPT)
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert headers["Content-Security-Policy"] == STATUS_PAGE_CSP
+        assert "script-src" not in STATUS_PAGE_CSP and "default-src 'none'" in STATUS_PAGE_CSP
+        assert body.startswith(b"<!DOCTYPE html>") and b'id="feature-amount"' in body
+
+    @pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
+    def test_status_stays_json_for_everything_else(self, base_url: str, accept: str | None) -> None:
+        """Without an explicit text/html preference /status is the JSON document, unchanged."""
+        headers, body = _get(base_url + "/status", accept)
+        assert headers["Content-Type"] == "application/json"
+        assert "Content-Security-Policy" not in headers
+        assert json.loads(body)["models"][0]["model"] == "fraud"
+
+    def test_ui_is_always_the_page(self, base_url: str) -> None:
+        """/ui answers the page whatever the Accept header says."""
+        headers, body = _get(base_url + "/ui", "application/json")
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert b"driftmon status" in body
