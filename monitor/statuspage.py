@@ -122,7 +122,8 @@ def _model(model: ModelEvaluation, max_charts: int) -> str:
     )
     drifted = model.drifted_features
     count_class = "crit" if drifted else ""
-    cards = "".join(_card(f) for f in features[:max_charts])
+    ready = model.reference_id != ""
+    cards = "".join(_card(f, ready) for f in features[:max_charts])
     rest = features[max_charts:]
     table = _table(rest) if rest else ""
     return (
@@ -150,13 +151,13 @@ def _table(features: Sequence[FeatureResult]) -> str:
 # --- one feature -------------------------------------------------------------------------------
 
 
-def _card(feature: FeatureResult) -> str:
+def _card(feature: FeatureResult, ready: bool) -> str:
     kind = "numeric" if feature.kind is FeatureKind.NUMERIC else "categorical"
     css = "card drift" if feature.drift_detected else "card"
     return (
         f'<article class="{css}" id="feature-{html.escape(feature.name, quote=True)}">'
         f'<h3>{html.escape(feature.name)}<span class="kind">{kind}</span>{_badge(feature)}</h3>'
-        f"{_stats(feature)}{_chart(feature)}</article>"
+        f"{_stats(feature)}{_chart(feature, ready)}</article>"
     )
 
 
@@ -204,8 +205,10 @@ def _stats(feature: FeatureResult) -> str:
     return f"<dl>{cells}</dl>"
 
 
-def _chart(feature: FeatureResult) -> str:
+def _chart(feature: FeatureResult, ready: bool) -> str:
     picture = feature.distribution
+    if picture is None and not ready:
+        return '<p class="note">No reference yet: nothing to compare with.</p>'
     if picture is None:
         return '<p class="note">No distribution (export_distributions: none).</p>'
     if picture.reference is None and picture.current is None:

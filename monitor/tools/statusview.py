@@ -382,8 +382,12 @@ def _feature_header(model: Mapping[str, Any], feature: Mapping[str, Any]) -> str
     )
 
 
-def _histogram(feature: Mapping[str, Any], width: int, color: bool) -> list[str]:
+def _histogram(
+    model: Mapping[str, Any], feature: Mapping[str, Any], width: int, color: bool
+) -> list[str]:
     picture = feature.get("distribution")
+    if not isinstance(picture, Mapping) and not model.get("reference_id"):
+        return ["  no reference yet: nothing to compare with"]
     if not isinstance(picture, Mapping):
         return ["  no distribution (export_distributions is none for this model)"]
     bins = [str(b) for b in picture.get("bins") or []]
@@ -463,7 +467,7 @@ def render_feature(
                 continue
             header = _clip(_feature_header(model, feature), width)
             lines = [f"{_BOLD}{header}{_RESET}" if color else header]
-            lines += _histogram(feature, width, color)
+            lines += _histogram(model, feature, width, color)
             blocks.append("\n".join(lines))
     if not blocks:
         known = ", ".join(sorted(set(seen))) or "none"

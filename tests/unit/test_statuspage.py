@@ -128,6 +128,9 @@ class TestStatusPage:
         bare = tuple(replace(f, distribution=None) for f in model.features)
         page = render_status_page(replace(snapshot, models=(replace(model, features=bare),)))
         assert b"<svg" not in page and b"No distribution (export_distributions: none)" in page
+        waiting = replace(model, features=bare, reference_id="")
+        page = render_status_page(replace(snapshot, models=(waiting,)))
+        assert b"No reference yet" in page and b"export_distributions" not in page
 
 
 class TestStatusJson:

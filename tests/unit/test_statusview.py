@@ -305,7 +305,9 @@ def pictured_document(current: tuple[float, ...] | None = None) -> dict[str, Any
         distribution=Distribution(NUMERIC_BINS, shares, cur if current is None else current),
     )
     plain = numeric("age", psi=0.001)
-    model = ModelEvaluation("fraud", WATERMARK, (amount, plain), Correction.BH, 1e-3)
+    model = ModelEvaluation(
+        "fraud", WATERMARK, (amount, plain), Correction.BH, 1e-3, reference_id="sha256:ab"
+    )
     document: dict[str, Any] = json.loads(snapshot_to_json(Snapshot(WATERMARK, (model,))))
     return document
 
@@ -341,8 +343,11 @@ def test_feature_histogram_with_an_empty_current_window() -> None:
 
 def test_feature_without_distribution_says_why() -> None:
     """A feature without a distribution (export_distributions: none) says so."""
-    text = render_feature(pictured_document(), "age")
+    document = pictured_document()
+    text = render_feature(document, "age")
     assert "no distribution (export_distributions is none" in text
+    document["models"][0]["reference_id"] = ""
+    assert "no reference yet" in render_feature(document, "age")
 
 
 def test_unknown_feature_is_an_error_naming_the_features() -> None:
