@@ -223,10 +223,13 @@ def _svg(name: str, picture: Distribution) -> str:
     cur = picture.current or (0.0,) * len(bins)
     top, step = _scale(max(*ref, *cur))
     longest = min(_LABEL_CHARS, max(len(b) for b in bins))
-    rotate = longest * _CHAR_W > _CHART_W / len(bins) * 0.9
+    rotate = longest * _CHAR_W > (_CHART_W - _PLOT_LEFT) / len(bins) * 0.9
     label_h = round(18 + longest * _CHAR_W * 0.64) if rotate else 22  # sin 40° ~ 0.64
     height = _PLOT_TOP + _PLOT_H + label_h
-    plot_w = _CHART_W - _PLOT_LEFT - _PLOT_RIGHT
+    left = _PLOT_LEFT
+    if rotate:  # the first label runs down-left from its bar: keep it inside the chart
+        left = max(left, round(longest * _CHAR_W * 0.77 + 4 - (_CHART_W - left) / len(bins) / 2))
+    plot_w = _CHART_W - left - _PLOT_RIGHT
     group = plot_w / len(bins)
     bar_w = group * 0.36
     base = _PLOT_TOP + _PLOT_H
@@ -235,12 +238,12 @@ def _svg(name: str, picture: Distribution) -> str:
         value = i * step
         y = base - _PLOT_H * value / top
         parts.append(
-            f'<line class="grid-line" x1="{_PLOT_LEFT}" x2="{_CHART_W - _PLOT_RIGHT}" '
-            f'y1="{y:.1f}" y2="{y:.1f}"/><text x="{_PLOT_LEFT - 5}" y="{y + 4:.1f}" '
+            f'<line class="grid-line" x1="{left}" x2="{_CHART_W - _PLOT_RIGHT}" '
+            f'y1="{y:.1f}" y2="{y:.1f}"/><text x="{left - 5}" y="{y + 4:.1f}" '
             f'text-anchor="end">{_tick(value)}</text>'
         )
     for i, label in enumerate(bins):
-        x = _PLOT_LEFT + i * group
+        x = left + i * group
         tip = html.escape(
             f"{label}: reference {_share(picture.reference, i)}, "
             f"current {_share(picture.current, i)}"
@@ -256,7 +259,7 @@ def _svg(name: str, picture: Distribution) -> str:
                 f'<rect class="{css}" x="{x + group * offset:.1f}" y="{base - h:.1f}" '
                 f'width="{bar_w:.1f}" height="{h:.1f}"><title>{tip}</title></rect>'
             )
-        short = label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
+        short = _shorten(label)
         cx = x + group / 2
         if rotate:
             parts.append(
@@ -297,6 +300,14 @@ def _scale(largest: float) -> tuple[float, float]:
         if top / step <= 5:
             return top, step
     return 1.0, 0.25
+
+
+def _shorten(label: str) -> str:
+    """A label cut to _LABEL_CHARS with "…" in the middle: both ends tell categories apart."""
+    if len(label) <= _LABEL_CHARS:
+        return label
+    head = (_LABEL_CHARS - 1) // 2
+    return label[:head] + "…" + label[len(label) - (_LABEL_CHARS - 1 - head) :]
 
 
 def _tick(value: float) -> str:
