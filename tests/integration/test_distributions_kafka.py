@@ -171,6 +171,8 @@ def test_exported_shares_equal_shares_of_the_raw_events(
             )
             assert samples == valid_c
         status = daemon.status()
+        histogram = run_cli("status", "--url", daemon.url, "--feature", "c")
+        unknown = run_cli("status", "--url", daemon.url, "--feature", "payload-1")
         assert daemon.stop() == 0
 
     expected = _expected(profiles["pics"], data)
@@ -193,6 +195,14 @@ def test_exported_shares_equal_shares_of_the_raw_events(
     x_current = series["x"]["current"]
     assert x_current["00 (below)"] >= 15 / (N_CUR - 25)  # the -50.0 values, and a few more
     assert series["c"]["current"]["21 (unseen)"] == pytest.approx(100 / (N_CUR - 10), abs=1e-12)
+
+    # driftmon status --feature: one row per bin with both shares, from the same /status.
+    assert histogram.returncode == 0, histogram.stderr
+    rows = {line.split()[0]: line for line in histogram.stdout.splitlines()[3:] if line}
+    assert rows.keys() >= {"(other)", "(unseen)", "(missing)", "k00"}
+    unseen = [c for c in rows["(unseen)"].split() if c.endswith("%")]
+    assert unseen == ["0.0%", f"{100 * expected['c']['current'][-2]:.1f}%"]
+    assert unknown.returncode == 2 and "no feature 'payload-1'" in unknown.stderr
 
     # No label value comes from an event.
     all_bins = {labels["bin"] for labels, _ in scraped.find("driftmon_feature_bin_ratio")}
