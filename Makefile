@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every Python tree of the project: ruff and mypy (pyproject.toml [tool.mypy] files) cover all.
+LINTED := monitor tests bench grafana scripts
 
 .PHONY: all demo test lint typecheck layers unit venv system-packages bench bench-peers clean
 
@@ -21,8 +23,8 @@ system-packages:
 	bash scripts/ensure-system-packages.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor tests bench
-	$(BIN)/ruff format --check monitor tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,8 +36,8 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP) system-packages
-	$(BIN)/ruff check monitor tests bench
-	$(BIN)/ruff format --check monitor tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q

@@ -4,7 +4,7 @@
 
 (a) `ModelEvaluator.evaluate` of F = 1000 numeric features, B = 128 (131 value slots), against
     a frozen reference with cached PSI decile groups (and, for scale, recomputed groups):
-    median ms of >= 20 runs. Target (research/stats.md section 8.4): < 100 ms.
+    median ms of >= 20 runs. Target: < 100 ms.
 (b) Memory of an EventTimeWindow for F = 1000, 60 x 1-min buckets, int32 ring, plus the int64
     frozen reference matrix: MiB from `nbytes`. Target: <= 35 MiB.
 (c) Histogram update: `ModelLayout.count` on a 10,000-event batch of 20 numeric features, and

@@ -17,7 +17,6 @@ with any flag, and flags of unshifted features after the start.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,39 +86,20 @@ def _reference_file(directory: Path) -> Path:
 
 def simulate(cell: Cell, reference: Path, state_dir: Path) -> Outcome:
     """Run one cell (see the module docstring)."""
-    from monitor.config import (
-        EvaluationSettings,
-        FeatureSettings,
-        ModelSettings,
-        ReferenceSettings,
-        WindowSettings,
-    )
+    from bench.runtime import file_runtime
+    from monitor.config import WindowSettings
     from monitor.decode import ModelColumns
-    from monitor.model import FeatureKind, ReferenceMode
-    from monitor.runtime import ModelRuntime
 
-    features = tuple(
-        FeatureSettings(name=n, kind=FeatureKind.NUMERIC) for n in workload.NUMERIC_FEATURES
-    ) + tuple(
-        FeatureSettings(name=n, kind=FeatureKind.CATEGORICAL) for n in workload.CATEGORICAL_FEATURES
-    )
-    settings = ModelSettings(
-        name="bench",
-        reference=ReferenceSettings(mode=ReferenceMode.FILE, path=reference),
-        features=features,
-    )
     length = cell.window_minutes * 60.0
-    window = WindowSettings(bucket=60.0, length=length, allowed_lateness=60.0)
     now = {"t": START}
-    runtime = ModelRuntime(
-        settings,
-        window,
-        EvaluationSettings(),
-        max_future_seconds=math.inf,
+    runtime = file_runtime(
+        reference,
+        workload.NUMERIC_FEATURES,
+        workload.CATEGORICAL_FEATURES,
         clock=lambda: now["t"],
         state_dir=state_dir,
+        window=WindowSettings(bucket=60.0, length=length, allowed_lateness=60.0),
     )
-    runtime.load_reference_file()
     names = [s.name for s in runtime.specs]
     shifted = [names.index(n) for n in SHIFTED]
     others = [i for i in range(len(names)) if i not in shifted]

@@ -9,7 +9,7 @@ fresh consumer group (`bench.e2e_worker`): A = the driftmon daemon loop, B = kaf
 returning raw bytes with the same consumer settings. The ratio of each A to the B right after
 it is the share of the practical ceiling driftmon reaches; the table shows medians.
 
-Message format: DESIGN.md section 3, `{"ts", "model", "model_version", "features": {...}}`,
+Message format: the README's event format, `{"ts", "model", "model_version", "features": {...}}`,
 compact JSON (msgspec), null for a missing value; event times spread over the 30 minutes
 before production, so every event falls into the default window (1 h of 1-minute buckets).
 Daemon settings: defaults (max_poll_records 5000, 1 MiB partition fetches, 128 bins,
@@ -67,7 +67,7 @@ WIDTHS: tuple[Width, ...] = (
 
 
 def encode_events(batch: workload.Batch, start_ts: float, span_s: float) -> list[bytes]:
-    """One JSON event per row (DESIGN.md section 3), times spread evenly over span_s."""
+    """One JSON event per row (the README's event format), times spread evenly over span_s."""
     n_numeric, n_categorical = batch.numeric.shape[1], batch.categorical.shape[1]
     names = workload.numeric_names(n_numeric) + workload.categorical_names(n_categorical)
     numeric: Any = batch.numeric.astype(object)

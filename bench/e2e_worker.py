@@ -8,7 +8,8 @@ id), until N records have been consumed.
 
 - `driftmon`: the real `Daemon` loop (`Daemon.step()`: poll, decode, bin into the event-time
   window, evaluate on the configured interval, checkpoint when due) over the real
-  `KafkaSource` — `driftmon run` without its HTTP thread.
+  `KafkaSource`, wired by `monitor.compose` exactly as `driftmon run` wires it — `driftmon
+  run` without its HTTP thread.
 - `raw`: `KafkaConsumer.poll()` returning raw bytes and nothing else: the practical ceiling of
   a kafka-python consumer on this machine.
 
@@ -136,33 +137,20 @@ def _span(clock: Clock, events: int, end_wall: float, end_cpu: float) -> dict[st
 
 def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]:
     """The daemon loop over the topic until `events` records were consumed."""
-    from prometheus_client import CollectorRegistry
-
+    from monitor.compose import build_daemon, kafka_source_factory
     from monitor.config import load_settings
-    from monitor.daemon import Daemon, tune_garbage_collector
+    from monitor.daemon import AssignCallback, RevokeCallback, tune_garbage_collector
     from monitor.logconf import configure_logging
-    from monitor.metrics import DriftCollector, PipelineMetrics
-    from monitor.source import KafkaSource
-    from monitor.state import CheckpointStore
 
     settings = load_settings(config)
     configure_logging(settings.log.level, settings.log.format)
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(
-        registry,
-        topics=list(settings.kafka.topics),
-        features={m.name: [f.name for f in m.features] for m in settings.models},
-        evaluation_interval_seconds=settings.evaluation.interval,
-    )
-    collector = DriftCollector(registry)
     clock = Clock()
-    kwargs = settings.kafka.consumer_kwargs()
-    topics = list(settings.kafka.topics)
+    kafka_source = kafka_source_factory(settings)
 
-    def make_source(on_assign: Any, on_revoke: Any) -> TimedSource:
-        return TimedSource(KafkaSource(kwargs, topics, on_assign, on_revoke), clock)
+    def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> TimedSource:
+        return TimedSource(kafka_source(on_assign, on_revoke), clock)
 
-    daemon = Daemon(settings, make_source, metrics, collector, CheckpointStore(settings.state.dir))
+    daemon = build_daemon(settings, make_source).daemon
     daemon.decoder = TimedDecoder(daemon.decoder, clock)  # type: ignore[assignment]
     daemon.start()
     tune_garbage_collector()  # as `driftmon run` does

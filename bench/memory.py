@@ -13,7 +13,6 @@ and the reference counts, i.e. features x (bins + 4) x (buckets x 4 B + 16 B)).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import tempfile
@@ -41,38 +40,16 @@ WINDOW_S = 3600.0
 
 def worker(width: Width, events: int, reference: Path, state_dir: Path) -> None:
     """Load the reference, ingest `events` events, evaluate once, print the RESULT line."""
-    from monitor.config import (
-        EvaluationSettings,
-        FeatureSettings,
-        ModelSettings,
-        ReferenceSettings,
-        WindowSettings,
-    )
+    from bench.runtime import file_runtime
     from monitor.decode import ModelColumns
-    from monitor.model import FeatureKind, ReferenceMode
-    from monitor.runtime import ModelRuntime
 
-    features = tuple(
-        FeatureSettings(name=n, kind=FeatureKind.NUMERIC)
-        for n in workload.numeric_names(width.numeric)
-    ) + tuple(
-        FeatureSettings(name=n, kind=FeatureKind.CATEGORICAL)
-        for n in workload.categorical_names(width.categorical)
-    )
-    settings = ModelSettings(
-        name="bench",
-        reference=ReferenceSettings(mode=ReferenceMode.FILE, path=reference),
-        features=features,
-    )
-    runtime = ModelRuntime(
-        settings,
-        WindowSettings(),
-        EvaluationSettings(),
-        max_future_seconds=math.inf,
+    runtime = file_runtime(
+        reference,
+        workload.numeric_names(width.numeric),
+        workload.categorical_names(width.categorical),
         clock=lambda: START + WINDOW_S,
         state_dir=state_dir,
     )
-    runtime.load_reference_file()
     rss_reference = current_rss_mib()
     rng = workload.stream_rng(6, width.numeric)
     step = WINDOW_S / events

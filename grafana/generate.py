@@ -4,7 +4,7 @@ The JSON files are committed (Grafana provisioning reads them as they are); this
 their source, so that every panel is built the same way: one fixed datasource uid
 (`driftmon-prometheus`, see grafana/provisioning/datasources/prometheus.yml), sequential
 panel ids, explicit grid positions, and PromQL that uses only the metrics driftmon exports
-(DESIGN.md section 7). `--check` exits 1 when the committed files differ from the output.
+(README.md, Metrics). `--check` exits 1 when the committed files differ from the output.
 
 Stdlib only. tests/ops/test_grafana.py validates the output against Grafana's dashboard JSON
 schema and checks every expression with promtool.
@@ -26,7 +26,7 @@ SCHEMA_VERSION = 39
 GRID_WIDTH = 24
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 
-# Classic PSI bands (DESIGN.md section 6); per-feature bands are drawn from
+# Classic PSI bands (docs/architecture.md, Statistics); per-feature bands are drawn from
 # driftmon_feature_psi_threshold where the panel shows a single feature.
 PSI_WARNING = 0.1
 PSI_CRITICAL = 0.25

@@ -22,7 +22,7 @@ import structlog
 from monitor import __version__
 from monitor.config import Settings, load_settings, redacted_dump
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
-from monitor.model import FeatureKind, FeatureSpec
+from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -127,11 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--max-bins",
         type=int,
-        default=128,
-        help="numeric bins at reference quantiles (default 128)",
+        default=DEFAULT_MAX_BINS,
+        help=f"numeric bins at reference quantiles (default {DEFAULT_MAX_BINS})",
     )
     fit.add_argument(
-        "--top-k", type=int, default=20, help="categories kept per categorical feature (default 20)"
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"categories kept per categorical feature (default {DEFAULT_TOP_K})",
     )
     fit.add_argument(
         "--output", "-o", type=Path, required=True, help="where to write the profile JSON"
@@ -142,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate",
         help="produce synthetic events with drift scenarios",
-        description="Produce synthetic feature events (DESIGN.md section 3 format) to a Kafka "
+        description="Produce synthetic feature events (the event format of the README) to a Kafka "
         "topic at a controlled rate. Scenarios: none, mean-shift, variance, new-category, "
         "missing-spike, outliers; the drift starts --drift-after seconds of event time in.",
     )
@@ -285,48 +288,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
-    from monitor.daemon import Daemon, DaemonHealth, tune_garbage_collector
+    from monitor.compose import kafka_daemon
+    from monitor.daemon import DaemonHealth, tune_garbage_collector
     from monitor.http import HttpServer
-    from monitor.metrics import DriftCollector, PipelineMetrics, new_registry
-    from monitor.source import (
-        AssignCallback,
-        KafkaSink,
-        KafkaSource,
-        RevokeCallback,
-        producer_kwargs,
-    )
-    from monitor.state import CheckpointStore
 
-    registry = new_registry()
-    metrics = PipelineMetrics(
-        registry,
-        topics=list(settings.kafka.topics),
-        features={m.name: [f.name for f in m.features] for m in settings.models},
-        evaluation_interval_seconds=settings.evaluation.interval,
-    )
-    collector = DriftCollector(
-        registry, distributions={m.name: m.distribution_policy() for m in settings.models}
-    )
-    consumer_kwargs = settings.kafka.consumer_kwargs()
-    sink = None
-    if settings.kafka.dead_letter_topic:
-        sink = KafkaSink(producer_kwargs(consumer_kwargs))
-
-    def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> KafkaSource:
-        return KafkaSource(consumer_kwargs, list(settings.kafka.topics), on_assign, on_revoke)
-
-    daemon = Daemon(
-        settings,
-        make_source,
-        metrics,
-        collector,
-        CheckpointStore(settings.state.dir),
-        dead_letter=sink,
-    )
+    wiring = kafka_daemon(settings)
+    daemon, collector = wiring.daemon, wiring.collector
     server = HttpServer(
         settings.http.host,
         settings.http.port,
-        registry=registry,
+        registry=wiring.registry,
         snapshot=lambda: collector.snapshot,
         health=DaemonHealth(daemon),
     )

@@ -33,7 +33,7 @@ from monitor.errors import (
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
-from monitor.runtime import ModelRuntime
+from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -110,17 +110,7 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
-        self.runtimes: dict[str, ModelRuntime] = {
-            m.name: ModelRuntime(
-                m,
-                settings.window,
-                settings.evaluation,
-                max_future_seconds=settings.event.max_future_seconds,
-                clock=clock,
-                state_dir=settings.state.dir,
-            )
-            for m in settings.models
-        }
+        self.runtimes: dict[str, ModelRuntime] = model_runtimes(settings, clock)
         event = settings.event
         self.decoder = BatchDecoder(
             EventFields(

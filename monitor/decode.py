@@ -4,7 +4,7 @@
 model, one float64 matrix of numeric features, one object array per categorical feature, the
 event times and the (topic, partition) each event came from, plus the pipeline counters.
 
-Event contract (DESIGN.md section 3; field names come from `EventFields`):
+Event contract (docs/architecture.md; field names come from `EventFields`):
 
 - A message value is one JSON object (one event) or a JSON array of objects (several events).
   A value longer than `max_message_bytes` is one `too_large` record and is never parsed.
@@ -125,7 +125,7 @@ Describe = Callable[..., str]
 
 @dataclass(frozen=True, slots=True)
 class EventFields:
-    """Where the decoder finds each part of an event (DESIGN.md section 3, `event:` config).
+    """Where the decoder finds each part of an event (docs/architecture.md, `event:` config).
 
     `timestamp_field=None` always uses the Kafka record timestamp. When the field is absent or
     null, `timestamp_fallback_to_kafka` uses the Kafka timestamp instead of `bad_timestamp`.
@@ -190,16 +190,13 @@ class DecodedBatch:
     <= 200 characters: the message position, a short reason text and, for unparseable values,
     an escaped preview of at most 48 bytes. `rejected_messages` holds each message with at
     least one rejected record once, in message order. `partitions` lists the (topic, partition)
-    of every message in the batch, in order of first appearance. `last_record_ts` is the largest
-    usable Kafka record timestamp (seconds, in (0, TS_MAX_SECONDS)) per topic over all messages,
-    rejected ones included; a topic with none is absent.
+    of every message in the batch, in order of first appearance.
     """
 
     models: dict[str, ModelColumns]
     consumed: dict[str, int]
     rejected: dict[tuple[str, RejectReason], int]
     accepted: dict[str, int]
-    last_record_ts: dict[str, float]
     samples: list[tuple[str, RejectReason, str]]
     rejected_messages: list[RawMessage]
     partitions: list[tuple[str, int]]
@@ -442,7 +439,7 @@ class BatchDecoder:
     def decode(self, messages: Sequence[RawMessage]) -> DecodedBatch:
         """Decode one batch. Never raises; every message and record is accounted for."""
         if not messages:
-            return DecodedBatch({}, {}, {}, {}, {}, [], [], [])
+            return DecodedBatch({}, {}, {}, {}, [], [], [])
         topics, message_partitions, _, timestamps_ms, values = zip(*messages, strict=True)
         topic_names = list(dict.fromkeys(topics))
         topic_codes = _codes_of(topics, {t: i for i, t in enumerate(topic_names)})
@@ -468,17 +465,11 @@ class BatchDecoder:
         counts, samples, dead = state.rejects.finish(
             messages, self._max_samples, self._max_dead_letters
         )
-        last_ts: dict[str, float] = {}
-        for code, topic in enumerate(topic_names):
-            latest = float(np.fmax.reduce(kafka_ts[topic_codes == code]))
-            if not math.isnan(latest):
-                last_ts[topic] = latest
         return DecodedBatch(
             models=models,
             consumed=dict(Counter(topics)),
             rejected=counts,
             accepted={topic_names[c]: k for c, k in enumerate(state.accepted.tolist()) if k},
-            last_record_ts=last_ts,
             samples=samples,
             rejected_messages=dead,
             partitions=partitions,

@@ -17,8 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.errors import ReferenceDataError
-
-DEFAULT_MAX_BINS = 128
+from monitor.model import DEFAULT_MAX_BINS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -63,15 +63,6 @@ class ReferenceDataError(MonitorError):
     """A reference sample or reference profile cannot be used (empty, all missing, corrupt...)."""
 
 
-class DecodeError(MonitorError):
-    """A message cannot be used at all; carries the closed `RejectReason`."""
-
-    def __init__(self, reason: RejectReason, detail: str = "") -> None:
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
-        self.reason = reason
-        self.detail = detail
-
-
 class SourceError(MonitorError):
     """The event source (Kafka) failed in a way the caller should see."""
 

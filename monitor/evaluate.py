@@ -1,6 +1,6 @@
 """Evaluate every feature of a model in one vectorised call (numpy/scipy only).
 
-Decision rule (DESIGN.md section 6, research/stats.md sections 4 and 6). Each feature has
+Decision rule (docs/architecture.md, Statistics; measured in docs/statistics.md). Each feature has
 up to three tests ("legs"), each with an effect-size floor:
 
     numeric      KS      p_ks  and D       >= ks_floor

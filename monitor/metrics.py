@@ -1,7 +1,7 @@
 """Prometheus metrics: the metric catalogue, the pipeline metrics and the drift collector.
 
 Layer 3. With `monitor.http` this is the only module that imports `prometheus_client`.
-Metric names are the public API (DESIGN.md section 7); the golden exposition test in
+Metric names are the public API (README.md, Metrics); the golden exposition test in
 `tests/unit/test_metrics.py` pins every name, type, HELP text and label name.
 
 Two owners, one registry (injected, never the global one):
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from operator import attrgetter
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, TypeAlias
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -734,6 +734,10 @@ def distribution_cardinality(n_features: int, policy: DistributionPolicy) -> int
     return exported * 2 * MAX_BINS
 
 
-def new_registry() -> CollectorRegistry:
+Registry: TypeAlias = CollectorRegistry
+"""The registry type, for modules that hold one but may not import prometheus_client."""
+
+
+def new_registry() -> Registry:
     """A fresh registry for one daemon (no default process/platform collectors)."""
     return CollectorRegistry()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+DEFAULT_MAX_BINS: Final = 128
+"""Numeric fine bins per feature, cut at reference quantiles (`max_bins`, `--max-bins`)."""
+
+DEFAULT_TOP_K: Final = 20
+"""Reference categories kept per categorical feature, before OTHER (`top_k`, `--top-k`)."""
 
 
 class FeatureKind(StrEnum):
@@ -52,7 +58,7 @@ class FeatureSpec:
 
 @dataclass(frozen=True, slots=True)
 class DecisionPolicy:
-    """The drift decision rule's parameters (DESIGN.md section 6)."""
+    """The drift decision rule's parameters (docs/architecture.md, Statistics)."""
 
     fdr_q: float = 1e-3
     correction: Correction = Correction.BH

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.edges import DEFAULT_MAX_BINS, learn_edges, validate_edges
+from monitor.edges import learn_edges, validate_edges
 from monitor.errors import ReferenceDataError
 from monitor.histogram import (
     INVALID_CATEGORY_PREFIX,
@@ -29,10 +29,9 @@ from monitor.histogram import (
     ModelLayout,
     NumericBins,
 )
-from monitor.model import FeatureKind, FeatureSpec
+from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
 
 PROFILE_FORMAT = "driftmon.reference/v1"
-DEFAULT_TOP_K = 20
 MAX_VOCABULARY = 100_000
 
 

@@ -1,6 +1,6 @@
 """One model's live state: reference, current window, evaluator, checkpoint form.
 
-Reference modes (DESIGN.md section 4):
+Reference modes (README.md, References):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its
   modification time changes: a valid new profile is swapped in without a restart (the
   current window restarts empty, since its counts are in the old bins); an invalid one is
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import EvaluationSettings, ModelSettings, WindowSettings
+from monitor.config import EvaluationSettings, ModelSettings, Settings, WindowSettings
 from monitor.decode import ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
@@ -452,3 +452,23 @@ class ModelRuntime:
         if self.reference_counts is not None:
             total += int(self.reference_counts.nbytes)
         return total
+
+
+def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, ModelRuntime]:
+    """One `ModelRuntime` per configured model, by name in configuration order.
+
+    Each gets its model section plus the shared window and evaluation settings,
+    `event.max_future_seconds`, the `clock` and `state.dir` (warm-up references are
+    persisted under it).
+    """
+    return {
+        m.name: ModelRuntime(
+            m,
+            settings.window,
+            settings.evaluation,
+            max_future_seconds=settings.event.max_future_seconds,
+            clock=clock,
+            state_dir=settings.state.dir,
+        )
+        for m in settings.models
+    }

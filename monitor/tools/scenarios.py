@@ -205,7 +205,7 @@ class EventGenerator:
         return Columns(ts, numeric, {"country": country, "device": device})
 
     def events(self, n: int, start_ts: float, rate: float) -> list[dict[str, Any]]:
-        """Draw `n` events in the DESIGN.md section 3 shape (see `columns` for the times).
+        """Draw `n` events of the documented shape (see `columns` for the times).
 
         Each event is `{"ts": float, "model": str, "model_version": "v1", "features": {...}}`;
         age is an int, a missing balance is None (JSON null).

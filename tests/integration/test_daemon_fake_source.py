@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor.compose import build_daemon
 from monitor.config import Settings, load_settings
 from monitor.daemon import AssignCallback, Daemon, RevokeCallback
 from monitor.errors import SourceError
-from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import FeatureKind, FeatureSpec, RawMessage
 from monitor.reference import fit_profile, profile_to_json
 from monitor.state import CheckpointStore
@@ -167,14 +167,6 @@ def build(
     dead_letter: Any = None,
 ) -> Harness:
     """A started daemon over a FakeSource of `logs` (the source is created by start())."""
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(
-        registry,
-        topics=list(settings.kafka.topics),
-        features={m.name: [f.name for f in m.features] for m in settings.models},
-        evaluation_interval_seconds=settings.evaluation.interval,
-    )
-    collector = DriftCollector(registry)
     made: list[FakeSource] = []
 
     def factory(on_assign: AssignCallback, on_revoke: RevokeCallback) -> FakeSource:
@@ -182,15 +174,8 @@ def build(
         return made[0]
 
     clock = Clock()
-    daemon = Daemon(
-        settings,
-        factory,
-        metrics,
-        collector,
-        store or CheckpointStore(settings.state.dir),
-        dead_letter=dead_letter,
-        monotonic=clock,
-    )
+    wiring = build_daemon(settings, factory, dead_letter=dead_letter, store=store, monotonic=clock)
+    daemon, registry = wiring.daemon, wiring.registry
     daemon.start()
     return Harness(daemon, registry, made[0], clock)
 

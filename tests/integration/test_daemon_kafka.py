@@ -43,9 +43,9 @@ from tests.support.daemon_harness import (
     model_entry,
     produce,
     run_cli,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import wait_until
 
 FloatArray = npt.NDArray[np.float64]
 PSI_GROUPS = 10
@@ -372,7 +372,7 @@ def test_every_scenario_is_detected_on_its_features_only_and_clean_stream_never(
         wait_until(
             lambda: len(daemon.evaluations()) >= count + 3,
             10,
-            what="three more evaluations",
+            message="three more evaluations",
         )
         final = daemon.metrics()
         assert daemon.stop() == 0

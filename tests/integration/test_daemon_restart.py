@@ -32,9 +32,9 @@ from tests.support.daemon_harness import (
     daemon_config,
     model_entry,
     produce,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import holds_for, wait_until
 
 FEATURES = [(spec.name, spec.kind.value) for spec in DEMO_FEATURES]
 POOL_A = 45_000  # model "a": file reference, spread over both partitions
@@ -203,7 +203,7 @@ def wait_all_counted(daemon: DaemonProcess, want: dict[str, int], timeout: float
         lambda: all(current_samples(daemon, m) >= n for m, n in want.items()),
         timeout,
         interval=0.2,
-        what=f"current windows of {want}",
+        message=f"current windows of {want}",
         on_timeout=daemon.tail,
     )
 
@@ -236,10 +236,10 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_double_count_nothing(
             wait_until(
                 partial(has_consumed_fresh, interrupted, resumed_at),
                 30,
-                what="this run to consume fresh events",
+                message="this run to consume fresh events",
                 on_timeout=interrupted.tail,
             )
-            time.sleep(delay)
+            time.sleep(delay)  # not a wait for a condition: the delay *is* the varied phase
             assert producer.is_alive(), f"the stream ended too early: {producer.error!r}"
             position = consumed_position(interrupted, resumed_at)  # a lower bound at the kill
             if action == "kill":
@@ -255,7 +255,12 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_double_count_nothing(
                 assert offsets_sum(store) >= position  # a clean stop checkpoints everything
             resumed_at = offsets_sum(store)
             interrupted.start()
-        time.sleep(1.0)
+        wait_until(
+            partial(has_consumed_fresh, interrupted, resumed_at),
+            30,
+            message="the last run to consume fresh events",
+            on_timeout=interrupted.tail,
+        )
         producer.finish()  # the stream ends after the last restart, whenever that was
         producer.join(60)
         assert producer.error is None, producer.error
@@ -264,7 +269,7 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_double_count_nothing(
         assert want["b"] >= 1_000  # enough for statistics on both models
         wait_all_counted(interrupted, want, timeout=60)
         interrupted.wait_ready(30)
-        time.sleep(1.5)  # one more evaluation over the final windows
+        interrupted.wait_evaluations(2)  # a whole evaluation over the final windows
         after_crashes = interrupted.status()
         assert interrupted.stop() == 0
     assert interrupted.runs == 5
@@ -280,7 +285,7 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_double_count_nothing(
         clean.start()
         wait_all_counted(clean, want, timeout=60)
         clean.wait_ready(30)
-        time.sleep(1.5)
+        clean.wait_evaluations(2)
         uninterrupted = clean.status()
         assert clean.stop() == 0
 
@@ -334,16 +339,14 @@ def test_broker_outage_keeps_daemon_live_then_it_recovers_without_restart(
             wait_until(
                 lambda: daemon.get("/readyz")[0] == 503,
                 30,
-                what="/readyz 503 during the outage",
+                message="/readyz 503 during the outage",
                 on_timeout=daemon.tail,
             )
             down = daemon.wait_metric("driftmon_kafka_connected", 0, timeout=30)
             assert down.value("driftmon_ready") == 0
             code, reason = daemon.get("/readyz")
             assert code == 503 and b"Kafka" in reason, reason
-            for _ in range(3):  # stays live through the outage
-                assert daemon.running and daemon.live()
-                time.sleep(1.0)
+            holds_for(lambda: daemon.running and daemon.live(), 3.0, 0.5, "live through the outage")
 
             broker.start()
             # tansu keeps nothing across a restart, unlike Kafka: recreate the topic and put
@@ -358,7 +361,7 @@ def test_broker_outage_keeps_daemon_live_then_it_recovers_without_restart(
             )
             assert recovered.value("driftmon_kafka_connected") == 1
             assert recovered.value("driftmon_ready") == 1
-            time.sleep(1.5)  # the next evaluations: nothing more arrives, nothing is re-counted
+            daemon.wait_evaluations(2)  # nothing more arrives, nothing is re-counted
             final = daemon.metrics()
             assert final.value("driftmon_events_accepted_total", model="a") == 2_200
             assert (
@@ -410,7 +413,7 @@ def test_rebalance_that_revokes_partitions_keeps_both_daemons_running(
             )
 
         wait_until(
-            revoked_from_first, 30, what="a rebalance revoking partitions", on_timeout=first.tail
+            revoked_from_first, 30, message="a rebalance revoking partitions", on_timeout=first.tail
         )
         second.wait_ready(30)
         events = EventGenerator("a", seed=5).events(2_000, time.time() - 30, 100.0)
@@ -427,7 +430,7 @@ def test_rebalance_that_revokes_partitions_keeps_both_daemons_running(
                 d.metrics().value("driftmon_events_accepted_total", model="a") for d in daemons
             )
 
-        wait_until(lambda: accepted() == 2_000, 30, what="both replicas to count their share")
+        wait_until(lambda: accepted() == 2_000, 30, message="both replicas to count their share")
         assert first.running and second.running
         shares = [d.metrics().value("driftmon_events_accepted_total", model="a") for d in daemons]
         assert shares == [1_000, 1_000]  # one partition each
@@ -443,7 +446,7 @@ def test_rebalance_that_revokes_partitions_keeps_both_daemons_running(
             return bool(assigned) and len(assigned[-1]) == 2
 
         wait_until(
-            second_owns_both, 30, what="the second replica to take over", on_timeout=second.tail
+            second_owns_both, 30, message="the second replica to take over", on_timeout=second.tail
         )
         assert second.running and second.live(), second.tail()
         assert second.stop() == 0, second.tail()

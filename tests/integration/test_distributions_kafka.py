@@ -136,7 +136,7 @@ def test_exported_shares_equal_shares_of_the_raw_events(
     """Every exported share equals the raw-event share to 1e-12; only picked features export."""
     data = _data(np.random.default_rng(20261203))
     profiles = {m: _fit(tmp_path, m, data["ref"]) for m in ("pics", "some", "dark")}
-    policies = {
+    policies: dict[str, dict[str, object]] = {
         "pics": {"export_distributions": "all"},
         "some": {"export_distributions": "drifting", "export_distributions_top": 1},
         "dark": {"export_distributions": "none"},

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-#: Every metric name driftmon exports (DESIGN.md section 7; the public API).
+#: Every metric name driftmon exports (the README's metric table; the public API).
 DRIFTMON_METRICS: frozenset[str] = frozenset(
     {
         # per (model, feature)

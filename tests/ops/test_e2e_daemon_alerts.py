@@ -17,9 +17,10 @@ Timeline (two models on one single-partition topic, both with the demo feature s
    panels real nonzero rates, far below DriftmonHighRejectRate's 1 %. Then a reload loads the
    rules and the Alertmanager, and the test waits until Prometheus lists that Alertmanager
    again. Why not load everything at start: Prometheus 2.42 scrapes first ~5 s after start
-   (research/ops.md caveat 1), and with `for: 1s` the `absent(up{job="driftmon"})` branch of
-   DriftmonDown would fire in that gap. That is an artefact of the shortened `for:` (the
-   shipped 5 m covers the gap), not an alert the daemon causes. Why wait: a reload empties
+   (docs/architecture.md, Test components), and with `for: 1s` the
+   `absent(up{job="driftmon"})` branch of DriftmonDown would fire in that gap. That is an
+   artefact of the shortened `for:` (the shipped 5 m covers the gap), not an alert the daemon
+   causes. Why wait: a reload empties
    the notifier's Alertmanager list for up to 5 s, and an alert that fires meanwhile would be
    dropped, or would reach Alertmanager with a past start and be flushed at once, before the
    alerts that inhibit it.
@@ -89,11 +90,11 @@ from tests.support.ops_services import (
     PrometheusServer,
     WebhookReceiver,
     alert_labels,
-    wait_for,
     write_alertmanager_config,
     write_fast_rules,
     write_prometheus_config,
 )
+from tests.support.waiting import holds_for, sleep_until, wait_until
 
 from .dashboards import dashboard_files, evaluate, load, queries, variable_selectors
 from .promql import metric_names
@@ -306,17 +307,17 @@ def load_rules_when_healthy(chain: Chain, rules: Path, broker: TansuBroker, topi
         f"count(driftmon_model_reference_ready == 1) == {len(MODELS)}",
         "sum(increase(driftmon_events_accepted_total[1m])) > 1000",
     ]
-    wait_for(
-        "Prometheus to scrape a ready daemon",
+    wait_until(
         lambda: all(chain.prom.query(expr) for expr in healthy),
-        timeout=40,
+        40,
+        message="Prometheus to scrape a ready daemon",
     )
     chain.mark("Prometheus scraped a ready daemon")
     produce_bad_records(broker, topic)
     write_prometheus_config(chain.prom.config, rules, [chain.instance], chain.am.address)
     chain.prom.reload()
     assert chain.prom.rule_groups(), "the reload loaded no rule group"
-    wait_for("Prometheus to list the Alertmanager", chain.prom.alertmanagers, timeout=15)
+    wait_until(chain.prom.alertmanagers, 15, message="Prometheus to list the Alertmanager")
     chain.mark("bad records sent; rules and Alertmanager loaded")
 
 
@@ -428,7 +429,7 @@ def stop_just_after_a_flush(chain: Chain, drift_notes: list[float]) -> tuple[flo
     first, last = min(drift_notes), max(drift_notes)
     assert last - first < 0.5, drift_notes  # both groups were created by one rule evaluation
     ticks = math.floor((time.monotonic() - last - TICK_MARGIN_S) / GROUP_INTERVAL_S) + 1
-    time.sleep(max(0.0, last + ticks * GROUP_INTERVAL_S + TICK_MARGIN_S - time.monotonic()))
+    sleep_until(last + ticks * GROUP_INTERVAL_S + TICK_MARGIN_S)
     stopped = time.monotonic()
     chain.mark("SIGTERM")
     assert chain.daemon.stop() == 0, chain.daemon.tail()
@@ -492,15 +493,22 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
             with explained(chain.state):
                 chain.mark(f"daemon serving on {instance}; Prometheus and Alertmanager up")
                 load_rules_when_healthy(chain, rules, broker, topic)
-                time.sleep(SETTLE_S)
-                assert chain.alerts() == set(), "an alert is pending on the clean stream"
+                holds_for(
+                    lambda: chain.alerts() == set(),
+                    SETTLE_S,
+                    message="no alert on the clean stream",
+                )
 
                 stream.drift()
                 chain.mark("stream drifts")
                 chat = hook.wait_for(firing_with("DriftmonFeatureDrift"), 25, "the drift warning")
                 pager = hook.wait_for(firing_with("DriftmonFeaturePsiCritical"), 10, "the page")
                 chain.mark("drift notifications received")
-                time.sleep(SETTLE_S)
+                holds_for(
+                    lambda: len(hook.received()) == 2,
+                    SETTLE_S,
+                    message="no notification beyond the two expected ones",
+                )
                 drift_notes = hook.received_timed()
                 assert sorted((p, n["status"]) for _, p, n in drift_notes) == [
                     ("driftmon-chat", "firing"),
@@ -514,11 +522,11 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
                 stopped, next_flush = stop_just_after_a_flush(chain, [t for t, _, _ in drift_notes])
                 # Alertmanager lists active alerts only: the drift alerts are gone once their
                 # resolution arrived, so their groups have "resolved" to flush next.
-                (down,) = wait_for(
-                    "DriftmonDown, and nothing else, active at Alertmanager",
+                (down,) = wait_until(
                     lambda: only_alert(am, "DriftmonDown"),
-                    timeout=15,
-                    interval=0.05,
+                    15,
+                    0.05,
+                    "DriftmonDown, and nothing else, active at Alertmanager",
                 )
                 chain.mark("DriftmonDown at Alertmanager, drift alerts resolved there")
                 assert time.monotonic() < next_flush - 0.1, (
@@ -527,7 +535,7 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
                 )
                 down_path, down_note = hook.wait_for(firing_with("DriftmonDown"), 10, "the down")
                 chain.mark("DriftmonDown at the webhook")
-                time.sleep(max(0.0, next_flush + 1.0 - time.monotonic()))
+                sleep_until(next_flush + 1.0)
                 chain.mark("drift groups flushed after DriftmonDown")
 
                 assert down["labels"] == alert_labels(

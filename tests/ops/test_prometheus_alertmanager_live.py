@@ -11,7 +11,6 @@ comparing what it mutes with tests/ops/inhibition.py's model.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,18 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from monitor.dev.broker import free_port
 from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     AlertmanagerServer,
     PrometheusServer,
     WebhookReceiver,
-    free_port,
     load_yaml,
-    wait_for,
     write_alertmanager_config,
     write_fast_rules,
     write_prometheus_config,
 )
+from tests.support.waiting import holds_for, wait_until
 
 from .alert_scenarios import Scenario, scenarios
 from .dashboards import dashboard_files, evaluate, load, queries
@@ -212,8 +211,13 @@ def test_alertmanager_mutes_what_the_inhibition_model_predicts(
                 return len(by_id) == len(firing) and suppressed >= scenario.muted
 
             with contextlib.suppress(AssertionError):  # the assertions below show the diff
-                wait_for("the expected inhibitions", settled, timeout=5)
-            time.sleep(0.3)  # let any unexpected extra inhibition show up too
+                wait_until(settled, 5, message="the expected inhibitions")
+                # an unexpected extra inhibition would show up within 0.3 s: watch for one
+                holds_for(
+                    lambda: alertmanager_state(am, scenario)[1] <= scenario.muted,
+                    0.3,
+                    message="no inhibition beyond the expected ones",
+                )
             by_id, suppressed = alertmanager_state(am, scenario)
 
     assert len(by_id) == len(firing)

@@ -1,4 +1,4 @@
-"""Null calibration of the KS and PSI p-values (research/stats.md sections 2, 3 and 8).
+"""Null calibration of the KS and PSI p-values (docs/statistics.md sections 1 and 2).
 
 Set-up: 128 equal-mass fine bins. Each replicate draws a reference and a current window
 from the same distribution as multinomial counts (both windows random, as the two-sample

@@ -1,4 +1,4 @@
-"""Categorical drift statistics: chi-square level and the new-category check (research section 7).
+"""Categorical drift statistics: chi-square level and new-category check (docs/statistics.md §4).
 
 Set-up: vocabulary of V = 5,000 categories with Zipf(1.1) frequencies; every reference is a
 fresh sample of n_ref = 1e5 values fitted by monitor.reference.fit_categorical (top-20,

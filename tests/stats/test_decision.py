@@ -1,6 +1,6 @@
-"""False alarms and power of the numeric drift decision rule (research/stats.md sections 4, 6, 8).
+"""False alarms and power of the numeric drift decision rule (docs/statistics.md section 3).
 
-Set-up (research section 6): normal data; B = 128 quantile edges learned by
+Set-up (docs/statistics.md section 3): normal data; B = 128 quantile edges learned by
 monitor.edges.learn_edges from a fresh 10,000-value warm-up per model; a 1e5 reference
 snapshot (fixed size, redrawn for every window, as in the research script); current windows
 of n_cur in {1e3, 1e4, 1e5}. Windows are multinomial count rows over the edges' slot

@@ -5,7 +5,7 @@ TCP connections, and stops it by PID. It can be stopped and started again on the
 (for outage tests), but tansu stores everything in memory: a restart loses every topic,
 record, committed offset and consumer group. Recreate topics after `start()`.
 
-Other tansu caveats (DESIGN.md section 9, research/ops.md): end offsets are wrong when the
+Other tansu caveats (docs/architecture.md, Test components): end offsets are wrong when the
 last batch holds more than one record, no compaction, no TLS/SASL. Use
 max_poll_interval_ms=3000, session_timeout_ms=3000, heartbeat_interval_ms=500 for consumers,
 or group joins take 20+ s.

@@ -8,7 +8,6 @@
   It is a context manager that always kills what it started.
 - `Metrics`: a parsed /metrics exposition, one float per (sample name, labels) series.
 - `produce`: a KafkaProducer that accepts large messages; `run_cli`: `python -m monitor ...`.
-- `wait_until`: poll a condition with a deadline and a readable failure.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -32,44 +30,11 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.dev.broker import FAST_CONSUMER_KWARGS
+from tests.support.waiting import GiveUpError, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 LabelKey = tuple[tuple[str, str], ...]
-
-
-# -- waiting --------------------------------------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float,
-    *,
-    interval: float = 0.1,
-    what: str = "condition",
-    on_timeout: Callable[[], str] | None = None,
-) -> T:
-    """Call `predicate` until it returns a truthy value (returned), or fail after `timeout` s.
-
-    Exceptions from the predicate count as "not yet" (the last one is shown on failure);
-    `on_timeout` adds diagnostics (e.g. the daemon log tail) to the failure message.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-        except Exception as exc:  # not ready yet: keep polling
-            last_error = exc
-        else:
-            if value:
-                return value
-        if time.monotonic() >= deadline:
-            extra = f"\nlast error: {last_error!r}" if last_error is not None else ""
-            if on_timeout is not None:
-                extra += "\n" + on_timeout()
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -231,7 +196,7 @@ class DaemonProcess:
                 stderr=subprocess.STDOUT,
             )
         self.port = wait_until(
-            self._serving_port, wait_http, what="the daemon's HTTP server", on_timeout=self.tail
+            self._serving_port, wait_http, message="the daemon's HTTP server", on_timeout=self.tail
         )
 
     def _serving_port(self) -> int | None:
@@ -326,10 +291,10 @@ class DaemonProcess:
 
         def check() -> bool:
             if not self.running:
-                raise AssertionError(f"the daemon exited:\n{self.tail()}")
+                raise GiveUpError(f"the daemon exited:\n{self.tail()}")
             return self.ready()
 
-        wait_until(check, timeout, what="/readyz 200", on_timeout=self.tail)
+        wait_until(check, timeout, message="/readyz 200", on_timeout=self.tail)
 
     def wait_metric(
         self,
@@ -342,7 +307,7 @@ class DaemonProcess:
 
         def check() -> Metrics | None:
             if not self.running:
-                raise AssertionError(f"the daemon exited:\n{self.tail()}")
+                raise GiveUpError(f"the daemon exited:\n{self.tail()}")
             scraped = self.metrics()
             return scraped if scraped.get(name, **labels) == expected else None
 
@@ -354,7 +319,7 @@ class DaemonProcess:
             return f"{name}{labels} is {seen}, expected {expected}\n{self.tail()}"
 
         scraped = wait_until(
-            check, timeout, what=f"{name}{labels} == {expected}", on_timeout=diagnose
+            check, timeout, message=f"{name}{labels} == {expected}", on_timeout=diagnose
         )
         assert scraped is not None
         return scraped
@@ -380,6 +345,17 @@ class DaemonProcess:
     def evaluations(self, run: int | None = None) -> list[dict[str, Any]]:
         """The `evaluation` summary log lines of one run, in order."""
         return [line for line in self.log_lines(run) if line.get("event") == "evaluation"]
+
+    def wait_evaluations(self, n: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the current run has logged `n` more evaluations than it has now."""
+        want = len(self.evaluations()) + n
+
+        def check() -> bool:
+            if not self.running:
+                raise GiveUpError(f"the daemon exited:\n{self.tail()}")
+            return len(self.evaluations()) >= want
+
+        wait_until(check, timeout, message=f"{n} more evaluation(s)", on_timeout=self.tail)
 
     def tail(self, chars: int = 4000) -> str:
         """The end of the current run's log, for failure messages."""

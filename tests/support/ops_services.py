@@ -42,6 +42,7 @@ import pytest
 import yaml
 
 from monitor.dev.broker import LoggedProcess, free_port
+from tests.support.waiting import GiveUpError, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
@@ -81,7 +82,7 @@ def find_tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return found
-    hint = _INSTALL_HINTS.get(name, "see research/ops.md")
+    hint = _INSTALL_HINTS.get(name, "see docs/architecture.md, Test components")
     message = f"required tool {name!r} not found on PATH or in the venv; install it: {hint}"
     if os.environ.get(SKIP_ENV) == "1":
         pytest.skip(f"{message} ({SKIP_ENV}=1)")
@@ -118,30 +119,6 @@ def assert_tool_ok(proc: subprocess.CompletedProcess[str]) -> str:
 def load_yaml(path: Path) -> Any:
     """Parse a YAML file with the safe loader."""
     return yaml.safe_load(path.read_text())
-
-
-# ----------------------------------------------------------------------------- waiting
-def wait_for(
-    description: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1
-) -> T:
-    """Call `probe` until it returns a truthy value (returned) or `timeout` seconds pass.
-
-    Exceptions from the probe count as "not yet"; on timeout an AssertionError names
-    `description` and the last exception.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except Exception as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {description}{detail}")
-        time.sleep(interval)
 
 
 def http_json(url: str, payload: Any = None, timeout: float = 5) -> Any:
@@ -221,7 +198,7 @@ class WebhookReceiver:
         def probe() -> tuple[str, dict[str, Any]] | None:
             return next(((p, n) for p, n in self.received() if predicate(p, n)), None)
 
-        return wait_for(description, probe, timeout)
+        return wait_until(probe, timeout, message=description)
 
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()
@@ -263,14 +240,14 @@ class _Server(LoggedProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._spawn([exe, *self.argv()], cwd=self.workdir)
         try:
-            wait_for(f"{self.binary} ready", self._ready, self.start_timeout)
+            wait_until(self._ready, self.start_timeout, message=f"{self.binary} ready")
         except AssertionError as exc:
             self.stop()
             raise AssertionError(f"{exc}\n--- {self.binary} log ---\n{self.log_tail()}") from None
 
     def _ready(self) -> bool:
         if not self.running:
-            raise RuntimeError(f"{self.binary} exited with {self.returncode}")
+            raise GiveUpError(f"{self.binary} exited with {self.returncode}")
         return http_ok(f"{self.url}/-/ready")
 
 
@@ -335,7 +312,7 @@ class PrometheusServer(_Server):
             return ok and stamp > before
 
         try:
-            wait_for("prometheus config reload", reloaded, timeout)
+            wait_until(reloaded, timeout, message="prometheus config reload")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- prometheus log ---\n{self.log_tail()}") from None
 

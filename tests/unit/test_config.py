@@ -89,7 +89,7 @@ def _sasl(cfg: Config, **extra: Any) -> Config:
 
 
 def test_base_config_loads_with_documented_defaults(tmp_path: Path) -> None:
-    """A minimal file gets the defaults of DESIGN.md sections 4 and 6."""
+    """A minimal file gets the defaults the README's Configuration table lists."""
     s = _load(tmp_path, _base())
     assert s.kafka.bootstrap_servers == ("localhost:9092",)
     assert s.kafka.group_id == "driftmon"
@@ -748,3 +748,21 @@ def test_distribution_policy_defaults_and_values(tmp_path: Path) -> None:
     _set("models.0.export_distributions_top", 3)(cfg)
     policy = _load(tmp_path, cfg).models[0].distribution_policy()
     assert policy == DistributionPolicy(DistributionExport.ALL, 3, 20)
+
+
+def test_binning_defaults_are_one_pair_of_constants() -> None:
+    """Config, `reference fit` and the fitting functions default to the same top-K and bins."""
+    import inspect
+
+    from monitor.cli import build_parser
+    from monitor.config import ModelSettings
+    from monitor.model import DEFAULT_MAX_BINS
+    from monitor.model import DEFAULT_TOP_K as MODEL_TOP_K
+    from monitor.reference import fit_categorical, fit_numeric
+
+    args = build_parser().parse_args(["reference", "fit", "data.csv", "--model", "m", "-o", "x"])
+    assert args.top_k == DEFAULT_TOP_K == MODEL_TOP_K
+    assert args.max_bins == DEFAULT_MAX_BINS
+    assert ModelSettings.model_fields["max_bins"].default == DEFAULT_MAX_BINS
+    assert inspect.signature(fit_categorical).parameters["top_k"].default == DEFAULT_TOP_K
+    assert inspect.signature(fit_numeric).parameters["max_bins"].default == DEFAULT_MAX_BINS

@@ -486,7 +486,6 @@ def test_unusable_kafka_time_is_bad_timestamp(kafka_ms: int | None) -> None:
     dec = decoder(EventFields(timestamp_field=None))
     batch = dec.decode([msg(event(), kafka_ms=kafka_ms)])
     assert only_reject(batch)[1] is RejectReason.BAD_TIMESTAMP
-    assert batch.last_record_ts == {}
 
 
 def test_fallback_to_kafka_time_only_when_the_field_is_absent_or_null() -> None:
@@ -503,19 +502,6 @@ def test_fallback_to_kafka_time_only_when_the_field_is_absent_or_null() -> None:
     )
     assert batch.models["fraud"].times.tolist() == [1.0, 2.0, 7.0]
     assert batch.rejected == {("features", RejectReason.BAD_TIMESTAMP): 2}
-
-
-def test_last_record_ts_is_the_max_kafka_time_per_topic() -> None:
-    """last_record_ts holds the largest Kafka timestamp of each topic, rejects included."""
-    batch = decoder().decode(
-        [
-            msg(event(), topic="a", kafka_ms=3_000),
-            msg(b"junk", topic="a", kafka_ms=9_000),
-            msg(event(), topic="a", kafka_ms=5_000),
-            msg(event(), topic="b", kafka_ms=None),
-        ]
-    )
-    assert batch.last_record_ts == {"a": 9.0}
 
 
 # -- model routing ------------------------------------------------------------------------

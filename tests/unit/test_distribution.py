@@ -127,7 +127,7 @@ class TestShares:
         assert picture.reference == pytest.approx(
             categorical_shares(bins.categories, bins.vocabulary, ref_values), abs=1e-12
         )
-        cur_plain = [None if v is None else str(v) for v in cur_values]
+        cur_plain: list[object] = [None if v is None else str(v) for v in cur_values]
         cur_plain[300:310] = [1.5] * 10  # the invalid marker: counted nowhere
         assert picture.current == pytest.approx(
             categorical_shares(bins.categories, bins.vocabulary, cur_plain), abs=1e-12
@@ -138,7 +138,9 @@ class TestShares:
     def test_a_long_category_name_is_cut(self) -> None:
         """A 5,000-character reference category is shown as 40 characters ending in '…'."""
         long_name = "x" * 5_000
-        layout, _ = _layout_and_reference({}, {"c": [long_name] * 5 + ["a"] * 3})
+        values: list[object] = [long_name] * 5
+        values += ["a"] * 3
+        layout, _ = _layout_and_reference({}, {"c": values})
         names = DistributionBins(layout).names[0]
         assert names[0] == "x" * 39 + "…"
         assert names[1] == "a"

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from monitor.edges import (
-    DEFAULT_MAX_BINS,
     learn_edges,
     numeric_slot_count,
     numeric_slots,
     validate_edges,
 )
 from monitor.errors import ReferenceDataError
+from monitor.model import DEFAULT_MAX_BINS
 
 
 def test_few_integer_values_give_one_edge_per_value() -> None:

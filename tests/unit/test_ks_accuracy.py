@@ -1,4 +1,4 @@
-"""Binned KS accuracy against the exact two-sample KS of scipy (research/stats.md sections 1, 8).
+"""Binned KS accuracy against the exact two-sample KS of scipy (README.md: the KS error bound).
 
 Set-up of the acceptance number: edges from a separate 2,000-value warm-up sample via
 `learn_edges` (B = 128), reference and current windows of n values each, no drift and a

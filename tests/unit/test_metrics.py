@@ -34,8 +34,15 @@ from monitor.model import (
     DistributionPolicy,
     FeatureKind,
     FeatureResult,
-    ModelEvaluation,
     Snapshot,
+)
+from tests.support.builders import (
+    categorical,
+    evaluation,
+    full_numeric,
+    numeric,
+    snapshot,
+    unevaluated,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics_exposition.txt"
@@ -69,14 +76,10 @@ OPTIONAL_STATS = {
 
 def amount() -> FeatureResult:
     """A numeric feature with every numeric statistic, drifting."""
-    return FeatureResult(
-        name="amount",
-        kind=FeatureKind.NUMERIC,
-        reference_samples=50_000,
+    return numeric(
+        "amount",
         current_samples=4_200,
-        reference_missing_ratio=0.0,
         current_missing_ratio=0.015,
-        evaluated=True,
         psi=0.31,
         psi_pvalue=1e-12,
         ks_statistic=0.21,
@@ -96,14 +99,10 @@ def amount() -> FeatureResult:
 
 def country() -> FeatureResult:
     """A categorical feature with every categorical statistic, not drifting."""
-    return FeatureResult(
-        name="country",
-        kind=FeatureKind.CATEGORICAL,
-        reference_samples=50_000,
+    return categorical(
+        "country",
         current_samples=4_100,
         reference_missing_ratio=0.001,
-        current_missing_ratio=0.0,
-        evaluated=True,
         psi=0.004,
         psi_pvalue=0.62,
         chi2_pvalue=0.48,
@@ -123,80 +122,42 @@ def country() -> FeatureResult:
 
 def age_under_min_samples() -> FeatureResult:
     """A numeric feature whose current window is under min_samples: no statistic at all."""
-    return FeatureResult(
-        name="age",
-        kind=FeatureKind.NUMERIC,
+    return unevaluated(
+        "age",
         reference_samples=50_000,
         current_samples=120,
         reference_missing_ratio=0.1,
         current_missing_ratio=0.25,
-        evaluated=False,
     )
 
 
 def fixed_snapshot() -> Snapshot:
     """Two models: fraud (file reference; numeric, categorical, under-min) and churn (warm-up)."""
-    fraud = ModelEvaluation(
-        model="fraud",
+    fraud = evaluation(
+        "fraud",
+        amount(),
+        country(),
+        age_under_min_samples(),
         evaluated_at=1764180015.0,
-        features=(amount(), country(), age_under_min_samples()),
-        correction=Correction.BH,
-        fdr_q=1e-3,
         reference_id="sha256:0f3a9c",
         reference_mode="file",
         model_version="v7",
         watermark=1764180012.5,
     )
-    churn = ModelEvaluation(
-        model="churn",
+    churn = evaluation(
+        "churn",
+        unevaluated("tenure"),
         evaluated_at=1764180015.0,
-        features=(
-            FeatureResult(
-                name="tenure",
-                kind=FeatureKind.NUMERIC,
-                reference_samples=0,
-                current_samples=0,
-                reference_missing_ratio=None,
-                current_missing_ratio=None,
-                evaluated=False,
-            ),
-        ),
         correction=Correction.BONFERRONI,
-        fdr_q=1e-3,
         reference_mode="warmup",
     )
-    return Snapshot(created_at=1764180015.0, models=(fraud, churn))
-
-
-def full_feature(name: str, value: float) -> FeatureResult:
-    """A feature with every optional statistic set to `value` (not realistic, but complete)."""
-    return FeatureResult(
-        name=name,
-        kind=FeatureKind.NUMERIC,
-        reference_samples=1000,
-        current_samples=1000,
-        reference_missing_ratio=0.0,
-        current_missing_ratio=0.0,
-        evaluated=True,
-        psi=value,
-        psi_pvalue=value,
-        ks_statistic=value,
-        ks_error_bound=value,
-        ks_pvalue=value,
-        chi2_pvalue=value,
-        tvd=value,
-        qvalue=value,
-        out_of_range_ratio=value,
-        unseen_category_ratio=value,
-        new_category_pvalue=value,
-    )
+    return snapshot(fraud, churn)
 
 
 def uniform_snapshot(n_features: int, value: float) -> Snapshot:
     """One model whose n features all carry every statistic equal to `value`."""
-    features = tuple(full_feature(f"f{i}", value) for i in range(n_features))
-    model = ModelEvaluation("m", 1.0, features, Correction.BH, 1e-3, reference_id="r")
-    return Snapshot(created_at=1.0, models=(model,))
+    features = tuple(full_numeric(f"f{i}", value) for i in range(n_features))
+    return snapshot(evaluation("m", *features, reference_id="r"))
 
 
 @pytest.fixture
@@ -258,9 +219,9 @@ class TestCatalogue:
             assert d.help.endswith(".") and (d.help[0].isupper() or d.help[0].isdigit()), d.name
             assert all(re.fullmatch(r"[a-z_]+", label) for label in d.labels), d.name
 
-    def test_design_section_7_metrics_are_all_present(self) -> None:
-        """Every metric DESIGN.md section 7 names is in the catalogue."""
-        design = {
+    def test_first_release_metrics_are_all_present(self) -> None:
+        """Every metric of the first release (public API, never removed) is in the catalogue."""
+        released = {
             "driftmon_feature_psi",
             "driftmon_feature_psi_pvalue",
             "driftmon_feature_ks_statistic",
@@ -290,7 +251,7 @@ class TestCatalogue:
             "driftmon_consumer_lag",
             "driftmon_build_info",
         }
-        assert design <= {d.name for d in CATALOGUE}
+        assert released <= {d.name for d in CATALOGUE}
 
     def test_catalogue_describes_the_exposition_exactly(
         self, registry: CollectorRegistry, pipeline: PipelineMetrics, collector: DriftCollector
@@ -550,7 +511,7 @@ class TestDriftCollector:
         assert registry.get_sample_value(metrics.FEATURE_PSI, amount_labels) == 0.31
         old = fixed_snapshot().models[0]
         newer = replace(old, features=(replace(amount(), psi=0.05),))
-        collector.publish(Snapshot(created_at=2.0, models=(newer,)))
+        collector.publish(snapshot(newer, created_at=2.0))
         assert collector.snapshot.created_at == 2.0
         assert registry.get_sample_value(metrics.FEATURE_PSI, amount_labels) == 0.05
         country_labels = {"model": "fraud", "feature": "country"}
@@ -620,18 +581,10 @@ class TestCardinality:
         )
         collector = DriftCollector(registry)
         models = tuple(
-            ModelEvaluation(
-                m,
-                1.0,
-                tuple(full_feature(f, 0.1) for f in fs),
-                Correction.BH,
-                1e-3,
-                reference_id="r",
-                watermark=1.0,
-            )
+            evaluation(m, *(full_numeric(f, 0.1) for f in fs), reference_id="r", watermark=1.0)
             for m, fs in features.items()
         )
-        collector.publish(Snapshot(created_at=1.0, models=models))
+        collector.publish(snapshot(*models))
         for topic in topics:
             pipeline.last_record_timestamp(topic, 1.0)
         pipeline.set_lag({("a", 0): 1, ("a", 1): 1, ("b", 0): 1, ("c", 0): 1, ("c", 5): 1})
@@ -655,7 +608,7 @@ def _pictured(name: str, psi: float, drifted: bool, kind: FeatureKind) -> Featur
         bins = (*(f"c{i}" for i in range(20)), "(other)", "(unseen)", "(missing)")
     shares = (1.0 / len(bins),) * len(bins)
     return replace(
-        full_feature(name, psi),
+        full_numeric(name, psi),
         kind=kind,
         drift_detected=drifted,
         distribution=Distribution(bins, shares, shares),
@@ -679,8 +632,7 @@ class TestDistributionSeries:
         """1,000 configured features, all flagged, default policy: series within the budget."""
         collector = DriftCollector(registry)
         features = tuple(_pictured(f"f{i:04d}", 1.0 + i, True, kind) for i in range(1000))
-        model = ModelEvaluation("m", 1.0, features, Correction.BH, 1e-3, reference_id="r")
-        collector.publish(Snapshot(created_at=1.0, models=(model,)))
+        collector.publish(snapshot(evaluation("m", *features, reference_id="r")))
 
         series = _bin_series(registry)
         budget = metrics.distribution_cardinality(1000, DistributionPolicy())
@@ -698,17 +650,8 @@ class TestDistributionSeries:
             "some": DistributionPolicy(DistributionExport.DRIFTING, top=2, limit=20),
         }
         collector = DriftCollector(registry, distributions=policies)
-        models = tuple(
-            ModelEvaluation(
-                name,
-                1.0,
-                tuple(_pictured(f"f{i}", i / 10, i == 0, FeatureKind.NUMERIC) for i in range(8)),
-                Correction.BH,
-                1e-3,
-            )
-            for name in policies
-        )
-        collector.publish(Snapshot(created_at=1.0, models=models))
+        features = [_pictured(f"f{i}", i / 10, i == 0, FeatureKind.NUMERIC) for i in range(8)]
+        collector.publish(snapshot(*(evaluation(name, *features) for name in policies)))
 
         exported: dict[str, set[str]] = {name: set() for name in policies}
         for labels in _bin_series(registry):
@@ -725,12 +668,11 @@ class TestDistributionSeries:
         bins = ("(other)", "(missing)", "01 p0-10", "(other)", "(unseen)", "(missing)")
         shares = (0.2, 0.2, 0.2, 0.2, 0.1, 0.1)
         feature = replace(
-            full_feature("c", 0.5),
+            full_numeric("c", 0.5),
             drift_detected=True,
             distribution=Distribution(bins, shares, None),
         )
-        model = ModelEvaluation("m", 1.0, (feature,), Correction.BH, 1e-3)
-        collector.publish(Snapshot(created_at=1.0, models=(model,)))
+        collector.publish(snapshot(evaluation("m", feature)))
 
         series = _bin_series(registry)
         labels = [s["bin"] for s in series]

@@ -109,7 +109,7 @@ def test_jsonl_top_level_follows_the_decoder_rules(tmp_path: Path) -> None:
 
 
 def test_jsonl_events_with_nested_features_match_the_generator(tmp_path: Path) -> None:
-    """DESIGN section 3 events read with features_path="features" equal the generated columns."""
+    """Documented-shape events read with features_path="features" equal the generated columns."""
     generator = EventGenerator("fraud", seed=4)
     cols = EventGenerator("fraud", seed=4).columns(3000, 1e9, 10.0)
     path = tmp_path / "events.ndjson.gz"
@@ -122,8 +122,7 @@ def test_jsonl_events_with_nested_features_match_the_generator(tmp_path: Path) -
         np.testing.assert_array_equal(numeric[name], cols.numeric[name])
     for name in CATEGORICAL:
         assert categorical[name].tolist() == cols.categorical[name].tolist()
-    # fit_profile's categorical parameter is typed Sequence[object]; an object ndarray works.
-    profile = fit_profile("fraud", DEMO_FEATURES, numeric, categorical)  # type: ignore[arg-type]
+    profile = fit_profile("fraud", DEMO_FEATURES, numeric, categorical)
     assert profile.events == 3000
     assert [f.name for f in profile.features] == NUMERIC + CATEGORICAL
 

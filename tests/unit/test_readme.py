@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from monitor.cli import build_parser
@@ -85,3 +86,44 @@ def test_layout_paragraph_names_every_module_in_its_wing() -> None:
     assert "`monitor/tools/`" in paragraph
     assert "`monitor/dev/`" in paragraph
     assert "`tests/support/`" in paragraph
+
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "driftmon.rules.yml"
+
+
+def _rule_severities() -> dict[str, str]:
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return {
+        rule["alert"]: rule["labels"]["severity"]
+        for group in groups
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+
+
+def _readme_severities() -> dict[str, str]:
+    rows = re.findall(r"^\| `(Driftmon\w+)` \| (\w+) \|", README, flags=re.MULTILINE)
+    return dict(rows)
+
+
+def test_alert_table_matches_the_rules() -> None:
+    """Every alert of the rules file is in the README's alert table with the same severity."""
+    assert _readme_severities() == _rule_severities()
+
+
+def test_label_values_statement_names_the_payload_label() -> None:
+    """The cardinality budget names model_version as the one bounded label from the payload."""
+    start = README.index("**Cardinality budget.**")
+    paragraph = README[start : README.index("\n\n", start)]
+    assert "`model_version`" in paragraph
+    assert "bounded" in paragraph
+    assert "only configured names" not in paragraph
+
+
+@pytest.mark.parametrize(
+    "promise", ["mergeable", "add partitions and replicas", "over partitions and replicas"]
+)
+def test_readme_promises_no_replica_scale_out(promise: str) -> None:
+    """Nothing merges replicas yet: the README promises one replica per consumer group."""
+    assert promise not in README
+    assert "One replica per consumer group" in README

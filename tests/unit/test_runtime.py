@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import Settings, load_settings
 from monitor.decode import ModelColumns
-from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime
+from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime, model_runtimes
 
 START = 1_800_000_000.0  # an hour boundary (divisible by 3600)
 
@@ -34,14 +34,7 @@ state: {{dir: "{tmp_path / "state"}"}}
 
 
 def _runtime(settings: Settings, now: float) -> ModelRuntime:
-    return ModelRuntime(
-        settings.models[0],
-        settings.window,
-        settings.evaluation,
-        max_future_seconds=settings.event.max_future_seconds,
-        clock=lambda: now,
-        state_dir=settings.state.dir,
-    )
+    return model_runtimes(settings, clock=lambda: now)["m"]
 
 
 def _columns(times: np.ndarray, x: np.ndarray, c: np.ndarray) -> ModelColumns:

@@ -1,7 +1,8 @@
 """Tests of monitor.stats against first-principles loops and scipy's reference tests.
 
-The PSI oracle below is written from DESIGN.md section 6 and the monitor.stats docstrings,
-with exact rational arithmetic for the decile grouping and plain Python loops for the rest:
+The PSI oracle below is written from docs/architecture.md (Statistics) and the monitor.stats
+docstrings, with exact rational arithmetic for the decile grouping and plain Python loops
+for the rest:
 
     group of fine slot s = min(floor(10 * m_s), 9), m_s = mid-point of the slot's cumulative
         reference mass interval [before_s, before_s + r_s] / n_r

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.evaluate import EvaluationContext, ModelEvaluator
-from monitor.histogram import ModelLayout
+from monitor.histogram import CategoricalBins, ModelLayout, NumericBins
 from monitor.http import HttpServer, snapshot_to_json
 from monitor.model import (
     DecisionPolicy,
@@ -42,7 +42,9 @@ def evaluated_snapshot(n_extra: int = 2) -> Snapshot:
     country_cur = list(RNG.choice(countries, n_cur, p=[0.4, 0.3, 0.2, 0.1]))
     profiles = [fit_numeric(name, values) for name, values in numeric_ref.items()]
     cat = fit_categorical("country", country_ref)
-    layout = ModelLayout([(p.name, p.bins) for p in profiles], [("country", cat.bins)])  # type: ignore[misc]
+    numeric_bins = [(p.name, p.bins) for p in profiles if isinstance(p.bins, NumericBins)]
+    assert isinstance(cat.bins, CategoricalBins)
+    layout = ModelLayout(numeric_bins, [("country", cat.bins)])
     reference = layout.empty()
     for row, p in enumerate([*profiles, cat]):
         reference[row, : len(p.counts) - 2] = p.counts[:-2]

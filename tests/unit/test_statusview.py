@@ -17,14 +17,7 @@ import pytest
 
 from monitor.distribution import NUMERIC_BINS
 from monitor.http import snapshot_to_json
-from monitor.model import (
-    Correction,
-    Distribution,
-    FeatureKind,
-    FeatureResult,
-    ModelEvaluation,
-    Snapshot,
-)
+from monitor.model import Correction, Distribution, FeatureResult
 from monitor.tools.statusview import (
     DASH,
     StatusError,
@@ -35,43 +28,33 @@ from monitor.tools.statusview import (
     render_status,
     status_url,
 )
+from tests.support import builders
 from tests.support.broker import free_port
 
 WATERMARK = datetime(2025, 11, 26, 18, 0, 0, tzinfo=UTC).timestamp()
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+#: The windows of every feature below unless it says otherwise.
+WINDOWS: dict[str, Any] = {"reference_samples": 120_000, "current_samples": 3000}
+
+
 def numeric(name: str, **kwargs: Any) -> FeatureResult:
-    """An evaluated numeric feature with the given statistics."""
-    base: dict[str, Any] = {
-        "reference_samples": 120_000,
-        "current_samples": 3000,
-        "reference_missing_ratio": 0.03,
-        "current_missing_ratio": 0.03,
-        "evaluated": True,
-    }
-    return FeatureResult(name=name, kind=FeatureKind.NUMERIC, **{**base, **kwargs})
+    """An evaluated numeric feature with 3 % missing in both windows and the given statistics."""
+    missing = {"reference_missing_ratio": 0.03, "current_missing_ratio": 0.03}
+    return builders.numeric(name, **{**WINDOWS, **missing, **kwargs})
 
 
 def categorical(name: str, **kwargs: Any) -> FeatureResult:
     """An evaluated categorical feature with the given statistics."""
-    base: dict[str, Any] = {
-        "reference_samples": 120_000,
-        "current_samples": 3000,
-        "reference_missing_ratio": 0.0,
-        "current_missing_ratio": 0.0,
-        "evaluated": True,
-    }
-    return FeatureResult(name=name, kind=FeatureKind.CATEGORICAL, **{**base, **kwargs})
+    return builders.categorical(name, **{**WINDOWS, **kwargs})
 
 
 def status_document() -> dict[str, Any]:
     """The /status JSON of a two-model snapshot, rendered by monitor.http itself."""
-    fraud = ModelEvaluation(
-        model="fraud",
+    fraud = builders.evaluation(
+        "fraud",
         evaluated_at=WATERMARK + 5,
-        correction=Correction.BH,
-        fdr_q=1e-3,
         reference_id="sha256:0123456789abcdef",
         reference_mode="file",
         model_version="v7",
@@ -94,14 +77,13 @@ def status_document() -> dict[str, Any]:
                         unseen_category_ratio=0.0, qvalue=0.6),
         ),
     )  # fmt: skip
-    churn = ModelEvaluation(
-        model="churn",
+    churn = builders.evaluation(
+        "churn",
+        numeric("tenure", psi=0.001, ks_pvalue=0.9, qvalue=1.0),
         evaluated_at=WATERMARK,
         correction=Correction.BONFERRONI,
-        fdr_q=1e-3,
-        features=(numeric("tenure", psi=0.001, ks_pvalue=0.9, qvalue=1.0),),
     )
-    snapshot = Snapshot(created_at=WATERMARK + 6, models=(fraud, churn))
+    snapshot = builders.snapshot(fraud, churn, created_at=WATERMARK + 6)
     document: dict[str, Any] = json.loads(snapshot_to_json(snapshot))
     return document
 
@@ -194,7 +176,7 @@ def test_lines_fit_the_width(width: int) -> None:
 
 def test_empty_snapshot_says_so() -> None:
     """A snapshot without models renders a one-line explanation."""
-    text = render_status(json.loads(snapshot_to_json(Snapshot(created_at=WATERMARK))))
+    text = render_status(json.loads(snapshot_to_json(builders.snapshot(created_at=WATERMARK))))
     assert text == "no model evaluated yet (snapshot created 2025-11-26 18:00:00Z)"
 
 
@@ -305,10 +287,10 @@ def pictured_document(current: tuple[float, ...] | None = None) -> dict[str, Any
         distribution=Distribution(NUMERIC_BINS, shares, cur if current is None else current),
     )
     plain = numeric("age", psi=0.001)
-    model = ModelEvaluation(
-        "fraud", WATERMARK, (amount, plain), Correction.BH, 1e-3, reference_id="sha256:ab"
+    model = builders.evaluation(
+        "fraud", amount, plain, evaluated_at=WATERMARK, reference_id="sha256:ab"
     )
-    document: dict[str, Any] = json.loads(snapshot_to_json(Snapshot(WATERMARK, (model,))))
+    document: dict[str, Any] = json.loads(snapshot_to_json(builders.snapshot(model)))
     return document
 
 

@@ -1,7 +1,7 @@
 """Tests of monitor.window: the event-time window against an independent oracle.
 
 The oracle keeps every raw accepted event and recomputes the window from the documented
-rules (module docstring of monitor.window and DESIGN.md section 6):
+rules (module docstring of monitor.window and docs/architecture.md, Statistics):
 
     bucket(t)  = floor(t / bucket_seconds)
     watermark  = max time of all events that were not too early

@@ -1,0 +1,113 @@
+"""The composition root of the daemon: `Settings` -> a wired `Daemon`, not yet started.
+
+`driftmon run`, the end-to-end benchmark and the daemon tests all build their daemon here,
+so what is measured and tested is wired exactly like what runs. From the settings:
+
+- a fresh registry (never the global one) with `PipelineMetrics` pre-initialised over the
+  configured topics, models and features, and the `DriftCollector` that serves snapshots;
+- the `CheckpointStore` in `state.dir`;
+- the source: `KafkaSource` with `kafka.consumer_kwargs()` over `kafka.topics` in
+  production (`kafka_daemon`); callers of `build_daemon` pass their own factory (a fake
+  source in tests, a timing wrapper around the Kafka source in the benchmark);
+- the dead-letter sink: a `KafkaSink` when `kafka.dead_letter_topic` is set;
+- `Daemon`, which builds the model runtimes (`monitor.runtime.model_runtimes`) and the
+  decoder from the same settings.
+
+Nothing here polls, binds a port or installs signal handlers: `Daemon.start()` and the HTTP
+server are the caller's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.config import Settings
+from monitor.daemon import Daemon, DeadLetterSink, SourceFactory
+from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
+from monitor.source import (
+    AssignCallback,
+    KafkaSink,
+    KafkaSource,
+    RevokeCallback,
+    producer_kwargs,
+)
+from monitor.state import CheckpointStore
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """A daemon and the metric objects it reports to (the registry is what /metrics serves)."""
+
+    daemon: Daemon
+    registry: Registry
+    metrics: PipelineMetrics
+    collector: DriftCollector
+
+
+def pipeline_metrics(settings: Settings, registry: Registry) -> PipelineMetrics:
+    """`PipelineMetrics` on `registry`, its label sets closed over the configured names."""
+    return PipelineMetrics(
+        registry,
+        topics=list(settings.kafka.topics),
+        features={m.name: [f.name for f in m.features] for m in settings.models},
+        evaluation_interval_seconds=settings.evaluation.interval,
+    )
+
+
+def kafka_source_factory(settings: Settings) -> SourceFactory:
+    """A factory of the `KafkaSource` the daemon consumes from (one consumer per call)."""
+    consumer_kwargs = settings.kafka.consumer_kwargs()
+    topics = list(settings.kafka.topics)
+
+    def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> KafkaSource:
+        return KafkaSource(consumer_kwargs, topics, on_assign, on_revoke)
+
+    return make_source
+
+
+def dead_letter_sink(settings: Settings) -> KafkaSink | None:
+    """A producer for `kafka.dead_letter_topic` with the consumer's connection settings, if set."""
+    if not settings.kafka.dead_letter_topic:
+        return None
+    return KafkaSink(producer_kwargs(settings.kafka.consumer_kwargs()))
+
+
+def build_daemon(
+    settings: Settings,
+    source_factory: SourceFactory,
+    *,
+    dead_letter: DeadLetterSink | None = None,
+    store: CheckpointStore | None = None,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Wiring:
+    """The daemon over `source_factory`, with fresh metrics and the checkpoint in `state.dir`.
+
+    `store` replaces the checkpoint store (tests point it elsewhere); `clock` (event and wall
+    time) and `monotonic` (intervals, liveness) are injected for tests.
+    """
+    registry = new_registry()
+    metrics = pipeline_metrics(settings, registry)
+    collector = DriftCollector(
+        registry, distributions={m.name: m.distribution_policy() for m in settings.models}
+    )
+    daemon = Daemon(
+        settings,
+        source_factory,
+        metrics,
+        collector,
+        store if store is not None else CheckpointStore(settings.state.dir),
+        dead_letter=dead_letter,
+        clock=clock,
+        monotonic=monotonic,
+    )
+    return Wiring(daemon, registry, metrics, collector)
+
+
+def kafka_daemon(settings: Settings) -> Wiring:
+    """The production daemon: Kafka source and, when configured, the dead-letter producer."""
+    return build_daemon(
+        settings, kafka_source_factory(settings), dead_letter=dead_letter_sink(settings)
+    )
