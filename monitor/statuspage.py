@@ -123,7 +123,7 @@ def _model(model: ModelEvaluation, max_charts: int) -> str:
     drifted = model.drifted_features
     count_class = "crit" if drifted else ""
     ready = model.reference_id != ""
-    cards = "".join(_card(f, ready) for f in features[:max_charts])
+    cards = "".join(_card(model.model, f, ready) for f in features[:max_charts])
     rest = features[max_charts:]
     table = _table(rest) if rest else ""
     return (
@@ -151,11 +151,12 @@ def _table(features: Sequence[FeatureResult]) -> str:
 # --- one feature -------------------------------------------------------------------------------
 
 
-def _card(feature: FeatureResult, ready: bool) -> str:
+def _card(model: str, feature: FeatureResult, ready: bool) -> str:
     kind = "numeric" if feature.kind is FeatureKind.NUMERIC else "categorical"
     css = "card drift" if feature.drift_detected else "card"
     return (
-        f'<article class="{css}" id="feature-{html.escape(feature.name, quote=True)}">'
+        f'<article class="{css}" id="{html.escape(f"{model}/{feature.name}", quote=True)}" '
+        f'data-feature="{html.escape(feature.name, quote=True)}">'
         f'<h3>{html.escape(feature.name)}<span class="kind">{kind}</span>{_badge(feature)}</h3>'
         f"{_stats(feature)}{_chart(feature, ready)}</article>"
     )

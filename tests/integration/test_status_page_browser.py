@@ -89,7 +89,11 @@ class Dom(HTMLParser):
         attributes = dict(attrs)
         if tag == "article":
             self.cards.append(
-                {"id": attributes.get("id"), "class": attributes.get("class"), "rect": []}
+                {
+                    "feature": attributes.get("data-feature"),
+                    "class": attributes.get("class"),
+                    "rect": [],
+                }
             )
         elif tag == "rect" and self.cards:
             self.cards[-1]["rect"].append(attributes.get("class"))
@@ -202,11 +206,11 @@ def test_status_page_in_a_headless_browser(broker: TansuBroker, topic: str, tmp_
         f["name"] for f in status["models"][0]["features"] if f["drift_detected"]
     }  # the JSON decision
     assert {"amount", "country"} <= flagged and not flagged & {"age", "device"}
-    order = [card["id"].removeprefix("feature-") for card in dom.cards]
+    order = [card["feature"] for card in dom.cards]
     assert set(order[: len(flagged)]) == flagged, order
     for card in dom.cards[: len(flagged)]:
         assert "drift" in card["class"].split()
-        name = card["id"].removeprefix("feature-")
+        name = card["feature"]
         bins = len(
             next(f for f in status["models"][0]["features"] if f["name"] == name)["distribution"][
                 "bins"

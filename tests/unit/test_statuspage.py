@@ -92,10 +92,10 @@ class TestStatusPage:
         assert amount.drift_detected
         elements = parse(render_status_page(snapshot))
         cards = [a["id"] for t, a in elements.tags if t == "article"]
-        assert cards[0] == "feature-amount"
+        assert cards[0] == "fraud/amount"
         assert len(cards) == 4
         page = render_status_page(snapshot).decode()
-        first = page[page.index('id="feature-amount"') : page.index("</article>")]
+        first = page[page.index('id="fraud/amount"') : page.index("</article>")]
         assert first.count('class="ref"') == 13 + 1  # 13 bins + the legend swatch
         assert first.count('class="cur"') == 13 + 1
         assert "DRIFT" in first and "warn / crit" in first
@@ -205,7 +205,7 @@ class TestRoutes:
         assert headers["Content-Type"] == "text/html; charset=utf-8"
         assert headers["Content-Security-Policy"] == STATUS_PAGE_CSP
         assert "script-src" not in STATUS_PAGE_CSP and "default-src 'none'" in STATUS_PAGE_CSP
-        assert body.startswith(b"<!DOCTYPE html>") and b'id="feature-amount"' in body
+        assert body.startswith(b"<!DOCTYPE html>") and b'id="fraud/amount"' in body
 
     @pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
     def test_status_stays_json_for_everything_else(self, base_url: str, accept: str | None) -> None:
