@@ -16,7 +16,9 @@ Two owners, one registry (injected, never the global one):
   and only formats what it finds, so a scrape takes no lock, computes nothing, and every
   series of one scrape comes from one evaluation.
 
-Label values come only from configuration or closed enums, never from message content.
+Label values come only from configuration, closed enums and the reference profile (the `bin`
+label of `driftmon_feature_bin_ratio`: constants or top reference categories, at most 20 per
+feature); the one label read from messages is `model_version` (bounded, see the README).
 """
 
 from __future__ import annotations
@@ -597,7 +599,8 @@ def render_snapshot(
             threshold.add_metric((*labels, "critical"), f.psi_critical)
         for f in exported_features(m, policies.get(model, DEFAULT_DISTRIBUTIONS)):
             picture = f.distribution
-            assert picture is not None
+            if picture is None:  # exported_features returns only features with one
+                continue
             bins = [bin_label(i, name) for i, name in enumerate(picture.bins)]
             for window, shares in (("reference", picture.reference), ("current", picture.current)):
                 if shares is not None:
