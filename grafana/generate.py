@@ -179,6 +179,28 @@ def state_timeline(title: str, description: str, targets: Sequence[JSON], **kw: 
     )
 
 
+def bar_chart(
+    title: str, description: str, targets: Sequence[JSON], *, x_field: str, **kw: Any
+) -> JSON:
+    """A bar chart of table rows: one group of bars per value of `x_field`, in row order."""
+    options = {
+        "orientation": "vertical",
+        "xField": x_field,
+        "xTickLabelRotation": -45,
+        "xTickLabelSpacing": 0,
+        "showValue": "never",
+        "stacking": "none",
+        "groupWidth": 0.75,
+        "barWidth": 0.9,
+        "barRadius": 0,
+        "fullHighlight": False,
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
+        "tooltip": {"mode": "multi", "sort": "none"},
+    }
+    custom = {"fillOpacity": 85, "lineWidth": 0, "gradientMode": "none", "axisSoftMin": 0}
+    return panel("barchart", title, description, targets, custom=custom, options=options, **kw)
+
+
 def by_name(name: str, **properties: Any) -> JSON:
     """A field override matching the series/field called `name`."""
     return {
@@ -310,6 +332,8 @@ FEATURE_LINK = (
     "&var-feature=${__data.fields.feature}&${__url_time_range}"
 )
 
+FLAGGED = f"driftmon_feature_drift_detected{{{SEL_MODELS}}} == 1"
+
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("PSI", f"driftmon_feature_psi{{{SEL_MODELS}}}"),
     ("KS D", f"driftmon_feature_ks_statistic{{{SEL_MODELS}}}"),
@@ -393,6 +417,52 @@ def overview() -> JSON:
         ),
         6,
         5,
+    )
+
+    b.row("Flagged features: what changed")
+    b.add(
+        panel(
+            "table",
+            "Flagged features",
+            "Features whose drift decision is positive now. Click a feature to open driftmon / "
+            "feature: its reference and current distributions side by side, then every "
+            "statistic.",
+            [
+                target(f"max by (model, feature) ({FLAGGED})", instant=True, table=True),
+                target(
+                    f"max by (model, feature) (driftmon_feature_psi{{{SEL_MODELS}}})"
+                    f" and on (model, feature) {FLAGGED}",
+                    instant=True,
+                    table=True,
+                ),
+            ],
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "Value #A": True},
+                        "renameByName": {"Value #B": "PSI"},
+                    },
+                },
+                {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
+            ],
+            overrides=[
+                by_name(
+                    "feature",
+                    links=[{"title": "What changed: reference vs current", "url": FEATURE_LINK}],
+                ),
+                by_name(
+                    "PSI",
+                    thresholds=PSI_STEPS,
+                    decimals=3,
+                    custom={"cellOptions": {"type": "color-background"}},
+                ),
+            ],
+            options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+        ),
+        24,
+        6,
     )
 
     b.row("Drift by feature")
@@ -614,6 +684,9 @@ def feature() -> JSON:
         4,
     )
 
+    b.row("What changed: reference vs current")
+    b.add(distribution_chart(sel), 24, 9)
+
     b.row("Distance statistics")
     b.add(
         timeseries(
@@ -777,6 +850,46 @@ def feature() -> JSON:
                 multi=False,
             ),
         ],
+    )
+
+
+def distribution_chart(sel: str) -> JSON:
+    """Reference and current share per bin (driftmon_feature_bin_ratio), bins in order."""
+    return bar_chart(
+        "Reference vs current distribution",
+        "Share of each window's values per bin (driftmon_feature_bin_ratio): numeric features "
+        "show the 10 reference-decile groups the PSI uses plus values below and above the "
+        "reference range and missing values; categorical features the top reference "
+        "categories plus (other), (unseen) and (missing). Exported for the flagged and the "
+        "most drifting features (export_distributions: drifting), for every feature with "
+        "export_distributions: all.",
+        [
+            target(
+                f'max by (bin) (driftmon_feature_bin_ratio{{{sel},window="{window}"}})',
+                instant=True,
+                table=True,
+            )
+            for window in ("reference", "current")
+        ],
+        x_field="bin",
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True},
+                    "renameByName": {"Value #A": "reference", "Value #B": "current"},
+                    "indexByName": {"bin": 0, "reference": 1, "current": 2},
+                },
+            },
+            {"id": "sortBy", "options": {"sort": [{"field": "bin", "desc": False}]}},
+        ],
+        overrides=[
+            by_name("reference", color=fixed("#8e9aaf")),
+            by_name("current", color=fixed(BLUE)),
+        ],
+        unit="percentunit",
+        min_value=0,
     )
 
 

@@ -37,6 +37,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_window_samples",
         "driftmon_feature_missing_ratio",
         "driftmon_feature_psi_threshold",
+        "driftmon_feature_bin_ratio",
         "driftmon_feature_invalid_values_total",
         # per model
         "driftmon_model_drifted_features",
