@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -23,6 +23,10 @@ from monitor import __version__
 from monitor.config import Settings, load_settings, redacted_dump
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
 from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+
+if TYPE_CHECKING:
+    from monitor.http import WebConfig
+    from monitor.tools.statusview import Access
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -83,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-format", choices=["auto", "json", "console"], help="override log.format"
     )
+    _add_web_config_flag(run)
 
     check = sub.add_parser(
         "check-config",
@@ -91,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "print the effective configuration as JSON, secrets redacted. Exit 0 if valid, 2 if not.",
     )
     check.add_argument("--config", "-c", type=Path, required=True, help="YAML config file")
+    _add_web_config_flag(check)
 
     reference = sub.add_parser("reference", help="reference profiles (see: reference fit --help)")
     ref_sub = reference.add_subparsers(
@@ -180,11 +186,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.add_argument(
+        "--ca-file", type=Path, help="CA bundle that signs the daemon's certificate (https URLs)"
+    )
+    status.add_argument(
+        "--cert-file", type=Path, help="client certificate, when the daemon requires one"
+    )
+    status.add_argument("--key-file", type=Path, help="private key of --cert-file")
+    status.add_argument(
+        "--user",
+        help="basic auth user; the password comes from $DRIFTMON_STATUS_PASSWORD or "
+        "--password-file",
+    )
+    status.add_argument(
+        "--password-file", type=Path, help="file whose first line is the --user password"
+    )
+    status.add_argument(
         "--feature",
         metavar="NAME",
         help="show this feature's reference and current distributions as a text histogram",
     )
     return parser
+
+
+def _add_web_config_flag(parser: argparse.ArgumentParser) -> None:
+    """`--web.config.file FILE`, shared by run and check-config."""
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth for the HTTP server, in the Prometheus exporter toolkit "
+        "format (overrides http.web_config_file)",
+    )
 
 
 def _add_registry_commands(ref_sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -269,25 +302,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = _with_web_config_flag(load_settings(args.config), args)
+    _load_web_config(settings)
     print(json.dumps(redacted_dump(settings), indent=2, default=str))
     return EXIT_OK
 
 
+def _with_web_config_flag(settings: Settings, args: argparse.Namespace) -> Settings:
+    """`settings` with http.web_config_file replaced by --web.config.file when it is given."""
+    if args.web_config_file is None:
+        return settings
+    http = settings.http.model_copy(update={"web_config_file": args.web_config_file})
+    return settings.model_copy(update={"http": http})
+
+
+def _load_web_config(settings: Settings) -> WebConfig | None:
+    """The checked web config file (ConfigError naming the key when it is invalid)."""
+    from monitor.http import load_web_config
+
+    path = settings.http.web_config_file
+    return None if path is None else load_web_config(path)
+
+
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = _with_web_config_flag(load_settings(args.config), args)
+    web_config = _load_web_config(settings)
     from monitor.logconf import configure_logging
 
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
     log = structlog.get_logger("driftmon")
     try:
-        return _serve(settings, log)
+        return _serve(settings, web_config, log)
     except MonitorError as exc:
         log.error("fatal", error=str(exc))
         return EXIT_RUNTIME
 
 
-def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
+def _serve(
+    settings: Settings, web_config: WebConfig | None, log: structlog.typing.FilteringBoundLogger
+) -> int:
     from monitor.compose import kafka_daemon
     from monitor.daemon import DaemonHealth, tune_garbage_collector
     from monitor.http import HttpServer
@@ -300,6 +353,8 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
         registry=wiring.registry,
         snapshot=lambda: collector.snapshot,
         health=DaemonHealth(daemon),
+        web_config=web_config,
+        metrics_public=settings.http.metrics_public,
     )
     signals = {"count": 0}
 
@@ -319,7 +374,12 @@ def _serve(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> in
     except OSError as exc:
         log.error("cannot listen", host=settings.http.host, port=settings.http.port, error=str(exc))
         return EXIT_RUNTIME
-    log.info("serving", url=f"http://{settings.http.host}:{server.port}/metrics")
+    log.info(
+        "serving",
+        url=f"{server.url}/metrics",
+        tls=web_config is not None and web_config.ssl_context is not None,
+        basic_auth=web_config is not None and bool(web_config.users),
+    )
     try:
         return daemon.run()
     finally:
@@ -441,10 +501,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from monitor.tools.statusview import StatusError, UnknownFeatureError, fetch_status
 
+    access = _status_access(args)
     color = sys.stdout.isatty()
     while True:
         try:
-            text = _status_text(fetch_status(args.url), args, color)
+            text = _status_text(fetch_status(args.url, access=access), args, color)
         except StatusError as exc:
             print(f"driftmon status: {exc}", file=sys.stderr)
             if not args.watch:
@@ -474,3 +535,38 @@ def _terminal_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 120
+
+
+def _status_access(args: argparse.Namespace) -> Access:
+    """TLS files and credentials for `driftmon status` (ConfigError when incomplete)."""
+    from monitor.tools.statusview import Access
+
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, UnicodeDecodeError, IndexError):
+            message = f"--password-file: cannot read a line from {args.password_file}"
+            raise ConfigError(message) from None
+    elif args.user is not None:
+        password = os.environ.get("DRIFTMON_STATUS_PASSWORD")
+    if args.user is not None and password is None:
+        raise ConfigError("--user: set DRIFTMON_STATUS_PASSWORD or give --password-file")
+    if args.user is None and args.password_file is not None:
+        raise ConfigError("--password-file: give --user as well")
+    if (args.cert_file is None) != (args.key_file is None):
+        raise ConfigError("--cert-file and --key-file go together")
+    for flag, path in (
+        ("--ca-file", args.ca_file),
+        ("--cert-file", args.cert_file),
+        ("--key-file", args.key_file),
+    ):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag}: file not found: {path}")
+    return Access(
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        user=args.user,
+        password=password,
+    )

@@ -483,10 +483,18 @@ class EvaluationSettings(_Section):
 
 
 class HttpSettings(_Section):
-    """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port."""
+    """The /metrics, /livez, /readyz, /status listener; port 0 picks a free port.
+
+    `web_config_file`: TLS and basic auth in the Prometheus exporter toolkit format (checked
+    when the daemon starts and by check-config; `driftmon run --web.config.file` overrides it).
+    `metrics_public`: with basic auth configured, leave /metrics open (/status still needs a
+    login; /livez and /readyz are always open).
+    """
 
     host: str = Field("0.0.0.0", min_length=1)  # a daemon listens on all interfaces
     port: int = Field(9108, ge=0, le=65_535)
+    web_config_file: ExistingFile = None
+    metrics_public: bool = False
 
 
 class StateSettings(_Section):

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
-# docker-compose for `docker-compose config`, chromium for the headless status page check). Idempotent: does nothing when present.
+# docker-compose for `docker-compose config`, ss, chromium for the headless status page
+# check). Idempotent: does nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+# ss (iproute2): the HTTP tests read the listen backlog of the server socket from the kernel
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 if ((${#need[@]} == 0)); then
     exit 0
 fi

@@ -1,6 +1,6 @@
 """`driftmon status`: fetch a daemon's /status JSON and render it as a terminal table.
 
-Layer 4, stdlib only (urllib). `fetch_status` returns the JSON document that
+Layer 4, stdlib only (urllib, ssl). `fetch_status` returns the JSON document that
 `monitor.http.snapshot_to_json` serves; `render_status` turns it into text: per model a header
 line (model, reference id and mode, model version, watermark in UTC, drifted / total
 features), a line with the evaluation time and the multiple-testing correction, and one row
@@ -19,22 +19,32 @@ N ref/cur (valid values in each window). A value that is absent is shown as "—
 a text histogram: one row per bin with the reference share, its bar, the current share, its
 bar and the change in percentage points; both bars use one scale (the largest share is the
 full bar width), drawn with eighth-block characters.
+
+A daemon behind a web config file (TLS, basic auth) is reached with an `Access`: the CA bundle
+that signs its certificate, an optional client certificate and key, and basic auth credentials
+(sent only over the URL given, never logged or printed).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from monitor.errors import MonitorError
 
 __all__ = [
+    "Access",
     "StatusError",
     "UnknownFeatureError",
     "fetch_status",
@@ -78,21 +88,69 @@ def status_url(url: str) -> str:
     return url if url.endswith("/status") else url + "/status"
 
 
-def fetch_status(url: str, timeout: float = 5) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Access:
+    """How to reach a daemon behind TLS and basic auth (every field optional).
+
+    `ca_file` verifies the daemon's certificate for https URLs (else the system CAs are used);
+    `cert_file` + `key_file` are a client certificate for mutual TLS; `user` + `password` are
+    sent as HTTP basic auth.
+    """
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The Authorization header when a user is set."""
+        if self.user is None:
+            return {}
+        pair = f"{self.user}:{self.password or ''}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context with the CA bundle and client certificate, or None (defaults)."""
+        if self.ca_file is None and self.cert_file is None:
+            return None
+        context = ssl.create_default_context(
+            cafile=None if self.ca_file is None else str(self.ca_file)
+        )
+        if self.cert_file is not None:
+            key = None if self.key_file is None else str(self.key_file)
+            context.load_cert_chain(str(self.cert_file), key)
+        return context
+
+
+def fetch_status(url: str, timeout: float = 5, *, access: Access | None = None) -> dict[str, Any]:
     """GET `status_url(url)` and return the decoded JSON object.
 
     Raises StatusError with a one-line message when the server cannot be reached (refused,
-    unknown host, timeout), answers anything but 200, or sends something that is not a JSON
-    object with a "models" list.
+    unknown host, timeout, TLS failure), answers anything but 200 (401 with a hint about
+    credentials), or sends something that is not a JSON object with a "models" list.
     """
+    access = access or Access()
     target = status_url(url)
-    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    headers = {"Accept": "application/json", **access.headers()}
+    request = urllib.request.Request(target, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        context = access.ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise StatusError(f"cannot load the TLS files: {_reason(exc)}") from None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         with exc:
-            raise StatusError(f"GET {target}: HTTP {exc.code} {exc.reason}") from None
+            hint = ""
+            if exc.code == HTTPStatus.UNAUTHORIZED:
+                hint = (
+                    " (wrong credentials)"
+                    if access.user
+                    else " (give --user and $DRIFTMON_STATUS_PASSWORD or --password-file)"
+                )
+            raise StatusError(f"GET {target}: HTTP {exc.code} {exc.reason}{hint}") from None
     except urllib.error.URLError as exc:
         raise StatusError(f"cannot reach {target}: {_reason(exc.reason)}") from None
     except TimeoutError:
@@ -116,6 +174,10 @@ def _reason(reason: object) -> str:
         return "timed out"
     if isinstance(reason, socket.gaierror):
         return f"unknown host ({reason.strerror})"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS: {reason.verify_message or 'certificate verify failed'} (see --ca-file)"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS: {reason.reason or reason}"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
     return str(reason) or type(reason).__name__

@@ -151,17 +151,23 @@ class Metrics:
 
 
 class DaemonProcess:
-    """`driftmon run --config CONFIG` as a child process; logs go to `workdir/daemon-N.log`.
+    """`driftmon run --config CONFIG [ARGS]` as a child process; logs go to `workdir/daemon-N.log`.
 
     Every `start()` opens a new log file (N = 1, 2, ...), so the port and the log lines of each
     run stay apart. `close()` (or leaving the `with` block) kills a process still running.
     """
 
     def __init__(
-        self, config: Path, workdir: Path, *, env: Mapping[str, str] | None = None
+        self,
+        config: Path,
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.workdir = workdir
+        self.args = tuple(args)  # extra `driftmon run` arguments, e.g. --web.config.file
         self.env = {**clean_environ(), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -188,7 +194,7 @@ class DaemonProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "monitor", "run", "--config", str(self.config), *self.args],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

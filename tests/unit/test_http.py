@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import (
+    text_string_to_metric_families as text_string_to_metric_families_text,
+)
 
 from monitor.http import HttpServer, snapshot_to_json
 from monitor.metrics import DriftCollector, PipelineMetrics
@@ -107,6 +111,12 @@ def send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
             return error.code, dict(error.headers), error.read()
 
 
+def families(body: bytes) -> set[str]:
+    """The metric family names of a Prometheus text exposition."""
+    parsed = text_string_to_metric_families_text(body.decode("utf-8"))
+    return {family.name for family in parsed}
+
+
 def bare_server(port: int) -> HttpServer:
     """An unstarted server on 127.0.0.1:`port` over an empty registry and snapshot."""
     return HttpServer(
@@ -160,6 +170,26 @@ class TestMetricsRoute:
         assert text.endswith("# EOF\n")
         families = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
         assert "driftmon_feature_psi" in {f.name for f in families}
+
+    def test_gzip_when_the_scraper_accepts_it(self, served: Served) -> None:
+        """`Accept-Encoding: gzip` gets a gzip body that decompresses to the plain exposition."""
+        _, _, plain = served.get("/metrics")
+        status, headers, body = served.get("/metrics", {"Accept-Encoding": "gzip"})
+        assert (status, headers.get("Content-Encoding")) == (200, "gzip")
+        assert int(headers["Content-Length"]) == len(body) < len(plain)
+        assert families(gzip.decompress(body)) == families(plain)
+        assert "Content-Encoding" not in served.get("/metrics")[1]
+
+    def test_name_filter_returns_only_the_named_families(self, served: Served) -> None:
+        """`?name[]=driftmon_ready` returns that family alone; repeating name[] adds families."""
+        assert len(families(served.get("/metrics")[2])) > 10
+        assert families(served.get("/metrics?name[]=driftmon_ready")[2]) == {"driftmon_ready"}
+        query = "name[]=driftmon_ready&name[]=driftmon_feature_psi"
+        assert families(served.get("/metrics?" + query)[2]) == {
+            "driftmon_ready",
+            "driftmon_feature_psi",
+        }
+        assert families(served.get("/metrics?name[]=driftmon_no_such_family")[2]) == set()
 
     def test_a_newly_published_snapshot_is_served(self, served: Served) -> None:
         """After publish() the next scrape shows the new value, through the real server."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +28,8 @@ from monitor.model import (
 )
 from monitor.reference import fit_categorical, fit_numeric
 from monitor.statuspage import STATUS_PAGE_CSP, render_status_page, wants_html
+from tests.support.tls import PASSWORD, USER, ViewerFiles, viewer_files
+from tests.unit.test_http_tls import start_server
 
 RNG = np.random.default_rng(7)
 HOSTILE = '<script>alert("x")</script>'
@@ -220,3 +226,44 @@ class TestRoutes:
         headers, body = _get(base_url + "/ui", "application/json")
         assert headers["Content-Type"] == "text/html; charset=utf-8"
         assert b"driftmon status" in body
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> ViewerFiles:
+    """A CA with server and client certificates, and the viewer's web config."""
+    return viewer_files(tmp_path_factory.mktemp("pki"))
+
+
+def _fetch(
+    url: str, context: ssl.SSLContext, accept: str, login: bool
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Accept": accept}
+    if login:
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
+
+
+class TestAccess:
+    @pytest.mark.parametrize(("path", "accept"), [("/ui", "*/*"), ("/status", BROWSER_ACCEPT)])
+    def test_the_page_has_the_access_rules_of_status(
+        self, pki: ViewerFiles, tmp_path: Path, path: str, accept: str
+    ) -> None:
+        """Behind TLS + basic auth the page is 401 without the viewer login, 200 with it."""
+        server = start_server(tmp_path / "web.yml", pki.web_config(), metrics_public=True)
+        try:
+            context = pki.client_context()
+            status, headers, body = _fetch(server.url + path, context, accept, login=False)
+            assert status == 401 and b"fraud" not in body
+            assert headers["WWW-Authenticate"].startswith("Basic")
+            status, headers, body = _fetch(server.url + path, context, accept, login=True)
+            assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+            assert b"fraud" in body
+        finally:
+            server.stop()
