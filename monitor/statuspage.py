@@ -173,14 +173,13 @@ def _badge(feature: FeatureResult) -> str:
 
 def _stats(feature: FeatureResult) -> str:
     psi = feature.psi
+    bands = feature.thresholds
     level = ""
     if psi is not None:
-        level = (
-            "crit" if psi >= feature.psi_critical else "warn" if psi >= feature.psi_warning else ""
-        )
+        level = "crit" if psi >= bands.psi_critical else "warn" if psi >= bands.psi_warning else ""
     items = [
         ("PSI", f'<span class="{level}">{_fixed(psi)}</span>'),
-        ("warn / crit", f"{feature.psi_warning:g} / {feature.psi_critical:g}"),
+        ("warn / crit", f"{bands.psi_warning:g} / {bands.psi_critical:g}"),
     ]
     if feature.kind is FeatureKind.NUMERIC:
         d = _fixed(feature.ks_statistic)

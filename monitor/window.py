@@ -8,8 +8,11 @@ updated on every add and every eviction (integer arithmetic: exact, bit for bit)
 
 Late and early events (docs/architecture.md, Statistics):
 - too_late: bucket < h - n + 1 - L with L = ceil(allowed_lateness / bucket): dropped,
-  counted. Events in the L buckets just before the window are kept in the ring (they count
-  as accepted) but are already outside the current window.
+  counted.
+- outside_window: h - n + 1 - L <= bucket < h - n + 1, i.e. within the allowed lateness but
+  older than the current window's first bucket: kept in the ring and admitted (a rolling
+  reference's lagging hours count them) but never part of any current window, so they are
+  reported separately (`AddResult.outside`), not as accepted into the current window.
 - too_early: t > clock() + max_future_seconds: dropped, counted (clock injected).
 Replaying history works because the window follows event time, not the wall clock.
 """
@@ -30,15 +33,17 @@ EMPTY_BUCKET = np.iinfo(np.int64).min
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """What happened to a batch: per-event acceptance, the drop counts and the early mask.
+    """What happened to a batch: per-event admission, the drop counts and the early mask.
 
-    An event that is neither accepted nor early was too late.
+    An event that is neither accepted nor early was too late. `outside` marks the accepted
+    events that are older than the current window's first bucket (see the module docstring).
     """
 
     accepted: npt.NDArray[np.bool_]
     too_late: int
     too_early: int
     early: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    outside: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_accepted(self) -> int:
@@ -205,11 +210,14 @@ class EventTimeWindow:
             self.advance(float(times[candidates].max()))
         head = self.head
         if head is None:
-            return AddResult(np.zeros(n_events, dtype=bool), 0, int(early.sum()), early)
-        oldest_kept = head - self.n_buckets + 1 - self.lateness_buckets
-        late = candidates & (self.ring.bucket_of(times) < oldest_kept)
+            none = np.zeros(n_events, dtype=bool)
+            return AddResult(none, 0, int(early.sum()), early, none)
+        first = head - self.n_buckets + 1
+        buckets = self.ring.bucket_of(times)
+        late = candidates & (buckets < first - self.lateness_buckets)
         accepted = candidates & ~late
-        return AddResult(accepted, int(late.sum()), int(early.sum()), early)
+        outside = accepted & (buckets < first)
+        return AddResult(accepted, int(late.sum()), int(early.sum()), early, outside)
 
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Add the counts of admitted events of one bucket to the ring and the running sum."""
@@ -333,6 +341,27 @@ class LaggingReference:
         bucket = int(self.ring.bucket_of(np.asarray([event_time]))[0])
         if bucket >= head - self.ring.n_slots + 1:
             self.ring.add(bucket, counts)
+
+    def state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Arrays to checkpoint: the ring and the watermark."""
+        return {
+            "counts": self.ring.counts,
+            "bucket_ids": self.ring.bucket_ids,
+            "watermark": np.asarray([np.nan if self.watermark is None else self.watermark]),
+        }
+
+    def restore(self, state: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Load arrays written by `state()`; ValueError (or KeyError) if they do not fit."""
+        counts = np.asarray(state["counts"])
+        ids = np.asarray(state["bucket_ids"], dtype=np.int64)
+        if counts.shape != self.ring.counts.shape or ids.shape != self.ring.bucket_ids.shape:
+            raise ValueError(
+                f"checkpointed lagging shape {counts.shape} does not match {self.ring.counts.shape}"
+            )
+        self.ring.counts[...] = counts
+        self.ring.bucket_ids[...] = ids
+        mark = float(np.asarray(state["watermark"], dtype=np.float64)[0])
+        self.watermark = None if math.isnan(mark) else mark
 
     def reference(self) -> IntArray:
         """The lagging reference's counts at the current watermark (zeros before any event)."""

@@ -17,7 +17,9 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,7 +174,13 @@ class EmbeddedBroker(LoggedProcess):
     stop_signal = signal.SIGINT
     stop_grace_s = _STOP_TIMEOUT_S
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        *,
+        advertised_port: int | None = None,
+    ) -> None:
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
             os.close(fd)
@@ -180,6 +188,8 @@ class EmbeddedBroker(LoggedProcess):
         super().__init__(log_path)
         self.port = port if port is not None else free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        # Clients are told to come back on this port (a TLS proxy in front of tansu, say).
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
         self._binary = tansu_binary()
 
     def start(self) -> None:
@@ -194,7 +204,7 @@ class EmbeddedBroker(LoggedProcess):
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ]
@@ -211,3 +221,49 @@ class EmbeddedBroker(LoggedProcess):
         self.stop()
         with contextlib.suppress(FileNotFoundError):
             self.log_path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m monitor.dev.broker`: run the embedded broker in the foreground until Ctrl-C.
+
+    Creates each `--topic` (1 partition unless `--partitions`) once the broker is up, prints the
+    bootstrap address, and stops the broker (losing everything it held) on SIGINT/SIGTERM.
+    """
+    import argparse
+
+    from monitor.source import ensure_topic
+
+    parser = argparse.ArgumentParser(
+        prog="python -m monitor.dev.broker",
+        description="Embedded Kafka-compatible broker (tansu, memory only) on 127.0.0.1 for "
+        "trying driftmon out. Not for production.",
+    )
+    parser.add_argument("--port", type=int, default=9092, help="listener port (default 9092)")
+    parser.add_argument(
+        "--topic", action="append", default=[], help="create this topic (repeatable)"
+    )
+    parser.add_argument("--partitions", type=int, default=1, help="partitions per topic")
+    args = parser.parse_args(argv)
+    if port_open(args.port):
+        print(f"port {args.port} on 127.0.0.1 is already in use (--port)", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(port=args.port) as broker:
+        for topic in args.topic:
+            ensure_topic({"bootstrap_servers": broker.bootstrap}, topic, partitions=args.partitions)
+        print(
+            f"broker ready on {broker.bootstrap} (topics: {', '.join(args.topic) or 'none'}); "
+            "Ctrl-C stops it and loses its data",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            if not broker.running:
+                print(f"the broker exited:\n{broker.log_tail()}", file=sys.stderr)
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -81,7 +81,8 @@ def test_dockerfile_is_multi_stage_with_pinned_slim_base() -> None:
     assert froms[0].endswith("AS builder")
     runs = " ".join(a for k, a in instructions() if k == "RUN")
     assert "python -m venv /opt/venv" in runs
-    assert "pip install --no-cache-dir ." in runs
+    assert "pip install --no-cache-dir --require-hashes -r requirements.lock" in runs
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation ." in runs
     copy_from = [a for k, a in final_stage() if k == "COPY" and a.startswith("--from=")]
     assert copy_from == ["--from=builder /opt/venv /opt/venv"]
 
@@ -95,7 +96,7 @@ def test_runtime_stage_runs_as_uid_10001_with_healthcheck_and_entrypoint() -> No
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "/opt/venv/bin" in env
     assert '"/var/lib/driftmon"' in stage["VOLUME"]
-    assert "http://127.0.0.1:9108/livez" in stage["HEALTHCHECK"]
+    assert "http://127.0.0.1:{int(port)}/livez" in stage["HEALTHCHECK"]
     assert "curl" not in stage["HEALTHCHECK"] and "wget" not in stage["HEALTHCHECK"]
     assert json.loads(stage["ENTRYPOINT"]) == ["driftmon"]
     assert json.loads(stage["CMD"]) == ["run", "--config", "/etc/driftmon/driftmon.yaml"]
@@ -130,13 +131,14 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
     for keyword, args in instructions():
         if keyword == "COPY" and not args.startswith("--from"):
             sources.extend(args.split()[:-1])
-    assert sources == ["pyproject.toml", "README.md", "monitor"]
+    assert sources == ["deploy/requirements.lock", "pyproject.toml", "README.md", "monitor"]
     for src in [*sources, "monitor/cli.py"]:
         assert not _ignored(src, patterns), src
     for unwanted in [
         ".venv/bin/python",
         ".git/HEAD",
         "tests/support/ops_services.py",
+        "deploy/Dockerfile",
         "state/x",
         "bench/a.py",
     ]:

@@ -20,7 +20,7 @@ from tests.support.ops_services import (
 )
 
 BASE = DEPLOY / "k8s" / "base"
-CORE_KINDS = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim"}
+CORE_KINDS = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
@@ -44,7 +44,8 @@ def objects(rendered: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_kustomize_renders_every_resource(objects: dict[str, dict[str, Any]]) -> None:
-    """The base renders the ConfigMap, Deployment, Service, PVC, ServiceMonitor, PrometheusRule."""
+    """The base renders the ConfigMap, Deployment, Service, PVC, NetworkPolicy, ServiceMonitor and
+    PrometheusRule."""
     assert set(objects) == CORE_KINDS | CRD_KINDS
 
 
@@ -198,3 +199,56 @@ def test_prometheus_rule_spec_passes_promtool(
     path = tmp_path / "spec.rules.yml"
     path.write_text(yaml.safe_dump(objects["PrometheusRule"]["spec"]))
     assert_tool_ok(run_tool(["promtool", "check", "rules", path]))
+
+
+def test_network_policy_admits_only_prometheus_on_the_metrics_port(
+    objects: dict[str, dict[str, Any]],
+) -> None:
+    """The policy selects the driftmon pods, denies by default both ways, and lets in only
+    Prometheus from the monitoring namespace, on the metrics port alone."""
+    policy = objects["NetworkPolicy"]["spec"]
+    pod = objects["Deployment"]["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    (container,) = pod["spec"]["containers"]
+    port_names = {p["name"] for p in container["ports"]}
+    assert rule["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]
+    assert rule["ports"][0]["port"] in port_names
+
+
+def test_network_policy_egress_is_kafka_and_dns_only(objects: dict[str, dict[str, Any]]) -> None:
+    """Egress reaches the Kafka namespace on the configured bootstrap port and kube-dns on 53."""
+    policy = objects["NetworkPolicy"]["spec"]
+    kafka_rule, dns_rule = policy["egress"]
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["driftmon.yaml"])
+    bootstrap_ports = {int(s.rsplit(":", 1)[1]) for s in [config["kafka"]["bootstrap_servers"]]}
+    kafka_ports = {p["port"] for p in kafka_rule["ports"]}
+    assert bootstrap_ports <= kafka_ports
+    assert {p["protocol"] for p in kafka_rule["ports"]} == {"TCP"}
+    (kafka_peer,) = kafka_rule["to"]
+    assert kafka_peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "kafka"
+    }
+    host = config["kafka"]["bootstrap_servers"].split(":")[0]
+    assert host.split(".")[1] == "kafka", "the bootstrap service lives in the namespace allowed"
+    (dns_peer,) = dns_rule["to"]
+    assert dns_peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert sorted((p["port"], p["protocol"]) for p in dns_rule["ports"]) == [
+        (53, "TCP"),
+        (53, "UDP"),
+    ]
+
+
+def test_kubernetes_validate_rejects_a_broken_network_policy(
+    objects: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A misspelt key in the policy fails strict validation (the check can fail)."""
+    spec = {**objects["NetworkPolicy"]["spec"], "ingres": []}
+    path = tmp_path / "broken-policy.yaml"
+    path.write_text(yaml.safe_dump({**objects["NetworkPolicy"], "spec": spec}))
+    proc = run_tool(["kubernetes-validate", "--strict", path])
+    assert proc.returncode != 0
