@@ -12,6 +12,7 @@ from panels import (
     RED,
     YELLOW,
     Board,
+    bar_chart,
     by_name,
     dashboard,
     fixed,
@@ -102,6 +103,9 @@ def feature() -> JSON:
         4,
         4,
     )
+
+    b.row("What changed: reference vs current")
+    b.add(distribution_chart(sel), 24, 9)
 
     b.row("Distance statistics")
     b.add(
@@ -326,4 +330,44 @@ def feature() -> JSON:
                 multi=False,
             ),
         ],
+    )
+
+
+def distribution_chart(sel: str) -> JSON:
+    """Reference and current share per bin (driftmon_feature_bin_ratio), bins in order."""
+    return bar_chart(
+        "Reference vs current distribution",
+        "Share of each window's values per bin (driftmon_feature_bin_ratio): numeric features "
+        "show the 10 reference-decile groups the PSI uses plus values below and above the "
+        "reference range and missing values; categorical features the top reference "
+        "categories plus (other), (unseen) and (missing). Exported for the flagged and the "
+        "most drifting features (export_distributions: drifting), for every feature with "
+        "export_distributions: all.",
+        [
+            target(
+                f'max by (bin) (driftmon_feature_bin_ratio{{{sel},window="{window}"}})',
+                instant=True,
+                table=True,
+            )
+            for window in ("reference", "current")
+        ],
+        x_field="bin",
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True},
+                    "renameByName": {"Value #A": "reference", "Value #B": "current"},
+                    "indexByName": {"bin": 0, "reference": 1, "current": 2},
+                },
+            },
+            {"id": "sortBy", "options": {"sort": [{"field": "bin", "desc": False}]}},
+        ],
+        overrides=[
+            by_name("reference", color=fixed("#8e9aaf")),
+            by_name("current", color=fixed(BLUE)),
+        ],
+        unit="percentunit",
+        min_value=0,
     )

@@ -34,6 +34,8 @@ FEATURE_LINK = (
     "&var-feature=${__data.fields.feature}&${__url_time_range}"
 )
 
+FLAGGED = f"driftmon_feature_drift_detected{{{SEL_MODELS}}} == 1"
+
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("PSI", f"driftmon_feature_psi{{{SEL_MODELS}}}"),
     ("KS D", f"driftmon_feature_ks_statistic{{{SEL_MODELS}}}"),
@@ -134,6 +136,52 @@ def overview() -> JSON:
         ),
         6,
         5,
+    )
+
+    b.row("Flagged features: what changed")
+    b.add(
+        panel(
+            "table",
+            "Flagged features",
+            "Features whose drift decision is positive now. Click a feature to open driftmon / "
+            "feature: its reference and current distributions side by side, then every "
+            "statistic.",
+            [
+                target(f"max by (model, feature) ({FLAGGED})", instant=True, table=True),
+                target(
+                    f"max by (model, feature) (driftmon_feature_psi{{{SEL_MODELS}}})"
+                    f" and on (model, feature) {FLAGGED}",
+                    instant=True,
+                    table=True,
+                ),
+            ],
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "Value #A": True},
+                        "renameByName": {"Value #B": "PSI"},
+                    },
+                },
+                {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
+            ],
+            overrides=[
+                by_name(
+                    "feature",
+                    links=[{"title": "What changed: reference vs current", "url": FEATURE_LINK}],
+                ),
+                by_name(
+                    "PSI",
+                    thresholds=PSI_STEPS,
+                    decimals=3,
+                    custom={"cellOptions": {"type": "color-background"}},
+                ),
+            ],
+            options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+        ),
+        24,
+        6,
     )
 
     b.row("Drift by feature")

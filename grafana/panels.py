@@ -172,6 +172,28 @@ def state_timeline(title: str, description: str, targets: Sequence[JSON], **kw: 
     )
 
 
+def bar_chart(
+    title: str, description: str, targets: Sequence[JSON], *, x_field: str, **kw: Any
+) -> JSON:
+    """A bar chart of table rows: one group of bars per value of `x_field`, in row order."""
+    options = {
+        "orientation": "vertical",
+        "xField": x_field,
+        "xTickLabelRotation": -45,
+        "xTickLabelSpacing": 0,
+        "showValue": "never",
+        "stacking": "none",
+        "groupWidth": 0.75,
+        "barWidth": 0.9,
+        "barRadius": 0,
+        "fullHighlight": False,
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
+        "tooltip": {"mode": "multi", "sort": "none"},
+    }
+    custom = {"fillOpacity": 85, "lineWidth": 0, "gradientMode": "none", "axisSoftMin": 0}
+    return panel("barchart", title, description, targets, custom=custom, options=options, **kw)
+
+
 def by_name(name: str, **properties: Any) -> JSON:
     """A field override matching the series/field called `name`."""
     return {

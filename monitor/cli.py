@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -240,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument(
         "--password-file", type=Path, help="file whose first line is the --user password"
+    )
+    status.add_argument(
+        "--feature",
+        metavar="NAME",
+        help="show this feature's reference and current distributions as a text histogram",
     )
     return parser
 
@@ -616,30 +621,35 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from monitor.tools.statusview import StatusError, fetch_status, render_status
+    from monitor.tools.statusview import StatusError, UnknownFeatureError, fetch_status
 
     access = _status_access(args)
     color = sys.stdout.isatty()
     while True:
         try:
-            status = fetch_status(args.url, access=access)
+            text = _status_text(fetch_status(args.url, access=access), args, color)
         except StatusError as exc:
             print(f"driftmon status: {exc}", file=sys.stderr)
             if not args.watch:
-                return EXIT_RUNTIME
-            status = None
-        if status is not None:
-            text = (
-                json.dumps(status, indent=2)
-                if args.json
-                else render_status(status, width=_terminal_width(), color=color)
-            )
+                return EXIT_USAGE if isinstance(exc, UnknownFeatureError) else EXIT_RUNTIME
+        else:
             if args.watch and color:
                 sys.stdout.write("\x1b[H\x1b[2J")
             print(text, flush=True)
         if not args.watch:
             return EXIT_OK
         time.sleep(args.watch)
+
+
+def _status_text(status: dict[str, Any], args: argparse.Namespace, color: bool) -> str:
+    """The raw JSON, one feature's histograms (`--feature`) or the table per model."""
+    from monitor.tools.statusview import render_feature, render_status
+
+    if args.json:
+        return json.dumps(status, indent=2)
+    if args.feature:
+        return render_feature(status, args.feature, width=_terminal_width(), color=color)
+    return render_status(status, width=_terminal_width(), color=color)
 
 
 def _terminal_width() -> int:

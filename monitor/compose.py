@@ -90,7 +90,9 @@ def build_daemon(
     """
     registry = new_registry()
     metrics = pipeline_metrics(settings, registry)
-    collector = DriftCollector(registry)
+    collector = DriftCollector(
+        registry, distributions={m.name: m.distribution_policy() for m in settings.models}
+    )
     daemon = Daemon(
         settings,
         source_factory,

@@ -57,6 +57,8 @@ from monitor.model import (
     THRESHOLD_KEYS,
     Correction,
     DecisionPolicy,
+    DistributionExport,
+    DistributionPolicy,
     FeatureKind,
     FeatureSpec,
     ModelPlan,
@@ -656,6 +658,9 @@ class ModelSettings(_Section):
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
     thresholds: ThresholdSettings = ThresholdSettings()
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
+    export_distributions: DistributionExport = DistributionExport.DRIFTING
+    export_distributions_top: int = Field(10, ge=0, le=1000)
+    export_distributions_limit: int = Field(20, ge=1, le=10_000)
 
     @field_validator("features")
     @classmethod
@@ -693,6 +698,14 @@ class ModelSettings(_Section):
         """
         defaults = _apply(evaluation.default_thresholds(), self.thresholds.overrides())
         return tuple(f.spec(defaults) for f in self.features)
+
+    def distribution_policy(self) -> DistributionPolicy:
+        """Which features export `driftmon_feature_bin_ratio` series, as a core value type."""
+        return DistributionPolicy(
+            self.export_distributions,
+            self.export_distributions_top,
+            self.export_distributions_limit,
+        )
 
 
 class WindowSettings(_Section):
@@ -1040,6 +1053,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             top_k=tuple((f.name, f.top_k) for f in m.features),
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
+            distributions=m.export_distributions is not DistributionExport.NONE,
         )
         for m in settings.models
     )

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from monitor.distribution import DistributionBins
 from monitor.histogram import CountMatrix, ModelLayout
 from monitor.model import (
     Correction,
@@ -80,7 +81,8 @@ class ModelEvaluator:
 
     Built once per (layout, reference): the PSI decile groups of a frozen reference are
     computed once and reused on every evaluation (`groups=None` recomputes them each time,
-    for a rolling reference).
+    for a rolling reference). With `distributions`, every `FeatureResult` also carries the
+    shares of both windows over the picture's bins (`monitor.distribution`).
     """
 
     def __init__(
@@ -88,6 +90,8 @@ class ModelEvaluator:
         layout: ModelLayout,
         specs: Sequence[FeatureSpec],
         policy: DecisionPolicy,
+        *,
+        distributions: bool = True,
     ) -> None:
         if tuple(s.name for s in specs) != layout.names:
             raise ValueError("feature specs must follow the layout's feature order")
@@ -100,6 +104,7 @@ class ModelEvaluator:
         self._other_slot = np.asarray([b.other_slot for b in cats], dtype=np.int64)
         self._unseen_slot = np.asarray([b.unseen_slot for b in cats], dtype=np.int64)
         self._singleton = np.asarray([b.singleton_fraction for b in cats], dtype=np.float64)
+        self._bins = DistributionBins(layout) if distributions else None
         self._floor = {
             name: np.asarray([getattr(s.thresholds, name) for s in self.specs], dtype=np.float64)
             for name in _FLOORS
@@ -132,7 +137,15 @@ class ModelEvaluator:
         leg_p = {leg: np.full(n_features, np.nan) for leg in LEGS}
         leg_effect_ok = {leg: np.zeros(n_features, dtype=bool) for leg in LEGS}
 
+        if n_num and groups is None:
+            groups = decile_groups(ref_v[:n_num])
+        pictures = (
+            self._bins.distributions(ref, cur, groups)
+            if self._bins is not None
+            else (None,) * n_features
+        )
         if n_num:
+            assert groups is not None
             used = self._numeric(
                 ref_v[:n_num], cur_v[:n_num], n_r[:n_num], n_c[:n_num], groups, stat
             )
@@ -220,6 +233,7 @@ class ModelEvaluator:
                 drift_detected=detected_list[i],
                 drift_reasons=tuple(reasons[i]) if detected_list[i] else (),
                 thresholds=spec.thresholds,
+                distribution=pictures[i],
             )
             for i, spec in enumerate(self.specs)
         )
@@ -246,7 +260,7 @@ class ModelEvaluator:
         cur: CountMatrix,
         n_r: FloatArray,
         n_c: FloatArray,
-        groups: npt.NDArray[np.int64] | None,
+        groups: npt.NDArray[np.int64],
         stat: dict[str, FloatArray],
     ) -> npt.NDArray[np.int64]:
         """Fill the numeric statistics; returns the PSI groups non-empty in the pooled data."""
@@ -255,8 +269,6 @@ class ModelEvaluator:
         stat["ks_statistic"][rows] = d
         stat["ks_error_bound"][rows] = err
         stat["ks_pvalue"][rows] = ks_pvalue(d, n_r, n_c)
-        if groups is None:
-            groups = decile_groups(ref)
         grouped_r, grouped_c = group_counts(ref, groups), group_counts(cur, groups)
         value, p = psi(grouped_r, grouped_c)
         stat["psi"][rows] = value

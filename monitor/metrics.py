@@ -16,7 +16,9 @@ Two owners, one registry (injected, never the global one):
   and only formats what it finds, so a scrape takes no lock, computes nothing, and every
   series of one scrape comes from one evaluation.
 
-Label values come only from configuration or closed enums, never from message content.
+Label values come only from configuration, closed enums and the reference profile (the `bin`
+label of `driftmon_feature_bin_ratio`: constants or top reference categories, at most 20 per
+feature); the one label read from messages is `model_version` (bounded, see the README).
 """
 
 from __future__ import annotations
@@ -30,8 +32,16 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from monitor import __version__
 from monitor.account import BatchAccount
+from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
 from monitor.errors import CheckpointResult, RejectReason
-from monitor.model import THRESHOLD_KEYS, Severity, Signal, Snapshot
+from monitor.model import (
+    THRESHOLD_KEYS,
+    DistributionExport,
+    DistributionPolicy,
+    Severity,
+    Signal,
+    Snapshot,
+)
 
 __all__ = [
     "BATCH_DURATION_BUCKETS",
@@ -40,7 +50,9 @@ __all__ = [
     "DriftCollector",
     "MetricDef",
     "PipelineMetrics",
+    "bin_label",
     "cardinality",
+    "distribution_cardinality",
     "render_snapshot",
 ]
 
@@ -80,6 +92,7 @@ FEATURE_NEW_CATEGORY_PVALUE: Final = "driftmon_feature_new_category_pvalue"
 FEATURE_DRIFT_DETECTED: Final = "driftmon_feature_drift_detected"
 FEATURE_WINDOW_SAMPLES: Final = "driftmon_feature_window_samples"
 FEATURE_MISSING_RATIO: Final = "driftmon_feature_missing_ratio"
+FEATURE_BIN_RATIO: Final = "driftmon_feature_bin_ratio"
 FEATURE_THRESHOLD: Final = "driftmon_feature_threshold"
 FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"  # deprecated: FEATURE_THRESHOLD
 FEATURE_REFERENCE_READY: Final = "driftmon_feature_reference_ready"
@@ -312,6 +325,12 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         _MF,
         "1 when the feature has a usable reference (bins fitted; for a rolling reference, "
         "min_samples values in the lagged window), else 0.",
+    ),
+    MetricDef(
+        FEATURE_BIN_RATIO,
+        "gauge",
+        (*_MF, "window", "bin"),
+        "Share (0-1) of the window's values in the bin: reference deciles or top categories.",
     ),
     # per model
     MetricDef(
@@ -574,7 +593,23 @@ def _family(name: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(d.name, d.help, labels=d.labels)
 
 
-def render_snapshot(snapshot: Snapshot) -> list[Metric]:
+DEFAULT_DISTRIBUTIONS: Final = DistributionPolicy()
+# Bins of one feature's picture: 13 numeric, at most MAX_CATEGORIES + 3 categorical.
+MAX_BINS: Final = max(len(NUMERIC_BINS), MAX_CATEGORIES + 3)
+
+
+def bin_label(index: int, name: str) -> str:
+    """The `bin` label value: the bin's position, zero-padded, a space and its display name.
+
+    The position makes the values unique (a reference category may be called "(other)") and
+    makes them sort in bin order as text ("00 (below)", "01 p0-10", ..., "12 (missing)").
+    """
+    return f"{index:02d} {name}"
+
+
+def render_snapshot(
+    snapshot: Snapshot, distributions: Mapping[str, DistributionPolicy] | None = None
+) -> list[Metric]:
     """Format `snapshot` as gauge families; reads the snapshot only and computes nothing.
 
     Every family is returned even when it has no samples (so it stays typed in the
@@ -586,7 +621,12 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
     known. Per model: drifted and evaluated feature counts,
     last evaluation time, reference readiness, the watermark when known and
     `driftmon_reference_info` when a reference is loaded (`reference_id` non-empty).
+    `driftmon_feature_bin_ratio` appears for the features `exported_features` picks under
+    the model's policy in `distributions` (default: `DistributionPolicy()`), per window
+    that is not empty, one series per bin (`bin_label`).
     """
+    policies = distributions or {}
+    bin_ratio = _family(FEATURE_BIN_RATIO)
     stats = [(_family(name), attrgetter(attr)) for name, attr in _OPTIONAL_FEATURE_STATS]
     detected = _family(FEATURE_DRIFT_DETECTED)
     samples = _family(FEATURE_WINDOW_SAMPLES)
@@ -622,6 +662,15 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
             psi_threshold.add_metric((*labels, "warning"), f.thresholds.psi_warning)
             psi_threshold.add_metric((*labels, "critical"), f.thresholds.psi_critical)
             feature_ready.add_metric(labels, 1.0 if f.reference_ready else 0.0)
+        for f in exported_features(m, policies.get(model, DEFAULT_DISTRIBUTIONS)):
+            picture = f.distribution
+            if picture is None:  # exported_features returns only features with one
+                continue
+            bins = [bin_label(i, name) for i, name in enumerate(picture.bins)]
+            for window, shares in (("reference", picture.reference), ("current", picture.current)):
+                if shares is not None:
+                    for label, share in zip(bins, shares, strict=True):
+                        bin_ratio.add_metric((model, f.name, window, label), share)
 
         drifted.add_metric((model,), m.drifted_features)
         n_features.add_metric((model,), len(m.features))
@@ -644,6 +693,7 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
         threshold,
         psi_threshold,
         feature_ready,
+        bin_ratio,
         drifted,
         n_features,
         evaluated_at,
@@ -661,9 +711,20 @@ class DriftCollector:
     the HTTP threads) reads the reference once, so one scrape never mixes two evaluations.
     """
 
-    def __init__(self, registry: CollectorRegistry, snapshot: Snapshot | None = None) -> None:
-        """Register on `registry`, starting from `snapshot` (default: an empty one)."""
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        snapshot: Snapshot | None = None,
+        *,
+        distributions: Mapping[str, DistributionPolicy] | None = None,
+    ) -> None:
+        """Register on `registry`, starting from `snapshot` (default: an empty one).
+
+        `distributions` maps a model to its distribution export policy (default for a model
+        not in it: `DistributionPolicy()`, i.e. `drifting`).
+        """
         self._snapshot = snapshot if snapshot is not None else Snapshot(created_at=0.0)
+        self._distributions = dict(distributions or {})
         registry.register(self)
 
     @property
@@ -681,7 +742,7 @@ class DriftCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Render the current snapshot (read once) as gauge families."""
-        return iter(render_snapshot(self._snapshot))
+        return iter(render_snapshot(self._snapshot, self._distributions))
 
 
 def cardinality(
@@ -693,6 +754,8 @@ def cardinality(
     created_series: bool = True,
 ) -> int:
     """Upper bound on the series driftmon exports (excluding process/platform collectors).
+
+    The distribution series are not included: add `distribution_cardinality` per model.
 
     Counts every optional statistic as present (a feature never has all 11: numeric features
     lack the categorical ones and vice versa, so the real number is lower). `n_features_total`
@@ -730,6 +793,21 @@ def cardinality(
         )
         total += counters + 2  # + the two histograms
     return total
+
+
+def distribution_cardinality(n_features: int, policy: DistributionPolicy) -> int:
+    """Upper bound on the `driftmon_feature_bin_ratio` series of one model with `n_features`.
+
+    Exported features x 2 windows x MAX_BINS (13 numeric, at most 23 categorical), where the
+    exported features are all of them (`all`), none (`none`) or at most min(n_features,
+    limit) (`drifting`: the flagged ones and the `top` most drifting, capped at `limit`).
+    """
+    if policy.mode is DistributionExport.NONE:
+        return 0
+    exported = n_features
+    if policy.mode is DistributionExport.DRIFTING:
+        exported = min(n_features, policy.limit)
+    return exported * 2 * MAX_BINS
 
 
 _MAX_THRESHOLDS: Final = 1 + max(len(keys) for keys in THRESHOLD_KEYS.values())

@@ -202,10 +202,50 @@ class ModelPlan:
     top_k: tuple[tuple[str, int | None], ...] = ()
     max_bins: int = DEFAULT_MAX_BINS
     topics: frozenset[str] | None = None
+    distributions: bool = True
+    """Whether evaluations carry the reference and current shares per bin (not `none`)."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
         return dict(self.top_k).get(name) or DEFAULT_TOP_K
+
+
+class DistributionExport(StrEnum):
+    """Which features of a model export their distribution series (`export_distributions`)."""
+
+    ALL = "all"
+    DRIFTING = "drifting"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class DistributionPolicy:
+    """A model's distribution export setting: the mode, the N most drifting, the hard cap.
+
+    `drifting` exports the flagged features and the `top` most drifting others, at most
+    `limit` features in all; `all` exports every feature; `none` computes no distributions.
+    """
+
+    mode: DistributionExport = DistributionExport.DRIFTING
+    top: int = 10
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Shares (0-1) of a feature's reference and current window over the picture's bins.
+
+    `bins` are display names in order. Numeric: "(below)", "p0-10" ... "p90-100" (the 10
+    reference-decile groups the PSI uses), "(above)", "(missing)". Categorical: the top
+    reference categories (at most 20, in reference order), "(other)", "(unseen)",
+    "(missing)"; a category's position, not its text, tells it from a special bin. Each
+    share is the bin's count over the window's valid and missing values (invalid ones
+    excluded), so the shares of a window sum to 1; None for an empty window.
+    """
+
+    bins: tuple[str, ...]
+    reference: tuple[float, ...] | None
+    current: tuple[float, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +282,7 @@ class FeatureResult:
     thresholds: Thresholds = Thresholds()
     reference_ready: bool = True
     reference_note: str = ""
+    distribution: Distribution | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,7 +214,12 @@ class ModelRuntime:
             window.max_future_seconds,
             self.clock,
         )
-        self.evaluator = ModelEvaluator(layout, self.specs, self.policy)
+        self.evaluator = ModelEvaluator(
+            layout,
+            self.specs,
+            self.policy,
+            distributions=self.plan.distributions,
+        )
         if self.mode is ReferenceMode.ROLLING:
             self.lagging = LaggingReference(
                 shape,

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real (Prometheus, Alertmanager,
 # docker-compose for `docker-compose config`, ss, stunnel4 + openssl for Kafka over TLS, setpriv,
-# bubblewrap for the container run without Docker, Java and Maven for a real Apache Kafka).
-# Idempotent: does nothing when present.
+# bubblewrap for the container run without Docker, Java and Maven for a real Apache Kafka,
+# chromium for the headless status page check). Idempotent: does nothing when present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 # ss (iproute2): the HTTP tests read the listen backlog of the server socket from the kernel
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v stunnel4 >/dev/null 2>&1 || need+=(stunnel4)   # TLS in front of tansu

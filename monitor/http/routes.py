@@ -8,9 +8,12 @@ Routes (GET only; any other method gets 405 with `Allow: GET`, any other path 40
   those families.
 - `/livez`: 200 `ok` when `health.live()`, else 503.
 - `/readyz`: 200 `ok` when `health.ready()`, else 503 with `health.reason()` as the body.
-- `/status`: the latest snapshot as JSON (`monitor.http.jsonview.snapshot_to_json`).
+- `/status`: the latest snapshot as JSON (`monitor.http.jsonview.snapshot_to_json`), or as
+  the HTML status page (`monitor.statuspage`) when the Accept header prefers text/html.
+- `/ui`: the status page whatever the Accept header; it has the access rules of `/status`.
+  The page is sent with a Content-Security-Policy that allows no script at all.
 
-Access control (the viewer role): with a `BasicAuth`, `/status` and `/metrics` need valid
+Access control (the viewer role): with a `BasicAuth`, `/status`, `/ui` and `/metrics` need valid
 credentials (401 with `WWW-Authenticate: Basic` otherwise), except `/metrics` when
 `metrics_public` is set. `/livez` and `/readyz` stay open: kubelet probes carry no credentials
 and their bodies reveal nothing but a readiness reason. Every response carries
@@ -30,6 +33,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from monitor.http.auth import BasicAuth
 from monitor.http.jsonview import snapshot_to_json
 from monitor.model import Snapshot
+from monitor.statuspage import STATUS_PAGE_CSP, render_status_page, wants_html
 
 __all__ = ["Health", "make_app"]
 
@@ -37,6 +41,11 @@ _log = structlog.get_logger(__name__)
 
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
+_HTML = "text/html; charset=utf-8"
+_PAGE_HEADERS = [
+    ("Content-Security-Policy", STATUS_PAGE_CSP),
+    ("X-Content-Type-Options", "nosniff"),
+]
 _REALM = 'Basic realm="driftmon", charset="UTF-8"'
 _OPEN_PATHS = frozenset({"/livez", "/readyz"})
 
@@ -81,13 +90,20 @@ def make_app(
         return _answer(start_response, HTTPStatus.SERVICE_UNAVAILABLE, body, _TEXT)
 
     def status(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if wants_html(str(environ.get("HTTP_ACCEPT", ""))):
+            return ui(environ, start_response)
         return _answer(start_response, HTTPStatus.OK, snapshot_to_json(snapshot()), _JSON)
+
+    def ui(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        page = render_status_page(snapshot())
+        return _answer(start_response, HTTPStatus.OK, page, _HTML, _PAGE_HEADERS)
 
     routes: dict[str, WSGIApplication] = {
         "/metrics": metrics_app,
         "/livez": livez,
         "/readyz": readyz,
         "/status": status,
+        "/ui": ui,
     }
     public = set(_OPEN_PATHS) | ({"/metrics"} if metrics_public else set())
 

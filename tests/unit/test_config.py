@@ -25,6 +25,8 @@ from monitor.errors import ConfigError
 from monitor.model import (
     Correction,
     DecisionPolicy,
+    DistributionExport,
+    DistributionPolicy,
     FeatureKind,
     FeatureSpec,
     ReferenceMode,
@@ -573,6 +575,21 @@ INVALID: list[tuple[str, Callable[[Config], None], str]] = [
     ),
     ("top_k zero", _set("models.0.features.3.top_k", 0), "models.0.features.3.top_k: "),
     ("max_bins too small", _set("models.0.max_bins", 1), "models.0.max_bins: "),
+    (
+        "bad export_distributions",
+        _set("models.0.export_distributions", "some"),
+        "models.0.export_distributions: Input should be 'all', 'drifting' or 'none'",
+    ),
+    (
+        "negative export_distributions_top",
+        _set("models.0.export_distributions_top", -1),
+        "models.0.export_distributions_top: ",
+    ),
+    (
+        "zero export_distributions_limit",
+        _set("models.0.export_distributions_limit", 0),
+        "models.0.export_distributions_limit: ",
+    ),
     ("no features", _set("models.0.features", []), "models.0.features: needs at least 1"),
     ("no models", _set("models", []), "models: needs at least 1 item"),
     ("missing models", _delete("models"), "models: Field required"),
@@ -888,6 +905,16 @@ def test_client_kwargs_omit_unset_values(tmp_path: Path) -> None:
     assert "group_id" not in client
     assert "enable_auto_commit" not in client
     assert client.items() <= consumer.items()
+
+
+def test_distribution_policy_defaults_and_values(tmp_path: Path) -> None:
+    """export_distributions defaults to drifting, top 10, limit 20; set values reach the policy."""
+    cfg = _base()
+    assert _load(tmp_path, cfg).models[0].distribution_policy() == DistributionPolicy()
+    _set("models.0.export_distributions", "all")(cfg)
+    _set("models.0.export_distributions_top", 3)(cfg)
+    policy = _load(tmp_path, cfg).models[0].distribution_policy()
+    assert policy == DistributionPolicy(DistributionExport.ALL, 3, 20)
 
 
 def test_binning_defaults_are_one_pair_of_constants() -> None:

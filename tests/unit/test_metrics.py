@@ -24,9 +24,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import monitor
 from monitor import metrics
+from monitor.distribution import NUMERIC_BINS
 from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
-from monitor.model import Correction, FeatureResult, Snapshot, Thresholds
+from monitor.model import (
+    Correction,
+    Distribution,
+    DistributionExport,
+    DistributionPolicy,
+    FeatureKind,
+    FeatureResult,
+    Snapshot,
+    Thresholds,
+)
 from tests.support.builders import (
     categorical,
     evaluation,
@@ -80,6 +90,11 @@ def amount() -> FeatureResult:
         qvalue=2e-11,
         drift_detected=True,
         drift_reasons=("ks", "psi"),
+        distribution=Distribution(
+            NUMERIC_BINS,
+            (0.0, *(0.1,) * 10, 0.0, 0.0),
+            (0.005, 0.05, 0.05, 0.05, 0.05, 0.1, 0.1, 0.1, 0.15, 0.15, 0.12, 0.01, 0.015),
+        ),
     )
 
 
@@ -97,6 +112,11 @@ def country() -> FeatureResult:
         new_category_pvalue=0.9,
         qvalue=0.96,
         thresholds=Thresholds(psi_warning=0.2, psi_critical=0.5, tvd_decision=0.04),
+        distribution=Distribution(
+            ("GB", "(other)", 'say "hi"', "(other)", "(unseen)", "(missing)"),
+            (0.5, 0.2, 0.1, 0.199, 0.0, 0.001),
+            (0.49, 0.21, 0.1, 0.197, 0.003, 0.0),
+        ),
     )
 
 
@@ -622,3 +642,88 @@ class TestCardinality:
         assert len(lines) - len(created) == budget
         if created:  # unless PROMETHEUS_DISABLE_CREATED_SERIES is set
             assert len(lines) == cardinality(2, 6, 3, 5)
+
+
+# --- distribution series ---------------------------------------------------------------------
+
+
+def _pictured(name: str, psi: float, drifted: bool, kind: FeatureKind) -> FeatureResult:
+    """A feature with a distribution of the largest size its kind can have."""
+    if kind is FeatureKind.NUMERIC:
+        bins: tuple[str, ...] = NUMERIC_BINS
+    else:
+        bins = (*(f"c{i}" for i in range(20)), "(other)", "(unseen)", "(missing)")
+    shares = (1.0 / len(bins),) * len(bins)
+    return replace(
+        full_numeric(name, psi),
+        kind=kind,
+        drift_detected=drifted,
+        distribution=Distribution(bins, shares, shares),
+    )
+
+
+def _bin_series(registry: CollectorRegistry) -> list[dict[str, str]]:
+    return [
+        s.labels
+        for family in text_string_to_metric_families(scrape(registry))
+        if family.name == metrics.FEATURE_BIN_RATIO
+        for s in family.samples
+    ]
+
+
+class TestDistributionSeries:
+    @pytest.mark.parametrize("kind", [FeatureKind.NUMERIC, FeatureKind.CATEGORICAL])
+    def test_1000_flagged_features_stay_within_the_default_budget(
+        self, registry: CollectorRegistry, kind: FeatureKind
+    ) -> None:
+        """1,000 configured features, all flagged, default policy: series within the budget."""
+        collector = DriftCollector(registry)
+        features = tuple(_pictured(f"f{i:04d}", 1.0 + i, True, kind) for i in range(1000))
+        collector.publish(snapshot(evaluation("m", *features, reference_id="r")))
+
+        series = _bin_series(registry)
+        budget = metrics.distribution_cardinality(1000, DistributionPolicy())
+        assert budget == 20 * 2 * 23 == 920
+        bins = 13 if kind is FeatureKind.NUMERIC else 23
+        assert len(series) == 20 * 2 * bins <= budget
+        # the 20 most drifting (largest PSI) of the flagged ones
+        assert {s["feature"] for s in series} == {f"f{i:04d}" for i in range(980, 1000)}
+
+    def test_each_model_exports_by_its_own_policy(self, registry: CollectorRegistry) -> None:
+        """`all` exports every feature, `none` none, `drifting` flagged + top N only."""
+        policies = {
+            "everything": DistributionPolicy(DistributionExport.ALL),
+            "nothing": DistributionPolicy(DistributionExport.NONE),
+            "some": DistributionPolicy(DistributionExport.DRIFTING, top=2, limit=20),
+        }
+        collector = DriftCollector(registry, distributions=policies)
+        features = [_pictured(f"f{i}", i / 10, i == 0, FeatureKind.NUMERIC) for i in range(8)]
+        collector.publish(snapshot(*(evaluation(name, *features) for name in policies)))
+
+        exported: dict[str, set[str]] = {name: set() for name in policies}
+        for labels in _bin_series(registry):
+            exported[labels["model"]].add(labels["feature"])
+        assert exported == {
+            "everything": {f"f{i}" for i in range(8)},
+            "nothing": set(),
+            "some": {"f0", "f7", "f6"},
+        }
+
+    def test_bin_labels_are_unique_and_sort_in_bin_order(self, registry: CollectorRegistry) -> None:
+        """Categories named like the special bins still give unique labels, in bin order."""
+        collector = DriftCollector(registry)
+        bins = ("(other)", "(missing)", "01 p0-10", "(other)", "(unseen)", "(missing)")
+        shares = (0.2, 0.2, 0.2, 0.2, 0.1, 0.1)
+        feature = replace(
+            full_numeric("c", 0.5),
+            drift_detected=True,
+            distribution=Distribution(bins, shares, None),
+        )
+        collector.publish(snapshot(evaluation("m", feature)))
+
+        series = _bin_series(registry)
+        labels = [s["bin"] for s in series]
+        assert {s["window"] for s in series} == {"reference"}  # no current shares: no series
+        assert len(set(labels)) == len(labels) == 6
+        assert labels == sorted(labels)
+        assert labels[0] == "00 (other)" and labels[3] == "03 (other)"

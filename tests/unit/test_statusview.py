@@ -15,9 +15,19 @@ from typing import Any
 
 import pytest
 
+from monitor.distribution import NUMERIC_BINS
 from monitor.http import snapshot_to_json
-from monitor.model import Correction, FeatureResult
-from monitor.tools.statusview import StatusError, fetch_status, render_status, status_url
+from monitor.model import Correction, Distribution, FeatureResult
+from monitor.tools.statusview import (
+    DASH,
+    StatusError,
+    UnknownFeatureError,
+    bar,
+    fetch_status,
+    render_feature,
+    render_status,
+    status_url,
+)
 from tests.support import builders
 from tests.support.broker import free_port
 
@@ -274,3 +284,81 @@ def test_fetch_status_times_out_on_a_silent_server() -> None:
         port = listener.getsockname()[1]
         with pytest.raises(StatusError, match="timed out"):
             fetch_status(f"http://127.0.0.1:{port}", timeout=0.3)
+
+
+# --- driftmon status --feature ------------------------------------------------------------------
+
+
+def pictured_document(current: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """/status JSON with one drifted numeric feature with distributions and one without."""
+    shares = (0.0, *(0.1,) * 10, 0.0, 0.0)
+    cur = (0.02, 0.04, 0.04, 0.05, 0.05, 0.08, 0.1, 0.12, 0.15, 0.15, 0.16, 0.03, 0.01)
+    amount = numeric(
+        "amount",
+        psi=0.312,
+        ks_statistic=0.21,
+        ks_error_bound=0.004,
+        ks_pvalue=1.2e-40,
+        qvalue=6.1e-39,
+        drift_detected=True,
+        drift_reasons=("ks", "psi"),
+        distribution=Distribution(NUMERIC_BINS, shares, cur if current is None else current),
+    )
+    plain = numeric("age", psi=0.001)
+    model = builders.evaluation(
+        "fraud", amount, plain, evaluated_at=WATERMARK, reference_id="sha256:ab"
+    )
+    document: dict[str, Any] = json.loads(snapshot_to_json(builders.snapshot(model)))
+    return document
+
+
+def test_feature_histogram_has_one_row_per_bin_with_both_shares() -> None:
+    """Each bin's row shows the reference and current share, bars on one scale, and the change."""
+    text = render_feature(pictured_document(), "amount", width=100)
+    lines = text.splitlines()
+    assert lines[0].startswith("model fraud  feature amount (numeric)  DRIFT ks,psi  PSI 0.312")
+    rows = {line.split()[0]: line for line in lines[3:]}
+    assert list(rows) == list(NUMERIC_BINS)
+    assert rows["p90-100"].split()[1] == "10.0%"
+    assert "16.0%" in rows["p90-100"] and rows["p90-100"].endswith("+6.0pp")
+    assert rows["p0-10"].endswith("-6.0pp")
+    assert "0.0%" in rows["(below)"] and "2.0%" in rows["(below)"]
+    bars = [re.findall(r"[█▏▎▍▌▋▊▉]+", row) for row in rows.values()]
+    longest = max(len(b) for row in bars for b in row)
+    (ref_bar, cur_bar) = bars[NUMERIC_BINS.index("p90-100")]
+    assert len(cur_bar) == longest  # the largest share fills the bar
+    assert len(ref_bar) == round(longest * 0.1 / 0.16)
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_feature_histogram_with_an_empty_current_window() -> None:
+    """An empty current window shows dashes for its shares and says it is empty."""
+    document = pictured_document()
+    document["models"][0]["features"][0]["distribution"]["current"] = None
+    text = render_feature(document, "amount")
+    assert "the current window is empty" in text
+    row = next(line for line in text.splitlines() if line.startswith("p0-10"))
+    assert row.count(DASH) == 2 and "10.0%" in row
+
+
+def test_feature_without_distribution_says_why() -> None:
+    """A feature without a distribution (export_distributions: none) says so."""
+    document = pictured_document()
+    text = render_feature(document, "age")
+    assert "no distribution (export_distributions is none" in text
+    document["models"][0]["reference_id"] = ""
+    assert "no reference yet" in render_feature(document, "age")
+
+
+def test_unknown_feature_is_an_error_naming_the_features() -> None:
+    """Asking for a feature no model has raises UnknownFeatureError listing the features."""
+    with pytest.raises(UnknownFeatureError, match=r"no feature 'nope'.*features: age, amount"):
+        render_feature(pictured_document(), "nope")
+
+
+def test_bar_uses_eighth_blocks_and_never_hides_a_small_share() -> None:
+    """A bar is full blocks plus an eighth block; any share above zero shows at least '▏'."""
+    assert bar(1.0, 1.0, 4) == "████"
+    assert bar(0.5, 1.0, 3) == "█▌"
+    assert bar(1e-9, 1.0, 10) == "▏"
+    assert bar(0.0, 1.0, 10) == ""
