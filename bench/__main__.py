@@ -8,7 +8,8 @@
 Measurements (see each module): `stats` (1: statistics on in-memory windows, 2: detection
 at default settings; bench.stats), `e2e` (3: through the embedded broker vs raw
 kafka-python; bench.e2e), `delay` (4: detection delay on event time; bench.delay) and
-`memory` (5: resident memory vs features and events; bench.memory), and `micro` (the
+`memory` (5: resident memory vs features and events; bench.memory), `memory_hostile` (6: peak
+RSS of a real `driftmon run` under hostile input; bench.memory_hostile), and `micro` (the
 micro-benchmarks bench_core / bench_decode, their output saved verbatim). The workload is
 bench.workload, written once per run to a temporary .npz file that every tool reads.
 Output: `<out>/bench.md` + `bench.json` (driftmon alone) or `bench-peers.md` + `.json`.
@@ -29,7 +30,7 @@ from bench.procs import REPO
 from bench.report import Table, load_average, machine_info, write_report
 from bench.venvs import PEERS, peer
 
-MEASUREMENTS = ("stats", "e2e", "delay", "memory", "micro")
+MEASUREMENTS = ("stats", "e2e", "delay", "memory", "memory_hostile", "micro")
 
 
 def _log(message: str) -> None:
@@ -88,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             tables += memory.run(reps=1, log=_log)
             loads["after memory"] = load_average()
+        if "memory_hostile" in parts:
+            from bench import memory_hostile
+
+            tables += memory_hostile.run(log=_log)
+            loads["after memory_hostile"] = load_average()
         if "micro" in parts:
             from bench import micro
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,19 +66,32 @@ class Clock:
 
 
 class TimedDecoder:
-    """Delegates `decode` to the daemon's BatchDecoder and adds its time to a Clock."""
+    """Delegates `decode` / `slices` to the daemon's BatchDecoder and adds the time spent
+    decoding (each slice, not the caller's work between slices) to a Clock."""
 
     def __init__(self, inner: Any, clock: Clock) -> None:
         self._inner = inner
         self._clock = clock
 
-    def decode(self, messages: Any) -> Any:
+    def decode(self, messages: Any, account: Any = None) -> Any:
         """Delegate and time."""
         started = time.perf_counter()
-        result = self._inner.decode(messages)
+        result = self._inner.decode(messages, account)
         if self._clock.first_wall is not None:
             self._clock.decode_s += time.perf_counter() - started
         return result
+
+    def slices(self, messages: Any, account: Any) -> Iterator[Any]:
+        """Delegate and time the production of each slice."""
+        parts = iter(self._inner.slices(messages, account))
+        while True:
+            started = time.perf_counter()
+            part = next(parts, None)
+            if self._clock.first_wall is not None:
+                self._clock.decode_s += time.perf_counter() - started
+            if part is None:
+                return
+            yield part
 
 
 class TimedSource:

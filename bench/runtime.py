@@ -19,7 +19,7 @@ from monitor.config import (
     ReferenceSettings,
     WindowSettings,
 )
-from monitor.model import FeatureKind, ReferenceMode
+from monitor.model import FeatureKind, ModelPlan, ReferenceMode, ReferencePlan, WindowPlan
 from monitor.runtime import ModelRuntime
 
 
@@ -41,13 +41,15 @@ def file_runtime(
         reference=ReferenceSettings(mode=ReferenceMode.FILE, path=reference),
         features=features,
     )
-    runtime = ModelRuntime(
-        settings,
-        window or WindowSettings(),
-        EvaluationSettings(),
-        max_future_seconds=math.inf,
-        clock=clock,
-        state_dir=state_dir,
+    window = window or WindowSettings()
+    evaluation = EvaluationSettings()
+    plan = ModelPlan(
+        name=settings.name,
+        features=settings.feature_specs(evaluation),
+        reference=ReferencePlan(ReferenceMode.FILE, reference),
+        window=WindowPlan(window.bucket, window.length, window.allowed_lateness, math.inf),
+        policy=evaluation.policy(),
     )
+    runtime = ModelRuntime(plan, clock=clock, state_dir=state_dir)
     runtime.load_reference_file()
     return runtime

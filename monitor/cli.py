@@ -6,12 +6,13 @@ Exit codes: 0 clean stop, 1 fatal runtime error, 2 bad usage or bad configuratio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,7 +21,15 @@ from typing import TYPE_CHECKING
 import structlog
 
 from monitor import __version__
-from monitor.config import Settings, load_settings, redacted_dump
+from monitor.config import (
+    KafkaSettings,
+    Settings,
+    check_key_name,
+    check_topic,
+    kafka_settings,
+    load_settings,
+    redacted_dump,
+)
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
 from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
 
@@ -155,8 +164,40 @@ def build_parser() -> argparse.ArgumentParser:
         "topic at a controlled rate. Scenarios: none, mean-shift, variance, new-category, "
         "missing-spike, outliers; the drift starts --drift-after seconds of event time in.",
     )
-    sim.add_argument("--bootstrap", default="localhost:9092", help="Kafka bootstrap servers")
-    sim.add_argument("--topic", default="features", help="topic to produce to")
+    sim.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        help="take the Kafka connection (bootstrap servers, TLS, SASL, with DRIFTMON_ "
+        "environment overrides) and the default topic from this daemon config",
+    )
+    sim.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers (default: the config's, else localhost:9092)"
+    )
+    sim.add_argument(
+        "--topic", help="topic to produce to (default: the config's first topic, else features)"
+    )
+    sim.add_argument(
+        "--security-protocol",
+        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        help="as kafka.security_protocol",
+    )
+    sim.add_argument("--ssl-cafile", type=Path, help="CA bundle (PEM), as kafka.ssl_cafile")
+    sim.add_argument(
+        "--ssl-certfile", type=Path, help="client certificate (PEM), as kafka.ssl_certfile"
+    )
+    sim.add_argument("--ssl-keyfile", type=Path, help="client key (PEM), as kafka.ssl_keyfile")
+    sim.add_argument(
+        "--no-ssl-check-hostname",
+        action="store_true",
+        help="do not check the broker certificate's host name (kafka.ssl_check_hostname false)",
+    )
+    sim.add_argument(
+        "--sasl-mechanism",
+        choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+        help="as kafka.sasl_mechanism; the password comes from DRIFTMON_KAFKA__SASL_PASSWORD",
+    )
+    sim.add_argument("--sasl-username", help="as kafka.sasl_username")
     sim.add_argument("--models", default="fraud", help="comma-separated model names")
     sim.add_argument("--drift", default="none", help="scenario name")
     sim.add_argument("--drift-models", help="models that get the scenario (default: all)")
@@ -388,6 +429,10 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
         if not sep or not name:
             raise ConfigError(f"--features: {item!r} is not NAME:KIND")
         try:
+            check_key_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"--features: {exc}") from None
+        try:
             specs.append(FeatureSpec(name, FeatureKind(kind)))
         except ValueError as exc:
             raise ConfigError(
@@ -397,8 +442,11 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
 
 
 def _reference_fit(args: argparse.Namespace) -> int:
-    from monitor.reference import fit_profile, profile_to_json
-    from monitor.tools.profile_io import read_columns
+    """Exit 2 when the data cannot make a reference (a feature without a usable value, or a
+    numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
+    cannot be read (missing, malformed, a column absent) or the output cannot be written."""
+    from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
+    from monitor.tools.profile_io import ProfileInputError, read_columns
 
     if args.features:
         specs = _parse_features(args.features)
@@ -409,13 +457,15 @@ def _reference_fit(args: argparse.Namespace) -> int:
         model = next((m for m in settings.models if m.name == args.model), None)
         if model is None:
             raise ConfigError(f"--model: {args.model!r} is not a model of {args.config}")
-        specs = model.feature_specs()
+        specs = model.feature_specs(settings.evaluation)
         top_k = {f.name: f.top_k or args.top_k for f in model.features}
         max_bins = model.max_bins
     else:
         raise ConfigError("reference fit: give --features NAME:KIND,... or --config with --model")
     if not 2 <= max_bins <= 1024:
         raise ConfigError("--max-bins: must be between 2 and 1024")
+    if not 1 <= args.top_k <= 1000:
+        raise ConfigError("--top-k: must be between 1 and 1000")
     try:
         numeric, categorical, rows = read_columns(
             args.data,
@@ -425,6 +475,10 @@ def _reference_fit(args: argparse.Namespace) -> int:
             features_path=args.features_path,
             progress=not args.no_progress,
         )
+    except (ProfileInputError, OSError, ValueError) as exc:
+        print(f"driftmon reference fit: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
         profile = fit_profile(
             args.model,
             specs,
@@ -432,17 +486,27 @@ def _reference_fit(args: argparse.Namespace) -> int:
             categorical,
             max_bins=max_bins,
             top_k=top_k,
+            min_values=MIN_NUMERIC_VALUES,
             model_version=args.model_version,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=str(args.data),
         )
-    except (ReferenceDataError, OSError, ValueError) as exc:
-        print(f"driftmon reference fit: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    except ReferenceDataError as exc:
+        print(f"driftmon reference fit: {args.data}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     tmp = args.output.with_suffix(args.output.suffix + ".tmp")
-    tmp.write_text(profile_to_json(profile), encoding="utf-8")
-    os.replace(tmp, args.output)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(profile_to_json(profile), encoding="utf-8")
+        os.replace(tmp, args.output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        print(
+            f"driftmon reference fit: cannot write {args.output}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_RUNTIME
     print(
         f"wrote {args.output}: {len(profile.features)} features from {rows} rows, "
         f"reference_id {profile.reference_id}"
@@ -450,10 +514,49 @@ def _reference_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SIMULATE_PASSWORD_ENV = {
+    "sasl_password": "DRIFTMON_KAFKA__SASL_PASSWORD",
+    "ssl_password": "DRIFTMON_KAFKA__SSL_PASSWORD",
+}
+
+
+def simulate_kafka(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[KafkaSettings, str]:
+    """The Kafka client settings and the topic of `driftmon simulate`.
+
+    Start from `--config`'s `kafka:` section (environment overrides applied) or from a
+    PLAINTEXT client; flags override it; without `--config` the passwords come from the
+    daemon's own variables (SIMULATE_PASSWORD_ENV). ConfigError naming the key when invalid.
+    """
+    base = load_settings(args.config, environ).kafka if args.config else None
+    values: dict[str, object] = {}
+    if args.bootstrap:
+        values["bootstrap_servers"] = args.bootstrap
+    flags = {
+        "security_protocol": args.security_protocol,
+        "ssl_cafile": args.ssl_cafile,
+        "ssl_certfile": args.ssl_certfile,
+        "ssl_keyfile": args.ssl_keyfile,
+        "sasl_mechanism": args.sasl_mechanism,
+        "sasl_username": args.sasl_username,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.no_ssl_check_hostname:
+        values["ssl_check_hostname"] = False
+    if base is None:
+        for key, variable in SIMULATE_PASSWORD_ENV.items():
+            if environ.get(variable):
+                values[key] = environ[variable]
+    settings = kafka_settings(values, base)
+    topic = args.topic or (base.topics[0] if base is not None else "features")
+    return settings, topic
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    from monitor.source import KafkaSink
+    from monitor.source import KafkaSink, producer_kwargs
     from monitor.tools.scenarios import SCENARIOS
-    from monitor.tools.simulate import run_simulation
+    from monitor.tools.simulate import check_arguments, run_simulation
 
     if args.drift not in SCENARIOS:
         raise ConfigError(
@@ -461,6 +564,19 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     models = [m for m in args.models.split(",") if m]
     drift_models = [m for m in args.drift_models.split(",") if m] if args.drift_models else None
+    try:
+        check_arguments(
+            models=models,
+            scenario=args.drift,
+            drift_models=drift_models,
+            rate=args.rate,
+            total_events=args.events,
+            duration_s=args.duration,
+        )
+        check_topic(args.topic or "features")
+    except ValueError as exc:
+        raise ConfigError(f"simulate: {exc}") from None
+    kafka, topic = simulate_kafka(args, os.environ)
     stop = {"flag": False}
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -468,15 +584,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    try:
-        sink = KafkaSink({"bootstrap_servers": args.bootstrap})
-    except SourceError as exc:
-        print(f"driftmon simulate: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
+    sink = KafkaSink(producer_kwargs(kafka.client_kwargs()))
     try:
         report = run_simulation(
             sink,
-            args.topic,
+            topic,
             models=models,
             scenario=args.drift,
             drift_models=drift_models,
@@ -487,8 +599,18 @@ def _simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             stop=lambda: stop["flag"],
         )
+    except SourceError as exc:
+        print(
+            f"driftmon simulate: cannot produce to {topic!r} at "
+            f"{','.join(kafka.bootstrap_servers)}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_RUNTIME
     finally:
-        sink.close()
+        try:
+            sink.close()
+        except Exception as exc:  # closing a producer that never connected must not mask
+            print(f"driftmon simulate: closing the producer failed: {exc}", file=sys.stderr)
     print(f"sent {report}", file=sys.stderr)
     return EXIT_OK
 

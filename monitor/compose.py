@@ -31,7 +31,6 @@ from monitor.source import (
     KafkaSink,
     KafkaSource,
     RevokeCallback,
-    producer_kwargs,
 )
 from monitor.state import CheckpointStore
 
@@ -68,10 +67,11 @@ def kafka_source_factory(settings: Settings) -> SourceFactory:
 
 
 def dead_letter_sink(settings: Settings) -> KafkaSink | None:
-    """A producer for `kafka.dead_letter_topic` with the consumer's connection settings, if set."""
+    """A producer for `kafka.dead_letter_topic` with the consumer's connection settings and
+    a `max_request_size` fitting `max_message_bytes` (`KafkaSettings.dead_letter_kwargs`)."""
     if not settings.kafka.dead_letter_topic:
         return None
-    return KafkaSink(producer_kwargs(settings.kafka.consumer_kwargs()))
+    return KafkaSink(settings.kafka.dead_letter_kwargs())
 
 
 def build_daemon(

@@ -15,6 +15,7 @@ values (`SecretStr`) never appear in a message, a repr or `redacted_dump`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,11 +54,16 @@ from monitor.errors import ConfigError
 from monitor.model import (
     DEFAULT_MAX_BINS,
     DEFAULT_TOP_K,
+    THRESHOLD_KEYS,
     Correction,
     DecisionPolicy,
     FeatureKind,
     FeatureSpec,
+    ModelPlan,
     ReferenceMode,
+    ReferencePlan,
+    Thresholds,
+    WindowPlan,
 )
 
 __all__ = [
@@ -75,13 +81,20 @@ __all__ = [
     "ReferencesSettings",
     "Settings",
     "StateSettings",
+    "ThresholdSettings",
     "WindowSettings",
+    "check_key_name",
+    "check_topic",
+    "kafka_settings",
     "load_settings",
+    "model_plans",
     "parse_duration",
     "redacted_dump",
 ]
 
 ENV_PREFIX = "DRIFTMON_"
+HOUR = 3600.0
+DEAD_LETTER_HEADROOM_BYTES = 65_536
 REDACTED = "**********"
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +160,7 @@ def _split_list(value: object) -> object:
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
-def _check_topic(name: str) -> str:
+def check_topic(name: str) -> str:
     """Reject names Kafka would refuse as a topic (legal: [A-Za-z0-9._-], 1..249 chars)."""
     if not _TOPIC.fullmatch(name):
         raise ValueError(f"invalid Kafka topic name {name!r} (allowed: A-Z a-z 0-9 . _ -)")
@@ -171,7 +184,50 @@ def _check_file(path: Path | None) -> Path | None:
     return path
 
 
-Topic = Annotated[str, AfterValidator(_check_topic)]
+_UNMATCHABLE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def check_key_name(name: str) -> str:
+    """Reject a JSON key the event decoder cannot match: `"`, `\\` or control characters."""
+    if _UNMATCHABLE.search(name):
+        raise ValueError(
+            f"{name!r} contains a double quote, a backslash or a control character, "
+            "which the event decoder cannot match as a JSON key"
+        )
+    return name
+
+
+def _check_dotted_path(path: str) -> str:
+    """`features_path`: "" or dot-separated non-empty keys, each a matchable JSON key."""
+    if path:
+        for part in path.split("."):
+            if not part:
+                raise ValueError(f"{path!r} has an empty part")
+            check_key_name(part)
+    return path
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _check_host(host: str) -> str:
+    """An IPv4/IPv6 address or a hostname (RFC 1123 labels, the last not all digits)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        if (
+            len(host) > 253
+            or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
+            raise ValueError(f"{host!r} is neither an IP address nor a valid hostname") from None
+    return host
+
+
+KeyName = Annotated[str, Field(min_length=1), AfterValidator(check_key_name)]
+Host = Annotated[str, Field(min_length=1), AfterValidator(_check_host)]
+Topic = Annotated[str, AfterValidator(check_topic)]
 TopicList = Annotated[
     tuple[Topic, ...], NoDecode, BeforeValidator(_split_list), AfterValidator(_check_unique)
 ]
@@ -226,8 +282,8 @@ class KafkaSettings(_Section):
     dead_letter_topic: Topic | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(5000, ge=1, le=100_000)
-    fetch_max_bytes: int = Field(52_428_800, ge=1)
-    max_partition_fetch_bytes: int = Field(1_048_576, ge=1)
+    fetch_max_bytes: int = Field(16_777_216, ge=1)
+    max_partition_fetch_bytes: int | None = Field(None, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1)
     heartbeat_interval_ms: int = Field(3_000, ge=1)
     max_poll_interval_ms: int = Field(300_000, ge=1)
@@ -262,9 +318,31 @@ class KafkaSettings(_Section):
                     f"must be at least reconnect_backoff_ms ({self.reconnect_backoff_ms})",
                 )
             )
+        if self.partition_fetch_bytes > self.fetch_max_bytes:
+            issues.append(
+                (
+                    "fetch_max_bytes",
+                    f"must be at least max_partition_fetch_bytes ({self.partition_fetch_bytes})"
+                    " and max_message_bytes",
+                )
+            )
         if issues:
             raise _KeyedError(*issues)
         return self
+
+    @property
+    def partition_fetch_bytes(self) -> int:
+        """`max_partition_fetch_bytes`, or `max_message_bytes` when unset (the default)."""
+        return self.max_partition_fetch_bytes or self.max_message_bytes
+
+    def dead_letter_kwargs(self) -> dict[str, object]:
+        """`client_kwargs()` plus the producer limits of the dead-letter sink.
+
+        `max_request_size` is `max_message_bytes` + 64 KiB (room for the key, the headers and
+        the batch framing), so every message the decoder may parse can be dead-lettered.
+        """
+        request = self.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES
+        return {**self.client_kwargs(), "max_request_size": request}
 
     def client_kwargs(self) -> dict[str, object]:
         """Connection and security keyword arguments shared by KafkaConsumer and KafkaProducer.
@@ -302,7 +380,7 @@ class KafkaSettings(_Section):
             "enable_auto_commit": False,
             "max_poll_records": self.max_poll_records,
             "fetch_max_bytes": self.fetch_max_bytes,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+            "max_partition_fetch_bytes": self.partition_fetch_bytes,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "max_poll_interval_ms": self.max_poll_interval_ms,
@@ -315,15 +393,20 @@ def _reveal(secret: SecretStr | None) -> str | None:
 
 
 class EventSettings(_Section):
-    """Where the decoder finds the event time, model, version and features in a record."""
+    """Where the decoder finds the event time, model, version and features in a record.
 
-    timestamp_field: str | None = Field("ts", min_length=1)
+    `max_array_elements` caps the events one message may carry as a JSON array: the first
+    `max_array_elements` are used, each further element is rejected as `too_large`.
+    """
+
+    timestamp_field: KeyName | None = "ts"
     timestamp_fallback_to_kafka: bool = False
-    model_field: str = Field("model", min_length=1)
-    model_version_field: str | None = Field("model_version", min_length=1)
-    features_path: str = "features"
+    model_field: KeyName = "model"
+    model_version_field: KeyName | None = "model_version"
+    features_path: Annotated[str, AfterValidator(_check_dotted_path)] = "features"
     default_model: str | None = None
     max_future_seconds: Duration = 300.0
+    max_array_elements: int = Field(10_000, ge=1, le=1_000_000)
 
 
 class ReferenceSettings(_Section):
@@ -351,13 +434,176 @@ class ReferencesSettings(_Section):
     timeout: Duration = 10.0
 
 
-class FeatureSettings(_Section):
-    """One monitored feature: kind, classic PSI bands, and top-K size for categorical ones."""
+Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+"""A share or a distance between 0 and 1 (inclusive)."""
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PValue = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
-    name: str = Field(pattern=_FEATURE_NAME_PATTERN)
+
+class _Levels(_Section):
+    """The thresholds of one signal; a level left out (None) is inherited from the level above.
+
+    The field names are the levels (`warning`, `critical`, `decision`) the signal has.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_levels(cls, data: Any) -> Any:
+        """Name the levels this signal has when an unknown one is given."""
+        if isinstance(data, dict):
+            allowed = tuple(cls.model_fields)
+            message = f"unknown level (allowed: {', '.join(allowed)})"
+            issues = [(str(k), message) for k in data if k not in allowed]
+            if issues:
+                raise _KeyedError(*issues)
+        return data
+
+
+class PsiLevels(_Levels):
+    """PSI: alert bands and the drift decision's effect-size floor."""
+
+    warning: PositiveFinite | None = None
+    critical: PositiveFinite | None = None
+    decision: NonNegativeFinite | None = None
+
+
+class DecisionLevel(_Levels):
+    """A statistic that only the drift decision uses (TVD): its effect-size floor."""
+
+    decision: Ratio | None = None
+
+
+class CriticalAndDecisionLevels(_Levels):
+    """A distance with a critical alert and a drift decision floor (KS D)."""
+
+    critical: Ratio | None = None
+    decision: Ratio | None = None
+
+
+class WarningLevel(_Levels):
+    """A ratio with a warning alert only (out-of-range ratio)."""
+
+    warning: Ratio | None = None
+
+
+class WarningAndDecisionLevels(_Levels):
+    """A ratio with a warning alert and a drift decision floor (missing, unseen categories)."""
+
+    warning: Ratio | None = None
+    decision: Ratio | None = None
+
+
+class PValueLevel(_Levels):
+    """A p-value alert level: the alert needs the p-value below it."""
+
+    warning: PValue | None = None
+
+
+class ThresholdSettings(_Section):
+    """Per-signal thresholds (`thresholds:` of a model or a feature); unset levels inherit.
+
+    Keys are the `signal` label values of `driftmon_feature_threshold`, levels its `severity`
+    values. Resolution, most specific first: the feature's `thresholds`, the model's
+    `thresholds`, the global `evaluation.*_floor` (decision levels only), the built-in
+    defaults of `monitor.model.Thresholds`.
+    """
+
+    psi: PsiLevels = PsiLevels()
+    ks: CriticalAndDecisionLevels = CriticalAndDecisionLevels()
+    tvd: DecisionLevel = DecisionLevel()
+    missing_ratio_change: WarningAndDecisionLevels = WarningAndDecisionLevels()
+    out_of_range_ratio: WarningLevel = WarningLevel()
+    unseen_category_ratio: WarningAndDecisionLevels = WarningAndDecisionLevels()
+    new_category_pvalue: PValueLevel = PValueLevel()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_signals(cls, data: Any) -> Any:
+        """Name the known signals when an unknown one is given."""
+        if isinstance(data, dict):
+            known = tuple(cls.model_fields)
+            issues = [
+                (str(k), f"unknown signal (known: {', '.join(known)})")
+                for k in data
+                if k not in known
+            ]
+            if issues:
+                raise _KeyedError(*issues)
+        return data
+
+    @model_validator(mode="after")
+    def _check_bands(self) -> ThresholdSettings:
+        """When both PSI bands are set here, warning <= critical."""
+        warning, critical = self.psi.warning, self.psi.critical
+        if warning is not None and critical is not None and warning > critical:
+            raise _KeyedError(
+                (
+                    "psi.warning",
+                    f"must not exceed the critical threshold psi.critical ({critical:g})",
+                )
+            )
+        return self
+
+    def overrides(self, prefix: str = "thresholds") -> dict[str, tuple[float, str]]:
+        """`Thresholds` attribute -> (value, dotted key) of every level set here."""
+        found: dict[str, tuple[float, str]] = {}
+        for signal in type(self).model_fields:
+            levels = getattr(self, signal)
+            for level in type(levels).model_fields:
+                value = getattr(levels, level)
+                if value is not None:
+                    found[f"{signal}_{level}"] = (value, f"{prefix}.{signal}.{level}")
+        return found
+
+
+def _apply(base: Thresholds, overrides: Mapping[str, tuple[float, str]]) -> Thresholds:
+    """`base` with every overridden attribute replaced."""
+    return replace(base, **{name: value for name, (value, _) in overrides.items()})
+
+
+def _band_issues(
+    resolved: Thresholds, overrides: Mapping[str, tuple[float, str]], prefix: str = ""
+) -> list[tuple[str, str]]:
+    """The PSI warning band above the critical one, blamed on the key set at this level."""
+    if resolved.psi_warning <= resolved.psi_critical:
+        return []
+    if "psi_critical" in overrides:
+        key = overrides["psi_critical"][1]
+        return [
+            (prefix + key, f"must be at least the PSI warning threshold ({resolved.psi_warning:g})")
+        ]
+    if "psi_warning" in overrides:
+        key = overrides["psi_warning"][1]
+        return [
+            (
+                prefix + key,
+                f"must not exceed the PSI critical threshold ({resolved.psi_critical:g})",
+            )
+        ]
+    return []
+
+
+def _nested(kind: FeatureKind, thresholds: Thresholds) -> dict[str, dict[str, float]]:
+    """`{signal: {level: value}}` of the thresholds a feature of `kind` has."""
+    out: dict[str, dict[str, float]] = {}
+    for signal, severity, value in thresholds.series(kind):
+        out.setdefault(signal.value, {})[severity.value] = value
+    return out
+
+
+class FeatureSettings(_Section):
+    """One monitored feature: kind, thresholds, and top-K size for categorical ones.
+
+    `psi_warning` / `psi_critical` are the older spelling of `thresholds.psi.warning` /
+    `thresholds.psi.critical` (deprecated, still accepted; giving both spellings is an error).
+    """
+
+    name: Annotated[str, Field(pattern=_FEATURE_NAME_PATTERN), AfterValidator(check_key_name)]
     kind: FeatureKind
-    psi_warning: float = Field(0.1, gt=0, allow_inf_nan=False)
-    psi_critical: float = Field(0.25, gt=0, allow_inf_nan=False)
+    psi_warning: PositiveFinite | None = None
+    psi_critical: PositiveFinite | None = None
+    thresholds: ThresholdSettings = ThresholdSettings()
     top_k: int | None = Field(None, ge=1, le=1000)
 
     @model_validator(mode="before")
@@ -370,22 +616,35 @@ class FeatureSettings(_Section):
         return data
 
     @model_validator(mode="after")
-    def _check_bands(self) -> FeatureSettings:
-        """psi_critical > psi_warning; top_k only for categorical features."""
+    def _check_feature(self) -> FeatureSettings:
+        """One spelling per PSI band; thresholds and top_k fit the kind."""
         issues: list[tuple[str, str]] = []
-        if self.psi_critical <= self.psi_warning:
-            issues.append(
-                ("psi_critical", f"must be greater than psi_warning ({self.psi_warning})")
-            )
+        for alias in ("psi_warning", "psi_critical"):
+            level = alias.removeprefix("psi_")
+            if getattr(self, alias) is not None and getattr(self.thresholds.psi, level) is not None:
+                issues.append((alias, f"set either {alias} or thresholds.psi.{level}, not both"))
+        applicable = {f"{s.value}_{v.value}" for s, v in THRESHOLD_KEYS[self.kind]}
+        for name, (_, key) in self.thresholds.overrides().items():
+            if name not in applicable:
+                issues.append((key, f"does not apply to a {self.kind.value} feature"))
         if self.kind is FeatureKind.NUMERIC and self.top_k is not None:
             issues.append(("top_k", "applies to categorical features only"))
         if issues:
             raise _KeyedError(*issues)
         return self
 
-    def spec(self) -> FeatureSpec:
-        """The feature as the core's value type."""
-        return FeatureSpec(self.name, self.kind, self.psi_warning, self.psi_critical)
+    def overrides(self) -> dict[str, tuple[float, str]]:
+        """`Thresholds` attribute -> (value, dotted key) of every threshold this feature sets."""
+        found = self.thresholds.overrides()
+        for alias in ("psi_warning", "psi_critical"):
+            value = getattr(self, alias)
+            if value is not None:
+                found[alias] = (value, alias)
+        return found
+
+    def spec(self, defaults: Thresholds) -> FeatureSpec:
+        """The feature as the core's value type, its thresholds resolved over `defaults`."""
+        return FeatureSpec(self.name, self.kind, _apply(defaults, self.overrides()))
 
 
 class ModelSettings(_Section):
@@ -395,6 +654,7 @@ class ModelSettings(_Section):
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...] = Field(min_length=1)
+    thresholds: ThresholdSettings = ThresholdSettings()
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
 
     @field_validator("features")
@@ -411,9 +671,28 @@ class ModelSettings(_Section):
             raise _KeyedError(*issues)
         return features
 
-    def feature_specs(self) -> tuple[FeatureSpec, ...]:
-        """The configured features as core value types, in configuration order."""
-        return tuple(f.spec() for f in self.features)
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> ModelSettings:
+        """PSI warning <= critical for the model's defaults and every feature's resolved bands."""
+        model_level = self.thresholds.overrides()
+        defaults = _apply(Thresholds(), model_level)
+        issues = _band_issues(defaults, model_level)
+        if not issues:
+            for i, feature in enumerate(self.features):
+                own = feature.overrides()
+                issues += _band_issues(_apply(defaults, own), own, f"features.{i}.")
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    def feature_specs(self, evaluation: EvaluationSettings) -> tuple[FeatureSpec, ...]:
+        """The configured features as core value types, in configuration order.
+
+        Each feature's thresholds: its own, else the model's, else `evaluation`'s global
+        decision floors, else the built-in defaults.
+        """
+        defaults = _apply(evaluation.default_thresholds(), self.thresholds.overrides())
+        return tuple(f.spec(defaults) for f in self.features)
 
 
 class WindowSettings(_Section):
@@ -443,7 +722,11 @@ class WindowSettings(_Section):
 
 
 class EvaluationSettings(_Section):
-    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md)."""
+    """How often drift is evaluated and the decision rule's parameters (docs/architecture.md).
+
+    The `*_floor` keys are the global defaults of the per-feature decision thresholds
+    (`thresholds.<signal>.decision` of a model or feature overrides them).
+    """
 
     interval: Duration = 15.0
     min_samples: int = Field(1000, ge=10)
@@ -456,16 +739,21 @@ class EvaluationSettings(_Section):
     missing_floor: float = Field(0.05, ge=0, le=1)
 
     def policy(self) -> DecisionPolicy:
-        """The decision rule as the core's value type."""
+        """The model-wide part of the decision rule as the core's value type."""
         return DecisionPolicy(
             fdr_q=self.fdr_q,
             correction=self.correction,
             min_samples=self.min_samples,
-            ks_floor=self.ks_floor,
-            psi_floor=self.psi_floor,
-            tvd_floor=self.tvd_floor,
-            new_category_floor=self.new_category_floor,
-            missing_floor=self.missing_floor,
+        )
+
+    def default_thresholds(self) -> Thresholds:
+        """The built-in thresholds with the global decision floors of this section."""
+        return Thresholds(
+            ks_decision=self.ks_floor,
+            psi_decision=self.psi_floor,
+            tvd_decision=self.tvd_floor,
+            unseen_category_ratio_decision=self.new_category_floor,
+            missing_ratio_change_decision=self.missing_floor,
         )
 
 
@@ -478,7 +766,7 @@ class HttpSettings(_Section):
     login; /livez and /readyz are always open).
     """
 
-    host: str = Field("0.0.0.0", min_length=1)  # a daemon listens on all interfaces
+    host: Host = "0.0.0.0"  # a daemon listens on all interfaces
     port: int = Field(9108, ge=0, le=65_535)
     web_config_file: ExistingFile = None
     metrics_public: bool = False
@@ -492,7 +780,12 @@ class StateSettings(_Section):
 
 
 class LogSettings(_Section):
-    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate."""
+    """Log level, renderer (auto: console on a TTY, JSON otherwise) and reject sampling rate.
+
+    `payload_preview: false` (the default) keeps payload content out of the log: reject
+    samples name positions, sizes and JSON types only. `true` adds an escaped preview of at
+    most 48 bytes of the value and the refused model / timestamp values.
+    """
 
     level: Annotated[
         Literal["debug", "info", "warning", "error"],
@@ -500,6 +793,7 @@ class LogSettings(_Section):
     ] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     sample_rejects_per_minute: int = Field(10, ge=0)
+    payload_preview: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,6 +889,13 @@ class Settings(BaseSettings):
             return
         where = f"models.{index}.reference"
         bucket = self.window.bucket
+        for key, value in (("lag", ref.lag), ("length", ref.length)):
+            if not math.isclose(value / HOUR, round(value / HOUR), rel_tol=1e-9, abs_tol=1e-9):
+                yield (
+                    f"{where}.{key}",
+                    "must be a whole number of hours for a rolling reference (it is kept in "
+                    f"hourly buckets), got {value:g}s",
+                )
         for key, value in (("lag", ref.lag), ("length", ref.length)):
             if not math.isclose(value / bucket, round(value / bucket), rel_tol=1e-9, abs_tol=1e-9):
                 yield (f"{where}.{key}", f"must be a whole multiple of window.bucket ({bucket:g}s)")
@@ -712,6 +1013,36 @@ def _loading(inputs: _LoadInputs) -> Iterator[None]:
         _LOAD_INPUTS.reset(token)
 
 
+def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
+    """Each configured model as the plain values its runtime needs, in configuration order."""
+    window = WindowPlan(
+        bucket_seconds=settings.window.bucket,
+        length_seconds=settings.window.length,
+        allowed_lateness_seconds=settings.window.allowed_lateness,
+        max_future_seconds=settings.event.max_future_seconds,
+    )
+    policy = settings.evaluation.policy()
+    return tuple(
+        ModelPlan(
+            name=m.name,
+            features=m.feature_specs(settings.evaluation),
+            reference=ReferencePlan(
+                mode=m.reference.mode,
+                path=m.reference.path,
+                warmup_events=m.reference.warmup_events,
+                lag_seconds=m.reference.lag,
+                length_seconds=m.reference.length,
+            ),
+            window=window,
+            policy=policy,
+            top_k=tuple((f.name, f.top_k) for f in m.features),
+            max_bins=m.max_bins,
+            topics=frozenset(m.topics) if m.topics else None,
+        )
+        for m in settings.models
+    )
+
+
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Build the effective Settings from an optional YAML file and the environment.
 
@@ -737,10 +1068,38 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         raise ConfigError(f"invalid configuration in {source}: {exc}") from None
 
 
+def kafka_settings(values: Mapping[str, Any], base: KafkaSettings | None = None) -> KafkaSettings:
+    """`base` (default: a PLAINTEXT client for topic `features`) with `values` applied.
+
+    For tools that only need a Kafka client (`driftmon simulate`). Raises ConfigError with
+    one `kafka.<key>: message` line per problem, as `load_settings` does.
+    """
+    data: dict[str, Any] = base.model_dump() if base is not None else {"topics": ["features"]}
+    data.update(values)
+    try:
+        return KafkaSettings.model_validate(data)
+    except ValidationError as exc:
+        detail = "\n".join(f"  kafka.{line}" for line in _error_lines(exc))
+        raise ConfigError(f"invalid Kafka options:\n{detail}") from None
+
+
 def redacted_dump(settings: Settings) -> dict[str, Any]:
     """The effective config as JSON-able data; every secret is shown as `**********`.
 
-    Durations are float seconds, paths strings, enums their values.
+    Durations are float seconds, paths strings, enums their values. Each feature shows its
+    effective `thresholds` (resolved over the model's and the global ones, for its kind; the
+    deprecated `psi_warning`/`psi_critical` are folded in); a model shows the thresholds it
+    sets. Loading the dump gives the same effective configuration.
     """
     dumped: dict[str, Any] = settings.model_dump(mode="json")
+    for model, m_dump in zip(settings.models, dumped["models"], strict=True):
+        m_dump["thresholds"] = {
+            signal: {level: value for level, value in levels.items() if value is not None}
+            for signal, levels in m_dump["thresholds"].items()
+            if any(value is not None for value in levels.values())
+        }
+        specs = model.feature_specs(settings.evaluation)
+        for spec, f_dump in zip(specs, m_dump["features"], strict=True):
+            del f_dump["psi_warning"], f_dump["psi_critical"]
+            f_dump["thresholds"] = _nested(spec.kind, spec.thresholds)
     return dumped

@@ -16,13 +16,14 @@ import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
-import numpy as np
 import structlog
 
+from monitor.account import BatchAccount
 from monitor.config import Settings
-from monitor.decode import BatchDecoder, DecodedBatch, EventFields, ModelColumns
+from monitor.decode import BatchDecoder, EventFields
 from monitor.errors import (
     CheckpointResult,
     ReferenceDataError,
@@ -61,11 +62,26 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+DEAD_LETTER_FLUSH_S = 5.0
+DEAD_LETTER_FLUSH_BYTES = 16 * 1024 * 1024
+"""Queued dead-letter bytes that trigger a flush before the next batch: kafka-python's
+producer has no buffer limit, so this bounds the memory the dead letters hold."""
+MAX_REJECT_SAMPLES = 20
+
+
 class DeadLetterSink(Protocol):
     """Where rejected messages are copied (a Kafka producer in production)."""
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Queue one message."""
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Queue one message; raise if it cannot be queued. `on_error` hears of a record that
+        was queued but not delivered (it may run on another thread)."""
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Deliver queued messages."""
@@ -121,10 +137,17 @@ class Daemon:
                 features_path=event.features_path,
                 default_model=event.default_model,
                 max_message_bytes=settings.kafka.max_message_bytes,
+                max_array_elements=event.max_array_elements,
             ),
             [rt.schema for rt in self.runtimes.values()],
+            max_samples=MAX_REJECT_SAMPLES,
+            payload_preview=settings.log.payload_preview,
         )
         self.sampler = RateLimitedSampler(settings.log.sample_rejects_per_minute, monotonic)
+        self.dead_letter_sampler = RateLimitedSampler(
+            settings.log.sample_rejects_per_minute, monotonic
+        )
+        self._dead_letter_bytes = 0
         self.offsets: dict[TP, int] = {}
         self.stats = LoopStats()
         self._stop = False
@@ -237,103 +260,94 @@ class Daemon:
     # -- the hot path ----------------------------------------------------------------
 
     def process(self, messages: Sequence[RawMessage]) -> None:
-        """Decode a batch, route it to the models, account for every record."""
+        """Decode a batch slice by slice, apply each slice to the models, account for every
+        record in one `BatchAccount`, then update the metrics, dead letters and log from it.
+
+        Only one slice's columns are alive at a time (`BatchDecoder.slices`), so the memory
+        of a batch is bounded by the slice size, not by what the messages hold.
+        """
         started = time.perf_counter()
-        decoded = self.decoder.decode(messages)
-        for topic, n in decoded.consumed.items():
-            self.metrics.record_consumed(topic, n)
-        rejected = dict(decoded.rejected)
-        newest: dict[str, float] = {}
-        for name, columns in decoded.models.items():
-            runtime = self.runtimes[name]
-            result = runtime.ingest(columns)
-            n_accepted = int(result.accepted.sum())
-            if n_accepted:
-                self.metrics.record_accepted(name, n_accepted)
-            dropped = ~result.accepted
-            if dropped.any():
-                if result.no_reference:
-                    self._count_by_topic(
-                        rejected, decoded, columns.sources[dropped], RejectReason.NO_REFERENCE
-                    )
-                else:
-                    early = result.early
-                    late = dropped & ~early
-                    self._count_by_topic(
-                        rejected, decoded, columns.sources[late], RejectReason.TOO_LATE
-                    )
-                    self._count_by_topic(
-                        rejected, decoded, columns.sources[early], RejectReason.TOO_EARLY
-                    )
-            if n_accepted:
-                self._newest_event_times(newest, decoded, columns, result.accepted)
-            if result.invalid.any():
-                for feature, n in zip(runtime.specs, result.invalid.tolist(), strict=True):
-                    if n:
-                        self.metrics.add_invalid_values(name, feature.name, int(n))
-        for (topic, reason), n in rejected.items():
-            if n:
-                self.metrics.record_rejected(topic, reason, n)
-                self.stats.reject_reasons[reason.value] = (
-                    self.stats.reject_reasons.get(reason.value, 0) + n
-                )
-                self.stats.rejected += n
-        for topic, ts in newest.items():
-            self.metrics.last_record_timestamp(topic, ts)
+        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        for decoded in self.decoder.slices(messages, account):
+            for name, columns in decoded.models.items():
+                self.runtimes[name].ingest(columns, account, messages)
+            del decoded
+        self.metrics.record_batch(account)
+        for reason, n in account.rejected_by_reason().items():
+            self.stats.reject_reasons[reason.value] = (
+                self.stats.reject_reasons.get(reason.value, 0) + n
+            )
+            self.stats.rejected += n
         for message in messages:
             self.offsets[(message.topic, message.partition)] = message.offset + 1
-        self._dead_letters(decoded)
-        self._log_samples(decoded)
+        self._dead_letters(account)
+        self._log_samples(account)
         self.stats.batches += 1
         self.stats.records += len(messages)
         self.stats.since_last_eval += len(messages)
         self.metrics.observe_batch(time.perf_counter() - started)
 
-    @staticmethod
-    def _newest_event_times(
-        newest: dict[str, float],
-        decoded: DecodedBatch,
-        columns: ModelColumns,
-        accepted: np.ndarray[Any, Any],
-    ) -> None:
-        """Fold the newest accepted event time per topic of one model's columns into `newest`."""
-        times = columns.times[accepted]
-        sources = columns.sources[accepted].astype(np.int64)
-        for index in np.unique(sources).tolist():
-            topic = decoded.partitions[index][0]
-            latest = float(times[sources == index].max())
-            if latest > newest.get(topic, -np.inf):
-                newest[topic] = latest
-
-    @staticmethod
-    def _count_by_topic(
-        rejected: dict[tuple[str, RejectReason], int],
-        decoded: DecodedBatch,
-        sources: np.ndarray[Any, Any],
-        reason: RejectReason,
-    ) -> None:
-        if sources.size == 0:
-            return
-        counts = np.bincount(sources.astype(np.int64), minlength=len(decoded.partitions))
-        for index in np.flatnonzero(counts).tolist():
-            topic = decoded.partitions[index][0]
-            rejected[(topic, reason)] = rejected.get((topic, reason), 0) + int(counts[index])
-
-    def _dead_letters(self, decoded: DecodedBatch) -> None:
+    def _dead_letters(self, account: BatchAccount) -> None:
+        """Copy every message with a rejected record to the dead-letter topic, with its key,
+        its headers and the `driftmon-*` headers; count each one that cannot be queued or
+        delivered in `driftmon_dead_letter_failures_total{reason}`. One failure never stops
+        the others."""
         topic = self.settings.kafka.dead_letter_topic
-        if self.dead_letter is None or topic is None or not decoded.rejected_messages:
+        if self.dead_letter is None or topic is None or not account.dead_letters:
             return
-        try:
-            for message in decoded.rejected_messages:
-                self.dead_letter.send(topic, message.value)
-        except Exception as exc:  # a broken DLQ must never stop the monitor
-            self.log.warning("dead-letter send failed", error=str(exc))
+        for message, reason in account.dead_letters.values():
+            value = b"" if message.value is None else message.value
+            try:
+                self.dead_letter.send(
+                    topic,
+                    value,
+                    key=message.key,
+                    headers=dead_letter_headers(message, reason),
+                    on_error=partial(self._dead_letter_failed, reason),
+                )
+            except Exception as exc:  # a broken DLQ must never stop the monitor
+                self._dead_letter_failed(reason, exc)
+                if self.dead_letter_sampler.allow():
+                    self.log.warning(
+                        "dead-letter send failed",
+                        reason=reason.value,
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        error=str(exc)[:200],
+                    )
+            else:
+                self._dead_letter_bytes += len(value) + 100
+        if self._dead_letter_bytes >= DEAD_LETTER_FLUSH_BYTES:
+            self._flush_dead_letters()
 
-    def _log_samples(self, decoded: DecodedBatch) -> None:
-        for topic, reason, detail in decoded.samples:
+    def _dead_letter_failed(self, reason: RejectReason, _exc: BaseException | None = None) -> None:
+        """Count one record that did not reach the dead-letter topic (any thread)."""
+        self.metrics.dead_letter_failed(reason)
+
+    def _flush_dead_letters(self) -> None:
+        """Wait (up to DEAD_LETTER_FLUSH_S) for the queued dead letters: before a checkpoint,
+        and whenever DEAD_LETTER_FLUSH_BYTES are queued."""
+        if self.dead_letter is None or not self._dead_letter_bytes:
+            return
+        self._dead_letter_bytes = 0
+        try:
+            self.dead_letter.flush(DEAD_LETTER_FLUSH_S)
+        except Exception as exc:  # undelivered records are counted by their callbacks
+            self.log.warning("dead-letter flush incomplete", error=str(exc)[:200])
+
+    def _log_samples(self, account: BatchAccount) -> None:
+        for sample in account.samples:
             if not self.sampler.allow():
                 break
-            self.log.warning("record rejected", topic=topic, reason=reason.value, detail=detail)
+            self.log.warning(
+                "record rejected",
+                topic=sample.topic,
+                partition=sample.partition,
+                offset=sample.offset,
+                reason=sample.reason.value,
+                detail=sample.detail,
+            )
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -376,27 +390,24 @@ class Daemon:
         return evaluations
 
     def _load_references(self) -> None:
+        """Reload every `file` reference that changed; log what each reload did."""
         for runtime in self.runtimes.values():
             if runtime.mode is not ReferenceMode.FILE:
                 continue
             try:
-                swapped = runtime.load_reference_file()
+                outcome = runtime.load_reference_file()
             except ReferenceDataError as exc:
                 self.log.error("reference not loaded", model=runtime.name, error=str(exc))
                 continue
-            for ok, detail in runtime.reloads:
-                if ok:
-                    self.log.info("reference loaded", model=runtime.name, reference_id=detail)
-                else:
-                    self.log.error(
-                        "reference refused, keeping the active one",
-                        model=runtime.name,
-                        error=detail,
-                    )
-            runtime.reloads.clear()
-            if swapped:
-                self.log.info(
-                    "reference active", model=runtime.name, reference_id=runtime.reference_id
+            if outcome is None:
+                continue
+            if outcome.activated:
+                self.log.info("reference active", model=runtime.name, reference_id=outcome.detail)
+            else:
+                self.log.error(
+                    "reference refused, keeping the active one",
+                    model=runtime.name,
+                    error=outcome.detail,
                 )
 
     # -- state ----------------------------------------------------------------------------
@@ -407,6 +418,7 @@ class Daemon:
         Returns True when the checkpoint file was written. `commit=False` is for rebalance
         callbacks, which run on kafka-python's IO thread where a blocking commit is refused.
         """
+        self._flush_dead_letters()
         checkpoint = Checkpoint(
             offsets=dict(self.offsets),
             models={name: rt.to_state() for name, rt in self.runtimes.items()},
@@ -439,10 +451,25 @@ class Daemon:
         return True
 
     def _restore(self) -> None:
+        """Load the checkpoint; an unusable one is counted (corrupt), set aside and skipped.
+
+        Never fatal: when the state directory does not allow moving the file aside, the
+        checkpoint is left in place and ignored (the next successful write replaces it).
+        """
         try:
             checkpoint = self.store.load()
         except StateError as exc:
-            moved = self.store.set_aside(str(exc))
+            self.metrics.checkpoint(CheckpointResult.CORRUPT)
+            try:
+                moved = self.store.set_aside(str(exc))
+            except OSError as move_error:
+                self.log.error(
+                    "checkpoint unusable and cannot be moved aside; ignoring it, starting empty",
+                    error=str(exc),
+                    move_error=str(move_error),
+                    path=str(self.store.path),
+                )
+                return
             self.log.error(
                 "checkpoint set aside, starting empty", error=str(exc), moved_to=str(moved)
             )
@@ -450,18 +477,25 @@ class Daemon:
         if checkpoint is None:
             return
         self.offsets = dict(checkpoint.offsets)
-        for name, runtime in self.runtimes.items():
+        reload = False
+        for name, runtime in list(self.runtimes.items()):
             state = checkpoint.models.get(name)
             if state is None:
                 continue
             try:
                 runtime.restore(state)
-            except (StateError, ReferenceDataError) as exc:
+            except (StateError, ReferenceDataError, ValueError, KeyError, TypeError) as exc:
+                self.runtimes[name] = model_runtimes(self.settings, self.clock)[
+                    name
+                ]  # nothing half-restored
+                reload = True
                 self.log.error(
                     "model state not restored; its window restarts empty",
                     model=name,
                     error=str(exc),
                 )
+        if reload:
+            self._load_references()
         self.log.info(
             "checkpoint restored", partitions=len(self.offsets), created_at=checkpoint.created_at
         )
@@ -503,3 +537,19 @@ class DaemonHealth:
     def reason(self) -> str:
         """Why not ready ("" when ready)."""
         return self._daemon.not_ready_reason()
+
+
+def dead_letter_headers(message: RawMessage, reason: RejectReason) -> list[tuple[str, bytes]]:
+    """The original headers of `message` (a null header value sent as empty) followed by
+    `driftmon-reason`, `driftmon-topic`, `driftmon-partition`, `driftmon-offset` (ASCII) and,
+    for a tombstone (null value, sent as an empty value), `driftmon-tombstone: 1`."""
+    headers = [(name, b"" if value is None else value) for name, value in message.headers]
+    headers += [
+        ("driftmon-reason", reason.value.encode()),
+        ("driftmon-topic", message.topic.encode()),
+        ("driftmon-partition", str(message.partition).encode()),
+        ("driftmon-offset", str(message.offset).encode()),
+    ]
+    if message.value is None:
+        headers.append(("driftmon-tombstone", b"1"))
+    return headers

@@ -8,6 +8,8 @@ Event contract (docs/architecture.md; field names come from `EventFields`):
 
 - A message value is one JSON object (one event) or a JSON array of objects (several events).
   A value longer than `max_message_bytes` is one `too_large` record and is never parsed.
+  An array of more than `max_array_elements` elements keeps its first `max_array_elements`
+  elements; each further element is one `too_large` record, counted but never decoded.
   Invalid JSON or invalid UTF-8 is one `invalid_json` record. A top-level scalar, or an array
   element that is not an object, is one `not_an_object` record each; the other elements of the
   array are still used. An empty array holds no record.
@@ -39,9 +41,24 @@ Event contract (docs/architecture.md; field names come from `EventFields`):
 - `model_version`: the last non-empty string (or integer, as decimal text) among the accepted
   records of a model in the batch, cut to `MAX_VERSION_CHARS`; "" if none.
 
-Every message is accounted for: `consumed[topic]` grows by one per message, and every record
-in it is either accepted (counted in `accepted[topic]` and present in exactly one
-`ModelColumns`) or counted once in `rejected`. `decode` never raises on any input.
+Every message is accounted for in the batch's `BatchAccount` (`monitor.account`):
+`consumed[topic]` grows by one per message, and every record in it is either accepted
+(counted in `decoded[topic]` and present in exactly one `ModelColumns`) or counted once in
+`rejected`; each message with a rejected record is marked once for the dead-letter topic.
+`decode` never raises on any input.
+
+Memory is bounded per batch, whatever the input (README "Memory budget"): the records a
+message can yield are bounded before it is parsed (a value starting with `{` is at most one
+record; any other holds at most `max_array_elements` and at most one record per `{` byte), an
+array that may exceed the cap is counted with a lean `list[msgspec.Raw]` pass before any
+record is built, messages are parsed in chunks of at most `_CHUNK_VALUES` decoded field slots
+(records x fields), and `slices` hands the batch out in slices of at most `_SLICE_VALUES`
+column values, so the caller can apply one slice before the next is decoded. Rejections are
+counted with numpy per chunk, never stored per record.
+
+Log samples hold no payload content: positions, lengths and JSON types only (a model name or
+a timestamp is described by its type and length). `payload_preview=True` adds an escaped
+preview of at most 48 bytes and the refused values, cut to 48 characters.
 
 The work is per batch, not per event per feature. msgspec parses each message straight into a
 Struct built from the configuration (numeric features typed `float | None`, categorical ones
@@ -58,8 +75,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
@@ -69,6 +86,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.account import BatchAccount
 from monitor.errors import ConfigError, RejectReason
 from monitor.model import RawMessage
 
@@ -103,6 +121,12 @@ _CHUNK_MESSAGES: Final = 1024
 """Messages decoded together. A chunk's Python objects (about 1 MB at 20 features) stay in the
 CPU caches and their memory is reused by the next chunk: on a 10,000-message batch this
 measured 1.3x faster than one pass on a quiet machine, and up to 2x with other processes busy."""
+_CHUNK_VALUES: Final = 1 << 19
+"""Upper bound of records x (fields + 4) parsed into Python objects at once (about 20,000
+records at 22 features, ~10 MB of Structs; 238 records at 2,200 features)."""
+_SLICE_VALUES: Final = 1 << 21
+"""Upper bound of records x (fields + 4) in the columns of one slice (about 80,000 records at
+22 features, ~20 MB of columns; 950 records at 2,200 features)."""
 _KAFKA_MS_MAX: Final = TS_MAX_SECONDS * 1000.0
 _DETAIL_CHARS: Final = 200
 _PREVIEW_CHARS: Final = 48
@@ -141,6 +165,7 @@ class EventFields:
     features_path: str = "features"
     default_model: str | None = None
     max_message_bytes: int = 1_048_576
+    max_array_elements: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +192,7 @@ class ModelColumns:
       missing, `INVALID_CATEGORY` = invalid.
     - `model_version`: last non-empty version seen for this model in the batch ("" if none).
     - `sources`: int32 [N], index into `DecodedBatch.partitions` of each event's message.
+    - `messages`: int32 [N], index into the decoded batch's messages of each event's message.
     """
 
     model: str
@@ -175,6 +201,7 @@ class ModelColumns:
     categorical: tuple[ObjectArray, ...]
     model_version: str
     sources: IntArray
+    messages: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
 
     def __len__(self) -> int:
         """Number of events."""
@@ -183,33 +210,58 @@ class ModelColumns:
 
 @dataclass(slots=True)
 class DecodedBatch:
-    """Everything one batch produced (see the module docstring for the counting contract).
+    """The columns of one slice of a batch, and the batch's account (see the module docstring).
 
-    `models` holds only the models with at least one accepted event, in configuration order.
-    `samples` holds (topic, reason, detail) for the first rejects in message order, detail
-    <= 200 characters: the message position, a short reason text and, for unparseable values,
-    an escaped preview of at most 48 bytes. `rejected_messages` holds each message with at
-    least one rejected record once, in message order. `partitions` lists the (topic, partition)
-    of every message in the batch, in order of first appearance.
+    `models` holds only the models with at least one accepted event in the slice, in
+    configuration order. `partitions` lists the (topic, partition) of every message in the
+    batch, in order of first appearance. `account` is shared by every slice of one batch; the
+    properties below read it (the counts of the slices decoded so far). `samples` are
+    (topic, reason, detail) for the first rejects in message order, detail <= 200 characters
+    starting with the message position. `rejected_messages` holds each message with at least
+    one rejected record once.
     """
 
     models: dict[str, ModelColumns]
-    consumed: dict[str, int]
-    rejected: dict[tuple[str, RejectReason], int]
-    accepted: dict[str, int]
-    samples: list[tuple[str, RejectReason, str]]
-    rejected_messages: list[RawMessage]
     partitions: list[tuple[str, int]]
+    account: BatchAccount
+
+    @property
+    def consumed(self) -> dict[str, int]:
+        """Messages per topic."""
+        return self.account.consumed
+
+    @property
+    def accepted(self) -> dict[str, int]:
+        """Records per topic that passed decoding."""
+        return self.account.decoded
+
+    @property
+    def rejected(self) -> dict[tuple[str, RejectReason], int]:
+        """Rejected records per (topic, reason)."""
+        return self.account.rejected
+
+    @property
+    def samples(self) -> list[tuple[str, RejectReason, str]]:
+        """(topic, reason, "partition=P offset=O: detail") of the sampled rejects."""
+        return [
+            (s.topic, s.reason, _clip(f"partition={s.partition} offset={s.offset}: {s.detail}"))
+            for s in self.account.samples
+        ]
+
+    @property
+    def rejected_messages(self) -> list[RawMessage]:
+        """Each message with a rejected record, once."""
+        return [message for message, _ in self.account.dead_letters.values()]
 
     @property
     def total_accepted(self) -> int:
         """Accepted records over all topics."""
-        return sum(self.accepted.values())
+        return self.account.total_decoded
 
     @property
     def total_rejected(self) -> int:
         """Rejected records over all topics and reasons."""
-        return sum(self.rejected.values())
+        return self.account.total_rejected
 
 
 def parse_rfc3339(text: str) -> float | None:
@@ -341,15 +393,17 @@ class BatchDecoder:
     """
 
     __slots__ = (
+        "_chunk_records",
         "_codes",
         "_columns",
         "_fields",
         "_generic",
         "_layout",
         "_loose",
-        "_max_dead_letters",
         "_max_samples",
+        "_preview",
         "_schemas",
+        "_slice_records",
         "_strict",
     )
 
@@ -359,13 +413,19 @@ class BatchDecoder:
         models: Sequence[ModelSchema],
         *,
         max_samples: int = 20,
-        max_dead_letters: int = 1000,
+        payload_preview: bool = False,
     ) -> None:
-        """Validate the configuration; raise `ConfigError` naming the offending setting."""
+        """Validate the configuration; raise `ConfigError` naming the offending setting.
+
+        `max_samples` bounds the rejects kept for the log per batch; `payload_preview` lets
+        their detail text show payload bytes and refused values (off: types and sizes only).
+        """
         if fields.max_message_bytes <= 0:
-            raise ConfigError("event.max_message_bytes must be positive")
-        if max_samples < 0 or max_dead_letters < 0:
-            raise ConfigError("max_samples and max_dead_letters must not be negative")
+            raise ConfigError("kafka.max_message_bytes must be positive")
+        if fields.max_array_elements <= 0:
+            raise ConfigError("event.max_array_elements must be positive")
+        if max_samples < 0:
+            raise ConfigError("max_samples must not be negative")
         keys = tuple(fields.features_path.split(".")) if fields.features_path else ()
         if any(not key for key in keys):
             raise ConfigError(f"event.features_path {fields.features_path!r} has an empty part")
@@ -415,7 +475,10 @@ class BatchDecoder:
             for schema in models
         )
         self._max_samples = max_samples
-        self._max_dead_letters = max_dead_letters
+        self._preview = payload_preview
+        slots = len(layout.attrs) + 4
+        self._chunk_records = max(64, _CHUNK_VALUES // slots)
+        self._slice_records = max(self._chunk_records, _SLICE_VALUES // slots)
         strict, loose = layout.strict_type, layout.loose_type
         self._strict: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             strict | list[strict]  # type: ignore[valid-type]
@@ -436,11 +499,35 @@ class BatchDecoder:
         """The configured models, in order."""
         return self._schemas
 
-    def decode(self, messages: Sequence[RawMessage]) -> DecodedBatch:
-        """Decode one batch. Never raises; every message and record is accounted for."""
+    def decode(
+        self, messages: Sequence[RawMessage], account: BatchAccount | None = None
+    ) -> DecodedBatch:
+        """Decode one batch as a single slice. Never raises; every message and record is
+        accounted for in `account` (a new one when None)."""
+        account = BatchAccount(self._max_samples) if account is None else account
+        batches = list(self._slices(messages, account, None))
+        if not batches:
+            return DecodedBatch({}, [], account)
+        (batch,) = batches
+        return batch
+
+    def slices(
+        self, messages: Sequence[RawMessage], account: BatchAccount
+    ) -> Iterator[DecodedBatch]:
+        """Decode one batch slice by slice, each with at most `_SLICE_VALUES` column values.
+
+        Every slice shares `account`; apply a slice's columns before asking for the next one
+        and the columns of only one slice are alive at a time. Never raises.
+        """
+        return self._slices(messages, account, self._slice_records)
+
+    def _slices(
+        self, messages: Sequence[RawMessage], account: BatchAccount, slice_records: int | None
+    ) -> Iterator[DecodedBatch]:
+        """The slices of a batch (one slice when `slice_records` is None)."""
         if not messages:
-            return DecodedBatch({}, {}, {}, {}, [], [], [])
-        topics, message_partitions, _, timestamps_ms, values = zip(*messages, strict=True)
+            return
+        topics, message_partitions, _, timestamps_ms, raw_values, *_ = zip(*messages, strict=True)
         topic_names = list(dict.fromkeys(topics))
         topic_codes = _codes_of(topics, {t: i for i, t in enumerate(topic_names)})
         if len(topic_names) == 1:
@@ -453,32 +540,80 @@ class BatchDecoder:
             partition_keys, {key: i for i, key in enumerate(dict.fromkeys(partition_keys))}
         )
         kafka_ts = _kafka_seconds(timestamps_ms)
+        for topic, n in Counter(topics).items():
+            account.consume(topic, n)
 
-        state = _BatchState(topic_names, topic_codes, kafka_ts, len(self._schemas))
-        for start in range(0, len(values), _CHUNK_MESSAGES):
-            self._decode_chunk(values[start : start + _CHUNK_MESSAGES], start, state)
+        rejector = _Rejector(messages, account, self._preview)
+        values, bounds = self._bound_records(list(raw_values), rejector)
+        rejector.flush()
+        chunks = _plan(bounds, len(values), _CHUNK_MESSAGES, self._chunk_records)
+        for group in _group(chunks, bounds, slice_records):
+            state = _BatchState(topic_names, topic_codes, kafka_ts, len(self._schemas), rejector)
+            for start, stop in group:
+                self._decode_chunk(values[start:stop], start, state)
+                rejector.flush()
+            models: dict[str, ModelColumns] = {}
+            for code, schema in enumerate(self._schemas):
+                if state.parts[code]:
+                    models[schema.name] = _join_parts(
+                        schema.name, state.parts[code], partition_codes
+                    )
+            for code, n in enumerate(state.accepted.tolist()):
+                account.decode(topic_names[code], n)
+            yield DecodedBatch(models=models, partitions=partitions, account=account)
 
-        models: dict[str, ModelColumns] = {}
-        for code, schema in enumerate(self._schemas):
-            if state.parts[code]:
-                models[schema.name] = _join_parts(schema.name, state.parts[code], partition_codes)
-        counts, samples, dead = state.rejects.finish(
-            messages, self._max_samples, self._max_dead_letters
+    def _bound_records(
+        self, values: list[Any], rejector: _Rejector
+    ) -> tuple[list[Any], list[int] | None]:
+        """The values to parse and an upper bound of the records each can yield (None: all 1).
+
+        A bytes value starting with `{` is at most one record; so is a value that is not bytes
+        or is too large (it is rejected whole). Any other value is at most one record per `{`
+        byte, and an array of more than `max_array_elements` elements is cut to its first
+        `max_array_elements` (`_cap_array`).
+        """
+        if set(map(type, values)) <= {bytes} and all(map(bytes.startswith, values, repeat(b"{"))):
+            return values, None
+        max_bytes = self._fields.max_message_bytes
+        cap = self._fields.max_array_elements
+        bounds: list[int] = []
+        for index, raw in enumerate(values):
+            value = bytes(raw) if isinstance(raw, bytearray | memoryview) else raw
+            if type(value) is not bytes or len(value) > max_bytes or value.startswith(b"{"):
+                bounds.append(1)
+                continue
+            if value.count(b",") >= cap:
+                value = self._cap_array(index, value, rejector)
+            values[index] = value
+            bounds.append(min(cap, value.count(b"{")))
+        return values, bounds
+
+    def _cap_array(self, index: int, value: bytes, rejector: _Rejector) -> bytes:
+        """`value` with its top-level array cut to `max_array_elements` elements.
+
+        The elements are delimited by one `list[msgspec.Raw]` pass (a small view object per
+        element, no records); each element past the cap is one `too_large` record. A value
+        that is not a JSON array is returned unchanged (the normal path rejects it).
+        """
+        cap = self._fields.max_array_elements
+        try:
+            elements = _RAW_ARRAY.decode(value)
+        except _PARSE_ERRORS:
+            return value
+        total = len(elements)
+        if total <= cap:
+            return value
+        kept = b"[" + b",".join(elements[:cap]) + b"]"
+        del elements
+        rejector.message(
+            index, RejectReason.TOO_LARGE, _array_cap_detail, total, cap, n=total - cap
         )
-        return DecodedBatch(
-            models=models,
-            consumed=dict(Counter(topics)),
-            rejected=counts,
-            accepted={topic_names[c]: k for c, k in enumerate(state.accepted.tolist()) if k},
-            samples=samples,
-            rejected_messages=dead,
-            partitions=partitions,
-        )
+        return kept
 
     def _decode_chunk(self, values: Sequence[Any], offset: int, state: _BatchState) -> None:
         """Decode messages `offset ..` of the batch into `state` (parts, counts, rejects)."""
-        rejects = state.rejects
-        records, record_msg = self._records(values, offset, rejects)
+        rejector = state.rejector
+        records, record_msg = self._records(values, offset, rejector)
         if not records:
             return
         checked = set(map(type, records)) <= {self._layout.strict_type}
@@ -488,19 +623,15 @@ class BatchDecoder:
         features = self._layout.features(records)
         times = self._times(records, state.kafka_ts[record_msg])
         ok = model_code >= 0
+        has_features: npt.NDArray[np.bool_] | None = None
         if type(None) in set(map(type, features)):
-            ok &= np.array([f is not None for f in features], dtype=np.bool_)
+            has_features = np.array([f is not None for f in features], dtype=np.bool_)
+            ok &= has_features
         ok &= ~np.isnan(times)
         if not ok.all():
-            for i in np.flatnonzero(~ok).tolist():
-                self._reject_record(
-                    rejects,
-                    int(record_msg[i]),
-                    records[i],
-                    state.topic_names[record_topic[i]],
-                    model_ok=bool(model_code[i] >= 0),
-                    features_ok=features[i] is not None,
-                )
+            self._reject_records(
+                rejector, records, record_msg, record_topic, model_code, has_features, ok, state
+            )
         state.accepted += np.bincount(record_topic[ok], minlength=len(state.topic_names))
 
         for code in range(len(self._schemas)):
@@ -532,8 +663,66 @@ class BatchDecoder:
                 )
             )
 
+    def _reject_records(
+        self,
+        rejector: _Rejector,
+        records: list[Any],
+        record_msg: IntArray,
+        record_topic: IntArray,
+        model_code: IntArray,
+        has_features: npt.NDArray[np.bool_] | None,
+        ok: npt.NDArray[np.bool_],
+        state: _BatchState,
+    ) -> None:
+        """Count the records of a chunk that failed a check, by (topic, first failing check).
+
+        Counting is per reason and topic with numpy; Python work per record happens only for
+        the few records that become log samples, and per message for the dead letters.
+        """
+        bad = np.flatnonzero(~ok)
+        no_model = model_code[bad] < 0
+        no_features = (
+            np.zeros(bad.size, dtype=np.bool_) if has_features is None else ~has_features[bad]
+        )
+        reasons = np.where(no_model, 0, np.where(no_features, 1, 2))
+        for code, reason in enumerate(_RECORD_REASONS):
+            topics = record_topic[bad[reasons == code]]
+            if topics.size:
+                counts = np.bincount(topics, minlength=len(state.topic_names))
+                for topic in np.flatnonzero(counts).tolist():
+                    rejector.count(state.topic_names[topic], reason, int(counts[topic]))
+        messages, first = np.unique(record_msg[bad], return_index=True)
+        for message, code in zip(messages.tolist(), reasons[first].tolist(), strict=True):
+            rejector.dead(message, _RECORD_REASONS[code])
+        fields = self._fields
+        for position in range(min(bad.size, self._max_samples)):
+            i = int(bad[position])
+            message = int(record_msg[i])
+            if not rejector.wants_sample(message):
+                break
+            record = records[i]
+            code = int(reasons[position])
+            if code == 0:
+                topic = state.topic_names[record_topic[i]]
+                rejector.sample(
+                    message, RejectReason.UNKNOWN_MODEL, _unknown_model_detail, record.m, topic
+                )
+            elif code == 1:
+                rejector.sample(
+                    message, RejectReason.NOT_AN_OBJECT, _features_detail, fields.features_path
+                )
+            else:
+                raw = record.t if fields.timestamp_field is not None else None
+                rejector.sample(
+                    message,
+                    RejectReason.BAD_TIMESTAMP,
+                    _timestamp_detail,
+                    raw,
+                    fields.timestamp_field,
+                )
+
     def _records(
-        self, values: Sequence[Any], offset: int, rejects: _Rejects
+        self, values: Sequence[Any], offset: int, rejector: _Rejector
     ) -> tuple[list[Any], IntArray]:
         """The records of a chunk (Envelope Structs) and the batch message index of each.
 
@@ -562,25 +751,25 @@ class BatchDecoder:
                     parsed.extend(map(decode, values[len(parsed) : stop]))
                 except _PARSE_ERRORS:  # extend kept the messages before the failing one
                     index = len(parsed)
-                    parsed.append(self._message_records(offset + index, values[index], rejects))
+                    parsed.append(self._message_records(offset + index, values[index], rejector))
             if stop < len(values):
-                parsed.append(self._message_records(offset + stop, values[stop], rejects))
+                parsed.append(self._message_records(offset + stop, values[stop], rejector))
         record_type = self._layout.strict_type
         if set(map(type, parsed)) <= {record_type}:
             return parsed, np.arange(offset, offset + len(parsed), dtype=np.int32)
         return _flatten(parsed, record_type, offset)
 
-    def _message_records(self, index: int, value: Any, rejects: _Rejects) -> tuple[Any, ...]:
+    def _message_records(self, index: int, value: Any, rejector: _Rejector) -> tuple[Any, ...]:
         """The records of one message, handled alone; rejects what cannot be a record."""
         if not isinstance(value, bytes | bytearray | memoryview):
-            rejects.add(index, RejectReason.INVALID_JSON, _not_bytes_detail, value)
+            rejector.message(index, RejectReason.INVALID_JSON, _not_bytes_detail, value)
             return ()
         if len(value) > self._fields.max_message_bytes:
             max_bytes = self._fields.max_message_bytes
-            rejects.add(index, RejectReason.TOO_LARGE, _too_large_detail, value, max_bytes)
+            rejector.message(index, RejectReason.TOO_LARGE, _too_large_detail, value, max_bytes)
             return ()
         if not _is_utf8(value):
-            rejects.add(index, RejectReason.INVALID_JSON, _not_utf8_detail, value)
+            rejector.message(index, RejectReason.INVALID_JSON, _not_utf8_detail, value)
             return ()
         try:
             try:
@@ -589,34 +778,39 @@ class BatchDecoder:
                 try:  # a wrong feature type, or a float literal out of range (1e999 -> inf)
                     parsed = self._loose.decode(value)
                 except msgspec.ValidationError:  # not an object where one is needed
-                    return self._generic_records(index, self._generic.decode(value), rejects)
+                    return self._generic_records(index, self._generic.decode(value), rejector)
         except _PARSE_ERRORS as exc:
-            rejects.add(index, RejectReason.INVALID_JSON, _invalid_json_detail, exc, value)
+            rejector.message(index, RejectReason.INVALID_JSON, _invalid_json_detail, exc, value)
             return ()
         return tuple(parsed) if type(parsed) is list else (parsed,)
 
-    def _generic_records(self, index: int, parsed: Any, rejects: _Rejects) -> tuple[Any, ...]:
-        """Records of a message that the typed decoders refused, from its generic JSON value."""
+    def _generic_records(self, index: int, parsed: Any, rejector: _Rejector) -> tuple[Any, ...]:
+        """Records of a message that the typed decoders refused, from its generic JSON value.
+
+        Elements that are not objects are counted together: one count per message.
+        """
         if type(parsed) is dict:
             elements: list[Any] = [parsed]
         elif type(parsed) is list:
             elements = parsed
         else:
-            rejects.add(index, RejectReason.NOT_AN_OBJECT, "top-level {}".format, _kind(parsed))
+            rejector.message(index, RejectReason.NOT_AN_OBJECT, _top_level_detail, _kind(parsed))
             return ()
         records: list[Any] = []
+        bad = 0
+        first_bad = (0, "")
         for position, element in enumerate(elements):
             record = self._to_record(element) if type(element) is dict else None
             if record is None:
-                rejects.add(
-                    index,
-                    RejectReason.NOT_AN_OBJECT,
-                    "array element {} is {}".format,
-                    position,
-                    _kind(element),
-                )
+                if not bad:
+                    first_bad = (position, _kind(element))
+                bad += 1
             else:
                 records.append(record)
+        if bad:
+            rejector.message(
+                index, RejectReason.NOT_AN_OBJECT, _element_detail, *first_bad, bad, n=bad
+            )
         return tuple(records)
 
     def _to_record(self, element: dict[str, Any]) -> Any:
@@ -674,32 +868,14 @@ class BatchDecoder:
         times[~((times > 0.0) & (times < TS_MAX_SECONDS))] = math.nan
         return times
 
-    def _reject_record(
-        self,
-        rejects: _Rejects,
-        message: int,
-        record: Any,
-        topic: str,
-        *,
-        model_ok: bool,
-        features_ok: bool,
-    ) -> None:
-        """Record the reason of the first failing check of one record that was not accepted."""
-        fields = self._fields
-        if not model_ok:
-            rejects.add(message, RejectReason.UNKNOWN_MODEL, _unknown_model_detail, record.m, topic)
-        elif not features_ok:
-            rejects.add(
-                message,
-                RejectReason.NOT_AN_OBJECT,
-                "features at {!r} absent, null or not an object".format,
-                fields.features_path,
-            )
-        else:
-            raw = record.t if fields.timestamp_field is not None else None
-            rejects.add(
-                message, RejectReason.BAD_TIMESTAMP, _timestamp_detail, raw, fields.timestamp_field
-            )
+
+_RECORD_REASONS: Final = (
+    RejectReason.UNKNOWN_MODEL,
+    RejectReason.NOT_AN_OBJECT,
+    RejectReason.BAD_TIMESTAMP,
+)
+"""The record checks in order; index = the code `_reject_records` gives each failed record."""
+_RAW_ARRAY: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 @dataclass(slots=True)
@@ -714,23 +890,28 @@ class _Part:
 
 
 class _BatchState:
-    """What the chunks of one batch share and accumulate."""
+    """What the chunks of one slice share and accumulate."""
 
-    __slots__ = ("accepted", "kafka_ts", "parts", "rejects", "topic_codes", "topic_names")
+    __slots__ = ("accepted", "kafka_ts", "parts", "rejector", "topic_codes", "topic_names")
 
     def __init__(
-        self, topic_names: list[str], topic_codes: IntArray, kafka_ts: FloatArray, models: int
+        self,
+        topic_names: list[str],
+        topic_codes: IntArray,
+        kafka_ts: FloatArray,
+        models: int,
+        rejector: _Rejector,
     ) -> None:
         self.topic_names = topic_names
         self.topic_codes = topic_codes
         self.kafka_ts = kafka_ts
-        self.rejects = _Rejects()
+        self.rejector = rejector
         self.accepted = np.zeros(len(topic_names), dtype=np.int64)
         self.parts: list[list[_Part]] = [[] for _ in range(models)]
 
 
 def _join_parts(model: str, parts: list[_Part], partition_codes: IntArray) -> ModelColumns:
-    """One model's columns for the whole batch from its per-chunk parts, in batch order."""
+    """One model's columns for the whole slice from its per-chunk parts, in batch order."""
     if len(parts) == 1:
         (part,) = parts
         return ModelColumns(
@@ -740,8 +921,10 @@ def _join_parts(model: str, parts: list[_Part], partition_codes: IntArray) -> Mo
             categorical=part.categorical,
             model_version=part.model_version,
             sources=partition_codes[part.messages],
+            messages=part.messages,
         )
     versions = [p.model_version for p in parts if p.model_version]
+    messages = np.concatenate([p.messages for p in parts])
     return ModelColumns(
         model=model,
         times=np.concatenate([p.times for p in parts]),
@@ -750,50 +933,117 @@ def _join_parts(model: str, parts: list[_Part], partition_codes: IntArray) -> Mo
             np.concatenate(columns) for columns in zip(*(p.categorical for p in parts), strict=True)
         ),
         model_version=versions[-1] if versions else "",
-        sources=partition_codes[np.concatenate([p.messages for p in parts])],
+        sources=partition_codes[messages],
+        messages=messages,
     )
 
 
-class _Rejects:
-    """The rejected records of one batch: (message index, reason, describe, args) each.
+class _Rejector:
+    """Counts the rejections of one batch into its account, in message order.
 
-    The detail text is built by `describe(*args)` only for the records that become samples.
+    Counts go to the account at once. Dead letters (first reason per message) and sample
+    candidates wait until `flush()` (after each chunk), which hands them over sorted by
+    message, so both follow message order although a chunk finds whole-message rejects
+    before record rejects. A candidate keeps its `describe(preview, *args)` call unmade: the
+    text is built only for the samples kept.
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("account", "dead_letters", "messages", "pending", "preview")
 
-    def __init__(self) -> None:
-        self.entries: list[tuple[int, RejectReason, Describe, tuple[object, ...]]] = []
+    def __init__(
+        self, messages: Sequence[RawMessage], account: BatchAccount, preview: bool
+    ) -> None:
+        self.messages = messages
+        self.account = account
+        self.preview = preview
+        self.dead_letters: dict[int, RejectReason] = {}
+        self.pending: list[tuple[int, RejectReason, Describe, tuple[object, ...]]] = []
 
-    def add(self, message: int, reason: RejectReason, describe: Describe, *args: object) -> None:
-        """Count one rejected record of message number `message`."""
-        self.entries.append((message, reason, describe, args))
+    def count(self, topic: str, reason: RejectReason, n: int) -> None:
+        """Count `n` rejected records of `topic`."""
+        self.account.reject(topic, reason, n)
 
-    def finish(
-        self, messages: Sequence[RawMessage], max_samples: int, max_dead_letters: int
-    ) -> tuple[
-        dict[tuple[str, RejectReason], int], list[tuple[str, RejectReason, str]], list[RawMessage]
-    ]:
-        """Counts per (topic, reason), the first samples and the dead letters, in message order."""
-        entries = sorted(self.entries, key=itemgetter(0))
-        counts: dict[tuple[str, RejectReason], int] = {}
-        for message, reason, _, _ in entries:
-            key = (messages[message].topic, reason)
-            counts[key] = counts.get(key, 0) + 1
-        samples: list[tuple[str, RejectReason, str]] = []
-        for message, reason, describe, args in entries[:max_samples]:
-            raw = messages[message]
-            text = f"partition={raw.partition} offset={raw.offset}: {describe(*args)}"
-            samples.append((raw.topic, reason, _clip(text)))
-        dead: list[RawMessage] = []
-        last = -1
-        for message, _, _, _ in entries:
-            if len(dead) >= max_dead_letters:
-                break
-            if message != last:
-                dead.append(messages[message])
-                last = message
-        return counts, samples, dead
+    def dead(self, index: int, reason: RejectReason) -> None:
+        """Mark message `index` for the dead-letter topic (its first reason is kept)."""
+        self.dead_letters.setdefault(index, reason)
+
+    def wants_sample(self, index: int) -> bool:
+        """Whether a reject of message `index` could still become one of the first samples."""
+        room = self.account.max_samples - len(self.account.samples)
+        if len(self.pending) < room:
+            return True
+        return room > 0 and index < max(entry[0] for entry in self.pending)
+
+    def sample(self, index: int, reason: RejectReason, describe: Describe, *args: object) -> None:
+        """Offer one reject of message `index` as a log sample."""
+        if self.wants_sample(index):
+            self.pending.append((index, reason, describe, args))
+
+    def message(
+        self,
+        index: int,
+        reason: RejectReason,
+        describe: Describe,
+        *args: object,
+        n: int = 1,
+    ) -> None:
+        """Count `n` rejected records of message `index`: counts, dead letter, sample."""
+        self.count(self.messages[index].topic, reason, n)
+        self.dead(index, reason)
+        self.sample(index, reason, describe, *args)
+
+    def flush(self) -> None:
+        """Hand the dead letters and the first samples found so far to the account."""
+        for index in sorted(self.dead_letters):
+            self.account.dead_letter(self.messages[index], self.dead_letters[index])
+        self.dead_letters.clear()
+        room = self.account.max_samples - len(self.account.samples)
+        for index, reason, describe, args in sorted(self.pending, key=itemgetter(0))[:room]:
+            detail = describe(self.preview, *args)
+            self.account.sample(self.messages[index], reason, detail)
+        self.pending.clear()
+
+
+def _plan(
+    bounds: list[int] | None, n: int, max_messages: int, max_records: int
+) -> list[tuple[int, int]]:
+    """Chunks (start, stop) of at most `max_messages` messages and, unless one message alone
+    exceeds it, at most `max_records` bounded records."""
+    if bounds is None:
+        step = min(max_messages, max_records)
+        return [(start, min(n, start + step)) for start in range(0, n, step)]
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    total = 0
+    for index, bound in enumerate(bounds):
+        if index > start and (index - start >= max_messages or total + bound > max_records):
+            chunks.append((start, index))
+            start, total = index, 0
+        total += bound
+    if start < n:
+        chunks.append((start, n))
+    return chunks
+
+
+def _group(
+    chunks: list[tuple[int, int]], bounds: list[int] | None, max_records: int | None
+) -> list[list[tuple[int, int]]]:
+    """Consecutive chunks grouped into slices of at most `max_records` bounded records
+    (a chunk over the limit is a slice alone); one slice when `max_records` is None."""
+    if max_records is None or not chunks:
+        return [chunks] if chunks else []
+    groups: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    total = 0
+    for start, stop in chunks:
+        size = stop - start if bounds is None else sum(bounds[start:stop])
+        if current and total + size > max_records:
+            groups.append(current)
+            current, total = [], 0
+        current.append((start, stop))
+        total += size
+    groups.append(current)
+    return groups
 
 
 def _flatten(parsed: list[Any], record_type: type, offset: int) -> tuple[list[Any], IntArray]:
@@ -963,41 +1213,89 @@ def _is_utf8(value: bytes | bytearray | memoryview) -> bool:
     return True
 
 
-def _not_utf8_detail(value: bytes | bytearray | memoryview) -> str:
-    """A value that is not UTF-8, with an escaped preview."""
-    return f"not UTF-8; value={_preview(value)}"
+def _not_utf8_detail(preview: bool, value: bytes | bytearray | memoryview) -> str:
+    """A value that is not UTF-8: its size (and a preview when allowed)."""
+    return f"not UTF-8; {_size(preview, value)}"
 
 
-def _not_bytes_detail(value: object) -> str:
+def _not_bytes_detail(preview: bool, value: object) -> str:
     """A message whose value is not bytes (e.g. a tombstone)."""
+    if value is None:
+        return "value is null (a tombstone)"
     return f"value is {type(value).__name__}, not bytes"
 
 
-def _too_large_detail(value: bytes | bytearray | memoryview, max_bytes: int) -> str:
+def _too_large_detail(preview: bool, value: bytes | bytearray | memoryview, max_bytes: int) -> str:
     """Size of a message over the limit."""
-    return f"{len(value)} bytes > max_message_bytes {max_bytes}; not parsed"
+    return f"{len(value)} bytes > kafka.max_message_bytes {max_bytes}; not parsed"
 
 
-def _invalid_json_detail(error: Exception, value: bytes | bytearray | memoryview) -> str:
-    """The parser's complaint and an escaped preview of the value."""
-    return f"{error}; value={_preview(value)}"
+def _array_cap_detail(preview: bool, total: int, cap: int) -> str:
+    """An array over the element cap."""
+    return (
+        f"array of {total} elements > event.max_array_elements {cap}; "
+        f"the {total - cap} elements after the first {cap} are not read"
+    )
 
 
-def _unknown_model_detail(name: object, topic: str) -> str:
-    """Which model name was refused on which topic."""
-    return f"model {_short(name)} is not configured for topic {_short(topic)}"
+def _invalid_json_detail(
+    preview: bool, error: Exception, value: bytes | bytearray | memoryview
+) -> str:
+    """The parser's complaint (msgspec names a byte position, never content) and the size."""
+    if isinstance(error, msgspec.DecodeError) and not isinstance(error, UnicodeError):
+        complaint = str(error)[:_PREVIEW_CHARS]
+    else:
+        complaint = type(error).__name__
+    return f"{complaint}; {_size(preview, value)}"
 
 
-def _timestamp_detail(raw: object, ts_field: str | None) -> str:
+def _top_level_detail(preview: bool, kind: str) -> str:
+    """A message whose top level is not an object or array."""
+    return f"top-level {kind}"
+
+
+def _element_detail(preview: bool, position: int, kind: str, count: int) -> str:
+    """The array elements that are not objects: the first one's position and type, and how many."""
+    more = f" ({count} elements are not objects)" if count > 1 else ""
+    return f"array element {position} is {kind}{more}"
+
+
+def _features_detail(preview: bool, path: str) -> str:
+    """A record whose features object is missing (the path is configuration, not content)."""
+    return f"features at {path!r} absent, null or not an object"
+
+
+def _unknown_model_detail(preview: bool, name: object, topic: str) -> str:
+    """Which model name (type and length unless previews are on) was refused on which topic."""
+    return f"model {_value(preview, name)} is not configured for topic {topic!r}"
+
+
+def _timestamp_detail(preview: bool, raw: object, ts_field: str | None) -> str:
     """Why an event time was refused, for a log sample."""
     if raw is None:
         where = "no Kafka timestamp" if ts_field is None else f"{ts_field!r} absent or null"
         return f"{where}, or Kafka timestamp unusable"
-    return f"{ts_field!r}={_short(raw)} is not epoch seconds in (0, 1.6e10) nor RFC 3339"
+    return f"{ts_field!r}={_value(preview, raw)} is not epoch seconds in (0, 1.6e10) nor RFC 3339"
+
+
+def _value(preview: bool, value: object) -> str:
+    """A refused JSON value: escaped and cut when previews are on, else its type and size."""
+    if preview:
+        return _short(value)
+    if value is None:
+        return "<absent or null>"
+    if isinstance(value, str | list | dict):
+        return f"<{_kind(value)} of length {len(value)}>"
+    return f"<{_kind(value)}>"
+
+
+def _size(preview: bool, value: bytes | bytearray | memoryview) -> str:
+    """The size of a message value, with an escaped preview when allowed."""
+    return f"value={_preview(value)}" if preview else f"{len(value)} bytes"
 
 
 def _short(value: object) -> str:
-    """A bounded, escaped rendering of a small JSON value for a log sample."""
+    """A bounded, escaped rendering of a small JSON value (payload previews only)."""
     if isinstance(value, str | bytes):
         return repr(value[:_PREVIEW_CHARS]) + ("..." if len(value) > _PREVIEW_CHARS else "")
     if isinstance(value, dict | list):

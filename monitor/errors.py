@@ -10,6 +10,9 @@ class RejectReason(StrEnum):
 
     NO_REFERENCE: the record's model has a file reference that could not be loaded (yet), so
     its events cannot be binned; they are counted here instead of silently dropped.
+    OUTSIDE_WINDOW: within `window.allowed_lateness` but older than the current window's
+    start, so never part of a current window (a rolling reference's lagging hours still
+    count it).
     """
 
     INVALID_JSON = "invalid_json"
@@ -20,6 +23,7 @@ class RejectReason(StrEnum):
     TOO_LARGE = "too_large"
     UNKNOWN_MODEL = "unknown_model"
     NO_REFERENCE = "no_reference"
+    OUTSIDE_WINDOW = "outside_window"
 
 
 class RegistryRejectReason(StrEnum):
@@ -45,10 +49,15 @@ class RegistryRejectReason(StrEnum):
 
 
 class CheckpointResult(StrEnum):
-    """Outcome of a checkpoint write or an offset commit (the `result` label)."""
+    """Outcome of a checkpoint write or an offset commit (the `result` label).
+
+    CORRUPT (checkpoints only): the checkpoint found at start could not be used (unreadable,
+    another format version); it is set aside when the state directory allows, else ignored.
+    """
 
     SUCCESS = "success"
     FAILURE = "failure"
+    CORRUPT = "corrupt"
 
 
 class MonitorError(Exception):

@@ -3,11 +3,14 @@
 Decision rule (docs/architecture.md, Statistics; measured in docs/statistics.md). Each feature has
 up to three tests ("legs"), each with an effect-size floor:
 
-    numeric      KS      p_ks  and D       >= ks_floor
-                 PSI     p_psi and PSI_10  >= psi_floor
-    categorical  chi2    p_chi2 and TVD    >= tvd_floor
-                 new     p_new and unseen share > p0 + new_category_floor
-    both         missing p_miss and |missing ratio change| >= missing_floor
+    numeric      KS      p_ks  and D       >= ks_decision
+                 PSI     p_psi and PSI_10  >= psi_decision
+    categorical  chi2    p_chi2 and TVD    >= tvd_decision
+                 new     p_new and unseen share > p0 + unseen_category_ratio_decision
+    both         missing p_miss and |missing ratio change| >= missing_ratio_change_decision
+
+The floors are per feature (`FeatureSpec.thresholds`, a `monitor.model.Thresholds`); q, the
+correction and `min_samples` are per model (`DecisionPolicy`).
 
 The feature's family p-value is p_f = min(1, 2 min(p_legs)). The family over all evaluated
 features of the model is corrected (Benjamini-Hochberg at q, Bonferroni, or none), giving the
@@ -90,6 +93,10 @@ class ModelEvaluator:
         self._other_slot = np.asarray([b.other_slot for b in cats], dtype=np.int64)
         self._unseen_slot = np.asarray([b.unseen_slot for b in cats], dtype=np.int64)
         self._singleton = np.asarray([b.singleton_fraction for b in cats], dtype=np.float64)
+        self._floor = {
+            name: np.asarray([getattr(s.thresholds, name) for s in self.specs], dtype=np.float64)
+            for name in _FLOORS
+        }
 
     def evaluate(
         self,
@@ -101,6 +108,7 @@ class ModelEvaluator:
         """All statistics and decisions of one evaluation (see the module docstring)."""
         layout = self.layout
         policy = self.policy
+        floor = self._floor
         n_features = layout.n_features
         n_num = layout.n_numeric
         value_cols = layout.width - 2
@@ -121,17 +129,17 @@ class ModelEvaluator:
             self._numeric(ref_v[:n_num], cur_v[:n_num], n_r[:n_num], n_c[:n_num], groups, stat)
             rows = slice(0, n_num)
             leg_p["ks"][rows] = stat["ks_pvalue"][rows]
-            leg_effect_ok["ks"][rows] = stat["ks_statistic"][rows] >= policy.ks_floor
+            leg_effect_ok["ks"][rows] = stat["ks_statistic"][rows] >= floor["ks_decision"][rows]
             leg_p["psi"][rows] = stat["psi_pvalue"][rows]
-            leg_effect_ok["psi"][rows] = stat["psi"][rows] >= policy.psi_floor
+            leg_effect_ok["psi"][rows] = stat["psi"][rows] >= floor["psi_decision"][rows]
         if n_features > n_num:
             rows = slice(n_num, n_features)
             self._categorical(ref_v[rows], cur_v[rows], n_r[rows], n_c[rows], stat, rows)
             leg_p["chi2"][rows] = stat["chi2_pvalue"][rows]
-            leg_effect_ok["chi2"][rows] = stat["tvd"][rows] >= policy.tvd_floor
+            leg_effect_ok["chi2"][rows] = stat["tvd"][rows] >= floor["tvd_decision"][rows]
             leg_p["new_category"][rows] = stat["new_category_pvalue"][rows]
             leg_effect_ok["new_category"][rows] = stat["unseen_category_ratio"][rows] > (
-                self._singleton + policy.new_category_floor
+                self._singleton + floor["unseen_category_ratio_decision"][rows]
             )
         for name in _STAT_NAMES:
             stat[name] = np.where(evaluated, stat[name], np.nan)
@@ -147,7 +155,7 @@ class ModelEvaluator:
             missing_ok, two_proportion_pvalue(miss_r, total_r, miss_c, total_c), np.nan
         )
         leg_effect_ok["missing"] = (
-            np.abs(missing_ratio_c - missing_ratio_r) >= policy.missing_floor
+            np.abs(missing_ratio_c - missing_ratio_r) >= floor["missing_ratio_change_decision"]
         ) & missing_ok
 
         p_legs = np.vstack([leg_p[leg] for leg in LEGS])
@@ -200,8 +208,7 @@ class ModelEvaluator:
                 qvalue=q_list[i],
                 drift_detected=detected_list[i],
                 drift_reasons=tuple(reasons[i]) if detected_list[i] else (),
-                psi_warning=spec.psi_warning,
-                psi_critical=spec.psi_critical,
+                thresholds=spec.thresholds,
             )
             for i, spec in enumerate(self.specs)
         )
@@ -271,6 +278,15 @@ class ModelEvaluator:
         stat["unseen_category_ratio"][rows] = _ratio(unseen_c, n_c)
         stat["new_category_pvalue"][rows] = new_category_pvalue(unseen_c, n_c, self._singleton)
 
+
+_FLOORS = (
+    "ks_decision",
+    "psi_decision",
+    "tvd_decision",
+    "unseen_category_ratio_decision",
+    "missing_ratio_change_decision",
+)
+"""The `Thresholds` attributes the decision rule reads, as per-feature arrays."""
 
 _STAT_NAMES = (
     "psi",

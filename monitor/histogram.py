@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -297,3 +298,25 @@ def _category_lookup(bins: CategoricalBins) -> dict[str, int]:
     lookup = dict.fromkeys(bins.vocabulary, bins.other_slot)
     lookup.update({category: slot for slot, category in enumerate(bins.categories)})
     return lookup
+
+
+def relayout_counts(
+    counts: npt.NDArray[Any],
+    old: ModelLayout,
+    new: ModelLayout,
+    keep: Sequence[int],
+) -> npt.NDArray[Any]:
+    """Count matrices (`[..., F, W_old]`) of `old` re-laid out for `new` (`[..., F, W_new]`).
+
+    Rows in `keep` must have the same bins in both layouts: their value slots, MISSING and
+    INVALID counts are copied. Every other row (a feature whose bins changed) is zero.
+    """
+    out = np.zeros((*counts.shape[:-1], new.width), dtype=counts.dtype)
+    for row in keep:
+        slots = int(old.value_slots[row])
+        if slots != int(new.value_slots[row]):
+            raise ValueError(f"row {row} has different bins in the two layouts")
+        out[..., row, :slots] = counts[..., row, :slots]
+        out[..., row, new.missing_col] = counts[..., row, old.missing_col]
+        out[..., row, new.invalid_col] = counts[..., row, old.invalid_col]
+    return out

@@ -29,8 +29,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from monitor import __version__
+from monitor.account import BatchAccount
 from monitor.errors import CheckpointResult, RejectReason
-from monitor.model import Snapshot
+from monitor.model import THRESHOLD_KEYS, Severity, Signal, Snapshot
 
 __all__ = [
     "BATCH_DURATION_BUCKETS",
@@ -48,6 +49,7 @@ __all__ = [
 # Pipeline (PipelineMetrics)
 RECORDS_CONSUMED_TOTAL: Final = "driftmon_records_consumed_total"
 RECORDS_REJECTED_TOTAL: Final = "driftmon_records_rejected_total"
+DEAD_LETTER_FAILURES_TOTAL: Final = "driftmon_dead_letter_failures_total"
 EVENTS_ACCEPTED_TOTAL: Final = "driftmon_events_accepted_total"
 FEATURE_INVALID_VALUES_TOTAL: Final = "driftmon_feature_invalid_values_total"
 BATCH_DURATION_SECONDS: Final = "driftmon_batch_duration_seconds"
@@ -78,7 +80,9 @@ FEATURE_NEW_CATEGORY_PVALUE: Final = "driftmon_feature_new_category_pvalue"
 FEATURE_DRIFT_DETECTED: Final = "driftmon_feature_drift_detected"
 FEATURE_WINDOW_SAMPLES: Final = "driftmon_feature_window_samples"
 FEATURE_MISSING_RATIO: Final = "driftmon_feature_missing_ratio"
-FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"
+FEATURE_THRESHOLD: Final = "driftmon_feature_threshold"
+FEATURE_PSI_THRESHOLD: Final = "driftmon_feature_psi_threshold"  # deprecated: FEATURE_THRESHOLD
+FEATURE_REFERENCE_READY: Final = "driftmon_feature_reference_ready"
 
 # Per model (DriftCollector)
 MODEL_DRIFTED_FEATURES: Final = "driftmon_model_drifted_features"
@@ -91,6 +95,9 @@ MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
 # Label values of the closed label sets rendered by DriftCollector.
 WINDOWS: Final = ("reference", "current")
 SEVERITIES: Final = ("warning", "critical")
+COMMIT_RESULTS: Final = (CheckpointResult.SUCCESS, CheckpointResult.FAILURE)
+"""The `result` values of driftmon_offset_commits_total (CORRUPT applies to checkpoints)."""
+DECISION: Final = Severity.DECISION.value
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
@@ -121,6 +128,12 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "Records (events) rejected whole, by topic and closed reject reason.",
     ),
     MetricDef(
+        DEAD_LETTER_FAILURES_TOTAL,
+        "counter",
+        ("reason",),
+        "Rejected records that could not be copied to the dead-letter topic, by reject reason.",
+    ),
+    MetricDef(
         EVENTS_ACCEPTED_TOTAL,
         "counter",
         ("model",),
@@ -149,7 +162,7 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         CHECKPOINTS_TOTAL,
         "counter",
         ("result",),
-        "Checkpoint writes by result.",
+        "Checkpoint writes by result; corrupt counts unusable checkpoints found at start.",
     ),
     MetricDef(
         OFFSET_COMMITS_TOTAL,
@@ -280,10 +293,25 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "Fraction (0-1) of events of the window in which the feature is missing.",
     ),
     MetricDef(
+        FEATURE_THRESHOLD,
+        "gauge",
+        (*_MF, "signal", "severity"),
+        "Configured threshold of a feature's signal: alert level (warning, critical) or the "
+        "drift decision's (decision).",
+    ),
+    MetricDef(
         FEATURE_PSI_THRESHOLD,
         "gauge",
         (*_MF, "severity"),
-        "Configured PSI alert threshold of the feature, per severity.",
+        'Deprecated: driftmon_feature_threshold{signal="psi"}. Configured PSI alert '
+        "threshold of the feature, per severity.",
+    ),
+    MetricDef(
+        FEATURE_REFERENCE_READY,
+        "gauge",
+        _MF,
+        "1 when the feature has a usable reference (bins fitted; for a rolling reference, "
+        "min_samples values in the lagged window), else 0.",
     ),
     # per model
     MetricDef(
@@ -320,7 +348,7 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         MODEL_REFERENCE_READY,
         "gauge",
         ("model",),
-        "1 when the model has a reference profile loaded, else 0.",
+        "1 when the model has a reference profile with at least one usable feature, else 0.",
     ),
 )
 
@@ -406,6 +434,7 @@ class PipelineMetrics:
         """
         consumed = _counter(RECORDS_CONSUMED_TOTAL, registry)
         rejected = _counter(RECORDS_REJECTED_TOTAL, registry)
+        dead_letter_failures = _counter(DEAD_LETTER_FAILURES_TOTAL, registry)
         accepted = _counter(EVENTS_ACCEPTED_TOTAL, registry)
         invalid = _counter(FEATURE_INVALID_VALUES_TOTAL, registry)
         checkpoints = _counter(CHECKPOINTS_TOTAL, registry)
@@ -413,10 +442,11 @@ class PipelineMetrics:
 
         self._consumed = {t: consumed.labels(t) for t in topics}
         self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
+        self._dead_letter_failures = {r: dead_letter_failures.labels(r.value) for r in RejectReason}
         self._accepted = {m: accepted.labels(m) for m in features}
         self._invalid = {(m, f): invalid.labels(m, f) for m, fs in features.items() for f in fs}
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
-        self._commits = {r: commits.labels(r.value) for r in CheckpointResult}
+        self._commits = {r: commits.labels(r.value) for r in COMMIT_RESULTS}
 
         self._batch = _histogram(BATCH_DURATION_SECONDS, BATCH_DURATION_BUCKETS, registry)
         self._evaluation = _histogram(
@@ -443,6 +473,26 @@ class PipelineMetrics:
     def record_rejected(self, topic: str, reason: RejectReason, n: int = 1) -> None:
         """Count `n` records (events) from `topic` rejected whole for `reason`."""
         self._rejected[topic, reason].inc(n)
+
+    def dead_letter_failed(self, reason: RejectReason, n: int = 1) -> None:
+        """Count `n` rejected records of `reason` that did not reach the dead-letter topic.
+
+        Thread-safe: the producer's delivery callbacks call it from its IO thread.
+        """
+        self._dead_letter_failures[reason].inc(n)
+
+    def record_batch(self, account: BatchAccount) -> None:
+        """Add one batch's account: consumed, rejected, accepted, invalid values, event times."""
+        for topic, n in account.consumed.items():
+            self.record_consumed(topic, n)
+        for (topic, reason), n in account.rejected.items():
+            self.record_rejected(topic, reason, n)
+        for model, n in account.events_accepted.items():
+            self.record_accepted(model, n)
+        for (model, feature), n in account.invalid.items():
+            self.add_invalid_values(model, feature, n)
+        for topic, seconds in account.newest_event.items():
+            self.last_record_timestamp(topic, seconds)
 
     def record_accepted(self, model: str, n: int) -> None:
         """Count `n` events accepted into the current window of `model`."""
@@ -530,8 +580,10 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
     Every family is returned even when it has no samples (so it stays typed in the
     exposition). Per (model, feature): the optional statistics appear only when the
     `FeatureResult` value is not None (no statistic under `min_samples`); the drift
-    decision, both window sample counts and both PSI thresholds always appear; the missing
-    ratio appears per window when known. Per model: drifted and evaluated feature counts,
+    decision, both window sample counts, every threshold of the feature's kind
+    (`Thresholds.series`, plus `signal="drift_qvalue",severity="decision"` = the model's q)
+    and the deprecated PSI bands always appear; the missing ratio appears per window when
+    known. Per model: drifted and evaluated feature counts,
     last evaluation time, reference readiness, the watermark when known and
     `driftmon_reference_info` when a reference is loaded (`reference_id` non-empty).
     """
@@ -539,7 +591,9 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
     detected = _family(FEATURE_DRIFT_DETECTED)
     samples = _family(FEATURE_WINDOW_SAMPLES)
     missing = _family(FEATURE_MISSING_RATIO)
-    threshold = _family(FEATURE_PSI_THRESHOLD)
+    threshold = _family(FEATURE_THRESHOLD)
+    psi_threshold = _family(FEATURE_PSI_THRESHOLD)
+    feature_ready = _family(FEATURE_REFERENCE_READY)
     drifted = _family(MODEL_DRIFTED_FEATURES)
     n_features = _family(MODEL_FEATURES)
     evaluated_at = _family(MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS)
@@ -562,8 +616,12 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
                 missing.add_metric((*labels, "reference"), f.reference_missing_ratio)
             if f.current_missing_ratio is not None:
                 missing.add_metric((*labels, "current"), f.current_missing_ratio)
-            threshold.add_metric((*labels, "warning"), f.psi_warning)
-            threshold.add_metric((*labels, "critical"), f.psi_critical)
+            for signal, severity, value in f.thresholds.series(f.kind):
+                threshold.add_metric((*labels, signal.value, severity.value), value)
+            threshold.add_metric((*labels, Signal.DRIFT_QVALUE.value, DECISION), m.fdr_q)
+            psi_threshold.add_metric((*labels, "warning"), f.thresholds.psi_warning)
+            psi_threshold.add_metric((*labels, "critical"), f.thresholds.psi_critical)
+            feature_ready.add_metric(labels, 1.0 if f.reference_ready else 0.0)
 
         drifted.add_metric((model,), m.drifted_features)
         n_features.add_metric((model,), len(m.features))
@@ -575,7 +633,8 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
             reference_info.add_metric(
                 (model, m.reference_id, m.reference_mode, m.model_version), 1.0
             )
-        reference_ready.add_metric((model,), 1.0 if has_reference else 0.0)
+        usable = has_reference and any(f.reference_ready for f in m.features)
+        reference_ready.add_metric((model,), 1.0 if usable else 0.0)
 
     return [
         *(family for family, _ in stats),
@@ -583,6 +642,8 @@ def render_snapshot(snapshot: Snapshot) -> list[Metric]:
         samples,
         missing,
         threshold,
+        psi_threshold,
+        feature_ready,
         drifted,
         n_features,
         evaluated_at,
@@ -640,19 +701,22 @@ def cardinality(
     histogram unless `PROMETHEUS_DISABLE_CREATED_SERIES` is set.
 
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
-    + 2 psi_threshold + invalid_values_total = 19. Per model: 6 gauges + events_accepted_total.
+    + 9 threshold series (8 of the feature's kind + the model's q)
+    + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
+    Per model: 6 gauges + events_accepted_total.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
-    2 checkpoints_total, 2 offset_commits_total, last_evaluation_timestamp, build_info, ready,
-    kafka_connected, evaluation_interval.
+    one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
+    dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
+    ready, kafka_connected, evaluation_interval.
     """
     n_reasons = len(RejectReason)
-    n_results = len(CheckpointResult)
-    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + 2 + 1
+    n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
+    per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
     per_model = 6 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
-    fixed = histograms + 1 + 2 * n_results + 5
+    fixed = histograms + 1 + n_results + n_reasons + 5
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -661,9 +725,15 @@ def cardinality(
         + fixed
     )
     if created_series:
-        counters = n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + 2 * n_results
+        counters = (
+            n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + n_results + n_reasons
+        )
         total += counters + 2  # + the two histograms
     return total
+
+
+_MAX_THRESHOLDS: Final = 1 + max(len(keys) for keys in THRESHOLD_KEYS.values())
+"""Threshold series of the feature kind with the most, plus the model's q."""
 
 
 Registry: TypeAlias = CollectorRegistry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Final, NamedTuple
 
 DEFAULT_MAX_BINS: Final = 128
@@ -37,37 +38,171 @@ class Correction(StrEnum):
 
 
 class RawMessage(NamedTuple):
-    """One Kafka record as the source hands it over: no Kafka types beyond this point."""
+    """One Kafka record as the source hands it over: no Kafka types beyond this point.
+
+    `value` is None for a tombstone; `key` and `headers` travel with a rejected record to the
+    dead-letter topic.
+    """
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int | None
     value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Signal(StrEnum):
+    """A per-feature statistic that has thresholds (`signal` label of the threshold series)."""
+
+    PSI = "psi"
+    KS = "ks"
+    TVD = "tvd"
+    MISSING_RATIO_CHANGE = "missing_ratio_change"
+    OUT_OF_RANGE_RATIO = "out_of_range_ratio"
+    UNSEEN_CATEGORY_RATIO = "unseen_category_ratio"
+    NEW_CATEGORY_PVALUE = "new_category_pvalue"
+    DRIFT_QVALUE = "drift_qvalue"
+
+
+class Severity(StrEnum):
+    """What a threshold is for (`severity` label): an alert level or the drift decision's."""
+
+    WARNING = "warning"
+    CRITICAL = "critical"
+    DECISION = "decision"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Every threshold of one feature, resolved (feature > model > global > built-in default).
+
+    Alert levels (compared by the shipped Prometheus rules with the exported series):
+    `psi_warning`/`psi_critical` (PSI bands), `ks_critical` (KS D),
+    `missing_ratio_change_warning` (current minus reference missing ratio),
+    `out_of_range_ratio_warning`, `unseen_category_ratio_warning` and
+    `new_category_pvalue_warning` (the binomial p-value must be below it).
+    Decision floors (used by `monitor.evaluate`; a leg fires only when its effect reaches the
+    floor): `ks_decision` (KS D >= floor), `psi_decision` (PSI >= floor), `tvd_decision`
+    (TVD >= floor), `missing_ratio_change_decision` (|change| >= floor) and
+    `unseen_category_ratio_decision` (unseen share > singleton fraction + floor).
+    """
+
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+    psi_decision: float = 0.02
+    ks_critical: float = 0.2
+    ks_decision: float = 0.05
+    tvd_decision: float = 0.02
+    missing_ratio_change_warning: float = 0.1
+    missing_ratio_change_decision: float = 0.05
+    out_of_range_ratio_warning: float = 0.05
+    unseen_category_ratio_warning: float = 0.01
+    unseen_category_ratio_decision: float = 0.01
+    new_category_pvalue_warning: float = 0.001
+
+    def series(self, kind: FeatureKind) -> tuple[tuple[Signal, Severity, float], ...]:
+        """(signal, severity, value) of every threshold that applies to a feature of `kind`.
+
+        Numeric features have no TVD or category thresholds, categorical ones no KS, PSI
+        floor or range threshold. The drift q-value threshold (`fdr_q`) is per model and not
+        part of this table.
+        """
+        return tuple(
+            (signal, severity, getattr(self, f"{signal.value}_{severity.value}"))
+            for signal, severity in THRESHOLD_KEYS[kind]
+        )
+
+
+_PSI_BANDS = ((Signal.PSI, Severity.WARNING), (Signal.PSI, Severity.CRITICAL))
+_MISSING = (
+    (Signal.MISSING_RATIO_CHANGE, Severity.WARNING),
+    (Signal.MISSING_RATIO_CHANGE, Severity.DECISION),
+)
+THRESHOLD_KEYS: dict[FeatureKind, tuple[tuple[Signal, Severity], ...]] = {
+    FeatureKind.NUMERIC: (
+        *_PSI_BANDS,
+        (Signal.PSI, Severity.DECISION),
+        (Signal.KS, Severity.CRITICAL),
+        (Signal.KS, Severity.DECISION),
+        *_MISSING,
+        (Signal.OUT_OF_RANGE_RATIO, Severity.WARNING),
+    ),
+    FeatureKind.CATEGORICAL: (
+        *_PSI_BANDS,
+        (Signal.TVD, Severity.DECISION),
+        *_MISSING,
+        (Signal.UNSEEN_CATEGORY_RATIO, Severity.WARNING),
+        (Signal.UNSEEN_CATEGORY_RATIO, Severity.DECISION),
+        (Signal.NEW_CATEGORY_PVALUE, Severity.WARNING),
+    ),
+}
+"""The (signal, severity) thresholds exported per feature kind (see `Thresholds.series`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
-    """A configured feature: its name, kind and classic PSI alert bands."""
+    """A configured feature: its name, kind and resolved thresholds."""
 
     name: str
     kind: FeatureKind
-    psi_warning: float = 0.1
-    psi_critical: float = 0.25
+    thresholds: Thresholds = Thresholds()
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionPolicy:
-    """The drift decision rule's parameters (docs/architecture.md, Statistics)."""
+    """The model-wide part of the drift decision rule (docs/architecture.md, Statistics).
+
+    The effect-size floors are per feature (`Thresholds`); these apply to the whole model.
+    """
 
     fdr_q: float = 1e-3
     correction: Correction = Correction.BH
     min_samples: int = 1000
-    ks_floor: float = 0.05
-    psi_floor: float = 0.02
-    tvd_floor: float = 0.02
-    new_category_floor: float = 0.01
-    missing_floor: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ReferencePlan:
+    """Where a model's reference comes from: mode, file path, warm-up size, rolling lag."""
+
+    mode: ReferenceMode
+    path: Path | None = None
+    warmup_events: int = 10_000
+    lag_seconds: float = 86_400.0
+    length_seconds: float = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """The event-time window of every model: bucket, length, lateness, future tolerance."""
+
+    bucket_seconds: float = 60.0
+    length_seconds: float = 3_600.0
+    allowed_lateness_seconds: float = 60.0
+    max_future_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    """Everything a model runtime needs from the configuration, as plain values.
+
+    `features` hold the resolved thresholds; `top_k` is each feature's configured top-K in
+    configuration order (None: the default), as it enters the checkpoint fingerprint.
+    """
+
+    name: str
+    features: tuple[FeatureSpec, ...]
+    reference: ReferencePlan
+    window: WindowPlan = WindowPlan()
+    policy: DecisionPolicy = DecisionPolicy()
+    top_k: tuple[tuple[str, int | None], ...] = ()
+    max_bins: int = DEFAULT_MAX_BINS
+    topics: frozenset[str] | None = None
+
+    def top_k_of(self, name: str) -> int:
+        """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
+        return dict(self.top_k).get(name) or DEFAULT_TOP_K
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +211,8 @@ class FeatureResult:
 
     A statistic is None when the feature's kind does not have it (KS for a categorical feature)
     or when either window holds fewer than `min_samples` non-missing values.
+    `reference_ready` is False while the feature has no usable reference (no bins fitted yet,
+    or a rolling reference's lagged window under `min_samples`); `reference_note` says why.
     """
 
     name: str
@@ -99,8 +236,9 @@ class FeatureResult:
     qvalue: float | None = None
     drift_detected: bool = False
     drift_reasons: tuple[str, ...] = ()
-    psi_warning: float = 0.1
-    psi_critical: float = 0.25
+    thresholds: Thresholds = Thresholds()
+    reference_ready: bool = True
+    reference_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,12 @@ from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureS
 
 PROFILE_FORMAT = "driftmon.reference/v1"
 MAX_VOCABULARY = 100_000
+MAX_TOP_K = 1000
+MAX_EDGES = 1025
+"""Hard cap on the edges of one numeric feature in any profile read (max_bins 1024 + 1)."""
+MIN_NUMERIC_VALUES = 50
+"""Fewest finite values a numeric feature's reference is fitted from (`reference fit`, warm-up,
+and a `file` profile loaded by the daemon): fewer give a handful of edges and no test."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -71,10 +77,18 @@ class ReferenceProfile:
 
 
 def fit_numeric(
-    name: str, values: npt.ArrayLike, max_bins: int = DEFAULT_MAX_BINS
+    name: str, values: npt.ArrayLike, max_bins: int = DEFAULT_MAX_BINS, min_values: int = 1
 ) -> FeatureProfile:
-    """Learn edges from a numeric sample and count it (NaN = missing, +-inf = invalid)."""
+    """Learn edges from a numeric sample and count it (NaN = missing, +-inf = invalid).
+
+    ReferenceDataError when the sample holds fewer than `min_values` finite values.
+    """
     column = np.asarray(values, dtype=np.float64).ravel()
+    finite = int(np.isfinite(column).sum())
+    if 0 < finite < min_values:
+        raise ReferenceDataError(
+            f"feature {name!r}: only {finite} finite values, at least {min_values} are needed"
+        )
     try:
         bins = NumericBins(learn_edges(column, max_bins))
     except ReferenceDataError as exc:
@@ -182,13 +196,14 @@ def profile_to_json(profile: ReferenceProfile) -> str:
 def profile_from_json(text: str | bytes) -> ReferenceProfile:
     """Parse and validate a profile; any defect raises ReferenceDataError naming it.
 
-    Checks: the format tag, field types, finite strictly increasing edges, counts of the
-    right length, non-negative integers, at least one valued count per feature, and that the
-    stored reference_id matches the content (a hand-edited profile is refused).
+    Checks: the format tag, field types, finite strictly increasing edges (at most
+    MAX_EDGES), at most MAX_TOP_K categories and MAX_VOCABULARY vocabulary entries, counts of
+    the right length, non-negative integers, at least one valued count per feature, and that
+    the stored reference_id matches the content (a hand-edited profile is refused).
     """
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ReferenceDataError(f"reference profile is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise ReferenceDataError(
@@ -231,6 +246,8 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
         edges = item.get("edges")
         if not isinstance(edges, list) or not all(isinstance(e, int | float) for e in edges):
             raise ReferenceDataError(f"{where}: edges must be a list of numbers")
+        if len(edges) > MAX_EDGES:
+            raise ReferenceDataError(f"{where}: {len(edges)} edges, at most {MAX_EDGES} allowed")
         try:
             bins = NumericBins(validate_edges(np.asarray(edges, dtype=np.float64)))
         except ReferenceDataError as exc:
@@ -243,6 +260,11 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
             raise ReferenceDataError(f"{where}: categories must be a list of strings")
         if not isinstance(vocabulary, list) or not all(isinstance(c, str) for c in vocabulary):
             raise ReferenceDataError(f"{where}: vocabulary must be a list of strings")
+        if len(categories) > MAX_TOP_K or len(vocabulary) > MAX_VOCABULARY:
+            raise ReferenceDataError(
+                f"{where}: at most {MAX_TOP_K} categories and {MAX_VOCABULARY} vocabulary "
+                "entries allowed"
+            )
         if not set(categories) <= set(vocabulary) or len(set(categories)) != len(categories):
             raise ReferenceDataError(f"{where}: categories must be distinct and in the vocabulary")
         if not isinstance(fraction, int | float) or not 0.0 <= float(fraction) <= 1.0:
@@ -276,19 +298,40 @@ def _int(data: Mapping[str, object], key: str) -> int:
     return value
 
 
+PLACEHOLDER_EDGES = (0.0,)
+"""Edges of a numeric feature that has no reference yet (its reference counts are all 0)."""
+
+
+def placeholder(spec: FeatureSpec) -> FeatureProfile:
+    """Bins for a configured feature without a reference: one edge / no category, zero counts.
+
+    The feature keeps its row in the model's histograms, so adding its reference later only
+    changes that row; zero reference counts mean it is never tested.
+    """
+    bins: NumericBins | CategoricalBins
+    if spec.kind is FeatureKind.NUMERIC:
+        bins = NumericBins(np.asarray(PLACEHOLDER_EDGES, dtype=np.float64))
+    else:
+        bins = CategoricalBins((), frozenset(), 0.0)
+    return FeatureProfile(spec.name, spec.kind, bins, (0,) * (bins.value_slots + 2))
+
+
 def layout_for(
-    profile: ReferenceProfile, specs: Sequence[FeatureSpec]
+    profile: ReferenceProfile, specs: Sequence[FeatureSpec], *, partial: bool = False
 ) -> tuple[ModelLayout, CountMatrix, tuple[FeatureSpec, ...]]:
     """The layout, the reference count matrix and the specs in layout order for a model.
 
-    Every configured feature must be in the profile with the configured kind; profile
-    features that are not configured are ignored. Raises ReferenceDataError naming the
-    first mismatch.
+    Every configured feature must be in the profile with the configured kind (with
+    `partial`, a configured feature absent from the profile gets `placeholder` bins);
+    profile features that are not configured are ignored. Raises ReferenceDataError naming
+    the first mismatch.
     """
     numeric: list[tuple[FeatureSpec, FeatureProfile]] = []
     categorical: list[tuple[FeatureSpec, FeatureProfile]] = []
     for spec in specs:
         feature = profile.feature(spec.name)
+        if feature is None and partial:
+            feature = placeholder(spec)
         if feature is None:
             raise ReferenceDataError(
                 f"feature {spec.name!r} is configured but not in reference {profile.reference_id}"
@@ -313,6 +356,44 @@ def layout_for(
     return layout, np.asarray(matrix, dtype=np.int64), ordered
 
 
+def fit_features(
+    specs: Sequence[FeatureSpec],
+    numeric: Mapping[str, npt.ArrayLike],
+    categorical: Mapping[str, Sequence[object] | npt.NDArray[np.object_]],
+    *,
+    max_bins: int = DEFAULT_MAX_BINS,
+    top_k: Mapping[str, int] | None = None,
+    min_values: int = 1,
+) -> tuple[list[FeatureProfile], dict[str, str]]:
+    """Fit every feature on its own: (fitted profiles in spec order, {name: why not} of the rest).
+
+    A feature without a column, without a usable value, with fewer than `min_values` finite
+    values (numeric), or whose values make fitting fail in any other way is reported in the
+    second result instead of raising, so one bad feature never costs the others theirs.
+    """
+    fitted: list[FeatureProfile] = []
+    errors: dict[str, str] = {}
+    for spec in specs:
+        try:
+            if spec.kind is FeatureKind.NUMERIC:
+                if spec.name not in numeric:
+                    raise ReferenceDataError(
+                        f"feature {spec.name!r}: no column in the reference data"
+                    )
+                column = np.asarray(numeric[spec.name], dtype=np.float64)
+                fitted.append(fit_numeric(spec.name, column, max_bins, min_values))
+            else:
+                if spec.name not in categorical:
+                    raise ReferenceDataError(
+                        f"feature {spec.name!r}: no column in the reference data"
+                    )
+                k = (top_k or {}).get(spec.name, DEFAULT_TOP_K)
+                fitted.append(fit_categorical(spec.name, categorical[spec.name], k))
+        except (ReferenceDataError, ValueError, ArithmeticError, TypeError) as exc:
+            errors[spec.name] = str(exc)
+    return fitted, errors
+
+
 def fit_profile(
     model: str,
     specs: Sequence[FeatureSpec],
@@ -321,27 +402,42 @@ def fit_profile(
     *,
     max_bins: int = DEFAULT_MAX_BINS,
     top_k: Mapping[str, int] | None = None,
+    min_values: int = 1,
     model_version: str = "",
     created_at: str = "",
     source: str = "",
 ) -> ReferenceProfile:
-    """Fit a whole model's profile from raw columns keyed by feature name."""
-    features: list[FeatureProfile] = []
-    events = 0
-    for spec in specs:
-        if spec.kind is FeatureKind.NUMERIC:
-            if spec.name not in numeric:
-                raise ReferenceDataError(f"feature {spec.name!r}: no column in the reference data")
-            column = np.asarray(numeric[spec.name], dtype=np.float64)
-            features.append(fit_numeric(spec.name, column, max_bins))
-            events = max(events, int(column.size))
-        else:
-            if spec.name not in categorical:
-                raise ReferenceDataError(f"feature {spec.name!r}: no column in the reference data")
-            values = categorical[spec.name]
-            k = (top_k or {}).get(spec.name, DEFAULT_TOP_K)
-            features.append(fit_categorical(spec.name, values, k))
-            events = max(events, len(values))
-    return build_profile(
-        model, features, events, model_version=model_version, created_at=created_at, source=source
+    """Fit a whole model's profile from raw columns keyed by feature name.
+
+    ReferenceDataError naming the first feature that cannot be fitted (see `fit_features`).
+    """
+    fitted, errors = fit_features(
+        specs, numeric, categorical, max_bins=max_bins, top_k=top_k, min_values=min_values
     )
+    if errors:
+        raise ReferenceDataError(next(iter(errors.values())))
+    events = max((sum(f.counts) for f in fitted), default=0)
+    return build_profile(
+        model, fitted, events, model_version=model_version, created_at=created_at, source=source
+    )
+
+
+def check_limits(profile: ReferenceProfile, *, max_bins: int, min_values: int) -> None:
+    """Refuse a profile a model must not load: ReferenceDataError naming the feature.
+
+    A numeric feature may have at most `max_bins + 1` edges (what `reference fit` and the
+    warm-up produce with that `max_bins`) and at least `min_values` valued reference counts.
+    """
+    for feature in profile.features:
+        if not isinstance(feature.bins, NumericBins):
+            continue
+        if feature.bins.edges.size > max_bins + 1:
+            raise ReferenceDataError(
+                f"feature {feature.name!r} has {feature.bins.edges.size} edges; this model's "
+                f"max_bins {max_bins} allows at most {max_bins + 1}"
+            )
+        if feature.samples < min_values:
+            raise ReferenceDataError(
+                f"feature {feature.name!r} has only {feature.samples} reference values, "
+                f"at least {min_values} are needed"
+            )

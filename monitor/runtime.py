@@ -10,15 +10,27 @@ Reference modes (README.md, References):
   are fitted, frozen, persisted in the checkpoint and in `<state>/references/<model>.json`.
 - rolling: edges are fitted from the warm-up as above; afterwards the reference is the
   lagging window [watermark - lag - length, watermark - lag] of hourly buckets.
+
+Each feature is fitted on its own (`fit_features`). A feature whose warm-up values cannot
+make a reference (no finite value, no category, fewer than MIN_NUMERIC_VALUES finite values)
+gets none: it keeps a placeholder row (zero reference counts, never tested) while every other
+feature is monitored, and its warm-up is repeated over the model's next `warmup_events`
+events (which also feed the current window) until it succeeds; then its row gets real bins
+and its current window starts empty. When no feature can be fitted the model's whole warm-up
+starts again. A reference that cannot be built is reported (`reference_ready` false with
+the reason in the evaluation), never raised.
+
+A feature's reference is *ready* when it has bins and, for a rolling reference, when the
+lagged window holds at least `evaluation.min_samples` of its values (for the first `lag`
+after the warm-up it holds none).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,42 +38,46 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import EvaluationSettings, ModelSettings, Settings, WindowSettings
-from monitor.decode import ModelColumns, ModelSchema
-from monitor.errors import ReferenceDataError, StateError
+from monitor.account import BatchAccount
+from monitor.config import Settings, model_plans
+from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
+from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
-from monitor.histogram import CountMatrix, ModelLayout
+from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
     FeatureKind,
     FeatureResult,
     FeatureSpec,
     ModelEvaluation,
+    ModelPlan,
+    RawMessage,
     ReferenceMode,
 )
 from monitor.reference import (
+    MIN_NUMERIC_VALUES,
+    FeatureProfile,
     ReferenceProfile,
-    fit_profile,
+    build_profile,
+    check_limits,
+    fit_features,
     layout_for,
     profile_from_json,
     profile_to_json,
 )
+from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
 from monitor.state import ModelState
-from monitor.window import EventTimeWindow, LaggingReference
+from monitor.warmup import WarmupBuffer
+from monitor.window import EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one batch did to a model: accepted mask and drop counts per source partition."""
+class ReloadOutcome:
+    """What a changed `file` reference did: activated (`detail` = its id) or refused (why)."""
 
-    accepted: npt.NDArray[np.bool_]
-    too_late: int
-    too_early: int
-    warmup: int
-    invalid: npt.NDArray[np.int64]
-    early: npt.NDArray[np.bool_]
-    no_reference: bool = False
+    activated: bool
+    detail: str
 
 
 class ModelRuntime:
@@ -69,23 +85,18 @@ class ModelRuntime:
 
     def __init__(
         self,
-        settings: ModelSettings,
-        window: WindowSettings,
-        evaluation: EvaluationSettings,
+        plan: ModelPlan,
         *,
-        max_future_seconds: float,
         clock: Callable[[], float],
         state_dir: Path,
     ) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.mode = settings.reference.mode
-        self.window_settings = window
-        self.policy = evaluation.policy()
-        self.max_future_seconds = max_future_seconds
+        self.plan = plan
+        self.name = plan.name
+        self.mode = plan.reference.mode
+        self.policy = plan.policy
         self.clock = clock
         self.state_dir = state_dir
-        specs = settings.feature_specs()
+        specs = plan.features
         self.numeric_specs = tuple(s for s in specs if s.kind is FeatureKind.NUMERIC)
         self.categorical_specs = tuple(s for s in specs if s.kind is FeatureKind.CATEGORICAL)
         self.specs: tuple[FeatureSpec, ...] = self.numeric_specs + self.categorical_specs
@@ -93,7 +104,11 @@ class ModelRuntime:
             name=self.name,
             numeric=tuple(s.name for s in self.numeric_specs),
             categorical=tuple(s.name for s in self.categorical_specs),
-            topics=frozenset(settings.topics) if settings.topics else None,
+            topics=plan.topics,
+        )
+        path = plan.reference.path
+        self._file = (
+            ReferenceFile(path) if self.mode is ReferenceMode.FILE and path is not None else None
         )
         self.model_version = ""
         self.profile: ReferenceProfile | None = None
@@ -103,12 +118,11 @@ class ModelRuntime:
         self.lagging: LaggingReference | None = None
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
-        self._file_mtime: float | None = None
         self.last_reference_error: str = ""
-        self._warm_numeric: list[npt.NDArray[np.float64]] = []
-        self._warm_categorical: list[tuple[npt.NDArray[np.object_], ...]] = []
-        self._warm_count = 0
-        self.reloads: list[tuple[bool, str]] = []
+        self.pending: dict[str, str] = {}
+        """Why each feature without bins has none (the last failed warm-up's verdict)."""
+        self._fitted: frozenset[str] = frozenset()
+        self._warm: WarmupBuffer | None = None
 
     # -- reference ---------------------------------------------------------------
 
@@ -126,71 +140,78 @@ class ModelRuntime:
         """Hash of everything that shapes this model's checkpointed arrays."""
         content = {
             "features": [[s.name, s.kind.value] for s in self.specs],
-            "top_k": [f.top_k for f in self.settings.features],
-            "max_bins": self.settings.max_bins,
+            "top_k": [k for _, k in self.plan.top_k],
+            "max_bins": self.plan.max_bins,
             "mode": self.mode.value,
-            "warmup_events": self.settings.reference.warmup_events,
-            "lag": self.settings.reference.lag,
-            "length": self.settings.reference.length,
+            "warmup_events": self.plan.reference.warmup_events,
+            "lag": self.plan.reference.lag_seconds,
+            "length": self.plan.reference.length_seconds,
             "window": [
-                self.window_settings.bucket,
-                self.window_settings.length,
-                self.window_settings.allowed_lateness,
+                self.plan.window.bucket_seconds,
+                self.plan.window.length_seconds,
+                self.plan.window.allowed_lateness_seconds,
             ],
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
-    def load_reference_file(self) -> bool:
-        """(Re)load the file reference if it changed; True when a new reference was activated.
+    def load_reference_file(self) -> ReloadOutcome | None:
+        """(Re)load the file reference if it changed; what happened, or None (nothing new).
 
         Raises ReferenceDataError only when there is no active reference yet and the file
-        cannot be used (the daemon reports the model as not ready and retries later).
+        cannot be used (the daemon reports the model as not ready and retries later). A
+        refused file leaves the active reference in place.
         """
-        path = self.settings.reference.path
-        if self.mode is not ReferenceMode.FILE or path is None:
-            return False
+        if self._file is None:
+            return None
         try:
-            mtime = os.stat(path).st_mtime
-        except OSError as exc:
-            self.last_reference_error = f"cannot read reference {path}: {exc.strerror}"
-            if self.profile is None:
-                raise ReferenceDataError(self.last_reference_error) from exc
-            return False
-        if self._file_mtime is not None and mtime == self._file_mtime:
-            return False
-        self._file_mtime = mtime
-        try:
-            profile = profile_from_json(Path(path).read_bytes())
+            data = self._file.changed()
+            if data is None:
+                return None
+            profile = profile_from_json(data)
             if profile.model not in ("", self.name):
                 raise ReferenceDataError(
-                    f"reference {path} was fitted for model {profile.model!r}, not {self.name!r}"
+                    f"reference {self._file.path} was fitted for model {profile.model!r}, "
+                    f"not {self.name!r}"
                 )
+            check_limits(profile, max_bins=self.plan.max_bins, min_values=MIN_NUMERIC_VALUES)
             self._activate(profile)
-        except (ReferenceDataError, OSError) as exc:
-            self.last_reference_error = f"reference {path} refused: {exc}"
-            self.reloads.append((False, self.last_reference_error))
+        except ReferenceFileError as exc:
+            self.last_reference_error = str(exc)
             if self.profile is None:
-                raise ReferenceDataError(self.last_reference_error) from exc
-            return False
-        self.reloads.append((True, profile.reference_id))
+                raise
+            return None
+        except ReferenceDataError as exc:
+            message = str(exc)
+            if not message.startswith(f"reference {self._file.path}"):
+                message = f"reference {self._file.path} refused: {message}"
+            self.last_reference_error = message
+            if self.profile is None:
+                raise ReferenceDataError(message) from exc
+            return ReloadOutcome(False, message)
         self.last_reference_error = ""
-        return True
+        return ReloadOutcome(True, profile.reference_id)
 
     def _activate(self, profile: ReferenceProfile) -> None:
-        """Make `profile` the active reference; a new window starts in its bins."""
-        layout, counts, ordered = layout_for(profile, self.specs)
+        """Make `profile` the active reference; a new window starts in its bins.
+
+        A warm-up or rolling profile may lack features (their rows get placeholder bins).
+        """
+        partial = self.mode is not ReferenceMode.FILE
+        layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
         shape = (layout.n_features, layout.width)
         self.profile = profile
+        self._fitted = frozenset(f.name for f in profile.features) & {s.name for s in self.specs}
         self.layout = layout
         self.reference_counts = counts
+        window = self.plan.window
         self.window = EventTimeWindow(
             shape,
-            self.window_settings.bucket,
-            self.window_settings.length,
-            self.window_settings.allowed_lateness,
-            self.max_future_seconds,
+            window.bucket_seconds,
+            window.length_seconds,
+            window.allowed_lateness_seconds,
+            window.max_future_seconds,
             self.clock,
         )
         self.evaluator = ModelEvaluator(layout, self.specs, self.policy)
@@ -198,88 +219,188 @@ class ModelRuntime:
             self.lagging = LaggingReference(
                 shape,
                 ROLLING_BUCKET_SECONDS,
-                self.settings.reference.lag,
-                self.settings.reference.length,
+                self.plan.reference.lag_seconds,
+                self.plan.reference.length_seconds,
             )
             self._groups = None
         else:
             self._groups = self.evaluator.psi_groups(counts)
 
     def _finish_warmup(self) -> None:
-        numeric = (
-            np.concatenate(self._warm_numeric, axis=1)
-            if self._warm_numeric
-            else np.empty((len(self.numeric_specs), 0))
-        )
-        categorical = [
-            np.concatenate([chunk[i] for chunk in self._warm_categorical])
-            for i in range(len(self.categorical_specs))
+        """Fit every feature still without a reference from the full warm-up buffer.
+
+        The fitted ones join the profile (activated, or extended in place); the others stay
+        in `pending` with the reason and are retried over the next `warmup_events` events.
+        """
+        warm = self._warm
+        self._warm = None
+        if warm is None:
+            return
+        events = warm.count
+        numeric, categorical = warm.numeric(), warm.categorical()
+        wanted = [self.numeric_specs[r] for r in warm.numeric_rows] + [
+            self.categorical_specs[r] for r in warm.categorical_rows
         ]
-        top_k = {f.name: f.top_k or 20 for f in self.settings.features}
-        profile = fit_profile(
-            self.name,
-            self.specs,
-            {s.name: numeric[i] for i, s in enumerate(self.numeric_specs)},
-            {s.name: list(categorical[i]) for i, s in enumerate(self.categorical_specs)},
-            max_bins=self.settings.max_bins,
+        top_k = {s.name: self.plan.top_k_of(s.name) for s in self.categorical_specs}
+        fitted, errors = fit_features(
+            wanted,
+            {self.numeric_specs[r].name: values for r, values in numeric.items()},
+            {self.categorical_specs[r].name: values for r, values in categorical.items()},
+            max_bins=self.plan.max_bins,
             top_k=top_k,
-            model_version=self.model_version,
-            source=f"warm-up of {self._warm_count} events",
+            min_values=min(MIN_NUMERIC_VALUES, self.plan.reference.warmup_events),
         )
-        self._warm_numeric.clear()
-        self._warm_categorical.clear()
+        where = f"warm-up of {events} events"
+        pending = {name: f"{where}: {why}" for name, why in errors.items()}
+        if fitted:
+            try:
+                profile = self._with_features(fitted, events)
+            except (ReferenceDataError, ValueError) as exc:
+                fitted = []
+                pending = {s.name: f"{where}: {exc}" for s in wanted}
+        self.pending = pending
+        self.last_reference_error = "; ".join(pending.values())
+        if fitted:
+            self._persist_profile(profile)
+
+    def _with_features(self, fitted: list[FeatureProfile], events: int) -> ReferenceProfile:
+        """Activate a profile holding the active features plus `fitted`; return it.
+
+        The current window (and lagging ring) keep the counts of the features that already
+        had bins; the rows of the newly fitted features start empty.
+        """
+        known = self.profile.features if self.profile is not None else ()
+        by_name = {f.name: f for f in (*known, *fitted)}
+        profile = build_profile(
+            self.name,
+            [by_name[s.name] for s in self.specs if s.name in by_name],
+            events if self.profile is None else max(self.profile.events, events),
+            model_version=self.model_version,
+            source=f"warm-up of {events} events",
+        )
+        old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
         self._activate(profile)
-        self._persist_profile(profile)
+        if old_layout is None or old_window is None:
+            return profile
+        assert self.layout is not None and self.window is not None
+        fresh = {f.name for f in fitted}
+        keep = [i for i, s in enumerate(self.specs) if s.name not in fresh]
+        state = old_window.state()
+        state["counts"] = relayout_counts(state["counts"], old_layout, self.layout, keep)
+        self.window.restore(state)
+        if old_lagging is not None and self.lagging is not None:
+            lagging = old_lagging.state()
+            lagging["counts"] = relayout_counts(lagging["counts"], old_layout, self.layout, keep)
+            self.lagging.restore(lagging)
+        return profile
+
+    def _collect(self, columns: ModelColumns, start: int) -> int:
+        """Buffer the batch's events from `start` until the warm-up holds `warmup_events`.
+
+        A new buffer holds the features without bins at that moment (all at first).
+        """
+        if self._warm is None:
+            self._warm = WarmupBuffer(
+                self.plan.reference.warmup_events,
+                [i for i, s in enumerate(self.numeric_specs) if s.name not in self._fitted],
+                [i for i, s in enumerate(self.categorical_specs) if s.name not in self._fitted],
+            )
+        return self._warm.add(columns.numeric, columns.categorical, start)
+
+    @property
+    def _warm_full(self) -> bool:
+        return self._warm is not None and self._warm.full
 
     def _persist_profile(self, profile: ReferenceProfile) -> None:
-        directory = self.state_dir / "references"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            target = directory / f"{self.name}.json"
-            tmp = target.with_suffix(".json.tmp")
-            tmp.write_text(profile_to_json(profile), encoding="utf-8")
-            os.replace(tmp, target)
+            persist_profile(self.state_dir / "references", self.name, profile)
         except OSError as exc:
             self.last_reference_error = f"cannot persist the warm-up reference: {exc}"
 
     # -- ingest --------------------------------------------------------------------
 
-    def ingest(self, columns: ModelColumns) -> IngestResult:
-        """Add a model's decoded batch: to the warm-up buffer and/or the windows."""
+    def ingest(
+        self,
+        columns: ModelColumns,
+        account: BatchAccount | None = None,
+        messages: Sequence[RawMessage] = (),
+    ) -> None:
+        """Add a model's decoded slice to the warm-up buffer and/or the windows.
+
+        Every event ends in `account` (a throwaway one when None): accepted into the window
+        or the warm-up buffer (`events_accepted`, the invalid values per feature, the newest
+        event time per topic), or rejected as `too_late`, `too_early`, `outside_window` or
+        `no_reference` under the topic of its message, which is marked for the dead-letter
+        topic. An `outside_window` event (within the allowed lateness, older than the current
+        window's start) still counts in a rolling reference's lagging hours.
+        `messages` are the batch's messages that `columns.messages` index (without them,
+        drops are counted under topic "" and no message is marked).
+        """
+        account = BatchAccount() if account is None else account
         n = len(columns)
         if columns.model_version:
             self.model_version = columns.model_version
         accepted = np.zeros(n, dtype=bool)
-        invalid = np.zeros(len(self.specs), dtype=np.int64)
         start = 0
-        warmup = 0
-        if not self.ready and self.mode is not ReferenceMode.FILE:
-            need = self.settings.reference.warmup_events - self._warm_count
-            take = min(need, n)
-            if take > 0:
-                self._warm_numeric.append(columns.numeric[:, :take].copy())
-                self._warm_categorical.append(tuple(c[:take].copy() for c in columns.categorical))
-                self._warm_count += take
-                accepted[:take] = True
-                warmup = take
-                start = take
-            if self._warm_count >= self.settings.reference.warmup_events:
-                self._finish_warmup()
-        early = np.zeros(n, dtype=bool)
-        if not self.ready or start >= n:
-            return IngestResult(accepted, 0, 0, warmup, invalid, early, not self.ready)
-        assert self.layout is not None and self.window is not None
-        numeric = columns.numeric[:, start:] if start else columns.numeric
-        categorical = (
-            tuple(c[start:] for c in columns.categorical) if start else columns.categorical
-        )
-        times = columns.times[start:] if start else columns.times
-        result = self.window.admit(times)
-        accepted[start:] = result.accepted
-        early[start:] = result.early
-        if result.accepted.any():
-            invalid = self._count_accepted(numeric, categorical, times, result.accepted)
-        return IngestResult(accepted, result.too_late, result.too_early, warmup, invalid, early)
+        outside = np.zeros(n, dtype=bool)
+        warming = self.mode is not ReferenceMode.FILE
+        while warming and not self.ready and start < n:
+            take = self._collect(columns, start)
+            accepted[start : start + take] = True
+            start += take
+            if not self._warm_full:
+                break
+            self._finish_warmup()  # a failed one starts over with the rest of the batch
+        if not self.ready:
+            self._drop(account, columns, messages, slice(start, n), RejectReason.NO_REFERENCE)
+        elif start < n:
+            assert self.layout is not None and self.window is not None
+            numeric = columns.numeric[:, start:] if start else columns.numeric
+            categorical = (
+                tuple(c[start:] for c in columns.categorical) if start else columns.categorical
+            )
+            times = columns.times[start:] if start else columns.times
+            result = self.window.admit(times)
+            accepted[start:] = result.accepted
+            outside[start:] = result.outside
+            if result.accepted.any():
+                invalid = self._count_accepted(numeric, categorical, times, result.accepted)
+                for spec, count in zip(self.specs, invalid.tolist(), strict=True):
+                    account.add_invalid(self.name, spec.name, int(count))
+            early = np.zeros(n, dtype=bool)
+            early[start:] = result.early
+            late = ~accepted & ~early
+            late[:start] = False
+            self._drop(account, columns, messages, late, RejectReason.TOO_LATE)
+            self._drop(account, columns, messages, early, RejectReason.TOO_EARLY)
+            self._drop(account, columns, messages, outside, RejectReason.OUTSIDE_WINDOW)
+            if warming and len(self._fitted) < len(self.specs):
+                self._collect(columns, start)
+                if self._warm_full:
+                    self._finish_warmup()
+        account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
+        _newest_times(account, columns, messages, accepted)
+
+    @staticmethod
+    def _drop(
+        account: BatchAccount,
+        columns: ModelColumns,
+        messages: Sequence[RawMessage],
+        select: slice | npt.NDArray[np.bool_],
+        reason: RejectReason,
+    ) -> None:
+        """Count the selected events as rejected for `reason`, per message."""
+        if not messages:
+            account.reject("", reason, int(columns.times[select].size))
+            return
+        indices = columns.messages[select]
+        if indices.size == 0:
+            return
+        distinct, counts = np.unique(indices, return_counts=True)
+        for index, count in zip(distinct.tolist(), counts.tolist(), strict=True):
+            message = messages[index]
+            account.reject(message.topic, reason, count)
+            account.dead_letter(message, reason)
 
     def _count_accepted(
         self,
@@ -288,46 +409,78 @@ class ModelRuntime:
         times: npt.NDArray[np.float64],
         accepted: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.int64]:
-        """Count the accepted events per window bucket (and lagging hour); invalid per feature."""
+        """Count the accepted events into the window (and lagging hours); invalid per feature."""
         assert self.layout is not None and self.window is not None
-        window = self.window
-        buckets = window.ring.bucket_of(times)
-        hours = self.lagging.ring.bucket_of(times) if self.lagging is not None else None
-        keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
-        invalid = np.zeros(len(self.specs), dtype=np.int64)
-        if self.lagging is not None:
-            self.lagging.advance(window.watermark)
-        distinct = np.unique(keys[accepted])
-        for key in distinct.tolist():
-            select = accepted if distinct.size == 1 else accepted & (keys == key)
-            whole = bool(select.all())
-            counts = self.layout.count(
-                numeric if whole else numeric[:, select],
-                categorical if whole else tuple(c[select] for c in categorical),
-            )
-            first = int(np.flatnonzero(select)[0])
-            window.add_counts(int(buckets[first]), counts)
-            if self.lagging is not None:
-                self.lagging.add_counts(float(times[first]), counts)
-            invalid += counts[:, self.layout.invalid_col]
-        return invalid
+        layout = self.layout
+
+        def count(select: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
+            if select is None:
+                return layout.count(numeric, categorical)
+            return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
+
+        total = count_batch(self.window, self.lagging, times, accepted, count)
+        return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------
 
     def evaluate(self, now: float) -> ModelEvaluation:
-        """The model's evaluation now (a not-ready model reports sample counts only)."""
-        if self.evaluator is None or self.window is None or self.reference_counts is None:
+        """The model's evaluation now (a not-ready model reports sample counts only).
+
+        Its `model_version` (a metric label) is the reference profile's, fixed for the life of
+        the reference: the versions a stream carries never mint label values.
+        """
+        if (
+            self.evaluator is None
+            or self.window is None
+            or self.reference_counts is None
+            or self.profile is None
+        ):
             return self._pending(now)
         reference = self.lagging.reference() if self.lagging is not None else self.reference_counts
+        unfitted = self._unfitted_rows()
+        if unfitted and self.lagging is not None:
+            reference = reference.copy()
+            reference[unfitted] = 0  # counted in placeholder bins: no reference
         context = EvaluationContext(
             model=self.name,
             evaluated_at=now,
             reference_id=self.reference_id,
             reference_mode=self.mode.value,
-            model_version=self.model_version,
+            model_version=self.profile.model_version[:MAX_VERSION_CHARS],
             watermark=self.window.watermark,
         )
-        return self.evaluator.evaluate(reference, self.window.current(), context, self._groups)
+        evaluation = self.evaluator.evaluate(
+            reference, self.window.current(), context, self._groups
+        )
+        return dataclasses.replace(
+            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+        )
+
+    def _unfitted_rows(self) -> list[int]:
+        """Rows (layout order) of the features the active profile has no bins for."""
+        return [i for i, s in enumerate(self.specs) if s.name not in self._fitted]
+
+    def _no_reference_reason(self, name: str) -> str:
+        """Why a feature has no bins yet (the warm-up's verdict, or its progress)."""
+        if self.mode is ReferenceMode.FILE:
+            return self.last_reference_error or "reference file not loaded yet"
+        done, need = self.warmup_progress
+        if name in self.pending:
+            return f"{self.pending[name]}; retrying: {done}/{need} events"
+        return f"warm-up in progress: {done}/{need} events"
+
+    def _readiness(self, feature: FeatureResult) -> FeatureResult:
+        """`feature` with `reference_ready` and `reference_note` set (see the module doc)."""
+        if feature.name not in self._fitted:
+            note = self._no_reference_reason(feature.name)
+            return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        if self.lagging is not None and feature.reference_samples < self.policy.min_samples:
+            note = (
+                f"rolling reference: {feature.reference_samples} values in the lagged window "
+                f"[watermark - lag - length, watermark - lag], {self.policy.min_samples} needed"
+            )
+            return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        return dataclasses.replace(feature, reference_ready=True, reference_note="")
 
     def _pending(self, now: float) -> ModelEvaluation:
         features = tuple(
@@ -339,8 +492,9 @@ class ModelRuntime:
                 reference_missing_ratio=None,
                 current_missing_ratio=None,
                 evaluated=False,
-                psi_warning=s.psi_warning,
-                psi_critical=s.psi_critical,
+                thresholds=s.thresholds,
+                reference_ready=False,
+                reference_note=self._no_reference_reason(s.name),
             )
             for s in self.specs
         )
@@ -357,17 +511,18 @@ class ModelRuntime:
     @property
     def warmup_progress(self) -> tuple[int, int]:
         """(events buffered, events needed) for a warm-up reference."""
-        return self._warm_count, self.settings.reference.warmup_events
+        done = self._warm.count if self._warm is not None else 0
+        return done, self.plan.reference.warmup_events
 
     # -- checkpoint ------------------------------------------------------------------
 
     def to_state(self) -> ModelState:
-        """Everything needed to resume this model exactly."""
+        """Everything needed to resume this model exactly (warm-up buffers included)."""
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
             "model_version": self.model_version,
-            "warm_count": self._warm_count,
+            "pending": dict(self.pending),
         }
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
@@ -376,21 +531,10 @@ class ModelRuntime:
             for key, value in self.window.state().items():
                 arrays[f"window.{key}"] = value
             if self.lagging is not None:
-                arrays["lagging.counts"] = self.lagging.ring.counts
-                arrays["lagging.bucket_ids"] = self.lagging.ring.bucket_ids
-                arrays["lagging.watermark"] = np.asarray(
-                    [np.nan if self.lagging.watermark is None else self.lagging.watermark]
-                )
-        elif self._warm_count:
-            numeric = np.concatenate(self._warm_numeric, axis=1) if self._warm_numeric else None
-            if numeric is not None:
-                arrays["warm.numeric"] = numeric
-            # categorical warm-up values go into the JSON metadata: numpy string arrays
-            # would strip trailing NUL characters (and need no pickles this way)
-            meta["warm_categorical"] = [
-                np.concatenate([chunk[i] for chunk in self._warm_categorical]).tolist()
-                for i in range(len(self.categorical_specs))
-            ]
+                for key, value in self.lagging.state().items():
+                    arrays[f"lagging.{key}"] = value
+        if self._warm is not None and self._warm.count:
+            arrays["warm.numeric"], meta["warm"] = self._warm.state()
         return ModelState(self.fingerprint(), arrays, meta)
 
     def restore(self, state: ModelState) -> None:
@@ -400,7 +544,10 @@ class ModelRuntime:
                 f"model {self.name!r}: checkpoint was written for a different configuration"
             )
         self.model_version = str(state.meta.get("model_version", ""))
-        self._warm_count = int(state.meta.get("warm_count", 0))
+        pending = state.meta.get("pending", {})
+        self.pending = (
+            {str(k): str(v) for k, v in pending.items()} if isinstance(pending, dict) else {}
+        )
         reference_id = state.meta.get("reference_id")
         if reference_id:
             if self.mode is ReferenceMode.FILE:
@@ -417,24 +564,26 @@ class ModelRuntime:
                     {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")}
                 )
                 if self.lagging is not None:
-                    self.lagging.ring.counts[...] = state.arrays["lagging.counts"]
-                    self.lagging.ring.bucket_ids[...] = state.arrays["lagging.bucket_ids"]
-                    mark = float(state.arrays["lagging.watermark"][0])
-                    self.lagging.watermark = None if math.isnan(mark) else mark
+                    self.lagging.restore(
+                        {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
+                    )
             except (ValueError, KeyError) as exc:
                 raise StateError(
                     f"model {self.name!r}: checkpointed window unusable: {exc}"
                 ) from exc
-        elif self._warm_count:
-            if "warm.numeric" in state.arrays:
-                self._warm_numeric = [np.asarray(state.arrays["warm.numeric"], dtype=np.float64)]
-            columns = state.meta.get("warm_categorical", [])
-            if len(columns) != len(self.categorical_specs):
-                raise StateError(f"model {self.name!r}: checkpointed warm-up buffer is incomplete")
-            chunk = tuple(np.asarray(column, dtype=object) for column in columns)
-            self._warm_categorical = [chunk] if chunk else []
-            if not self._warm_numeric:
-                self._warm_numeric = [np.empty((0, self._warm_count))]
+        warm = state.meta.get("warm")
+        count = int(state.meta.get("warm_count", 0))
+        if warm is None and count:  # written before per-feature warm-ups: every feature
+            warm = {
+                "count": count,
+                "numeric_rows": list(range(len(self.numeric_specs))),
+                "categorical_rows": list(range(len(self.categorical_specs))),
+                "categorical": state.meta.get("warm_categorical", []),
+            }
+        if warm is not None:
+            self._warm = WarmupBuffer.restore(
+                self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
+            )
 
     def memory_bytes(self) -> int:
         """Bytes held by the window rings and reference counts."""
@@ -449,20 +598,31 @@ class ModelRuntime:
 
 
 def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, ModelRuntime]:
-    """One `ModelRuntime` per configured model, by name in configuration order.
+    """One `ModelRuntime` per configured model (`config.model_plans`), by name in order.
 
-    Each gets its model section plus the shared window and evaluation settings,
-    `event.max_future_seconds`, the `clock` and `state.dir` (warm-up references are
-    persisted under it).
+    Warm-up references are persisted under `state.dir`.
     """
     return {
-        m.name: ModelRuntime(
-            m,
-            settings.window,
-            settings.evaluation,
-            max_future_seconds=settings.event.max_future_seconds,
-            clock=clock,
-            state_dir=settings.state.dir,
-        )
-        for m in settings.models
+        plan.name: ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
+        for plan in model_plans(settings)
     }
+
+
+def _newest_times(
+    account: BatchAccount,
+    columns: ModelColumns,
+    messages: Sequence[RawMessage],
+    accepted: npt.NDArray[np.bool_],
+) -> None:
+    """Fold the newest accepted event time of each topic into `account`."""
+    if not messages or not accepted.any():
+        return
+    times = columns.times[accepted]
+    if len(account.consumed) == 1:  # one topic in the batch: no per-message lookup
+        account.event_time(next(iter(account.consumed)), float(times.max()))
+        return
+    indices = columns.messages[accepted]
+    topics = {messages[i].topic for i in np.unique(indices).tolist()}
+    topic_of = np.array([messages[i].topic for i in indices.tolist()], dtype=object)
+    for topic in topics:
+        account.event_time(topic, float(times[topic_of == topic].max()))

@@ -23,16 +23,19 @@ its IO thread while the owning thread is blocked inside `poll()` or `close()`, s
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaConfigurationError, KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import ConfigError, SourceError
 from monitor.model import RawMessage
+from monitor.ratelimit import RateLimitedSampler
 from monitor.tlsprobe import tls_problem
 
 log = logging.getLogger(__name__)
@@ -332,7 +335,10 @@ class KafkaSource:
         for tp in sorted(batches):
             for r in batches[tp]:
                 ts = r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None
-                out.append(RawMessage(tp.topic, tp.partition, r.offset, ts, r.value))
+                headers = tuple(r.headers) if r.headers else ()
+                out.append(
+                    RawMessage(tp.topic, tp.partition, r.offset, ts, r.value, r.key, headers)
+                )
         return out
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
@@ -395,11 +401,13 @@ class KafkaSink:
     """A small producer for the dead-letter topic and `driftmon simulate`.
 
     Built lazily on first `send()`, so a broker outage at start does not fail the caller.
-    `send()` raises SourceError if the record cannot be queued (no broker within
-    `max_block_ms`, default `max_block_s`); after such a failure every `send()` fails at once
-    for a backoff period (doubling from `backoff_initial_s` up to `backoff_max_s`), so a dead
-    broker costs the caller one timeout per period, not one per record. Delivery failures
-    after queueing are logged and counted in `failed`.
+    `send()` raises SourceError if the record cannot be queued. A record-level refusal (larger
+    than the producer's `max_request_size`, a bad argument) fails that record only. A cluster
+    failure (no broker within `max_block_ms`, default `max_block_s`) also makes every
+    `send()` fail at once for a backoff period (doubling from `backoff_initial_s` up to
+    `backoff_max_s`), so a dead broker costs the caller one timeout per period, not one per
+    record. Delivery failures after queueing are counted in `failed`, reported to the
+    record's `on_error` and logged at most 10 times a minute.
     """
 
     def __init__(
@@ -417,6 +425,8 @@ class KafkaSink:
             **producer_kwargs,
         }
         self._producer: Any = None
+        self._log_failures = RateLimitedSampler(10)
+        self._log_lock = threading.Lock()
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._backoff_s = backoff_initial_s
@@ -428,24 +438,44 @@ class KafkaSink:
             self._producer = _build(KafkaProducer, self._kwargs)
         return self._producer
 
-    def _on_error(self, exc: BaseException) -> None:
+    def _on_error(
+        self, on_error: Callable[[BaseException], None] | None, exc: BaseException
+    ) -> None:
+        """A queued record was not delivered (runs on the producer's IO thread)."""
         self.failed += 1
-        log.warning("kafka delivery failed: %s", exc)
+        if on_error is not None:
+            on_error(exc)
+        with self._log_lock:
+            allowed = self._log_failures.allow()
+        if allowed:
+            log.warning("kafka delivery failed: %s", type(exc).__name__)
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Queue one record for `topic`; SourceError if it cannot be queued."""
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Queue one record for `topic` with `key` and `headers`; SourceError if it cannot be
+        queued. `on_error` hears of a queued record that is not delivered (IO thread)."""
         if time.monotonic() < self._retry_at:
             raise SourceError(f"cannot send to {topic}: producer unavailable (backing off)")
         try:
-            future = self._get().send(topic, value=value, key=key)
+            future = self._get().send(
+                topic, value=value, key=key, headers=list(headers) if headers else None
+            )
         except KafkaConfigurationError as exc:
             raise ConfigError(f"kafka: {exc}") from exc
+        except (MessageSizeTooLargeError, AssertionError, TypeError, ValueError) as exc:
+            raise SourceError(f"cannot send to {topic}: {exc}") from exc
         except _TRANSIENT_ERRORS as exc:
             self._retry_at = time.monotonic() + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
             raise SourceError(f"cannot send to {topic}: {exc}") from exc
         self._backoff_s = self._backoff_initial_s
-        future.add_errback(self._on_error)
+        future.add_errback(partial(self._on_error, on_error))
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Block until every queued record is delivered or failed; SourceError on timeout."""

@@ -114,13 +114,21 @@ class CheckpointStore:
             raise StateError(f"checkpoint {self.path} is unreadable: {exc}") from exc
 
     def set_aside(self, reason: str) -> Path | None:
-        """Move an unusable checkpoint out of the way (keeps it for inspection)."""
+        """Move an unusable checkpoint out of the way (keeps it for inspection).
+
+        OSError when it cannot be moved (e.g. a read-only state directory); the reason file
+        next to it is best effort.
+        """
         if not self.path.exists():
             return None
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.path.with_name(f"{FILE_NAME}.rejected-{stamp}")
         os.replace(self.path, target)
-        target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+        try:
+            note = target.with_name(target.name + ".reason.txt")
+            note.write_text(reason + "\n", encoding="utf-8")
+        except OSError:
+            pass
         return target
 
 

@@ -8,8 +8,11 @@ updated on every add and every eviction (integer arithmetic: exact, bit for bit)
 
 Late and early events (docs/architecture.md, Statistics):
 - too_late: bucket < h - n + 1 - L with L = ceil(allowed_lateness / bucket): dropped,
-  counted. Events in the L buckets just before the window are kept in the ring (they count
-  as accepted) but are already outside the current window.
+  counted.
+- outside_window: h - n + 1 - L <= bucket < h - n + 1, i.e. within the allowed lateness but
+  older than the current window's first bucket: kept in the ring and admitted (a rolling
+  reference's lagging hours count them) but never part of any current window, so they are
+  reported separately (`AddResult.outside`), not as accepted into the current window.
 - too_early: t > clock() + max_future_seconds: dropped, counted (clock injected).
 Replaying history works because the window follows event time, not the wall clock.
 """
@@ -30,15 +33,17 @@ EMPTY_BUCKET = np.iinfo(np.int64).min
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """What happened to a batch: per-event acceptance, the drop counts and the early mask.
+    """What happened to a batch: per-event admission, the drop counts and the early mask.
 
-    An event that is neither accepted nor early was too late.
+    An event that is neither accepted nor early was too late. `outside` marks the accepted
+    events that are older than the current window's first bucket (see the module docstring).
     """
 
     accepted: npt.NDArray[np.bool_]
     too_late: int
     too_early: int
     early: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    outside: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_accepted(self) -> int:
@@ -205,11 +210,14 @@ class EventTimeWindow:
             self.advance(float(times[candidates].max()))
         head = self.head
         if head is None:
-            return AddResult(np.zeros(n_events, dtype=bool), 0, int(early.sum()), early)
-        oldest_kept = head - self.n_buckets + 1 - self.lateness_buckets
-        late = candidates & (self.ring.bucket_of(times) < oldest_kept)
+            none = np.zeros(n_events, dtype=bool)
+            return AddResult(none, 0, int(early.sum()), early, none)
+        first = head - self.n_buckets + 1
+        buckets = self.ring.bucket_of(times)
+        late = candidates & (buckets < first - self.lateness_buckets)
         accepted = candidates & ~late
-        return AddResult(accepted, int(late.sum()), int(early.sum()), early)
+        outside = accepted & (buckets < first)
+        return AddResult(accepted, int(late.sum()), int(early.sum()), early, outside)
 
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Add the counts of admitted events of one bucket to the ring and the running sum."""
@@ -334,6 +342,27 @@ class LaggingReference:
         if bucket >= head - self.ring.n_slots + 1:
             self.ring.add(bucket, counts)
 
+    def state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Arrays to checkpoint: the ring and the watermark."""
+        return {
+            "counts": self.ring.counts,
+            "bucket_ids": self.ring.bucket_ids,
+            "watermark": np.asarray([np.nan if self.watermark is None else self.watermark]),
+        }
+
+    def restore(self, state: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Load arrays written by `state()`; ValueError (or KeyError) if they do not fit."""
+        counts = np.asarray(state["counts"])
+        ids = np.asarray(state["bucket_ids"], dtype=np.int64)
+        if counts.shape != self.ring.counts.shape or ids.shape != self.ring.bucket_ids.shape:
+            raise ValueError(
+                f"checkpointed lagging shape {counts.shape} does not match {self.ring.counts.shape}"
+            )
+        self.ring.counts[...] = counts
+        self.ring.bucket_ids[...] = ids
+        mark = float(np.asarray(state["watermark"], dtype=np.float64)[0])
+        self.watermark = None if math.isnan(mark) else mark
+
     def reference(self) -> IntArray:
         """The lagging reference's counts at the current watermark (zeros before any event)."""
         if self.watermark is None:
@@ -345,3 +374,41 @@ class LaggingReference:
     def nbytes(self) -> int:
         """Memory of the ring."""
         return self.ring.nbytes
+
+
+CountFn = Callable[[npt.NDArray[np.bool_] | None], npt.NDArray[np.int64]]
+"""Counts the selected events of a batch into a (features x width) matrix (None: all of them)."""
+
+
+def count_batch(
+    window: EventTimeWindow,
+    lagging: LaggingReference | None,
+    times: FloatArray,
+    accepted: npt.NDArray[np.bool_],
+    count: CountFn,
+) -> npt.NDArray[np.int64]:
+    """Add the accepted events of a batch to `window` (and `lagging`), bucket by bucket.
+
+    Events are grouped by their window bucket (and, for a rolling reference, their lagging
+    hour); `count(select)` bins each group once, so the cost is one binning per distinct
+    bucket, not per event. Returns the sum of the added count matrices (its invalid column is
+    the invalid values per feature). `window.admit(times)` must have accepted `accepted`.
+    """
+    buckets = window.ring.bucket_of(times)
+    hours = lagging.ring.bucket_of(times) if lagging is not None else None
+    keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
+    if lagging is not None:
+        lagging.advance(window.watermark)
+    total: npt.NDArray[np.int64] | None = None
+    distinct = np.unique(keys[accepted])
+    for key in distinct.tolist():
+        select = accepted if distinct.size == 1 else accepted & (keys == key)
+        counts = count(None if bool(select.all()) else select)
+        first = int(np.flatnonzero(select)[0])
+        window.add_counts(int(buckets[first]), counts)
+        if lagging is not None:
+            lagging.add_counts(float(times[first]), counts)
+        total = counts.copy() if total is None else total + counts
+    if total is None:
+        return np.zeros(window.ring.shape, dtype=np.int64)
+    return total

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from monitor.tools.scenarios import EventGenerator, affected_features, encode, encode_array
 
-__all__ = ["SimulationReport", "Sink", "run_simulation"]
+__all__ = ["SimulationReport", "Sink", "check_arguments", "run_simulation"]
 
 _STEP_SECONDS = 0.1
 _SLEEP_RESOLUTION_S = 1e-6  # closer than this to the due time counts as due
@@ -86,17 +86,19 @@ class SimulationReport:
         return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def _validate(
+def check_arguments(
+    *,
     models: Sequence[str],
     scenario: str,
     drift_models: Sequence[str] | None,
     rate: float,
     total_events: int | None,
     duration_s: float | None,
-    time_scale: float,
-    batch: int,
-    array: int | None,
+    time_scale: float = 1.0,
+    batch: int = 1000,
+    array: int | None = None,
 ) -> None:
+    """ValueError naming the first invalid argument of `run_simulation` (the CLI's exit 2)."""
     affected_features(scenario)  # ValueError listing the valid scenarios
     if not models or any(not m for m in models):
         raise ValueError("models: at least one non-empty model name is required")
@@ -149,8 +151,16 @@ def run_simulation(
     `on_progress` receives an interim report at most every `progress_interval_s`.
     ValueError for invalid arguments; exceptions of `sink` propagate.
     """
-    _validate(
-        models, scenario, drift_models, rate, total_events, duration_s, time_scale, batch, array
+    check_arguments(
+        models=models,
+        scenario=scenario,
+        drift_models=drift_models,
+        rate=rate,
+        total_events=total_events,
+        duration_s=duration_s,
+        time_scale=time_scale,
+        batch=batch,
+        array=array,
     )
     n_models = len(models)
     start = wall() if start_ts is None else float(start_ts)

@@ -8,7 +8,9 @@ per feature: drifted features first, then by PSI descending (features without a 
 then by name.
 
 Columns: FEATURE, KIND (num/cat), DRIFT ("DRIFT" and the decision legs that fired, with
-new_category shown as "new-cat"; "ok"; or "—" when the feature was not evaluated), PSI,
+new_category shown as "new-cat"; "ok"; "no ref" when the feature has no usable reference
+(`reference_ready` false: the reason is its `reference_note` in --json); or "—" when the
+feature was not evaluated), PSI,
 KS D/TVD (numeric: KS D ± the binning error bound; categorical: total variation distance),
 p (the smallest p-value of the feature's tests: KS, PSI, χ², new category, missing), q (its
 multiple-testing-adjusted q-value), MISS ref→cur (missing ratio, reference→current), OOR/NEW
@@ -231,11 +233,16 @@ def _min_p(feature: Mapping[str, Any]) -> float | None:
     return min(values) if values else None
 
 
+NO_REFERENCE = "no ref"
+
+
 def _drift(feature: Mapping[str, Any]) -> str:
     if feature.get("drift_detected"):
         reasons = feature.get("drift_reasons") or []
         short = [_REASONS.get(str(r), str(r)) for r in reasons]
         return "DRIFT " + ",".join(short) if short else "DRIFT"
+    if feature.get("reference_ready") is False:
+        return NO_REFERENCE
     return "ok" if feature.get("evaluated") else DASH
 
 
@@ -364,11 +371,13 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
         return f"no model evaluated yet (snapshot created {created})"
     blocks: list[str] = []
     any_unevaluated = False
+    any_unready = False
     for model in models:
         features = sorted(
             (f for f in model.get("features") or [] if isinstance(f, Mapping)), key=_sort_key
         )
         any_unevaluated |= any(not f.get("evaluated") for f in features)
+        any_unready |= any(f.get("reference_ready") is False for f in features)
         header = _clip(_model_header(model, len(features)), width)
         detail = _clip(
             f"  evaluated {_utc(model.get('evaluated_at'))}, correction "
@@ -381,5 +390,9 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
     if any_unevaluated:
         blocks.append(
             _clip(f"DRIFT {DASH}: not evaluated (a window holds fewer than min_samples)", width)
+        )
+    if any_unready:
+        blocks.append(
+            _clip(f"{NO_REFERENCE}: no usable reference yet (reference_note in --json)", width)
         )
     return "\n\n".join(blocks)

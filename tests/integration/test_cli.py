@@ -93,6 +93,35 @@ INVALID: list[tuple[str, str, dict[str, str], str]] = [
         "models.0.features.0.psi_critical",
     ),
     (
+        "threshold-warning-above-critical",
+        yaml.safe_dump(
+            _set(BASE, "models.0.features.0.thresholds", {"psi": {"warning": 0.4, "critical": 0.3}})
+        ),
+        {},
+        "models.0.features.0.thresholds.psi.warning",
+    ),
+    (
+        "threshold-ratio-above-1",
+        yaml.safe_dump(_set(BASE, "models.0.thresholds", {"out_of_range_ratio": {"warning": 5}})),
+        {},
+        "models.0.thresholds.out_of_range_ratio.warning",
+    ),
+    (
+        "threshold-unknown-signal",
+        yaml.safe_dump(_set(BASE, "models.0.features.1.thresholds", {"chi2": {"warning": 0.1}})),
+        {},
+        "models.0.features.1.thresholds.chi2",
+    ),
+    (
+        "threshold-from-the-environment",
+        yaml.safe_dump(BASE),
+        {
+            "DRIFTMON_MODELS": '[{"name": "m", "features": [{"name": "x", "kind": "numeric", '
+            '"thresholds": {"ks": {"decision": -1}}}]}]'
+        },
+        "models.0.features.0.thresholds.ks.decision",
+    ),
+    (
         "file-reference-without-path",
         yaml.safe_dump(_set(BASE, "models.0.reference", {"mode": "file"})),
         {},
@@ -209,6 +238,22 @@ def test_check_config_prints_the_effective_config_without_secrets(
     assert effective["evaluation"]["interval"] == 5.0
     assert effective["window"]["length"] == 3600.0  # durations are printed as seconds
     assert effective["models"][0]["features"][1]["top_k"] == 20  # defaults are filled in
+
+
+def test_check_config_prints_each_features_effective_thresholds(
+    write: Callable[[str], Path],
+) -> None:
+    """A model default, a feature override and the deprecated PSI spelling all resolve."""
+    config = _set(BASE, "models.0.thresholds", {"out_of_range_ratio": {"warning": 0.2}})
+    config = _set(config, "models.0.features.0.psi_critical", 0.4)
+    config = _set(config, "models.0.features.1.thresholds", {"tvd": {"decision": 0.1}})
+    result = run_cli("check-config", "--config", str(write(yaml.safe_dump(config))))
+    assert result.returncode == 0, result.stderr
+    amount, country = json.loads(result.stdout)["models"][0]["features"]
+    assert amount["thresholds"]["psi"] == {"warning": 0.1, "critical": 0.4, "decision": 0.02}
+    assert amount["thresholds"]["out_of_range_ratio"] == {"warning": 0.2}
+    assert country["thresholds"]["tvd"] == {"decision": 0.1}
+    assert "out_of_range_ratio" not in country["thresholds"]  # numeric only
 
 
 @pytest.mark.parametrize(

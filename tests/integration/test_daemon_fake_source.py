@@ -464,24 +464,51 @@ class RecordingSink:
 
     broken: bool = False
     sent: list[tuple[str, bytes]] = field(default_factory=list)
+    reasons: list[bytes] = field(default_factory=list)
+    flushes: int = 0
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_error: Any = None,
+    ) -> None:
         if self.broken:
             raise SourceError("dead-letter broker away")
         self.sent.append((topic, value))
+        self.reasons.append(dict(headers)["driftmon-reason"])
 
     def flush(self, timeout_s: float | None = None) -> None:
-        return None
+        self.flushes += 1
 
     def close(self, timeout_s: float = 5.0) -> None:
         return None
+
+
+def test_queued_dead_letters_are_flushed_once_they_reach_sixteen_mebibytes(
+    tmp_path: Path,
+) -> None:
+    """40 rejected 1 MB messages in batches of 10 are flushed by size, not at checkpoints."""
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    settings = settings_for(
+        tmp_path,
+        [file_model("m", ref)],
+        kafka={"dead_letter_topic": "driftmon-dlq", "max_poll_records": 10},
+    )
+    sink = RecordingSink()
+    h = build(settings, {("t", 0): [b"x" * 1_000_000] * 40}, dead_letter=sink)
+    h.drain()
+    assert len(sink.sent) == 40
+    assert sink.flushes >= 2
 
 
 @pytest.mark.parametrize("broken", [False, True])
 def test_dead_letters_copy_rejected_messages_and_a_broken_sink_is_harmless(
     tmp_path: Path, broken: bool
 ) -> None:
-    """Rejected messages go to the dead-letter topic once; a failing sink changes no count."""
+    """Rejected messages go to the dead-letter topic once; a failing sink is counted, not fatal."""
     ref = reference_file(tmp_path / "ref.json", "m", seed=1)
     settings = settings_for(
         tmp_path, [file_model("m", ref)], kafka={"dead_letter_topic": "driftmon-dlq"}
@@ -497,4 +524,32 @@ def test_dead_letters_copy_rejected_messages_and_a_broken_sink_is_harmless(
         for r in ("invalid_json", "not_an_object", "unknown_model")
     }
     assert rejected == {"invalid_json": 1, "not_an_object": 2, "unknown_model": 1}
+    failures = {
+        r: h.value("driftmon_dead_letter_failures_total", reason=r)
+        for r in ("invalid_json", "not_an_object", "unknown_model")
+    }
+    assert failures == dict.fromkeys(failures, 1.0 if broken else 0.0)
+    assert sink.reasons == ([] if broken else [b"invalid_json", b"not_an_object", b"unknown_model"])
     assert sink.sent == ([] if broken else [("driftmon-dlq", v) for v in bad])
+
+
+def test_model_version_label_stays_one_series_under_ten_thousand_stream_versions(
+    tmp_path: Path,
+) -> None:
+    """10,000 distinct model_version values in the stream give one reference_info series."""
+    settings = settings_for(tmp_path, [warmup_model("w", 1_000)], kafka={"max_poll_records": 100})
+    stream = [
+        msgspec.json.encode({**msgspec.json.decode(e), "model_version": f"v{i}"})
+        for i, e in enumerate(events("w", 10_000, seed=4))
+    ]
+    h = build(settings, {("t", 0): stream})
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    while not (h.source.drained and h.source.assigned):
+        h.daemon.step()
+        h.daemon.evaluate()
+        for family in h.registry.collect():
+            if family.name == "driftmon_reference_info":
+                seen.update(tuple(sorted(s.labels.items())) for s in family.samples)
+    assert h.value("driftmon_events_accepted_total", model="w") == 10_000
+    assert len(seen) == 1, sorted(seen)[:5]
+    assert dict(next(iter(seen)))["model_version"] == "v999"

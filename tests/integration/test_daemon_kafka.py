@@ -582,6 +582,7 @@ def test_bad_input_is_counted_by_reason_and_never_stops_the_daemon(
         ],
         evaluation={"interval": "1s", "min_samples": 100},
         kafka={"max_message_bytes": MAX_MESSAGE_BYTES},
+        event={"max_array_elements": 100_000},  # the ~25,000-event array below is used whole
     )
     now = time.time()
     baseline = Stream(now - 50)
@@ -608,6 +609,17 @@ def test_bad_input_is_counted_by_reason_and_never_stops_the_daemon(
         stream.rejected[RejectReason.INVALID_JSON.value] += 1
         accepted = baseline.accepted + stream.accepted
         daemon.wait_metric("driftmon_events_accepted_total", accepted, timeout=60, model="bad")
+        settled = daemon.wait_metric(  # a snapshot with every accepted event: the final watermark
+            "driftmon_feature_window_samples",
+            baseline.samples["x"] + stream.samples["x"],
+            model="bad",
+            feature="x",
+            window="current",
+        )
+        mark = settled.value("driftmon_model_watermark_timestamp_seconds", model="bad")
+        # the middle of the minute just before the 10-minute window: inside the 1m lateness
+        outside = (math.floor(mark / 60) - 10) * 60 + 30
+        late.doc(late.event(ts=outside), RejectReason.OUTSIDE_WINDOW)
         produce(broker.bootstrap, topic, late.messages)  # once the watermark is established
         n_messages = len(baseline.messages) + len(stream.messages) + 1 + len(late.messages)
         daemon.wait_metric("driftmon_records_consumed_total", n_messages, timeout=30, topic=topic)

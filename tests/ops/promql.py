@@ -36,7 +36,9 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_drift_detected",
         "driftmon_feature_window_samples",
         "driftmon_feature_missing_ratio",
+        "driftmon_feature_threshold",
         "driftmon_feature_psi_threshold",
+        "driftmon_feature_reference_ready",
         "driftmon_feature_invalid_values_total",
         # per model
         "driftmon_model_drifted_features",
@@ -48,6 +50,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",
+        "driftmon_dead_letter_failures_total",
         "driftmon_events_accepted_total",
         "driftmon_batch_duration_seconds",
         "driftmon_evaluation_duration_seconds",
@@ -109,6 +112,10 @@ _GROUPING = re.compile(
     r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
 )
 _IDENT = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:]|\s*\()")
+
+
+#: Exported but deprecated: kept for one release, read by no shipped rule or dashboard.
+DEPRECATED_METRICS: frozenset[str] = frozenset({"driftmon_feature_psi_threshold"})
 
 
 def metric_names(expr: str) -> set[str]:

@@ -29,9 +29,10 @@ Timeline (two models on one single-partition topic, both with the demo feature s
    amount and score, drift) and `churn` stays clean. The drifting events' event time starts
    10 s ahead of the wall clock, a jump larger than the window. So the first window with
    min_samples values is entirely drifted, and every alert of a feature starts at the same
-   rule evaluation, as it would in steady state. Clean events polled in the same batch as
-   the first drifted ones are within the lateness: they are kept before the current window
-   instead of being rejected as too late.
+   rule evaluation, as it would in steady state. The drifted events are produced only once
+   the daemon's watermark has reached the last clean event, so no clean event is polled
+   after the jump: it would be older than the window's start (`outside_window`, a reject)
+   and would feed DriftmonHighRejectRate in this short test.
 
 Expected and checked:
 
@@ -61,12 +62,21 @@ Expected and checked:
 
 If inhibit rule 1 or rule 2 is deleted from the Alertmanager copy, this test fails (checked
 by hand).
+
+A second test proves per-feature thresholds end to end. Model `sensors` has two numeric
+features, `inlet` and `outlet`, that carry the same value in every event, so they have the same
+out-of-range ratio (about 10 %: one value in ten is far above the warm-up reference's range).
+Their configured out-of-range thresholds differ (5 % and 20 %): the same shipped rule sends
+DriftmonFeatureOutOfRange for `inlet` to the webhook and nothing for `outlet`. Their drift
+decision floors are set out of reach (KS D 1, PSI 100), so no drift alert muddies the picture:
+the decision floors, too, are per feature.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import random
 import re
 import threading
 import time
@@ -106,6 +116,7 @@ MODELS = (DRIFTING, CLEAN)
 SCENARIO = "mean-shift"
 DRIFTED = affected_features(SCENARIO)  # {"amount", "score"}
 PSI_BANDS = {"amount": (0.1, 0.5)}  # (warning, critical); the other features keep the defaults
+KS_CRITICAL = 0.95  # out of reach: DriftmonFeatureKsCritical is left to the promtool tests
 CRITICAL = frozenset({"score"})  # PSI above its critical band: DriftmonFeaturePsiCritical
 WARNING = DRIFTED - CRITICAL  # a drift below the critical band: DriftmonFeatureDrift only
 PANEL_FEATURE = "amount"  # the drifting (numeric) feature the feature dashboard is shown for
@@ -114,8 +125,8 @@ CATEGORICAL = next(s.name for s in DEMO_FEATURES if s.kind is FeatureKind.CATEGO
 WARMUP_EVENTS = 2_000
 RATE = 1_000.0  # events/s over both models
 EVENT_TIME_JUMP_S = 10.0  # > window length: the first drifted window holds no clean event
-# Lateness > the jump: clean events polled in one batch with the first drifted ones are kept in
-# the ring (before the current window) instead of being rejected as too late.
+# Lateness > the jump (kept from before the drift gate): a clean straggler would be
+# outside_window rather than too_late.
 WINDOW = {"bucket": "1s", "length": "5s", "allowed_lateness": "15s"}
 EVALUATION = {"interval": "1s", "min_samples": 1000}
 
@@ -136,10 +147,13 @@ PSI_CRITICAL_START += r"critical band of 0\.25,"
 
 # ----------------------------------------------------------------------------- inputs
 def model_config(name: str) -> dict[str, Any]:
-    """A `models:` item: the demo features, a warm-up reference, PSI_BANDS where given."""
+    """A `models:` item: the demo features, a warm-up reference, PSI_BANDS where given, and
+    KS_CRITICAL on the numeric features."""
     features = []
     for spec in DEMO_FEATURES:
         feature: dict[str, Any] = {"name": spec.name, "kind": spec.kind.value}
+        if spec.kind is FeatureKind.NUMERIC:  # the PSI alerts tell the story: no KS page
+            feature["thresholds"] = {"ks": {"critical": KS_CRITICAL}}
         if spec.name in PSI_BANDS:
             feature["psi_warning"], feature["psi_critical"] = PSI_BANDS[spec.name]
         features.append(feature)
@@ -153,8 +167,10 @@ def model_config(name: str) -> dict[str, Any]:
 class Stream:
     """The paced stream in a background thread: clean until `drift()`, then `fraud` drifts.
 
-    After `drift()` the event time runs EVENT_TIME_JUMP_S ahead of the wall clock. Both phases
-    share one producer, so every drifted event follows every clean one in the partition.
+    After `drift()` the clean phase ends (`last_clean_ts` is its newest event time); the
+    drifting phase starts at `release()`, with event time EVENT_TIME_JUMP_S ahead of the wall
+    clock. Both phases share one producer, so every drifted event follows every clean one in
+    the partition.
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
@@ -162,19 +178,26 @@ class Stream:
         self.topic = topic
         self.error: BaseException | None = None
         self._drift = threading.Event()
+        self._release = threading.Event()
         self._stop = threading.Event()
+        self.clean_done = threading.Event()
+        self.last_clean_ts = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         common: dict[str, Any] = {"models": list(MODELS), "rate": RATE, "array": 5}
         try:
-            run_simulation(
+            clean = run_simulation(
                 self.sink,
                 self.topic,
                 seed=2,  # not the warm-up's seed: the stream must not replay the reference
                 stop=lambda: self._drift.is_set() or self._stop.is_set(),
                 **common,
             )
+            self.last_clean_ts = clean.last_ts or 0.0
+            self.clean_done.set()
+            while not (self._release.is_set() or self._stop.is_set()):
+                self._release.wait(0.1)
             if not self._stop.is_set():
                 run_simulation(
                     self.sink,
@@ -194,8 +217,12 @@ class Stream:
         self._thread.start()
 
     def drift(self) -> None:
-        """Switch to the drifting scenario."""
+        """End the clean phase (the drifting one waits for `release()`)."""
         self._drift.set()
+
+    def release(self) -> None:
+        """Start the drifting phase."""
+        self._release.set()
 
     def stop(self) -> None:
         """Stop producing, wait for the thread, close the producer (idempotent)."""
@@ -366,7 +393,7 @@ def check_nothing_else(chain: Chain) -> None:
     psi = chain.values(f'driftmon_feature_psi{{model="{DRIFTING}"}}', "feature")
     bands = {
         (r["metric"]["feature"], r["metric"]["severity"]): float(r["value"][1])
-        for r in chain.prom.query(f'driftmon_feature_psi_threshold{{model="{DRIFTING}"}}')
+        for r in chain.prom.query(f'driftmon_feature_threshold{{model="{DRIFTING}",signal="psi"}}')
     }
     for f in WARNING:
         assert bands[(f, "warning")] < psi[f] <= bands[(f, "critical")], psi
@@ -405,7 +432,7 @@ def check_panels(chain: Chain, exported: Metrics) -> None:
         # exists for categorical features only); `queries` names a query by board, panel
         # and ref, so the categorical variant has the same name.
         read = metric_names(expressions[where])
-        assert not any(exported.find(n, model=DRIFTING, feature=PANEL_FEATURE) for n in read), (
+        assert not any(exported.find(n, **selector_labels(expressions[where], n)) for n in read), (
             f"no data for {where}: {expressions[where]}"
         )
         assert categorical_results.get(where), f"no data for {where}, feature {CATEGORICAL}"
@@ -420,6 +447,13 @@ def check_panels(chain: Chain, exported: Metrics) -> None:
     assert positive("Rejected records by reason", "reason") == {(r.value,) for r in BAD_REASONS}
     assert positive("Invalid feature values", "model", "feature") == {(DRIFTING, "amount")}
     assert positive("Invalid values") == {()}
+
+
+def selector_labels(expr: str, name: str) -> dict[str, str]:
+    """The `label="value"` matchers of the first selector of metric `name` in `expr` (a
+    threshold series of a signal the feature's kind lacks has none for that signal only)."""
+    m = re.search(re.escape(name) + r"\{([^}]*)\}", expr)
+    return dict(re.findall(r'(\w+)="([^"]*)"', m[1])) if m else {}
 
 
 def stop_just_after_a_flush(chain: Chain, drift_notes: list[float]) -> tuple[float, float]:
@@ -500,6 +534,22 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
                 )
 
                 stream.drift()
+                wait_until(stream.clean_done.is_set, 10, message="the clean phase to end")
+                wait_until(
+                    lambda: (
+                        max(
+                            daemon.metrics().value(
+                                "driftmon_model_watermark_timestamp_seconds", model=model
+                            )
+                            for model in MODELS
+                        )
+                        >= stream.last_clean_ts
+                    ),
+                    20,
+                    message="the daemon to reach the last clean event",
+                    on_timeout=daemon.tail,
+                )
+                stream.release()
                 chain.mark("stream drifts")
                 chat = hook.wait_for(firing_with("DriftmonFeatureDrift"), 25, "the drift warning")
                 pager = hook.wait_for(firing_with("DriftmonFeaturePsiCritical"), 10, "the page")
@@ -555,3 +605,142 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
                 assert stream.error is None, repr(stream.error)
                 chain.mark("done")
     print("\n".join(chain.timeline))  # the timings, shown by `pytest -rP`
+
+
+# ---------------------------------------------------------------- per-feature thresholds
+SENSORS = "sensors"
+OUT_OF_RANGE_THRESHOLDS = {"inlet": 0.05, "outlet": 0.2}  # both see ~10 % out of range
+UNREACHABLE_FLOORS = {"ks": {"decision": 1.0}, "psi": {"decision": 100.0}}
+SENSOR_EVENTS = 2_000
+OUT_OF_RANGE_EVERY = 10  # one current value in ten lies far above the reference's range
+
+
+def sensor_events(n: int, ts: float, seed: int, *, out_of_range: bool) -> list[bytes]:
+    """`n` sensors events at event time `ts`; inlet and outlet carry the same value."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        value = rng.random()
+        if out_of_range and i % OUT_OF_RANGE_EVERY == 0:
+            value = 2.0 + rng.random()
+        features = {name: value for name in OUT_OF_RANGE_THRESHOLDS}
+        events.append(msgspec.json.encode({"ts": ts, "model": SENSORS, "features": features}))
+    return events
+
+
+def test_same_out_of_range_ratio_alerts_only_the_feature_with_the_lower_threshold(
+    tmp_path: Path, broker: TansuBroker, topic: str
+) -> None:
+    """Two features with the same out-of-range ratio and thresholds of 5 % and 20 %: only the
+    5 % one reaches the webhook, through the unmodified rule expression."""
+    started = time.monotonic()
+    features = [
+        {
+            "name": name,
+            "kind": "numeric",
+            "thresholds": {"out_of_range_ratio": {"warning": value}, **UNREACHABLE_FLOORS},
+        }
+        for name, value in OUT_OF_RANGE_THRESHOLDS.items()
+    ]
+    model = {
+        "name": SENSORS,
+        "reference": {"mode": "warmup", "warmup_events": SENSOR_EVENTS},
+        "features": features,
+    }
+    config = daemon_config(
+        bootstrap=broker.bootstrap,
+        topics=[topic],
+        models=[model],
+        state_dir=tmp_path / "state",
+        window={"bucket": "1s", "length": "5s", "allowed_lateness": "15s"},
+        evaluation=EVALUATION,
+    )
+    config_path = write_config(tmp_path / "driftmon.yaml", config)
+    rules = write_fast_rules(tmp_path / "driftmon.rules.yml")
+    am_config = tmp_path / "alertmanager.yml"
+
+    with (
+        WebhookReceiver() as hook,
+        DaemonProcess(config_path, tmp_path / "daemon") as daemon,
+    ):
+        write_alertmanager_config(am_config, hook.url, group_interval=f"{GROUP_INTERVAL_S:g}s")
+        daemon.start()
+        instance = f"127.0.0.1:{daemon.port}"
+        scrape_only = write_prometheus_config(tmp_path / "prometheus.yml", None, [instance], None)
+        with (
+            AlertmanagerServer(am_config, tmp_path) as am,
+            PrometheusServer(scrape_only, tmp_path) as prom,
+        ):
+            chain = Chain(hook, am, prom, daemon, instance, t0=started)
+            with explained(chain.state):
+                # The warm-up events are produced once Prometheus scrapes the daemon, so the
+                # consumed-records rate it sees is not 0 (no DriftmonStreamStalled); the rules
+                # and the Alertmanager are loaded before the out-of-range burst, so no alert
+                # fires while a reload empties the notifier's Alertmanager list.
+                wait_until(
+                    lambda: prom.query('up{job="driftmon"} == 1'), 20, message="a first scrape"
+                )
+                warmup_ts = time.time() - 30  # the burst's event time is later by > the window
+                broker.produce(
+                    topic, sensor_events(SENSOR_EVENTS, warmup_ts, 1, out_of_range=False)
+                )
+                healthy = [
+                    "driftmon_ready == 1",
+                    "increase(driftmon_records_consumed_total[1m]) > 0",
+                ]
+                wait_until(
+                    lambda: all(prom.query(expr) for expr in healthy),
+                    40,
+                    message="Prometheus to scrape a ready daemon that consumed the warm-up",
+                )
+                write_prometheus_config(prom.config, rules, [instance], am.address)
+                prom.reload()
+                wait_until(prom.alertmanagers, 15, message="Prometheus to list the Alertmanager")
+                chain.mark("rules and Alertmanager loaded")
+                assert chain.alerts() == set(), "an alert is pending before the burst"
+                broker.produce(
+                    topic, sensor_events(SENSOR_EVENTS, time.time(), 2, out_of_range=True)
+                )
+                chain.mark("out-of-range burst produced")
+                ratio = f'driftmon_feature_out_of_range_ratio{{model="{SENSORS}"}}'
+
+                _, note = hook.wait_for(
+                    firing_with("DriftmonFeatureOutOfRange"), 25, "the out-of-range warning"
+                )
+                chain.mark("out-of-range notification received")
+                holds_for(
+                    lambda: len(hook.received()) == 1,
+                    SETTLE_S,
+                    message="no notification beyond the out-of-range warning",
+                )
+
+                ratios = chain.values(ratio, "feature")
+                assert ratios["inlet"] == ratios["outlet"]
+                assert 0.09 < ratios["inlet"] < 0.12, ratios
+                thresholds = chain.values(
+                    f'driftmon_feature_threshold{{model="{SENSORS}",'
+                    'signal="out_of_range_ratio",severity="warning"}',
+                    "feature",
+                )
+                assert thresholds == OUT_OF_RANGE_THRESHOLDS
+                assert (note["receiver"], note["groupLabels"]) == (
+                    "driftmon-chat",
+                    {"alertname": "DriftmonFeatureOutOfRange", "model": SENSORS},
+                )
+                notified = [
+                    (p, a["labels"]) for _, p, n in hook.received_timed() for a in n["alerts"]
+                ]
+                labels = {"job": "driftmon", "instance": instance, "model": SENSORS}
+                assert notified == [
+                    (
+                        "driftmon-chat",
+                        alert_labels("DriftmonFeatureOutOfRange", **labels, feature="inlet"),
+                    )
+                ]
+                description = note["alerts"][0]["annotations"]["description"]
+                assert "(threshold 5%)" in description, description
+                assert chain.alerts() == {("DriftmonFeatureOutOfRange", SENSORS, "inlet", "firing")}
+                detected = f'driftmon_feature_drift_detected{{model="{SENSORS}"}} == 1'
+                assert prom.query(detected) == []  # the per-feature floors held the decision
+                chain.mark("done")
+    print("\n".join(chain.timeline))

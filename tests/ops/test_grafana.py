@@ -9,6 +9,7 @@ promtool after substituting template variables and may only use driftmon's metri
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+from monitor.model import THRESHOLD_KEYS
 from tests.support.ops_services import DASHBOARDS, DEPLOY, GRAFANA, find_tool, load_yaml
 
 from .dashboards import dashboard_files, load, panels, queries, variable_selectors
 from .promql import (
+    DEPRECATED_METRICS,
     DRIFTMON_METRICS,
     is_driftmon_metric,
     label_values_selector,
@@ -167,7 +170,41 @@ def test_every_exported_metric_is_shown_somewhere() -> None:
     for path in DASHBOARD_FILES:
         for _, expr in exprs(load(path)):
             used |= {n.removesuffix("_bucket") for n in metric_names(expr)}
-    assert DRIFTMON_METRICS - used == set()
+    assert DRIFTMON_METRICS - DEPRECATED_METRICS - used == set()
+    assert DEPRECATED_METRICS & used == set()
+
+
+def test_feature_dashboard_draws_every_threshold_with_its_signal() -> None:
+    """Each (signal, severity) threshold a feature exports is drawn in a panel that also
+    queries that signal's statistic, selected for the dashboard's feature."""
+    board = load(DASHBOARDS / "driftmon-feature.json")
+    signal_metric = {
+        "psi": "driftmon_feature_psi",
+        "ks": "driftmon_feature_ks_statistic",
+        "tvd": "driftmon_feature_tvd",
+        "missing_ratio_change": "driftmon_feature_missing_ratio",
+        "out_of_range_ratio": "driftmon_feature_out_of_range_ratio",
+        "unseen_category_ratio": "driftmon_feature_unseen_category_ratio",
+        "new_category_pvalue": "driftmon_feature_new_category_pvalue",
+        "drift_qvalue": "driftmon_feature_drift_qvalue",
+    }
+    drawn = set()
+    for p in panels(board):
+        exprs_ = [t["expr"] for t in p.get("targets", [])]
+        for expr in exprs_:
+            for signal, severity in re.findall(
+                r'driftmon_feature_threshold\{model="\$model",feature="\$feature",'
+                r'signal="(\w+)",severity="(\w+)"\}',
+                expr,
+            ):
+                assert any(signal_metric[signal] in e for e in exprs_), (p["title"], signal)
+                drawn.add((signal, severity))
+    exported = {
+        (signal.value, severity.value)
+        for keys in THRESHOLD_KEYS.values()
+        for signal, severity in keys
+    }
+    assert drawn == exported | {("drift_qvalue", "decision")}
 
 
 def test_feature_dashboard_variables() -> None:

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from monitor.dev.broker import free_port
+from monitor.model import FeatureKind, Thresholds
 from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     AlertmanagerServer,
@@ -57,11 +58,15 @@ def exporter_registry() -> CollectorRegistry:
     gauge("driftmon_feature_drift_qvalue", mf, {("fraud", "amount"): 1e-5})
     gauge("driftmon_feature_psi", mf, {("fraud", "amount"): 0.18, ("fraud", "country"): 0.6})
     gauge("driftmon_feature_ks_statistic", mf, {("fraud", "amount"): 0.12})
+    # The default thresholds of both feature kinds on both features (a stand-in: the daemon
+    # exports those of each feature's kind), so every dashboard threshold line has data.
     thresholds: dict[tuple[str, ...], float] = {}
     for feature in ("amount", "country"):
-        thresholds[("fraud", feature, "warning")] = 0.1
-        thresholds[("fraud", feature, "critical")] = 0.25
-    gauge("driftmon_feature_psi_threshold", [*mf, "severity"], thresholds)
+        for kind in FeatureKind:
+            for signal, severity, value in Thresholds().series(kind):
+                thresholds[("fraud", feature, signal.value, severity.value)] = value
+        thresholds[("fraud", feature, "drift_qvalue", "decision")] = 1e-3
+    gauge("driftmon_feature_threshold", [*mf, "signal", "severity"], thresholds)
     gauge("driftmon_model_drifted_features", ["model"], {("fraud",): 2})
     gauge("driftmon_model_features", ["model"], {("fraud",): 10})
     gauge("driftmon_model_reference_ready", ["model"], {("fraud",): 1})

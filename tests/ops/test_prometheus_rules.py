@@ -34,6 +34,7 @@ PROMETHEUS_SERIES = {"up"}
 EXPECTED_ALERTS = {
     "DriftmonFeatureDrift": "warning",
     "DriftmonFeaturePsiCritical": "critical",
+    "DriftmonFeatureKsCritical": "critical",
     "DriftmonModelWideDrift": "critical",
     "DriftmonFeatureMissingIncrease": "warning",
     "DriftmonFeatureOutOfRange": "warning",
@@ -46,6 +47,8 @@ EXPECTED_ALERTS = {
     "DriftmonCheckpointFailing": "warning",
     "DriftmonOffsetCommitFailing": "warning",
     "DriftmonNoReference": "warning",
+    "DriftmonFeatureNoReference": "warning",
+    "DriftmonCheckpointCorrupt": "warning",
     "DriftmonNotReady": "warning",
 }
 
@@ -104,7 +107,34 @@ def test_rules_use_only_exported_metrics() -> None:
     used = {name for r in all_rules() for name in metric_names(r["expr"])}
     unknown = {n for n in used if not is_driftmon_metric(n) and n not in PROMETHEUS_SERIES}
     assert unknown == set()
-    assert "driftmon_feature_psi_threshold" in used
+    assert "driftmon_feature_threshold" in used
+    assert "driftmon_feature_psi_threshold" not in used  # deprecated: no shipped rule reads it
+
+
+#: Per-feature alerts -> the (signal, severity) threshold series each compares with.
+THRESHOLD_ALERTS = {
+    "DriftmonFeaturePsiCritical": [("psi", "critical")],
+    "DriftmonFeatureKsCritical": [("ks", "critical")],
+    "DriftmonFeatureMissingIncrease": [("missing_ratio_change", "warning")],
+    "DriftmonFeatureOutOfRange": [("out_of_range_ratio", "warning")],
+    "DriftmonFeatureNewCategories": [
+        ("unseen_category_ratio", "warning"),
+        ("new_category_pvalue", "warning"),
+    ],
+}
+
+
+@pytest.mark.parametrize("alertname", sorted(THRESHOLD_ALERTS))
+def test_threshold_alerts_compare_with_the_features_threshold_series(alertname: str) -> None:
+    """Each per-feature threshold alert compares its signal with its own threshold series,
+    matched on (job, instance, model, feature), and holds no numeric threshold literal."""
+    expr = " ".join(ALERTS[alertname]["expr"].split())
+    for signal, severity in THRESHOLD_ALERTS[alertname]:
+        series = f'driftmon_feature_threshold{{signal="{signal}",severity="{severity}"}}'
+        assert re.search(r"[<>] on\(job, instance, model, feature\) " + re.escape(series), expr)
+    without_decision = expr.replace("driftmon_feature_drift_detected == 1", "")
+    assert re.findall(r"[<>]=?\s*[0-9.]", without_decision) == []
+    assert set(metric_names(expr)) >= {"driftmon_feature_threshold"}
 
 
 def test_every_alert_is_tested_firing_and_one_step_before() -> None:

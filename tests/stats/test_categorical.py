@@ -79,7 +79,7 @@ class CategoricalTally:
             1
             for r, p0 in zip(self.results, self.singleton, strict=True)
             if _or(r.new_category_pvalue, 1.0) <= alpha / 2
-            and _or(r.unseen_category_ratio, 0.0) > p0 + POLICY.new_category_floor
+            and _or(r.unseen_category_ratio, 0.0) > p0 + r.thresholds.unseen_category_ratio_decision
         )
 
     def mean_unseen(self) -> float:

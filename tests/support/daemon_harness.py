@@ -163,10 +163,13 @@ class DaemonProcess:
         workdir: Path,
         *,
         env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
         args: Sequence[str] = (),
     ) -> None:
+        """`prefix`: a command the daemon runs under (e.g. `setpriv`); `args`: extra run flags."""
         self.config = config
         self.workdir = workdir
+        self.prefix = tuple(prefix)
         self.args = tuple(args)  # extra `driftmon run` arguments, e.g. --web.config.file
         self.env = {**clean_environ(), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -194,7 +197,16 @@ class DaemonProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(self.config), *self.args],
+                [
+                    *self.prefix,
+                    sys.executable,
+                    "-m",
+                    "monitor",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    *self.args,
+                ],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -28,6 +28,7 @@ from monitor.model import (
     FeatureKind,
     FeatureSpec,
     ReferenceMode,
+    Thresholds,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +123,8 @@ def test_example_config_loads(tmp_path: Path) -> None:
         kinds = [f.kind for f in model.features]
         assert kinds.count(FeatureKind.NUMERIC) == 5
         assert kinds.count(FeatureKind.CATEGORICAL) == 2
+    age = fraud.feature_specs(s.evaluation)[1].thresholds
+    assert (age.psi_warning, age.psi_critical, age.out_of_range_ratio_warning) == (0.15, 0.3, 0.01)
 
 
 def test_feature_specs_and_policy_convert_to_core_types(tmp_path: Path) -> None:
@@ -138,21 +141,22 @@ def test_feature_specs_and_policy_convert_to_core_types(tmp_path: Path) -> None:
         "missing_floor": 0.1,
     }
     s = _load(tmp_path, cfg)
-    assert s.models[0].feature_specs() == (
-        FeatureSpec("amount", FeatureKind.NUMERIC, 0.1, 0.25),
-        FeatureSpec("age", FeatureKind.NUMERIC, 0.2, 0.4),
-        FeatureSpec("score", FeatureKind.NUMERIC, 0.1, 0.25),
-        FeatureSpec("country", FeatureKind.CATEGORICAL, 0.1, 0.25),
+    floors = Thresholds(
+        ks_decision=0.1,
+        psi_decision=0.05,
+        tvd_decision=0.03,
+        unseen_category_ratio_decision=0.02,
+        missing_ratio_change_decision=0.1,
+    )
+    aged = dataclasses.replace(floors, psi_warning=0.2, psi_critical=0.4)
+    assert s.models[0].feature_specs(s.evaluation) == (
+        FeatureSpec("amount", FeatureKind.NUMERIC, floors),
+        FeatureSpec("age", FeatureKind.NUMERIC, aged),
+        FeatureSpec("score", FeatureKind.NUMERIC, floors),
+        FeatureSpec("country", FeatureKind.CATEGORICAL, floors),
     )
     assert s.evaluation.policy() == DecisionPolicy(
-        fdr_q=0.01,
-        correction=Correction.BONFERRONI,
-        min_samples=200,
-        ks_floor=0.1,
-        psi_floor=0.05,
-        tvd_floor=0.03,
-        new_category_floor=0.02,
-        missing_floor=0.1,
+        fdr_q=0.01, correction=Correction.BONFERRONI, min_samples=200
     )
 
 
@@ -162,6 +166,86 @@ def test_every_policy_parameter_is_configurable() -> None:
     for field in dataclasses.fields(DecisionPolicy):
         assert getattr(defaults, field.name) == field.default, field.name
     assert defaults.policy() == DecisionPolicy()
+    assert defaults.default_thresholds() == Thresholds()
+
+
+def test_feature_thresholds_override_the_model_which_overrides_the_global_floors(
+    tmp_path: Path,
+) -> None:
+    """Each threshold resolves feature > model > evaluation floor > built-in default."""
+    cfg = _base()
+    cfg["evaluation"]["ks_floor"] = 0.07
+    model = cfg["models"][0]
+    model["thresholds"] = {
+        "psi": {"critical": 0.3, "decision": 0.03},
+        "out_of_range_ratio": {"warning": 0.2},
+        "unseen_category_ratio": {"warning": 0.05},
+    }
+    model["features"][0]["thresholds"] = {
+        "out_of_range_ratio": {"warning": 0.01},
+        "ks": {"decision": 0.2},
+        "missing_ratio_change": {"warning": 0.3, "decision": 0.15},
+    }
+    model["features"][3]["thresholds"] = {
+        "tvd": {"decision": 0.1},
+        "new_category_pvalue": {"warning": 0.05},
+    }
+    s = _load(tmp_path, cfg)
+    amount, age, score, country = (
+        spec.thresholds for spec in s.models[0].feature_specs(s.evaluation)
+    )
+    model_level = Thresholds(
+        psi_critical=0.3,
+        psi_decision=0.03,
+        ks_decision=0.07,
+        out_of_range_ratio_warning=0.2,
+        unseen_category_ratio_warning=0.05,
+    )
+    assert amount == dataclasses.replace(
+        model_level,
+        out_of_range_ratio_warning=0.01,
+        ks_decision=0.2,
+        missing_ratio_change_warning=0.3,
+        missing_ratio_change_decision=0.15,
+    )
+    assert age == dataclasses.replace(model_level, psi_warning=0.2, psi_critical=0.4)
+    assert score == model_level
+    assert country == dataclasses.replace(
+        model_level, tvd_decision=0.1, new_category_pvalue_warning=0.05
+    )
+
+
+def test_warning_equal_to_critical_is_valid(tmp_path: Path) -> None:
+    """warning <= critical: equal bands are accepted."""
+    cfg = _base()
+    cfg["models"][0]["features"][0]["thresholds"] = {"psi": {"warning": 0.2, "critical": 0.2}}
+    s = _load(tmp_path, cfg)
+    spec = s.models[0].feature_specs(s.evaluation)[0]
+    assert (spec.thresholds.psi_warning, spec.thresholds.psi_critical) == (0.2, 0.2)
+
+
+def test_redacted_dump_shows_each_features_effective_thresholds(tmp_path: Path) -> None:
+    """check-config's dump lists every threshold of a feature's kind with its resolved value."""
+    cfg = _base()
+    cfg["models"][0]["thresholds"] = {"out_of_range_ratio": {"warning": 0.2}}
+    dump = redacted_dump(_load(tmp_path, cfg))
+    model = dump["models"][0]
+    assert model["thresholds"] == {"out_of_range_ratio": {"warning": 0.2}}
+    age, country = model["features"][1], model["features"][3]
+    assert "psi_warning" not in age
+    assert age["thresholds"] == {
+        "psi": {"warning": 0.2, "critical": 0.4, "decision": 0.02},
+        "missing_ratio_change": {"warning": 0.1, "decision": 0.05},
+        "ks": {"critical": 0.2, "decision": 0.05},
+        "out_of_range_ratio": {"warning": 0.2},
+    }
+    assert country["thresholds"] == {
+        "psi": {"warning": 0.1, "critical": 0.25},
+        "missing_ratio_change": {"warning": 0.1, "decision": 0.05},
+        "tvd": {"decision": 0.02},
+        "unseen_category_ratio": {"warning": 0.01, "decision": 0.01},
+        "new_category_pvalue": {"warning": 0.001},
+    }
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
@@ -174,11 +258,11 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 
 
 def test_rolling_reference_aligned_with_window_loads(tmp_path: Path) -> None:
-    """A rolling reference with whole-bucket lag and length beyond the window is accepted."""
+    """A rolling reference with whole-hour lag and length beyond the window is accepted."""
     cfg = _base()
-    cfg["models"][0]["reference"] = {"mode": "rolling", "lag": "2h", "length": "30m"}
+    cfg["models"][0]["reference"] = {"mode": "rolling", "lag": "2h", "length": "3h"}
     ref = _load(tmp_path, cfg).models[0].reference
-    assert (ref.mode, ref.lag, ref.length) == (ReferenceMode.ROLLING, 7200.0, 1800.0)
+    assert (ref.mode, ref.lag, ref.length) == (ReferenceMode.ROLLING, 7200.0, 10800.0)
 
 
 def test_empty_file_reports_the_required_sections(tmp_path: Path) -> None:
@@ -280,6 +364,19 @@ def _duplicate_model(cfg: Config) -> None:
     cfg["models"].append(copy.deepcopy(cfg["models"][0]))
 
 
+def _models_psi(
+    model: dict[str, float], feature: dict[str, float] | None
+) -> Callable[[Config], None]:
+    """Set PSI bands on model 0 and, unless None, on its feature 0."""
+
+    def apply(cfg: Config) -> None:
+        cfg["models"][0]["thresholds"] = {"psi": model}
+        if feature is not None:
+            cfg["models"][0]["features"][0]["thresholds"] = {"psi": feature}
+
+    return apply
+
+
 def _rolling(lag: str, length: str) -> Callable[[Config], None]:
     """Make model 0 a rolling reference."""
     return _set("models.0.reference", {"mode": "rolling", "lag": lag, "length": length})
@@ -301,14 +398,80 @@ INVALID: list[tuple[str, Callable[[Config], None], str]] = [
         "models.0.features.2.name: duplicate feature name 'amount'",
     ),
     (
-        "psi_critical equal to warning",
-        _set("models.0.features.1.psi_critical", 0.2),
-        "models.0.features.1.psi_critical: must be greater than psi_warning",
+        "psi_critical below its warning",
+        _set("models.0.features.1.psi_critical", 0.15),
+        "models.0.features.1.psi_critical: must be at least the PSI warning threshold (0.2)",
     ),
     (
         "psi_critical below default warning",
         _set("models.0.features.0.psi_critical", 0.05),
-        "models.0.features.0.psi_critical: must be greater than psi_warning",
+        "models.0.features.0.psi_critical: must be at least the PSI warning threshold (0.1)",
+    ),
+    (
+        "threshold warning above its critical",
+        _set("models.0.features.0.thresholds", {"psi": {"warning": 0.5, "critical": 0.3}}),
+        "models.0.features.0.thresholds.psi.warning: must not exceed the critical threshold",
+    ),
+    (
+        "feature warning above the model's critical",
+        _models_psi({"critical": 0.3}, {"warning": 0.4}),
+        "models.0.features.0.thresholds.psi.warning: must not exceed the PSI critical "
+        "threshold (0.3)",
+    ),
+    (
+        "model warning above the default critical",
+        _models_psi({"warning": 0.3}, None),
+        "models.0.thresholds.psi.warning: must not exceed the PSI critical threshold (0.25)",
+    ),
+    (
+        "both spellings of a PSI band",
+        _set("models.0.features.1.thresholds", {"psi": {"warning": 0.2}}),
+        "models.0.features.1.psi_warning: set either psi_warning or thresholds.psi.warning",
+    ),
+    (
+        "ratio threshold above 1",
+        _set("models.0.features.0.thresholds", {"out_of_range_ratio": {"warning": 1.5}}),
+        "models.0.features.0.thresholds.out_of_range_ratio.warning: Input should be less than "
+        "or equal to 1",
+    ),
+    (
+        "negative ratio threshold on the model",
+        _set("models.0.thresholds", {"missing_ratio_change": {"decision": -0.1}}),
+        "models.0.thresholds.missing_ratio_change.decision: Input should be greater than or "
+        "equal to 0",
+    ),
+    (
+        "KS floor above 1",
+        _set("models.0.thresholds", {"ks": {"decision": 2}}),
+        "models.0.thresholds.ks.decision: Input should be less than or equal to 1",
+    ),
+    (
+        "p-value threshold zero",
+        _set("models.0.features.3.thresholds", {"new_category_pvalue": {"warning": 0}}),
+        "models.0.features.3.thresholds.new_category_pvalue.warning: Input should be greater "
+        "than 0",
+    ),
+    (
+        "unknown signal",
+        _set("models.0.features.0.thresholds", {"wasserstein": {"warning": 0.1}}),
+        "models.0.features.0.thresholds.wasserstein: unknown signal (known: psi, ks, tvd, "
+        "missing_ratio_change, out_of_range_ratio, unseen_category_ratio, new_category_pvalue)",
+    ),
+    (
+        "unknown level",
+        _set("models.0.thresholds", {"ks": {"warning": 0.2}}),
+        "models.0.thresholds.ks.warning: unknown level (allowed: critical, decision)",
+    ),
+    (
+        "threshold of the other kind",
+        _set("models.0.features.0.thresholds", {"unseen_category_ratio": {"warning": 0.1}}),
+        "models.0.features.0.thresholds.unseen_category_ratio.warning: does not apply to a "
+        "numeric feature",
+    ),
+    (
+        "infinite PSI band",
+        _set("models.0.thresholds", {"psi": {"critical": float("inf")}}),
+        "models.0.thresholds.psi.critical: Input should be a finite number",
     ),
     ("bad duration", _set("evaluation.interval", "15x"), "evaluation.interval: invalid duration"),
     ("zero duration", _set("evaluation.interval", "0s"), "evaluation.interval: Input should be"),
@@ -544,7 +707,7 @@ def test_env_alone_can_configure_everything() -> None:
     env = {"DRIFTMON_KAFKA__TOPICS": "t1", "DRIFTMON_MODELS": json.dumps(models)}
     s = load_settings(None, env)
     assert s.kafka.topics == ("t1",)
-    assert s.models[0].feature_specs() == (FeatureSpec("x", FeatureKind.NUMERIC),)
+    assert s.models[0].feature_specs(s.evaluation) == (FeatureSpec("x", FeatureKind.NUMERIC),)
 
 
 def test_env_errors_are_config_errors(tmp_path: Path) -> None:
@@ -661,7 +824,12 @@ def test_redacted_dump_is_json_data_that_reloads(tmp_path: Path) -> None:
     assert json.loads(json.dumps(dump)) == dump
     assert dump["state"] == {"dir": str(tmp_path / "st"), "checkpoint_interval": 60.0}
     assert dump["models"][0]["features"][3]["kind"] == "categorical"
-    assert load_settings(_write(tmp_path, dump, "dump.yaml"), {}) == s
+    reloaded = load_settings(_write(tmp_path, dump, "dump.yaml"), {})
+    assert redacted_dump(reloaded) == dump
+    assert reloaded.models[0].feature_specs(reloaded.evaluation) == s.models[0].feature_specs(
+        s.evaluation
+    )
+    assert reloaded.model_dump(exclude={"models"}) == s.model_dump(exclude={"models"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -702,7 +870,7 @@ def test_consumer_kwargs_sasl_ssl(tmp_path: Path) -> None:
         "auto_offset_reset": "latest",
         "enable_auto_commit": False,
         "max_poll_records": 100,
-        "fetch_max_bytes": 52_428_800,
+        "fetch_max_bytes": 16_777_216,
         "max_partition_fetch_bytes": 1_048_576,
         "session_timeout_ms": 3000,
         "heartbeat_interval_ms": 500,

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor import decode as decode_module
+from monitor.account import BatchAccount
 from monitor.decode import (
     INVALID_CATEGORY,
     BatchDecoder,
@@ -287,9 +288,9 @@ def test_reject_checks_run_in_order_model_features_timestamp() -> None:
 
 
 def test_samples_are_bounded_escaped_and_short() -> None:
-    """At most max_samples samples; previews are escaped and never show a value's tail."""
+    """At most max_samples samples; with previews on they are escaped and never show a tail."""
     secret = b"\x01\x02not json " + b"." * 100 + b"password=hunter2"
-    dec = decoder(max_samples=3)
+    dec = decoder(max_samples=3, payload_preview=True)
     batch = dec.decode([msg(secret, offset=i) for i in range(10)])
     assert batch.rejected == {("features", RejectReason.INVALID_JSON): 10}
     assert len(batch.samples) == 3
@@ -303,24 +304,45 @@ def test_samples_are_bounded_escaped_and_short() -> None:
     ]
 
 
+def test_samples_hold_no_payload_content_by_default() -> None:
+    """Without payload_preview a sample names sizes and JSON types, never bytes or values."""
+    markers = ("123-45-6789", "alice.smith@example.com", "4111-1111-1111-1111")
+    values = [
+        b'{"features": {"ssn": "123-45-6789"} not json',
+        dumps(event(model="alice.smith@example.com")),
+        dumps(event(ts="john.doe 4111-1111-1111-1111")),
+        b"\xff alice.smith@example.com",
+        dumps([event(), "123-45-6789"]),
+        dumps("123-45-6789"),
+    ]
+    batch = decoder().decode([msg(v, offset=i) for i, v in enumerate(values)])
+    assert len(batch.samples) == len(values)
+    text = " ".join(detail for _, _, detail in batch.samples)
+    assert not [m for m in markers if m in text], text
+    assert "<string of length 23>" in text and "bytes" in text
+    preview = decoder(payload_preview=True).decode([msg(values[1])])
+    assert "alice.smith@example.com" in preview.samples[0][2]
+
+
 def test_long_unknown_model_name_is_cut_in_the_sample() -> None:
-    """An unknown model name is shown escaped and cut, so the detail stays short."""
-    batch = decoder().decode([msg(event(model="m\n" + "z" * 500))])
+    """An unknown model name is shown escaped and cut (previews on), so the detail stays short."""
+    batch = decoder(payload_preview=True).decode([msg(event(model="m\n" + "z" * 500))])
     detail = batch.samples[0][2]
     assert "'m\\nzzz" in detail and len(detail) <= 200
 
 
-def test_dead_letters_hold_each_bad_message_once_and_are_capped() -> None:
-    """A message with two bad records is one dead letter; the list stops at the cap."""
+def test_dead_letters_hold_each_bad_message_once_without_a_cap() -> None:
+    """A message with two bad records is one dead letter; every bad message is listed."""
     two_bad = msg([1, 2, event()], offset=0)
-    others = [msg(b"x", offset=i) for i in range(1, 6)]
-    batch = decoder(max_dead_letters=3).decode([two_bad, msg(event()), *others])
+    others = [msg(b"x", offset=i) for i in range(1, 1_500)]
+    batch = decoder().decode([two_bad, msg(event()), *others])
     assert batch.rejected == {
         ("features", RejectReason.NOT_AN_OBJECT): 2,
-        ("features", RejectReason.INVALID_JSON): 5,
+        ("features", RejectReason.INVALID_JSON): 1_499,
     }
-    assert batch.rejected_messages == [two_bad, others[0], others[1]]
-    assert decoder(max_dead_letters=0).decode([two_bad]).rejected_messages == []
+    assert batch.rejected_messages == [two_bad, *others]
+    reasons = [reason for _, reason in batch.account.dead_letters.values()]
+    assert reasons[:2] == [RejectReason.NOT_AN_OBJECT, RejectReason.INVALID_JSON]
 
 
 # -- missing and invalid feature values -------------------------------------------------
@@ -738,6 +760,63 @@ def test_ten_thousand_unknown_feature_names_grow_nothing() -> None:
     assert growth < 64 * 1024, growth  # the 10,000 names alone would take > 500 kB
     assert {slot: getattr(dec, slot) for slot in type(dec).__slots__} == before
     assert dec._layout.attrs == attrs_before
+
+
+# -- memory bounds on hostile input ----------------------------------------------------------
+
+
+def test_array_over_the_element_cap_keeps_the_first_elements_and_counts_the_rest() -> None:
+    """An array of 8 events under a cap of 5: 5 accepted, 3 too_large, one dead letter."""
+    dec = decoder(EventFields(max_array_elements=5))
+    elements = [event({"amount": float(i)}) for i in range(8)]
+    message = msg(elements, topic="t")
+    batch = dec.decode([message, msg(elements[:5], topic="t")])
+    np.testing.assert_array_equal(batch.models["fraud"].numeric[0], [0, 1, 2, 3, 4] * 2)
+    assert batch.accepted == {"t": 10}
+    assert batch.rejected == {("t", RejectReason.TOO_LARGE): 3}
+    assert batch.rejected_messages == [message]
+    assert "array of 8 elements > event.max_array_elements 5" in batch.samples[0][2]
+
+
+def test_hostile_array_is_counted_without_building_its_records() -> None:
+    """A 349,000-element `[{},...]` message decodes with a small peak of Python memory."""
+    value = b"[" + b",".join([b"{}"] * 349_000) + b"]"
+    dec = decoder()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        batch = dec.decode([msg(value, topic="t")])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert batch.rejected == {
+        ("t", RejectReason.UNKNOWN_MODEL): 10_000,
+        ("t", RejectReason.TOO_LARGE): 339_000,
+    }
+    assert len(batch.rejected_messages) == 1 and len(batch.samples) == 20
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # 349k records: > 100 MiB
+
+
+def test_slices_bound_the_columns_alive_at_once() -> None:
+    """`slices` cuts a batch of arrays into slices of bounded records, counting everything."""
+    dec = decoder()
+    limit = dec._slice_records
+    per_message = 1_000
+    n_messages = 3 * limit // per_message
+    value = dumps([event({"amount": 1.0})] * per_message)
+    messages = [msg(value, topic="t", offset=i) for i in range(n_messages)]
+    account = BatchAccount()
+    sizes = [len(part.models["fraud"]) for part in dec.slices(messages, account)]
+    assert len(sizes) >= 3 and max(sizes) <= limit
+    assert sum(sizes) == n_messages * per_message == account.decoded["t"]
+    assert account.consumed == {"t": n_messages} and account.rejected == {}
+
+
+def test_a_tombstone_sample_names_it_and_nothing_else() -> None:
+    """A null value is one invalid_json reject described as a tombstone."""
+    batch = decoder().decode([msg(None, topic="t")])
+    assert batch.rejected == {("t", RejectReason.INVALID_JSON): 1}
+    assert batch.samples[0][2].endswith("value is null (a tombstone)")
 
 
 # -- properties -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ counted with the production layout, so the whole pure path raw values -> decisio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -26,6 +27,7 @@ from monitor.model import (
     FeatureResult,
     FeatureSpec,
     ModelEvaluation,
+    Thresholds,
 )
 from monitor.reference import fit_profile, layout_for
 
@@ -179,7 +181,7 @@ def test_result_fields_follow_the_feature_kind() -> None:
         assert value is not None
     assert numeric.reference_samples == N
     assert numeric.current_samples == N
-    assert (numeric.psi_warning, numeric.psi_critical) == (0.1, 0.25)
+    assert numeric.thresholds == Thresholds()
 
 
 def test_under_min_samples_no_statistic_but_sample_counts() -> None:
@@ -277,9 +279,13 @@ def _expected_reasons(
     """
     legs = [
         [
-            ("ks", r.ks_pvalue, (r.ks_statistic or 0.0) >= policy.ks_floor),
-            ("psi", r.psi_pvalue, (r.psi or 0.0) >= policy.psi_floor),
-            ("missing", r.missing_pvalue, _missing_change(r) >= policy.missing_floor),
+            ("ks", r.ks_pvalue, (r.ks_statistic or 0.0) >= r.thresholds.ks_decision),
+            ("psi", r.psi_pvalue, (r.psi or 0.0) >= r.thresholds.psi_decision),
+            (
+                "missing",
+                r.missing_pvalue,
+                _missing_change(r) >= r.thresholds.missing_ratio_change_decision,
+            ),
         ]
         for r in results
     ]
@@ -312,16 +318,11 @@ def test_corrections_behave_as_documented() -> None:
     )
     detected: dict[Correction, set[int]] = {}
     reasons_19: dict[Correction, tuple[str, ...]] = {}
+    low = _with_floors(specs, ks=0.03, psi=0.005, missing=0.01)
+    high = _with_floors(specs, ks=0.5, psi=0.5, missing=0.5)
     for correction in Correction:
-        policy = DecisionPolicy(
-            fdr_q=0.05,
-            correction=correction,
-            min_samples=500,
-            ks_floor=0.03,
-            psi_floor=0.005,
-            missing_floor=0.01,
-        )
-        results = ModelEvaluator(layout, specs, policy).evaluate(reference, current, CONTEXT)
+        policy = DecisionPolicy(fdr_q=0.05, correction=correction, min_samples=500)
+        results = ModelEvaluator(layout, low, policy).evaluate(reference, current, CONTEXT)
         features = results.features
         assert results.correction is correction
         want = _expected_reasons(features, policy)
@@ -336,17 +337,9 @@ def test_corrections_behave_as_documented() -> None:
             assert f.drift_detected == bool(f.drift_reasons)
         detected[correction] = {i for i, f in enumerate(features) if f.drift_detected}
         reasons_19[correction] = features[19].drift_reasons
-        high_floors = DecisionPolicy(
-            fdr_q=0.05,
-            correction=correction,
-            min_samples=500,
-            ks_floor=0.5,
-            psi_floor=0.5,
-            missing_floor=0.5,
-        )
-        strict = ModelEvaluator(layout, specs, high_floors).evaluate(reference, current, CONTEXT)
+        strict = ModelEvaluator(layout, high, policy).evaluate(reference, current, CONTEXT)
         assert not any(f.drift_detected for f in strict.features)
-        assert _expected_reasons(strict.features, high_floors) == [()] * len(shifts)
+        assert _expected_reasons(strict.features, policy) == [()] * len(shifts)
         assert [f.qvalue for f in strict.features] == [f.qvalue for f in features]
     bonferroni, bh, none = (
         detected[Correction.BONFERRONI],
@@ -383,12 +376,42 @@ def test_effect_below_the_floor_is_not_flagged_although_p_is_tiny() -> None:
     assert result.ks_pvalue is not None and result.ks_pvalue < 1e-12
     assert result.psi_pvalue is not None and result.psi_pvalue < 1e-12
     assert result.qvalue is not None and result.qvalue <= policy.fdr_q
-    assert result.ks_statistic is not None and result.ks_statistic < policy.ks_floor
-    assert result.psi is not None and result.psi < policy.psi_floor
+    assert result.ks_statistic is not None and result.ks_statistic < Thresholds().ks_decision
+    assert result.psi is not None and result.psi < Thresholds().psi_decision
     assert not result.drift_detected
-    lowered = DecisionPolicy(ks_floor=0.001)
-    again = ModelEvaluator(layout, specs, lowered).evaluate(reference, current, CONTEXT)
+    lowered = _with_floors(specs, ks=0.001)
+    again = ModelEvaluator(layout, lowered, policy).evaluate(reference, current, CONTEXT)
     assert again.features[0].drift_reasons == ("ks",)
+
+
+def test_decision_floors_are_per_feature() -> None:
+    """Two features with the same shift: only the one whose KS/PSI floors it reaches drifts."""
+    layout, specs, reference, current = _graded_model([0.3, 0.3], 20_000, 5_000, seed=12)
+    lenient, strict = _with_floors(specs[:1], ks=0.05, psi=0.02)[0], specs[1]
+    strict = _with_floors([strict], ks=0.9, psi=50.0)[0]
+    evaluation = ModelEvaluator(layout, [lenient, strict], DecisionPolicy()).evaluate(
+        reference, current, CONTEXT
+    )
+    first, second = evaluation.features
+    assert first.ks_statistic == pytest.approx(second.ks_statistic, abs=0.02)
+    assert first.drift_detected and set(first.drift_reasons) == {"ks", "psi"}
+    assert not second.drift_detected
+    assert second.thresholds.ks_decision == 0.9
+
+
+def test_new_category_floor_is_per_feature() -> None:
+    """An unseen share of 0.5 % drifts a feature whose unseen-category floor is 0.001 only."""
+    layout, reference, specs = _model()
+    current = _current(layout, seed=7, drift=False, tiny_new=True)
+    low = [
+        dataclasses.replace(s, thresholds=Thresholds(unseen_category_ratio_decision=0.001))
+        if s.name == "brand"
+        else s
+        for s in specs
+    ]
+    evaluation = ModelEvaluator(layout, low, DecisionPolicy()).evaluate(reference, current, CONTEXT)
+    brand = _by_name(evaluation)["brand"]
+    assert brand.drift_detected and "new_category" in brand.drift_reasons
 
 
 def test_new_category_below_its_floor_is_not_flagged() -> None:
@@ -426,19 +449,27 @@ def test_specs_must_follow_the_layout_order() -> None:
         ModelEvaluator(layout, list(reversed(specs)), DecisionPolicy())
 
 
-def test_psi_bands_are_copied_from_the_specs() -> None:
-    """Per-feature PSI warning/critical thresholds come from the FeatureSpec."""
+def test_thresholds_are_copied_from_the_specs() -> None:
+    """Each FeatureResult carries its FeatureSpec's thresholds (exported as series)."""
     layout, reference, specs = _model()
     custom = [
-        FeatureSpec(s.name, s.kind, psi_warning=0.2 + i, psi_critical=0.4 + i)
+        FeatureSpec(s.name, s.kind, Thresholds(psi_warning=0.2 + i, psi_critical=0.4 + i))
         for i, s in enumerate(specs)
     ]
     evaluation = ModelEvaluator(layout, custom, DecisionPolicy()).evaluate(
         reference, _current(layout, seed=8), CONTEXT
     )
     for i, result in enumerate(evaluation.features):
-        assert math.isclose(result.psi_warning, 0.2 + i)
-        assert math.isclose(result.psi_critical, 0.4 + i)
+        assert math.isclose(result.thresholds.psi_warning, 0.2 + i)
+        assert math.isclose(result.thresholds.psi_critical, 0.4 + i)
+
+
+def _with_floors(
+    specs: list[FeatureSpec], *, ks: float = 0.05, psi: float = 0.02, missing: float = 0.05
+) -> list[FeatureSpec]:
+    """The specs with these KS, PSI and missing-ratio decision floors."""
+    floors = Thresholds(ks_decision=ks, psi_decision=psi, missing_ratio_change_decision=missing)
+    return [dataclasses.replace(s, thresholds=floors) for s in specs]
 
 
 def _random_counts(layout: ModelLayout) -> st.SearchStrategy[np.ndarray]:

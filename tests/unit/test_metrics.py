@@ -26,7 +26,7 @@ import monitor
 from monitor import metrics
 from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
-from monitor.model import Correction, FeatureResult, Snapshot
+from monitor.model import Correction, FeatureResult, Snapshot, Thresholds
 from tests.support.builders import (
     categorical,
     evaluation,
@@ -96,8 +96,7 @@ def country() -> FeatureResult:
         unseen_category_ratio=0.003,
         new_category_pvalue=0.9,
         qvalue=0.96,
-        psi_warning=0.2,
-        psi_critical=0.5,
+        thresholds=Thresholds(psi_warning=0.2, psi_critical=0.5, tvd_decision=0.04),
     )
 
 
@@ -127,7 +126,9 @@ def fixed_snapshot() -> Snapshot:
     )
     churn = evaluation(
         "churn",
-        unevaluated("tenure"),
+        unevaluated(
+            "tenure", reference_ready=False, reference_note="warm-up in progress: 10/1000 events"
+        ),
         evaluated_at=1764180015.0,
         correction=Correction.BONFERRONI,
         reference_mode="warmup",
@@ -265,6 +266,7 @@ class TestGoldenExposition:
         """The full exposition of a fixed pipeline state and snapshot equals the golden file."""
         pipeline.record_consumed("features", 120)
         pipeline.record_rejected("features", RejectReason.TOO_LATE, 3)
+        pipeline.dead_letter_failed(RejectReason.TOO_LARGE)
         pipeline.record_accepted("fraud", 117)
         pipeline.add_invalid_values("fraud", "amount", 2)
         pipeline.observe_batch(0.003)
@@ -311,6 +313,7 @@ class TestPipelineMetrics:
                 assert get(metrics.RECORDS_REJECTED_TOTAL, labels) == 0
         for result in CheckpointResult:
             assert get(metrics.CHECKPOINTS_TOTAL, {"result": result.value}) == 0
+        for result in metrics.COMMIT_RESULTS:
             assert get(metrics.OFFSET_COMMITS_TOTAL, {"result": result.value}) == 0
         for model, features in FEATURES.items():
             assert get(metrics.EVENTS_ACCEPTED_TOTAL, {"model": model}) == 0
@@ -442,6 +445,49 @@ class TestDriftCollector:
         assert get(metrics.FEATURE_MISSING_RATIO, {**age, "window": "current"}) == 0.25
         assert get(metrics.FEATURE_PSI_THRESHOLD, {**age, "severity": "warning"}) == 0.1
         assert get(metrics.FEATURE_PSI_THRESHOLD, {**age, "severity": "critical"}) == 0.25
+        psi_critical = {**age, "signal": "psi", "severity": "critical"}
+        assert get(metrics.FEATURE_THRESHOLD, psi_critical) == 0.25
+
+    def test_every_threshold_of_the_features_kind_is_a_series(
+        self, registry: CollectorRegistry, collector: DriftCollector
+    ) -> None:
+        """Each feature exports exactly its kind's thresholds and the model's q, with values."""
+        collector.publish(fixed_snapshot())
+        text = scrape(registry)
+        found: dict[str, dict[tuple[str, str], float]] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name == metrics.FEATURE_THRESHOLD:
+                for s in family.samples:
+                    key = f"{s.labels['model']}/{s.labels['feature']}"
+                    found.setdefault(key, {})[(s.labels["signal"], s.labels["severity"])] = s.value
+        numeric = {
+            ("psi", "warning"): 0.1,
+            ("psi", "critical"): 0.25,
+            ("psi", "decision"): 0.02,
+            ("ks", "critical"): 0.2,
+            ("ks", "decision"): 0.05,
+            ("missing_ratio_change", "warning"): 0.1,
+            ("missing_ratio_change", "decision"): 0.05,
+            ("out_of_range_ratio", "warning"): 0.05,
+            ("drift_qvalue", "decision"): 1e-3,
+        }
+        categorical = {
+            ("psi", "warning"): 0.2,
+            ("psi", "critical"): 0.5,
+            ("tvd", "decision"): 0.04,
+            ("missing_ratio_change", "warning"): 0.1,
+            ("missing_ratio_change", "decision"): 0.05,
+            ("unseen_category_ratio", "warning"): 0.01,
+            ("unseen_category_ratio", "decision"): 0.01,
+            ("new_category_pvalue", "warning"): 0.001,
+            ("drift_qvalue", "decision"): 1e-3,
+        }
+        assert found == {
+            "fraud/amount": numeric,
+            "fraud/country": categorical,
+            "fraud/age": numeric,
+            "churn/tenure": numeric,
+        }
 
     def test_statistics_are_exported_verbatim(
         self, registry: CollectorRegistry, collector: DriftCollector
@@ -538,7 +584,7 @@ class TestDriftCollector:
         start = time.perf_counter()
         families = list(collector.collect())
         elapsed = time.perf_counter() - start
-        assert sum(len(f.samples) for f in families) == 2000 * 18 + 5
+        assert sum(len(f.samples) for f in families) == 2000 * 28 + 5
         assert elapsed < 1.0
 
     def test_a_second_collector_on_the_same_registry_is_refused(

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.account import BatchAccount
 from monitor.config import Settings, load_settings
 from monitor.decode import ModelColumns
 from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime, model_runtimes
@@ -108,9 +109,9 @@ def test_warmup_freezes_edges_from_exactly_the_first_events(tmp_path: Path, mode
     settings = _settings(tmp_path, mode)
     runtime = _runtime(settings, START + 10 * 3600)
     stream = _stream(rng, hours=1.0, per_minute=10)
-    result = runtime.ingest(stream)
-    assert result.warmup == 200
-    assert result.accepted.all()
+    account = BatchAccount()
+    runtime.ingest(stream, account)
+    assert account.events_accepted == {"m": len(stream)} and account.rejected == {}
     assert runtime.profile is not None
     x_profile = runtime.profile.feature("x")
     assert x_profile is not None and x_profile.samples == 200

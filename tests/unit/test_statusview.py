@@ -141,6 +141,24 @@ def test_unevaluated_feature_shows_dashes_and_a_footnote() -> None:
     assert "DRIFT —: not evaluated" in text
 
 
+def test_feature_without_reference_says_so_with_a_legend() -> None:
+    """A feature whose reference is not ready shows "no ref" instead of a bare dash."""
+    unready = numeric(
+        "account_age_days",
+        reference_samples=0,
+        evaluated=False,
+        reference_missing_ratio=None,
+        reference_ready=False,
+        reference_note="warm-up of 1000 events: no finite value",
+    )
+    model = builders.evaluation("fraud", numeric("age", psi=0.004), unready)
+    document = json.loads(snapshot_to_json(builders.snapshot(model)))
+    text = render_status(document)
+    row = next(r for r in rows_of(text, "fraud") if r.startswith("account_age_days"))
+    assert row.split()[2:4] == ["no", "ref"]
+    assert "no ref: no usable reference yet" in text
+
+
 def test_no_color_codes_unless_asked() -> None:
     """Plain output has no ANSI codes; color marks drifted rows red and unevaluated ones dim."""
     assert "\x1b" not in render_status(status_document())

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.window import BucketRing, EventTimeWindow, LaggingReference
+from monitor.window import BucketRing, EventTimeWindow, LaggingReference, count_batch
 
 F, W = 3, 5
 BUCKET = 10.0
@@ -305,3 +305,46 @@ def test_memory_for_a_thousand_features_and_sixty_buckets() -> None:
     mib = (window.nbytes + reference.nbytes) / 2**20
     assert window.ring.counts.dtype == np.int32
     assert mib <= 35.0, f"{mib:.1f} MiB"
+
+
+def test_count_batch_equals_slot_by_slot_adds_for_window_and_lagging_hours() -> None:
+    """count_batch bins each (bucket, hour) group once and gives the same rings as add()."""
+    rng = np.random.default_rng(9)
+    direct = EventTimeWindow((F, W), BUCKET, 30 * BUCKET, allowed_lateness_seconds=120.0)
+    grouped = EventTimeWindow((F, W), BUCKET, 30 * BUCKET, allowed_lateness_seconds=120.0)
+    lag_direct = LaggingReference((F, W), 3600.0, 3600.0, 3600.0)
+    lag_grouped = LaggingReference((F, W), 3600.0, 3600.0, 3600.0)
+    calls = groups = 0
+    for start in range(0, 4 * 3600, 600):
+        times = start + rng.uniform(-200.0, 600.0, 300)
+        slots = rng.integers(0, W, (F, 300))
+        result = direct.add(slots, times)
+        lag_direct.add(slots, times, result.accepted)
+        admitted = grouped.admit(times)
+        assert admitted.accepted.tolist() == result.accepted.tolist()
+        keys = {(t // BUCKET, t // 3600.0) for t in times[admitted.accepted].tolist()}
+        groups += len(keys)
+
+        def count(select: np.ndarray | None, slots: np.ndarray = slots) -> np.ndarray:
+            nonlocal calls
+            calls += 1
+            chosen = slots if select is None else slots[:, select]
+            out = np.zeros((F, W), dtype=np.int64)
+            for row in range(F):
+                out[row] = np.bincount(chosen[row], minlength=W)
+            return out
+
+        total = count_batch(grouped, lag_grouped, times, admitted.accepted, count)
+        assert int(total[0].sum()) == int(admitted.accepted.sum())
+        np.testing.assert_array_equal(grouped.current(), direct.current())
+        np.testing.assert_array_equal(lag_grouped.reference(), lag_direct.reference())
+    assert calls == groups, "one binning per distinct (bucket, lagging hour), not per event"
+
+
+def test_count_batch_of_nothing_accepted_adds_nothing() -> None:
+    """With no accepted event the window is unchanged and the total is zero."""
+    window = EventTimeWindow((F, W), BUCKET, 5 * BUCKET)
+    times = np.asarray([10.0, 20.0])
+    ones = np.ones((F, W), dtype=np.int64)
+    total = count_batch(window, None, times, np.zeros(2, dtype=bool), lambda _s: ones)
+    assert not total.any() and not window.current().any()

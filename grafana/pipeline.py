@@ -1,0 +1,324 @@
+"""The "driftmon / pipeline" dashboard: the daemon's health, throughput and durability."""
+
+from __future__ import annotations
+
+from panels import (
+    BLUE,
+    GREEN,
+    JSON,
+    RED,
+    YELLOW,
+    YES_NO,
+    Board,
+    by_name,
+    dashboard,
+    fixed,
+    query_variable,
+    rate,
+    stat,
+    target,
+    thresholds,
+    timeseries,
+)
+
+
+def quantiles(histogram: str, sel: str) -> list[JSON]:
+    """p50/p90/p99 of a histogram over the panel's rate interval."""
+    return [
+        target(
+            f"histogram_quantile({q}, sum by (le) "
+            f"(rate({histogram}_bucket{{{sel}}}[$__rate_interval])))",
+            f"p{round(q * 100)}",
+        )
+        for q in (0.5, 0.9, 0.99)
+    ]
+
+
+def pipeline() -> JSON:
+    """The daemon itself: health, throughput, rejects, lag, evaluation cost, durability."""
+    sel = 'instance=~"$instance"'
+    b = Board()
+    b.row("Health")
+    b.add(
+        stat(
+            "Ready",
+            "driftmon_ready: partitions assigned, references loaded, first evaluation done.",
+            [target(f"driftmon_ready{{{sel}}}", "{{instance}}")],
+            mappings=YES_NO,
+            steps=thresholds((None, RED), (1, GREEN)),
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Kafka connected",
+            "driftmon_kafka_connected: the consumer can reach the brokers.",
+            [target(f"driftmon_kafka_connected{{{sel}}}", "{{instance}}")],
+            mappings=YES_NO,
+            steps=thresholds((None, RED), (1, GREEN)),
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Version",
+            "driftmon_build_info: the running version.",
+            [target(f"driftmon_build_info{{{sel}}}", "{{version}}")],
+            steps=thresholds((None, BLUE)),
+            text_mode="name",
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Last evaluation age",
+            "Seconds since the last finished evaluation. DriftmonNotEvaluating pages above 3 "
+            "evaluation intervals.",
+            [
+                target(
+                    f"time() - driftmon_last_evaluation_timestamp_seconds{{{sel}}}", "{{instance}}"
+                )
+            ],
+            unit="s",
+            steps=thresholds((None, GREEN), (60, YELLOW), (180, RED)),
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Evaluation interval",
+            "driftmon_evaluation_interval_seconds: how often statistics are recomputed.",
+            [target(f"driftmon_evaluation_interval_seconds{{{sel}}}", "{{instance}}")],
+            unit="s",
+            steps=thresholds((None, BLUE)),
+        ),
+        4,
+        4,
+    )
+    b.add(
+        stat(
+            "Total consumer lag",
+            "Records behind the partitions' high watermarks, summed.",
+            [target(f"sum(driftmon_consumer_lag{{{sel}}})", "lag")],
+            steps=thresholds((None, GREEN), (10000, YELLOW)),
+        ),
+        4,
+        4,
+    )
+
+    b.row("Throughput")
+    b.add(
+        timeseries(
+            "Records consumed",
+            "Records read from Kafka per second, per topic.",
+            [
+                target(
+                    f"sum by (topic) ({rate('driftmon_records_consumed_total', sel)})",
+                    "{{topic}}",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Events accepted per model",
+            "Events routed to a model's windows per second.",
+            [
+                target(
+                    f"sum by (model) ({rate('driftmon_events_accepted_total', sel)})",
+                    "{{model}}",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Rejected records by reason",
+            "Records rejected whole, per second, by topic and reason. DriftmonHighRejectRate "
+            "warns above 1% of the records consumed.",
+            [
+                target(
+                    f"sum by (topic, reason) "
+                    f"(rate(driftmon_records_rejected_total{{{sel}}}[$__rate_interval]))",
+                    "{{topic}}: {{reason}}",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+            custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Dead-letter copies that failed",
+            "Rejected records that could not be copied to kafka.dead_letter_topic (could not "
+            "be queued, or not delivered), per second, by reject reason. Empty without a "
+            "dead-letter topic.",
+            [
+                target(
+                    f"sum by (reason) "
+                    f"(rate(driftmon_dead_letter_failures_total{{{sel}}}[$__rate_interval]))",
+                    "{{reason}}",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Consumer lag",
+            "Records behind the high watermark, per topic and partition.",
+            [target(f"driftmon_consumer_lag{{{sel}}}", "{{topic}}/{{partition}}")],
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Event-time freshness",
+            "Seconds since the event time of the newest applied record (per topic) and since "
+            "each model's watermark.",
+            [
+                target(f"time() - driftmon_last_record_timestamp_seconds{{{sel}}}", "{{topic}}"),
+                target(
+                    f"time() - driftmon_model_watermark_timestamp_seconds{{{sel}}}",
+                    "watermark {{model}}",
+                ),
+            ],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Invalid feature values",
+            "The 10 features receiving the most values of the wrong type, per second.",
+            [
+                target(
+                    f"topk(10, sum by (model, feature) "
+                    f"(rate(driftmon_feature_invalid_values_total{{{sel}}}[$__rate_interval])))",
+                    "{{model}} / {{feature}}",
+                )
+            ],
+            unit="cps",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+
+    b.row("Evaluation and durability")
+    b.add(
+        timeseries(
+            "Evaluation duration",
+            "Time to compute every statistic of every model once (quantiles of "
+            "driftmon_evaluation_duration_seconds).",
+            quantiles("driftmon_evaluation_duration_seconds", sel),
+            unit="s",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Batch duration",
+            "Time to decode and apply one polled batch (quantiles of "
+            "driftmon_batch_duration_seconds).",
+            quantiles("driftmon_batch_duration_seconds", sel),
+            unit="s",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Time since last evaluation",
+            "Seconds since the last evaluation, for the daemon and for each model.",
+            [
+                target(f"time() - driftmon_last_evaluation_timestamp_seconds{{{sel}}}", "daemon"),
+                target(
+                    f"time() - driftmon_model_last_evaluation_timestamp_seconds{{{sel}}}",
+                    "{{model}}",
+                ),
+            ],
+            unit="s",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Evaluations",
+            "Evaluation cycles completed per second.",
+            [
+                target(
+                    f"sum(rate(driftmon_evaluations_total{{{sel}}}[$__rate_interval]))",
+                    "evaluations/s",
+                )
+            ],
+            unit="ops",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Checkpoints and offset commits",
+            "Checkpoint writes and Kafka offset commits per second, by result. Offsets are "
+            "committed only after a successful checkpoint.",
+            [
+                target(
+                    f"sum by (result) ({rate('driftmon_checkpoints_total', sel)})",
+                    "checkpoint {{result}}",
+                ),
+                target(
+                    f"sum by (result) "
+                    f"(rate(driftmon_offset_commits_total{{{sel}}}[$__rate_interval]))",
+                    "offset commit {{result}}",
+                ),
+            ],
+            unit="ops",
+            min_value=0,
+            overrides=[
+                by_name("checkpoint failure", color=fixed(RED)),
+                by_name("offset commit failure", color=fixed("orange")),
+            ],
+        ),
+        24,
+        8,
+    )
+    return dashboard(
+        "driftmon-pipeline",
+        "driftmon / pipeline",
+        "The driftmon daemon: health, throughput, rejects, consumer lag, evaluation cost, "
+        "checkpoints.",
+        b,
+        [
+            query_variable(
+                "instance", "Instance", "label_values(driftmon_build_info, instance)", multi=True
+            )
+        ],
+    )

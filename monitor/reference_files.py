@@ -1,0 +1,63 @@
+"""Reference profile files on disk: watch a `file` reference, persist a warm-up profile.
+
+The daemon's only filesystem contact besides the checkpoint store. A `ReferenceFile` is read
+again only when its modification time changes; a file larger than `max_bytes` is refused
+unread. Profiles are written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from monitor.errors import ReferenceDataError
+from monitor.reference import ReferenceProfile, profile_to_json
+
+MAX_PROFILE_BYTES = 64 * 1024 * 1024
+"""A `file` reference larger than this is refused unread (100,000 vocabulary entries fit)."""
+
+
+class ReferenceFileError(ReferenceDataError):
+    """The reference file cannot be stat'ed or read (missing, no permission)."""
+
+
+class ReferenceFile:
+    """One profile file, watched by modification time."""
+
+    def __init__(self, path: Path, max_bytes: int = MAX_PROFILE_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._mtime: float | None = None
+
+    def changed(self) -> bytes | None:
+        """The file's bytes if it changed since the last call (always on the first), else None.
+
+        Raises ReferenceDataError when the file cannot be read or is larger than `max_bytes`
+        (a changed file that is refused is not offered again until it changes once more).
+        """
+        try:
+            info = os.stat(self.path)
+        except OSError as exc:
+            raise ReferenceFileError(f"cannot read reference {self.path}: {exc.strerror}") from exc
+        if self._mtime is not None and info.st_mtime == self._mtime:
+            return None
+        self._mtime = info.st_mtime
+        if info.st_size > self.max_bytes:
+            raise ReferenceDataError(
+                f"reference {self.path} refused: {info.st_size} bytes, more than the "
+                f"{self.max_bytes} a profile may have"
+            )
+        try:
+            return self.path.read_bytes()
+        except OSError as exc:
+            raise ReferenceFileError(f"cannot read reference {self.path}: {exc.strerror}") from exc
+
+
+def persist_profile(directory: Path, model: str, profile: ReferenceProfile) -> Path:
+    """Write `profile` to `<directory>/<model>.json` atomically; OSError when it cannot."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{model}.json"
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(profile_to_json(profile), encoding="utf-8")
+    os.replace(tmp, target)
+    return target
