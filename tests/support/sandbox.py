@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.ops_services import REPO_ROOT
+from tests.support.ops_services import REPO_ROOT, find_tool
 
 UID = 10001
 STATE_DIR = "/var/lib/driftmon"
@@ -40,11 +40,8 @@ DOCKERFILE_COPIES = ("pyproject.toml", "README.md", "monitor")
 
 
 def bwrap_binary() -> str:
-    """Path of bwrap; an install hint when the Debian package is missing."""
-    path = shutil.which("bwrap")
-    if path is None:
-        raise AssertionError("bwrap is not installed: run `make system-packages` (bubblewrap)")
-    return path
+    """Path of bwrap (Debian `bubblewrap`); a missing one fails with an install hint."""
+    return find_tool("bwrap")
 
 
 def image_venv(directory: Path) -> Path:
