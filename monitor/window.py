@@ -253,6 +253,32 @@ class EventTimeWindow:
                     self.total -= counts
         self.ring.drop_before(new_lo - self.lateness_buckets)
 
+    def merge(self, other: EventTimeWindow) -> None:
+        """Add another window's counts: afterwards this window holds the union of both.
+
+        `other` must have the same shape, bucket width and length. The watermark becomes the
+        larger of the two, and `other`'s buckets that this window no longer holds (older than
+        length + lateness behind the new watermark) are left out, exactly as their events
+        would have been `too_late` here. Counts are integers, so merging is exact and the
+        order of merges does not matter.
+        """
+        if (
+            other.ring.counts.shape != self.ring.counts.shape
+            or other.bucket_seconds != self.bucket_seconds
+            or other.n_buckets != self.n_buckets
+        ):
+            raise ValueError("only windows of the same shape, bucket and length can be merged")
+        if other.watermark is None:
+            return
+        self.advance(other.watermark)
+        head = self.head
+        assert head is not None
+        oldest = head - self.n_buckets + 1 - self.lateness_buckets
+        for slot in range(other.ring.n_slots):
+            bucket = int(other.ring.bucket_ids[slot])
+            if bucket != EMPTY_BUCKET and oldest <= bucket <= head:
+                self.add_counts(bucket, other.ring.counts[slot])
+
     @property
     def nbytes(self) -> int:
         """Memory of the ring and the running sum."""

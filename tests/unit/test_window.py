@@ -348,3 +348,39 @@ def test_count_batch_of_nothing_accepted_adds_nothing() -> None:
     ones = np.ones((F, W), dtype=np.int64)
     total = count_batch(window, None, times, np.zeros(2, dtype=bool), lambda _s: ones)
     assert not total.any() and not window.current().any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4))
+def test_merged_windows_equal_one_window_fed_every_event(seed: int, parts: int) -> None:
+    """Events split over several windows and merged give the counts of one window of all."""
+    rng = np.random.default_rng(seed)
+    times = rng.uniform(0.0, 5 * BUCKET, 200)
+    slots = rng.integers(0, W, (F, 200))
+    whole = EventTimeWindow((F, W), BUCKET, 5 * BUCKET, allowed_lateness_seconds=2 * BUCKET)
+    whole.add(slots, times)
+    owner = rng.integers(0, parts, 200)
+    windows = []
+    for part in range(parts):
+        window = EventTimeWindow((F, W), BUCKET, 5 * BUCKET, allowed_lateness_seconds=2 * BUCKET)
+        mine = owner == part
+        window.add(slots[:, mine], times[mine])
+        windows.append(window)
+    merged = EventTimeWindow((F, W), BUCKET, 5 * BUCKET, allowed_lateness_seconds=2 * BUCKET)
+    for window in reversed(windows):
+        merged.merge(window)
+    assert merged.watermark == whole.watermark
+    np.testing.assert_array_equal(merged.current(), whole.current())
+    np.testing.assert_array_equal(merged.recompute(), merged.current())
+
+
+def test_merge_leaves_out_buckets_the_window_no_longer_holds() -> None:
+    """A far newer window evicts the other's old buckets, as too_late would have."""
+    old = EventTimeWindow((F, W), BUCKET, 5 * BUCKET)
+    old.add(np.zeros((F, 3), dtype=np.int64), np.asarray([1.0, 2.0, 3.0]))
+    new = EventTimeWindow((F, W), BUCKET, 5 * BUCKET)
+    new.add(np.ones((F, 2), dtype=np.int64), np.asarray([500.0, 501.0]))
+    new.merge(old)
+    assert int(new.current().sum()) == 2 * F
+    with pytest.raises(ValueError, match="same shape"):
+        new.merge(EventTimeWindow((F, W), BUCKET, 6 * BUCKET))
