@@ -473,6 +473,19 @@ def stop_just_after_a_flush(chain: Chain, drift_notes: list[float]) -> tuple[flo
 
 # ----------------------------------------------------------------------------- the test
 @pytest.fixture
+def broker() -> Iterator[TansuBroker]:
+    """A broker of this module's own, fresh for each test (overrides the shared session one).
+
+    In a full `make test` the shared broker holds every earlier test's records in memory (tansu
+    keeps no disk), and under that broker the clean model's integer feature `age` was flagged in
+    about half of the full runs, never in 13 runs in isolation (cause not found yet). The
+    alerting chain is what this module tests, so it runs against a broker only its test uses.
+    """
+    with TansuBroker() as fresh:
+        yield fresh
+
+
+@pytest.fixture
 def stream(broker: TansuBroker, topic: str) -> Iterator[Stream]:
     """The warm-up events, already in the topic, and the stream (started by the test)."""
     sink = KafkaSink({"bootstrap_servers": broker.bootstrap})
