@@ -126,6 +126,31 @@ def histograms_by_bucket(
     return result
 
 
+def _ring_state(ring: BucketRing, watermark: float | None) -> dict[str, npt.NDArray[np.generic]]:
+    """A ring and its watermark as checkpoint arrays (NaN: no watermark yet)."""
+    return {
+        "counts": ring.counts,
+        "bucket_ids": ring.bucket_ids,
+        "watermark": np.asarray([np.nan if watermark is None else watermark]),
+    }
+
+
+def _restore_ring(
+    ring: BucketRing, state: dict[str, npt.NDArray[np.generic]], what: str
+) -> float | None:
+    """Load `_ring_state` arrays into `ring`; the watermark. ValueError when shapes differ."""
+    counts = np.asarray(state["counts"])
+    ids = np.asarray(state["bucket_ids"], dtype=np.int64)
+    if counts.shape != ring.counts.shape or ids.shape != ring.bucket_ids.shape:
+        raise ValueError(
+            f"checkpointed {what} shape {counts.shape} does not match {ring.counts.shape}"
+        )
+    ring.counts[...] = counts
+    ring.bucket_ids[...] = ids
+    mark = float(np.asarray(state["watermark"], dtype=np.float64)[0])
+    return None if math.isnan(mark) else mark
+
+
 class EventTimeWindow:
     """The current window: the last `length` of event time, as a running sum of buckets."""
 
@@ -286,24 +311,11 @@ class EventTimeWindow:
 
     def state(self) -> dict[str, npt.NDArray[np.generic]]:
         """Arrays to checkpoint (the running sum is rebuilt from the ring on restore)."""
-        return {
-            "counts": self.ring.counts,
-            "bucket_ids": self.ring.bucket_ids,
-            "watermark": np.asarray([np.nan if self.watermark is None else self.watermark]),
-        }
+        return _ring_state(self.ring, self.watermark)
 
     def restore(self, state: dict[str, npt.NDArray[np.generic]]) -> None:
         """Load arrays written by `state()`; raises ValueError if the shapes do not match."""
-        counts = np.asarray(state["counts"])
-        ids = np.asarray(state["bucket_ids"], dtype=np.int64)
-        if counts.shape != self.ring.counts.shape or ids.shape != self.ring.bucket_ids.shape:
-            raise ValueError(
-                f"checkpointed window shape {counts.shape} does not match {self.ring.counts.shape}"
-            )
-        self.ring.counts[...] = counts
-        self.ring.bucket_ids[...] = ids
-        mark = float(np.asarray(state["watermark"], dtype=np.float64)[0])
-        self.watermark = None if math.isnan(mark) else mark
+        self.watermark = _restore_ring(self.ring, state, "window")
         self.total = self.recompute()
 
 
@@ -370,24 +382,11 @@ class LaggingReference:
 
     def state(self) -> dict[str, npt.NDArray[np.generic]]:
         """Arrays to checkpoint: the ring and the watermark."""
-        return {
-            "counts": self.ring.counts,
-            "bucket_ids": self.ring.bucket_ids,
-            "watermark": np.asarray([np.nan if self.watermark is None else self.watermark]),
-        }
+        return _ring_state(self.ring, self.watermark)
 
     def restore(self, state: dict[str, npt.NDArray[np.generic]]) -> None:
         """Load arrays written by `state()`; ValueError (or KeyError) if they do not fit."""
-        counts = np.asarray(state["counts"])
-        ids = np.asarray(state["bucket_ids"], dtype=np.int64)
-        if counts.shape != self.ring.counts.shape or ids.shape != self.ring.bucket_ids.shape:
-            raise ValueError(
-                f"checkpointed lagging shape {counts.shape} does not match {self.ring.counts.shape}"
-            )
-        self.ring.counts[...] = counts
-        self.ring.bucket_ids[...] = ids
-        mark = float(np.asarray(state["watermark"], dtype=np.float64)[0])
-        self.watermark = None if math.isnan(mark) else mark
+        self.watermark = _restore_ring(self.ring, state, "lagging")
 
     def reference(self) -> IntArray:
         """The lagging reference's counts at the current watermark (zeros before any event)."""
