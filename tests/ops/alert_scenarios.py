@@ -22,8 +22,27 @@ class Scenario:
     muted: frozenset[str] = field(default_factory=frozenset)
 
 
+#: Alerts about one replica (a process); every other alert aggregates over the replicas of
+#: its job and carries no instance label.
+_PER_REPLICA = {
+    "DriftmonDown",
+    "DriftmonNotEvaluating",
+    "DriftmonNotReady",
+    "DriftmonConsumerLagGrowing",
+    "DriftmonCheckpointFailing",
+    "DriftmonOffsetCommitFailing",
+    "DriftmonCheckpointCorrupt",
+    "DriftmonStateLagHigh",
+}
+
+
 def _alert(alertname: str, **labels: str) -> dict[str, str]:
-    return alert_labels(alertname, **{**_BASE, **labels})
+    if alertname in _PER_REPLICA:
+        base = _BASE
+    else:
+        base = {"job": _BASE["job"]}
+        labels = {k: v for k, v in labels.items() if k != "instance"}
+    return alert_labels(alertname, **{**base, **labels})
 
 
 def scenarios() -> list[Scenario]:
