@@ -69,7 +69,7 @@ def scenarios() -> list[Scenario]:
         Scenario(
             "driftmon down: drift and data-quality alerts of its job are muted",
             {
-                "down": _alert("DriftmonDown"),
+                "down": _alert("DriftmonDown", replicas_up="none"),
                 "drift_amount": _alert("DriftmonFeatureDrift", model="fraud", feature="amount"),
                 "psi_amount": _alert("DriftmonFeaturePsiCritical", model="fraud", feature="amount"),
                 "wide_fraud": _alert("DriftmonModelWideDrift", model="fraud"),
@@ -87,6 +87,17 @@ def scenarios() -> list[Scenario]:
                 ),
             },
             frozenset({"drift_amount", "psi_amount", "wide_fraud", "missing_age"}),
+        ),
+        Scenario(
+            "one replica of a fleet down, the others up: nothing is muted",
+            {
+                "down": _alert("DriftmonDown", replicas_up="some"),
+                "drift_amount": _alert("DriftmonFeatureDrift", model="fraud", feature="amount"),
+                "missing_age": _alert(
+                    "DriftmonFeatureMissingIncrease", model="fraud", feature="age"
+                ),
+            },
+            frozenset(),
         ),
         Scenario(
             "no driftmon target at all (absent up): DriftmonDown has no instance label",

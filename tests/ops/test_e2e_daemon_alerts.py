@@ -605,7 +605,7 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
                 chain.mark("drift groups flushed after DriftmonDown")
 
                 assert down["labels"] == alert_labels(
-                    "DriftmonDown", job="driftmon", instance=instance
+                    "DriftmonDown", job="driftmon", instance=instance, replicas_up="none"
                 )
                 assert (down_path, down_note["receiver"]) == ("driftmon-pager", "driftmon-pager")
                 assert [a["labels"] for a in down_note["alerts"]] == [down["labels"]]
