@@ -131,6 +131,7 @@ class ModelRuntime:
         self._fitted: frozenset[str] = frozenset()
         self._warm: WarmupBuffer | None = None
         self.shadows = ShadowSet(self.specs, plan.window, clock)
+        self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
 
     # -- reference ---------------------------------------------------------------
@@ -585,7 +586,7 @@ class ModelRuntime:
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
             if self.mode is not ReferenceMode.FILE:
-                meta["profile"] = profile_to_json(self.profile)
+                meta["profile"] = self._serialised_profile(self.profile)
             for key, value in self.window.state().items():
                 arrays[f"window.{key}"] = value
             if self.lagging is not None:
@@ -594,6 +595,13 @@ class ModelRuntime:
         if self._warm is not None and self._warm.count:
             arrays["warm.numeric"], meta["warm"] = self._warm.state()
         return ModelState(self.fingerprint(), arrays, meta)
+
+    def _serialised_profile(self, profile: ReferenceProfile) -> str:
+        """`profile_to_json(profile)`, kept for the active profile: a wide profile takes
+        seconds to serialise, and every checkpoint writes it."""
+        if self._profile_json is None or self._profile_json[0] is not profile:
+            self._profile_json = (profile, profile_to_json(profile))
+        return self._profile_json[1]
 
     def restore(self, state: ModelState) -> None:
         """Resume from a checkpoint; StateError if it does not belong to this configuration."""
@@ -615,7 +623,10 @@ class ModelRuntime:
                         f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
                     )
             else:
-                self._activate(profile_from_json(str(state.meta["profile"])))
+                text = str(state.meta["profile"])
+                self._activate(profile_from_json(text))
+                assert self.profile is not None
+                self._profile_json = (self.profile, text)
             assert self.window is not None
             try:
                 self.window.restore(
