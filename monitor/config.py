@@ -419,12 +419,16 @@ class ReferenceSettings(_Section):
     warmup_events: int = Field(10_000, ge=100)
     lag: Duration = 86_400.0
     length: Duration = 3_600.0
+    follow_model_version: bool = False
 
     @model_validator(mode="after")
     def _check_mode(self) -> ReferenceSettings:
-        """mode=file needs a path (the file itself is checked when the daemon loads it)."""
+        """mode=file needs a path (the file itself is checked when the daemon loads it);
+        follow_model_version needs mode=registry (the versions' profiles live there)."""
         if self.mode is ReferenceMode.FILE and self.path is None:
             raise _KeyedError(("path", "required when mode is file"))
+        if self.follow_model_version and self.mode is not ReferenceMode.REGISTRY:
+            raise _KeyedError(("follow_model_version", "needs mode: registry"))
         return self
 
 
@@ -999,6 +1003,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
                 warmup_events=m.reference.warmup_events,
                 lag_seconds=m.reference.lag,
                 length_seconds=m.reference.length,
+                follow_model_version=m.reference.follow_model_version,
             ),
             window=window,
             policy=policy,
