@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.config import Settings
-from monitor.daemon import Daemon, DeadLetterSink, SourceFactory
+from monitor.daemon import Daemon, DeadLetterSink, SettingsLoader, SourceFactory
 from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
 from monitor.source import (
     AssignCallback,
@@ -82,11 +82,13 @@ def build_daemon(
     store: CheckpointStore | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    settings_loader: SettingsLoader | None = None,
 ) -> Wiring:
     """The daemon over `source_factory`, with fresh metrics and the checkpoint in `state.dir`.
 
     `store` replaces the checkpoint store (tests point it elsewhere); `clock` (event and wall
-    time) and `monotonic` (intervals, liveness) are injected for tests.
+    time) and `monotonic` (intervals, liveness) are injected for tests; `settings_loader`
+    re-reads the configuration on a reload (SIGHUP; without it a reload is refused).
     """
     registry = new_registry()
     metrics = pipeline_metrics(settings, registry)
@@ -102,12 +104,16 @@ def build_daemon(
         dead_letter=dead_letter,
         clock=clock,
         monotonic=monotonic,
+        settings_loader=settings_loader,
     )
     return Wiring(daemon, registry, metrics, collector)
 
 
-def kafka_daemon(settings: Settings) -> Wiring:
+def kafka_daemon(settings: Settings, settings_loader: SettingsLoader | None = None) -> Wiring:
     """The production daemon: Kafka source and, when configured, the dead-letter producer."""
     return build_daemon(
-        settings, kafka_source_factory(settings), dead_letter=dead_letter_sink(settings)
+        settings,
+        kafka_source_factory(settings),
+        dead_letter=dead_letter_sink(settings),
+        settings_loader=settings_loader,
     )
