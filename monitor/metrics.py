@@ -33,8 +33,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason
-from monitor.errors import CheckpointResult, RejectReason, ReloadResult
+from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason, ReloadResult
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,

@@ -76,8 +76,8 @@ from monitor.reference import (
     profile_to_json,
 )
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
-from monitor.shadow import ShadowSet
 from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta, rows_to_meta
+from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
 from monitor.window import EventTimeWindow, LaggingReference, count_batch
@@ -301,6 +301,7 @@ class ModelRuntime:
             return False
         self.window = shadow.window
         return True
+
     def _rows(self) -> tuple[Row, ...]:
         """The active layout's rows (monitor.schema_change); () without a layout."""
         return layout_rows(self.layout, self._fitted) if self.layout is not None else ()
