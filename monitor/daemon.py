@@ -270,7 +270,7 @@ class Daemon:
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
         for decoded in self.decoder.slices(messages, account):
             for name, columns in decoded.models.items():
-                self.runtimes[name].ingest(columns, account, messages)
+                self.runtimes[name].ingest(columns, account, messages, defer=True)
             del decoded
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
@@ -355,6 +355,7 @@ class Daemon:
         """Evaluate every model, publish the snapshot, log one summary line."""
         started = time.perf_counter()
         now = self.clock()
+        self.apply_pending()
         self._load_references()
         evaluations = self._publish(now)
         elapsed = time.perf_counter() - started
@@ -383,6 +384,16 @@ class Daemon:
         )
         self.stats.since_last_eval = 0
         return evaluations
+
+    def apply_pending(self) -> None:
+        """Count every model's deferred events (`ModelRuntime.ingest(defer=True)`) into its
+        windows and their invalid values into the metrics: before each evaluation and each
+        checkpoint, so a checkpoint's offsets never cover an event its windows lack."""
+        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        for runtime in self.runtimes.values():
+            runtime.flush(account)
+        if account.invalid:
+            self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
         evaluations = tuple(rt.evaluate(now) for rt in self.runtimes.values())
@@ -419,6 +430,7 @@ class Daemon:
         callbacks, which run on kafka-python's IO thread where a blocking commit is refused.
         """
         self._flush_dead_letters()
+        self.apply_pending()
         checkpoint = Checkpoint(
             offsets=dict(self.offsets),
             models={name: rt.to_state() for name, rt in self.runtimes.items()},
