@@ -35,6 +35,7 @@ from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
 from monitor.runtime import ModelRuntime, model_runtimes
+from monitor.sampling import sample_messages, thin
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -268,9 +269,20 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
-        for decoded in self.decoder.slices(messages, account):
+        decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
+        kept, u = messages, None
+        if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
+            kept, skipped, u = sample_messages(messages, decode_rate)
+            for message in skipped:
+                account.consume(message.topic, 1)
+        for decoded in self.decoder.slices(kept, account):
             for name, columns in decoded.models.items():
-                self.runtimes[name].ingest(columns, account, messages, defer=True)
+                runtime = self.runtimes[name]
+                rate = runtime.plan.sample_rate
+                sampled = (
+                    thin(columns, u, rate) if u is not None and rate < decode_rate else columns
+                )
+                runtime.ingest(sampled, account, kept, defer=True)
             del decoded
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():

@@ -76,6 +76,7 @@ BUILD_INFO: Final = "driftmon_build_info"
 READY: Final = "driftmon_ready"
 KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
 EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
+SAMPLE_RATIO: Final = "driftmon_sample_ratio"
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -219,6 +220,12 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         (),
         "Configured interval between evaluations, in seconds.",
+    ),
+    MetricDef(
+        SAMPLE_RATIO,
+        "gauge",
+        ("model",),
+        "Share of a model's messages its windows count (config sample_rate; 1 = all).",
     ),
     # per model and feature
     MetricDef(
@@ -444,12 +451,14 @@ class PipelineMetrics:
         features: Mapping[str, Sequence[str]],
         evaluation_interval_seconds: float,
         version: str = __version__,
+        sample_rates: Mapping[str, float] | None = None,
     ) -> None:
         """Register every pipeline metric on `registry` and pre-initialise its series.
 
         `topics` are the configured Kafka topics; `features` maps each configured model to
         the names of its configured features; `evaluation_interval_seconds` is exported
-        as-is so alert rules can scale their staleness thresholds by it.
+        as-is so alert rules can scale their staleness thresholds by it. `sample_rates`
+        holds each model's configured `sample_rate` (1 for a model it does not name).
         """
         consumed = _counter(RECORDS_CONSUMED_TOTAL, registry)
         rejected = _counter(RECORDS_REJECTED_TOTAL, registry)
@@ -484,6 +493,9 @@ class PipelineMetrics:
         self._ready = _gauge(READY, registry)
         self._kafka_connected = _gauge(KAFKA_CONNECTED, registry)
         _gauge(EVALUATION_INTERVAL_SECONDS, registry).set(evaluation_interval_seconds)
+        sample_ratio = _gauge(SAMPLE_RATIO, registry)
+        for model in features:
+            sample_ratio.labels(model).set((sample_rates or {}).get(model, 1.0))
 
     def record_consumed(self, topic: str, n: int) -> None:
         """Count `n` Kafka messages consumed from `topic`."""
@@ -766,7 +778,7 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 6 gauges + events_accepted_total.
+    Per model: 7 gauges + events_accepted_total.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
@@ -776,7 +788,7 @@ def cardinality(
     n_reasons = len(RejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 6 + 1
+    per_model = 7 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     fixed = histograms + 1 + n_results + n_reasons + 5

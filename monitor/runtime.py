@@ -507,7 +507,9 @@ class ModelRuntime:
             reference, self.window.current(), context, self._groups
         )
         return dataclasses.replace(
-            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+            evaluation,
+            features=tuple(self._readiness(f) for f in evaluation.features),
+            sample_rate=self.plan.sample_rate,
         )
 
     def _unfitted_rows(self) -> list[int]:
@@ -562,6 +564,7 @@ class ModelRuntime:
             fdr_q=self.policy.fdr_q,
             reference_mode=self.mode.value,
             model_version=self.model_version,
+            sample_rate=self.plan.sample_rate,
         )
 
     @property
