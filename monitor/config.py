@@ -419,12 +419,16 @@ class ReferenceSettings(_Section):
     warmup_events: int = Field(10_000, ge=100)
     lag: Duration = 86_400.0
     length: Duration = 3_600.0
+    follow_model_version: bool = False
 
     @model_validator(mode="after")
     def _check_mode(self) -> ReferenceSettings:
-        """mode=file needs a path (the file itself is checked when the daemon loads it)."""
+        """mode=file needs a path (the file itself is checked when the daemon loads it);
+        follow_model_version needs mode=registry (the versions' profiles live there)."""
         if self.mode is ReferenceMode.FILE and self.path is None:
             raise _KeyedError(("path", "required when mode is file"))
+        if self.follow_model_version and self.mode is not ReferenceMode.REGISTRY:
+            raise _KeyedError(("follow_model_version", "needs mode: registry"))
         return self
 
 
@@ -661,6 +665,9 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of the model's messages counted, chosen by a hash of topic/partition/offset
+    (monitor/sampling.py); 1 counts every message."""
 
     @field_validator("features")
     @classmethod
@@ -1001,12 +1008,14 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
                 warmup_events=m.reference.warmup_events,
                 lag_seconds=m.reference.lag,
                 length_seconds=m.reference.length,
+                follow_model_version=m.reference.follow_model_version,
             ),
             window=window,
             policy=policy,
             top_k=tuple((f.name, f.top_k) for f in m.features),
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
+            sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
         )
         for m in settings.models
