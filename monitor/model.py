@@ -286,6 +286,35 @@ class FeatureResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PairChange:
+    """One pair of a correlation group: reference and current r, their change and its test."""
+
+    feature_a: str
+    feature_b: str
+    reference_r: float
+    current_r: float
+    change: float
+    pvalue: float
+    qvalue: float
+    current_samples: int
+    drifted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationResult:
+    """A model's correlation drift (monitor.correlation): counts and the top pairs by |change|.
+
+    `max_abs_change` is None when no pair was evaluated; `top_pairs` holds at most 10.
+    """
+
+    features: tuple[str, ...]
+    pairs_evaluated: int
+    drifted_pairs: int
+    max_abs_change: float | None
+    top_pairs: tuple[PairChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEvaluation:
     """The immutable result of evaluating every feature of one model at one instant."""
 
@@ -298,6 +327,8 @@ class ModelEvaluation:
     reference_mode: str = ""
     model_version: str = ""
     watermark: float | None = None
+    correlation: CorrelationResult | None = None
+    """The correlation group's result, when the model configures one."""
 
     @property
     def drifted_features(self) -> int:
