@@ -446,6 +446,26 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
     return tuple(specs)
 
 
+def _fit_joint(
+    group: tuple[str, ...] | None, numeric: Mapping[str, Any]
+) -> dict[str, object] | None:
+    """The multivariate references of `reference fit --config` (the model's correlation group).
+
+    ReferenceDataError when a feature of the group has no finite value.
+    """
+    import numpy as np
+
+    from monitor.correlation import fit_reference
+
+    if group is None:
+        return None
+    try:
+        reference = fit_reference(group, np.vstack([numeric[name] for name in group]))
+    except ValueError as exc:
+        raise ReferenceDataError(f"correlation group: {exc}") from exc
+    return {"correlation": reference.to_json()}
+
+
 def _reference_fit(args: argparse.Namespace) -> int:
     """Exit 2 when the data cannot make a reference (a feature without a usable value, or a
     numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
@@ -453,6 +473,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
     from monitor.tools.profile_io import ProfileInputError, read_columns
 
+    group: tuple[str, ...] | None = None
     if args.features:
         specs = _parse_features(args.features)
         top_k = {s.name: args.top_k for s in specs}
@@ -465,6 +486,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
         specs = model.feature_specs(settings.evaluation)
         top_k = {f.name: f.top_k or args.top_k for f in model.features}
         max_bins = model.max_bins
+        group = model.correlation_group() if model.correlation.enabled else None
     else:
         raise ConfigError("reference fit: give --features NAME:KIND,... or --config with --model")
     if not 2 <= max_bins <= 1024:
@@ -484,6 +506,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
         print(f"driftmon reference fit: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
+        joint = _fit_joint(group, numeric)
         profile = fit_profile(
             args.model,
             specs,
@@ -495,6 +518,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=str(args.data),
+            joint=joint,
         )
     except ReferenceDataError as exc:
         print(f"driftmon reference fit: {args.data}: {exc}", file=sys.stderr)

@@ -56,6 +56,7 @@ from monitor.model import (
     DEFAULT_TOP_K,
     THRESHOLD_KEYS,
     Correction,
+    CorrelationPlan,
     DecisionPolicy,
     DistributionExport,
     DistributionPolicy,
@@ -649,6 +650,18 @@ class FeatureSettings(_Section):
         return FeatureSpec(self.name, self.kind, _apply(defaults, self.overrides()))
 
 
+class CorrelationSettings(_Section):
+    """A model's correlation group (README, Correlation drift): off unless `enabled`.
+
+    `features`: the numeric features of the group (2..64); empty means the model's first
+    64 numeric features. `change_floor`: the effect floor |r_cur - r_ref| of a drifted pair.
+    """
+
+    enabled: bool = False
+    features: tuple[str, ...] = ()
+    change_floor: float = Field(0.1, gt=0, le=2, allow_inf_nan=False)
+
+
 class ModelSettings(_Section):
     """One monitored model: its reference, features and histogram resolution."""
 
@@ -661,6 +674,7 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    correlation: CorrelationSettings = CorrelationSettings()
 
     @field_validator("features")
     @classmethod
@@ -689,6 +703,28 @@ class ModelSettings(_Section):
         if issues:
             raise _KeyedError(*issues)
         return self
+
+    @model_validator(mode="after")
+    def _check_correlation(self) -> ModelSettings:
+        """The correlation group names 2..64 distinct numeric features of the model."""
+        if self.correlation.enabled and self.correlation_group() is None:
+            raise _KeyedError(
+                (
+                    "correlation.features",
+                    "needs 2 to 64 distinct numeric features of this model",
+                )
+            )
+        return self
+
+    def correlation_group(self) -> tuple[str, ...] | None:
+        """The correlation group's features (None when the configuration cannot form one)."""
+        numeric = [f.name for f in self.features if f.kind is FeatureKind.NUMERIC]
+        group = self.correlation.features or tuple(numeric[:64])
+        if not 2 <= len(group) <= 64 or len(set(group)) != len(group):
+            return None
+        if not set(group) <= set(numeric):
+            return None
+        return tuple(group)
 
     def feature_specs(self, evaluation: EvaluationSettings) -> tuple[FeatureSpec, ...]:
         """The configured features as core value types, in configuration order.
@@ -1054,9 +1090,18 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
             distributions=m.export_distributions is not DistributionExport.NONE,
+            correlation=_correlation_plan(m),
         )
         for m in settings.models
     )
+
+
+def _correlation_plan(model: ModelSettings) -> CorrelationPlan | None:
+    """The model's correlation group as a core value type (None: not enabled)."""
+    group = model.correlation_group()
+    if not model.correlation.enabled or group is None:
+        return None
+    return CorrelationPlan(group, model.correlation.change_floor)
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:

@@ -329,3 +329,42 @@ class CorrelationWindow:
     def nbytes(self) -> int:
         """Memory of the ring."""
         return int(self.sums.nbytes + self.bucket_ids.nbytes)
+
+
+class CorrelationTracker:
+    """A model's correlation group at run time: reference, bucketed sums, decision.
+
+    `rows` index the group's features in the model's numeric matrix (float64[F, N], one row
+    per numeric feature). The caller feeds exactly the events its EventTimeWindow admitted
+    and evaluates at that window's head, so both windows cover the same events.
+    """
+
+    def __init__(
+        self,
+        reference: CorrelationReference,
+        rows: Sequence[int],
+        *,
+        bucket_seconds: float,
+        n_buckets: int,
+        n_slots: int,
+        floor: float = DEFAULT_CHANGE_FLOOR,
+    ) -> None:
+        if len(rows) != len(reference.names):
+            raise ValueError("one numeric row per feature of the correlation group")
+        self.reference = reference
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.floor = float(floor)
+        self.window = CorrelationWindow(len(rows), bucket_seconds, n_buckets, n_slots)
+
+    def add(self, numeric: FloatArray, times: FloatArray, accepted: npt.NDArray[np.bool_]) -> None:
+        """Add the accepted events of a batch (numeric float64[F, N], times float64[N])."""
+        if not accepted.any():
+            return
+        values = numeric[self.rows]
+        if not accepted.all():
+            values, times = values[:, accepted], times[accepted]
+        self.window.add_batch(self.reference, values, times)
+
+    def evaluate(self, head: int | None, policy: DecisionPolicy) -> CorrelationResult:
+        """The group's decision on the current window ending at bucket `head`."""
+        return evaluate_pairs(self.reference, self.window.current(head), policy, self.floor)

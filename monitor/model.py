@@ -187,6 +187,14 @@ class WindowPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class CorrelationPlan:
+    """A model's correlation group (monitor.correlation): its numeric features and floor."""
+
+    features: tuple[str, ...]
+    change_floor: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """Everything a model runtime needs from the configuration, as plain values.
 
@@ -204,6 +212,8 @@ class ModelPlan:
     topics: frozenset[str] | None = None
     distributions: bool = True
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
+    correlation: CorrelationPlan | None = None
+    """The correlation group, when the model enables one (`correlation.enabled`)."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""

@@ -67,6 +67,8 @@ class ReferenceProfile:
     created_at: str = ""
     source: str = ""
     reference_id: str = field(default="")
+    joint: str = ""
+    """The multivariate references (correlation group, PCA basis) as canonical JSON, or ""."""
 
     def feature(self, name: str) -> FeatureProfile | None:
         """The named feature's profile, if the profile has it."""
@@ -137,8 +139,13 @@ def build_profile(
     model_version: str = "",
     created_at: str = "",
     source: str = "",
+    joint: Mapping[str, Any] | None = None,
 ) -> ReferenceProfile:
-    """Assemble a profile and compute its content-hash `reference_id`."""
+    """Assemble a profile and compute its content-hash `reference_id`.
+
+    `joint`: the multivariate references (`monitor.correlation`, `monitor.reconstruction`),
+    JSON-ready; part of the content hash when present, so profiles without one keep their id.
+    """
     profile = ReferenceProfile(
         model=model,
         features=tuple(features),
@@ -146,14 +153,22 @@ def build_profile(
         model_version=model_version,
         created_at=created_at,
         source=source,
+        joint=json.dumps(dict(joint), sort_keys=True, separators=(",", ":")) if joint else "",
     )
     return _with_id(profile)
 
 
+def joint_section(profile: ReferenceProfile, key: str) -> object:
+    """One section of the profile's multivariate references (None when absent)."""
+    if not profile.joint:
+        return None
+    return json.loads(profile.joint).get(key)
+
+
 def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
-    content = json.dumps(
-        [_feature_json(f) for f in profile.features], sort_keys=True, separators=(",", ":")
-    )
+    features = [_feature_json(f) for f in profile.features]
+    hashed: object = features if not profile.joint else [features, json.loads(profile.joint)]
+    content = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return ReferenceProfile(
         model=profile.model,
@@ -163,6 +178,7 @@ def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
         created_at=profile.created_at,
         source=profile.source,
         reference_id=f"sha256:{digest}",
+        joint=profile.joint,
     )
 
 
@@ -190,6 +206,8 @@ def profile_to_json(profile: ReferenceProfile) -> str:
         "events": profile.events,
         "features": [_feature_json(f) for f in profile.features],
     }
+    if profile.joint:
+        document["joint"] = json.loads(profile.joint)
     return json.dumps(document, indent=1, sort_keys=True)
 
 
@@ -213,6 +231,9 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
     if not isinstance(features_data, list) or not features_data:
         raise ReferenceDataError("reference profile has no features")
     features = tuple(_feature_from_json(item, i) for i, item in enumerate(features_data))
+    joint = data.get("joint")
+    if joint is not None and not isinstance(joint, dict):
+        raise ReferenceDataError("reference profile: joint must be an object")
     profile = build_profile(
         model=_str(data, "model"),
         features=features,
@@ -220,6 +241,7 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         model_version=_str(data, "model_version", ""),
         created_at=_str(data, "created_at", ""),
         source=_str(data, "source", ""),
+        joint=joint,
     )
     stored = data.get("reference_id")
     if stored != profile.reference_id:
@@ -406,10 +428,12 @@ def fit_profile(
     model_version: str = "",
     created_at: str = "",
     source: str = "",
+    joint: Mapping[str, Any] | None = None,
 ) -> ReferenceProfile:
     """Fit a whole model's profile from raw columns keyed by feature name.
 
     ReferenceDataError naming the first feature that cannot be fitted (see `fit_features`).
+    `joint`: the multivariate references to record (see `build_profile`).
     """
     fitted, errors = fit_features(
         specs, numeric, categorical, max_bins=max_bins, top_k=top_k, min_values=min_values
@@ -418,7 +442,13 @@ def fit_profile(
         raise ReferenceDataError(next(iter(errors.values())))
     events = max((sum(f.counts) for f in fitted), default=0)
     return build_profile(
-        model, fitted, events, model_version=model_version, created_at=created_at, source=source
+        model,
+        fitted,
+        events,
+        model_version=model_version,
+        created_at=created_at,
+        source=source,
+        joint=joint,
     )
 
 

@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from monitor.account import BatchAccount
 from monitor.config import Settings, model_plans
+from monitor.correlation import CorrelationReference, CorrelationTracker, fit_reference
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
@@ -60,6 +61,7 @@ from monitor.reference import (
     build_profile,
     check_limits,
     fit_features,
+    joint_section,
     layout_for,
     profile_from_json,
     profile_to_json,
@@ -123,6 +125,8 @@ class ModelRuntime:
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
         self._warm: WarmupBuffer | None = None
+        self.correlation: CorrelationTracker | None = None
+        """The correlation group's reference and sums (None: not configured or not fitted)."""
 
     # -- reference ---------------------------------------------------------------
 
@@ -152,6 +156,8 @@ class ModelRuntime:
                 self.plan.window.allowed_lateness_seconds,
             ],
         }
+        if self.plan.correlation is not None:
+            content["correlation"] = list(self.plan.correlation.features)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def load_reference_file(self) -> ReloadOutcome | None:
@@ -197,6 +203,7 @@ class ModelRuntime:
         A warm-up or rolling profile may lack features (their rows get placeholder bins).
         """
         partial = self.mode is not ReferenceMode.FILE
+        correlation = self._correlation_reference(profile)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
@@ -230,6 +237,54 @@ class ModelRuntime:
             self._groups = None
         else:
             self._groups = self.evaluator.psi_groups(counts)
+        self.correlation = None
+        if correlation is not None and self.plan.correlation is not None:
+            numeric = [s.name for s in self.numeric_specs]
+            self.correlation = CorrelationTracker(
+                correlation,
+                [numeric.index(name) for name in correlation.names],
+                bucket_seconds=self.window.bucket_seconds,
+                n_buckets=self.window.n_buckets,
+                n_slots=self.window.ring.n_slots,
+                floor=self.plan.correlation.change_floor,
+            )
+
+    def _correlation_reference(self, profile: ReferenceProfile) -> CorrelationReference | None:
+        """The profile's reference of the configured correlation group (None: none to use).
+
+        ReferenceDataError when the profile's correlation section is malformed. A section
+        fitted for another group (the configuration changed) is ignored.
+        """
+        plan = self.plan.correlation
+        section = joint_section(profile, "correlation")
+        if plan is None or section is None:
+            return None
+        try:
+            reference = CorrelationReference.from_json(section)
+        except ValueError as exc:
+            raise ReferenceDataError(f"correlation group: {exc}") from exc
+        return reference if reference.names == plan.features else None
+
+    def _fit_joint(self, warm: WarmupBuffer) -> dict[str, object] | None:
+        """The multivariate references fitted from a warm-up buffer (None: nothing new).
+
+        The correlation group is fitted from the first warm-up that holds every feature of
+        the group with at least one finite value; the active profile's section is kept.
+        """
+        plan = self.plan.correlation
+        known = json.loads(self.profile.joint) if self.profile and self.profile.joint else {}
+        if plan is None or "correlation" in known:
+            return None
+        numeric = warm.numeric()
+        rows = [s.name for s in self.numeric_specs]
+        wanted = [rows.index(name) for name in plan.features]
+        if not all(r in numeric for r in wanted):
+            return None
+        try:
+            reference = fit_reference(plan.features, np.vstack([numeric[r] for r in wanted]))
+        except ValueError:
+            return None
+        return {**known, "correlation": reference.to_json()}
 
     def _finish_warmup(self) -> None:
         """Fit every feature still without a reference from the full warm-up buffer.
@@ -257,9 +312,10 @@ class ModelRuntime:
         )
         where = f"warm-up of {events} events"
         pending = {name: f"{where}: {why}" for name, why in errors.items()}
+        joint = self._fit_joint(warm)
         if fitted:
             try:
-                profile = self._with_features(fitted, events)
+                profile = self._with_features(fitted, events, joint)
             except (ReferenceDataError, ValueError) as exc:
                 fitted = []
                 pending = {s.name: f"{where}: {exc}" for s in wanted}
@@ -268,11 +324,15 @@ class ModelRuntime:
         if fitted:
             self._persist_profile(profile)
 
-    def _with_features(self, fitted: list[FeatureProfile], events: int) -> ReferenceProfile:
+    def _with_features(
+        self, fitted: list[FeatureProfile], events: int, joint: dict[str, object] | None = None
+    ) -> ReferenceProfile:
         """Activate a profile holding the active features plus `fitted`; return it.
 
         The current window (and lagging ring) keep the counts of the features that already
-        had bins; the rows of the newly fitted features start empty.
+        had bins; the rows of the newly fitted features start empty. `joint` replaces the
+        multivariate references (default: the active profile's). The correlation sums are
+        kept when the group's reference is unchanged.
         """
         known = self.profile.features if self.profile is not None else ()
         by_name = {f.name: f for f in (*known, *fitted)}
@@ -282,9 +342,13 @@ class ModelRuntime:
             events if self.profile is None else max(self.profile.events, events),
             model_version=self.model_version,
             source=f"warm-up of {events} events",
+            joint=joint if joint is not None else _joint_of(self.profile),
         )
         old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
+        old_correlation = self.correlation
         self._activate(profile)
+        if old_correlation is not None and self.correlation is not None:
+            self.correlation.window.restore(old_correlation.window.state())
         if old_layout is None or old_window is None:
             return profile
         assert self.layout is not None and self.window is not None
@@ -424,6 +488,8 @@ class ModelRuntime:
             return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
 
         total = count_batch(self.window, self.lagging, times, accepted, count)
+        if self.correlation is not None:
+            self.correlation.add(numeric, times, accepted)
         return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------
@@ -457,8 +523,15 @@ class ModelRuntime:
         evaluation = self.evaluator.evaluate(
             reference, self.window.current(), context, self._groups
         )
+        correlation = (
+            self.correlation.evaluate(self.window.head, self.policy)
+            if self.correlation is not None
+            else None
+        )
         return dataclasses.replace(
-            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+            evaluation,
+            features=tuple(self._readiness(f) for f in evaluation.features),
+            correlation=correlation,
         )
 
     def _unfitted_rows(self) -> list[int]:
@@ -538,6 +611,9 @@ class ModelRuntime:
             if self.lagging is not None:
                 for key, value in self.lagging.state().items():
                     arrays[f"lagging.{key}"] = value
+            if self.correlation is not None:
+                for key, value in self.correlation.window.state().items():
+                    arrays[f"correlation.{key}"] = value
         if self._warm is not None and self._warm.count:
             arrays["warm.numeric"], meta["warm"] = self._warm.state()
         return ModelState(self.fingerprint(), arrays, meta)
@@ -572,6 +648,11 @@ class ModelRuntime:
                     self.lagging.restore(
                         {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
                     )
+                correlation = {
+                    k[12:]: v for k, v in state.arrays.items() if k.startswith("correlation.")
+                }
+                if self.correlation is not None and correlation:
+                    self.correlation.window.restore(correlation)
             except (ValueError, KeyError) as exc:
                 raise StateError(
                     f"model {self.name!r}: checkpointed window unusable: {exc}"
@@ -599,6 +680,8 @@ class ModelRuntime:
             total += self.lagging.nbytes
         if self.reference_counts is not None:
             total += int(self.reference_counts.nbytes)
+        if self.correlation is not None:
+            total += self.correlation.window.nbytes
         return total
 
 
@@ -611,6 +694,14 @@ def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, 
         plan.name: ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
         for plan in model_plans(settings)
     }
+
+
+def _joint_of(profile: ReferenceProfile | None) -> dict[str, object] | None:
+    """The multivariate references of `profile` as a dict (None: it has none)."""
+    if profile is None or not profile.joint:
+        return None
+    value = json.loads(profile.joint)
+    return value if isinstance(value, dict) else None
 
 
 def _newest_times(
