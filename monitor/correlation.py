@@ -25,8 +25,17 @@ window is the sum of its buckets. Per pair, from the sums over the pair's comple
 
 Test. Per pair, Fisher's z of the change between the reference and the current window:
 
-    z = (atanh r_cur - atanh r_ref) / sqrt(1 / (n_cur - 3) + 1 / (n_ref - 3)),
+    z = (atanh r_cur - atanh r_ref) / sqrt(k (1 / (n_cur - 3) + 1 / (n_ref - 3))),
     p = 2 (1 - Phi(|z|))
+
+1/(n - 3) is the variance of atanh r for bivariate normal data. For other data it is wrong
+by a factor k that depends on the fourth moments (lognormal features: the level at 0.05
+was 0.077 with k = 1), so k is estimated per pair on the reference, with the standardised
+winsorised values a, b of the pair's complete rows and rho their correlation (the delta
+method for r, e.g. Hawkins 1989, divided by the normal-theory variance (1 - rho^2)^2):
+
+    k = [(1 + rho^2/2) m22 - rho (m31 + m13) + rho^2/4 (m40 + m04)] / (1 - rho^2)^2,
+    m_ij = mean(a^i b^j),  clipped to [0.5, 20];  k = 1 for normal data.
 
 A pair is evaluated when both windows hold at least `min_samples` complete rows and both
 variances are positive. The evaluated pairs form one multiple-testing family of their own
@@ -73,6 +82,8 @@ class CorrelationReference:
     center: FloatArray
     scale: FloatArray
     sums: FloatArray
+    variance_factor: FloatArray
+    """k per pair (module docstring), float64[G, G]."""
 
     def transform(self, values: FloatArray) -> FloatArray:
         """u = (clip(x, lo, hi) - c) / s per row of `values` (float64[G, N]); NaN stays NaN."""
@@ -93,6 +104,7 @@ class CorrelationReference:
             "center": self.center.tolist(),
             "scale": self.scale.tolist(),
             "sums": self.sums.tolist(),
+            "variance_factor": self.variance_factor.tolist(),
         }
 
     @classmethod
@@ -109,11 +121,15 @@ class CorrelationReference:
         vectors = [np.asarray(data.get(k), dtype=np.float64) for k in ("lo", "hi", "center")]
         scale = np.asarray(data.get("scale"), dtype=np.float64)
         sums = np.asarray(data.get("sums"), dtype=np.float64)
+        factor = np.asarray(data.get("variance_factor"), dtype=np.float64)
         if any(v.shape != (g,) for v in (*vectors, scale)) or sums.shape != (4, g, g):
             raise ValueError("correlation reference: array shapes do not match the features")
-        if not all(np.isfinite(v).all() for v in (*vectors, scale, sums)) or (scale <= 0).any():
+        if factor.shape != (g, g):
+            raise ValueError("correlation reference: variance_factor must be G x G")
+        finite = all(np.isfinite(v).all() for v in (*vectors, scale, sums, factor))
+        if not finite or (scale <= 0).any() or (factor <= 0).any():
             raise ValueError("correlation reference: non-finite value or scale <= 0")
-        return cls(tuple(names), vectors[0], vectors[1], vectors[2], scale, sums)
+        return cls(tuple(names), vectors[0], vectors[1], vectors[2], scale, sums, factor)
 
 
 def fit_reference(names: Sequence[str], values: FloatArray) -> CorrelationReference:
@@ -142,8 +158,57 @@ def fit_reference(names: Sequence[str], values: FloatArray) -> CorrelationRefere
         center[row] = clipped.mean()
         std = float(clipped.std())
         scale[row] = std if std > 0 and math.isfinite(std) else 1.0
-    partial = CorrelationReference(tuple(names), lo, hi, center, scale, np.zeros((4, g, g)))
-    return CorrelationReference(tuple(names), lo, hi, center, scale, partial.moments(x))
+    ones = np.ones((g, g))
+    partial = CorrelationReference(tuple(names), lo, hi, center, scale, np.zeros((4, g, g)), ones)
+    u = partial.transform(x)
+    sums = moment_sums(u)
+    factor = variance_factor(u, sums)
+    return CorrelationReference(tuple(names), lo, hi, center, scale, sums, factor)
+
+
+def variance_factor(u: FloatArray, sums: FloatArray) -> FloatArray:
+    """k per pair (module docstring) from transformed reference values float64[G, N].
+
+    Each pair's values are standardised over the pair's complete rows (means and variances
+    from the sums); the fourth moments are masked matrix products.
+    """
+    present = ~np.isnan(u)
+    m = present.astype(np.float64)
+    u0 = np.where(present, u, 0.0)
+    n, s, q, _ = (np.asarray(sums[i]) for i in range(4))
+    rho, _ = correlations(sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s / n  # mean[a, b]: of a over the rows where b is present
+        var = q / n - mean * mean
+        sd = np.sqrt(np.maximum(var, 0.0))
+        # a = (u_a - mean_ab) / sd_ab over the pair's rows; expand the powers of (u - mean).
+        p = [u0**i for i in range(5)]
+        p[0] = m
+        raw = {(i, j): p[i] @ p[j].T for i in range(5) for j in range(5 - i)}
+        n_safe = np.where(n > 0, n, 1.0)
+        mu_a, mu_b = mean, mean.T
+
+        def central(i: int, j: int) -> FloatArray:
+            """mean over the pair's rows of (u_a - mu_a)^i (u_b - mu_b)^j."""
+            total = np.zeros_like(n)
+            for k in range(i + 1):
+                for l_ in range(j + 1):
+                    coef = math.comb(i, k) * math.comb(j, l_)
+                    term = raw[(k, l_)] / n_safe
+                    total += coef * term * (-mu_a) ** (i - k) * (-mu_b) ** (j - l_)
+            return total
+
+        sd_a, sd_b = sd, sd.T
+        m22 = central(2, 2) / (sd_a**2 * sd_b**2)
+        m31 = central(3, 1) / (sd_a**3 * sd_b)
+        m13 = central(1, 3) / (sd_a * sd_b**3)
+        m40 = central(4, 0) / sd_a**4
+        m04 = central(0, 4) / sd_b**4
+        r2 = rho * rho
+        var_r = (1 + r2 / 2) * m22 - rho * (m31 + m13) + r2 / 4 * (m40 + m04)
+        k = var_r / (1 - r2) ** 2
+    k = np.where(np.isfinite(k), k, 1.0)
+    return np.asarray(np.clip(k, 0.5, 20.0))
 
 
 def moment_sums(u: FloatArray) -> FloatArray:
@@ -180,16 +245,24 @@ def correlations(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 
 def fisher_z_pvalue(
-    r_ref: FloatArray, n_ref: FloatArray, r_cur: FloatArray, n_cur: FloatArray
+    r_ref: FloatArray,
+    n_ref: FloatArray,
+    r_cur: FloatArray,
+    n_cur: FloatArray,
+    factor: FloatArray | float = 1.0,
 ) -> FloatArray:
-    """Two-sided p of z = (atanh r_cur - atanh r_ref) / sqrt(1/(n_cur-3) + 1/(n_ref-3)).
+    """Two-sided p of z = (atanh r_cur - atanh r_ref) / sqrt(k (1/(n_cur-3) + 1/(n_ref-3))).
 
-    NaN where a correlation is NaN or a window has 3 rows or fewer.
+    k = `factor` (1: bivariate normal). NaN where a correlation is NaN or a window has 3
+    rows or fewer.
     """
     ok = np.isfinite(r_ref) & np.isfinite(r_cur) & (n_ref > 3) & (n_cur > 3)
     z_ref = np.arctanh(np.clip(np.where(ok, r_ref, 0.0), -_R_LIMIT, _R_LIMIT))
     z_cur = np.arctanh(np.clip(np.where(ok, r_cur, 0.0), -_R_LIMIT, _R_LIMIT))
-    se = np.sqrt(1.0 / np.where(ok, n_cur - 3, 1.0) + 1.0 / np.where(ok, n_ref - 3, 1.0))
+    se = np.sqrt(
+        np.asarray(factor)
+        * (1.0 / np.where(ok, n_cur - 3, 1.0) + 1.0 / np.where(ok, n_ref - 3, 1.0))
+    )
     z = (z_cur - z_ref) / se
     p = np.asarray(special.erfc(np.abs(z) / math.sqrt(2.0)), dtype=np.float64)
     return np.where(ok, p, np.nan)
@@ -210,7 +283,8 @@ def evaluate_pairs(
     rc, nc = r_cur[a_idx, b_idx], n_cur[a_idx, b_idx]
     evaluated = (nr >= policy.min_samples) & (nc >= policy.min_samples)
     evaluated &= np.isfinite(rr) & np.isfinite(rc)
-    p = np.where(evaluated, fisher_z_pvalue(rr, nr, rc, nc), np.nan)
+    factor = reference.variance_factor[a_idx, b_idx]
+    p = np.where(evaluated, fisher_z_pvalue(rr, nr, rc, nc, factor), np.nan)
     qvalues, alpha = _correct(p, policy)
     change = np.where(evaluated, rc - rr, np.nan)
     with np.errstate(invalid="ignore"):

@@ -19,34 +19,53 @@ from monitor.reference import fit_profile, layout_for
 NAMES = ("f0", "f1", "f2", "f3", "f4")
 
 
-def _correlated(rng: np.random.Generator, n: int, rho01: float) -> np.ndarray:
-    """Five standard normal features: corr(f0, f1) = rho01, corr(f2, f3) = 0.5, f4 independent."""
+def _correlated(
+    rng: np.random.Generator, n: int, rho01: float, lognormal: bool = False
+) -> np.ndarray:
+    """Five features: corr(z0, z1) = rho01, corr(z2, z3) = 0.5, z4 independent; exp() if asked."""
     z = rng.standard_normal((5, n))
     x = z.copy()
     x[1] = rho01 * z[0] + np.sqrt(1 - rho01**2) * z[1]
     x[3] = 0.5 * z[2] + np.sqrt(0.75) * z[3]
-    return x
+    return np.exp(x) if lognormal else x
 
 
-@pytest.mark.slow
-def test_fisher_z_level_on_null_data_is_near_nominal() -> None:
-    """Under no change, p <= 0.05 in [0.03, 0.07] of (pair, window) tests, and no pair drifts."""
-    rng = np.random.default_rng(2026)
+def _null_level(lognormal: bool, seed: int) -> tuple[float, int]:
+    """Share of (pair, window) tests with p <= 0.05 under no change, and the drifted pairs."""
+    rng = np.random.default_rng(seed)
     rejections = tests = drifted = 0
-    for _ in range(400):
-        ref = fit_reference(NAMES, _correlated(rng, 10_000, 0.3))
-        current = ref.moments(_correlated(rng, 2_000, 0.3))
+    upper = np.triu_indices(5, k=1)
+    for _ in range(300):
+        ref = fit_reference(NAMES, _correlated(rng, 10_000, 0.3, lognormal))
+        current = ref.moments(_correlated(rng, 2_000, 0.3, lognormal))
         r_ref, n_ref = correlations(ref.sums)
         r_cur, n_cur = correlations(current)
-        upper = np.triu_indices(5, k=1)
-        p = fisher_z_pvalue(r_ref[upper], n_ref[upper], r_cur[upper], n_cur[upper])
+        factor = ref.variance_factor[upper]
+        p = fisher_z_pvalue(r_ref[upper], n_ref[upper], r_cur[upper], n_cur[upper], factor)
         rejections += int((p <= 0.05).sum())
         tests += p.size
         drifted += evaluate_pairs(ref, current, DecisionPolicy()).drifted_pairs
-    level = rejections / tests
-    print(f"Fisher-z level at 0.05: {level:.4f} over {tests} tests")
+    return rejections / tests, drifted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lognormal", [False, True], ids=["normal", "lognormal"])
+def test_fisher_z_level_on_null_data_is_near_nominal(lognormal: bool) -> None:
+    """Under no change, p <= 0.05 in [0.03, 0.07] of (pair, window) tests, and no pair drifts."""
+    level, drifted = _null_level(lognormal, 2026)
+    print(f"Fisher-z level at 0.05 ({'lognormal' if lognormal else 'normal'}): {level:.4f}")
     assert 0.03 <= level <= 0.07
     assert drifted == 0
+
+
+def test_variance_factor_is_one_for_normal_and_larger_for_lognormal_pairs() -> None:
+    """k estimated on the reference is ~1 for bivariate normal data and > 1.5 for lognormals."""
+    rng = np.random.default_rng(4)
+    normal = fit_reference(NAMES, _correlated(rng, 50_000, 0.5)).variance_factor
+    skewed = fit_reference(NAMES, _correlated(rng, 50_000, 0.5, lognormal=True)).variance_factor
+    upper = np.triu_indices(5, k=1)
+    assert np.all(np.abs(normal[upper] - 1.0) < 0.05)
+    assert skewed[0, 1] > 1.5
 
 
 def _marginal_evaluator(

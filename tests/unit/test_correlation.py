@@ -113,7 +113,9 @@ def test_reference_json_round_trip_and_refusals() -> None:
     assert np.array_equal(back.sums, ref.sums) and np.array_equal(back.lo, ref.lo)
     bad = ref.to_json()
     bad["scale"] = [0.0, 1.0, 1.0, 1.0]
-    for item in (bad, {**ref.to_json(), "sums": [[1.0]]}, {"features": ["a"]}, [1], None):
+    no_factor = {k: v for k, v in ref.to_json().items() if k != "variance_factor"}
+    bad_sums = {**ref.to_json(), "sums": [[1.0]]}
+    for item in (bad, bad_sums, no_factor, {"features": ["a"]}, [1], None):
         with pytest.raises(ValueError):
             CorrelationReference.from_json(item)
     with pytest.raises(ValueError, match="no finite"):
@@ -133,6 +135,10 @@ def test_fisher_z_matches_first_principles() -> None:
     z = (np.arctanh(0.4) - np.arctanh(0.3)) / np.sqrt(1 / 497 + 1 / 997)
     assert p[0] == pytest.approx(2 * sps.norm.sf(z), rel=1e-12)
     assert np.isnan(p[1])
+    scaled = fisher_z_pvalue(
+        np.array([0.3]), np.array([1000.0]), np.array([0.4]), np.array([500.0]), 2.0
+    )
+    assert scaled[0] == pytest.approx(2 * sps.norm.sf(z / np.sqrt(2.0)), rel=1e-12)
 
 
 def test_constant_feature_is_never_evaluated_and_hostile_values_do_not_crash() -> None:
