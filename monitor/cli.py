@@ -23,6 +23,7 @@ import structlog
 from monitor import __version__
 from monitor.config import (
     KafkaSettings,
+    ModelSettings,
     Settings,
     check_key_name,
     check_topic,
@@ -31,7 +32,13 @@ from monitor.config import (
     redacted_dump,
 )
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
-from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
+    RECONSTRUCTION_FEATURE,
+    FeatureKind,
+    FeatureSpec,
+)
 
 if TYPE_CHECKING:
     from monitor.http import WebConfig
@@ -446,24 +453,35 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
     return tuple(specs)
 
 
-def _fit_joint(
-    group: tuple[str, ...] | None, numeric: Mapping[str, Any]
-) -> dict[str, object] | None:
-    """The multivariate references of `reference fit --config` (the model's correlation group).
+def _fit_joint(model: ModelSettings | None, numeric: dict[str, Any]) -> dict[str, object] | None:
+    """The multivariate references of `reference fit --config` for the model's groups.
 
-    ReferenceDataError when a feature of the group has no finite value.
+    The correlation group's quantiles and sums; the reconstruction group's PCA basis, whose
+    errors on the data become the virtual feature's column in `numeric`. ReferenceDataError
+    when a group cannot be fitted (a feature without a finite value).
     """
     import numpy as np
 
     from monitor.correlation import fit_reference
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
 
-    if group is None:
+    joint: dict[str, object] = {}
+    if model is None:
         return None
+    correlation = model.correlation_group() if model.correlation.enabled else None
+    reconstruction = model.reconstruction_group() if model.reconstruction.enabled else None
     try:
-        reference = fit_reference(group, np.vstack([numeric[name] for name in group]))
+        if correlation is not None:
+            values = np.vstack([numeric[name] for name in correlation])
+            joint["correlation"] = fit_reference(correlation, values).to_json()
+        if reconstruction is not None:
+            values = np.vstack([numeric[name] for name in reconstruction])
+            basis = fit_basis(reconstruction, values, model.reconstruction.variance)
+            joint["reconstruction"] = basis.to_json()
+            numeric[VIRTUAL_FEATURE] = basis.errors(values)
     except ValueError as exc:
-        raise ReferenceDataError(f"correlation group: {exc}") from exc
-    return {"correlation": reference.to_json()}
+        raise ReferenceDataError(f"multivariate reference: {exc}") from exc
+    return joint or None
 
 
 def _reference_fit(args: argparse.Namespace) -> int:
@@ -473,7 +491,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
     from monitor.tools.profile_io import ProfileInputError, read_columns
 
-    group: tuple[str, ...] | None = None
+    model: ModelSettings | None = None
     if args.features:
         specs = _parse_features(args.features)
         top_k = {s.name: args.top_k for s in specs}
@@ -486,7 +504,6 @@ def _reference_fit(args: argparse.Namespace) -> int:
         specs = model.feature_specs(settings.evaluation)
         top_k = {f.name: f.top_k or args.top_k for f in model.features}
         max_bins = model.max_bins
-        group = model.correlation_group() if model.correlation.enabled else None
     else:
         raise ConfigError("reference fit: give --features NAME:KIND,... or --config with --model")
     if not 2 <= max_bins <= 1024:
@@ -496,7 +513,11 @@ def _reference_fit(args: argparse.Namespace) -> int:
     try:
         numeric, categorical, rows = read_columns(
             args.data,
-            [s.name for s in specs if s.kind is FeatureKind.NUMERIC],
+            [
+                s.name
+                for s in specs
+                if s.kind is FeatureKind.NUMERIC and s.name != RECONSTRUCTION_FEATURE
+            ],
             [s.name for s in specs if s.kind is FeatureKind.CATEGORICAL],
             fmt=args.format,
             features_path=args.features_path,
@@ -506,7 +527,8 @@ def _reference_fit(args: argparse.Namespace) -> int:
         print(f"driftmon reference fit: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
-        joint = _fit_joint(group, numeric)
+        numeric = dict(numeric)
+        joint = _fit_joint(model, numeric)
         profile = fit_profile(
             args.model,
             specs,

@@ -194,6 +194,18 @@ class CorrelationPlan:
     change_floor: float = 0.1
 
 
+RECONSTRUCTION_FEATURE = "__reconstruction__"
+"""The virtual numeric feature holding each event's reconstruction error (reserved name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconstructionPlan:
+    """A model's reconstruction group (monitor.reconstruction): its features and PCA variance."""
+
+    features: tuple[str, ...]
+    variance: float = 0.9
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPlan:
     """Everything a model runtime needs from the configuration, as plain values.
@@ -214,6 +226,8 @@ class ModelPlan:
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
     correlation: CorrelationPlan | None = None
     """The correlation group, when the model enables one (`correlation.enabled`)."""
+    reconstruction: ReconstructionPlan | None = None
+    """The reconstruction group, when enabled; `features` then ends with its virtual feature."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""

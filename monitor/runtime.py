@@ -27,6 +27,7 @@ after the warm-up it holds none).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,6 +55,7 @@ from monitor.model import (
     RawMessage,
     ReferenceMode,
 )
+from monitor.reconstruction import VIRTUAL_FEATURE, PcaBasis, fit_basis
 from monitor.reference import (
     MIN_NUMERIC_VALUES,
     FeatureProfile,
@@ -104,7 +106,7 @@ class ModelRuntime:
         self.specs: tuple[FeatureSpec, ...] = self.numeric_specs + self.categorical_specs
         self.schema = ModelSchema(
             name=self.name,
-            numeric=tuple(s.name for s in self.numeric_specs),
+            numeric=tuple(s.name for s in self.numeric_specs if s.name != VIRTUAL_FEATURE),
             categorical=tuple(s.name for s in self.categorical_specs),
             topics=plan.topics,
         )
@@ -127,6 +129,8 @@ class ModelRuntime:
         self._warm: WarmupBuffer | None = None
         self.correlation: CorrelationTracker | None = None
         """The correlation group's reference and sums (None: not configured or not fitted)."""
+        self.basis: PcaBasis | None = None
+        """The reconstruction group's PCA basis (None: not configured or not fitted)."""
 
     # -- reference ---------------------------------------------------------------
 
@@ -158,6 +162,8 @@ class ModelRuntime:
         }
         if self.plan.correlation is not None:
             content["correlation"] = list(self.plan.correlation.features)
+        if self.plan.reconstruction is not None:
+            content["reconstruction"] = list(self.plan.reconstruction.features)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def load_reference_file(self) -> ReloadOutcome | None:
@@ -204,6 +210,7 @@ class ModelRuntime:
         """
         partial = self.mode is not ReferenceMode.FILE
         correlation = self._correlation_reference(profile)
+        basis = self._reconstruction_basis(profile)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
@@ -237,6 +244,7 @@ class ModelRuntime:
             self._groups = None
         else:
             self._groups = self.evaluator.psi_groups(counts)
+        self.basis = basis
         self.correlation = None
         if correlation is not None and self.plan.correlation is not None:
             numeric = [s.name for s in self.numeric_specs]
@@ -265,26 +273,71 @@ class ModelRuntime:
             raise ReferenceDataError(f"correlation group: {exc}") from exc
         return reference if reference.names == plan.features else None
 
-    def _fit_joint(self, warm: WarmupBuffer) -> dict[str, object] | None:
-        """The multivariate references fitted from a warm-up buffer (None: nothing new).
+    def _reconstruction_basis(self, profile: ReferenceProfile) -> PcaBasis | None:
+        """The profile's PCA basis of the configured reconstruction group (None: none to use).
 
-        The correlation group is fitted from the first warm-up that holds every feature of
-        the group with at least one finite value; the active profile's section is kept.
+        ReferenceDataError when the profile's reconstruction section is malformed; a basis
+        fitted for another group is ignored (the virtual feature then stays missing).
         """
-        plan = self.plan.correlation
-        known = json.loads(self.profile.joint) if self.profile and self.profile.joint else {}
-        if plan is None or "correlation" in known:
-            return None
-        numeric = warm.numeric()
-        rows = [s.name for s in self.numeric_specs]
-        wanted = [rows.index(name) for name in plan.features]
-        if not all(r in numeric for r in wanted):
+        plan = self.plan.reconstruction
+        section = joint_section(profile, "reconstruction")
+        if plan is None or section is None:
             return None
         try:
-            reference = fit_reference(plan.features, np.vstack([numeric[r] for r in wanted]))
-        except ValueError:
-            return None
-        return {**known, "correlation": reference.to_json()}
+            basis = PcaBasis.from_json(section)
+        except ValueError as exc:
+            raise ReferenceDataError(f"reconstruction basis: {exc}") from exc
+        return basis if basis.names == plan.features else None
+
+    def _fit_joint(self, numeric: dict[int, npt.NDArray[np.float64]]) -> dict[str, object] | None:
+        """The multivariate references fitted from a warm-up buffer (None: nothing new).
+
+        Each group (correlation, reconstruction) is fitted from the first warm-up that holds
+        every feature of the group with a finite value; the active profile's sections are
+        kept. A new PCA basis also fills the virtual feature's row of `numeric` (the
+        buffered events' errors), so its histogram is fitted in the same warm-up.
+        """
+        known = json.loads(self.profile.joint) if self.profile and self.profile.joint else {}
+        joint = dict(known)
+        rows = [s.name for s in self.numeric_specs]
+
+        def group_values(features: tuple[str, ...]) -> npt.NDArray[np.float64] | None:
+            wanted = [rows.index(name) for name in features]
+            if not all(r in numeric for r in wanted):
+                return None
+            return np.vstack([numeric[r] for r in wanted])
+
+        correlation = self.plan.correlation
+        if correlation is not None and "correlation" not in known:
+            values = group_values(correlation.features)
+            with contextlib.suppress(ValueError):
+                if values is not None:
+                    reference = fit_reference(correlation.features, values)
+                    joint["correlation"] = reference.to_json()
+        reconstruction = self.plan.reconstruction
+        if reconstruction is not None and "reconstruction" not in known:
+            values = group_values(reconstruction.features)
+            with contextlib.suppress(ValueError):
+                if values is not None:
+                    basis = fit_basis(reconstruction.features, values, reconstruction.variance)
+                    joint["reconstruction"] = basis.to_json()
+                    virtual = rows.index(VIRTUAL_FEATURE)
+                    if virtual in numeric:
+                        numeric[virtual] = basis.errors(values)
+        return joint if joint != known else None
+
+    def _with_reconstruction(self, columns: ModelColumns) -> ModelColumns:
+        """`columns` with the virtual feature's row appended (NaN until a basis is fitted)."""
+        plan = self.plan.reconstruction
+        if plan is None:
+            return columns
+        if self.basis is None:
+            errors = np.full(len(columns), np.nan)
+        else:
+            rows = [s.name for s in self.numeric_specs]
+            errors = self.basis.errors(columns.numeric[[rows.index(n) for n in plan.features]])
+        numeric = np.vstack([columns.numeric, errors[None, :]])
+        return dataclasses.replace(columns, numeric=numeric)
 
     def _finish_warmup(self) -> None:
         """Fit every feature still without a reference from the full warm-up buffer.
@@ -298,6 +351,7 @@ class ModelRuntime:
             return
         events = warm.count
         numeric, categorical = warm.numeric(), warm.categorical()
+        joint = self._fit_joint(numeric)
         wanted = [self.numeric_specs[r] for r in warm.numeric_rows] + [
             self.categorical_specs[r] for r in warm.categorical_rows
         ]
@@ -312,7 +366,6 @@ class ModelRuntime:
         )
         where = f"warm-up of {events} events"
         pending = {name: f"{where}: {why}" for name, why in errors.items()}
-        joint = self._fit_joint(warm)
         if fitted:
             try:
                 profile = self._with_features(fitted, events, joint)
@@ -406,6 +459,7 @@ class ModelRuntime:
         drops are counted under topic "" and no message is marked).
         """
         account = BatchAccount() if account is None else account
+        columns = self._with_reconstruction(columns)
         n = len(columns)
         if columns.model_version:
             self.model_version = columns.model_version
