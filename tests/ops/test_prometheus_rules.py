@@ -36,6 +36,7 @@ EXPECTED_ALERTS = {
     "DriftmonFeaturePsiCritical": "critical",
     "DriftmonFeatureKsCritical": "critical",
     "DriftmonModelWideDrift": "critical",
+    "DriftmonCorrelationDrift": "warning",
     "DriftmonFeatureMissingIncrease": "warning",
     "DriftmonFeatureOutOfRange": "warning",
     "DriftmonFeatureNewCategories": "warning",
