@@ -52,11 +52,24 @@ class Width:
     categorical: int
     events: int
     reference_events: int
+    correlation: bool = False
+    """Enable the model's correlation group (all numeric features, at most 64)."""
+    reconstruction: bool = False
+    """Enable the reconstruction-error feature (PCA over all numeric features)."""
 
     @property
     def label(self) -> str:
-        """`numeric + categorical`."""
-        return f"{self.numeric} + {self.categorical}"
+        """`numeric + categorical`, and the joint-drift groups when enabled."""
+        groups = [
+            name
+            for name, on in (
+                ("correlation", self.correlation),
+                ("reconstruction", self.reconstruction),
+            )
+            if on
+        ]
+        extra = f" ({' + '.join(groups)} {min(self.numeric, 64)})" if groups else ""
+        return f"{self.numeric} + {self.categorical}{extra}"
 
 
 WIDTHS: tuple[Width, ...] = (
@@ -94,7 +107,9 @@ def encode_events(batch: workload.Batch, start_ts: float, span_s: float) -> list
 
 def fit_reference(width: Width, path: Path) -> None:
     """Fit and save the reference profile of a width (clean events of its own seed)."""
+    from monitor.correlation import fit_reference as fit_correlation
     from monitor.model import FeatureKind, FeatureSpec
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
     from monitor.reference import fit_profile, profile_to_json
 
     batch = workload.draw(
@@ -108,14 +123,26 @@ def fit_reference(width: Width, path: Path) -> None:
     specs = [FeatureSpec(n, FeatureKind.NUMERIC) for n in num_names] + [
         FeatureSpec(n, FeatureKind.CATEGORICAL) for n in cat_names
     ]
+    numeric = {n: batch.numeric[:, i] for i, n in enumerate(num_names)}
+    group = tuple(num_names[:64])
+    values = batch.numeric[:, : len(group)].T
+    joint: dict[str, object] = {}
+    if width.correlation:
+        joint["correlation"] = fit_correlation(group, values).to_json()
+    if width.reconstruction:
+        basis = fit_basis(group, values)
+        joint["reconstruction"] = basis.to_json()
+        numeric[VIRTUAL_FEATURE] = basis.errors(values)
+        specs.append(FeatureSpec(VIRTUAL_FEATURE, FeatureKind.NUMERIC))
     profile = fit_profile(
         MODEL,
         specs,
-        {n: batch.numeric[:, i] for i, n in enumerate(num_names)},
+        numeric,
         {
             n: list(workload.category_strings(batch.categorical[:, j], j))
             for j, n in enumerate(cat_names)
         },
+        joint=joint or None,
     )
     path.write_text(profile_to_json(profile), encoding="utf-8")
 
@@ -141,6 +168,8 @@ def config_yaml(
                 "name": MODEL,
                 "reference": {"mode": "file", "path": str(reference)},
                 "features": features,
+                "correlation": {"enabled": width.correlation},
+                "reconstruction": {"enabled": width.reconstruction},
             }
         ],
         "evaluation": {"interval": "1s"},
