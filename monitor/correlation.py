@@ -7,8 +7,8 @@ Values. Each value is winsorised at its feature's reference 0.5 % and 99.5 % qua
 (lo, hi) and then shifted and scaled by the reference mean and standard deviation of the
 winsorised values: u = (clip(x, lo, hi) - c) / s. A correlation is invariant under this
 affine map, so r is the correlation of the winsorised values; the shift only keeps the sums
-well conditioned (no cancellation of large means). Missing values (NaN; the decoder turns
-invalid ones into NaN too) are skipped *pairwise*: a pair (a, b) uses every event in which
+well conditioned (no cancellation of large means). Missing values (NaN) and invalid ones
+(+-inf, as the decoder marks them) are skipped *pairwise*: a pair (a, b) uses every event in which
 both are present, as `numpy.corrcoef` on those rows would. Pairwise-complete rather than
 complete rows, so one sparse feature does not starve every other pair.
 
@@ -86,8 +86,13 @@ class CorrelationReference:
     """k per pair (module docstring), float64[G, G]."""
 
     def transform(self, values: FloatArray) -> FloatArray:
-        """u = (clip(x, lo, hi) - c) / s per row of `values` (float64[G, N]); NaN stays NaN."""
+        """u = (clip(x, lo, hi) - c) / s per row of `values` (float64[G, N]).
+
+        NaN (missing) and +-inf (the decoder's invalid value) become NaN: skipped, never
+        clipped into the range.
+        """
         x = np.asarray(values, dtype=np.float64)
+        x = np.where(np.isfinite(x), x, np.nan)
         clipped = np.clip(x, self.lo[:, None], self.hi[:, None])
         return np.asarray((clipped - self.center[:, None]) / self.scale[:, None])
 
