@@ -695,6 +695,9 @@ class ModelSettings(_Section):
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
     correlation: CorrelationSettings = CorrelationSettings()
     reconstruction: ReconstructionSettings = ReconstructionSettings()
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of the model's messages counted, chosen by a hash of topic/partition/offset
+    (monitor/sampling.py); 1 counts every message."""
 
     @field_validator("features")
     @classmethod
@@ -1077,6 +1080,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             top_k=tuple((f.name, f.top_k) for f in m.features),
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
+            sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
             correlation=_correlation_plan(m),
             reconstruction=_reconstruction_plan(m),

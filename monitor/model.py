@@ -231,6 +231,8 @@ class ModelPlan:
     """The correlation group, when the model enables one (`correlation.enabled`)."""
     reconstruction: ReconstructionPlan | None = None
     """The reconstruction group, when enabled; `features` then ends with its virtual feature."""
+    sample_rate: float = 1.0
+    """Share of the model's messages counted (`monitor.sampling`)."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
@@ -401,6 +403,8 @@ class ModelEvaluation:
     reference_view: ReferenceView | None = None
     correlation: CorrelationResult | None = None
     """The correlation group's result, when the model configures one."""
+    sample_rate: float = 1.0
+    """Share of the model's messages its windows count (config `sample_rate`)."""
 
     @property
     def drifted_features(self) -> int:

@@ -2,8 +2,9 @@
 
 Reference modes (README.md, References):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its
-  modification time changes: a valid new profile is swapped in without a restart (the
-  current window restarts empty, since its counts are in the old bins); an invalid one is
+  modification time changes: a valid new profile is swapped in without a restart (a
+  feature whose bins changed restarts its current window empty, since its counts are in the
+  old bins; a feature with the same bins keeps its counts); an invalid one is
   refused and the running reference kept (an error in the log, the next valid file wins).
   Restoring the previous file rolls back the same way.
 - warmup: the first `warmup_events` accepted events are buffered, then edges and counts
@@ -25,6 +26,10 @@ and its current window starts empty. When no feature can be fitted the model's w
 starts again. A reference that cannot be built is reported (`reference_ready` false with
 the reason in the evaluation), never raised.
 
+Schema evolution: the checkpoint is matched to the configuration feature by feature
+(`restore`, monitor.schema_change), so a restart or a SIGHUP reload with added, removed or
+changed features keeps every unchanged feature's reference, window and warm-up values.
+
 A feature's reference is *ready* when it has bins and, for a rolling reference, when the
 lagged window holds at least `evaluation.min_samples` of its values (for the first `lag`
 after the warm-up it holds none).
@@ -45,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.account import BatchAccount
+from monitor.accumulate import PendingEvents
 from monitor.config import Settings, model_plans
 from monitor.correlation import CorrelationReference, CorrelationTracker, fit_reference
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
@@ -75,12 +81,18 @@ from monitor.reference import (
     profile_to_json,
 )
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
+from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta, rows_to_meta
 from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
 from monitor.window import EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
+MIN_BATCH_VALUES = 1 << 20
+"""Deferred ingest (`ingest(..., defer=True)`) counts a model's admitted events once they hold
+this many values (events x features; 8 MiB of float64): about 480 events at 2,200 features."""
+MAX_PENDING_SECONDS = 1.0
+"""... or once the oldest pending event was admitted this long ago (wall clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +153,9 @@ class ModelRuntime:
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
+        self._unreported: npt.NDArray[np.int64] | None = None
+        """Invalid values per feature counted by a deferred flush, not yet in an account."""
 
     # -- reference ---------------------------------------------------------------
 
@@ -155,7 +170,28 @@ class ModelRuntime:
         return self.profile.reference_id if self.profile is not None else ""
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes this model's checkpointed arrays."""
+        """Hash of the model-wide settings that shape its checkpointed rings.
+
+        The features are not part of it: a checkpoint is restored feature by feature
+        (`restore`, monitor.schema_change), so adding, removing or changing one feature
+        resets that feature only. A change of this hash (reference mode, warm-up size,
+        rolling lag or length, window geometry) resets the whole model.
+        """
+        content = {
+            "mode": self.mode.value,
+            "warmup_events": self.plan.reference.warmup_events,
+            "lag": self.plan.reference.lag_seconds,
+            "length": self.plan.reference.length_seconds,
+            "window": [
+                self.plan.window.bucket_seconds,
+                self.plan.window.length_seconds,
+                self.plan.window.allowed_lateness_seconds,
+            ],
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _legacy_fingerprint(self) -> str:
+        """The whole-model hash of checkpoints written before per-feature restore."""
         content = {
             "features": [[s.name, s.kind.value] for s in self.specs],
             "top_k": [k for _, k in self.plan.top_k],
@@ -175,6 +211,22 @@ class ModelRuntime:
         if self.plan.reconstruction is not None:
             content["reconstruction"] = list(self.plan.reconstruction.features)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def feature_signatures(self) -> list[list[Any]]:
+        """[name, kind, fit parameter] per feature, in layout order (the checkpoint's `features`).
+
+        The fit parameter is what a warm-up fits the feature's bins with: `max_bins` for a
+        numeric feature, its `top_k` for a categorical one. A feature whose signature changed
+        gets a new reference (warm-up/rolling) and an empty window.
+        """
+        return [
+            [
+                s.name,
+                s.kind.value,
+                self.plan.max_bins if s.kind is FeatureKind.NUMERIC else self.plan.top_k_of(s.name),
+            ]
+            for s in self.specs
+        ]
 
     def load_reference_file(self) -> ReloadOutcome | None:
         """(Re)load the file reference if it changed; what happened, or None (nothing new).
@@ -196,7 +248,7 @@ class ModelRuntime:
                     f"not {self.name!r}"
                 )
             check_limits(profile, max_bins=self.plan.max_bins, min_values=MIN_NUMERIC_VALUES)
-            self._activate(profile)
+            self._activate_carrying(profile)
         except ReferenceFileError as exc:
             self.last_reference_error = str(exc)
             if self.profile is None:
@@ -217,7 +269,9 @@ class ModelRuntime:
         """Make `profile` the active reference; a new window starts in its bins.
 
         A warm-up or rolling profile may lack features (their rows get placeholder bins).
+        Pending events are counted into the window they were admitted to first.
         """
+        self._flush_pending()
         partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         correlation = self._correlation_reference(profile)
         basis = self._reconstruction_basis(profile)
@@ -367,6 +421,42 @@ class ModelRuntime:
         self.window = shadow.window
         return True
 
+    def _rows(self) -> tuple[Row, ...]:
+        """The active layout's rows (monitor.schema_change); () without a layout."""
+        return layout_rows(self.layout, self._fitted) if self.layout is not None else ()
+
+    def _activate_carrying(self, profile: ReferenceProfile) -> None:
+        """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        rows = self._rows()
+        window = self.window.state() if self.window is not None else None
+        lagging = self.lagging.state() if self.lagging is not None else None
+        self._activate(profile)
+        if window is not None:
+            self._carry(rows, window, lagging)
+
+    def _carry(
+        self,
+        rows: Sequence[Row],
+        window: dict[str, npt.NDArray[Any]],
+        lagging: dict[str, npt.NDArray[Any]] | None,
+    ) -> None:
+        """Load ring states laid out as `rows` into the active windows, feature by feature.
+
+        Rows of the same name and bins keep their counts bucket by bucket (the watermark and
+        bucket ids are the old ones); every other row starts empty (monitor.schema_change).
+        ValueError when the states do not fit.
+        """
+        assert self.layout is not None and self.window is not None
+        new_rows = self._rows()
+        width = self.layout.width
+        self.window.restore(
+            {**window, "counts": carry_counts(window["counts"], rows, new_rows, width)}
+        )
+        if lagging is not None and self.lagging is not None:
+            self.lagging.restore(
+                {**lagging, "counts": carry_counts(lagging["counts"], rows, new_rows, width)}
+            )
+
     def _finish_warmup(self) -> None:
         """Fit every feature still without a reference from the full warm-up buffer.
 
@@ -474,6 +564,8 @@ class ModelRuntime:
         columns: ModelColumns,
         account: BatchAccount | None = None,
         messages: Sequence[RawMessage] = (),
+        *,
+        defer: bool = False,
     ) -> None:
         """Add a model's decoded slice to the warm-up buffer and/or the windows.
 
@@ -485,9 +577,16 @@ class ModelRuntime:
         window's start) still counts in a rolling reference's lagging hours.
         `messages` are the batch's messages that `columns.messages` index (without them,
         drops are counted under topic "" and no message is marked).
+
+        With `defer`, the admitted events are only counted into the windows once a minimum
+        batch has gathered (`monitor.accumulate`: MIN_BATCH_VALUES values or
+        MAX_PENDING_SECONDS); every decision and count of the account is still made now, except
+        the invalid values of events still pending, which go into the account of the call
+        that counts them (a later `ingest` or `flush`). Call `flush` before reading the window.
         """
         account = BatchAccount() if account is None else account
         columns = self._with_reconstruction(columns)
+        now = self.clock()
         n = len(columns)
         if columns.model_version:
             self.model_version = columns.model_version
@@ -515,9 +614,9 @@ class ModelRuntime:
             accepted[start:] = result.accepted
             outside[start:] = result.outside
             if result.accepted.any():
-                invalid = self._count_accepted(numeric, categorical, times, result.accepted)
-                for spec, count in zip(self.specs, invalid.tolist(), strict=True):
-                    account.add_invalid(self.name, spec.name, int(count))
+                self._pending.add(*_select(numeric, categorical, times, result.accepted), now)
+            if not defer or self._pending.due(now):
+                self._flush_pending()
             early = np.zeros(n, dtype=bool)
             early[start:] = result.early
             late = ~accepted & ~early
@@ -530,6 +629,7 @@ class ModelRuntime:
                 self._collect(columns, start)
                 if self._warm_full:
                     self._finish_warmup()
+        self._report_invalid(account)
         account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
         _newest_times(account, columns, messages, accepted)
 
@@ -555,6 +655,33 @@ class ModelRuntime:
         if head is None or self.window is None:
             return {}
         return self.versions.shares(head - self.window.n_buckets + 1)
+
+    def flush(self, account: BatchAccount) -> None:
+        """Count every pending event into the windows; their invalid values into `account`."""
+        self._flush_pending()
+        self._report_invalid(account)
+
+    @property
+    def pending_events(self) -> int:
+        """Admitted events not yet counted into the windows (deferred ingest)."""
+        return self._pending.events
+
+    def _flush_pending(self) -> None:
+        """Count the pending events (if any) into the active window."""
+        batch = self._pending.take()
+        if batch is None or self.layout is None or self.window is None:
+            return
+        numeric, categorical, times = batch
+        invalid = self._count_accepted(numeric, categorical, times, np.ones(times.size, bool))
+        self._unreported = invalid if self._unreported is None else self._unreported + invalid
+
+    def _report_invalid(self, account: BatchAccount) -> None:
+        """Move the invalid values counted so far into `account`."""
+        if self._unreported is None:
+            return
+        for spec, count in zip(self.specs, self._unreported.tolist(), strict=True):
+            account.add_invalid(self.name, spec.name, int(count))
+        self._unreported = None
 
     @staticmethod
     def _drop(
@@ -612,7 +739,8 @@ class ModelRuntime:
             or self.reference_counts is None
             or self.profile is None
         ):
-            return self._pending(now)
+            return self._pending_evaluation(now)
+        self._flush_pending()
         reference = self.lagging.reference() if self.lagging is not None else self.reference_counts
         unfitted = self._unfitted_rows()
         if unfitted and self.lagging is not None:
@@ -638,6 +766,7 @@ class ModelRuntime:
             evaluation,
             features=tuple(self._readiness(f) for f in evaluation.features),
             correlation=correlation,
+            sample_rate=self.plan.sample_rate,
         )
 
     def _unfitted_rows(self) -> list[int]:
@@ -666,9 +795,11 @@ class ModelRuntime:
                 f"[watermark - lag - length, watermark - lag], {self.policy.min_samples} needed"
             )
             return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        if feature.reference_ready and not feature.reference_note:
+            return feature  # already so: no copy (dataclasses.replace costs ~20 us a feature)
         return dataclasses.replace(feature, reference_ready=True, reference_note="")
 
-    def _pending(self, now: float) -> ModelEvaluation:
+    def _pending_evaluation(self, now: float) -> ModelEvaluation:
         features = tuple(
             FeatureResult(
                 name=s.name,
@@ -692,6 +823,7 @@ class ModelRuntime:
             fdr_q=self.policy.fdr_q,
             reference_mode=self.mode.value,
             model_version=self.model_version,
+            sample_rate=self.plan.sample_rate,
         )
 
     @property
@@ -703,12 +835,21 @@ class ModelRuntime:
     # -- checkpoint ------------------------------------------------------------------
 
     def to_state(self) -> ModelState:
-        """Everything needed to resume this model exactly (warm-up buffers included)."""
+        """Everything needed to resume this model exactly (warm-up buffers included; pending
+        events are counted into the window first).
+
+        `features` (`feature_signatures`) and `rows` (the layout's rows with their bins
+        digests) let `restore` match the checkpoint to a changed configuration feature by
+        feature.
+        """
+        self._flush_pending()
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
             "model_version": self.model_version,
             "pending": dict(self.pending),
+            "features": self.feature_signatures(),
+            "rows": rows_to_meta(self._rows()),
         }
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
@@ -734,47 +875,88 @@ class ModelRuntime:
         return self._profile_json[1]
 
     def restore(self, state: ModelState) -> None:
-        """Resume from a checkpoint; StateError if it does not belong to this configuration."""
-        if state.fingerprint != self.fingerprint():
+        """Resume from a checkpoint, feature by feature; StateError if it cannot be used.
+
+        The model-wide `fingerprint` must match. Then every feature whose signature
+        (`feature_signatures`) and bins are unchanged keeps its reference (warm-up/rolling),
+        its window counts, its lagging ring and its warm-up values; an added feature, or one
+        whose kind, fit parameter or `file` bins changed, starts fresh; a removed one is
+        dropped. Checkpoints written before per-feature restore (no `features`) are accepted
+        when their whole-model fingerprint matches.
+        """
+        meta = state.meta
+        legacy = "features" not in meta
+        expected = self._legacy_fingerprint() if legacy else self.fingerprint()
+        if state.fingerprint != expected:
             raise StateError(
                 f"model {self.name!r}: checkpoint was written for a different configuration"
             )
-        self.model_version = str(state.meta.get("model_version", ""))
-        pending = state.meta.get("pending", {})
+        signatures = self.feature_signatures() if legacy else meta["features"]
+        if not isinstance(signatures, list):
+            raise StateError(f"model {self.name!r}: checkpointed features are not a list")
+        old_sig = {str(sig[0]): list(sig[1:]) for sig in signatures}
+        same = {name for name, *sig in self.feature_signatures() if old_sig.get(name) == sig}
+        self.model_version = str(meta.get("model_version", ""))
+        pending = meta.get("pending", {})
         self.pending = (
-            {str(k): str(v) for k, v in pending.items()} if isinstance(pending, dict) else {}
+            {str(k): str(v) for k, v in pending.items() if str(k) in same}
+            if isinstance(pending, dict)
+            else {}
         )
-        reference_id = state.meta.get("reference_id")
+        reference_id = meta.get("reference_id")
         if reference_id:
-            if self.mode is ReferenceMode.FILE:
-                if self.reference_id != reference_id:
-                    raise StateError(
-                        f"model {self.name!r}: checkpoint counted against reference "
-                        f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
-                    )
-            else:
-                text = str(state.meta["profile"])
-                self._activate(profile_from_json(text))
-                assert self.profile is not None
-                self._profile_json = (self.profile, text)
-            assert self.window is not None
-            try:
-                self.window.restore(
-                    {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")}
-                )
-                if self.lagging is not None:
-                    self.lagging.restore(
-                        {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
-                    )
-                correlation = {
-                    k[12:]: v for k, v in state.arrays.items() if k.startswith("correlation.")
-                }
-                if self.correlation is not None and correlation:
-                    self.correlation.window.restore(correlation)
-            except (ValueError, KeyError) as exc:
+            self._restore_windows(state, str(reference_id), same, legacy)
+        self._restore_warmup(state, signatures, same)
+
+    def _restore_windows(
+        self, state: ModelState, reference_id: str, same: set[str], legacy: bool
+    ) -> None:
+        """Re-activate the kept features' reference (warm-up/rolling) and carry their counts."""
+        if self.mode is ReferenceMode.FILE:
+            if self.profile is None or (legacy and self.reference_id != reference_id):
                 raise StateError(
-                    f"model {self.name!r}: checkpointed window unusable: {exc}"
-                ) from exc
+                    f"model {self.name!r}: checkpoint counted against reference "
+                    f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
+                )
+        else:
+            text = str(state.meta["profile"])
+            old = profile_from_json(text)
+            kept = [f for f in old.features if f.name in same]
+            if not kept:
+                return
+            full = len(kept) == len(old.features)
+            if not full:
+                old = build_profile(
+                    self.name,
+                    kept,
+                    old.events,
+                    model_version=old.model_version,
+                    created_at=old.created_at,
+                    source=old.source,
+                    joint=_joint_of(old),
+                )
+            self._activate(old)
+            if full and self.profile is not None:
+                self._profile_json = (self.profile, text)
+        try:
+            rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
+            self._carry(
+                rows,
+                {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")},
+                {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
+                if self.lagging is not None
+                else None,
+            )
+            correlation = {
+                k[12:]: v for k, v in state.arrays.items() if k.startswith("correlation.")
+            }
+            if self.correlation is not None and correlation:
+                self.correlation.window.restore(correlation)
+        except (ValueError, KeyError) as exc:
+            raise StateError(f"model {self.name!r}: checkpointed window unusable: {exc}") from exc
+
+    def _restore_warmup(self, state: ModelState, signatures: list[Any], same: set[str]) -> None:
+        """Restore the warm-up buffer, keeping the values of unchanged features still pending."""
         warm = state.meta.get("warm")
         count = int(state.meta.get("warm_count", 0))
         if warm is None and count:  # written before per-feature warm-ups: every feature
@@ -784,10 +966,24 @@ class ModelRuntime:
                 "categorical_rows": list(range(len(self.categorical_specs))),
                 "categorical": state.meta.get("warm_categorical", []),
             }
-        if warm is not None:
-            self._warm = WarmupBuffer.restore(
-                self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
-            )
+        if warm is None:
+            return
+        buffer = WarmupBuffer.restore(
+            self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
+        )
+        old_numeric = [str(s[0]) for s in signatures if s[1] == FeatureKind.NUMERIC.value]
+        old_categorical = [str(s[0]) for s in signatures if s[1] == FeatureKind.CATEGORICAL.value]
+        numeric = {s.name: i for i, s in enumerate(self.numeric_specs)}
+        categorical = {s.name: i for i, s in enumerate(self.categorical_specs)}
+        wanted = same - self._fitted
+        self._warm = buffer.remapped(
+            {r: numeric[n] for r, n in enumerate(old_numeric) if n in wanted and n in numeric},
+            {
+                r: categorical[n]
+                for r, n in enumerate(old_categorical)
+                if n in wanted and n in categorical
+            },
+        )
 
     def memory_bytes(self) -> int:
         """Bytes held by the window rings and reference counts."""
@@ -820,6 +1016,18 @@ def _joint_of(profile: ReferenceProfile | None) -> dict[str, object] | None:
         return None
     value = json.loads(profile.joint)
     return value if isinstance(value, dict) else None
+
+
+def _select(
+    numeric: npt.NDArray[np.float64],
+    categorical: tuple[npt.NDArray[np.object_], ...],
+    times: npt.NDArray[np.float64],
+    keep: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float64], tuple[npt.NDArray[np.object_], ...], npt.NDArray[np.float64]]:
+    """The columns of the events in `keep` (the arrays themselves when it keeps every one)."""
+    if bool(keep.all()):
+        return numeric, categorical, times
+    return numeric[:, keep], tuple(c[keep] for c in categorical), times[keep]
 
 
 def _newest_times(
