@@ -64,9 +64,11 @@ from monitor.model import (
     ModelPlan,
     ReferenceMode,
     ReferencePlan,
+    SegmentPlan,
     Thresholds,
     WindowPlan,
 )
+from monitor.segment_slices import DEFAULT_MAX_SEGMENTS, MAX_SEGMENTS
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -661,6 +663,10 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    segment_by: Annotated[str, AfterValidator(_check_dotted_path), Field(min_length=1)] | None = (
+        None
+    )
+    max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=MAX_SEGMENTS)
 
     @field_validator("features")
     @classmethod
@@ -890,6 +896,7 @@ class Settings(BaseSettings):
                 if topic not in consumed:
                     issues.append((f"models.{i}.topics", f"{topic!r} is not in kafka.topics"))
             issues.extend(self._rolling_issues(i, model.reference))
+            issues.extend(self._segment_issues(i, model))
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
                 ("event.default_model", f"{self.event.default_model!r} is not a configured model")
@@ -897,6 +904,25 @@ class Settings(BaseSettings):
         if issues:
             raise _KeyedError(*issues)
         return self
+
+    def _segment_issues(self, index: int, model: ModelSettings) -> Iterator[tuple[str, str]]:
+        """`segment_by` names a key of the features object, not a numeric feature, no rolling."""
+        if model.segment_by is None:
+            return
+        where = f"models.{index}.segment_by"
+        key = segment_key(model.segment_by, self.event.features_path)
+        if key is None:
+            yield (
+                where,
+                f"must name a key inside the features object ({self.event.features_path!r}), "
+                f"e.g. '{self.event.features_path}.country'",
+            )
+            return
+        kinds = {f.name: f.kind for f in model.features}
+        if kinds.get(key) is FeatureKind.NUMERIC:
+            yield (where, f"{key!r} is a numeric feature; segments need a categorical field")
+        if model.reference.mode is ReferenceMode.ROLLING:
+            yield (where, "needs a file or warm-up reference (rolling references have no slices)")
 
     def _rolling_issues(self, index: int, ref: ReferenceSettings) -> Iterator[tuple[str, str]]:
         """A rolling reference is made of whole window buckets and does not overlap the window."""
@@ -1054,9 +1080,31 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
             distributions=m.export_distributions is not DistributionExport.NONE,
+            segments=_segment_plan(m, settings.event.features_path),
         )
         for m in settings.models
     )
+
+
+def segment_key(segment_by: str, features_path: str) -> str | None:
+    """The features-object key `segment_by` names (None when it names none).
+
+    With `features_path` "features", "features.country" names "country"; with features at
+    the top level (`features_path` ""), "country" does.
+    """
+    if not features_path:
+        return segment_by
+    prefix = f"{features_path}."
+    key = segment_by.removeprefix(prefix)
+    return key if segment_by.startswith(prefix) and key else None
+
+
+def _segment_plan(model: ModelSettings, features_path: str) -> SegmentPlan | None:
+    if model.segment_by is None:
+        return None
+    key = segment_key(model.segment_by, features_path)
+    assert key is not None  # Settings validation
+    return SegmentPlan(model.segment_by, key, model.max_segments)
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
