@@ -158,6 +158,7 @@ def test_a_drift_in_one_of_ten_segments_is_flagged_on_that_segment_only(tmp_path
     }
     assert flagged == {("s04", "x0")}
     assert evaluation.segments[0].segment == "s04"  # worst first
+    assert evaluation.drifted_features == 0  # diluted over the model: under the effect floors
 
 
 def test_a_model_without_segment_by_has_no_segments(tmp_path: Path) -> None:
