@@ -3,8 +3,9 @@
 A model with `segment_by: FIELD` splits its events by the string value of FIELD. The
 segments are the `max_segments` most frequent values of the reference (count descending,
 ties by name) plus OTHER (`OTHER_SEGMENT`), which takes every other value: values the
-reference saw less often or never, and events whose field is absent, null or not a string
-(these are also counted as *unassigned*, README "Segments").
+reference saw less often or never, values that cannot be a label (longer than
+MAX_SEGMENT_CHARS, or with a control character), and events whose field is absent, null or
+not a string (these are also counted as *unassigned*, README "Segments").
 
 Every segment is binned in the model's own frozen bins (the edges and top-K categories fitted
 on the whole reference), so the segments of a feature partition its reference counts exactly:
@@ -71,6 +72,7 @@ def _is_segment_value(value: object) -> bool:
         isinstance(value, str)
         and value != OTHER_SEGMENT
         and 0 < len(value) <= MAX_SEGMENT_CHARS
+        and value.isprintable()
         and not value.startswith(INVALID_CATEGORY_PREFIX)
     )
 

@@ -1,16 +1,20 @@
-"""Per-segment series: only on models with `segment_by`, bounded by max_segments + 1."""
+"""Per-segment output: series only on models with `segment_by` (bounded), /status views."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor import metrics
+from monitor.http.jsonview import snapshot_to_json
 from monitor.metrics import DriftCollector
 from monitor.runtime import model_runtimes
-from monitor.segment_slices import OTHER_SEGMENT
+from monitor.segment_slices import OTHER_SEGMENT, top_segments
+from monitor.statuspage import render_status_page
+from monitor.tools.statusview import render_status
 from tests.support.builders import snapshot
 from tests.unit.test_metrics import fixed_snapshot, segmented_model
 from tests.unit.test_segments import START, _columns, _config, _data, _write_reference
@@ -60,3 +64,29 @@ def test_segment_label_values_stay_within_max_segments_plus_one(tmp_path: Path) 
     assert not any(v.startswith("attacker") for v in values)
     events = {s.segment: s.current_events for s in runtime.evaluate(START + 3600).segments}
     assert events[OTHER_SEGMENT] == 5_000
+
+
+def test_status_views_list_the_worst_segment_first() -> None:
+    """/status JSON, the terminal view and the HTML page list segments worst first."""
+    snap = snapshot(*fixed_snapshot().models, segmented_model())
+    document = json.loads(snapshot_to_json(snap))
+    shop = next(m for m in document["models"] if m["model"] == "shop")
+    assert [s["segment"] for s in shop["segments"]] == ["GB", OTHER_SEGMENT]
+    assert shop["segments"][0]["drifted_features"] == 1 and shop["segment_field_missing"] == 4
+    fraud = next(m for m in document["models"] if m["model"] == "fraud")
+    assert fraud["segments"] == [] and fraud["segment_by"] == ""
+    text = render_status(document, width=120)
+    assert "segments by features.country, worst first (4 events without the field" in text
+    assert text.index("    GB ") < text.index(f"    {OTHER_SEGMENT} ")
+    assert "drifted 1/1  basket (" in text
+    assert text.count("segments by") == 1  # fraud and churn have none
+    page = render_status_page(snap).decode()
+    assert page.index("<td>GB</td>") < page.index(f"<td>{OTHER_SEGMENT}</td>")
+
+
+def test_segment_values_that_cannot_be_labels_go_to_other() -> None:
+    """Control characters, over-long values and the OTHER label itself never become segments."""
+    column = np.asarray(
+        ["\x1b[31mred"] * 50 + ["x" * 200] * 40 + [OTHER_SEGMENT] * 30 + ["ok"] * 5, dtype=object
+    )
+    assert top_segments(column, 10) == ("ok",)
