@@ -445,7 +445,7 @@ def segment_lines(model: Mapping[str, Any]) -> list[str]:
             if f.get("drift_detected")
         ]
         lines.append(
-            f"    {str(segment.get('segment')):<20} {_count(segment.get('current_events')):>9} "
+            f"    {segment.get('segment')!s:<20} {_count(segment.get('current_events')):>9} "
             f"events  drifted {segment.get('drifted_features', 0)}/{len(features)}"
             + (f"  {'; '.join(flagged)}" if flagged else "")
         )
