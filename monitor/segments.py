@@ -264,11 +264,17 @@ class SegmentTracker:
         """Slices of the features just fitted from the warm-up (the buffer is consumed).
 
         The first warm-up picks the segments (top reference values); later ones (features
-        fitted on a repeated warm-up) keep them and add the new features' slices.
+        fitted on a repeated warm-up) keep them and add the new features' slices. When the
+        kept segment values do not match the buffer (a warm-up buffer restored from a
+        checkpoint written before segments), the features get no slice: they are tested for
+        the whole model only.
         """
         column = np.concatenate(self._warm) if self._warm else np.empty(0, dtype=object)
         self._warm = []
         names = known.names if known is not None else top_segments(column, self.plan.max_segments)
+        sizes = {len(v) for v in (*numeric.values(), *categorical.values())}
+        if sizes != {column.size}:  # values not kept beside this buffer (a restored old one)
+            numeric, categorical = {}, {}
         fresh = fit_slices(self.plan.key, names, fitted, numeric, categorical, column)
         if known is None:
             return fresh
