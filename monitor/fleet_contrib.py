@@ -1,0 +1,124 @@
+"""The contributor side of the fleet: per owned partition, the counts not yet committed (pure).
+
+A replica counts the events of each source partition it owns separately, between commits:
+per model a few dense count matrices keyed by bucket (the dirty buckets) and the largest
+event time among them. `commit(source)` turns what was counted in `[from_offset,
+to_offset)` into the records of one commit (docs/fleet.md) and starts the next range at
+`to_offset`; nothing counted here reaches a global window until its commit is folded back
+from the state topic, by this replica and every other (`monitor.fleet`). A partition is
+owned from the moment the fold accepts this replica's claim (`own`, at the claim's start
+offset) until it is revoked (`drop`, after a last commit) or the replica dies (then its
+uncommitted counts die with it, and the next owner re-reads from the chain head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.fleet_records import DEFAULT_CHUNK_BYTES, encode_commit, model_increment
+
+
+@dataclass(slots=True)
+class _ModelPart:
+    shape: tuple[int, int]
+    watermark: float = -np.inf
+    buckets: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Owned:
+    """One owned source partition: its epoch and the offsets `[from_offset, to_offset)`
+    counted since the last commit."""
+
+    epoch: int
+    from_offset: int | None
+    to_offset: int | None
+    models: dict[str, _ModelPart] = field(default_factory=dict)
+
+
+class Contributor:
+    """The owned partitions of one replica (`member`) and their uncommitted counts."""
+
+    def __init__(self, member: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.member = member
+        self.chunk_bytes = chunk_bytes
+        self.owned: dict[str, Owned] = {}
+
+    def own(self, source: str, epoch: int, start: int | None) -> None:
+        """Own `source` under `epoch`, counting from `start` (None: the first offset read)."""
+        self.owned[source] = Owned(epoch, start, start)
+
+    def drop(self, source: str) -> None:
+        """Forget a partition (revoked, after its last commit) and its uncommitted counts."""
+        self.owned.pop(source, None)
+
+    def add(
+        self,
+        source: str,
+        model: str,
+        bucket: int,
+        counts: npt.NDArray[np.integer],
+        event_time: float,
+    ) -> None:
+        """Count events of an owned partition: `counts` in `bucket`, the newest at `event_time`.
+
+        Counts of a partition this replica does not own are ignored (the caller filters them
+        out first; a record read between revoke and drop is never committed).
+        """
+        owned = self.owned.get(source)
+        if owned is None:
+            return
+        shape = (int(counts.shape[0]), int(counts.shape[1]))
+        part = owned.models.get(model)
+        if part is None or part.shape != shape:
+            part = owned.models[model] = _ModelPart(shape)
+        held = part.buckets.get(bucket)
+        if held is None:
+            part.buckets[bucket] = np.asarray(counts, dtype=np.int64).copy()
+        else:
+            held += counts
+        part.watermark = max(part.watermark, float(event_time))
+
+    def consumed(self, source: str, next_offset: int) -> None:
+        """Every record of `source` before `next_offset` has been counted (after `start_at`
+        when the partition has no chain yet)."""
+        owned = self.owned.get(source)
+        if owned is None or owned.from_offset is None:
+            return
+        if owned.to_offset is None or next_offset > owned.to_offset:
+            owned.to_offset = next_offset
+
+    def start_at(self, source: str, offset: int) -> None:
+        """Set the first offset of a partition owned from the reset position (no chain yet)."""
+        owned = self.owned.get(source)
+        if owned is not None and owned.from_offset is None:
+            owned.from_offset = owned.to_offset = offset
+
+    def commit(self, source: str) -> list[tuple[bytes, bytes]]:
+        """The records of a commit of everything counted since the last one ([] if nothing
+        new was read); the next range starts where this one ends."""
+        owned = self.owned.get(source)
+        if owned is None or owned.from_offset is None or owned.to_offset is None:
+            return []
+        if owned.to_offset <= owned.from_offset:
+            return []
+        increments = [
+            model_increment(name, part.shape, part.watermark, part.buckets)
+            for name, part in sorted(owned.models.items())
+            if part.buckets
+        ]
+        records = encode_commit(
+            source,
+            owned.epoch,
+            self.member,
+            owned.from_offset,
+            owned.to_offset,
+            increments,
+            self.chunk_bytes,
+        )
+        owned.from_offset = owned.to_offset
+        owned.models.clear()
+        return records
