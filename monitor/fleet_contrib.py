@@ -13,12 +13,15 @@ uncommitted counts die with it, and the next owner re-reads from the chain head)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.fleet_records import DEFAULT_CHUNK_BYTES, encode_commit, model_increment
+from monitor.window import AddResult, BucketRing, EventTimeWindow, FloatArray
 
 
 @dataclass(slots=True)
@@ -122,3 +125,76 @@ class Contributor:
         owned.from_offset = owned.to_offset
         owned.models.clear()
         return records
+
+
+def admit_against(window: EventTimeWindow, times: FloatArray, now: float | None) -> AddResult:
+    """`window.admit(times)` without changing `window`: the contributor's admission.
+
+    The watermark judged against is max(the global watermark, the batch's newest event that is
+    not too early); too_early is `t > now + max_future_seconds` (`now` None: never). Events
+    older than that watermark's window start minus the allowed lateness are too late, the
+    ones within the lateness are `outside`. The global window itself only moves when commits
+    are folded back from the state topic.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    n_events = times.size
+    early = np.zeros(n_events, dtype=bool)
+    if now is not None and math.isfinite(window.max_future_seconds):
+        early = times > now + window.max_future_seconds
+    candidates = ~early
+    mark = window.watermark
+    if candidates.any():
+        newest = float(times[candidates].max())
+        mark = newest if mark is None else max(mark, newest)
+    none = np.zeros(n_events, dtype=bool)
+    if mark is None:
+        return AddResult(none, 0, int(early.sum()), early, none)
+    head = int(window.ring.bucket_of(np.asarray([mark]))[0])
+    first = head - window.n_buckets + 1
+    buckets = window.ring.bucket_of(times)
+    late = candidates & (buckets < first - window.lateness_buckets)
+    accepted = candidates & ~late
+    return AddResult(
+        accepted, int(late.sum()), int(early.sum()), early, accepted & (buckets < first)
+    )
+
+
+class ContributionTap:
+    """A `window.CountTarget` for `ModelRuntime.tap`: admits against the model's global window
+    (`admit_against`, nothing changes) and adds the counts to `contributor` under the source
+    partition being ingested (`source`, set by the caller before each slice)."""
+
+    def __init__(
+        self,
+        model: str,
+        window: EventTimeWindow,
+        contributor: Contributor,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.model = model
+        self.window = window
+        self.contributor = contributor
+        self.source = ""
+        self._clock = clock
+        self._newest = -math.inf
+
+    @property
+    def ring(self) -> BucketRing:
+        """The global window's ring (its bucket width is what `count_batch` needs)."""
+        return self.window.ring
+
+    @property
+    def watermark(self) -> float | None:
+        """The global window's watermark."""
+        return self.window.watermark
+
+    def admit(self, times: FloatArray) -> AddResult:
+        """Admission against the global window; remembers the newest admitted event time."""
+        result = admit_against(self.window, times, None if self._clock is None else self._clock())
+        if result.accepted.any():
+            self._newest = float(np.asarray(times, dtype=np.float64)[result.accepted].max())
+        return result
+
+    def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
+        """Count admitted events of the current source partition (uncommitted until published)."""
+        self.contributor.add(self.source, self.model, bucket, counts, self._newest)

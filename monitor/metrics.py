@@ -33,7 +33,13 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RejectReason
+from monitor.errors import (
+    CheckpointResult,
+    ClaimResult,
+    CommitResult,
+    RejectReason,
+    StateRejectReason,
+)
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
@@ -76,6 +82,13 @@ BUILD_INFO: Final = "driftmon_build_info"
 READY: Final = "driftmon_ready"
 KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
 EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
+# The fleet's state topic (state.backend: kafka; docs/fleet.md)
+STATE_LAG_RECORDS: Final = "driftmon_state_lag_records"
+STATE_COMMITS_TOTAL: Final = "driftmon_state_commits_total"
+STATE_CLAIMS_TOTAL: Final = "driftmon_state_claims_total"
+STATE_RECORDS_REJECTED_TOTAL: Final = "driftmon_state_records_rejected_total"
+PARTITIONS_OWNED: Final = "driftmon_partitions_owned"
+STATE_SNAPSHOT_AGE_SECONDS: Final = "driftmon_state_snapshot_age_seconds"
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -332,6 +345,43 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         (*_MF, "window", "bin"),
         "Share (0-1) of the window's values in the bin: reference deciles or top categories.",
     ),
+    # the fleet's state topic
+    MetricDef(
+        STATE_LAG_RECORDS,
+        "gauge",
+        (),
+        "State-topic records written but not yet folded by this replica (0 without a fleet).",
+    ),
+    MetricDef(
+        STATE_COMMITS_TOTAL,
+        "counter",
+        ("result",),
+        "State-topic commits folded: accepted, stale_epoch (a zombie) or gap.",
+    ),
+    MetricDef(
+        STATE_CLAIMS_TOTAL,
+        "counter",
+        ("result",),
+        "State-topic partition claims folded: accepted or stale_epoch.",
+    ),
+    MetricDef(
+        STATE_RECORDS_REJECTED_TOTAL,
+        "counter",
+        ("reason",),
+        "State-topic records refused by the fold, by reason.",
+    ),
+    MetricDef(
+        PARTITIONS_OWNED,
+        "gauge",
+        (),
+        "Source partitions this replica owns (claimed and counting).",
+    ),
+    MetricDef(
+        STATE_SNAPSHOT_AGE_SECONDS,
+        "gauge",
+        (),
+        "Seconds since the newest state-topic snapshot this replica has seen was written.",
+    ),
     # per model
     MetricDef(
         MODEL_DRIFTED_FEATURES,
@@ -484,6 +534,7 @@ class PipelineMetrics:
         self._ready = _gauge(READY, registry)
         self._kafka_connected = _gauge(KAFKA_CONNECTED, registry)
         _gauge(EVALUATION_INTERVAL_SECONDS, registry).set(evaluation_interval_seconds)
+        self.fleet = FleetMetrics(registry)
 
     def record_consumed(self, topic: str, n: int) -> None:
         """Count `n` Kafka messages consumed from `topic`."""
@@ -586,6 +637,50 @@ _OPTIONAL_FEATURE_STATS: Final = (
     (FEATURE_UNSEEN_CATEGORY_RATIO, "unseen_category_ratio"),
     (FEATURE_NEW_CATEGORY_PVALUE, "new_category_pvalue"),
 )
+
+
+class FleetMetrics:
+    """The state-topic series (docs/fleet.md); every series exists at 0 from construction.
+
+    `fold_counts` takes the fold's cumulative counters and adds what is new since the last
+    call, so a Prometheus counter never goes backwards.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        commits = _counter(STATE_COMMITS_TOTAL, registry)
+        claims = _counter(STATE_CLAIMS_TOTAL, registry)
+        rejected = _counter(STATE_RECORDS_REJECTED_TOTAL, registry)
+        self._commits = {r.value: commits.labels(r.value) for r in CommitResult}
+        self._claims = {r.value: claims.labels(r.value) for r in ClaimResult}
+        self._rejected = {r.value: rejected.labels(r.value) for r in StateRejectReason}
+        self._seen: dict[tuple[str, str], int] = {}
+        self._lag = _gauge(STATE_LAG_RECORDS, registry)
+        self._owned = _gauge(PARTITIONS_OWNED, registry)
+        self._snapshot_age = _gauge(STATE_SNAPSHOT_AGE_SECONDS, registry)
+
+    def fold_counts(
+        self,
+        commits: Mapping[str, int],
+        claims: Mapping[str, int],
+        rejected: Mapping[str, int],
+    ) -> None:
+        """Bring the counters up to the fold's cumulative counts (by label value)."""
+        for family, counts, series in (
+            ("commits", commits, self._commits),
+            ("claims", claims, self._claims),
+            ("rejected", rejected, self._rejected),
+        ):
+            for label, total in counts.items():
+                new = int(total) - self._seen.get((family, str(label)), 0)
+                if new > 0:
+                    series[str(label)].inc(new)
+                    self._seen[family, str(label)] = int(total)
+
+    def set_state(self, lag_records: int, owned: int, snapshot_age_seconds: float) -> None:
+        """The state-topic lag, the partitions owned and the newest snapshot's age."""
+        self._lag.set(lag_records)
+        self._owned.set(owned)
+        self._snapshot_age.set(snapshot_age_seconds)
 
 
 def _family(name: str) -> GaugeMetricFamily:
@@ -771,15 +866,17 @@ def cardinality(
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
     dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
-    ready, kafka_connected, evaluation_interval.
+    ready, kafka_connected, evaluation_interval; the state topic's 3 gauges and one counter
+    per commit result, claim result and state reject reason.
     """
     n_reasons = len(RejectReason)
+    n_state = len(CommitResult) + len(ClaimResult) + len(StateRejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
     per_model = 6 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
-    fixed = histograms + 1 + n_results + n_reasons + 5
+    fixed = histograms + 1 + n_results + n_reasons + 5 + 3 + n_state
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -789,7 +886,13 @@ def cardinality(
     )
     if created_series:
         counters = (
-            n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + n_results + n_reasons
+            n_features_total
+            + n_models
+            + n_topics * (1 + n_reasons)
+            + 1
+            + n_results
+            + n_reasons
+            + n_state
         )
         total += counters + 2  # + the two histograms
     return total

@@ -67,7 +67,7 @@ from monitor.reference import (
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
-from monitor.window import EventTimeWindow, LaggingReference, count_batch
+from monitor.window import CountTarget, EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
 
@@ -115,6 +115,8 @@ class ModelRuntime:
         self.layout: ModelLayout | None = None
         self.reference_counts: CountMatrix | None = None
         self.window: EventTimeWindow | None = None
+        self.tap: CountTarget | None = None
+        """Fleet mode: where `ingest` admits and counts instead of `window` (docs/fleet.md)."""
         self.lagging: LaggingReference | None = None
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
@@ -365,7 +367,7 @@ class ModelRuntime:
                 tuple(c[start:] for c in columns.categorical) if start else columns.categorical
             )
             times = columns.times[start:] if start else columns.times
-            result = self.window.admit(times)
+            result = (self.window if self.tap is None else self.tap).admit(times)
             accepted[start:] = result.accepted
             outside[start:] = result.outside
             if result.accepted.any():
@@ -423,7 +425,10 @@ class ModelRuntime:
                 return layout.count(numeric, categorical)
             return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
 
-        total = count_batch(self.window, self.lagging, times, accepted, count)
+        if self.tap is not None:
+            total = count_batch(self.tap, None, times, accepted, count)
+        else:
+            total = count_batch(self.window, self.lagging, times, accepted, count)
         return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------

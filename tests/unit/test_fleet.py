@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet import FleetFold
-from monitor.fleet_contrib import Contributor
+from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
 from monitor.fleet_records import (
     RECORD_VERSION,
     ChunkRecord,
@@ -441,3 +441,60 @@ def test_a_thousand_seeded_schedules_hold_the_invariants() -> None:
                 for _ in range(90)
             ]
         )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.floats(900.0, 1300.0), max_size=12),
+    st.lists(st.floats(900.0, 1400.0), min_size=1, max_size=30),
+    st.floats(1000.0, 1400.0),
+)
+def test_admit_against_equals_admit_and_changes_nothing(
+    before: list[float], times: list[float], now: float
+) -> None:
+    """The contributor's admission equals EventTimeWindow.admit, and leaves the window as it was."""
+    window = EventTimeWindow((F, W), BUCKET, LENGTH, LATENESS, 30.0, clock=lambda: now)
+    twin = EventTimeWindow((F, W), BUCKET, LENGTH, LATENESS, 30.0, clock=lambda: now)
+    if before:
+        slots = np.zeros((F, len(before)), dtype=np.int64)
+        window.add(slots, np.asarray(before))
+        twin.add(slots, np.asarray(before))
+    state = {k: v.copy() for k, v in window.state().items()}
+    got = admit_against(window, np.asarray(times), now)
+    want = twin.admit(np.asarray(times))
+    assert got.accepted.tolist() == want.accepted.tolist()
+    assert got.outside.tolist() == want.outside.tolist()
+    assert got.early.tolist() == want.early.tolist()
+    assert (got.too_late, got.too_early) == (want.too_late, want.too_early)
+    after = window.state()
+    assert all(np.array_equal(state[k], after[k], equal_nan=True) for k in state)
+
+
+def test_tap_counts_into_the_owned_partition_only() -> None:
+    """A runtime tap sends admitted counts to the contributor under its current partition."""
+    contributor = Contributor("r0")
+    contributor.own(_source(1), 3, 40)
+    tap = ContributionTap("m", _window(), contributor)
+    slots, times = _events(1, 40, 60)
+    tap.source = _source(1)
+    result = tap.admit(times)
+    assert result.accepted.all()
+    buckets = np.floor(times / BUCKET).astype(np.int64)
+    for bucket, counts in histograms_by_bucket(slots, buckets, W):
+        tap.add_counts(bucket, counts)
+    tap.source = _source(2)  # not owned: ignored
+    tap.add_counts(int(buckets[0]), np.ones((F, W), dtype=np.int64))
+    contributor.consumed(_source(1), 60)
+    fold = FleetFold({"m": _window()})
+    fold.apply(encode_claim(_source(1), 3, "r0")[1])
+    for _, value in contributor.commit(_source(1)):
+        outcome = fold.apply(value)
+    assert (outcome.result, outcome.from_offset, outcome.to_offset) == (
+        CommitResult.ACCEPTED,
+        40,
+        60,
+    )
+    oracle = _window()
+    oracle.add(slots, times)
+    assert _held(fold.windows["m"]) == _held(oracle)
+    assert fold.windows["m"].watermark == float(times.max())
