@@ -19,13 +19,22 @@ server are the caller's.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import structlog
+
 from monitor.config import Settings
-from monitor.daemon import Daemon, DeadLetterSink, SourceFactory
+from monitor.daemon import Daemon, DeadLetterSink, FleetFactory, SourceFactory
+from monitor.errors import ConfigError
+from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
+from monitor.model import ReferenceMode
+from monitor.runtime import ModelRuntime
 from monitor.source import (
     AssignCallback,
     KafkaSink,
@@ -33,6 +42,7 @@ from monitor.source import (
     RevokeCallback,
 )
 from monitor.state import CheckpointStore
+from monitor.state_log import StateLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +92,13 @@ def build_daemon(
     store: CheckpointStore | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    fleet: bool = False,
 ) -> Wiring:
     """The daemon over `source_factory`, with fresh metrics and the checkpoint in `state.dir`.
 
     `store` replaces the checkpoint store (tests point it elsewhere); `clock` (event and wall
-    time) and `monotonic` (intervals, liveness) are injected for tests.
+    time) and `monotonic` (intervals, liveness) are injected for tests. `fleet` wires the
+    state topic instead of the checkpoint (`fleet_factory`).
     """
     registry = new_registry()
     metrics = pipeline_metrics(settings, registry)
@@ -102,12 +114,54 @@ def build_daemon(
         dead_letter=dead_letter,
         clock=clock,
         monotonic=monotonic,
+        fleet=fleet_factory(settings, metrics, clock, monotonic) if fleet else None,
     )
     return Wiring(daemon, registry, metrics, collector)
+
+
+def fleet_member() -> str:
+    """This replica's member name in the state topic: host, process id and a random suffix,
+    so a restarted process never mistakes an earlier life's records for its own."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def fleet_factory(
+    settings: Settings,
+    metrics: PipelineMetrics,
+    clock: Callable[[], float],
+    monotonic: Callable[[], float],
+) -> FleetFactory:
+    """The `FleetNode` of `state.backend: kafka` (docs/fleet.md); ConfigError for a model
+    whose reference is not a `file` one (not supported in a fleet yet)."""
+    unsupported = [m.name for m in settings.models if m.reference.mode is not ReferenceMode.FILE]
+    if unsupported:
+        raise ConfigError(
+            "state.backend kafka: only reference.mode file is supported in a fleet yet; "
+            "models: " + ", ".join(unsupported)
+        )
+    state = settings.state
+
+    def make(runtimes: Mapping[str, ModelRuntime]) -> FleetNode:
+        return FleetNode(
+            StateLog(settings.kafka.client_kwargs(), state.topic),
+            runtimes,
+            member=fleet_member(),
+            publish_interval=state.publish_interval,
+            snapshot_interval=state.snapshot_interval,
+            metrics=metrics.fleet,
+            logger=structlog.get_logger("driftmon.fleet"),
+            clock=clock,
+            monotonic=monotonic,
+        )
+
+    return make
 
 
 def kafka_daemon(settings: Settings) -> Wiring:
     """The production daemon: Kafka source and, when configured, the dead-letter producer."""
     return build_daemon(
-        settings, kafka_source_factory(settings), dead_letter=dead_letter_sink(settings)
+        settings,
+        kafka_source_factory(settings),
+        dead_letter=dead_letter_sink(settings),
+        fleet=settings.state.backend == "kafka",
     )

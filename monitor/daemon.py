@@ -31,6 +31,7 @@ from monitor.errors import (
     SourceError,
     StateError,
 )
+from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
@@ -42,6 +43,8 @@ TP = tuple[str, int]
 AssignCallback = Callable[[frozenset[TP]], Mapping[TP, int]]
 RevokeCallback = Callable[[frozenset[TP]], None]
 SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
+FleetFactory = Callable[[Mapping[str, ModelRuntime]], FleetNode]
+"""Builds the fleet node (state.backend: kafka) over the daemon's runtimes."""
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
@@ -117,6 +120,7 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         logger: Any = None,
+        fleet: FleetFactory | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -157,14 +161,21 @@ class Daemon:
         self._next_checkpoint = 0.0
         self._source_factory = source_factory
         self.source: RecordSource | None = None
+        self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
+        """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
 
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
         """Load references, restore the checkpoint, create the source."""
         self._load_references()
-        self._restore()
+        if self.fleet is None:
+            self._restore()
+        else:
+            self.fleet.start()
         self.source = self._source_factory(self._on_assign, self._on_revoke)
+        if self.fleet is not None:
+            self.fleet.seek = getattr(self.source, "seek", None)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
@@ -203,6 +214,8 @@ class Daemon:
         self._heartbeat = self.monotonic()
         if messages:
             self.process(messages)
+        if self.fleet is not None:
+            self.fleet.step()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the
         # request timeout, and driftmon_ready must not claim "ready" meanwhile.
@@ -211,7 +224,7 @@ class Daemon:
         if now >= self._next_eval:
             self._next_eval = now + self.settings.evaluation.interval
             self.evaluate()
-        if now >= self._next_checkpoint:
+        if now >= self._next_checkpoint and self.fleet is None:
             self._next_checkpoint = now + self.settings.state.checkpoint_interval
             self.checkpoint()
         self.metrics.set_ready(self.ready())
@@ -221,10 +234,15 @@ class Daemon:
         self.log.info("stopping")
         try:
             self.evaluate()
-            self.checkpoint()
+            if self.fleet is None:
+                self.checkpoint()
+            else:
+                self._fleet_last_commits()
         finally:
             if self.source is not None:
                 self.source.close()
+            if self.fleet is not None:
+                self.fleet.close()
             if self.dead_letter is not None:
                 try:
                     self.dead_letter.close()
@@ -250,6 +268,9 @@ class Daemon:
             return "not connected to Kafka"
         if not self.source.assignment():
             return "no partitions assigned"
+        fleet = "" if self.fleet is None else self.fleet.not_ready_reason()
+        if fleet:
+            return fleet
         missing = [name for name, rt in self.runtimes.items() if not rt.ready]
         if missing:
             return "no reference yet for: " + ", ".join(missing)
@@ -268,10 +289,20 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        fleet = self.fleet
+        if fleet is not None:  # only the records of claimed partitions count
+            messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
         for decoded in self.decoder.slices(messages, account):
             for name, columns in decoded.models.items():
-                self.runtimes[name].ingest(columns, account, messages)
+                if fleet is None:
+                    self.runtimes[name].ingest(columns, account, messages)
+                else:
+                    fleet.ingest(
+                        self.runtimes[name], columns, decoded.partitions, account, messages
+                    )
             del decoded
+        if fleet is not None:
+            fleet.consumed(messages)
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
             self.stats.reject_reasons[reason.value] = (
@@ -500,8 +531,21 @@ class Daemon:
             "checkpoint restored", partitions=len(self.offsets), created_at=checkpoint.created_at
         )
 
+    def _fleet_last_commits(self) -> None:
+        """At shutdown: publish a last commit of every owned partition (best effort)."""
+        assert self.fleet is not None
+        try:
+            self.fleet.publish_all()
+        except SourceError as exc:  # the next owners re-read from the chain heads
+            self.log.warning("last state commits failed", error=str(exc))
+
     def _on_assign(self, partitions: frozenset[TP]) -> Mapping[TP, int]:
-        """Seek assigned partitions to the offsets the in-memory state has counted up to."""
+        """Seek assigned partitions to the offsets the in-memory state has counted up to
+        (in a fleet: claim them and seek each to its chain head)."""
+        if self.fleet is not None:
+            starts = self.fleet.on_assign(partitions)
+            self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(starts))
+            return starts
         seek = {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
         self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(seek))
         return seek
@@ -516,7 +560,9 @@ class Daemon:
         offsets of the partitions still assigned; Kafka commits only serve lag tooling.
         """
         self.log.info("partitions revoked", partitions=sorted(partitions))
-        if partitions:
+        if self.fleet is not None:
+            self.fleet.on_revoke(partitions)
+        elif partitions:
             self.checkpoint(commit=False)
 
 

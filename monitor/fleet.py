@@ -87,6 +87,7 @@ class FoldOutcome:
     from_offset: int = 0
     to_offset: int = 0
     snapshot: tuple[SnapshotRecord, SnapshotBody] | None = None
+    at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -269,12 +270,12 @@ class FleetFold:
     def _snapshot(self, record: SnapshotRecord) -> FoldOutcome:
         blob = self._assemble(record)
         if not self.decode_snapshots and not isinstance(blob, Rejected):
-            return FoldOutcome("snapshot", member=record.member)
+            return FoldOutcome("snapshot", member=record.member, at=record.at)
         raw = blob if isinstance(blob, Rejected) else inflate(blob, record)
         body = decode_snapshot(raw) if isinstance(raw, bytes) else raw
         if isinstance(body, Rejected):
             return FoldOutcome("rejected", rejected=body)
-        return FoldOutcome("snapshot", member=record.member, snapshot=(record, body))
+        return FoldOutcome("snapshot", member=record.member, snapshot=(record, body), at=record.at)
 
     # -- increments ----------------------------------------------------------------
 

@@ -100,14 +100,14 @@ class Contributor:
         if owned is not None and owned.from_offset is None:
             owned.from_offset = owned.to_offset = offset
 
-    def commit(self, source: str) -> list[tuple[bytes, bytes]]:
+    def prepare(self, source: str) -> tuple[list[tuple[bytes, bytes]], int]:
         """The records of a commit of everything counted since the last one ([] if nothing
-        new was read); the next range starts where this one ends."""
+        new was read) and the offset it ends at; nothing changes until `confirm`."""
         owned = self.owned.get(source)
         if owned is None or owned.from_offset is None or owned.to_offset is None:
-            return []
+            return [], -1
         if owned.to_offset <= owned.from_offset:
-            return []
+            return [], owned.to_offset
         increments = [
             model_increment(name, part.shape, part.watermark, part.buckets)
             for name, part in sorted(owned.models.items())
@@ -122,8 +122,21 @@ class Contributor:
             increments,
             self.chunk_bytes,
         )
-        owned.from_offset = owned.to_offset
-        owned.models.clear()
+        return records, owned.to_offset
+
+    def confirm(self, source: str, to_offset: int) -> None:
+        """The commit `prepare` made, ending at `to_offset`, is written: the next range starts
+        there and the counts it carried are forgotten."""
+        owned = self.owned.get(source)
+        if owned is not None and owned.to_offset == to_offset:
+            owned.from_offset = to_offset
+            owned.models.clear()
+
+    def commit(self, source: str) -> list[tuple[bytes, bytes]]:
+        """`prepare` then `confirm`: the records of the commit, taken as written."""
+        records, to_offset = self.prepare(source)
+        if records:
+            self.confirm(source, to_offset)
         return records
 
 

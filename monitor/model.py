@@ -298,6 +298,9 @@ class ModelEvaluation:
     reference_mode: str = ""
     model_version: str = ""
     watermark: float | None = None
+    window_digest: str = ""
+    """SHA-256 (hex) of the current window's count matrix (little-endian int64, features x
+    bins): equal digests mean equal windows, bin for bin (a fleet's replicas, docs/fleet.md)."""
 
     @property
     def drifted_features(self) -> int:

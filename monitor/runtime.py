@@ -459,11 +459,12 @@ class ModelRuntime:
             model_version=self.profile.model_version[:MAX_VERSION_CHARS],
             watermark=self.window.watermark,
         )
-        evaluation = self.evaluator.evaluate(
-            reference, self.window.current(), context, self._groups
-        )
+        current = self.window.current()
+        evaluation = self.evaluator.evaluate(reference, current, context, self._groups)
         return dataclasses.replace(
-            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+            evaluation,
+            features=tuple(self._readiness(f) for f in evaluation.features),
+            window_digest=hashlib.sha256(current.astype("<i8").tobytes()).hexdigest(),
         )
 
     def _unfitted_rows(self) -> list[int]:
