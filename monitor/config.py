@@ -671,6 +671,9 @@ class ModelSettings(_Section):
         None
     )
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=MAX_SEGMENTS)
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of the model's messages counted, chosen by a hash of topic/partition/offset
+    (monitor/sampling.py); 1 counts every message."""
 
     @field_validator("features")
     @classmethod
@@ -798,10 +801,16 @@ class HttpSettings(_Section):
 
 
 class StateSettings(_Section):
-    """The checkpoint directory and how often a checkpoint is written."""
+    """Where the state lives: `file` (the checkpoint directory, written every
+    `checkpoint_interval`) or `kafka` (the fleet's state topic, docs/fleet.md: commits every
+    `publish_interval`, snapshots every `snapshot_interval`; no state on disk)."""
 
+    backend: Literal["file", "kafka"] = "file"
     dir: Path = Path("./state")
     checkpoint_interval: Duration = 30.0
+    topic: str = Field("driftmon.state", min_length=1, max_length=249)
+    publish_interval: Duration = 5.0
+    snapshot_interval: Duration = 300.0
 
 
 class LogSettings(_Section):
@@ -927,6 +936,12 @@ class Settings(BaseSettings):
             yield (where, f"{key!r} is a numeric feature; segments need a categorical field")
         if model.reference.mode is ReferenceMode.ROLLING:
             yield (where, "needs a file or warm-up reference (rolling references have no slices)")
+        if self.state.backend == "kafka":
+            yield (
+                where,
+                "is not supported with state.backend kafka yet (the fleet's state topic does "
+                "not carry segment windows)",
+            )
 
     def _rolling_issues(self, index: int, ref: ReferenceSettings) -> Iterator[tuple[str, str]]:
         """A rolling reference is made of whole window buckets and does not overlap the window."""
@@ -1036,6 +1051,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             top_k=tuple((f.name, f.top_k) for f in m.features),
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
+            sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
             segments=_segment_plan(m, settings.event.features_path),
         )

@@ -223,6 +223,8 @@ class ModelPlan:
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
     segments: SegmentPlan | None = None
     """Drift per segment, when the model configures `segment_by`."""
+    sample_rate: float = 1.0
+    """Share of the model's messages counted (`monitor.sampling`)."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
@@ -386,6 +388,11 @@ class ModelEvaluation:
     segment_field_missing: int = 0
     """Events so far whose segment field was absent, null or not a string (counted in OTHER)."""
     reference_view: ReferenceView | None = None
+    sample_rate: float = 1.0
+    """Share of the model's messages its windows count (config `sample_rate`)."""
+    window_digest: str = ""
+    """SHA-256 (hex) of the current window's count matrix (little-endian int64, features x
+    bins): equal digests mean equal windows, bin for bin (a fleet's replicas, docs/fleet.md)."""
 
     @property
     def drifted_features(self) -> int:

@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.account import BatchAccount
+from monitor.accumulate import PendingEvents
 from monitor.config import Settings, model_plans
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
@@ -82,9 +83,14 @@ from monitor.segments import SegmentTracker
 from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
-from monitor.window import EventTimeWindow, LaggingReference, count_batch
+from monitor.window import CountTarget, EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
+MIN_BATCH_VALUES = 1 << 20
+"""Deferred ingest (`ingest(..., defer=True)`) counts a model's admitted events once they hold
+this many values (events x features; 8 MiB of float64): about 480 events at 2,200 features."""
+MAX_PENDING_SECONDS = 1.0
+"""... or once the oldest pending event was admitted this long ago (wall clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,8 @@ class ModelRuntime:
         self.layout: ModelLayout | None = None
         self.reference_counts: CountMatrix | None = None
         self.window: EventTimeWindow | None = None
+        self.tap: CountTarget | None = None
+        """Fleet mode: where `ingest` admits and counts instead of `window` (docs/fleet.md)."""
         self.lagging: LaggingReference | None = None
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
@@ -146,6 +154,9 @@ class ModelRuntime:
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
+        self._unreported: npt.NDArray[np.int64] | None = None
+        """Invalid values per feature counted by a deferred flush, not yet in an account."""
 
     # -- reference ---------------------------------------------------------------
 
@@ -168,7 +179,7 @@ class ModelRuntime:
         rolling lag or length, window geometry, `segment_by` and `max_segments`) resets the
         whole model.
         """
-        content = {
+        content: dict[str, Any] = {
             "mode": self.mode.value,
             "warmup_events": self.plan.reference.warmup_events,
             "lag": self.plan.reference.lag_seconds,
@@ -258,7 +269,9 @@ class ModelRuntime:
         """Make `profile` the active reference; a new window starts in its bins.
 
         A warm-up or rolling profile may lack features (their rows get placeholder bins).
+        Pending events are counted into the window they were admitted to first.
         """
+        self._flush_pending()
         partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
@@ -472,6 +485,8 @@ class ModelRuntime:
         columns: ModelColumns,
         account: BatchAccount | None = None,
         messages: Sequence[RawMessage] = (),
+        *,
+        defer: bool = False,
     ) -> None:
         """Add a model's decoded slice to the warm-up buffer and/or the windows.
 
@@ -483,11 +498,18 @@ class ModelRuntime:
         window's start) still counts in a rolling reference's lagging hours.
         `messages` are the batch's messages that `columns.messages` index (without them,
         drops are counted under topic "" and no message is marked).
+
+        With `defer`, the admitted events are only counted into the windows once a minimum
+        batch has gathered (`monitor.accumulate`: MIN_BATCH_VALUES values or
+        MAX_PENDING_SECONDS); every decision and count of the account is still made now, except
+        the invalid values of events still pending, which go into the account of the call
+        that counts them (a later `ingest` or `flush`). Call `flush` before reading the window.
         """
         account = BatchAccount() if account is None else account
         segment_column = None
         if self.segments is not None:
             columns, segment_column = self.segments.split(columns)
+        now = self.clock()
         n = len(columns)
         if columns.model_version:
             self.model_version = columns.model_version
@@ -511,16 +533,18 @@ class ModelRuntime:
                 tuple(c[start:] for c in columns.categorical) if start else columns.categorical
             )
             times = columns.times[start:] if start else columns.times
-            result = self.window.admit(times)
+            result = (self.window if self.tap is None else self.tap).admit(times)
             accepted[start:] = result.accepted
             outside[start:] = result.outside
             if result.accepted.any():
-                segment = segment_column[start:] if segment_column is not None else None
-                invalid = self._count_accepted(
-                    numeric, categorical, times, result.accepted, segment
+                picked = (
+                    categorical
+                    if segment_column is None
+                    else (*categorical, segment_column[start:])
                 )
-                for spec, count in zip(self.specs, invalid.tolist(), strict=True):
-                    account.add_invalid(self.name, spec.name, int(count))
+                self._pending.add(*_select(numeric, picked, times, result.accepted), now)
+            if not defer or self._pending.due(now):
+                self._flush_pending()
             early = np.zeros(n, dtype=bool)
             early[start:] = result.early
             late = ~accepted & ~early
@@ -533,6 +557,7 @@ class ModelRuntime:
                 self._collect(columns, start, segment_column)
                 if self._warm_full:
                     self._finish_warmup()
+        self._report_invalid(account)
         account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
         _newest_times(account, columns, messages, accepted)
 
@@ -558,6 +583,38 @@ class ModelRuntime:
         if head is None or self.window is None:
             return {}
         return self.versions.shares(head - self.window.n_buckets + 1)
+
+    def flush(self, account: BatchAccount) -> None:
+        """Count every pending event into the windows; their invalid values into `account`."""
+        self._flush_pending()
+        self._report_invalid(account)
+
+    @property
+    def pending_events(self) -> int:
+        """Admitted events not yet counted into the windows (deferred ingest)."""
+        return self._pending.events
+
+    def _flush_pending(self) -> None:
+        """Count the pending events (if any) into the active window."""
+        batch = self._pending.take()
+        if batch is None or self.layout is None or self.window is None:
+            return
+        numeric, categorical, times = batch
+        segment_column = None
+        if self.segments is not None:  # ingest keeps the segment column last (segment_by)
+            categorical, segment_column = categorical[:-1], categorical[-1]
+        invalid = self._count_accepted(
+            numeric, categorical, times, np.ones(times.size, bool), segment_column
+        )
+        self._unreported = invalid if self._unreported is None else self._unreported + invalid
+
+    def _report_invalid(self, account: BatchAccount) -> None:
+        """Move the invalid values counted so far into `account`."""
+        if self._unreported is None:
+            return
+        for spec, count in zip(self.specs, self._unreported.tolist(), strict=True):
+            account.add_invalid(self.name, spec.name, int(count))
+        self._unreported = None
 
     @staticmethod
     def _drop(
@@ -608,7 +665,10 @@ class ModelRuntime:
                 return layout.count(numeric, categorical)
             return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
 
-        total = count_batch(self.window, self.lagging, times, accepted, count)
+        if self.tap is not None:
+            total = count_batch(self.tap, None, times, accepted, count)
+        else:
+            total = count_batch(self.window, self.lagging, times, accepted, count)
         return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------
@@ -625,7 +685,8 @@ class ModelRuntime:
             or self.reference_counts is None
             or self.profile is None
         ):
-            return self._pending(now)
+            return self._pending_evaluation(now)
+        self._flush_pending()
         reference = self.lagging.reference() if self.lagging is not None else self.reference_counts
         unfitted = self._unfitted_rows()
         if unfitted and self.lagging is not None:
@@ -639,11 +700,13 @@ class ModelRuntime:
             model_version=self.profile.model_version[:MAX_VERSION_CHARS],
             watermark=self.window.watermark,
         )
-        evaluation = self.evaluator.evaluate(
-            reference, self.window.current(), context, self._groups
-        )
+        current = self.window.current()
+        evaluation = self.evaluator.evaluate(reference, current, context, self._groups)
         evaluation = dataclasses.replace(
-            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+            evaluation,
+            features=tuple(self._readiness(f) for f in evaluation.features),
+            sample_rate=self.plan.sample_rate,
+            window_digest=hashlib.sha256(current.astype("<i8").tobytes()).hexdigest(),
         )
         if self.segments is None:
             return evaluation
@@ -680,9 +743,11 @@ class ModelRuntime:
                 f"[watermark - lag - length, watermark - lag], {self.policy.min_samples} needed"
             )
             return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        if feature.reference_ready and not feature.reference_note:
+            return feature  # already so: no copy (dataclasses.replace costs ~20 us a feature)
         return dataclasses.replace(feature, reference_ready=True, reference_note="")
 
-    def _pending(self, now: float) -> ModelEvaluation:
+    def _pending_evaluation(self, now: float) -> ModelEvaluation:
         features = tuple(
             FeatureResult(
                 name=s.name,
@@ -708,6 +773,7 @@ class ModelRuntime:
             model_version=self.model_version,
             segment_by=self.segments.plan.field if self.segments is not None else "",
             segment_field_missing=self.segments.unassigned if self.segments is not None else 0,
+            sample_rate=self.plan.sample_rate,
         )
 
     @property
@@ -719,12 +785,14 @@ class ModelRuntime:
     # -- checkpoint ------------------------------------------------------------------
 
     def to_state(self) -> ModelState:
-        """Everything needed to resume this model exactly (warm-up buffers included).
+        """Everything needed to resume this model exactly (warm-up buffers included; pending
+        events are counted into the window first).
 
         `features` (`feature_signatures`) and `rows` (the layout's rows with their bins
         digests) let `restore` match the checkpoint to a changed configuration feature by
         feature.
         """
+        self._flush_pending()
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
@@ -900,6 +968,18 @@ def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, 
         plan.name: ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
         for plan in model_plans(settings)
     }
+
+
+def _select(
+    numeric: npt.NDArray[np.float64],
+    categorical: tuple[npt.NDArray[np.object_], ...],
+    times: npt.NDArray[np.float64],
+    keep: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float64], tuple[npt.NDArray[np.object_], ...], npt.NDArray[np.float64]]:
+    """The columns of the events in `keep` (the arrays themselves when it keeps every one)."""
+    if bool(keep.all()):
+        return numeric, categorical, times
+    return numeric[:, keep], tuple(c[keep] for c in categorical), times[keep]
 
 
 def _newest_times(

@@ -244,10 +244,11 @@ def test_a_file_reference_without_slices_leaves_the_segments_empty(tmp_path: Pat
         ("    segment_by: features.seg\n", "    segment_by: seg\n"),
         ("    segment_by: features.seg\n", "    segment_by: features.x0\n"),
         ("mode: file", "mode: rolling, lag: 2h, length: 1h"),
+        ('state: {dir: "', 'state: {backend: kafka, dir: "'),
     ],
 )
 def test_bad_segment_by_is_a_config_error(tmp_path: Path, change: str, message: str) -> None:
-    """Outside the features object, a numeric feature, or a rolling reference: refused."""
+    """Outside the features object, a numeric feature, a rolling reference, a fleet: refused."""
     _config(tmp_path, "file")
     path = tmp_path / "driftmon.yaml"
     path.write_text(path.read_text().replace(change, message))
