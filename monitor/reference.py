@@ -30,6 +30,7 @@ from monitor.histogram import (
     NumericBins,
 )
 from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.segment_slices import SegmentSlices, slices_from_json, slices_to_json
 
 PROFILE_FORMAT = "driftmon.reference/v1"
 MAX_VOCABULARY = 100_000
@@ -69,6 +70,8 @@ class ReferenceProfile:
     reference_id: str = field(default="")
     joint: str = ""
     """The multivariate references (correlation group, PCA basis) as canonical JSON, or ""."""
+    segments: SegmentSlices | None = None
+    """The reference's slices per segment (`segment_by` models; monitor/segment_slices.py)."""
 
     def feature(self, name: str) -> FeatureProfile | None:
         """The named feature's profile, if the profile has it."""
@@ -140,11 +143,13 @@ def build_profile(
     created_at: str = "",
     source: str = "",
     joint: Mapping[str, Any] | None = None,
+    segments: SegmentSlices | None = None,
 ) -> ReferenceProfile:
     """Assemble a profile and compute its content-hash `reference_id`.
 
     `joint`: the multivariate references (`monitor.correlation`, `monitor.reconstruction`),
-    JSON-ready; part of the content hash when present, so profiles without one keep their id.
+    JSON-ready. The id covers the segment slices and the joint references when there are
+    any (a profile without them keeps the id it had before they existed).
     """
     profile = ReferenceProfile(
         model=model,
@@ -154,6 +159,7 @@ def build_profile(
         created_at=created_at,
         source=source,
         joint=json.dumps(dict(joint), sort_keys=True, separators=(",", ":")) if joint else "",
+        segments=segments,
     )
     return _with_id(profile)
 
@@ -166,8 +172,11 @@ def joint_section(profile: ReferenceProfile, key: str) -> object:
 
 
 def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
-    features = [_feature_json(f) for f in profile.features]
-    hashed: object = features if not profile.joint else [features, json.loads(profile.joint)]
+    hashed: list[Any] = [_feature_json(f) for f in profile.features]
+    if profile.segments is not None:
+        hashed.append({"segments": slices_to_json(profile.segments)})
+    if profile.joint:
+        hashed.append({"joint": json.loads(profile.joint)})
     content = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return ReferenceProfile(
@@ -179,6 +188,7 @@ def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
         source=profile.source,
         reference_id=f"sha256:{digest}",
         joint=profile.joint,
+        segments=profile.segments,
     )
 
 
@@ -208,6 +218,8 @@ def profile_to_json(profile: ReferenceProfile) -> str:
     }
     if profile.joint:
         document["joint"] = json.loads(profile.joint)
+    if profile.segments is not None:
+        document["segments"] = slices_to_json(profile.segments)
     return json.dumps(document, indent=1, sort_keys=True)
 
 
@@ -217,7 +229,8 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
     Checks: the format tag, field types, finite strictly increasing edges (at most
     MAX_EDGES), at most MAX_TOP_K categories and MAX_VOCABULARY vocabulary entries, counts of
     the right length, non-negative integers, at least one valued count per feature, and that
-    the stored reference_id matches the content (a hand-edited profile is refused).
+    the stored reference_id matches the content (a hand-edited profile is refused); the
+    optional `segments` object is checked by `monitor.segment_slices.slices_from_json`.
     """
     try:
         data = json.loads(text)
@@ -234,6 +247,11 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
     joint = data.get("joint")
     if joint is not None and not isinstance(joint, dict):
         raise ReferenceDataError("reference profile: joint must be an object")
+    segments = (
+        slices_from_json(data["segments"], {f.name: f.counts for f in features})
+        if data.get("segments") is not None
+        else None
+    )
     profile = build_profile(
         model=_str(data, "model"),
         features=features,
@@ -242,6 +260,7 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         created_at=_str(data, "created_at", ""),
         source=_str(data, "source", ""),
         joint=joint,
+        segments=segments,
     )
     stored = data.get("reference_id")
     if stored != profile.reference_id:
