@@ -130,9 +130,13 @@ def test_joint_drift_end_to_end(broker: TansuBroker, topic: str, tmp_path: Path)
             window="current",
         )
         scraped = daemon.wait_metric("driftmon_correlation_drifted_pairs", 1, model="joint")
+        status = daemon.status()
         assert daemon.stop() == 0
 
     assert scraped.value("driftmon_correlation_pairs", model="joint") == 3
+    correlation = status["models"][0]["correlation"]
+    assert correlation["drifted_pairs"] == 1 and correlation["features"] == ["x", "y", "z"]
+    assert correlation["top_pairs"][0]["feature_a"] == "x"
     expected = _corrcoef(profile, seen, 0, 1)
     assert abs(_coefficient(scraped, "x", "y", "current") - expected) < 1e-9
     assert abs(_coefficient(scraped, "x", "y", "reference") - _corrcoef(profile, ref, 0, 1)) < 1e-9
