@@ -9,7 +9,8 @@ registry mode it decides the target profile:
 2. with `reference.follow_model_version: true`, when one model version carries at least
    half of the current window (`monitor.follow.dominant`) and the registry holds a profile
    fitted for it, the newest such profile instead; when the stream goes back, rule 1 picks
-   the registry's profile again.
+   the registry's profile again. While no version carries half of the window the active
+   profile stays (no flapping on a mixed stream), unless the registry's activation is new.
 
 A target that differs from the active profile is swapped in (`ModelRuntime.swap`: gapless
 when a shadow window was counting for it) and reported as an `ActivationInfo` whose cause is
@@ -96,7 +97,10 @@ class RegistryReferences:
         cause = activation.cause if fresh else "model_version"
         by, reason = (activation.by, activation.reason) if fresh else ("driftmon", "")
         if runtime.plan.reference.follow_model_version:
-            version = dominant(runtime.version_shares())
+            current = runtime.profile.model_version if runtime.profile is not None else ""
+            version = dominant(runtime.version_shares(), current=current)
+            if version is None and not fresh and runtime.profile is not None:
+                return None  # no version carries half the window: keep what is active
             if version is not None and version != target.model_version:
                 followed = view.newest_for_version(name, version)
                 if followed is not None:
