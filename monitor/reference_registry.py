@@ -18,7 +18,10 @@ the registry activation's (`operator`, `rollback`, `warmup`) when that activatio
 `model_version`. A profile that does not fit the configured features is refused: the active
 reference stays and the reason is reported. Then the shadows are set: the model's pre-warm
 list first, then (when following) the profiles of the other versions present in the window,
-most common first, at most `MAX_SHADOWS`.
+most common first, at most `MAX_SHADOWS`. The runtime gets the registry's profiles by
+version (`follow_profiles`), so the first slice of a version with a registered profile
+already starts its shadow: the shadow holds every event of the window since that version
+first appeared.
 """
 
 from __future__ import annotations
@@ -139,6 +142,8 @@ class RegistryReferences:
             registered = view.profiles.get(reference_id)
             if registered is not None and reference_id != runtime.reference_id:
                 wanted.append((registered.profile, "prewarm"))
+        if runtime.plan.reference.follow_model_version:
+            runtime.follow_profiles = _newest_by_version(view, name)
         if runtime.plan.reference.follow_model_version and runtime.profile is not None:
             shares = sorted(runtime.version_shares().items(), key=lambda vs: -vs[1])
             for version, _ in shares:
@@ -168,3 +173,18 @@ class RegistryReferences:
             note="" if shadows else NO_SHADOW_NOTE,
             registry_error=self._view.error,
         )
+
+
+def _newest_by_version(view: RegistryView, model: str) -> dict[str, ReferenceProfile]:
+    """The last pushed profile of `model` per model version (profiles without a version are
+    left out)."""
+    newest: dict[str, tuple[float, ReferenceProfile]] = {}
+    for registered in view.profiles.values():
+        profile = registered.profile
+        version = profile.model_version
+        if not version or profile.model not in ("", model):
+            continue
+        pushed = registered.manifest.pushed_at
+        if version not in newest or newest[version][0] < pushed:
+            newest[version] = (pushed, profile)
+    return {version: profile for version, (_, profile) in newest.items()}

@@ -214,6 +214,8 @@ def test_following_switches_at_half_the_window_and_back_and_leaves_other_models(
     # slice moves the window past v1's first bucket: v2 has 1,100 of 1,900
     assert switched_at == 10
     assert runtime.reference_id == v2.reference_id
+    assert runtime.window is not None  # the shadow started with v2's first slice: all 12
+    assert runtime.window.current()[0].sum() == 1_200
     for _ in range(25):
         runtime.ingest(_columns(rng, t, 100, "v1"))
         t += 30
