@@ -795,10 +795,16 @@ class HttpSettings(_Section):
 
 
 class StateSettings(_Section):
-    """The checkpoint directory and how often a checkpoint is written."""
+    """Where the state lives: `file` (the checkpoint directory, written every
+    `checkpoint_interval`) or `kafka` (the fleet's state topic, docs/fleet.md: commits every
+    `publish_interval`, snapshots every `snapshot_interval`; no state on disk)."""
 
+    backend: Literal["file", "kafka"] = "file"
     dir: Path = Path("./state")
     checkpoint_interval: Duration = 30.0
+    topic: str = Field("driftmon.state", min_length=1, max_length=249)
+    publish_interval: Duration = 5.0
+    snapshot_interval: Duration = 300.0
 
 
 class LogSettings(_Section):
