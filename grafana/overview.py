@@ -19,6 +19,7 @@ from panels import (
     fleet_target,
     panel,
     query_variable,
+    reference_activations,
     stat,
     state_timeline,
     target,
@@ -595,4 +596,5 @@ def overview() -> JSON:
         "Drift of every model and feature monitored by driftmon.",
         b,
         [MODEL_VAR],
+        [reference_activations(SEL_MODELS)],
     )

@@ -162,6 +162,8 @@ class ModelRuntime:
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self.follow_profiles: dict[str, ReferenceProfile] = {}
+        """Registry profiles by the model version they were fitted for (set by the daemon)."""
         self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
         self._unreported: npt.NDArray[np.int64] | None = None
         """Invalid values per feature counted by a deferred flush, not yet in an account."""
@@ -689,11 +691,15 @@ class ModelRuntime:
         times: npt.NDArray[np.float64],
         accepted: npt.NDArray[np.bool_],
     ) -> None:
-        """Registry hooks: count the slice's version and feed the shadow windows."""
+        """Registry hooks: count the slice's version, start a shadow for a version that has
+        a registered profile before its first events are counted, feed the shadows."""
         if self.mode is not ReferenceMode.REGISTRY or self.window is None:
             return
         if self.plan.reference.follow_model_version:
             self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
+            followed = self.follow_profiles.get(version)
+            if followed is not None and followed.reference_id != self.reference_id:
+                self.shadows.add(followed, f"model_version {version} in the stream", self.clock())
         if len(self.shadows):
             self.shadows.ingest(numeric, categorical, times)
 
