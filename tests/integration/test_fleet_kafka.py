@@ -254,6 +254,8 @@ def test_replicas_are_exact_refuse_bad_state_input_and_cold_start(
         _wait_exact([late, *replicas], digest)
         cold = _model(late)
         assert cold is not None and _statistics(cold) == _statistics(models[0])
+        folded = [line for line in late.log_lines() if line.get("event") == "state topic folded"]
+        assert folded and folded[0]["from_snapshot"] is True, "the cold start used a snapshot"
         for replica in (*replicas, late):
             assert replica.stop() == 0
         assert not (tmp_path / "no-state").exists(), "the kafka backend keeps no state on disk"
