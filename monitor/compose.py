@@ -64,6 +64,7 @@ def pipeline_metrics(settings: Settings, registry: Registry) -> PipelineMetrics:
         topics=list(settings.kafka.topics),
         features={m.name: [f.name for f in m.features] for m in settings.models},
         evaluation_interval_seconds=settings.evaluation.interval,
+        sample_rates={m.name: m.sample_rate for m in settings.models},
     )
 
 
@@ -104,7 +105,7 @@ def build_daemon(
     time) and `monotonic` (intervals, liveness) are injected for tests; `registry` follows
     the reference registry for `reference.mode: registry` models (`registry_follower`);
     `settings_loader` re-reads the configuration on a reload (SIGHUP; without it a reload is
-    refused); `fleet` wires the state topic instead of the checkpoint (`fleet_factory`).
+    refused). `fleet` wires the state topic instead of the checkpoint (`fleet_factory`).
     """
     prometheus = new_registry()
     metrics = pipeline_metrics(settings, prometheus)
@@ -125,6 +126,15 @@ def build_daemon(
         fleet=fleet_factory(settings, metrics, clock, monotonic) if fleet else None,
     )
     return Wiring(daemon, prometheus, metrics, collector)
+
+
+def registry_follower(settings: Settings) -> RegistryFollower | None:
+    """A follower of `references.topic` when a model has `reference.mode: registry`."""
+    if not any(m.reference.mode is ReferenceMode.REGISTRY for m in settings.models):
+        return None
+    references = settings.references
+    log = RegistryLog(settings.kafka.client_kwargs(), references.topic, references.timeout)
+    return RegistryFollower(log)
 
 
 def fleet_member() -> str:
@@ -165,18 +175,9 @@ def fleet_factory(
     return make
 
 
-def registry_follower(settings: Settings) -> RegistryFollower | None:
-    """A follower of `references.topic` when a model has `reference.mode: registry`."""
-    if not any(m.reference.mode is ReferenceMode.REGISTRY for m in settings.models):
-        return None
-    references = settings.references
-    log = RegistryLog(settings.kafka.client_kwargs(), references.topic, references.timeout)
-    return RegistryFollower(log)
-
-
 def kafka_daemon(settings: Settings, settings_loader: SettingsLoader | None = None) -> Wiring:
-    """The production daemon: Kafka source, the dead-letter producer and the registry
-    follower when configured."""
+    """The production daemon: Kafka source, the dead-letter producer, the registry follower
+    and the fleet's state topic when configured."""
     return build_daemon(
         settings,
         kafka_source_factory(settings),

@@ -45,6 +45,7 @@ from monitor.reference_registry import Activated, RegistryReferences
 from monitor.registry_follow import RegistryFollower
 from monitor.reload import reload_runtimes, restart_keys
 from monitor.runtime import ModelRuntime, model_runtimes
+from monitor.sampling import sample_messages, thin
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -52,11 +53,11 @@ TP = tuple[str, int]
 AssignCallback = Callable[[frozenset[TP]], Mapping[TP, int]]
 RevokeCallback = Callable[[frozenset[TP]], None]
 SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
-FleetFactory = Callable[[Mapping[str, ModelRuntime]], FleetNode]
-"""Builds the fleet node (state.backend: kafka) over the daemon's runtimes."""
 SettingsLoader = Callable[[], Settings]
 """Re-reads the configuration the daemon was started with (`--config` and the environment);
 raises ConfigError when it does not load or validate."""
+FleetFactory = Callable[[Mapping[str, ModelRuntime]], FleetNode]
+"""Builds the fleet node (state.backend: kafka) over the daemon's runtimes."""
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
@@ -132,9 +133,9 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         logger: Any = None,
-        fleet: FleetFactory | None = None,
         registry: RegistryFollower | None = None,
         settings_loader: SettingsLoader | None = None,
+        fleet: FleetFactory | None = None,
     ) -> None:
         self.settings = settings
         self.settings_loader = settings_loader
@@ -162,8 +163,6 @@ class Daemon:
         self._next_checkpoint = 0.0
         self._source_factory = source_factory
         self.source: RecordSource | None = None
-        self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
-        """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
         self.registry = registry
         self.references = RegistryReferences(
             self.runtimes, registry.topic if registry is not None else ""
@@ -172,6 +171,8 @@ class Daemon:
         self.registry_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
         )
+        self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
+        """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
 
     def _build_decoder(self) -> BatchDecoder:
         """The decoder of the configured event fields and the runtimes' schemas."""
@@ -340,14 +341,23 @@ class Daemon:
         fleet = self.fleet
         if fleet is not None:  # only the records of claimed partitions count
             messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
-        for decoded in self.decoder.slices(messages, account):
+        decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
+        kept, u = messages, None
+        if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
+            kept, skipped, u = sample_messages(messages, decode_rate)
+            for message in skipped:
+                account.consume(message.topic, 1)
+        for decoded in self.decoder.slices(kept, account):
             for name, columns in decoded.models.items():
+                runtime = self.runtimes[name]
+                rate = runtime.plan.sample_rate
+                sampled = (
+                    thin(columns, u, rate) if u is not None and rate < decode_rate else columns
+                )
                 if fleet is None:
-                    self.runtimes[name].ingest(columns, account, messages)
-                else:
-                    fleet.ingest(
-                        self.runtimes[name], columns, decoded.partitions, account, messages
-                    )
+                    runtime.ingest(sampled, account, kept, defer=True)
+                else:  # counted at once, each partition's events under that partition
+                    fleet.ingest(runtime, sampled, decoded.partitions, account, kept)
             del decoded
         if fleet is not None:
             fleet.consumed(messages)
@@ -434,6 +444,7 @@ class Daemon:
         """Evaluate every model, publish the snapshot, log one summary line."""
         started = time.perf_counter()
         now = self.clock()
+        self.apply_pending()
         self._load_references()
         self._sync_registry(force=True)
         evaluations = self._publish(now)
@@ -463,6 +474,16 @@ class Daemon:
         )
         self.stats.since_last_eval = 0
         return evaluations
+
+    def apply_pending(self) -> None:
+        """Count every model's deferred events (`ModelRuntime.ingest(defer=True)`) into its
+        windows and their invalid values into the metrics: before each evaluation and each
+        checkpoint, so a checkpoint's offsets never cover an event its windows lack."""
+        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        for runtime in self.runtimes.values():
+            runtime.flush(account)
+        if account.invalid:
+            self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
         evaluations = tuple(self._evaluate_model(rt, now) for rt in self.runtimes.values())
@@ -553,6 +574,14 @@ class Daemon:
             self.log.error("config reload refused", error="this daemon has no configuration file")
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        if self.fleet is not None:
+            self.log.error(
+                "config reload refused: restart required",
+                error="a fleet replica (state.backend kafka) applies a new configuration on "
+                "restart; roll the replicas one by one",
+            )
+            self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
+            return ReloadResult.RESTART_REQUIRED
         try:
             settings = self.settings_loader()
             keys = restart_keys(self.settings, settings)
@@ -576,6 +605,7 @@ class Daemon:
         self._sync_registry(force=True)
         self.decoder = self._build_decoder()
         self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
+        self.metrics.set_sample_rates({m.name: m.sample_rate for m in settings.models})
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
         self._publish(now)
@@ -592,6 +622,7 @@ class Daemon:
         callbacks, which run on kafka-python's IO thread where a blocking commit is refused.
         """
         self._flush_dead_letters()
+        self.apply_pending()
         checkpoint = Checkpoint(
             offsets=dict(self.offsets),
             models={name: rt.to_state() for name, rt in self.runtimes.items()},

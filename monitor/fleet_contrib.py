@@ -208,6 +208,11 @@ class ContributionTap:
             self._newest = float(np.asarray(times, dtype=np.float64)[result.accepted].max())
         return result
 
+    def holds(self, bucket: int) -> bool:
+        """Always: a contribution is counted at once (never deferred), and the fold applies
+        the global window's ring rules when it folds the commit."""
+        return True
+
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Count admitted events of the current source partition (uncommitted until published)."""
         self.contributor.add(self.source, self.model, bucket, counts, self._newest)
