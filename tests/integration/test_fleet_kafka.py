@@ -312,3 +312,45 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
         for replica in (a, b, c, d):
             replica.close()
         producer.close()
+
+
+def test_broker_outage_mid_stream_recovers_without_restart_and_stays_exact(
+    apache_kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    """During a broker outage every replica is not ready; after it, they recover on their own
+    (no process restart) and every replica holds the exact global window again."""
+    config, producer, tmp_path = _apache_setup(apache_kafka, tmp_path)
+    events = _events(4_000, 3, time.time())
+    half = len(events) // 2
+    first, _ = _digest(tmp_path / "reference.json", events[:half])
+    digest, _ = _digest(tmp_path / "reference.json", events)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+        producer.send(events[:half])
+        _wait_exact(replicas, first)
+        for replica in replicas:
+            replica.wait_ready(30)
+        apache_kafka.stop()  # the outage
+        wait_until(
+            lambda: not any(r.ready() for r in replicas),
+            30.0,
+            interval=0.5,
+            message="every replica not ready during the outage",
+        )
+        time.sleep(3.0)
+        assert all(r.running and r.live() for r in replicas)
+        apache_kafka.restart()
+        producer.send(events[half:])
+        _wait_exact(replicas, digest, timeout=120.0)
+        for replica in replicas:
+            replica.wait_ready(60)
+        models = [_model(r) for r in replicas]
+        assert models[0] is not None and models[1] is not None
+        assert _statistics(models[0]) == _statistics(models[1])
+        assert [r.runs for r in replicas] == [1, 1], "recovered without a restart"
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
