@@ -34,6 +34,36 @@ def quantiles(histogram: str, sel: str) -> list[JSON]:
     ]
 
 
+def references(b: Board, sel: str) -> None:
+    """The reference registry as each replica sees it: activations it performed and registry
+    records it refused (docs/registry.md)."""
+    b.row("References")
+    b.add(
+        timeseries(
+            "Reference activations and refused registry records",
+            "Reference activations performed per second, by model and cause (operator, "
+            "rollback, model_version, warmup), and reference-registry records refused, by "
+            "reason (the table unchanged).",
+            [
+                target(
+                    "sum by (model, cause) "
+                    f"(rate(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
+                    "activation {{model}}: {{cause}}",
+                ),
+                target(
+                    "sum by (reason) "
+                    f"(rate(driftmon_registry_records_rejected_total{{{sel}}}[$__rate_interval]))",
+                    "refused: {{reason}}",
+                ),
+            ],
+            unit="ops",
+            min_value=0,
+        ),
+        24,
+        8,
+    )
+
+
 def fleet(b: Board, sel: str) -> None:
     """The replicas of a fleet (state.backend: kafka) against each other: who owns what, how
     far each is behind the state topic, the commits the fleet refused, snapshot age, and
@@ -82,9 +112,10 @@ def fleet(b: Board, sel: str) -> None:
     b.add(
         timeseries(
             "State commits by result",
-            "State commits and claims the fleet folded per second, by result (largest over "
-            "the replicas: every replica folds every record). stale_epoch: a zombie's "
-            "commit; gap: a commit that does not continue its partition's chain.",
+            "State commits and claims the fleet folded per second, by result, and state-topic "
+            "records refused unread, by reason (largest over the replicas: every replica "
+            "folds every record). stale_epoch: a zombie's commit; gap: a commit that does not "
+            "continue its partition's chain.",
             [
                 target(
                     "max by (result) "
@@ -95,6 +126,11 @@ def fleet(b: Board, sel: str) -> None:
                     "max by (result) "
                     f"(rate(driftmon_state_claims_total{{{sel}}}[$__rate_interval]))",
                     "claim {{result}}",
+                ),
+                target(
+                    "max by (reason) "
+                    f"(rate(driftmon_state_records_rejected_total{{{sel}}}[$__rate_interval]))",
+                    "refused record {{reason}}",
                 ),
             ],
             unit="ops",
@@ -402,6 +438,7 @@ def pipeline() -> JSON:
         24,
         8,
     )
+    references(b, sel)
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",
