@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.config import Settings
-from monitor.daemon import Daemon, DeadLetterSink, SourceFactory
+from monitor.daemon import Daemon, DeadLetterSink, SettingsLoader, SourceFactory
 from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
 from monitor.model import ReferenceMode
 from monitor.registry_follow import RegistryFollower
@@ -86,12 +86,15 @@ def build_daemon(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     registry: RegistryFollower | None = None,
+    settings_loader: SettingsLoader | None = None,
 ) -> Wiring:
     """The daemon over `source_factory`, with fresh metrics and the checkpoint in `state.dir`.
 
     `store` replaces the checkpoint store (tests point it elsewhere); `clock` (event and wall
     time) and `monotonic` (intervals, liveness) are injected for tests; `registry` follows
-    the reference registry for `reference.mode: registry` models (`registry_follower`).
+    the reference registry for `reference.mode: registry` models (`registry_follower`);
+    `settings_loader` re-reads the configuration on a reload (SIGHUP; without it a reload is
+    refused).
     """
     prometheus = new_registry()
     metrics = pipeline_metrics(settings, prometheus)
@@ -108,6 +111,7 @@ def build_daemon(
         clock=clock,
         monotonic=monotonic,
         registry=registry,
+        settings_loader=settings_loader,
     )
     return Wiring(daemon, prometheus, metrics, collector)
 
@@ -121,7 +125,7 @@ def registry_follower(settings: Settings) -> RegistryFollower | None:
     return RegistryFollower(log)
 
 
-def kafka_daemon(settings: Settings) -> Wiring:
+def kafka_daemon(settings: Settings, settings_loader: SettingsLoader | None = None) -> Wiring:
     """The production daemon: Kafka source, the dead-letter producer and the registry
     follower when configured."""
     return build_daemon(
@@ -129,4 +133,5 @@ def kafka_daemon(settings: Settings) -> Wiring:
         kafka_source_factory(settings),
         dead_letter=dead_letter_sink(settings),
         registry=registry_follower(settings),
+        settings_loader=settings_loader,
     )

@@ -33,7 +33,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason
+from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason, ReloadResult
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
@@ -78,6 +78,11 @@ KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
 EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
 REGISTRY_RECORDS_REJECTED_TOTAL: Final = "driftmon_registry_records_rejected_total"
 REFERENCE_ACTIVATIONS_TOTAL: Final = "driftmon_reference_activations_total"
+CONFIG_RELOADS_TOTAL: Final = "driftmon_config_reloads_total"
+CONFIG_LAST_RELOAD_SUCCESSFUL: Final = "driftmon_config_last_reload_successful"
+CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
+    "driftmon_config_last_reload_success_timestamp_seconds"
+)
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -237,6 +242,24 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         (),
         "Configured interval between evaluations, in seconds.",
+    ),
+    MetricDef(
+        CONFIG_RELOADS_TOTAL,
+        "counter",
+        ("result",),
+        "Configuration reloads (SIGHUP) by result: success, invalid or restart_required.",
+    ),
+    MetricDef(
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "gauge",
+        (),
+        "1 when the last configuration reload (or the start) succeeded, 0 when it was refused.",
+    ),
+    MetricDef(
+        CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+        "gauge",
+        (),
+        "Wall time the running configuration was loaded (start or reload), in Unix seconds.",
     ),
     # per model and feature
     MetricDef(
@@ -480,8 +503,10 @@ class PipelineMetrics:
         self._consumed = {t: consumed.labels(t) for t in topics}
         self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
         self._dead_letter_failures = {r: dead_letter_failures.labels(r.value) for r in RejectReason}
-        self._accepted = {m: accepted.labels(m) for m in features}
-        self._invalid = {(m, f): invalid.labels(m, f) for m, fs in features.items() for f in fs}
+        self._accepted_family, self._invalid_family = accepted, invalid
+        self._accepted: dict[str, Counter] = {}
+        self._invalid: dict[tuple[str, str], Counter] = {}
+        self.set_features(features)
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
         self._commits = {r: commits.labels(r.value) for r in COMMIT_RESULTS}
         registry_rejected = _counter(REGISTRY_RECORDS_REJECTED_TOTAL, registry)
@@ -509,7 +534,51 @@ class PipelineMetrics:
         _gauge(BUILD_INFO, registry).labels(version).set(1)
         self._ready = _gauge(READY, registry)
         self._kafka_connected = _gauge(KAFKA_CONNECTED, registry)
-        _gauge(EVALUATION_INTERVAL_SECONDS, registry).set(evaluation_interval_seconds)
+        self._interval = _gauge(EVALUATION_INTERVAL_SECONDS, registry)
+        self._interval.set(evaluation_interval_seconds)
+        reloads = _counter(CONFIG_RELOADS_TOTAL, registry)
+        self._reloads = {r: reloads.labels(r.value) for r in ReloadResult}
+        self._reload_ok = _gauge(CONFIG_LAST_RELOAD_SUCCESSFUL, registry)
+        self._reload_time = _gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, registry)
+        self._reload_ok.set(1)
+
+    def set_features(self, features: Mapping[str, Sequence[str]]) -> None:
+        """Make `features` (model -> feature names) the closed label sets of the per-model
+        and per-feature counters: new series start at 0, the series of a model or feature
+        no longer configured are removed (a SIGHUP reload calls this)."""
+        models = set(features)
+        pairs = {(m, f) for m, fs in features.items() for f in fs}
+        for model in set(self._accepted) - models:
+            self._accepted_family.remove(model)
+            del self._accepted[model]
+        for pair in set(self._invalid) - pairs:
+            self._invalid_family.remove(*pair)
+            del self._invalid[pair]
+        for model in features:
+            if model not in self._accepted:
+                self._accepted[model] = self._accepted_family.labels(model)
+        for model, names in features.items():
+            for name in names:
+                if (model, name) not in self._invalid:
+                    self._invalid[model, name] = self._invalid_family.labels(model, name)
+
+    def set_evaluation_interval(self, seconds: float) -> None:
+        """Export a new evaluation interval (after a reload changed it)."""
+        self._interval.set(seconds)
+
+    def config_loaded(self, timestamp: float) -> None:
+        """The running configuration was loaded at `timestamp` (start or successful reload)."""
+        self._reload_ok.set(1)
+        self._reload_time.set(timestamp)
+
+    def config_reload(self, result: ReloadResult, timestamp: float) -> None:
+        """Count one reload attempt; a success also sets the load time, a refusal clears
+        `driftmon_config_last_reload_successful` until the next success."""
+        self._reloads[result].inc()
+        if result is ReloadResult.SUCCESS:
+            self.config_loaded(timestamp)
+        else:
+            self._reload_ok.set(0)
 
     def record_consumed(self, topic: str, n: int) -> None:
         """Count `n` Kafka messages consumed from `topic`."""
@@ -770,6 +839,10 @@ class DriftCollector:
         """Make `snapshot` the one every later scrape renders (atomic reference swap)."""
         self._snapshot = snapshot
 
+    def set_distributions(self, distributions: Mapping[str, DistributionPolicy]) -> None:
+        """Replace the per-model distribution policies (a SIGHUP reload; one swap)."""
+        self._distributions = dict(distributions)
+
     def describe(self) -> Iterator[Metric]:
         """The families this collector owns, without samples (lets the registry spot clashes)."""
         return iter(render_snapshot(Snapshot(created_at=0.0)))
@@ -806,7 +879,8 @@ def cardinality(
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
     dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
     `RegistryRejectReason`, last_evaluation_timestamp, build_info, ready, kafka_connected,
-    evaluation_interval.
+    evaluation_interval, one config_reloads_total per `ReloadResult`,
+    config_last_reload_successful and its success timestamp.
     """
     n_reasons = len(RejectReason)
     n_registry = len(RegistryRejectReason)
@@ -816,7 +890,8 @@ def cardinality(
     per_model = 6 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
-    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5
+    n_reloads = len(ReloadResult)
+    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -833,6 +908,7 @@ def cardinality(
             + n_results
             + n_reasons
             + n_registry
+            + n_reloads
         )
         total += counters + 2  # + the two histograms
     return total

@@ -66,6 +66,13 @@ class RegistryReferences:
         self.history: dict[str, deque[ActivationInfo]] = {}
         self._view = RegistryView()
 
+    def rebind(self, runtimes: Mapping[str, ModelRuntime]) -> None:
+        """Follow a new set of runtimes (a configuration reload); the next sync re-applies
+        the registry to every registry model, so a runtime rebuilt by the reload gets its
+        active profile back."""
+        self._runtimes = runtimes
+        self._refused.clear()
+
     def models(self) -> list[ModelRuntime]:
         """The runtimes in registry mode (looked up each time: a restore may replace one)."""
         return [rt for rt in self._runtimes.values() if rt.mode is ReferenceMode.REGISTRY]

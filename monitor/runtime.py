@@ -2,8 +2,9 @@
 
 Reference modes (README.md, References):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its
-  modification time changes: a valid new profile is swapped in without a restart (the
-  current window restarts empty, since its counts are in the old bins); an invalid one is
+  modification time changes: a valid new profile is swapped in without a restart (a
+  feature whose bins changed restarts its current window empty, since its counts are in the
+  old bins; a feature with the same bins keeps its counts); an invalid one is
   refused and the running reference kept (an error in the log, the next valid file wins).
   Restoring the previous file rolls back the same way.
 - warmup: the first `warmup_events` accepted events are buffered, then edges and counts
@@ -24,6 +25,10 @@ events (which also feed the current window) until it succeeds; then its row gets
 and its current window starts empty. When no feature can be fitted the model's whole warm-up
 starts again. A reference that cannot be built is reported (`reference_ready` false with
 the reason in the evaluation), never raised.
+
+Schema evolution: the checkpoint is matched to the configuration feature by feature
+(`restore`, monitor.schema_change), so a restart or a SIGHUP reload with added, removed or
+changed features keeps every unchanged feature's reference, window and warm-up values.
 
 A feature's reference is *ready* when it has bins and, for a rolling reference, when the
 lagged window holds at least `evaluation.min_samples` of its values (for the first `lag`
@@ -71,6 +76,7 @@ from monitor.reference import (
     profile_to_json,
 )
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
+from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta, rows_to_meta
 from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
@@ -147,7 +153,28 @@ class ModelRuntime:
         return self.profile.reference_id if self.profile is not None else ""
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes this model's checkpointed arrays."""
+        """Hash of the model-wide settings that shape its checkpointed rings.
+
+        The features are not part of it: a checkpoint is restored feature by feature
+        (`restore`, monitor.schema_change), so adding, removing or changing one feature
+        resets that feature only. A change of this hash (reference mode, warm-up size,
+        rolling lag or length, window geometry) resets the whole model.
+        """
+        content = {
+            "mode": self.mode.value,
+            "warmup_events": self.plan.reference.warmup_events,
+            "lag": self.plan.reference.lag_seconds,
+            "length": self.plan.reference.length_seconds,
+            "window": [
+                self.plan.window.bucket_seconds,
+                self.plan.window.length_seconds,
+                self.plan.window.allowed_lateness_seconds,
+            ],
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _legacy_fingerprint(self) -> str:
+        """The whole-model hash of checkpoints written before per-feature restore."""
         content = {
             "features": [[s.name, s.kind.value] for s in self.specs],
             "top_k": [k for _, k in self.plan.top_k],
@@ -163,6 +190,22 @@ class ModelRuntime:
             ],
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def feature_signatures(self) -> list[list[Any]]:
+        """[name, kind, fit parameter] per feature, in layout order (the checkpoint's `features`).
+
+        The fit parameter is what a warm-up fits the feature's bins with: `max_bins` for a
+        numeric feature, its `top_k` for a categorical one. A feature whose signature changed
+        gets a new reference (warm-up/rolling) and an empty window.
+        """
+        return [
+            [
+                s.name,
+                s.kind.value,
+                self.plan.max_bins if s.kind is FeatureKind.NUMERIC else self.plan.top_k_of(s.name),
+            ]
+            for s in self.specs
+        ]
 
     def load_reference_file(self) -> ReloadOutcome | None:
         """(Re)load the file reference if it changed; what happened, or None (nothing new).
@@ -184,7 +227,7 @@ class ModelRuntime:
                     f"not {self.name!r}"
                 )
             check_limits(profile, max_bins=self.plan.max_bins, min_values=MIN_NUMERIC_VALUES)
-            self._activate(profile)
+            self._activate_carrying(profile)
         except ReferenceFileError as exc:
             self.last_reference_error = str(exc)
             if self.profile is None:
@@ -258,6 +301,42 @@ class ModelRuntime:
             return False
         self.window = shadow.window
         return True
+
+    def _rows(self) -> tuple[Row, ...]:
+        """The active layout's rows (monitor.schema_change); () without a layout."""
+        return layout_rows(self.layout, self._fitted) if self.layout is not None else ()
+
+    def _activate_carrying(self, profile: ReferenceProfile) -> None:
+        """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        rows = self._rows()
+        window = self.window.state() if self.window is not None else None
+        lagging = self.lagging.state() if self.lagging is not None else None
+        self._activate(profile)
+        if window is not None:
+            self._carry(rows, window, lagging)
+
+    def _carry(
+        self,
+        rows: Sequence[Row],
+        window: dict[str, npt.NDArray[Any]],
+        lagging: dict[str, npt.NDArray[Any]] | None,
+    ) -> None:
+        """Load ring states laid out as `rows` into the active windows, feature by feature.
+
+        Rows of the same name and bins keep their counts bucket by bucket (the watermark and
+        bucket ids are the old ones); every other row starts empty (monitor.schema_change).
+        ValueError when the states do not fit.
+        """
+        assert self.layout is not None and self.window is not None
+        new_rows = self._rows()
+        width = self.layout.width
+        self.window.restore(
+            {**window, "counts": carry_counts(window["counts"], rows, new_rows, width)}
+        )
+        if lagging is not None and self.lagging is not None:
+            self.lagging.restore(
+                {**lagging, "counts": carry_counts(lagging["counts"], rows, new_rows, width)}
+            )
 
     def _finish_warmup(self) -> None:
         """Fit every feature still without a reference from the full warm-up buffer.
@@ -576,12 +655,19 @@ class ModelRuntime:
     # -- checkpoint ------------------------------------------------------------------
 
     def to_state(self) -> ModelState:
-        """Everything needed to resume this model exactly (warm-up buffers included)."""
+        """Everything needed to resume this model exactly (warm-up buffers included).
+
+        `features` (`feature_signatures`) and `rows` (the layout's rows with their bins
+        digests) let `restore` match the checkpoint to a changed configuration feature by
+        feature.
+        """
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
             "model_version": self.model_version,
             "pending": dict(self.pending),
+            "features": self.feature_signatures(),
+            "rows": rows_to_meta(self._rows()),
         }
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
@@ -604,42 +690,82 @@ class ModelRuntime:
         return self._profile_json[1]
 
     def restore(self, state: ModelState) -> None:
-        """Resume from a checkpoint; StateError if it does not belong to this configuration."""
-        if state.fingerprint != self.fingerprint():
+        """Resume from a checkpoint, feature by feature; StateError if it cannot be used.
+
+        The model-wide `fingerprint` must match. Then every feature whose signature
+        (`feature_signatures`) and bins are unchanged keeps its reference (warm-up/rolling),
+        its window counts, its lagging ring and its warm-up values; an added feature, or one
+        whose kind, fit parameter or `file` bins changed, starts fresh; a removed one is
+        dropped. Checkpoints written before per-feature restore (no `features`) are accepted
+        when their whole-model fingerprint matches.
+        """
+        meta = state.meta
+        legacy = "features" not in meta
+        expected = self._legacy_fingerprint() if legacy else self.fingerprint()
+        if state.fingerprint != expected:
             raise StateError(
                 f"model {self.name!r}: checkpoint was written for a different configuration"
             )
-        self.model_version = str(state.meta.get("model_version", ""))
-        pending = state.meta.get("pending", {})
+        signatures = self.feature_signatures() if legacy else meta["features"]
+        if not isinstance(signatures, list):
+            raise StateError(f"model {self.name!r}: checkpointed features are not a list")
+        old_sig = {str(sig[0]): list(sig[1:]) for sig in signatures}
+        same = {name for name, *sig in self.feature_signatures() if old_sig.get(name) == sig}
+        self.model_version = str(meta.get("model_version", ""))
+        pending = meta.get("pending", {})
         self.pending = (
-            {str(k): str(v) for k, v in pending.items()} if isinstance(pending, dict) else {}
+            {str(k): str(v) for k, v in pending.items() if str(k) in same}
+            if isinstance(pending, dict)
+            else {}
         )
-        reference_id = state.meta.get("reference_id")
+        reference_id = meta.get("reference_id")
         if reference_id:
-            if self.mode is ReferenceMode.FILE:
-                if self.reference_id != reference_id:
-                    raise StateError(
-                        f"model {self.name!r}: checkpoint counted against reference "
-                        f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
-                    )
-            else:
-                text = str(state.meta["profile"])
-                self._activate(profile_from_json(text))
-                assert self.profile is not None
-                self._profile_json = (self.profile, text)
-            assert self.window is not None
-            try:
-                self.window.restore(
-                    {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")}
-                )
-                if self.lagging is not None:
-                    self.lagging.restore(
-                        {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
-                    )
-            except (ValueError, KeyError) as exc:
+            self._restore_windows(state, str(reference_id), same, legacy)
+        self._restore_warmup(state, signatures, same)
+
+    def _restore_windows(
+        self, state: ModelState, reference_id: str, same: set[str], legacy: bool
+    ) -> None:
+        """Re-activate the kept features' reference (warm-up/rolling) and carry their counts."""
+        if self.mode is ReferenceMode.FILE:
+            if self.profile is None or (legacy and self.reference_id != reference_id):
                 raise StateError(
-                    f"model {self.name!r}: checkpointed window unusable: {exc}"
-                ) from exc
+                    f"model {self.name!r}: checkpoint counted against reference "
+                    f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
+                )
+        else:
+            text = str(state.meta["profile"])
+            old = profile_from_json(text)
+            kept = [f for f in old.features if f.name in same]
+            if not kept:
+                return
+            full = len(kept) == len(old.features)
+            if not full:
+                old = build_profile(
+                    self.name,
+                    kept,
+                    old.events,
+                    model_version=old.model_version,
+                    created_at=old.created_at,
+                    source=old.source,
+                )
+            self._activate(old)
+            if full and self.profile is not None:
+                self._profile_json = (self.profile, text)
+        try:
+            rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
+            self._carry(
+                rows,
+                {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")},
+                {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
+                if self.lagging is not None
+                else None,
+            )
+        except (ValueError, KeyError) as exc:
+            raise StateError(f"model {self.name!r}: checkpointed window unusable: {exc}") from exc
+
+    def _restore_warmup(self, state: ModelState, signatures: list[Any], same: set[str]) -> None:
+        """Restore the warm-up buffer, keeping the values of unchanged features still pending."""
         warm = state.meta.get("warm")
         count = int(state.meta.get("warm_count", 0))
         if warm is None and count:  # written before per-feature warm-ups: every feature
@@ -649,10 +775,24 @@ class ModelRuntime:
                 "categorical_rows": list(range(len(self.categorical_specs))),
                 "categorical": state.meta.get("warm_categorical", []),
             }
-        if warm is not None:
-            self._warm = WarmupBuffer.restore(
-                self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
-            )
+        if warm is None:
+            return
+        buffer = WarmupBuffer.restore(
+            self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
+        )
+        old_numeric = [str(s[0]) for s in signatures if s[1] == FeatureKind.NUMERIC.value]
+        old_categorical = [str(s[0]) for s in signatures if s[1] == FeatureKind.CATEGORICAL.value]
+        numeric = {s.name: i for i, s in enumerate(self.numeric_specs)}
+        categorical = {s.name: i for i, s in enumerate(self.categorical_specs)}
+        wanted = same - self._fitted
+        self._warm = buffer.remapped(
+            {r: numeric[n] for r, n in enumerate(old_numeric) if n in wanted and n in numeric},
+            {
+                r: categorical[n]
+                for r, n in enumerate(old_categorical)
+                if n in wanted and n in categorical
+            },
+        )
 
     def memory_bytes(self) -> int:
         """Bytes held by the window rings and reference counts."""
