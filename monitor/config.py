@@ -665,6 +665,9 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of the model's messages counted, chosen by a hash of topic/partition/offset
+    (monitor/sampling.py); 1 counts every message."""
 
     @field_validator("features")
     @classmethod
@@ -792,10 +795,16 @@ class HttpSettings(_Section):
 
 
 class StateSettings(_Section):
-    """The checkpoint directory and how often a checkpoint is written."""
+    """Where the state lives: `file` (the checkpoint directory, written every
+    `checkpoint_interval`) or `kafka` (the fleet's state topic, docs/fleet.md: commits every
+    `publish_interval`, snapshots every `snapshot_interval`; no state on disk)."""
 
+    backend: Literal["file", "kafka"] = "file"
     dir: Path = Path("./state")
     checkpoint_interval: Duration = 30.0
+    topic: str = Field("driftmon.state", min_length=1, max_length=249)
+    publish_interval: Duration = 5.0
+    snapshot_interval: Duration = 300.0
 
 
 class LogSettings(_Section):
@@ -1010,6 +1019,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             top_k=tuple((f.name, f.top_k) for f in m.features),
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
+            sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
         )
         for m in settings.models

@@ -37,6 +37,7 @@ from monitor.errors import (
     SourceError,
     StateError,
 )
+from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
@@ -44,6 +45,7 @@ from monitor.reference_registry import Activated, RegistryReferences
 from monitor.registry_follow import RegistryFollower
 from monitor.reload import reload_runtimes, restart_keys
 from monitor.runtime import ModelRuntime, model_runtimes
+from monitor.sampling import sample_messages, thin
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -54,6 +56,8 @@ SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
 SettingsLoader = Callable[[], Settings]
 """Re-reads the configuration the daemon was started with (`--config` and the environment);
 raises ConfigError when it does not load or validate."""
+FleetFactory = Callable[[Mapping[str, ModelRuntime]], FleetNode]
+"""Builds the fleet node (state.backend: kafka) over the daemon's runtimes."""
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
@@ -131,6 +135,7 @@ class Daemon:
         logger: Any = None,
         registry: RegistryFollower | None = None,
         settings_loader: SettingsLoader | None = None,
+        fleet: FleetFactory | None = None,
     ) -> None:
         self.settings = settings
         self.settings_loader = settings_loader
@@ -166,6 +171,8 @@ class Daemon:
         self.registry_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
         )
+        self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
+        """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
 
     def _build_decoder(self) -> BatchDecoder:
         """The decoder of the configured event fields and the runtimes' schemas."""
@@ -198,9 +205,14 @@ class Daemon:
                 topic=self.registry.topic,
                 error=self.registry.view().error,
             )
-        self._restore()
+        if self.fleet is None:
+            self._restore()
+        else:
+            self.fleet.start()
         self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
+        if self.fleet is not None:
+            self.fleet.seek = getattr(self.source, "seek", None)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
@@ -248,6 +260,8 @@ class Daemon:
         self._sync_registry()
         if messages:
             self.process(messages)
+        if self.fleet is not None:
+            self.fleet.step()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the
         # request timeout, and driftmon_ready must not claim "ready" meanwhile.
@@ -256,7 +270,7 @@ class Daemon:
         if now >= self._next_eval:
             self._next_eval = now + self.settings.evaluation.interval
             self.evaluate()
-        if now >= self._next_checkpoint:
+        if now >= self._next_checkpoint and self.fleet is None:
             self._next_checkpoint = now + self.settings.state.checkpoint_interval
             self.checkpoint()
         self.metrics.set_ready(self.ready())
@@ -266,12 +280,17 @@ class Daemon:
         self.log.info("stopping")
         try:
             self.evaluate()
-            self.checkpoint()
+            if self.fleet is None:
+                self.checkpoint()
+            else:
+                self._fleet_last_commits()
         finally:
             if self.registry is not None:
                 self.registry.stop()
             if self.source is not None:
                 self.source.close()
+            if self.fleet is not None:
+                self.fleet.close()
             if self.dead_letter is not None:
                 try:
                     self.dead_letter.close()
@@ -297,6 +316,9 @@ class Daemon:
             return "not connected to Kafka"
         if not self.source.assignment():
             return "no partitions assigned"
+        fleet = "" if self.fleet is None else self.fleet.not_ready_reason()
+        if fleet:
+            return fleet
         missing = [name for name, rt in self.runtimes.items() if not rt.ready]
         if missing:
             return "no reference yet for: " + ", ".join(missing)
@@ -315,10 +337,29 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
-        for decoded in self.decoder.slices(messages, account):
+        fleet = self.fleet
+        if fleet is not None:  # only the records of claimed partitions count
+            messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
+        decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
+        kept, u = messages, None
+        if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
+            kept, skipped, u = sample_messages(messages, decode_rate)
+            for message in skipped:
+                account.consume(message.topic, 1)
+        for decoded in self.decoder.slices(kept, account):
             for name, columns in decoded.models.items():
-                self.runtimes[name].ingest(columns, account, messages)
+                runtime = self.runtimes[name]
+                rate = runtime.plan.sample_rate
+                sampled = (
+                    thin(columns, u, rate) if u is not None and rate < decode_rate else columns
+                )
+                if fleet is None:
+                    runtime.ingest(sampled, account, kept, defer=True)
+                else:  # counted at once, each partition's events under that partition
+                    fleet.ingest(runtime, sampled, decoded.partitions, account, kept)
             del decoded
+        if fleet is not None:
+            fleet.consumed(messages)
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
             self.stats.reject_reasons[reason.value] = (
@@ -402,6 +443,7 @@ class Daemon:
         """Evaluate every model, publish the snapshot, log one summary line."""
         started = time.perf_counter()
         now = self.clock()
+        self.apply_pending()
         self._load_references()
         self._sync_registry(force=True)
         evaluations = self._publish(now)
@@ -431,6 +473,16 @@ class Daemon:
         )
         self.stats.since_last_eval = 0
         return evaluations
+
+    def apply_pending(self) -> None:
+        """Count every model's deferred events (`ModelRuntime.ingest(defer=True)`) into its
+        windows and their invalid values into the metrics: before each evaluation and each
+        checkpoint, so a checkpoint's offsets never cover an event its windows lack."""
+        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        for runtime in self.runtimes.values():
+            runtime.flush(account)
+        if account.invalid:
+            self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
         evaluations = tuple(self._evaluate_model(rt, now) for rt in self.runtimes.values())
@@ -521,6 +573,14 @@ class Daemon:
             self.log.error("config reload refused", error="this daemon has no configuration file")
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        if self.fleet is not None:
+            self.log.error(
+                "config reload refused: restart required",
+                error="a fleet replica (state.backend kafka) applies a new configuration on "
+                "restart; roll the replicas one by one",
+            )
+            self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
+            return ReloadResult.RESTART_REQUIRED
         try:
             settings = self.settings_loader()
             keys = restart_keys(self.settings, settings)
@@ -544,6 +604,7 @@ class Daemon:
         self._sync_registry(force=True)
         self.decoder = self._build_decoder()
         self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
+        self.metrics.set_sample_rates({m.name: m.sample_rate for m in settings.models})
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
         self._publish(now)
@@ -560,6 +621,7 @@ class Daemon:
         callbacks, which run on kafka-python's IO thread where a blocking commit is refused.
         """
         self._flush_dead_letters()
+        self.apply_pending()
         checkpoint = Checkpoint(
             offsets=dict(self.offsets),
             models={name: rt.to_state() for name, rt in self.runtimes.items()},
@@ -641,8 +703,21 @@ class Daemon:
             "checkpoint restored", partitions=len(self.offsets), created_at=checkpoint.created_at
         )
 
+    def _fleet_last_commits(self) -> None:
+        """At shutdown: publish a last commit of every owned partition (best effort)."""
+        assert self.fleet is not None
+        try:
+            self.fleet.publish_all()
+        except SourceError as exc:  # the next owners re-read from the chain heads
+            self.log.warning("last state commits failed", error=str(exc))
+
     def _on_assign(self, partitions: frozenset[TP]) -> Mapping[TP, int]:
-        """Seek assigned partitions to the offsets the in-memory state has counted up to."""
+        """Seek assigned partitions to the offsets the in-memory state has counted up to
+        (in a fleet: claim them and seek each to its chain head)."""
+        if self.fleet is not None:
+            starts = self.fleet.on_assign(partitions)
+            self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(starts))
+            return starts
         seek = {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
         self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(seek))
         return seek
@@ -657,7 +732,9 @@ class Daemon:
         offsets of the partitions still assigned; Kafka commits only serve lag tooling.
         """
         self.log.info("partitions revoked", partitions=sorted(partitions))
-        if partitions:
+        if self.fleet is not None:
+            self.fleet.on_revoke(partitions)
+        elif partitions:
             self.checkpoint(commit=False)
 
 

@@ -207,6 +207,8 @@ class ModelPlan:
     topics: frozenset[str] | None = None
     distributions: bool = True
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
+    sample_rate: float = 1.0
+    """Share of the model's messages counted (`monitor.sampling`)."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
@@ -346,6 +348,11 @@ class ModelEvaluation:
     model_version: str = ""
     watermark: float | None = None
     reference_view: ReferenceView | None = None
+    sample_rate: float = 1.0
+    """Share of the model's messages its windows count (config `sample_rate`)."""
+    window_digest: str = ""
+    """SHA-256 (hex) of the current window's count matrix (little-endian int64, features x
+    bins): equal digests mean equal windows, bin for bin (a fleet's replicas, docs/fleet.md)."""
 
     @property
     def drifted_features(self) -> int:

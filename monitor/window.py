@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -244,6 +245,13 @@ class EventTimeWindow:
         outside = accepted & (buckets < first)
         return AddResult(accepted, int(late.sum()), int(early.sum()), early, outside)
 
+    def holds(self, bucket: int) -> bool:
+        """Whether the ring holds `bucket` (at most the watermark's, within length + lateness)."""
+        head = self.head
+        if head is None:
+            return False
+        return head - self.n_buckets + 1 - self.lateness_buckets <= bucket <= head
+
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Add the counts of admitted events of one bucket to the ring and the running sum."""
         head = self.head
@@ -405,8 +413,25 @@ CountFn = Callable[[npt.NDArray[np.bool_] | None], npt.NDArray[np.int64]]
 """Counts the selected events of a batch into a (features x width) matrix (None: all of them)."""
 
 
+class CountTarget(Protocol):
+    """Where `count_batch` adds counts: an `EventTimeWindow`, or a fleet replica's tap that
+    sends them to its uncommitted per-partition counts instead (`monitor.fleet_contrib`)."""
+
+    @property
+    def ring(self) -> BucketRing: ...
+
+    @property
+    def watermark(self) -> float | None: ...
+
+    def admit(self, times: FloatArray) -> AddResult: ...
+
+    def holds(self, bucket: int) -> bool: ...
+
+    def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None: ...
+
+
 def count_batch(
-    window: EventTimeWindow,
+    window: CountTarget,
     lagging: LaggingReference | None,
     times: FloatArray,
     accepted: npt.NDArray[np.bool_],
@@ -417,7 +442,10 @@ def count_batch(
     Events are grouped by their window bucket (and, for a rolling reference, their lagging
     hour); `count(select)` bins each group once, so the cost is one binning per distinct
     bucket, not per event. Returns the sum of the added count matrices (its invalid column is
-    the invalid values per feature). `window.admit(times)` must have accepted `accepted`.
+    the invalid values per feature). `window.admit(times)` must have accepted `accepted`,
+    possibly several polls earlier (`monitor.accumulate`): a bucket the window has evicted
+    since then is not added to it (added then, its counts would have left again), while a
+    rolling reference's ring still takes the counts of the hours it holds.
     """
     buckets = window.ring.bucket_of(times)
     hours = lagging.ring.bucket_of(times) if lagging is not None else None
@@ -430,7 +458,8 @@ def count_batch(
         select = accepted if distinct.size == 1 else accepted & (keys == key)
         counts = count(None if bool(select.all()) else select)
         first = int(np.flatnonzero(select)[0])
-        window.add_counts(int(buckets[first]), counts)
+        if window.holds(int(buckets[first])):
+            window.add_counts(int(buckets[first]), counts)
         if lagging is not None:
             lagging.add_counts(float(times[first]), counts)
         total = counts.copy() if total is None else total + counts
