@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import StateSettings
+from monitor.reference import profile_from_json
 from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     DEPLOY,
@@ -223,8 +223,10 @@ def test_compose_fleet_profile_runs_two_stateless_replicas() -> None:
         assert replica["user"] == "10001:10001"
         assert replica["read_only"] is True
         assert replica["tmpfs"] == ["/tmp"]
-        config_mount = "./driftmon.fleet.compose.yaml:/etc/driftmon/driftmon.yaml:ro"
-        assert replica["volumes"] == [config_mount]
+        assert replica["volumes"] == [
+            "./driftmon.fleet.compose.yaml:/etc/driftmon/driftmon.yaml:ro",
+            "./references:/etc/driftmon-references:ro",
+        ]
         assert replica["command"] == ["run", "--config", "/etc/driftmon/driftmon.yaml"]
         (port,) = replica["ports"]
         assert port.endswith(":9108")
@@ -234,14 +236,24 @@ def test_compose_fleet_profile_runs_two_stateless_replicas() -> None:
 
 
 def test_compose_fleet_config_is_the_single_config_on_the_state_topic() -> None:
-    """The fleet config is the single-node one with a consumer group of its own and
-    state.backend: kafka; Prometheus scrapes both replicas in job `driftmon`."""
+    """The fleet config is the single-node one with a consumer group of its own,
+    state.backend: kafka and file references (the demo profiles of each model, mounted);
+    Prometheus scrapes both replicas in job `driftmon`."""
     single, fleet = load_yaml(COMPOSE_CONFIG), load_yaml(COMPOSE_FLEET_CONFIG)
     assert fleet["state"]["backend"] == "kafka"
     assert "dir" not in fleet["state"]
     assert fleet["kafka"].pop("group_id") != single["kafka"].pop("group_id")
     fleet.pop("state")
     single.pop("state")
+    for model in fleet["models"]:
+        reference = model.pop("reference")
+        assert reference["mode"] == "file"
+        assert reference["path"] == f"/etc/driftmon-references/{model['name']}.json"
+        profile = profile_from_json((DEPLOY / "references" / f"{model['name']}.json").read_text())
+        assert profile.model == model["name"]
+        assert {f.name for f in profile.features} == {f["name"] for f in model["features"]}
+    for model in single["models"]:
+        model.pop("reference")
     assert fleet == single
     prom = load_yaml(PROMETHEUS_CONFIG)
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "driftmon")
@@ -304,21 +316,14 @@ def test_compose_grafana_is_anonymous_viewer() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "fleet"),
-    [
-        (COMPOSE_CONFIG, False),
-        (K8S_CONFIG, False),
-        (COMPOSE_FLEET_CONFIG, True),
-        (K8S_FLEET_CONFIG, True),
-    ],
+    "path",
+    [COMPOSE_CONFIG, K8S_CONFIG, COMPOSE_FLEET_CONFIG, K8S_FLEET_CONFIG],
     ids=["compose", "k8s-single-node", "compose-fleet", "k8s-fleet"],
 )
-def test_shipped_driftmon_configs_pass_check_config(path: Path, fleet: bool) -> None:
+def test_shipped_driftmon_configs_pass_check_config(path: Path) -> None:
     """`driftmon check-config` accepts the driftmon configs shipped for compose and Kubernetes."""
     if importlib.util.find_spec("monitor.cli") is None:
         pytest.skip("monitor.cli (driftmon check-config) is not implemented yet")
-    if fleet and "backend" not in StateSettings.model_fields:
-        pytest.skip("state.backend arrives with the fleet protocol (issue 11, branch fleet)")
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "check-config", "--config", str(path)],
         capture_output=True,
