@@ -83,6 +83,9 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        # the reference registry (docs/registry.md)
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
     }
 )
 
@@ -98,6 +101,7 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
         "driftmon_state_claims_total",
         "driftmon_partitions_owned",
         "driftmon_state_snapshot_age_seconds",
+        "driftmon_state_records_rejected_total",
     }
 )
 

@@ -56,6 +56,7 @@ EXPECTED_ALERTS = {
     "DriftmonStateLagHigh": "warning",
     "DriftmonStateSnapshotStale": "warning",
     "DriftmonStateCommitsRejected": "warning",
+    "DriftmonStateRecordsRejected": "warning",
 }
 
 ALERTS = shipped_alert_rules()
