@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rules",
         choices=("default", "both"),
         default="default",
-        help="the default rule only, or also without the KS noise floor (twice the time)",
+        help="the default rule only, or also with the KS noise floor (twice the time)",
     )
     args = parser.parse_args(argv)
 

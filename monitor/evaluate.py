@@ -3,7 +3,7 @@
 Decision rule (docs/architecture.md, Statistics; measured in docs/statistics.md). Each feature has
 up to three tests ("legs"), each with an effect-size floor:
 
-    numeric      KS      p_ks  and D       >= max(ks_decision, ks_noise_floor)
+    numeric      KS      p_ks  and D       >= max(ks_decision, ks_noise_floor)  (0 by default)
                  PSI     p_psi and PSI_10  >= max(psi_decision, psi_noise_floor)
     categorical  chi2    p_chi2 and TVD    >= tvd_decision
                  new     p_new and unseen share > p0 + unseen_category_ratio_decision
@@ -20,8 +20,8 @@ floor. No value statistic is computed for a window with fewer than `min_samples`
 values; the missing leg needs `min_samples` values including missing ones.
 
 psi_noise_floor = psi_noise_multiple (B_eff - 1)(1/n_r + 1/n_c) and ks_noise_floor =
-ks_noise_multiple 0.8687 / sqrt(n_eff) (monitor.stats): the PSI and KS legs also need their
-statistic above a multiple of its own null mean. Evaluations repeat every 15 s on an
+ks_noise_multiple 0.8687 / sqrt(n_eff) (monitor.stats; off by default): the PSI and KS legs
+also need their statistic above a multiple of its own null mean. Evaluations repeat every 15 s on an
 overlapping window, and the maximum of the statistic over time crosses a per-window level far
 more often than disjoint windows do; on small windows, where the fixed floors are below the
 noise, these floors remove the false alerts over time (docs/statistics.md, 5). The

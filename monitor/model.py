@@ -159,14 +159,14 @@ class DecisionPolicy:
     `psi_noise_multiple`: the PSI leg also needs PSI >= this multiple of its null mean
     (B_eff - 1)(1/n_r + 1/n_c) (monitor.stats.psi_noise_floor; 0 turns it off).
     `ks_noise_multiple`: the KS leg also needs D >= this multiple of its null mean
-    0.8687 / sqrt(n_eff) (monitor.stats.ks_noise_floor; 0 turns it off).
+    0.8687 / sqrt(n_eff) (monitor.stats.ks_noise_floor; 0, the default, turns it off).
     """
 
     fdr_q: float = 1e-3
     correction: Correction = Correction.BH
     min_samples: int = 1000
     psi_noise_multiple: float = 5.0
-    ks_noise_multiple: float = 3.1
+    ks_noise_multiple: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,9 +276,10 @@ def _half_shift(delta: int) -> tuple[ModelLayout, CountMatrix, CountMatrix]:
 
 
 def test_ks_leg_needs_its_noise_floor() -> None:
-    """The KS leg fires iff 2 p <= q and D >= max(0.05, 3.1 * 0.8687 / sqrt(n_eff))."""
+    """With ks_noise_multiple 3.1 the KS leg fires iff 2 p <= q and D >= max(0.05, 3.1 * 0.8687 /
+    sqrt(n_eff)); the default (0) keeps the fixed floor only."""
     spec = [FeatureSpec("x", FeatureKind.NUMERIC)]
-    policy = DecisionPolicy()
+    policy = DecisionPolicy(ks_noise_multiple=3.1)
     floors = spec[0].thresholds
     blocked = 0
     for delta in range(60, 130, 3):
@@ -296,7 +297,7 @@ def test_ks_leg_needs_its_noise_floor() -> None:
         assert ("ks" in f.drift_reasons) is want, (delta, d, p, noise)
         if 2 * p <= policy.fdr_q and floors.ks_decision <= d < noise:
             blocked += 1
-            old = DecisionPolicy(ks_noise_multiple=0.0)
+            old = DecisionPolicy()
             again = ModelEvaluator(layout, spec, old).evaluate(reference, current, CONTEXT)
             assert "ks" in again.features[0].drift_reasons
     assert blocked >= 3, "the grid must cross the zone the noise floor removes"
