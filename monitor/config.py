@@ -57,6 +57,7 @@ from monitor.model import (
     THRESHOLD_KEYS,
     Correction,
     DecisionPolicy,
+    DiscoveryPlan,
     DistributionExport,
     DistributionPolicy,
     FeatureKind,
@@ -649,18 +650,66 @@ class FeatureSettings(_Section):
         return FeatureSpec(self.name, self.kind, _apply(defaults, self.overrides()))
 
 
+AUTO_FEATURES = "auto"
+DEFAULT_MAX_FEATURES = 1000
+
+
 class ModelSettings(_Section):
-    """One monitored model: its reference, features and histogram resolution."""
+    """One monitored model: its reference, features and histogram resolution.
+
+    `features: auto` (held as an empty tuple: `auto_features`) discovers the features from
+    the stream (monitor.discovery); `max_features` and `exclude` (shell globs) apply to it
+    only, and it needs a `warmup` or `rolling` reference.
+    """
 
     name: str = Field(pattern=_NAME_PATTERN)
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
-    features: tuple[FeatureSettings, ...] = Field(min_length=1)
+    features: tuple[FeatureSettings, ...]
+    max_features: int | None = Field(None, ge=1, le=10_000)
+    exclude: tuple[str, ...] = ()
     thresholds: ThresholdSettings = ThresholdSettings()
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _auto_or_list(cls, value: Any) -> Any:
+        """`auto` becomes the empty tuple; an explicit empty list is refused."""
+        if value == AUTO_FEATURES:
+            return ()
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError(f"needs at least 1 item (or {AUTO_FEATURES!r} to discover them)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_discovery(self) -> ModelSettings:
+        """max_features/exclude only with `features: auto`, which needs a warm-up reference."""
+        issues: list[tuple[str, str]] = []
+        if self.auto_features:
+            if self.reference.mode is ReferenceMode.FILE:
+                issues.append(
+                    ("features", "auto needs reference.mode warmup or rolling (a file fixes them)")
+                )
+        else:
+            for key in ("max_features", "exclude"):
+                if getattr(self, key):
+                    issues.append((key, "applies to features: auto only"))
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    @property
+    def auto_features(self) -> bool:
+        """True for `features: auto` (the features are discovered from the stream)."""
+        return not self.features
+
+    @property
+    def effective_max_features(self) -> int:
+        """`max_features`, or DEFAULT_MAX_FEATURES."""
+        return self.max_features or DEFAULT_MAX_FEATURES
 
     @field_validator("features")
     @classmethod
@@ -696,8 +745,12 @@ class ModelSettings(_Section):
         Each feature's thresholds: its own, else the model's, else `evaluation`'s global
         decision floors, else the built-in defaults.
         """
-        defaults = _apply(evaluation.default_thresholds(), self.thresholds.overrides())
+        defaults = self.default_thresholds(evaluation)
         return tuple(f.spec(defaults) for f in self.features)
+
+    def default_thresholds(self, evaluation: EvaluationSettings) -> Thresholds:
+        """The thresholds of a feature that sets none (a discovered one): model > global."""
+        return _apply(evaluation.default_thresholds(), self.thresholds.overrides())
 
     def distribution_policy(self) -> DistributionPolicy:
         """Which features export `driftmon_feature_bin_ratio` series, as a core value type."""
@@ -1054,6 +1107,11 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
             distributions=m.export_distributions is not DistributionExport.NONE,
+            discovery=DiscoveryPlan(
+                m.effective_max_features, m.exclude, m.default_thresholds(settings.evaluation)
+            )
+            if m.auto_features
+            else None,
         )
         for m in settings.models
     )
@@ -1114,6 +1172,9 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
             for signal, levels in m_dump["thresholds"].items()
             if any(value is not None for value in levels.values())
         }
+        if model.auto_features:
+            m_dump["features"] = AUTO_FEATURES
+            continue
         specs = model.feature_specs(settings.evaluation)
         for spec, f_dump in zip(specs, m_dump["features"], strict=True):
             del f_dump["psi_warning"], f_dump["psi_critical"]

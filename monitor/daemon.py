@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.account import BatchAccount
+from monitor.autodiscover import AutoFeatures, discovered, restored_plan
 from monitor.config import Settings
 from monitor.decode import BatchDecoder, EventFields
 from monitor.errors import (
@@ -140,6 +141,7 @@ class Daemon:
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
         self.runtimes: dict[str, ModelRuntime] = model_runtimes(settings, clock)
         self.decoder = self._build_decoder()
+        self.autofeatures = AutoFeatures(settings, self.runtimes)
         self.sampler = RateLimitedSampler(settings.log.sample_rejects_per_minute, monotonic)
         self.dead_letter_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
@@ -181,6 +183,7 @@ class Daemon:
         """Load references, restore the checkpoint, create the source."""
         self._load_references()
         self._restore()
+        self._runtimes_changed()
         self.source = self._source_factory(self._on_assign, self._on_revoke)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
@@ -293,6 +296,8 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        if self.autofeatures.active:
+            self._discover(messages)
         for decoded in self.decoder.slices(messages, account):
             for name, columns in decoded.models.items():
                 self.runtimes[name].ingest(columns, account, messages)
@@ -311,6 +316,34 @@ class Daemon:
         self.stats.records += len(messages)
         self.stats.since_last_eval += len(messages)
         self.metrics.observe_batch(time.perf_counter() - started)
+
+    def _discover(self, messages: Sequence[RawMessage]) -> None:
+        """Feed `features: auto` models; a model whose discovery ended gets its features now,
+        before the batch is decoded (monitor.autodiscover)."""
+        finished = self.autofeatures.observe(messages)
+        for name, specs in finished.items():
+            plan = discovered(self.runtimes[name].plan, [(s.name, s.kind) for s in specs])
+            self.runtimes[name] = ModelRuntime(
+                plan, clock=self.clock, state_dir=self.settings.state.dir
+            )
+            status = self.autofeatures.status(name)
+            self.log.info(
+                "features discovered",
+                model=name,
+                numeric=sum(1 for s in specs if s.kind.value == "numeric"),
+                categorical=sum(1 for s in specs if s.kind.value == "categorical"),
+                unmonitored=status.unmonitored if status is not None else 0,
+            )
+        if finished:
+            self._runtimes_changed()
+
+    def _runtimes_changed(self) -> None:
+        """After runtimes were replaced: the decoder, the discovery and the label sets follow."""
+        self.decoder = self._build_decoder()
+        self.autofeatures = AutoFeatures(self.settings, self.runtimes, self.autofeatures)
+        self.metrics.set_features(
+            {name: [s.name for s in rt.specs] for name, rt in self.runtimes.items()}
+        )
 
     def _dead_letters(self, account: BatchAccount) -> None:
         """Copy every message with a rejected record to the dead-letter topic, with its key,
@@ -410,7 +443,9 @@ class Daemon:
         return evaluations
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
-        evaluations = tuple(rt.evaluate(now) for rt in self.runtimes.values())
+        evaluations = tuple(
+            self.autofeatures.annotate(rt.evaluate(now)) for rt in self.runtimes.values()
+        )
         self.collector.publish(Snapshot(created_at=now, models=evaluations))
         return evaluations
 
@@ -469,8 +504,7 @@ class Daemon:
             return ReloadResult.INVALID
         self.settings = settings
         self.runtimes = reloaded.runtimes
-        self.decoder = self._build_decoder()
-        self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
+        self._runtimes_changed()
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
         self._publish(now)
@@ -550,8 +584,14 @@ class Daemon:
             state = checkpoint.models.get(name)
             if state is None:
                 continue
+            plan = restored_plan(runtime.plan, state.meta.get("features"))
+            target = runtime
+            if plan is not None:  # features: auto, discovered before the restart
+                target = self.runtimes[name] = ModelRuntime(
+                    plan, clock=self.clock, state_dir=self.settings.state.dir
+                )
             try:
-                runtime.restore(state)
+                target.restore(state)
             except (StateError, ReferenceDataError, ValueError, KeyError, TypeError) as exc:
                 self.runtimes[name] = model_runtimes(self.settings, self.clock)[
                     name

@@ -109,6 +109,7 @@ MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_model_last_evaluation
 MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_seconds"
 REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
+UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
 
 # Label values of the closed label sets rendered by DriftCollector.
 WINDOWS: Final = ("reference", "current")
@@ -391,6 +392,13 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         ("model",),
         "1 when the model has a reference profile with at least one usable feature, else 0.",
+    ),
+    MetricDef(
+        UNMONITORED_FEATURES,
+        "gauge",
+        ("model",),
+        "Distinct feature names seen in a features: auto model's events that it does not "
+        "monitor (exact up to 100,000).",
     ),
 )
 
@@ -709,6 +717,7 @@ def render_snapshot(
     watermark = _family(MODEL_WATERMARK_TIMESTAMP_SECONDS)
     reference_info = _family(REFERENCE_INFO)
     reference_ready = _family(MODEL_REFERENCE_READY)
+    unmonitored = _family(UNMONITORED_FEATURES)
 
     for m in snapshot.models:
         model = m.model
@@ -753,6 +762,8 @@ def render_snapshot(
             )
         usable = has_reference and any(f.reference_ready for f in m.features)
         reference_ready.add_metric((model,), 1.0 if usable else 0.0)
+        if m.discovery is not None:
+            unmonitored.add_metric((model,), float(m.discovery.unmonitored))
 
     return [
         *(family for family, _ in stats),
@@ -769,6 +780,7 @@ def render_snapshot(
         watermark,
         reference_info,
         reference_ready,
+        unmonitored,
     ]
 
 
@@ -839,7 +851,8 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 6 gauges + events_accepted_total.
+    Per model: 7 gauges (unmonitored_features with `features: auto` only) +
+    events_accepted_total.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
@@ -850,7 +863,7 @@ def cardinality(
     n_reasons = len(RejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 6 + 1
+    per_model = 7 + 1
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)

@@ -187,6 +187,16 @@ class WindowPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryPlan:
+    """`features: auto`: at most `max_features` discovered features, none matching `exclude`
+    (shell globs), each with `thresholds` (the model's, over the global ones)."""
+
+    max_features: int = 1000
+    exclude: tuple[str, ...] = ()
+    thresholds: Thresholds = Thresholds()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """Everything a model runtime needs from the configuration, as plain values.
 
@@ -204,6 +214,8 @@ class ModelPlan:
     topics: frozenset[str] | None = None
     distributions: bool = True
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
+    discovery: DiscoveryPlan | None = None
+    """Set for `features: auto`: `features` is empty until the stream's features are found."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
@@ -286,6 +298,22 @@ class FeatureResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryStatus:
+    """`features: auto`: discovery progress and the names seen that are not monitored.
+
+    `unmonitored` counts distinct names (exact up to a cap; `unmonitored_saturated` once the
+    cap is reached); `unmonitored_names` lists the first few (at most 20).
+    """
+
+    discovering: bool
+    discovery_events: int
+    monitored: int
+    unmonitored: int
+    unmonitored_saturated: bool = False
+    unmonitored_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEvaluation:
     """The immutable result of evaluating every feature of one model at one instant."""
 
@@ -298,6 +326,8 @@ class ModelEvaluation:
     reference_mode: str = ""
     model_version: str = ""
     watermark: float | None = None
+    discovery: DiscoveryStatus | None = None
+    """Set for a model with `features: auto` (monitor.autodiscover)."""
 
     @property
     def drifted_features(self) -> int:

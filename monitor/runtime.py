@@ -422,6 +422,9 @@ class ModelRuntime:
         """
         account = BatchAccount() if account is None else account
         n = len(columns)
+        if not self.specs:  # `features: auto` still discovering: the events fed the discovery
+            account.accept_events(self.name, n)
+            return
         if columns.model_version:
             self.model_version = columns.model_version
         accepted = np.zeros(n, dtype=bool)

@@ -229,3 +229,56 @@ class _Recorder:
         self.lines.append((event, fields))
 
     info = warning = error = debug = _log
+
+
+# -- features: auto ------------------------------------------------------------------------------
+
+
+def auto_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """One model `m` with `features: auto` and a 500-event warm-up."""
+    cfg = config(tmp_path, OLD)
+    cfg["models"][0]["features"] = "auto"
+    cfg["models"][0].update(extra)
+    return cfg
+
+
+def wide_stream(n: int, seed: int, start: int = 0) -> list[bytes]:
+    """Events with 6 numeric (n0..n5), 2 categorical (c0, c1) and one one-off name each."""
+    rng = np.random.default_rng(seed)
+    now = time.time() - 200.0
+    out = []
+    for i in range(n):
+        features: dict[str, Any] = {f"n{j}": float(rng.normal()) for j in range(6)}
+        features.update({f"c{j}": str(rng.integers(4)) for j in range(2)})
+        features[f"once-{seed}-{start + i}"] = 1.0
+        out.append(msgspec.json.encode({"ts": now + i * 0.01, "model": "m", "features": features}))
+    return out
+
+
+def test_auto_features_discover_warm_up_and_survive_a_restart(tmp_path: Path) -> None:
+    """features: auto finds 6 numeric + 2 categorical, counts the one-offs, keeps them frozen."""
+    path = write_config(tmp_path / "driftmon.yaml", auto_config(tmp_path, exclude=["c1"]))
+    logs = {("t", 0): wide_stream(2000, seed=1)}
+    h = build(path, logs)
+    h.drain()
+    runtime = h.daemon.runtimes["m"]
+    assert {s.name: s.kind.value for s in runtime.specs} == {
+        **{f"n{j}": "numeric" for j in range(6)},
+        "c0": "categorical",
+    }
+    assert runtime.ready  # the 500 events after discovery were its warm-up
+    h.daemon.evaluate()
+    assert h.value("driftmon_unmonitored_features", model="m") == 2000 + 1  # one-offs + c1
+    status = h.daemon.collector.snapshot.models[0].discovery
+    assert status is not None and not status.discovering and status.monitored == 7
+    assert len(status.unmonitored_names) == 20
+    assert h.value("driftmon_feature_invalid_values_total", model="m", feature="n0") == 0
+    assert h.daemon.checkpoint()
+    reference = runtime.reference_id
+
+    again = build(path, {("t", 0): [*logs[("t", 0)], *wide_stream(300, seed=2)]})
+    again.drain()
+    restarted = again.daemon.runtimes["m"]
+    assert restarted.reference_id == reference and len(restarted.specs) == 7
+    again.daemon.evaluate()
+    assert again.value("driftmon_unmonitored_features", model="m") == 300 + 1  # counted anew
