@@ -276,6 +276,12 @@ def _add_registry_commands(ref_sub: argparse._SubParsersAction[_Parser]) -> None
     )
     push.add_argument("file", type=Path, help="profile JSON written by `reference fit`")
     push.add_argument("--activate", action="store_true", help="also activate it for its model")
+    push.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="have the daemons count a shadow window in its bins, so activating it later "
+        "starts from a full window (at most 2 per model)",
+    )
     listing = ref_sub.add_parser("list", help="registered profiles, the active one marked")
     listing.add_argument("--model", help="only this model's profiles")
     show = ref_sub.add_parser("show", help="one registered profile and its model's history")
@@ -299,7 +305,9 @@ def _registry(args: argparse.Namespace) -> int:
     try:
         action = args.reference_command
         if action == "push":
-            commands.push(args.file, activate_it=args.activate, reason=args.reason)
+            commands.push(
+                args.file, activate_it=args.activate, reason=args.reason, prewarm_it=args.prewarm
+            )
         elif action == "list":
             commands.list_profiles(args.model)
         elif action == "show":

@@ -15,6 +15,7 @@ committed after each successful checkpoint (for lag tooling), never before it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,8 @@ from monitor.errors import (
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
+from monitor.reference_registry import Activated, RegistryReferences
+from monitor.registry_follow import RegistryFollower
 from monitor.reload import reload_runtimes, restart_keys
 from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.source import RecordSource
@@ -127,6 +130,7 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         logger: Any = None,
+        registry: RegistryFollower | None = None,
         settings_loader: SettingsLoader | None = None,
     ) -> None:
         self.settings = settings
@@ -156,6 +160,14 @@ class Daemon:
         self._next_checkpoint = 0.0
         self._source_factory = source_factory
         self.source: RecordSource | None = None
+        self.registry = registry
+        self.references = RegistryReferences(
+            self.runtimes, registry.topic if registry is not None else ""
+        )
+        self._registry_generation = -1
+        self.registry_sampler = RateLimitedSampler(
+            settings.log.sample_rejects_per_minute, monotonic
+        )
 
     def _build_decoder(self) -> BatchDecoder:
         """The decoder of the configured event fields and the runtimes' schemas."""
@@ -182,8 +194,15 @@ class Daemon:
     def start(self) -> None:
         """Load references, restore the checkpoint, create the source."""
         self._load_references()
+        if self.registry is not None and not self.registry.start(self.settings.references.timeout):
+            self.log.error(
+                "reference registry not read to the end yet; models wait for it",
+                topic=self.registry.topic,
+                error=self.registry.view().error,
+            )
         self._restore()
         self._runtimes_changed()
+        self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
@@ -229,6 +248,7 @@ class Daemon:
             self.reload()
         messages = self.source.poll(POLL_TIMEOUT_S, self.settings.kafka.max_poll_records)
         self._heartbeat = self.monotonic()
+        self._sync_registry()
         if messages:
             self.process(messages)
         self.metrics.set_kafka_connected(self.source.is_connected())
@@ -251,6 +271,8 @@ class Daemon:
             self.evaluate()
             self.checkpoint()
         finally:
+            if self.registry is not None:
+                self.registry.stop()
             if self.source is not None:
                 self.source.close()
             if self.dead_letter is not None:
@@ -339,6 +361,7 @@ class Daemon:
 
     def _runtimes_changed(self) -> None:
         """After runtimes were replaced: the decoder, the discovery and the label sets follow."""
+        self.references.rebind(self.runtimes)
         self.decoder = self._build_decoder()
         self.autofeatures = AutoFeatures(self.settings, self.runtimes, self.autofeatures)
         self.metrics.set_features(
@@ -414,6 +437,7 @@ class Daemon:
         started = time.perf_counter()
         now = self.clock()
         self._load_references()
+        self._sync_registry(force=True)
         evaluations = self._publish(now)
         elapsed = time.perf_counter() - started
         self.metrics.observe_evaluation(elapsed)
@@ -444,10 +468,59 @@ class Daemon:
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
         evaluations = tuple(
-            self.autofeatures.annotate(rt.evaluate(now)) for rt in self.runtimes.values()
+            self.autofeatures.annotate(self._evaluate_model(rt, now))
+            for rt in self.runtimes.values()
         )
         self.collector.publish(Snapshot(created_at=now, models=evaluations))
         return evaluations
+
+    def _evaluate_model(self, runtime: ModelRuntime, now: float) -> ModelEvaluation:
+        evaluation = runtime.evaluate(now)
+        if runtime.mode is not ReferenceMode.REGISTRY:
+            return evaluation
+        view = self.references.view_of(runtime)
+        return dataclasses.replace(evaluation, reference_view=view)
+
+    def _sync_registry(self, *, force: bool = False) -> None:
+        """Registry hook: count refused registry records and apply a new registry view (or,
+        when `force`, re-decide followed versions and shadows) to the registry models."""
+        if self.registry is None:
+            return
+        counts, details = self.registry.take_rejections()
+        for reason, n in counts.items():
+            self.metrics.registry_rejected(reason, n)
+        for rejected in details:
+            if self.registry_sampler.allow():
+                self.log.warning(
+                    "registry record refused",
+                    reason=rejected.reason.value,
+                    detail=rejected.detail[:300],
+                )
+        view = self.registry.view()
+        if not force and view.generation == self._registry_generation:
+            return
+        self._registry_generation = view.generation
+        for outcome in self.references.sync(view, self.clock()):
+            if isinstance(outcome, Activated):
+                info = outcome.info
+                self.metrics.reference_activated(outcome.model, info.cause)
+                self.log.info(
+                    "reference activated",
+                    model=outcome.model,
+                    reference_id=info.reference_id,
+                    model_version=info.model_version,
+                    cause=info.cause,
+                    by=info.by,
+                    reason=info.reason,
+                    shadow=info.gapless,
+                )
+            else:
+                self.log.error(
+                    "registry reference refused, keeping the active one",
+                    model=outcome.model,
+                    reference_id=outcome.reference_id,
+                    error=outcome.error,
+                )
 
     def _load_references(self) -> None:
         """Reload every `file` reference that changed; log what each reload did."""
@@ -505,6 +578,7 @@ class Daemon:
         self.settings = settings
         self.runtimes = reloaded.runtimes
         self._runtimes_changed()
+        self._sync_registry(force=True)
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
         self._publish(now)

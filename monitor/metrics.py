@@ -33,7 +33,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RejectReason, ReloadResult
+from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason, ReloadResult
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
@@ -76,6 +76,8 @@ BUILD_INFO: Final = "driftmon_build_info"
 READY: Final = "driftmon_ready"
 KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
 EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
+REGISTRY_RECORDS_REJECTED_TOTAL: Final = "driftmon_registry_records_rejected_total"
+REFERENCE_ACTIVATIONS_TOTAL: Final = "driftmon_reference_activations_total"
 CONFIG_RELOADS_TOTAL: Final = "driftmon_config_reloads_total"
 CONFIG_LAST_RELOAD_SUCCESSFUL: Final = "driftmon_config_last_reload_successful"
 CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
@@ -110,6 +112,9 @@ MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_s
 REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
 UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
+
+ACTIVATION_CAUSES: Final = ("operator", "rollback", "model_version", "warmup")
+"""The `cause` values of driftmon_reference_activations_total (monitor.registry.CAUSES)."""
 
 # Label values of the closed label sets rendered by DriftCollector.
 WINDOWS: Final = ("reference", "current")
@@ -177,6 +182,19 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "Wall time of one evaluation of every model, in seconds.",
     ),
     MetricDef(EVALUATIONS_TOTAL, "counter", (), "Evaluation cycles completed."),
+    MetricDef(
+        REGISTRY_RECORDS_REJECTED_TOTAL,
+        "counter",
+        ("reason",),
+        "Reference-registry records refused (the table unchanged), by closed reason.",
+    ),
+    MetricDef(
+        REFERENCE_ACTIVATIONS_TOTAL,
+        "counter",
+        ("model", "cause"),
+        "Reference activations performed by this daemon, by model and cause (operator, "
+        "rollback, model_version, warmup).",
+    ),
     MetricDef(
         CHECKPOINTS_TOTAL,
         "counter",
@@ -499,6 +517,14 @@ class PipelineMetrics:
         self.set_features(features)
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
         self._commits = {r: commits.labels(r.value) for r in COMMIT_RESULTS}
+        registry_rejected = _counter(REGISTRY_RECORDS_REJECTED_TOTAL, registry)
+        self._registry_rejected = {
+            r: registry_rejected.labels(r.value) for r in RegistryRejectReason
+        }
+        activations = _counter(REFERENCE_ACTIVATIONS_TOTAL, registry)
+        self._activations = {
+            (m, c): activations.labels(m, c) for m in features for c in ACTIVATION_CAUSES
+        }
 
         self._batch = _histogram(BATCH_DURATION_SECONDS, BATCH_DURATION_BUCKETS, registry)
         self._evaluation = _histogram(
@@ -639,6 +665,14 @@ class PipelineMetrics:
         for (topic, partition), lag in lags.items():
             self._lag.labels(topic, str(partition)).set(lag)
         self._lag_series = current
+
+    def registry_rejected(self, reason: RegistryRejectReason, n: int = 1) -> None:
+        """Count `n` registry records refused for `reason`."""
+        self._registry_rejected[reason].inc(n)
+
+    def reference_activated(self, model: str, cause: str) -> None:
+        """Count one reference activation of `model` (cause from ACTIVATION_CAUSES)."""
+        self._activations[model, cause].inc()
 
     def set_ready(self, ready: bool) -> None:
         """Export the readiness flag (the same condition as `/readyz`)."""
@@ -852,22 +886,25 @@ def cardinality(
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
     Per model: 7 gauges (unmonitored_features with `features: auto` only) +
-    events_accepted_total.
+    events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
-    dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
-    ready, kafka_connected, evaluation_interval, one config_reloads_total per `ReloadResult`,
+    dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
+    `RegistryRejectReason`, last_evaluation_timestamp, build_info, ready, kafka_connected,
+    evaluation_interval, one config_reloads_total per `ReloadResult`,
     config_last_reload_successful and its success timestamp.
     """
     n_reasons = len(RejectReason)
+    n_registry = len(RegistryRejectReason)
+    n_causes = len(ACTIVATION_CAUSES)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 7 + 1
+    per_model = 7 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)
-    fixed = histograms + 1 + n_results + n_reasons + 5 + n_reloads + 2
+    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -878,11 +915,12 @@ def cardinality(
     if created_series:
         counters = (
             n_features_total
-            + n_models
+            + n_models * (1 + n_causes)
             + n_topics * (1 + n_reasons)
             + 1
             + n_results
             + n_reasons
+            + n_registry
             + n_reloads
         )
         total += counters + 2  # + the two histograms

@@ -49,7 +49,15 @@ def restart_keys(old: Settings, new: Settings) -> list[str]:
         keys = sorted(set(type(before).model_fields) | set(type(after).model_fields))
         diffs = [k for k in keys if getattr(before, k, None) != getattr(after, k, None)]
         changed.extend(f"{section}.{k}" for k in diffs or ["*"])
+    if _follows_registry(new) and not _follows_registry(old):
+        # The registry follower is started with the process: only a restart starts it.
+        changed.append("models.reference.mode")
     return changed
+
+
+def _follows_registry(settings: Settings) -> bool:
+    """True when some model takes its reference from the registry (`reference.mode: registry`)."""
+    return any(m.reference.mode is ReferenceMode.REGISTRY for m in settings.models)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,11 @@ Reference modes (README.md, References):
   are fitted, frozen, persisted in the checkpoint and in `<state>/references/<model>.json`.
 - rolling: edges are fitted from the warm-up as above; afterwards the reference is the
   lagging window [watermark - lag - length, watermark - lag] of hourly buckets.
+- registry: the profile the reference registry makes active (docs/registry.md). The daemon
+  decides which one (`monitor.reference_registry`) and calls `swap`; a profile with a
+  shadow window (`monitor.shadow`, fed by `ingest`) takes over the shadow's counts, any
+  other starts an empty window, as a `file` swap does. `versions` counts the model
+  versions of the current window (`monitor.follow`) for `reference.follow_model_version`.
 
 Each feature is fitted on its own (`fit_features`). A feature whose warm-up values cannot
 make a reference (no finite value, no category, fewer than MIN_NUMERIC_VALUES finite values)
@@ -48,6 +53,7 @@ from monitor.config import Settings, model_plans
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
+from monitor.follow import VersionShares
 from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
     FeatureKind,
@@ -71,6 +77,7 @@ from monitor.reference import (
 )
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
 from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta, rows_to_meta
+from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
 from monitor.window import EventTimeWindow, LaggingReference, count_batch
@@ -129,6 +136,9 @@ class ModelRuntime:
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
         self._warm: WarmupBuffer | None = None
+        self.shadows = ShadowSet(self.specs, plan.window, clock)
+        self._profile_json: tuple[ReferenceProfile, str] | None = None
+        self.versions = VersionShares()
 
     # -- reference ---------------------------------------------------------------
 
@@ -239,7 +249,7 @@ class ModelRuntime:
 
         A warm-up or rolling profile may lack features (their rows get placeholder bins).
         """
-        partial = self.mode is not ReferenceMode.FILE
+        partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
@@ -273,6 +283,24 @@ class ModelRuntime:
             self._groups = None
         else:
             self._groups = self.evaluator.psi_groups(counts)
+
+    def swap(self, profile: ReferenceProfile) -> bool:
+        """Make a registry `profile` active; True when a shadow window's counts carried over.
+
+        Raises ReferenceDataError (the active reference unchanged) when the profile does not
+        fit the configured features.
+        """
+        if profile.model not in ("", self.name):
+            raise ReferenceDataError(
+                f"reference {profile.reference_id} was fitted for model {profile.model!r}, "
+                f"not {self.name!r}"
+            )
+        shadow = self.shadows.take(profile.reference_id)
+        self._activate(profile)
+        if shadow is None:
+            return False
+        self.window = shadow.window
+        return True
 
     def _rows(self) -> tuple[Row, ...]:
         """The active layout's rows (monitor.schema_change); () without a layout."""
@@ -430,7 +458,7 @@ class ModelRuntime:
         accepted = np.zeros(n, dtype=bool)
         start = 0
         outside = np.zeros(n, dtype=bool)
-        warming = self.mode is not ReferenceMode.FILE
+        warming = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         while warming and not self.ready and start < n:
             take = self._collect(columns, start)
             accepted[start : start + take] = True
@@ -461,12 +489,36 @@ class ModelRuntime:
             self._drop(account, columns, messages, late, RejectReason.TOO_LATE)
             self._drop(account, columns, messages, early, RejectReason.TOO_EARLY)
             self._drop(account, columns, messages, outside, RejectReason.OUTSIDE_WINDOW)
+            self._follow(columns.model_version, numeric, categorical, times, result.accepted)
             if warming and len(self._fitted) < len(self.specs):
                 self._collect(columns, start)
                 if self._warm_full:
                     self._finish_warmup()
         account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
         _newest_times(account, columns, messages, accepted)
+
+    def _follow(
+        self,
+        version: str,
+        numeric: npt.NDArray[np.float64],
+        categorical: tuple[npt.NDArray[np.object_], ...],
+        times: npt.NDArray[np.float64],
+        accepted: npt.NDArray[np.bool_],
+    ) -> None:
+        """Registry hooks: count the slice's version and feed the shadow windows."""
+        if self.mode is not ReferenceMode.REGISTRY or self.window is None:
+            return
+        if self.plan.reference.follow_model_version:
+            self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
+        if len(self.shadows):
+            self.shadows.ingest(numeric, categorical, times)
+
+    def version_shares(self) -> dict[str, float]:
+        """Each model version's share of the current window (`monitor.follow`)."""
+        head = None if self.window is None else self.window.head
+        if head is None or self.window is None:
+            return {}
+        return self.versions.shares(head - self.window.n_buckets + 1)
 
     @staticmethod
     def _drop(
@@ -551,6 +603,8 @@ class ModelRuntime:
         """Why a feature has no bins yet (the warm-up's verdict, or its progress)."""
         if self.mode is ReferenceMode.FILE:
             return self.last_reference_error or "reference file not loaded yet"
+        if self.mode is ReferenceMode.REGISTRY:
+            return self.last_reference_error or "no active reference in the registry yet"
         done, need = self.warmup_progress
         if name in self.pending:
             return f"{self.pending[name]}; retrying: {done}/{need} events"
@@ -621,7 +675,7 @@ class ModelRuntime:
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
             if self.mode is not ReferenceMode.FILE:
-                meta["profile"] = profile_to_json(self.profile)
+                meta["profile"] = self._serialised_profile(self.profile)
             for key, value in self.window.state().items():
                 arrays[f"window.{key}"] = value
             if self.lagging is not None:
@@ -630,6 +684,13 @@ class ModelRuntime:
         if self._warm is not None and self._warm.count:
             arrays["warm.numeric"], meta["warm"] = self._warm.state()
         return ModelState(self.fingerprint(), arrays, meta)
+
+    def _serialised_profile(self, profile: ReferenceProfile) -> str:
+        """`profile_to_json(profile)`, kept for the active profile: a wide profile takes
+        seconds to serialise, and every checkpoint writes it."""
+        if self._profile_json is None or self._profile_json[0] is not profile:
+            self._profile_json = (profile, profile_to_json(profile))
+        return self._profile_json[1]
 
     def restore(self, state: ModelState) -> None:
         """Resume from a checkpoint, feature by feature; StateError if it cannot be used.
@@ -676,11 +737,13 @@ class ModelRuntime:
                     f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
                 )
         else:
-            old = profile_from_json(str(state.meta["profile"]))
+            text = str(state.meta["profile"])
+            old = profile_from_json(text)
             kept = [f for f in old.features if f.name in same]
             if not kept:
                 return
-            if len(kept) < len(old.features):
+            full = len(kept) == len(old.features)
+            if not full:
                 old = build_profile(
                     self.name,
                     kept,
@@ -690,6 +753,8 @@ class ModelRuntime:
                     source=old.source,
                 )
             self._activate(old)
+            if full and self.profile is not None:
+                self._profile_json = (self.profile, text)
         try:
             rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
             self._carry(
