@@ -115,10 +115,11 @@ class AutoFeatures:
         ):
             discovery = self.discovering.get(model)
             if discovery is not None:
-                before = discovery.inserted
+                table = discovery.names
+                new = [name for name in features if name not in table]
                 discovery.observe((features,))
-                if discovery.inserted != before:  # names never seen (or evicted) before
-                    self.unmonitored[model].add(features)
+                if new:  # names not in the table (never seen, or evicted since)
+                    self.unmonitored[model].add(new)
                 if discovery.done:
                     finished[model] = self._finish(model, discovery)
                 continue

@@ -22,7 +22,7 @@ Memory is bounded whatever the stream: at most `max_names` names are counted dur
 discovery (when the table is full, the names with the smallest count are evicted, so a flood
 of one-off names cannot push out a name that is in most events), and `UnmonitoredNames`
 remembers at most `cap` distinct names seen after discovery that are not monitored (a
-64-bit hash each) and lists at most `LISTED` of them; beyond `cap` the count stays at `cap`
+64-bit keyed hash each) and lists at most `LISTED` of them; beyond `cap` the count stays at `cap`
 and is reported as saturated. The count is a metric value, never a label.
 
 `feature_objects` pulls the feature objects out of raw message values with the event
@@ -33,7 +33,6 @@ contract's rules (one object or an array of objects, `features_path`, the model 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -205,8 +204,8 @@ class UnmonitoredNames:
 
 
 def _hash(name: str) -> int:
-    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    """Python's keyed (SipHash) string hash: 64 bits, per process, hard to collide on purpose."""
+    return hash(name)
 
 
 _decode = msgspec.json.Decoder().decode
