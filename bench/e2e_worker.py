@@ -181,6 +181,7 @@ def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]
         result["poll_us_per_event"] + result["decode_us_per_event"]
     )
     peak_consuming = peak_rss_mib()
+    daemon.apply_pending()  # the last polls' events may still wait for a minimum batch
     runtime = next(iter(daemon.runtimes.values()))
     assert runtime.window is not None
     accepted = int(runtime.window.current()[0].sum())

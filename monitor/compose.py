@@ -55,6 +55,7 @@ def pipeline_metrics(settings: Settings, registry: Registry) -> PipelineMetrics:
         topics=list(settings.kafka.topics),
         features={m.name: [f.name for f in m.features] for m in settings.models},
         evaluation_interval_seconds=settings.evaluation.interval,
+        sample_rates={m.name: m.sample_rate for m in settings.models},
     )
 
 

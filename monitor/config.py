@@ -677,6 +677,9 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of the model's messages counted, chosen by a hash of topic/partition/offset
+    (monitor/sampling.py); 1 counts every message."""
 
     @field_validator("features", mode="before")
     @classmethod
@@ -1067,6 +1070,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             top_k=tuple((f.name, f.top_k) for f in m.features),
             max_bins=m.max_bins,
             topics=frozenset(m.topics) if m.topics else None,
+            sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
             discovery=DiscoveryPlan(
                 m.effective_max_features, m.exclude, m.default_thresholds(settings.evaluation)

@@ -45,6 +45,7 @@ from monitor.reference_registry import Activated, RegistryReferences
 from monitor.registry_follow import RegistryFollower
 from monitor.reload import reload_runtimes, restart_keys
 from monitor.runtime import ModelRuntime, model_runtimes
+from monitor.sampling import sample_messages, thin
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -318,11 +319,22 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
+        kept, u = messages, None
+        if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
+            kept, skipped, u = sample_messages(messages, decode_rate)
+            for message in skipped:
+                account.consume(message.topic, 1)
         if self.autofeatures.active:
-            self._discover(messages)
-        for decoded in self.decoder.slices(messages, account):
+            self._discover(kept)
+        for decoded in self.decoder.slices(kept, account):
             for name, columns in decoded.models.items():
-                self.runtimes[name].ingest(columns, account, messages)
+                runtime = self.runtimes[name]
+                rate = runtime.plan.sample_rate
+                sampled = (
+                    thin(columns, u, rate) if u is not None and rate < decode_rate else columns
+                )
+                runtime.ingest(sampled, account, kept, defer=True)
             del decoded
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
@@ -436,6 +448,7 @@ class Daemon:
         """Evaluate every model, publish the snapshot, log one summary line."""
         started = time.perf_counter()
         now = self.clock()
+        self.apply_pending()
         self._load_references()
         self._sync_registry(force=True)
         evaluations = self._publish(now)
@@ -465,6 +478,16 @@ class Daemon:
         )
         self.stats.since_last_eval = 0
         return evaluations
+
+    def apply_pending(self) -> None:
+        """Count every model's deferred events (`ModelRuntime.ingest(defer=True)`) into its
+        windows and their invalid values into the metrics: before each evaluation and each
+        checkpoint, so a checkpoint's offsets never cover an event its windows lack."""
+        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        for runtime in self.runtimes.values():
+            runtime.flush(account)
+        if account.invalid:
+            self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
         evaluations = tuple(
@@ -570,6 +593,7 @@ class Daemon:
                 )
                 self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
                 return ReloadResult.RESTART_REQUIRED
+            self.apply_pending()  # the old runtimes' deferred events, with their invalid values
             reloaded = reload_runtimes(self.runtimes, settings, self.clock)
         except ConfigError as exc:
             self.log.error("config reload refused, keeping the running one", error=str(exc))
@@ -579,6 +603,7 @@ class Daemon:
         self.runtimes = reloaded.runtimes
         self._runtimes_changed()
         self._sync_registry(force=True)
+        self.metrics.set_sample_rates({m.name: m.sample_rate for m in settings.models})
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
         self._publish(now)
@@ -595,6 +620,7 @@ class Daemon:
         callbacks, which run on kafka-python's IO thread where a blocking commit is refused.
         """
         self._flush_dead_letters()
+        self.apply_pending()
         checkpoint = Checkpoint(
             offsets=dict(self.offsets),
             models={name: rt.to_state() for name, rt in self.runtimes.items()},

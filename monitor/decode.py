@@ -85,6 +85,7 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 import numpy.typing as npt
+from msgspec.structs import astuple
 
 from monitor.account import BatchAccount
 from monitor.errors import ConfigError, RejectReason
@@ -404,6 +405,7 @@ class BatchDecoder:
         "_preview",
         "_schemas",
         "_slice_records",
+        "_spans",
         "_strict",
     )
 
@@ -473,6 +475,10 @@ class BatchDecoder:
                 tuple(layout.attrs[name] for name in schema.categorical),
             )
             for schema in models
+        )
+        head = 1 + bool(fields.model_version_field) + (fields.timestamp_field is not None)
+        self._spans = tuple(
+            _field_span(numeric, 0 if keys else head) for numeric, _ in self._columns
         )
         self._max_samples = max_samples
         self._preview = payload_preview
@@ -651,7 +657,9 @@ class BatchDecoder:
             state.parts[code].append(
                 _Part(
                     times=group_times,
-                    numeric=_numeric_matrix(group, numeric_attrs, checked=checked_numeric),
+                    numeric=_numeric_matrix(
+                        group, numeric_attrs, checked=checked_numeric, span=self._spans[code]
+                    ),
                     categorical=tuple(
                         categorical_column(list(map(attrgetter(attr), group)))
                         for attr in categorical_attrs
@@ -1106,15 +1114,33 @@ def _time_or_marker(value: object) -> float:
     return -1.0 if seconds is None else seconds
 
 
-def _numeric_matrix(features: list[Any], attrs: tuple[str, ...], *, checked: bool) -> FloatArray:
+def _field_span(attrs: tuple[str, ...], offset: int) -> slice | None:
+    """The positions of `attrs` (generated names `x<i>`) among the fields of the Struct that
+    holds the features (`offset` fields come first), as one slice when they are consecutive."""
+    if not attrs:
+        return None
+    positions = [offset + int(attr[1:]) for attr in attrs]
+    if positions != list(range(positions[0], positions[0] + len(positions))):
+        return None
+    return slice(positions[0], positions[-1] + 1)
+
+
+def _numeric_matrix(
+    features: list[Any], attrs: tuple[str, ...], *, checked: bool, span: slice | None = None
+) -> FloatArray:
     """float64 [len(attrs), len(features)] from feature Structs: NaN = missing, +inf = invalid.
 
     Fast path: every value is a float, an int or null (known when `checked`: msgspec validated
-    the types while parsing), so one `attrgetter` pass and one `np.array` call build the
-    matrix. Otherwise each column goes through `numeric_column`.
+    the types while parsing), so one pass and one `np.array` call build the matrix. The pass
+    is `msgspec.structs.astuple` cut to `span` when the features are consecutive fields of
+    the Struct (at 2,000 features about 4x cheaper than an `attrgetter` of every name), else
+    `attrgetter`. Otherwise each column goes through `numeric_column`.
     """
     if len(attrs) >= 2 and features:
-        rows = list(map(attrgetter(*attrs), features))
+        if span is not None:
+            rows = list(map(itemgetter(span), map(astuple, features)))
+        else:
+            rows = list(map(attrgetter(*attrs), features))
         if checked or set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
             try:
                 matrix = np.array(rows, dtype=np.float64)

@@ -83,6 +83,7 @@ CONFIG_LAST_RELOAD_SUCCESSFUL: Final = "driftmon_config_last_reload_successful"
 CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
     "driftmon_config_last_reload_success_timestamp_seconds"
 )
+SAMPLE_RATIO: Final = "driftmon_sample_ratio"
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -261,6 +262,12 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         (),
         "Wall time the running configuration was loaded (start or reload), in Unix seconds.",
+    ),
+    MetricDef(
+        SAMPLE_RATIO,
+        "gauge",
+        ("model",),
+        "Share of a model's messages its windows count (config sample_rate; 1 = all).",
     ),
     # per model and feature
     MetricDef(
@@ -493,12 +500,14 @@ class PipelineMetrics:
         features: Mapping[str, Sequence[str]],
         evaluation_interval_seconds: float,
         version: str = __version__,
+        sample_rates: Mapping[str, float] | None = None,
     ) -> None:
         """Register every pipeline metric on `registry` and pre-initialise its series.
 
         `topics` are the configured Kafka topics; `features` maps each configured model to
         the names of its configured features; `evaluation_interval_seconds` is exported
-        as-is so alert rules can scale their staleness thresholds by it.
+        as-is so alert rules can scale their staleness thresholds by it. `sample_rates`
+        holds each model's configured `sample_rate` (1 for a model it does not name).
         """
         consumed = _counter(RECORDS_CONSUMED_TOTAL, registry)
         rejected = _counter(RECORDS_REJECTED_TOTAL, registry)
@@ -549,6 +558,8 @@ class PipelineMetrics:
         self._reload_ok = _gauge(CONFIG_LAST_RELOAD_SUCCESSFUL, registry)
         self._reload_time = _gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, registry)
         self._reload_ok.set(1)
+        self._sample_ratio = _gauge(SAMPLE_RATIO, registry)
+        self.set_sample_rates({m: (sample_rates or {}).get(m, 1.0) for m in features})
 
     def set_features(self, features: Mapping[str, Sequence[str]]) -> None:
         """Make `features` (model -> feature names) the closed label sets of the per-model
@@ -569,6 +580,13 @@ class PipelineMetrics:
             for name in names:
                 if (model, name) not in self._invalid:
                     self._invalid[model, name] = self._invalid_family.labels(model, name)
+
+    def set_sample_rates(self, rates: Mapping[str, float]) -> None:
+        """Export each model's `sample_rate`; the series of models no longer configured go."""
+        for (model,) in [k for k in self._sample_ratio._metrics if k[0] not in rates]:
+            self._sample_ratio.remove(model)
+        for model, rate in rates.items():
+            self._sample_ratio.labels(model).set(rate)
 
     def set_evaluation_interval(self, seconds: float) -> None:
         """Export a new evaluation interval (after a reload changed it)."""
@@ -885,7 +903,7 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 7 gauges (unmonitored_features with `features: auto` only) +
+    Per model: 8 gauges (unmonitored_features with `features: auto` only) +
     events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
@@ -900,7 +918,7 @@ def cardinality(
     n_causes = len(ACTIVATION_CAUSES)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 7 + 1 + n_causes
+    per_model = 8 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)

@@ -219,6 +219,8 @@ class ModelPlan:
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
     discovery: DiscoveryPlan | None = None
     """Set for `features: auto`: `features` is empty until the stream's features are found."""
+    sample_rate: float = 1.0
+    """Share of the model's messages counted (`monitor.sampling`)."""
 
     def top_k_of(self, name: str) -> int:
         """The top-K of a categorical feature (DEFAULT_TOP_K unless configured)."""
@@ -376,6 +378,8 @@ class ModelEvaluation:
     discovery: DiscoveryStatus | None = None
     """Set for a model with `features: auto` (monitor.autodiscover)."""
     reference_view: ReferenceView | None = None
+    sample_rate: float = 1.0
+    """Share of the model's messages its windows count (config `sample_rate`)."""
 
     @property
     def drifted_features(self) -> int:

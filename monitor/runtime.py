@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.account import BatchAccount
+from monitor.accumulate import PendingEvents
 from monitor.config import Settings, model_plans
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
@@ -83,6 +84,11 @@ from monitor.warmup import WarmupBuffer
 from monitor.window import EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
+MIN_BATCH_VALUES = 1 << 20
+"""Deferred ingest (`ingest(..., defer=True)`) counts a model's admitted events once they hold
+this many values (events x features; 8 MiB of float64): about 480 events at 2,200 features."""
+MAX_PENDING_SECONDS = 1.0
+"""... or once the oldest pending event was admitted this long ago (wall clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +145,9 @@ class ModelRuntime:
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
+        self._unreported: npt.NDArray[np.int64] | None = None
+        """Invalid values per feature counted by a deferred flush, not yet in an account."""
 
     # -- reference ---------------------------------------------------------------
 
@@ -248,7 +257,9 @@ class ModelRuntime:
         """Make `profile` the active reference; a new window starts in its bins.
 
         A warm-up or rolling profile may lack features (their rows get placeholder bins).
+        Pending events are counted into the window they were admitted to first.
         """
+        self._flush_pending()
         partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
@@ -436,6 +447,8 @@ class ModelRuntime:
         columns: ModelColumns,
         account: BatchAccount | None = None,
         messages: Sequence[RawMessage] = (),
+        *,
+        defer: bool = False,
     ) -> None:
         """Add a model's decoded slice to the warm-up buffer and/or the windows.
 
@@ -447,8 +460,15 @@ class ModelRuntime:
         window's start) still counts in a rolling reference's lagging hours.
         `messages` are the batch's messages that `columns.messages` index (without them,
         drops are counted under topic "" and no message is marked).
+
+        With `defer`, the admitted events are only counted into the windows once a minimum
+        batch has gathered (`monitor.accumulate`: MIN_BATCH_VALUES values or
+        MAX_PENDING_SECONDS); every decision and count of the account is still made now, except
+        the invalid values of events still pending, which go into the account of the call
+        that counts them (a later `ingest` or `flush`). Call `flush` before reading the window.
         """
         account = BatchAccount() if account is None else account
+        now = self.clock()
         n = len(columns)
         if not self.specs:  # `features: auto` still discovering: the events fed the discovery
             account.accept_events(self.name, n)
@@ -479,9 +499,9 @@ class ModelRuntime:
             accepted[start:] = result.accepted
             outside[start:] = result.outside
             if result.accepted.any():
-                invalid = self._count_accepted(numeric, categorical, times, result.accepted)
-                for spec, count in zip(self.specs, invalid.tolist(), strict=True):
-                    account.add_invalid(self.name, spec.name, int(count))
+                self._pending.add(*_select(numeric, categorical, times, result.accepted), now)
+            if not defer or self._pending.due(now):
+                self._flush_pending()
             early = np.zeros(n, dtype=bool)
             early[start:] = result.early
             late = ~accepted & ~early
@@ -494,6 +514,7 @@ class ModelRuntime:
                 self._collect(columns, start)
                 if self._warm_full:
                     self._finish_warmup()
+        self._report_invalid(account)
         account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
         _newest_times(account, columns, messages, accepted)
 
@@ -519,6 +540,33 @@ class ModelRuntime:
         if head is None or self.window is None:
             return {}
         return self.versions.shares(head - self.window.n_buckets + 1)
+
+    def flush(self, account: BatchAccount) -> None:
+        """Count every pending event into the windows; their invalid values into `account`."""
+        self._flush_pending()
+        self._report_invalid(account)
+
+    @property
+    def pending_events(self) -> int:
+        """Admitted events not yet counted into the windows (deferred ingest)."""
+        return self._pending.events
+
+    def _flush_pending(self) -> None:
+        """Count the pending events (if any) into the active window."""
+        batch = self._pending.take()
+        if batch is None or self.layout is None or self.window is None:
+            return
+        numeric, categorical, times = batch
+        invalid = self._count_accepted(numeric, categorical, times, np.ones(times.size, bool))
+        self._unreported = invalid if self._unreported is None else self._unreported + invalid
+
+    def _report_invalid(self, account: BatchAccount) -> None:
+        """Move the invalid values counted so far into `account`."""
+        if self._unreported is None:
+            return
+        for spec, count in zip(self.specs, self._unreported.tolist(), strict=True):
+            account.add_invalid(self.name, spec.name, int(count))
+        self._unreported = None
 
     @staticmethod
     def _drop(
@@ -574,7 +622,8 @@ class ModelRuntime:
             or self.reference_counts is None
             or self.profile is None
         ):
-            return self._pending(now)
+            return self._pending_evaluation(now)
+        self._flush_pending()
         reference = self.lagging.reference() if self.lagging is not None else self.reference_counts
         unfitted = self._unfitted_rows()
         if unfitted and self.lagging is not None:
@@ -592,7 +641,9 @@ class ModelRuntime:
             reference, self.window.current(), context, self._groups
         )
         return dataclasses.replace(
-            evaluation, features=tuple(self._readiness(f) for f in evaluation.features)
+            evaluation,
+            features=tuple(self._readiness(f) for f in evaluation.features),
+            sample_rate=self.plan.sample_rate,
         )
 
     def _unfitted_rows(self) -> list[int]:
@@ -621,9 +672,11 @@ class ModelRuntime:
                 f"[watermark - lag - length, watermark - lag], {self.policy.min_samples} needed"
             )
             return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+        if feature.reference_ready and not feature.reference_note:
+            return feature  # already so: no copy (dataclasses.replace costs ~20 us a feature)
         return dataclasses.replace(feature, reference_ready=True, reference_note="")
 
-    def _pending(self, now: float) -> ModelEvaluation:
+    def _pending_evaluation(self, now: float) -> ModelEvaluation:
         features = tuple(
             FeatureResult(
                 name=s.name,
@@ -647,6 +700,7 @@ class ModelRuntime:
             fdr_q=self.policy.fdr_q,
             reference_mode=self.mode.value,
             model_version=self.model_version,
+            sample_rate=self.plan.sample_rate,
         )
 
     @property
@@ -658,12 +712,14 @@ class ModelRuntime:
     # -- checkpoint ------------------------------------------------------------------
 
     def to_state(self) -> ModelState:
-        """Everything needed to resume this model exactly (warm-up buffers included).
+        """Everything needed to resume this model exactly (warm-up buffers included; pending
+        events are counted into the window first).
 
         `features` (`feature_signatures`) and `rows` (the layout's rows with their bins
         digests) let `restore` match the checkpoint to a changed configuration feature by
         feature.
         """
+        self._flush_pending()
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
@@ -818,6 +874,18 @@ def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, 
         plan.name: ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
         for plan in model_plans(settings)
     }
+
+
+def _select(
+    numeric: npt.NDArray[np.float64],
+    categorical: tuple[npt.NDArray[np.object_], ...],
+    times: npt.NDArray[np.float64],
+    keep: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float64], tuple[npt.NDArray[np.object_], ...], npt.NDArray[np.float64]]:
+    """The columns of the events in `keep` (the arrays themselves when it keeps every one)."""
+    if bool(keep.all()):
+        return numeric, categorical, times
+    return numeric[:, keep], tuple(c[keep] for c in categorical), times[keep]
 
 
 def _newest_times(

@@ -118,6 +118,7 @@ def _model(model: ModelEvaluation, max_charts: int) -> str:
             f"watermark {_utc(model.watermark)}",
             f"evaluated {_utc(model.evaluated_at)}",
             f"{html.escape(model.correction.value.upper())} at q = {_sci(model.fdr_q)}",
+            *([f"sampled {model.sample_rate:.4g} of messages"] if model.sample_rate < 1 else []),
         ]
     )
     drifted = model.drifted_features

@@ -244,6 +244,13 @@ class EventTimeWindow:
         outside = accepted & (buckets < first)
         return AddResult(accepted, int(late.sum()), int(early.sum()), early, outside)
 
+    def holds(self, bucket: int) -> bool:
+        """Whether the ring holds `bucket` (at most the watermark's, within length + lateness)."""
+        head = self.head
+        if head is None:
+            return False
+        return head - self.n_buckets + 1 - self.lateness_buckets <= bucket <= head
+
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Add the counts of admitted events of one bucket to the ring and the running sum."""
         head = self.head
@@ -417,7 +424,10 @@ def count_batch(
     Events are grouped by their window bucket (and, for a rolling reference, their lagging
     hour); `count(select)` bins each group once, so the cost is one binning per distinct
     bucket, not per event. Returns the sum of the added count matrices (its invalid column is
-    the invalid values per feature). `window.admit(times)` must have accepted `accepted`.
+    the invalid values per feature). `window.admit(times)` must have accepted `accepted`,
+    possibly several polls earlier (`monitor.accumulate`): a bucket the window has evicted
+    since then is not added to it (added then, its counts would have left again), while a
+    rolling reference's ring still takes the counts of the hours it holds.
     """
     buckets = window.ring.bucket_of(times)
     hours = lagging.ring.bucket_of(times) if lagging is not None else None
@@ -430,7 +440,8 @@ def count_batch(
         select = accepted if distinct.size == 1 else accepted & (keys == key)
         counts = count(None if bool(select.all()) else select)
         first = int(np.flatnonzero(select)[0])
-        window.add_counts(int(buckets[first]), counts)
+        if window.holds(int(buckets[first])):
+            window.add_counts(int(buckets[first]), counts)
         if lagging is not None:
             lagging.add_counts(float(times[first]), counts)
         total = counts.copy() if total is None else total + counts

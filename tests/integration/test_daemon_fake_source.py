@@ -140,7 +140,8 @@ class Harness:
         raise AssertionError("the source was not drained")
 
     def current(self, model: str) -> np.ndarray[Any, Any]:
-        """The model's current-window count matrix."""
+        """The model's current-window count matrix (deferred events counted first)."""
+        self.daemon.apply_pending()
         window = self.daemon.runtimes[model].window
         assert window is not None
         return window.current()

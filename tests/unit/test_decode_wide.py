@@ -1,0 +1,75 @@
+"""Decoding wide events into columns: the tuple fast path against an independent json.loads."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from monitor.account import BatchAccount
+from monitor.decode import BatchDecoder, EventFields, ModelSchema
+from monitor.model import RawMessage
+
+
+def _messages(
+    rng: np.random.Generator, path: str, models: dict[str, tuple[list[str], list[str]]], n: int
+) -> list[bytes]:
+    out = []
+    names = list(models)
+    for i in range(n):
+        model = names[i % len(names)]
+        numeric, categorical = models[model]
+        features: dict[str, object] = {}
+        for name in numeric:
+            roll = rng.random()
+            features[name] = None if roll < 0.1 else int(roll * 100) if roll < 0.2 else roll
+        for name in categorical:
+            features[name] = None if rng.random() < 0.1 else f"v{rng.integers(5)}"
+        event: dict[str, object] = {"ts": 1.7e9 + i, "model": model}
+        if path == "":
+            event.update(features)
+        else:
+            keys = path.split(".")
+            inner: dict[str, object] = features
+            for key in reversed(keys[1:]):
+                inner = {key: inner}
+            event[keys[0]] = inner
+        out.append(json.dumps(event).encode())
+    return out
+
+
+def _features(message: bytes, path: str) -> dict[str, object]:
+    event = json.loads(message)
+    if path:
+        for key in path.split("."):
+            event = event[key]
+    return event  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("path", ["features", "", "a.b"])
+def test_wide_numeric_columns_equal_an_independent_decode(path: str) -> None:
+    """Consecutive, offset and interleaved feature sets give the values json.loads reads."""
+    rng = np.random.default_rng(11)
+    models = {
+        "wide": ([f"n{i}" for i in range(300)], [f"c{i}" for i in range(30)]),
+        "tail": ([f"n{i}" for i in range(250, 320)], ["c3"]),
+        "odd": ([f"n{i}" for i in range(0, 300, 7)], []),
+    }
+    messages = _messages(rng, path, models, 120)
+    decoder = BatchDecoder(
+        EventFields(features_path=path),
+        [ModelSchema(name, tuple(num), tuple(cat)) for name, (num, cat) in models.items()],
+    )
+    raw = [RawMessage("t", 0, i, 1, m) for i, m in enumerate(messages)]
+    batch = decoder.decode(raw, BatchAccount())
+    assert batch.total_accepted == len(messages)
+    for name, (numeric, categorical) in models.items():
+        columns = batch.models[name]
+        for event, message_index in enumerate(columns.messages.tolist()):
+            features = _features(messages[message_index], path)
+            expected = [math.nan if features[f] is None else float(features[f]) for f in numeric]  # type: ignore[arg-type]
+            np.testing.assert_array_equal(columns.numeric[:, event], expected)
+            for row, feature in enumerate(categorical):
+                assert columns.categorical[row][event] == features[feature]
