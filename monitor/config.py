@@ -852,10 +852,16 @@ class HttpSettings(_Section):
 
 
 class StateSettings(_Section):
-    """The checkpoint directory and how often a checkpoint is written."""
+    """Where the state lives: `file` (the checkpoint directory, written every
+    `checkpoint_interval`) or `kafka` (the fleet's state topic, docs/fleet.md: commits every
+    `publish_interval`, snapshots every `snapshot_interval`; no state on disk)."""
 
+    backend: Literal["file", "kafka"] = "file"
     dir: Path = Path("./state")
     checkpoint_interval: Duration = 30.0
+    topic: str = Field("driftmon.state", min_length=1, max_length=249)
+    publish_interval: Duration = 5.0
+    snapshot_interval: Duration = 300.0
 
 
 class LogSettings(_Section):
@@ -942,7 +948,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_references_between_sections(self) -> Settings:
-        """Model names unique; model topics consumed; default_model known; rolling fits window."""
+        """Model names unique; model topics consumed; default_model known; rolling fits window;
+        no `features: auto` in a fleet."""
         issues: list[tuple[str, str]] = []
         names: set[str] = set()
         consumed = set(self.kafka.topics)
@@ -954,6 +961,14 @@ class Settings(BaseSettings):
                 if topic not in consumed:
                     issues.append((f"models.{i}.topics", f"{topic!r} is not in kafka.topics"))
             issues.extend(self._rolling_issues(i, model.reference))
+            if model.auto_features and self.state.backend == "kafka":
+                issues.append(
+                    (
+                        f"models.{i}.features",
+                        "auto is not supported with state.backend kafka (every replica would "
+                        "discover on its own share); list the features",
+                    )
+                )
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
                 ("event.default_model", f"{self.event.default_model!r} is not a configured model")

@@ -38,6 +38,7 @@ from monitor.errors import (
     SourceError,
     StateError,
 )
+from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
@@ -56,6 +57,8 @@ SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
 SettingsLoader = Callable[[], Settings]
 """Re-reads the configuration the daemon was started with (`--config` and the environment);
 raises ConfigError when it does not load or validate."""
+FleetFactory = Callable[[Mapping[str, ModelRuntime]], FleetNode]
+"""Builds the fleet node (state.backend: kafka) over the daemon's runtimes."""
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
@@ -133,6 +136,7 @@ class Daemon:
         logger: Any = None,
         registry: RegistryFollower | None = None,
         settings_loader: SettingsLoader | None = None,
+        fleet: FleetFactory | None = None,
     ) -> None:
         self.settings = settings
         self.settings_loader = settings_loader
@@ -169,6 +173,8 @@ class Daemon:
         self.registry_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
         )
+        self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
+        """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
 
     def _build_decoder(self) -> BatchDecoder:
         """The decoder of the configured event fields and the runtimes' schemas."""
@@ -201,10 +207,15 @@ class Daemon:
                 topic=self.registry.topic,
                 error=self.registry.view().error,
             )
-        self._restore()
+        if self.fleet is None:
+            self._restore()
+        else:
+            self.fleet.start()
         self._runtimes_changed()
         self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
+        if self.fleet is not None:
+            self.fleet.seek = getattr(self.source, "seek", None)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
@@ -252,6 +263,8 @@ class Daemon:
         self._sync_registry()
         if messages:
             self.process(messages)
+        if self.fleet is not None:
+            self.fleet.step()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the
         # request timeout, and driftmon_ready must not claim "ready" meanwhile.
@@ -260,7 +273,7 @@ class Daemon:
         if now >= self._next_eval:
             self._next_eval = now + self.settings.evaluation.interval
             self.evaluate()
-        if now >= self._next_checkpoint:
+        if now >= self._next_checkpoint and self.fleet is None:
             self._next_checkpoint = now + self.settings.state.checkpoint_interval
             self.checkpoint()
         self.metrics.set_ready(self.ready())
@@ -270,12 +283,17 @@ class Daemon:
         self.log.info("stopping")
         try:
             self.evaluate()
-            self.checkpoint()
+            if self.fleet is None:
+                self.checkpoint()
+            else:
+                self._fleet_last_commits()
         finally:
             if self.registry is not None:
                 self.registry.stop()
             if self.source is not None:
                 self.source.close()
+            if self.fleet is not None:
+                self.fleet.close()
             if self.dead_letter is not None:
                 try:
                     self.dead_letter.close()
@@ -301,6 +319,9 @@ class Daemon:
             return "not connected to Kafka"
         if not self.source.assignment():
             return "no partitions assigned"
+        fleet = "" if self.fleet is None else self.fleet.not_ready_reason()
+        if fleet:
+            return fleet
         missing = [name for name, rt in self.runtimes.items() if not rt.ready]
         if missing:
             return "no reference yet for: " + ", ".join(missing)
@@ -319,6 +340,9 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        fleet = self.fleet
+        if fleet is not None:  # only the records of claimed partitions count
+            messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
         decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
         kept, u = messages, None
         if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
@@ -334,8 +358,13 @@ class Daemon:
                 sampled = (
                     thin(columns, u, rate) if u is not None and rate < decode_rate else columns
                 )
-                runtime.ingest(sampled, account, kept, defer=True)
+                if fleet is None:
+                    runtime.ingest(sampled, account, kept, defer=True)
+                else:  # counted at once, each partition's events under that partition
+                    fleet.ingest(runtime, sampled, decoded.partitions, account, kept)
             del decoded
+        if fleet is not None:
+            fleet.consumed(messages)
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
             self.stats.reject_reasons[reason.value] = (
@@ -581,6 +610,14 @@ class Daemon:
             self.log.error("config reload refused", error="this daemon has no configuration file")
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        if self.fleet is not None:
+            self.log.error(
+                "config reload refused: restart required",
+                error="a fleet replica (state.backend kafka) applies a new configuration on "
+                "restart; roll the replicas one by one",
+            )
+            self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
+            return ReloadResult.RESTART_REQUIRED
         try:
             settings = self.settings_loader()
             keys = restart_keys(self.settings, settings)
@@ -708,8 +745,21 @@ class Daemon:
             "checkpoint restored", partitions=len(self.offsets), created_at=checkpoint.created_at
         )
 
+    def _fleet_last_commits(self) -> None:
+        """At shutdown: publish a last commit of every owned partition (best effort)."""
+        assert self.fleet is not None
+        try:
+            self.fleet.publish_all()
+        except SourceError as exc:  # the next owners re-read from the chain heads
+            self.log.warning("last state commits failed", error=str(exc))
+
     def _on_assign(self, partitions: frozenset[TP]) -> Mapping[TP, int]:
-        """Seek assigned partitions to the offsets the in-memory state has counted up to."""
+        """Seek assigned partitions to the offsets the in-memory state has counted up to
+        (in a fleet: claim them and seek each to its chain head)."""
+        if self.fleet is not None:
+            starts = self.fleet.on_assign(partitions)
+            self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(starts))
+            return starts
         seek = {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
         self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(seek))
         return seek
@@ -724,7 +774,9 @@ class Daemon:
         offsets of the partitions still assigned; Kafka commits only serve lag tooling.
         """
         self.log.info("partitions revoked", partitions=sorted(partitions))
-        if partitions:
+        if self.fleet is not None:
+            self.fleet.on_revoke(partitions)
+        elif partitions:
             self.checkpoint(commit=False)
 
 

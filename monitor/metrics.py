@@ -33,7 +33,15 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason, ReloadResult
+from monitor.errors import (
+    CheckpointResult,
+    ClaimResult,
+    CommitResult,
+    RegistryRejectReason,
+    RejectReason,
+    ReloadResult,
+    StateRejectReason,
+)
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
@@ -84,6 +92,13 @@ CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
     "driftmon_config_last_reload_success_timestamp_seconds"
 )
 SAMPLE_RATIO: Final = "driftmon_sample_ratio"
+# The fleet's state topic (state.backend: kafka; docs/fleet.md)
+STATE_LAG_RECORDS: Final = "driftmon_state_lag_records"
+STATE_COMMITS_TOTAL: Final = "driftmon_state_commits_total"
+STATE_CLAIMS_TOTAL: Final = "driftmon_state_claims_total"
+STATE_RECORDS_REJECTED_TOTAL: Final = "driftmon_state_records_rejected_total"
+PARTITIONS_OWNED: Final = "driftmon_partitions_owned"
+STATE_SNAPSHOT_AGE_SECONDS: Final = "driftmon_state_snapshot_age_seconds"
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -381,6 +396,43 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         (*_MF, "window", "bin"),
         "Share (0-1) of the window's values in the bin: reference deciles or top categories.",
     ),
+    # the fleet's state topic
+    MetricDef(
+        STATE_LAG_RECORDS,
+        "gauge",
+        (),
+        "State-topic records written but not yet folded by this replica (0 without a fleet).",
+    ),
+    MetricDef(
+        STATE_COMMITS_TOTAL,
+        "counter",
+        ("result",),
+        "State-topic commits folded: accepted, stale_epoch (a zombie) or gap.",
+    ),
+    MetricDef(
+        STATE_CLAIMS_TOTAL,
+        "counter",
+        ("result",),
+        "State-topic partition claims folded: accepted or stale_epoch.",
+    ),
+    MetricDef(
+        STATE_RECORDS_REJECTED_TOTAL,
+        "counter",
+        ("reason",),
+        "State-topic records refused by the fold, by reason.",
+    ),
+    MetricDef(
+        PARTITIONS_OWNED,
+        "gauge",
+        (),
+        "Source partitions this replica owns (claimed and counting).",
+    ),
+    MetricDef(
+        STATE_SNAPSHOT_AGE_SECONDS,
+        "gauge",
+        (),
+        "Seconds since the newest state-topic snapshot this replica has seen was written.",
+    ),
     # per model
     MetricDef(
         MODEL_DRIFTED_FEATURES,
@@ -558,6 +610,7 @@ class PipelineMetrics:
         self._reload_ok = _gauge(CONFIG_LAST_RELOAD_SUCCESSFUL, registry)
         self._reload_time = _gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, registry)
         self._reload_ok.set(1)
+        self.fleet = FleetMetrics(registry)
         self._sample_ratio = _gauge(SAMPLE_RATIO, registry)
         self.set_sample_rates({m: (sample_rates or {}).get(m, 1.0) for m in features})
 
@@ -715,6 +768,50 @@ _OPTIONAL_FEATURE_STATS: Final = (
     (FEATURE_UNSEEN_CATEGORY_RATIO, "unseen_category_ratio"),
     (FEATURE_NEW_CATEGORY_PVALUE, "new_category_pvalue"),
 )
+
+
+class FleetMetrics:
+    """The state-topic series (docs/fleet.md); every series exists at 0 from construction.
+
+    `fold_counts` takes the fold's cumulative counters and adds what is new since the last
+    call, so a Prometheus counter never goes backwards.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        commits = _counter(STATE_COMMITS_TOTAL, registry)
+        claims = _counter(STATE_CLAIMS_TOTAL, registry)
+        rejected = _counter(STATE_RECORDS_REJECTED_TOTAL, registry)
+        self._commits = {r.value: commits.labels(r.value) for r in CommitResult}
+        self._claims = {r.value: claims.labels(r.value) for r in ClaimResult}
+        self._rejected = {r.value: rejected.labels(r.value) for r in StateRejectReason}
+        self._seen: dict[tuple[str, str], int] = {}
+        self._lag = _gauge(STATE_LAG_RECORDS, registry)
+        self._owned = _gauge(PARTITIONS_OWNED, registry)
+        self._snapshot_age = _gauge(STATE_SNAPSHOT_AGE_SECONDS, registry)
+
+    def fold_counts(
+        self,
+        commits: Mapping[str, int],
+        claims: Mapping[str, int],
+        rejected: Mapping[str, int],
+    ) -> None:
+        """Bring the counters up to the fold's cumulative counts (by label value)."""
+        for family, counts, series in (
+            ("commits", commits, self._commits),
+            ("claims", claims, self._claims),
+            ("rejected", rejected, self._rejected),
+        ):
+            for label, total in counts.items():
+                new = int(total) - self._seen.get((family, str(label)), 0)
+                if new > 0:
+                    series[str(label)].inc(new)
+                    self._seen[family, str(label)] = int(total)
+
+    def set_state(self, lag_records: int, owned: int, snapshot_age_seconds: float) -> None:
+        """The state-topic lag, the partitions owned and the newest snapshot's age."""
+        self._lag.set(lag_records)
+        self._owned.set(owned)
+        self._snapshot_age.set(snapshot_age_seconds)
 
 
 def _family(name: str) -> GaugeMetricFamily:
@@ -911,18 +1008,20 @@ def cardinality(
     dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
     `RegistryRejectReason`, last_evaluation_timestamp, build_info, ready, kafka_connected,
     evaluation_interval, one config_reloads_total per `ReloadResult`,
-    config_last_reload_successful and its success timestamp.
+    config_last_reload_successful and its success timestamp; the state topic's 3 gauges and
+    one counter per commit result, claim result and state reject reason.
     """
     n_reasons = len(RejectReason)
     n_registry = len(RegistryRejectReason)
     n_causes = len(ACTIVATION_CAUSES)
+    n_state = len(CommitResult) + len(ClaimResult) + len(StateRejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
     per_model = 8 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)
-    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2
+    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2 + 3 + n_state
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -940,6 +1039,7 @@ def cardinality(
             + n_reasons
             + n_registry
             + n_reloads
+            + n_state
         )
         total += counters + 2  # + the two histograms
     return total

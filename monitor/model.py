@@ -380,6 +380,9 @@ class ModelEvaluation:
     reference_view: ReferenceView | None = None
     sample_rate: float = 1.0
     """Share of the model's messages its windows count (config `sample_rate`)."""
+    window_digest: str = ""
+    """SHA-256 (hex) of the current window's count matrix (little-endian int64, features x
+    bins): equal digests mean equal windows, bin for bin (a fleet's replicas, docs/fleet.md)."""
 
     @property
     def drifted_features(self) -> int:

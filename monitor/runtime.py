@@ -81,7 +81,7 @@ from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta
 from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
-from monitor.window import EventTimeWindow, LaggingReference, count_batch
+from monitor.window import CountTarget, EventTimeWindow, LaggingReference, count_batch
 
 ROLLING_BUCKET_SECONDS = 3600.0
 MIN_BATCH_VALUES = 1 << 20
@@ -134,6 +134,8 @@ class ModelRuntime:
         self.layout: ModelLayout | None = None
         self.reference_counts: CountMatrix | None = None
         self.window: EventTimeWindow | None = None
+        self.tap: CountTarget | None = None
+        """Fleet mode: where `ingest` admits and counts instead of `window` (docs/fleet.md)."""
         self.lagging: LaggingReference | None = None
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
@@ -495,7 +497,7 @@ class ModelRuntime:
                 tuple(c[start:] for c in columns.categorical) if start else columns.categorical
             )
             times = columns.times[start:] if start else columns.times
-            result = self.window.admit(times)
+            result = (self.window if self.tap is None else self.tap).admit(times)
             accepted[start:] = result.accepted
             outside[start:] = result.outside
             if result.accepted.any():
@@ -605,7 +607,10 @@ class ModelRuntime:
                 return layout.count(numeric, categorical)
             return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
 
-        total = count_batch(self.window, self.lagging, times, accepted, count)
+        if self.tap is not None:
+            total = count_batch(self.tap, None, times, accepted, count)
+        else:
+            total = count_batch(self.window, self.lagging, times, accepted, count)
         return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------
@@ -637,13 +642,13 @@ class ModelRuntime:
             model_version=self.profile.model_version[:MAX_VERSION_CHARS],
             watermark=self.window.watermark,
         )
-        evaluation = self.evaluator.evaluate(
-            reference, self.window.current(), context, self._groups
-        )
+        current = self.window.current()
+        evaluation = self.evaluator.evaluate(reference, current, context, self._groups)
         return dataclasses.replace(
             evaluation,
             features=tuple(self._readiness(f) for f in evaluation.features),
             sample_rate=self.plan.sample_rate,
+            window_digest=hashlib.sha256(current.astype("<i8").tobytes()).hexdigest(),
         )
 
     def _unfitted_rows(self) -> list[int]:

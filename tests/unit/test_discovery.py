@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import msgspec
 import numpy as np
+import pytest
+import yaml
 
+from monitor.config import load_settings, redacted_dump
 from monitor.discovery import (
     FeatureDiscovery,
     UnmonitoredNames,
     feature_objects,
     value_kind,
 )
+from monitor.errors import ConfigError
 from monitor.model import FeatureKind
 
 
@@ -129,3 +136,31 @@ def test_feature_objects_follow_the_event_contract() -> None:
         )
     )
     assert top == [("m", {"x": 1.5})]
+
+
+def test_features_auto_is_validated_against_the_reference_mode_and_the_fleet(
+    tmp_path: Path,
+) -> None:
+    """auto needs warmup/rolling, refuses max_features on a list, and a fleet backend."""
+    model: dict[str, Any] = {"name": "m", "features": "auto", "max_features": 5, "exclude": ["x*"]}
+    base: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"]},
+        "models": [model],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base))
+    settings = load_settings(path, env={})
+    assert settings.models[0].auto_features and settings.models[0].effective_max_features == 5
+    assert redacted_dump(settings)["models"][0]["features"] == "auto"
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"reference": {"mode": "file", "path": str(path)}}, r"auto needs reference\.mode"),
+        ({"features": [{"name": "a", "kind": "numeric"}]}, "applies to features: auto only"),
+        ({"features": []}, "needs at least 1 item"),
+    ]
+    for change, message in bad:
+        path.write_text(yaml.safe_dump({**base, "models": [{**model, **change}]}))
+        with pytest.raises(ConfigError, match=message):
+            load_settings(path, env={})
+    path.write_text(yaml.safe_dump({**base, "state": {"backend": "kafka"}}))
+    with pytest.raises(ConfigError, match=r"not supported with state\.backend kafka"):
+        load_settings(path, env={})
