@@ -636,6 +636,13 @@ class Daemon:
             self.log.error("config reload refused, keeping the running one", error=str(exc))
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        except Exception as exc:  # a reload never stops the daemon: refuse what cannot load
+            self.log.error(
+                "config reload refused, keeping the running one",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+            self.metrics.config_reload(ReloadResult.INVALID, now)
+            return ReloadResult.INVALID
         self.settings = settings
         self.runtimes = reloaded.runtimes
         self._runtimes_changed()

@@ -5,7 +5,9 @@ the feature objects of its first `events_needed` events (the discovery phase) an
 name, how many values were numbers (int or float, not bool), strings or bools, and anything
 else (null, objects, arrays). Then `choose` freezes the feature list:
 
-- a name is a candidate when it holds a number, string or bool in at least
+- a name is a candidate when it could be configured (`usable_name`: at most 256
+  characters, no double quote, backslash or control character), holds a number, string or
+  bool in at least
   `max(MIN_EVENTS, MIN_SHARE x events)` of the discovery events (one-off names are not
   features) and matches none of the `exclude` patterns (shell globs, `fnmatch`);
 - its kind is the majority kind of its values: numbers -> numeric, strings and bools ->
@@ -33,6 +35,7 @@ contract's rules (one object or an array of objects, `features_path`, the model 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,6 +52,16 @@ LISTED: Final = 20
 """Unmonitored names listed in /status per model."""
 DEFAULT_NAME_CAP: Final = 100_000
 """Distinct unmonitored names counted exactly per model."""
+MAX_NAME_CHARS: Final = 256
+"""The longest feature name (as for a configured feature)."""
+_UNMATCHABLE: Final = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def usable_name(name: str) -> bool:
+    """True when `name` could be a configured feature name: 1 to 256 characters, none of
+    them a double quote, a backslash or a control character (the decoder cannot match those
+    as JSON keys). Other names are never discovered, only counted as unmonitored."""
+    return 0 < len(name) <= MAX_NAME_CHARS and _UNMATCHABLE.search(name) is None
 
 
 @dataclass(slots=True)
@@ -116,6 +129,8 @@ class FeatureDiscovery:
             for name, value in obj.items():
                 counts = self.names.get(name)
                 if counts is None:
+                    if not usable_name(name):
+                        continue
                     if len(self.names) >= self.max_names:
                         self._evict()
                     counts = self.names[name] = NameCounts()

@@ -245,7 +245,8 @@ def auto_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
 
 
 def wide_stream(n: int, seed: int, start: int = 0) -> list[bytes]:
-    """Events with 6 numeric (n0..n5), 2 categorical (c0, c1) and one one-off name each."""
+    """Events with 6 numeric (n0..n5), 2 categorical (c0, c1), one one-off name each and a
+    name with a double quote."""
     rng = np.random.default_rng(seed)
     now = time.time() - 200.0
     out = []
@@ -253,6 +254,7 @@ def wide_stream(n: int, seed: int, start: int = 0) -> list[bytes]:
         features: dict[str, Any] = {f"n{j}": float(rng.normal()) for j in range(6)}
         features.update({f"c{j}": str(rng.integers(4)) for j in range(2)})
         features[f"once-{seed}-{start + i}"] = 1.0
+        features['bad"name'] = 1.0  # in every event, but no decoder could match it
         out.append(msgspec.json.encode({"ts": now + i * 0.01, "model": "m", "features": features}))
     return out
 
@@ -270,7 +272,7 @@ def test_auto_features_discover_warm_up_and_survive_a_restart(tmp_path: Path) ->
     }
     assert runtime.ready  # the 500 events after discovery were its warm-up
     h.daemon.evaluate()
-    assert h.value("driftmon_unmonitored_features", model="m") == 2000 + 1  # one-offs + c1
+    assert h.value("driftmon_unmonitored_features", model="m") == 2000 + 2  # + c1, bad"name
     status = h.daemon.collector.snapshot.models[0].discovery
     assert status is not None and not status.discovering and status.monitored == 7
     assert len(status.unmonitored_names) == 20
@@ -283,4 +285,22 @@ def test_auto_features_discover_warm_up_and_survive_a_restart(tmp_path: Path) ->
     restarted = again.daemon.runtimes["m"]
     assert restarted.reference_id == reference and len(restarted.specs) == 7
     again.daemon.evaluate()
-    assert again.value("driftmon_unmonitored_features", model="m") == 300 + 1  # counted anew
+    assert again.value("driftmon_unmonitored_features", model="m") == 300 + 2  # counted anew
+
+
+def test_a_loader_that_fails_unexpectedly_is_a_refused_reload(tmp_path: Path) -> None:
+    """Whatever the loader raises, the reload is refused and counted; the daemon runs on."""
+    path = write_config(tmp_path / "driftmon.yaml", config(tmp_path, OLD))
+    h = build(path, {("t", 0): stream(300, seed=7)})
+
+    def broken() -> Any:
+        raise OSError("disk went away")
+
+    h.daemon.settings_loader = broken
+    assert h.daemon.reload() is ReloadResult.INVALID
+    path.unlink()
+    h.daemon.settings_loader = lambda: load_settings(path, env={})
+    assert h.daemon.reload() is ReloadResult.INVALID
+    assert h.value("driftmon_config_reloads_total", result="invalid") == 2
+    h.drain()
+    assert h.value("driftmon_events_accepted_total", model="m") == 300

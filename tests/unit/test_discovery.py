@@ -164,3 +164,12 @@ def test_features_auto_is_validated_against_the_reference_mode_and_the_fleet(
     path.write_text(yaml.safe_dump({**base, "state": {"backend": "kafka"}}))
     with pytest.raises(ConfigError, match=r"not supported with state\.backend kafka"):
         load_settings(path, env={})
+
+
+def test_names_the_decoder_cannot_match_are_never_discovered() -> None:
+    """Quotes, backslashes, control characters or 257+ characters: counted, never features."""
+    bad = ['a"b', "a\\b", "a\nb", "x" * 257, ""]
+    d = FeatureDiscovery(100, max_features=10)
+    d.observe([{**dict.fromkeys(bad, 1.0), "ok": 1.0, "y" * 256: "v"}] * 100)
+    assert kinds(d) == {"ok": FeatureKind.NUMERIC, "y" * 256: FeatureKind.CATEGORICAL}
+    assert set(d.names) == {"ok", "y" * 256}
