@@ -51,6 +51,149 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+SEGMENT_COLUMNS: list[tuple[str, str]] = [
+    ("drifting features", f"driftmon_segment_drifted_features{{{SEL_MODELS}}}"),
+    ("smallest q", f"driftmon_segment_feature_drift_qvalue{{{SEL_MODELS}}}"),
+    ("current events", f'driftmon_segment_window_events{{{SEL_MODELS},window="current"}}'),
+    ("reference events", f'driftmon_segment_window_events{{{SEL_MODELS},window="reference"}}'),
+]
+"""Columns of the segment table: (header, series); the q-value column is the minimum."""
+
+
+def _segments(b: Board) -> None:
+    """Models with `segment_by`: segments worst first, and the flagged (segment, feature)s."""
+    b.row("Segments (models with segment_by)")
+    b.add(
+        panel(
+            "table",
+            "Segments, worst first",
+            "Per segment of a model with segment_by: features flagged in the segment, the "
+            "smallest q-value of its tests (one BH family per model), and its events in both "
+            "windows; sorted by flagged features, then q. __other__ holds every other value.",
+            [
+                target(
+                    f"{'min' if header == 'smallest q' else 'max'} by (model, segment) ({expr})",
+                    instant=True,
+                    table=True,
+                )
+                for header, expr in SEGMENT_COLUMNS
+            ],
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {
+                            f"Value #{chr(65 + i)}": header
+                            for i, (header, _) in enumerate(SEGMENT_COLUMNS)
+                        },
+                    },
+                },
+                {
+                    "id": "sortBy",
+                    "options": {"sort": [{"field": "drifting features", "desc": True}]},
+                },
+            ],
+            overrides=[
+                by_name(
+                    "drifting features",
+                    thresholds=thresholds((None, GREEN), (1, RED)),
+                    custom={"cellOptions": {"type": "color-background"}},
+                ),
+                by_name("smallest q", decimals=4),
+            ],
+            options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+        ),
+        12,
+        8,
+    )
+    flagged = f"driftmon_segment_feature_drift_detected{{{SEL_MODELS}}} == 1"
+    b.add(
+        panel(
+            "table",
+            "Flagged segment features",
+            "(segment, feature) pairs whose drift decision is positive now, with the segment's "
+            "KS D and PSI (numeric) or TVD (categorical) against its own reference slice. A "
+            "drift in one segment can leave the whole-model test quiet: the shift is diluted by "
+            "the other segments.",
+            [
+                target(f"max by (model, segment, feature) ({flagged})", instant=True, table=True),
+                target(
+                    "max by (model, segment, feature) "
+                    f"(driftmon_segment_feature_ks_statistic{{{SEL_MODELS}}})"
+                    f" and on (model, segment, feature) {flagged}",
+                    instant=True,
+                    table=True,
+                ),
+                target(
+                    "max by (model, segment, feature) "
+                    f"(driftmon_segment_feature_psi{{{SEL_MODELS}}})"
+                    f" and on (model, segment, feature) {flagged}",
+                    instant=True,
+                    table=True,
+                ),
+                target(
+                    "max by (model, segment, feature) "
+                    f"(driftmon_segment_feature_tvd{{{SEL_MODELS}}})"
+                    f" and on (model, segment, feature) {flagged}",
+                    instant=True,
+                    table=True,
+                ),
+            ],
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "Value #A": True},
+                        "renameByName": {"Value #B": "KS D", "Value #C": "PSI", "Value #D": "TVD"},
+                    },
+                },
+                {"id": "sortBy", "options": {"sort": [{"field": "KS D", "desc": True}]}},
+            ],
+            overrides=[by_name(name, decimals=3) for name in ("KS D", "PSI", "TVD")],
+            options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+        ),
+        12,
+        8,
+    )
+    b.add(
+        state_timeline(
+            "Drifting features by segment",
+            "driftmon_segment_drifted_features of every segment over time (0: none).",
+            [
+                fleet_target(
+                    f"driftmon_segment_drifted_features{{{SEL_MODELS}}}", "{{model}} / {{segment}}"
+                )
+            ],
+            steps=thresholds((None, GREEN), (1, RED)),
+            color={"mode": "thresholds"},
+            decimals=0,
+        ),
+        18,
+        6,
+    )
+    b.add(
+        stat(
+            "Events without the segment field",
+            "Events per second whose segment field was absent, null or not a string "
+            "(driftmon_segment_field_missing_events_total); they are counted in __other__.",
+            [
+                fleet_target(
+                    f"rate(driftmon_segment_field_missing_events_total{{{SEL_MODELS}}}"
+                    "[$__rate_interval])",
+                    "{{model}}",
+                )
+            ],
+            steps=thresholds((None, GREEN), (0.001, YELLOW)),
+            unit="ops",
+        ),
+        6,
+        6,
+    )
+
+
 def overview() -> JSON:
     """Per model: drifted features, PSI and decisions by feature over time, top features."""
     b = Board()
@@ -187,6 +330,8 @@ def overview() -> JSON:
         24,
         6,
     )
+
+    _segments(b)
 
     b.row("Drift by feature")
     b.add(

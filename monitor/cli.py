@@ -29,9 +29,11 @@ from monitor.config import (
     kafka_settings,
     load_settings,
     redacted_dump,
+    segment_key,
 )
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
 from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.segment_slices import DEFAULT_MAX_SEGMENTS, MAX_SEGMENTS, OTHER_SEGMENT
 
 if TYPE_CHECKING:
     from monitor.http import WebConfig
@@ -170,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_TOP_K,
         help=f"categories kept per categorical feature (default {DEFAULT_TOP_K})",
+    )
+    fit.add_argument(
+        "--segment-by",
+        help="column (key of the features object) whose values split the reference into "
+        "segments: the profile records each segment's slice (default: the model's segment_by "
+        "with --config)",
+    )
+    fit.add_argument(
+        "--max-segments",
+        type=int,
+        default=None,
+        help="segments recorded: the most frequent values (default 10, or the model's)",
     )
     fit.add_argument(
         "--output", "-o", type=Path, required=True, help="where to write the profile JSON"
@@ -492,8 +506,9 @@ def _reference_fit(args: argparse.Namespace) -> int:
     numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
     cannot be read (missing, malformed, a column absent) or the output cannot be written."""
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
-    from monitor.tools.profile_io import ProfileInputError, read_columns
+    from monitor.tools.profile_io import ProfileInputError, read_columns, with_segments
 
+    segment_by, max_segments = args.segment_by, args.max_segments
     if args.features == "auto":
         from monitor.tools.profile_discover import discover_features
 
@@ -526,17 +541,28 @@ def _reference_fit(args: argparse.Namespace) -> int:
         specs = model.feature_specs(settings.evaluation)
         top_k = {f.name: f.top_k or args.top_k for f in model.features}
         max_bins = model.max_bins
+        if segment_by is None and model.segment_by is not None:
+            segment_by = segment_key(model.segment_by, settings.event.features_path)
+            max_segments = max_segments or model.max_segments
     else:
         raise ConfigError("reference fit: give --features NAME:KIND,... or --config with --model")
     if not 2 <= max_bins <= 1024:
         raise ConfigError("--max-bins: must be between 2 and 1024")
     if not 1 <= args.top_k <= 1000:
         raise ConfigError("--top-k: must be between 1 and 1000")
+    max_segments = max_segments or DEFAULT_MAX_SEGMENTS
+    if not 1 <= max_segments <= MAX_SEGMENTS:
+        raise ConfigError(f"--max-segments: must be between 1 and {MAX_SEGMENTS}")
+    wanted = [s.name for s in specs if s.kind is FeatureKind.CATEGORICAL]
+    if segment_by is not None and segment_by not in wanted:
+        if segment_by in {s.name for s in specs}:
+            raise ConfigError(f"--segment-by: {segment_by!r} is a numeric feature")
+        wanted.append(segment_by)
     try:
         numeric, categorical, rows = read_columns(
             args.data,
             [s.name for s in specs if s.kind is FeatureKind.NUMERIC],
-            [s.name for s in specs if s.kind is FeatureKind.CATEGORICAL],
+            wanted,
             fmt=args.format,
             features_path=args.features_path,
             progress=not args.no_progress,
@@ -557,6 +583,8 @@ def _reference_fit(args: argparse.Namespace) -> int:
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=str(args.data),
         )
+        if segment_by is not None:
+            profile = with_segments(profile, segment_by, max_segments, numeric, categorical)
     except ReferenceDataError as exc:
         print(f"driftmon reference fit: {args.data}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -576,6 +604,11 @@ def _reference_fit(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.output}: {len(profile.features)} features from {rows} rows, "
         f"reference_id {profile.reference_id}"
+        + (
+            f", {len(profile.segments.names)} segments of {segment_by!r} + {OTHER_SEGMENT}"
+            if profile.segments is not None
+            else ""
+        )
     )
     return EXIT_OK
 

@@ -64,9 +64,11 @@ from monitor.model import (
     ModelPlan,
     ReferenceMode,
     ReferencePlan,
+    SegmentPlan,
     Thresholds,
     WindowPlan,
 )
+from monitor.segment_slices import DEFAULT_MAX_SEGMENTS, MAX_SEGMENTS
 from monitor.yamlfile import read_yaml_mapping
 
 __all__ = [
@@ -677,6 +679,10 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    segment_by: Annotated[str, AfterValidator(_check_dotted_path), Field(min_length=1)] | None = (
+        None
+    )
+    max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=MAX_SEGMENTS)
     sample_rate: float = Field(1.0, gt=0.0, le=1.0)
     """Share of the model's messages counted, chosen by a hash of topic/partition/offset
     (monitor/sampling.py); 1 counts every message."""
@@ -704,6 +710,8 @@ class ModelSettings(_Section):
                         f"{self.reference.mode.value} reference fixes the features)",
                     )
                 )
+            if self.segment_by is not None:
+                issues.append(("segment_by", "not supported with features: auto; list them"))
         else:
             for key in ("max_features", "exclude"):
                 if getattr(self, key):
@@ -969,6 +977,7 @@ class Settings(BaseSettings):
                         "discover on its own share); list the features",
                     )
                 )
+            issues.extend(self._segment_issues(i, model))
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
                 ("event.default_model", f"{self.event.default_model!r} is not a configured model")
@@ -976,6 +985,31 @@ class Settings(BaseSettings):
         if issues:
             raise _KeyedError(*issues)
         return self
+
+    def _segment_issues(self, index: int, model: ModelSettings) -> Iterator[tuple[str, str]]:
+        """`segment_by` names a key of the features object, not a numeric feature, no rolling."""
+        if model.segment_by is None:
+            return
+        where = f"models.{index}.segment_by"
+        key = segment_key(model.segment_by, self.event.features_path)
+        if key is None:
+            yield (
+                where,
+                f"must name a key inside the features object ({self.event.features_path!r}), "
+                f"e.g. '{self.event.features_path}.country'",
+            )
+            return
+        kinds = {f.name: f.kind for f in model.features}
+        if kinds.get(key) is FeatureKind.NUMERIC:
+            yield (where, f"{key!r} is a numeric feature; segments need a categorical field")
+        if model.reference.mode is ReferenceMode.ROLLING:
+            yield (where, "needs a file or warm-up reference (rolling references have no slices)")
+        if self.state.backend == "kafka":
+            yield (
+                where,
+                "is not supported with state.backend kafka yet (the fleet's state topic does "
+                "not carry segment windows)",
+            )
 
     def _rolling_issues(self, index: int, ref: ReferenceSettings) -> Iterator[tuple[str, str]]:
         """A rolling reference is made of whole window buckets and does not overlap the window."""
@@ -1092,9 +1126,31 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             )
             if m.auto_features
             else None,
+            segments=_segment_plan(m, settings.event.features_path),
         )
         for m in settings.models
     )
+
+
+def segment_key(segment_by: str, features_path: str) -> str | None:
+    """The features-object key `segment_by` names (None when it names none).
+
+    With `features_path` "features", "features.country" names "country"; with features at
+    the top level (`features_path` ""), "country" does.
+    """
+    if not features_path:
+        return segment_by
+    prefix = f"{features_path}."
+    key = segment_by.removeprefix(prefix)
+    return key if segment_by.startswith(prefix) and key else None
+
+
+def _segment_plan(model: ModelSettings, features_path: str) -> SegmentPlan | None:
+    if model.segment_by is None:
+        return None
+    key = segment_key(model.segment_by, features_path)
+    assert key is not None  # Settings validation
+    return SegmentPlan(model.segment_by, key, model.max_segments)
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:

@@ -28,7 +28,7 @@ from operator import attrgetter
 from typing import Final, Literal, NamedTuple, TypeAlias
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor import __version__
 from monitor.account import BatchAccount
@@ -129,6 +129,16 @@ REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
 UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
 
+# Per model, segment and feature (DriftCollector; models with `segment_by` only)
+SEGMENT_FEATURE_DRIFT_DETECTED: Final = "driftmon_segment_feature_drift_detected"
+SEGMENT_FEATURE_DRIFT_QVALUE: Final = "driftmon_segment_feature_drift_qvalue"
+SEGMENT_FEATURE_KS_STATISTIC: Final = "driftmon_segment_feature_ks_statistic"
+SEGMENT_FEATURE_PSI: Final = "driftmon_segment_feature_psi"
+SEGMENT_FEATURE_TVD: Final = "driftmon_segment_feature_tvd"
+SEGMENT_DRIFTED_FEATURES: Final = "driftmon_segment_drifted_features"
+SEGMENT_WINDOW_EVENTS: Final = "driftmon_segment_window_events"
+SEGMENT_FIELD_MISSING_EVENTS_TOTAL: Final = "driftmon_segment_field_missing_events_total"
+
 ACTIVATION_CAUSES: Final = ("operator", "rollback", "model_version", "warmup")
 """The `cause` values of driftmon_reference_activations_total (monitor.registry.CAUSES)."""
 
@@ -152,6 +162,7 @@ class MetricDef(NamedTuple):
 
 
 _MF: Final = ("model", "feature")
+_MSF: Final = ("model", "segment", "feature")
 
 CATALOGUE: Final[tuple[MetricDef, ...]] = (
     # pipeline
@@ -476,6 +487,55 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         ("model",),
         "Distinct feature names seen in a features: auto model's events that it does not "
         "monitor (exact up to 100,000).",
+    ),
+    # per segment (models with segment_by only)
+    MetricDef(
+        SEGMENT_FEATURE_DRIFT_DETECTED,
+        "gauge",
+        _MSF,
+        "1 when the segment's corrected drift decision for the feature is positive, else 0.",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_DRIFT_QVALUE,
+        "gauge",
+        _MSF,
+        "Corrected p-value of the segment's drift test (one BH family per model).",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_KS_STATISTIC,
+        "gauge",
+        _MSF,
+        "KS distance (0-1) of the segment's current window against its reference slice.",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_PSI,
+        "gauge",
+        _MSF,
+        "PSI of the segment's current window against its reference slice.",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_TVD,
+        "gauge",
+        _MSF,
+        "Total variation distance (0-1) of the segment's categories against its slice.",
+    ),
+    MetricDef(
+        SEGMENT_DRIFTED_FEATURES,
+        "gauge",
+        ("model", "segment"),
+        "Features of the segment with a positive drift decision at the last evaluation.",
+    ),
+    MetricDef(
+        SEGMENT_WINDOW_EVENTS,
+        "gauge",
+        ("model", "segment", "window"),
+        "Events of the segment in the reference slice and in the current window.",
+    ),
+    MetricDef(
+        SEGMENT_FIELD_MISSING_EVENTS_TOTAL,
+        "counter",
+        ("model",),
+        "Events whose segment field was absent, null or not a string (counted in __other__).",
     ),
 )
 
@@ -819,6 +879,46 @@ def _family(name: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(d.name, d.help, labels=d.labels)
 
 
+_SEGMENT_FEATURE_STATS: Final = (
+    (SEGMENT_FEATURE_DRIFT_QVALUE, "qvalue"),
+    (SEGMENT_FEATURE_KS_STATISTIC, "ks_statistic"),
+    (SEGMENT_FEATURE_PSI, "psi"),
+    (SEGMENT_FEATURE_TVD, "tvd"),
+)
+
+
+def _segment_families(snapshot: Snapshot) -> list[Metric]:
+    """The per-segment families (samples only for models with `segment_by`).
+
+    Per (model, segment, feature): the drift flag, and the q-value, KS D, PSI and TVD when
+    computed; per (model, segment): drifted features and events per window; per segmented
+    model: the events without a usable segment value. `segment` values are the reference's
+    top segments and `__other__` (at most `max_segments` + 1 per model).
+    """
+    detected = _family(SEGMENT_FEATURE_DRIFT_DETECTED)
+    stats = [(_family(name), attrgetter(attr)) for name, attr in _SEGMENT_FEATURE_STATS]
+    drifted = _family(SEGMENT_DRIFTED_FEATURES)
+    events = _family(SEGMENT_WINDOW_EVENTS)
+    d = _DEFS[SEGMENT_FIELD_MISSING_EVENTS_TOTAL]
+    missing = CounterMetricFamily(d.name.removesuffix("_total"), d.help, labels=d.labels)
+    for m in snapshot.models:
+        if not m.segment_by:
+            continue
+        missing.add_metric((m.model,), m.segment_field_missing)
+        for segment in m.segments:
+            labels = (m.model, segment.segment)
+            drifted.add_metric(labels, segment.drifted_features)
+            events.add_metric((*labels, "reference"), segment.reference_events)
+            events.add_metric((*labels, "current"), segment.current_events)
+            for f in segment.features:
+                detected.add_metric((*labels, f.name), 1.0 if f.drift_detected else 0.0)
+                for family, get in stats:
+                    value = get(f)
+                    if value is not None:
+                        family.add_metric((*labels, f.name), value)
+    return [detected, *(family for family, _ in stats), drifted, events, missing]
+
+
 DEFAULT_DISTRIBUTIONS: Final = DistributionPolicy()
 # Bins of one feature's picture: 13 numeric, at most MAX_CATEGORIES + 3 categorical.
 MAX_BINS: Final = max(len(NUMERIC_BINS), MAX_CATEGORIES + 3)
@@ -930,6 +1030,7 @@ def render_snapshot(
         reference_info,
         reference_ready,
         unmonitored,
+        *_segment_families(snapshot),
     ]
 
 

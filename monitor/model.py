@@ -200,6 +200,20 @@ class DiscoveryPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentPlan:
+    """Drift per segment (`segment_by`, `max_segments`; monitor/segments.py).
+
+    `field` is the configured dotted path, `key` the key it names inside the features
+    object; events are split by the string value at `key` into the `max_segments` most
+    frequent reference values and OTHER.
+    """
+
+    field: str
+    key: str
+    max_segments: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """Everything a model runtime needs from the configuration, as plain values.
 
@@ -219,6 +233,8 @@ class ModelPlan:
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
     discovery: DiscoveryPlan | None = None
     """Set for `features: auto`: `features` is empty until the stream's features are found."""
+    segments: SegmentPlan | None = None
+    """Drift per segment, when the model configures `segment_by`."""
     sample_rate: float = 1.0
     """Share of the model's messages counted (`monitor.sampling`)."""
 
@@ -319,6 +335,25 @@ class DiscoveryStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentResult:
+    """One segment's evaluation: its events in both windows and its features' results.
+
+    `features` are decided in one Benjamini-Hochberg family over every (segment, feature)
+    test of the model (monitor/segments.py); events count each event of the segment once.
+    """
+
+    segment: str
+    reference_events: int
+    current_events: int
+    features: tuple[FeatureResult, ...]
+
+    @property
+    def drifted_features(self) -> int:
+        """Features of this segment with a positive drift decision."""
+        return sum(1 for f in self.features if f.drift_detected)
+
+
+@dataclass(frozen=True, slots=True)
 class ShadowInfo:
     """A shadow window a registry model counts for a profile that is not active yet."""
 
@@ -377,6 +412,11 @@ class ModelEvaluation:
     watermark: float | None = None
     discovery: DiscoveryStatus | None = None
     """Set for a model with `features: auto` (monitor.autodiscover)."""
+    segment_by: str = ""
+    segments: tuple[SegmentResult, ...] = ()
+    """Per-segment results, worst first (`segment_by` models only; see SegmentResult)."""
+    segment_field_missing: int = 0
+    """Events so far whose segment field was absent, null or not a string (counted in OTHER)."""
     reference_view: ReferenceView | None = None
     sample_rate: float = 1.0
     """Share of the model's messages its windows count (config `sample_rate`)."""

@@ -30,6 +30,7 @@ from monitor.histogram import (
     NumericBins,
 )
 from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.segment_slices import SegmentSlices, slices_from_json, slices_to_json
 
 PROFILE_FORMAT = "driftmon.reference/v1"
 MAX_VOCABULARY = 100_000
@@ -67,6 +68,8 @@ class ReferenceProfile:
     created_at: str = ""
     source: str = ""
     reference_id: str = field(default="")
+    segments: SegmentSlices | None = None
+    """The reference's slices per segment (`segment_by` models; monitor/segment_slices.py)."""
 
     def feature(self, name: str) -> FeatureProfile | None:
         """The named feature's profile, if the profile has it."""
@@ -137,8 +140,13 @@ def build_profile(
     model_version: str = "",
     created_at: str = "",
     source: str = "",
+    segments: SegmentSlices | None = None,
 ) -> ReferenceProfile:
-    """Assemble a profile and compute its content-hash `reference_id`."""
+    """Assemble a profile and compute its content-hash `reference_id`.
+
+    The id covers the segment slices when there are any (a profile without them keeps the
+    id it had before segments existed).
+    """
     profile = ReferenceProfile(
         model=model,
         features=tuple(features),
@@ -146,14 +154,16 @@ def build_profile(
         model_version=model_version,
         created_at=created_at,
         source=source,
+        segments=segments,
     )
     return _with_id(profile)
 
 
 def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
-    content = json.dumps(
-        [_feature_json(f) for f in profile.features], sort_keys=True, separators=(",", ":")
-    )
+    hashed: list[Any] = [_feature_json(f) for f in profile.features]
+    if profile.segments is not None:
+        hashed.append({"segments": slices_to_json(profile.segments)})
+    content = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return ReferenceProfile(
         model=profile.model,
@@ -163,6 +173,7 @@ def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
         created_at=profile.created_at,
         source=profile.source,
         reference_id=f"sha256:{digest}",
+        segments=profile.segments,
     )
 
 
@@ -190,6 +201,8 @@ def profile_to_json(profile: ReferenceProfile) -> str:
         "events": profile.events,
         "features": [_feature_json(f) for f in profile.features],
     }
+    if profile.segments is not None:
+        document["segments"] = slices_to_json(profile.segments)
     return json.dumps(document, indent=1, sort_keys=True)
 
 
@@ -199,7 +212,8 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
     Checks: the format tag, field types, finite strictly increasing edges (at most
     MAX_EDGES), at most MAX_TOP_K categories and MAX_VOCABULARY vocabulary entries, counts of
     the right length, non-negative integers, at least one valued count per feature, and that
-    the stored reference_id matches the content (a hand-edited profile is refused).
+    the stored reference_id matches the content (a hand-edited profile is refused); the
+    optional `segments` object is checked by `monitor.segment_slices.slices_from_json`.
     """
     try:
         data = json.loads(text)
@@ -213,6 +227,11 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
     if not isinstance(features_data, list) or not features_data:
         raise ReferenceDataError("reference profile has no features")
     features = tuple(_feature_from_json(item, i) for i, item in enumerate(features_data))
+    segments = (
+        slices_from_json(data["segments"], {f.name: f.counts for f in features})
+        if data.get("segments") is not None
+        else None
+    )
     profile = build_profile(
         model=_str(data, "model"),
         features=features,
@@ -220,6 +239,7 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         model_version=_str(data, "model_version", ""),
         created_at=_str(data, "created_at", ""),
         source=_str(data, "source", ""),
+        segments=segments,
     )
     stored = data.get("reference_id")
     if stored != profile.reference_id:

@@ -78,6 +78,8 @@ from monitor.reference import (
 )
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
 from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta, rows_to_meta
+from monitor.segment_slices import SegmentSlices
+from monitor.segments import SegmentTracker
 from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
@@ -119,10 +121,15 @@ class ModelRuntime:
         self.numeric_specs = tuple(s for s in specs if s.kind is FeatureKind.NUMERIC)
         self.categorical_specs = tuple(s for s in specs if s.kind is FeatureKind.CATEGORICAL)
         self.specs: tuple[FeatureSpec, ...] = self.numeric_specs + self.categorical_specs
+        categorical = tuple(s.name for s in self.categorical_specs)
+        self.segments = (
+            SegmentTracker(plan.segments, categorical) if plan.segments is not None else None
+        )
+        """Drift per segment (`segment_by`; monitor/segments.py), None when not configured."""
         self.schema = ModelSchema(
             name=self.name,
             numeric=tuple(s.name for s in self.numeric_specs),
-            categorical=tuple(s.name for s in self.categorical_specs),
+            categorical=self.segments.schema_columns(categorical) if self.segments else categorical,
             topics=plan.topics,
         )
         path = plan.reference.path
@@ -169,9 +176,10 @@ class ModelRuntime:
         The features are not part of it: a checkpoint is restored feature by feature
         (`restore`, monitor.schema_change), so adding, removing or changing one feature
         resets that feature only. A change of this hash (reference mode, warm-up size,
-        rolling lag or length, window geometry) resets the whole model.
+        rolling lag or length, window geometry, `segment_by` and `max_segments`) resets the
+        whole model.
         """
-        content = {
+        content: dict[str, Any] = {
             "mode": self.mode.value,
             "warmup_events": self.plan.reference.warmup_events,
             "lag": self.plan.reference.lag_seconds,
@@ -182,6 +190,8 @@ class ModelRuntime:
                 self.plan.window.allowed_lateness_seconds,
             ],
         }
+        if self.plan.segments is not None:
+            content["segments"] = [self.plan.segments.key, self.plan.segments.max_segments]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def _legacy_fingerprint(self) -> str:
@@ -296,6 +306,8 @@ class ModelRuntime:
             self._groups = None
         else:
             self._groups = self.evaluator.psi_groups(counts)
+        if self.segments is not None:
+            self.segments.activate(layout, self.specs, profile.segments, window, self.policy)
 
     def swap(self, profile: ReferenceProfile) -> bool:
         """Make a registry `profile` active; True when a shadow window's counts carried over.
@@ -377,9 +389,17 @@ class ModelRuntime:
         )
         where = f"warm-up of {events} events"
         pending = {name: f"{where}: {why}" for name, why in errors.items()}
+        segments = None
+        if self.segments is not None and fitted:
+            segments = self.segments.warm_slices(
+                self.profile.segments if self.profile is not None else None,
+                [(f.name, f.bins) for f in fitted],
+                {self.numeric_specs[r].name: values for r, values in numeric.items()},
+                {self.categorical_specs[r].name: values for r, values in categorical.items()},
+            )
         if fitted:
             try:
-                profile = self._with_features(fitted, events)
+                profile = self._with_features(fitted, events, segments)
             except (ReferenceDataError, ValueError) as exc:
                 fitted = []
                 pending = {s.name: f"{where}: {exc}" for s in wanted}
@@ -388,7 +408,9 @@ class ModelRuntime:
         if fitted:
             self._persist_profile(profile)
 
-    def _with_features(self, fitted: list[FeatureProfile], events: int) -> ReferenceProfile:
+    def _with_features(
+        self, fitted: list[FeatureProfile], events: int, segments: SegmentSlices | None = None
+    ) -> ReferenceProfile:
         """Activate a profile holding the active features plus `fitted`; return it.
 
         The current window (and lagging ring) keep the counts of the features that already
@@ -402,8 +424,14 @@ class ModelRuntime:
             events if self.profile is None else max(self.profile.events, events),
             model_version=self.model_version,
             source=f"warm-up of {events} events",
+            segments=segments,
         )
         old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
+        old_segments = (
+            self.segments.window.state()
+            if self.segments is not None and self.segments.window is not None
+            else None
+        )
         self._activate(profile)
         if old_layout is None or old_window is None:
             return profile
@@ -413,16 +441,21 @@ class ModelRuntime:
         state = old_window.state()
         state["counts"] = relayout_counts(state["counts"], old_layout, self.layout, keep)
         self.window.restore(state)
+        if self.segments is not None:
+            self.segments.carry_over(old_segments, old_layout, self.layout, keep)
         if old_lagging is not None and self.lagging is not None:
             lagging = old_lagging.state()
             lagging["counts"] = relayout_counts(lagging["counts"], old_layout, self.layout, keep)
             self.lagging.restore(lagging)
         return profile
 
-    def _collect(self, columns: ModelColumns, start: int) -> int:
+    def _collect(
+        self, columns: ModelColumns, start: int, segment_column: npt.NDArray[np.object_] | None
+    ) -> int:
         """Buffer the batch's events from `start` until the warm-up holds `warmup_events`.
 
-        A new buffer holds the features without bins at that moment (all at first).
+        A new buffer holds the features without bins at that moment (all at first); the
+        segment values of the buffered events are kept beside it (`segment_by`).
         """
         if self._warm is None:
             self._warm = WarmupBuffer(
@@ -430,7 +463,10 @@ class ModelRuntime:
                 [i for i, s in enumerate(self.numeric_specs) if s.name not in self._fitted],
                 [i for i, s in enumerate(self.categorical_specs) if s.name not in self._fitted],
             )
-        return self._warm.add(columns.numeric, columns.categorical, start)
+        take = self._warm.add(columns.numeric, columns.categorical, start)
+        if self.segments is not None and segment_column is not None:
+            self.segments.collect(segment_column, start, take)
+        return take
 
     @property
     def _warm_full(self) -> bool:
@@ -470,6 +506,9 @@ class ModelRuntime:
         that counts them (a later `ingest` or `flush`). Call `flush` before reading the window.
         """
         account = BatchAccount() if account is None else account
+        segment_column = None
+        if self.segments is not None:
+            columns, segment_column = self.segments.split(columns)
         now = self.clock()
         n = len(columns)
         if not self.specs:  # `features: auto` still discovering: the events fed the discovery
@@ -482,7 +521,7 @@ class ModelRuntime:
         outside = np.zeros(n, dtype=bool)
         warming = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         while warming and not self.ready and start < n:
-            take = self._collect(columns, start)
+            take = self._collect(columns, start, segment_column)
             accepted[start : start + take] = True
             start += take
             if not self._warm_full:
@@ -501,7 +540,12 @@ class ModelRuntime:
             accepted[start:] = result.accepted
             outside[start:] = result.outside
             if result.accepted.any():
-                self._pending.add(*_select(numeric, categorical, times, result.accepted), now)
+                picked = (
+                    categorical
+                    if segment_column is None
+                    else (*categorical, segment_column[start:])
+                )
+                self._pending.add(*_select(numeric, picked, times, result.accepted), now)
             if not defer or self._pending.due(now):
                 self._flush_pending()
             early = np.zeros(n, dtype=bool)
@@ -513,7 +557,7 @@ class ModelRuntime:
             self._drop(account, columns, messages, outside, RejectReason.OUTSIDE_WINDOW)
             self._follow(columns.model_version, numeric, categorical, times, result.accepted)
             if warming and len(self._fitted) < len(self.specs):
-                self._collect(columns, start)
+                self._collect(columns, start, segment_column)
                 if self._warm_full:
                     self._finish_warmup()
         self._report_invalid(account)
@@ -559,7 +603,12 @@ class ModelRuntime:
         if batch is None or self.layout is None or self.window is None:
             return
         numeric, categorical, times = batch
-        invalid = self._count_accepted(numeric, categorical, times, np.ones(times.size, bool))
+        segment_column = None
+        if self.segments is not None:  # ingest keeps the segment column last (segment_by)
+            categorical, segment_column = categorical[:-1], categorical[-1]
+        invalid = self._count_accepted(
+            numeric, categorical, times, np.ones(times.size, bool), segment_column
+        )
         self._unreported = invalid if self._unreported is None else self._unreported + invalid
 
     def _report_invalid(self, account: BatchAccount) -> None:
@@ -597,10 +646,22 @@ class ModelRuntime:
         categorical: tuple[npt.NDArray[np.object_], ...],
         times: npt.NDArray[np.float64],
         accepted: npt.NDArray[np.bool_],
+        segment_column: npt.NDArray[np.object_] | None = None,
     ) -> npt.NDArray[np.int64]:
-        """Count the accepted events into the window (and lagging hours); invalid per feature."""
+        """Count the accepted events into the window (and lagging hours); invalid per feature.
+
+        With segments, each event is binned once into its segment's window and the
+        whole-model window gets the sum of the segment blocks (monitor/segments.py).
+        """
         assert self.layout is not None and self.window is not None
         layout = self.layout
+        segments = self.segments
+        if segments is not None and segments.model is not None and segment_column is not None:
+            assert self.lagging is None  # config: segment_by needs a file or warm-up reference
+            total = segments.count_batch(
+                self.window, times, accepted, numeric, categorical, segment_column
+            )
+            return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
         def count(select: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
             if select is None:
@@ -644,11 +705,19 @@ class ModelRuntime:
         )
         current = self.window.current()
         evaluation = self.evaluator.evaluate(reference, current, context, self._groups)
-        return dataclasses.replace(
+        evaluation = dataclasses.replace(
             evaluation,
             features=tuple(self._readiness(f) for f in evaluation.features),
             sample_rate=self.plan.sample_rate,
             window_digest=hashlib.sha256(current.astype("<i8").tobytes()).hexdigest(),
+        )
+        if self.segments is None:
+            return evaluation
+        return dataclasses.replace(
+            evaluation,
+            segment_by=self.segments.plan.field,
+            segments=self.segments.evaluate(now),
+            segment_field_missing=self.segments.unassigned,
         )
 
     def _unfitted_rows(self) -> list[int]:
@@ -705,6 +774,8 @@ class ModelRuntime:
             fdr_q=self.policy.fdr_q,
             reference_mode=self.mode.value,
             model_version=self.model_version,
+            segment_by=self.segments.plan.field if self.segments is not None else "",
+            segment_field_missing=self.segments.unassigned if self.segments is not None else 0,
             sample_rate=self.plan.sample_rate,
         )
 
@@ -744,6 +815,9 @@ class ModelRuntime:
                     arrays[f"lagging.{key}"] = value
         if self._warm is not None and self._warm.count:
             arrays["warm.numeric"], meta["warm"] = self._warm.state()
+        if self.segments is not None:
+            segment_arrays, meta["segments"] = self.segments.state()
+            arrays.update(segment_arrays)
         return ModelState(self.fingerprint(), arrays, meta)
 
     def _serialised_profile(self, profile: ReferenceProfile) -> str:
@@ -786,6 +860,22 @@ class ModelRuntime:
         if reference_id:
             self._restore_windows(state, str(reference_id), same, legacy)
         self._restore_warmup(state, signatures, same)
+        if self.segments is not None:
+            self._restore_segments(state, same, legacy)
+
+    def _restore_segments(self, state: ModelState, same: set[str], legacy: bool) -> None:
+        """The segment windows come back only when no feature changed (else they start
+        empty); the count of events without the segment field and the warm-up's segment
+        values always do."""
+        assert self.segments is not None
+        old_rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
+        unchanged = same == {s.name for s in self.specs} and old_rows == self._rows()
+        try:
+            self.segments.restore(state.arrays if unchanged else {}, state.meta.get("segments", {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"model {self.name!r}: checkpointed segment windows unusable: {exc}"
+            ) from exc
 
     def _restore_windows(
         self, state: ModelState, reference_id: str, same: set[str], legacy: bool
@@ -867,6 +957,8 @@ class ModelRuntime:
             total += self.lagging.nbytes
         if self.reference_counts is not None:
             total += int(self.reference_counts.nbytes)
+        if self.segments is not None:
+            total += self.segments.nbytes
         return total
 
 

@@ -130,8 +130,35 @@ def _model(model: ModelEvaluation, max_charts: int) -> str:
     return (
         f'<section class="model"><h2>{html.escape(model.model)}'
         f'<span class="count {count_class}">{drifted} of {len(features)} features drifting'
-        f'</span></h2><div class="meta">{meta}</div><div class="grid">{cards}</div>'
-        f"{table}</section>"
+        f'</span></h2><div class="meta">{meta}</div>{_segments(model)}'
+        f'<div class="grid">{cards}</div>{table}</section>'
+    )
+
+
+def _segments(model: ModelEvaluation) -> str:
+    """The model's segments, worst first (as evaluated): events, flagged features, smallest q."""
+    if not model.segment_by:
+        return ""
+    if not model.segments:
+        return (
+            f'<p class="note">segments by <code>{html.escape(model.segment_by)}</code>: none '
+            "yet (the reference has no segment slices, or no evaluation ran)</p>"
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(s.segment)}</td>"
+        f'<td class="num">{s.current_events}</td><td class="num">{s.reference_events}</td>'
+        f'<td class="num">{s.drifted_features} of {len(s.features)}</td><td>'
+        + html.escape(", ".join(f.name for f in s.features if f.drift_detected) or DASH)
+        + f'</td><td class="num">'
+        f"{_sci(min((f.qvalue for f in s.features if f.qvalue is not None), default=None))}"
+        "</td></tr>"
+        for s in model.segments
+    )
+    return (
+        f'<p class="note">segments by <code>{html.escape(model.segment_by)}</code>, worst first '
+        f"({model.segment_field_missing} events without the field, in __other__):</p>"
+        "<table><thead><tr><th>segment</th><th>events</th><th>reference</th><th>drifting</th>"
+        f"<th>flagged features</th><th>smallest q</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
 

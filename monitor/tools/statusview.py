@@ -407,6 +407,7 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
         )
         lines = [f"{_BOLD}{header}{_RESET}" if color else header, detail]
         lines += _table(features, width, color) if features else ["  (no features)"]
+        lines += [_clip(line, width) for line in segment_lines(model)]
         blocks.append("\n".join(lines))
     if any_unevaluated:
         blocks.append(
@@ -417,6 +418,40 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
             _clip(f"{NO_REFERENCE}: no usable reference yet (reference_note in --json)", width)
         )
     return "\n\n".join(blocks)
+
+
+SEGMENT_ROWS = 5
+"""Segments listed per model in the terminal view (worst first; --json has them all)."""
+
+
+def segment_lines(model: Mapping[str, Any]) -> list[str]:
+    """The worst `SEGMENT_ROWS` segments of a model with `segment_by` (none otherwise)."""
+    field = model.get("segment_by")
+    if not field:
+        return []
+    segments = [s for s in model.get("segments") or [] if isinstance(s, Mapping)]
+    missing = model.get("segment_field_missing")
+    lines = [
+        f"  segments by {field}, worst first ({_count(missing)} events without the field, "
+        "in __other__):"
+    ]
+    if not segments:
+        return [*lines, "    none yet (no segment slices in the reference, or no evaluation)"]
+    for segment in segments[:SEGMENT_ROWS]:
+        features = [f for f in segment.get("features") or [] if isinstance(f, Mapping)]
+        flagged = [
+            f"{f.get('name')} ({','.join(f.get('drift_reasons') or [])})"
+            for f in features
+            if f.get("drift_detected")
+        ]
+        lines.append(
+            f"    {segment.get('segment')!s:<20} {_count(segment.get('current_events')):>9} "
+            f"events  drifted {segment.get('drifted_features', 0)}/{len(features)}"
+            + (f"  {'; '.join(flagged)}" if flagged else "")
+        )
+    if len(segments) > SEGMENT_ROWS:
+        lines.append(f"    … {len(segments) - SEGMENT_ROWS} more segments (--json)")
+    return lines
 
 
 # --- one feature's distributions -------------------------------------------------------------

@@ -41,6 +41,15 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_bin_ratio",
         "driftmon_feature_reference_ready",
         "driftmon_feature_invalid_values_total",
+        # per (model, segment[, feature]): models with segment_by
+        "driftmon_segment_feature_drift_detected",
+        "driftmon_segment_feature_drift_qvalue",
+        "driftmon_segment_feature_ks_statistic",
+        "driftmon_segment_feature_psi",
+        "driftmon_segment_feature_tvd",
+        "driftmon_segment_drifted_features",
+        "driftmon_segment_window_events",
+        "driftmon_segment_field_missing_events_total",
         # per model
         "driftmon_model_drifted_features",
         "driftmon_model_features",

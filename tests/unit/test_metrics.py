@@ -34,6 +34,8 @@ from monitor.model import (
     DistributionPolicy,
     FeatureKind,
     FeatureResult,
+    ModelEvaluation,
+    SegmentResult,
     Snapshot,
     Thresholds,
 )
@@ -155,6 +157,25 @@ def fixed_snapshot() -> Snapshot:
         discovery=DiscoveryStatus(False, 0, 1, 3, False, ("plan", "region", "seats")),
     )
     return snapshot(fraud, churn)
+
+
+def segmented_model() -> ModelEvaluation:
+    """A model with `segment_by`: one drifting segment and OTHER, 4 events without the field."""
+    gb = SegmentResult(
+        "GB",
+        30_000,
+        2_500,
+        (numeric("basket", ks_statistic=0.12, psi=0.08, qvalue=1e-9, drift_detected=True),),
+    )
+    other = SegmentResult("__other__", 20_000, 1_700, (unevaluated("basket"),))
+    return replace(
+        evaluation("shop", numeric("basket", ks_statistic=0.04, psi=0.01, qvalue=0.2)),
+        reference_id="sha256:5e9b01",
+        reference_mode="file",
+        segment_by="features.country",
+        segments=(gb, other),
+        segment_field_missing=4,
+    )
 
 
 def uniform_snapshot(n_features: int, value: float) -> Snapshot:
@@ -299,7 +320,7 @@ class TestGoldenExposition:
         pipeline.set_lag({("features", 0): 7, ("features", 1): 0})
         pipeline.set_ready(True)
         pipeline.set_kafka_connected(True)
-        collector.publish(fixed_snapshot())
+        collector.publish(snapshot(*fixed_snapshot().models, segmented_model()))
 
         actual = normalise(scrape(registry))
         if os.environ.get("DRIFTMON_UPDATE_GOLDEN"):
