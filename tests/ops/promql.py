@@ -74,6 +74,10 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        "driftmon_config_reloads_total",
+        "driftmon_config_last_reload_successful",
+        "driftmon_config_last_reload_success_timestamp_seconds",
+        "driftmon_unmonitored_features",
     }
 )
 
