@@ -304,3 +304,32 @@ def test_a_loader_that_fails_unexpectedly_is_a_refused_reload(tmp_path: Path) ->
     assert h.value("driftmon_config_reloads_total", result="invalid") == 2
     h.drain()
     assert h.value("driftmon_events_accepted_total", model="m") == 300
+
+
+def test_auto_features_stay_frozen_on_reload_and_new_rules_discover_again(
+    tmp_path: Path,
+) -> None:
+    """A threshold reload keeps the discovered features; a new exclude list rediscovers."""
+    path = write_config(tmp_path / "driftmon.yaml", auto_config(tmp_path, exclude=["c1"]))
+    logs = {("t", 0): [*wide_stream(1500, seed=3), *wide_stream(1500, seed=4, start=1500)]}
+    h = build(path, logs)
+    for _ in range(6):  # 1500 events: discovery, warm-up, some counting
+        h.daemon.step()
+    before = h.daemon.runtimes["m"]
+    assert before.ready and len(before.specs) == 7
+    write_config(
+        path,
+        auto_config(
+            tmp_path, exclude=["c1"], thresholds={"psi": {"warning": 0.2, "critical": 0.4}}
+        ),
+    )
+    assert h.daemon.reload() is ReloadResult.SUCCESS
+    kept = h.daemon.runtimes["m"]
+    assert [s.name for s in kept.specs] == [s.name for s in before.specs]
+    assert kept.reference_id == before.reference_id
+    assert kept.specs[0].thresholds.psi_warning == 0.2
+    write_config(path, auto_config(tmp_path))  # c1 no longer excluded
+    assert h.daemon.reload() is ReloadResult.SUCCESS
+    assert not h.daemon.runtimes["m"].specs  # discovering again
+    h.drain()
+    assert "c1" in {s.name for s in h.daemon.runtimes["m"].specs}
