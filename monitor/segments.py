@@ -113,7 +113,13 @@ class SegmentModel:
         stacked_specs = [
             dataclasses.replace(by_name[name.split(":", 1)[1]], name=name) for name in stacked.names
         ]
-        self.evaluator = ModelEvaluator(stacked, stacked_specs, policy, distributions=False)
+        self.evaluator = ModelEvaluator(
+            stacked,
+            stacked_specs,
+            policy,
+            distributions=False,
+            names=[name.split(":", 1)[1] for name in stacked.names],
+        )
         order = [k * n_features + j for k in range(groups) for j in range(n_num)]
         order += [
             k * n_features + n_num + j for k in range(groups) for j in range(n_features - n_num)
@@ -177,10 +183,8 @@ class SegmentModel:
         results = []
         for k, label in enumerate(self.coder.labels):
             features = tuple(
-                dataclasses.replace(
-                    evaluation.features[int(self._position[k * n_features + i])], name=spec.name
-                )
-                for i, spec in enumerate(self.specs)
+                evaluation.features[position]
+                for position in self._position[k * n_features : (k + 1) * n_features].tolist()
             )
             results.append(SegmentResult(label, reference_events[k], int(events[k]), features))
         return tuple(sorted(results, key=_severity))
