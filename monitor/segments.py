@@ -141,21 +141,7 @@ class SegmentModel:
         codes: IntArray,
     ) -> npt.NDArray[np.int64]:
         """Counts `[G, F, W]` of a batch whose events have segment `codes` (one binning each)."""
-        out = np.zeros((self.groups, self.layout.n_features, self.layout.width), dtype=np.int64)
-        if codes.size == 0:
-            return out
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(self.groups + 1)).tolist()
-        for k in range(self.groups):
-            lo, hi = bounds[k], bounds[k + 1]
-            if hi == lo:
-                continue
-            if hi - lo == codes.size:
-                out[k] = self.layout.count(numeric, categorical)
-                break
-            idx = order[lo:hi]
-            out[k] = self.layout.count(numeric[:, idx], [c[idx] for c in categorical])
-        return out
+        return self.layout.count_grouped(numeric, categorical, codes, self.groups)
 
     def evaluate(
         self, current: CountMatrix, now: float, reference: CountMatrix | None = None

@@ -13,7 +13,7 @@ from monitor.config import Settings, load_settings
 from monitor.decode import INVALID_CATEGORY, ModelColumns
 from monitor.errors import ConfigError, ReferenceDataError
 from monitor.model import FeatureKind, FeatureSpec, ModelEvaluation
-from monitor.reference import fit_profile, profile_from_json, profile_to_json
+from monitor.reference import fit_profile, layout_for, profile_from_json, profile_to_json
 from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.segment_slices import OTHER_SEGMENT, top_segments
 from monitor.tools.profile_io import with_segments
@@ -254,3 +254,22 @@ def test_bad_segment_by_is_a_config_error(tmp_path: Path, change: str, message: 
     path.write_text(path.read_text().replace(change, message))
     with pytest.raises(ConfigError, match="segment_by"):
         load_settings(path, env={})
+
+
+def test_grouped_counts_equal_each_groups_own_count() -> None:
+    """count_grouped block k == count of group k's events (NaN, inf, None, invalid included)."""
+    rng = np.random.default_rng(22)
+    numeric, categorical, _ = _data(rng, 3_000)
+    specs = [FeatureSpec(x, FeatureKind.NUMERIC) for x in NUMERIC]
+    specs.append(FeatureSpec("channel", FeatureKind.CATEGORICAL))
+    layout, _, _ = layout_for(fit_profile("m", specs, numeric, categorical), specs)
+    matrix = np.vstack([numeric[x] for x in NUMERIC])
+    matrix[0, :40], matrix[1, 40:60], matrix[2, 60:70] = np.nan, np.inf, -1e9
+    channel = categorical["channel"].copy()
+    channel[:30], channel[30:45], channel[45:50] = None, INVALID_CATEGORY, "never-seen"
+    groups = rng.integers(0, 5, matrix.shape[1])
+    blocks = layout.count_grouped(matrix, [channel], groups, 5)
+    for k in range(5):
+        own = groups == k
+        assert np.array_equal(blocks[k], layout.count(matrix[:, own], [channel[own]]))
+    assert np.array_equal(blocks.sum(axis=0), layout.count(matrix, [channel]))
