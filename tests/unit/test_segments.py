@@ -267,7 +267,7 @@ def test_grouped_counts_equal_each_groups_own_count() -> None:
     matrix[0, :40], matrix[1, 40:60], matrix[2, 60:70] = np.nan, np.inf, -1e9
     channel = categorical["channel"].copy()
     channel[:30], channel[30:45], channel[45:50] = None, INVALID_CATEGORY, "never-seen"
-    groups = rng.integers(0, 5, matrix.shape[1])
+    groups = np.asarray(rng.integers(0, 5, size=matrix.shape[1]), dtype=np.int64)
     blocks = layout.count_grouped(matrix, [channel], groups, 5)
     for k in range(5):
         own = groups == k
