@@ -144,7 +144,8 @@ def main() -> None:
     info = machine_info()
     print(
         f"\n{args.events} events in batches of {BATCH}, {args.reps} A B pairs; "
-        f"{info.get('cpu', '')}; load average before {load_before}, after {load_average()}"
+        f"{info['cpu_model']}, {info['cores']} cores, Python {info['python']}, "
+        f"{info['date']}; load average before {load_before}, after {load_average()}"
     )
 
 

@@ -273,3 +273,53 @@ def test_grouped_counts_equal_each_groups_own_count() -> None:
         own = groups == k
         assert np.array_equal(blocks[k], layout.count(matrix[:, own], [channel[own]]))
     assert np.array_equal(blocks.sum(axis=0), layout.count(matrix, [channel]))
+
+
+def test_deferred_ingest_counts_the_same_segment_windows(tmp_path: Path) -> None:
+    """The daemon's deferred ingest (pending events, then flush) gives the same segments."""
+    rng = np.random.default_rng(23)
+    _write_reference(tmp_path, rng, 20_000)
+    numeric, categorical, seg = _data(rng, 6_000, shift={"s02": 0.5})
+    seg[:50] = None
+    results = []
+    for defer in (False, True):
+        runtime = model_runtimes(_config(tmp_path, "file"), clock=lambda: START + 3600)["m"]
+        runtime.load_reference_file()
+        columns = _columns(numeric, categorical, seg)
+        for lo in range(0, 6_000, 700):
+            part = slice(lo, lo + 700)
+            runtime.ingest(
+                ModelColumns(
+                    model="m",
+                    times=columns.times[part],
+                    numeric=columns.numeric[:, part],
+                    categorical=tuple(c[part] for c in columns.categorical),
+                    model_version="",
+                    sources=columns.sources[part],
+                ),
+                defer=defer,
+            )
+        results.append(runtime.evaluate(START + 3600))
+    assert results[0].segments == results[1].segments
+    assert results[0].segment_field_missing == results[1].segment_field_missing == 50
+
+
+def test_a_changed_feature_restores_empty_segment_windows(tmp_path: Path) -> None:
+    """After a feature is removed from the config the checkpoint still restores; the segment
+    windows start empty (their rows changed) and the field-missing count is kept."""
+    rng = np.random.default_rng(24)
+    runtime = _file_runtime(tmp_path, rng, 20_000)
+    numeric, categorical, seg = _data(rng, 3_000)
+    seg[:9] = None
+    runtime.ingest(_columns(numeric, categorical, seg))
+    state = runtime.to_state()
+    path = tmp_path / "driftmon.yaml"
+    path.write_text(path.read_text().replace("      - {name: x2, kind: numeric}\n", ""))
+    again = model_runtimes(load_settings(path, env={}), clock=lambda: START + 3600)["m"]
+    again.load_reference_file()
+    again.restore(state)
+    evaluation = again.evaluate(START + 3600)
+    assert [f.name for f in evaluation.features] == ["x0", "x1", "channel"]
+    assert evaluation.features[0].current_samples == 3_000  # the model's window carried over
+    assert sum(s.current_events for s in evaluation.segments) == 0
+    assert evaluation.segment_field_missing == 9
