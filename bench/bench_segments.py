@@ -6,8 +6,8 @@ Two `ModelRuntime`s with `file` references fitted on the same 20,000 reference e
 benchmark workload (20 numeric + 2 categorical features, `bench.workload`): A without
 segments, B with `segment_by: features.seg` and `max_segments: 10` (`seg` drawn from 15
 values with Zipf-like shares, as in the e2e row "20 + 2, 10 segments"). Each ingests the same
-events in batches of 5,000 (what a poll of the daemon holds), A B A B ..., each run in a fresh
-runtime; the table gives the median CPU time (`time.process_time`) per event of `ingest`
+events in batches of 5,000 (what a poll of the daemon holds) with the daemon's deferred
+ingest (`defer=True`, then `flush`), A B A B ..., each run in a fresh runtime; the table gives the median CPU time (`time.process_time`) per event of `ingest`
 and of one evaluation of the full window, and the ratio B / A in the same run. CPU time,
 not wall time: the machine is shared, and other processes inflate wall time but much less
 the CPU time of this one. The e2e benchmark (`bench.e2e`) measures the whole daemon loop
@@ -28,6 +28,7 @@ import numpy as np
 from bench import workload
 from bench.e2e import SEGMENTED, segment_values
 from bench.report import load_average, machine_info
+from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
 from monitor.model import (
     FeatureKind,
@@ -92,8 +93,10 @@ def _run(path: Path, segmented: bool, data: Any, times: np.ndarray) -> tuple[flo
                 categorical=(*(c[part] for c in categorical), *extra),
                 model_version="",
                 sources=np.zeros(min(BATCH, n - lo), dtype=np.int32),
-            )
+            ),
+            defer=True,
         )
+    runtime.flush(BatchAccount())
     ingest = (time.process_time() - started) * 1e6 / n
     evaluations = []
     for _ in range(5):
