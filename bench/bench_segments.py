@@ -7,11 +7,12 @@ benchmark workload (20 numeric + 2 categorical features, `bench.workload`): A wi
 segments, B with `segment_by: features.seg` and `max_segments: 10` (`seg` drawn from 15
 values with Zipf-like shares, as in the e2e row "20 + 2, 10 segments"). Each ingests the same
 events in batches of 5,000 (what a poll of the daemon holds) with the daemon's deferred
-ingest (`defer=True`, then `flush`), A B A B ..., each run in a fresh runtime; the table gives the median CPU time (`time.process_time`) per event of `ingest`
-and of one evaluation of the full window, and the ratio B / A in the same run. CPU time,
-not wall time: the machine is shared, and other processes inflate wall time but much less
-the CPU time of this one. The e2e benchmark (`bench.e2e`) measures the whole daemon loop
-against raw kafka-python.
+ingest (`defer=True`, then `flush`), A B A B ..., each run in a fresh runtime. The table
+gives the median CPU time (`time.process_time`) per event of `ingest` and of one evaluation
+of the full window, and the ratio B / A in the same run. CPU time, not wall time: the
+machine is shared, and other processes inflate wall time but much less the CPU time of this
+one. The e2e benchmark (`bench.e2e`) measures the whole daemon loop against raw
+kafka-python.
 """
 
 from __future__ import annotations
