@@ -16,6 +16,7 @@ from panels import (
     by_name,
     dashboard,
     fixed,
+    fleet_target,
     query_variable,
     stat,
     target,
@@ -36,7 +37,7 @@ def feature() -> JSON:
         stat(
             "Drift detected",
             "The corrected drift decision for this feature.",
-            [target(f"driftmon_feature_drift_detected{{{sel}}}")],
+            [fleet_target(f"driftmon_feature_drift_detected{{{sel}}}")],
             mappings=DRIFT_MAP,
             steps=thresholds((None, GREEN), (1, RED)),
             text_mode="value",
@@ -49,7 +50,7 @@ def feature() -> JSON:
             "q-value",
             "Benjamini-Hochberg (or Bonferroni) adjusted p-value of the drift test; drift when "
             "below evaluation.fdr_q.",
-            [target(f"driftmon_feature_drift_qvalue{{{sel}}}")],
+            [fleet_target(f"driftmon_feature_drift_qvalue{{{sel}}}")],
             unit="sci",
             steps=thresholds((None, RED), (0.001, GREEN)),
             text_mode="value",
@@ -61,7 +62,7 @@ def feature() -> JSON:
         stat(
             "PSI",
             "Population stability index of the current window against the reference.",
-            [target(f"driftmon_feature_psi{{{sel}}}")],
+            [fleet_target(f"driftmon_feature_psi{{{sel}}}")],
             steps=PSI_STEPS,
             decimals=3,
             text_mode="value",
@@ -73,7 +74,7 @@ def feature() -> JSON:
         stat(
             "KS D",
             "Kolmogorov-Smirnov statistic on the reference's fine bins (numeric features).",
-            [target(f"driftmon_feature_ks_statistic{{{sel}}}")],
+            [fleet_target(f"driftmon_feature_ks_statistic{{{sel}}}")],
             steps=thresholds((None, GREEN), (0.05, YELLOW)),
             decimals=3,
             text_mode="value",
@@ -85,7 +86,7 @@ def feature() -> JSON:
         stat(
             "Current window samples",
             "Values in the current window; statistics need evaluation.min_samples.",
-            [target(f'driftmon_feature_window_samples{{{sel},window="current"}}')],
+            [fleet_target(f'driftmon_feature_window_samples{{{sel},window="current"}}')],
             steps=thresholds((None, BLUE)),
             text_mode="value",
         ),
@@ -96,7 +97,7 @@ def feature() -> JSON:
         stat(
             "Reference samples",
             "Values in the reference window.",
-            [target(f'driftmon_feature_window_samples{{{sel},window="reference"}}')],
+            [fleet_target(f'driftmon_feature_window_samples{{{sel},window="reference"}}')],
             steps=thresholds((None, BLUE)),
             text_mode="value",
         ),
@@ -117,7 +118,7 @@ def feature() -> JSON:
             "decision's floor.",
             **with_thresholds(
                 sel,
-                [target(f"driftmon_feature_psi{{{sel}}}", "PSI")],
+                [fleet_target(f"driftmon_feature_psi{{{sel}}}", "PSI")],
                 [
                     ("psi", "warning", "warning band"),
                     ("psi", "critical", "critical band"),
@@ -138,13 +139,13 @@ def feature() -> JSON:
             "(DriftmonFeatureKsCritical pages above it when the drift test agrees) and the "
             "drift decision's KS floor (dotted).",
             [
-                target(f"driftmon_feature_ks_statistic{{{sel}}}", "KS D"),
-                target(
+                fleet_target(f"driftmon_feature_ks_statistic{{{sel}}}", "KS D"),
+                fleet_target(
                     f"driftmon_feature_ks_statistic{{{sel}}}"
                     f" + driftmon_feature_ks_error_bound{{{sel}}}",
                     "D + bound",
                 ),
-                target(
+                fleet_target(
                     f"clamp_min(driftmon_feature_ks_statistic{{{sel}}}"
                     f" - driftmon_feature_ks_error_bound{{{sel}}}, 0)",
                     "D - bound",
@@ -174,11 +175,13 @@ def feature() -> JSON:
             **with_thresholds(
                 sel,
                 [
-                    target(f"driftmon_feature_psi_pvalue{{{sel}}}", "PSI p"),
-                    target(f"driftmon_feature_ks_pvalue{{{sel}}}", "KS p"),
-                    target(f"driftmon_feature_chi2_pvalue{{{sel}}}", "chi2 p"),
-                    target(f"driftmon_feature_new_category_pvalue{{{sel}}}", "new-category p"),
-                    target(f"driftmon_feature_drift_qvalue{{{sel}}}", "q-value"),
+                    fleet_target(f"driftmon_feature_psi_pvalue{{{sel}}}", "PSI p"),
+                    fleet_target(f"driftmon_feature_ks_pvalue{{{sel}}}", "KS p"),
+                    fleet_target(f"driftmon_feature_chi2_pvalue{{{sel}}}", "chi2 p"),
+                    fleet_target(
+                        f"driftmon_feature_new_category_pvalue{{{sel}}}", "new-category p"
+                    ),
+                    fleet_target(f"driftmon_feature_drift_qvalue{{{sel}}}", "q-value"),
                 ],
                 [
                     ("drift_qvalue", "decision", "q threshold"),
@@ -198,7 +201,7 @@ def feature() -> JSON:
             "features), with the drift decision's TVD floor for this feature.",
             **with_thresholds(
                 sel,
-                [target(f"driftmon_feature_tvd{{{sel}}}", "TVD")],
+                [fleet_target(f"driftmon_feature_tvd{{{sel}}}", "TVD")],
                 [("tvd", "decision", "decision floor")],
             ),
             decimals=3,
@@ -214,9 +217,11 @@ def feature() -> JSON:
             "Data quality ratios",
             "Missing values per window, mass outside the reference range, and unseen categories.",
             [
-                target(f"driftmon_feature_missing_ratio{{{sel}}}", "missing ({{window}})"),
-                target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
-                target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
+                fleet_target(f"driftmon_feature_missing_ratio{{{sel}}}", "missing ({{window}})"),
+                fleet_target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
+                fleet_target(
+                    f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"
+                ),
             ],
             unit="percentunit",
             min_value=0,
@@ -229,7 +234,7 @@ def feature() -> JSON:
             "Missing-value change vs threshold",
             "Current minus reference missing-value share, with the threshold above which "
             "DriftmonFeatureMissingIncrease warns and the drift decision's floor.",
-            target(
+            fleet_target(
                 f'max without (window) (driftmon_feature_missing_ratio{{{sel},window="current"}})'
                 " - max without (window) (driftmon_feature_missing_ratio"
                 f'{{{sel},window="reference"}})',
@@ -241,7 +246,7 @@ def feature() -> JSON:
             "Out-of-range ratio vs threshold",
             "Share of the current window outside the reference range (numeric features), with "
             "the threshold above which DriftmonFeatureOutOfRange warns.",
-            target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
+            fleet_target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
             "out_of_range_ratio",
         ),
         (
@@ -249,7 +254,7 @@ def feature() -> JSON:
             "Share of the current window in categories the reference never saw (categorical "
             "features), with the threshold above which DriftmonFeatureNewCategories warns "
             "(when the binomial test also agrees) and the drift decision's floor.",
-            target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
+            fleet_target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
             "unseen_category_ratio",
         ),
     ):
@@ -271,7 +276,7 @@ def feature() -> JSON:
             "Window samples",
             "Values behind each statistic, per window; statistics are withheld below "
             "evaluation.min_samples.",
-            [target(f"driftmon_feature_window_samples{{{sel}}}", "{{window}}")],
+            [fleet_target(f"driftmon_feature_window_samples{{{sel}}}", "{{window}}")],
             min_value=0,
         ),
         12,
@@ -283,7 +288,7 @@ def feature() -> JSON:
             "Values of the wrong type (or infinite) for this feature, per second; the rest of "
             "each record is still used.",
             [
-                target(
+                fleet_target(
                     f"rate(driftmon_feature_invalid_values_total{{{sel}}}[$__rate_interval])",
                     "invalid values/s",
                 )
@@ -300,11 +305,11 @@ def feature() -> JSON:
             "Seconds since the model's watermark (largest event time seen) and since its last "
             "evaluation.",
             [
-                target(
+                fleet_target(
                     'time() - driftmon_model_watermark_timestamp_seconds{model="$model"}',
                     "watermark age",
                 ),
-                target(
+                fleet_target(
                     'time() - driftmon_model_last_evaluation_timestamp_seconds{model="$model"}',
                     "last evaluation age",
                 ),

@@ -13,8 +13,10 @@ from panels import (
     YELLOW,
     YES_NO,
     Board,
+    across_replicas,
     by_name,
     dashboard,
+    fleet_target,
     panel,
     query_variable,
     stat,
@@ -58,7 +60,7 @@ def overview() -> JSON:
             "Drifted features",
             "Features whose corrected drift decision is positive, per model "
             "(driftmon_model_drifted_features).",
-            [target(f"driftmon_model_drifted_features{{{SEL_MODELS}}}", "{{model}}")],
+            [fleet_target(f"driftmon_model_drifted_features{{{SEL_MODELS}}}", "{{model}}")],
             steps=thresholds((None, GREEN), (1, RED)),
             decimals=0,
         ),
@@ -71,7 +73,7 @@ def overview() -> JSON:
             "Drifted features / configured features per model. DriftmonModelWideDrift pages "
             "above 30%.",
             [
-                target(
+                fleet_target(
                     f"driftmon_model_drifted_features{{{SEL_MODELS}}}"
                     f" / driftmon_model_features{{{SEL_MODELS}}}",
                     "{{model}}",
@@ -88,7 +90,7 @@ def overview() -> JSON:
             "Reference ready",
             "Whether each model has a usable reference (driftmon_model_reference_ready); "
             "without one nothing is tested.",
-            [target(f"driftmon_model_reference_ready{{{SEL_MODELS}}}", "{{model}}")],
+            [fleet_target(f"driftmon_model_reference_ready{{{SEL_MODELS}}}", "{{model}}")],
             mappings=YES_NO,
             steps=thresholds((None, RED), (1, GREEN)),
         ),
@@ -102,8 +104,10 @@ def overview() -> JSON:
             "0): no finite warm-up value yet, or a rolling reference's lagged window under "
             "min_samples. /status says why per feature.",
             [
-                target(
-                    f"sum by (model) (1 - driftmon_feature_reference_ready{{{SEL_MODELS}}})",
+                fleet_target(
+                    "sum by (model) (1 - "
+                    + across_replicas(f"driftmon_feature_reference_ready{{{SEL_MODELS}}}")
+                    + ")",
                     "{{model}}",
                 )
             ],
@@ -190,7 +194,11 @@ def overview() -> JSON:
             "Drift decision by feature",
             "The corrected drift decision (driftmon_feature_drift_detected) of every feature "
             "over time.",
-            [target(f"driftmon_feature_drift_detected{{{SEL_MODELS}}}", "{{model}} / {{feature}}")],
+            [
+                fleet_target(
+                    f"driftmon_feature_drift_detected{{{SEL_MODELS}}}", "{{model}} / {{feature}}"
+                )
+            ],
             mappings=DRIFT_MAP,
             steps=thresholds((None, GREEN), (1, RED)),
             color={"mode": "thresholds"},
@@ -205,7 +213,7 @@ def overview() -> JSON:
             f"(green < {PSI_WARNING}, yellow < {PSI_CRITICAL}, red above; each feature's own "
             "bands are on driftmon / feature). Gaps: a window had "
             "fewer than min_samples values.",
-            [target(f"driftmon_feature_psi{{{SEL_MODELS}}}", "{{model}} / {{feature}}")],
+            [fleet_target(f"driftmon_feature_psi{{{SEL_MODELS}}}", "{{model}} / {{feature}}")],
             steps=PSI_STEPS,
             color={"mode": "thresholds"},
             decimals=3,
@@ -273,7 +281,7 @@ def overview() -> JSON:
             "DriftmonFeatureMissingIncrease warns above the feature's own threshold (default 0.1; "
             "drawn on driftmon / feature).",
             [
-                target(
+                fleet_target(
                     "max without (window) (driftmon_feature_missing_ratio"
                     f'{{{SEL_MODELS},window="current"}})'
                     " - max without (window) (driftmon_feature_missing_ratio"
@@ -293,7 +301,7 @@ def overview() -> JSON:
             "DriftmonFeatureOutOfRange warns above the feature's own threshold (default 5%; drawn "
             "on driftmon / feature).",
             [
-                target(
+                fleet_target(
                     f"driftmon_feature_out_of_range_ratio{{{SEL_MODELS}}}",
                     "{{model}} / {{feature}}",
                 )
@@ -310,7 +318,7 @@ def overview() -> JSON:
             "(categorical features). DriftmonFeatureNewCategories warns above the feature's own "
             "threshold (default 1%; drawn on driftmon / feature).",
             [
-                target(
+                fleet_target(
                     f"driftmon_feature_unseen_category_ratio{{{SEL_MODELS}}}",
                     "{{model}} / {{feature}}",
                 )

@@ -42,6 +42,28 @@ def target(expr: str, legend: str = "", *, instant: bool = False, table: bool = 
     return t
 
 
+#: The target labels that tell the replicas of one job apart: Prometheus' `instance`, and the
+#: `pod` the Kubernetes service discovery adds.
+REPLICA_LABELS = "instance, pod"
+
+
+def across_replicas(expr: str) -> str:
+    """`expr` once per series however many replicas export it.
+
+    The replicas of a fleet (state.backend: kafka) export the same model and feature series,
+    told apart only by their target labels; `max without (instance, pod)` keeps every other
+    label and draws one line where N replicas would draw N. One replica: the same series.
+    """
+    return f"max without ({REPLICA_LABELS}) ({expr})"
+
+
+def fleet_target(
+    expr: str, legend: str = "", *, instant: bool = False, table: bool = False
+) -> JSON:
+    """A `target` of a model or feature statistic, aggregated `across_replicas`."""
+    return target(across_replicas(expr), legend, instant=instant, table=table)
+
+
 def rate(counter: str, selector: str) -> str:
     """`rate(counter{selector}[$__rate_interval])`: Grafana picks the range from the step."""
     return f"rate({counter}{{{selector}}}[$__rate_interval])"
@@ -219,8 +241,9 @@ LEVEL_STYLE: dict[str, tuple[str, JSON]] = {
 
 
 def threshold_line(sel: str, signal: str, severity: str, legend: str) -> JSON:
-    """A query of one feature's threshold series: `driftmon_feature_threshold{signal,severity}`."""
-    return target(
+    """A query of one feature's threshold series: `driftmon_feature_threshold{signal,severity}`,
+    aggregated `across_replicas`."""
+    return fleet_target(
         f'driftmon_feature_threshold{{{sel},signal="{signal}",severity="{severity}"}}', legend
     )
 

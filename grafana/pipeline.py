@@ -34,6 +34,98 @@ def quantiles(histogram: str, sel: str) -> list[JSON]:
     ]
 
 
+def fleet(b: Board, sel: str) -> None:
+    """The replicas of a fleet (state.backend: kafka) against each other: who owns what, how
+    far each is behind the state topic, the commits the fleet refused, snapshot age, and
+    whether the replicas export the same statistics. Empty for a file-backend daemon, except
+    the PSI spread (0 for one replica)."""
+    b.row("Fleet")
+    b.add(
+        timeseries(
+            "Partitions owned per replica",
+            "driftmon_partitions_owned: source partitions each replica counts and commits. "
+            "The owner of the lowest partition writes the snapshots.",
+            [target(f"sum by (instance) (driftmon_partitions_owned{{{sel}}})", "{{instance}}")],
+            min_value=0,
+        ),
+        8,
+        8,
+    )
+    b.add(
+        timeseries(
+            "State-topic lag",
+            "driftmon_state_lag_records: state-topic records a replica has not folded yet. "
+            "DriftmonStateLagHigh warns above 1000 for 10 minutes.",
+            [target(f"sum by (instance) (driftmon_state_lag_records{{{sel}}})", "{{instance}}")],
+            min_value=0,
+        ),
+        8,
+        8,
+    )
+    b.add(
+        timeseries(
+            "State snapshot age",
+            "driftmon_state_snapshot_age_seconds: age of the newest snapshot a replica holds. "
+            "DriftmonStateSnapshotStale warns above 30 minutes on every replica.",
+            [
+                target(
+                    f"max by (instance) (driftmon_state_snapshot_age_seconds{{{sel}}})",
+                    "{{instance}}",
+                )
+            ],
+            unit="s",
+            min_value=0,
+        ),
+        8,
+        8,
+    )
+    b.add(
+        timeseries(
+            "State commits by result",
+            "State commits and claims the fleet folded per second, by result (largest over "
+            "the replicas: every replica folds every record). stale_epoch: a zombie's "
+            "commit; gap: a commit that does not continue its partition's chain.",
+            [
+                target(
+                    "max by (result) "
+                    f"(rate(driftmon_state_commits_total{{{sel}}}[$__rate_interval]))",
+                    "commit {{result}}",
+                ),
+                target(
+                    "max by (result) "
+                    f"(rate(driftmon_state_claims_total{{{sel}}}[$__rate_interval]))",
+                    "claim {{result}}",
+                ),
+            ],
+            unit="ops",
+            min_value=0,
+            overrides=[
+                by_name("commit stale_epoch", color=fixed("orange")),
+                by_name("commit gap", color=fixed(RED)),
+            ],
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "PSI spread across replicas",
+            "Largest minus smallest PSI of each model and feature over the selected replicas: "
+            "0 when they agree. DriftmonReplicasDisagree warns above 0.02 for 10 minutes.",
+            [
+                target(
+                    f"max by (model, feature) (driftmon_feature_psi{{{sel}}}) "
+                    f"- min by (model, feature) (driftmon_feature_psi{{{sel}}})",
+                    "{{model}} / {{feature}}",
+                )
+            ],
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+
+
 def pipeline() -> JSON:
     """The daemon itself: health, throughput, rejects, lag, evaluation cost, durability."""
     sel = 'instance=~"$instance"'
@@ -310,6 +402,7 @@ def pipeline() -> JSON:
         24,
         8,
     )
+    fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",
         "driftmon / pipeline",

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daemon",
         description="Run the drift monitor daemon until SIGTERM/SIGINT. A first signal "
         "finishes the batch in hand, evaluates, checkpoints, commits offsets and exits 0 "
-        "(within 10 s); a second signal exits at once.",
+        "(within 10 s); a second signal exits at once. SIGHUP re-reads --config: models and "
+        "evaluation apply at once (unchanged features keep their state), an invalid file or a "
+        "change of kafka, event, window, http, state, log or references is refused and the "
+        "running configuration kept.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", "-c", type=Path, required=True, help="YAML config file")
@@ -273,6 +276,12 @@ def _add_registry_commands(ref_sub: argparse._SubParsersAction[_Parser]) -> None
     )
     push.add_argument("file", type=Path, help="profile JSON written by `reference fit`")
     push.add_argument("--activate", action="store_true", help="also activate it for its model")
+    push.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="have the daemons count a shadow window in its bins, so activating it later "
+        "starts from a full window (at most 2 per model)",
+    )
     listing = ref_sub.add_parser("list", help="registered profiles, the active one marked")
     listing.add_argument("--model", help="only this model's profiles")
     show = ref_sub.add_parser("show", help="one registered profile and its model's history")
@@ -296,7 +305,9 @@ def _registry(args: argparse.Namespace) -> int:
     try:
         action = args.reference_command
         if action == "push":
-            commands.push(args.file, activate_it=args.activate, reason=args.reason)
+            commands.push(
+                args.file, activate_it=args.activate, reason=args.reason, prewarm_it=args.prewarm
+            )
         elif action == "list":
             commands.list_profiles(args.model)
         elif action == "show":
@@ -372,21 +383,30 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
     log = structlog.get_logger("driftmon")
+
+    def reread() -> Settings:
+        new = _with_web_config_flag(load_settings(args.config), args)
+        _load_web_config(new)
+        return new
+
     try:
-        return _serve(settings, web_config, log)
+        return _serve(settings, web_config, log, reread)
     except MonitorError as exc:
         log.error("fatal", error=str(exc))
         return EXIT_RUNTIME
 
 
 def _serve(
-    settings: Settings, web_config: WebConfig | None, log: structlog.typing.FilteringBoundLogger
+    settings: Settings,
+    web_config: WebConfig | None,
+    log: structlog.typing.FilteringBoundLogger,
+    reread: Callable[[], Settings] | None = None,
 ) -> int:
     from monitor.compose import kafka_daemon
     from monitor.daemon import DaemonHealth, tune_garbage_collector
     from monitor.http import HttpServer
 
-    wiring = kafka_daemon(settings)
+    wiring = kafka_daemon(settings, reread)
     daemon, collector = wiring.daemon, wiring.collector
     server = HttpServer(
         settings.http.host,
@@ -406,8 +426,12 @@ def _serve(
         log.info("signal received, shutting down", signal=signal.Signals(signum).name)
         daemon.request_stop()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        daemon.request_reload()  # the loop re-reads --config between two batches
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     daemon.start()
     tune_garbage_collector()
     try:

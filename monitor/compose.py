@@ -24,8 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.config import Settings
-from monitor.daemon import Daemon, DeadLetterSink, SourceFactory
+from monitor.daemon import Daemon, DeadLetterSink, SettingsLoader, SourceFactory
 from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
+from monitor.model import ReferenceMode
+from monitor.registry_follow import RegistryFollower
+from monitor.registry_log import RegistryLog
 from monitor.source import (
     AssignCallback,
     KafkaSink,
@@ -83,16 +86,21 @@ def build_daemon(
     store: CheckpointStore | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    registry: RegistryFollower | None = None,
+    settings_loader: SettingsLoader | None = None,
 ) -> Wiring:
     """The daemon over `source_factory`, with fresh metrics and the checkpoint in `state.dir`.
 
     `store` replaces the checkpoint store (tests point it elsewhere); `clock` (event and wall
-    time) and `monotonic` (intervals, liveness) are injected for tests.
+    time) and `monotonic` (intervals, liveness) are injected for tests; `registry` follows
+    the reference registry for `reference.mode: registry` models (`registry_follower`);
+    `settings_loader` re-reads the configuration on a reload (SIGHUP; without it a reload is
+    refused).
     """
-    registry = new_registry()
-    metrics = pipeline_metrics(settings, registry)
+    prometheus = new_registry()
+    metrics = pipeline_metrics(settings, prometheus)
     collector = DriftCollector(
-        registry, distributions={m.name: m.distribution_policy() for m in settings.models}
+        prometheus, distributions={m.name: m.distribution_policy() for m in settings.models}
     )
     daemon = Daemon(
         settings,
@@ -103,12 +111,28 @@ def build_daemon(
         dead_letter=dead_letter,
         clock=clock,
         monotonic=monotonic,
+        registry=registry,
+        settings_loader=settings_loader,
     )
-    return Wiring(daemon, registry, metrics, collector)
+    return Wiring(daemon, prometheus, metrics, collector)
 
 
-def kafka_daemon(settings: Settings) -> Wiring:
-    """The production daemon: Kafka source and, when configured, the dead-letter producer."""
+def registry_follower(settings: Settings) -> RegistryFollower | None:
+    """A follower of `references.topic` when a model has `reference.mode: registry`."""
+    if not any(m.reference.mode is ReferenceMode.REGISTRY for m in settings.models):
+        return None
+    references = settings.references
+    log = RegistryLog(settings.kafka.client_kwargs(), references.topic, references.timeout)
+    return RegistryFollower(log)
+
+
+def kafka_daemon(settings: Settings, settings_loader: SettingsLoader | None = None) -> Wiring:
+    """The production daemon: Kafka source, the dead-letter producer and the registry
+    follower when configured."""
     return build_daemon(
-        settings, kafka_source_factory(settings), dead_letter=dead_letter_sink(settings)
+        settings,
+        kafka_source_factory(settings),
+        dead_letter=dead_letter_sink(settings),
+        registry=registry_follower(settings),
+        settings_loader=settings_loader,
     )

@@ -28,7 +28,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -67,6 +66,7 @@ from monitor.model import (
     Thresholds,
     WindowPlan,
 )
+from monitor.yamlfile import read_yaml_mapping
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -419,12 +419,16 @@ class ReferenceSettings(_Section):
     warmup_events: int = Field(10_000, ge=100)
     lag: Duration = 86_400.0
     length: Duration = 3_600.0
+    follow_model_version: bool = False
 
     @model_validator(mode="after")
     def _check_mode(self) -> ReferenceSettings:
-        """mode=file needs a path (the file itself is checked when the daemon loads it)."""
+        """mode=file needs a path (the file itself is checked when the daemon loads it);
+        follow_model_version needs mode=registry (the versions' profiles live there)."""
         if self.mode is ReferenceMode.FILE and self.path is None:
             raise _KeyedError(("path", "required when mode is file"))
+        if self.follow_model_version and self.mode is not ReferenceMode.REGISTRY:
+            raise _KeyedError(("follow_model_version", "needs mode: registry"))
         return self
 
 
@@ -930,57 +934,9 @@ class Settings(BaseSettings):
 # --------------------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping (a silent override otherwise)."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    """Build a mapping, raising a marked error on a duplicate key."""
-    seen: set[Any] = set()
-    for key_node, _value_node in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
-    """Parse the config file; an empty file is an empty mapping.
-
-    YAML errors report the problem with line and column only, never the offending source line
-    (which could hold a secret).
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({type(exc).__name__})") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = exc.problem or exc.context or "syntax error"
-        raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: YAML syntax error") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of sections (kafka, models, ...), "
-            f"not {type(data).__name__}"
-        )
-    return data
+    """Parse the config file (`monitor.yamlfile.read_yaml_mapping`); empty is an empty mapping."""
+    return read_yaml_mapping(path, "config file", "a mapping of sections (kafka, models, ...)")
 
 
 def _dotted(parts: list[str]) -> str:
@@ -1050,6 +1006,7 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
                 warmup_events=m.reference.warmup_events,
                 lag_seconds=m.reference.lag,
                 length_seconds=m.reference.length,
+                follow_model_version=m.reference.follow_model_version,
             ),
             window=window,
             policy=policy,

@@ -4,6 +4,9 @@
     publish snapshot -> checkpoint every checkpoint_interval -> commit offsets
 
 One thread owns the consumer. Scrapes read the immutable Snapshot the loop publishes.
+SIGHUP only sets a flag (`request_reload`); the loop re-reads the configuration between two
+batches (`reload`, monitor.reload: models and evaluation apply at once, the other sections
+need a restart; an invalid file is refused and the running configuration kept).
 Delivery: the checkpoint holds the windows *and* the next offset of every partition they
 include; on start and on every assignment the source seeks to those offsets, so after a
 crash the events after the checkpoint are read again and counted once. Kafka offsets are
@@ -12,6 +15,7 @@ committed after each successful checkpoint (for lag tooling), never before it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,14 +30,19 @@ from monitor.config import Settings
 from monitor.decode import BatchDecoder, EventFields
 from monitor.errors import (
     CheckpointResult,
+    ConfigError,
     ReferenceDataError,
     RejectReason,
+    ReloadResult,
     SourceError,
     StateError,
 )
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
+from monitor.reference_registry import Activated, RegistryReferences
+from monitor.registry_follow import RegistryFollower
+from monitor.reload import reload_runtimes, restart_keys
 from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.sampling import sample_messages, thin
 from monitor.source import RecordSource
@@ -43,6 +52,9 @@ TP = tuple[str, int]
 AssignCallback = Callable[[frozenset[TP]], Mapping[TP, int]]
 RevokeCallback = Callable[[frozenset[TP]], None]
 SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
+SettingsLoader = Callable[[], Settings]
+"""Re-reads the configuration the daemon was started with (`--config` and the environment);
+raises ConfigError when it does not load or validate."""
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
@@ -118,8 +130,12 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         logger: Any = None,
+        registry: RegistryFollower | None = None,
+        settings_loader: SettingsLoader | None = None,
     ) -> None:
         self.settings = settings
+        self.settings_loader = settings_loader
+        self._reload_requested = False
         self.metrics = metrics
         self.collector = collector
         self.store = store
@@ -128,22 +144,7 @@ class Daemon:
         self.monotonic = monotonic
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
         self.runtimes: dict[str, ModelRuntime] = model_runtimes(settings, clock)
-        event = settings.event
-        self.decoder = BatchDecoder(
-            EventFields(
-                timestamp_field=event.timestamp_field,
-                timestamp_fallback_to_kafka=event.timestamp_fallback_to_kafka,
-                model_field=event.model_field,
-                model_version_field=event.model_version_field or "",
-                features_path=event.features_path,
-                default_model=event.default_model,
-                max_message_bytes=settings.kafka.max_message_bytes,
-                max_array_elements=event.max_array_elements,
-            ),
-            [rt.schema for rt in self.runtimes.values()],
-            max_samples=MAX_REJECT_SAMPLES,
-            payload_preview=settings.log.payload_preview,
-        )
+        self.decoder = self._build_decoder()
         self.sampler = RateLimitedSampler(settings.log.sample_rejects_per_minute, monotonic)
         self.dead_letter_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
@@ -158,18 +159,58 @@ class Daemon:
         self._next_checkpoint = 0.0
         self._source_factory = source_factory
         self.source: RecordSource | None = None
+        self.registry = registry
+        self.references = RegistryReferences(
+            self.runtimes, registry.topic if registry is not None else ""
+        )
+        self._registry_generation = -1
+        self.registry_sampler = RateLimitedSampler(
+            settings.log.sample_rejects_per_minute, monotonic
+        )
+
+    def _build_decoder(self) -> BatchDecoder:
+        """The decoder of the configured event fields and the runtimes' schemas."""
+        settings = self.settings
+        event = settings.event
+        return BatchDecoder(
+            EventFields(
+                timestamp_field=event.timestamp_field,
+                timestamp_fallback_to_kafka=event.timestamp_fallback_to_kafka,
+                model_field=event.model_field,
+                model_version_field=event.model_version_field or "",
+                features_path=event.features_path,
+                default_model=event.default_model,
+                max_message_bytes=settings.kafka.max_message_bytes,
+                max_array_elements=event.max_array_elements,
+            ),
+            [rt.schema for rt in self.runtimes.values()],
+            max_samples=MAX_REJECT_SAMPLES,
+            payload_preview=settings.log.payload_preview,
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
         """Load references, restore the checkpoint, create the source."""
         self._load_references()
+        if self.registry is not None and not self.registry.start(self.settings.references.timeout):
+            self.log.error(
+                "reference registry not read to the end yet; models wait for it",
+                topic=self.registry.topic,
+                error=self.registry.view().error,
+            )
         self._restore()
+        self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
+        self.metrics.config_loaded(self.clock())
         self._publish(self.clock())
+
+    def request_reload(self) -> None:
+        """Ask the loop to re-read the configuration before its next poll (signal-safe)."""
+        self._reload_requested = True
 
     def request_stop(self) -> None:
         """Ask the loop to finish the batch in hand and shut down in order."""
@@ -200,8 +241,12 @@ class Daemon:
     def step(self) -> None:
         """One loop turn: poll a batch, process it, evaluate and checkpoint when due."""
         assert self.source is not None
+        if self._reload_requested:
+            self._reload_requested = False
+            self.reload()
         messages = self.source.poll(POLL_TIMEOUT_S, self.settings.kafka.max_poll_records)
         self._heartbeat = self.monotonic()
+        self._sync_registry()
         if messages:
             self.process(messages)
         self.metrics.set_kafka_connected(self.source.is_connected())
@@ -224,6 +269,8 @@ class Daemon:
             self.evaluate()
             self.checkpoint()
         finally:
+            if self.registry is not None:
+                self.registry.stop()
             if self.source is not None:
                 self.source.close()
             if self.dead_letter is not None:
@@ -369,6 +416,7 @@ class Daemon:
         now = self.clock()
         self.apply_pending()
         self._load_references()
+        self._sync_registry(force=True)
         evaluations = self._publish(now)
         elapsed = time.perf_counter() - started
         self.metrics.observe_evaluation(elapsed)
@@ -408,9 +456,57 @@ class Daemon:
             self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
-        evaluations = tuple(rt.evaluate(now) for rt in self.runtimes.values())
+        evaluations = tuple(self._evaluate_model(rt, now) for rt in self.runtimes.values())
         self.collector.publish(Snapshot(created_at=now, models=evaluations))
         return evaluations
+
+    def _evaluate_model(self, runtime: ModelRuntime, now: float) -> ModelEvaluation:
+        evaluation = runtime.evaluate(now)
+        if runtime.mode is not ReferenceMode.REGISTRY:
+            return evaluation
+        view = self.references.view_of(runtime)
+        return dataclasses.replace(evaluation, reference_view=view)
+
+    def _sync_registry(self, *, force: bool = False) -> None:
+        """Registry hook: count refused registry records and apply a new registry view (or,
+        when `force`, re-decide followed versions and shadows) to the registry models."""
+        if self.registry is None:
+            return
+        counts, details = self.registry.take_rejections()
+        for reason, n in counts.items():
+            self.metrics.registry_rejected(reason, n)
+        for rejected in details:
+            if self.registry_sampler.allow():
+                self.log.warning(
+                    "registry record refused",
+                    reason=rejected.reason.value,
+                    detail=rejected.detail[:300],
+                )
+        view = self.registry.view()
+        if not force and view.generation == self._registry_generation:
+            return
+        self._registry_generation = view.generation
+        for outcome in self.references.sync(view, self.clock()):
+            if isinstance(outcome, Activated):
+                info = outcome.info
+                self.metrics.reference_activated(outcome.model, info.cause)
+                self.log.info(
+                    "reference activated",
+                    model=outcome.model,
+                    reference_id=info.reference_id,
+                    model_version=info.model_version,
+                    cause=info.cause,
+                    by=info.by,
+                    reason=info.reason,
+                    shadow=info.gapless,
+                )
+            else:
+                self.log.error(
+                    "registry reference refused, keeping the active one",
+                    model=outcome.model,
+                    reference_id=outcome.reference_id,
+                    error=outcome.error,
+                )
 
     def _load_references(self) -> None:
         """Reload every `file` reference that changed; log what each reload did."""
@@ -432,6 +528,51 @@ class Daemon:
                     model=runtime.name,
                     error=outcome.detail,
                 )
+
+    # -- configuration reload ---------------------------------------------------------------
+
+    def reload(self) -> ReloadResult:
+        """Re-read the configuration and apply it between two batches (monitor.reload).
+
+        Refused, with the running configuration kept: a file that does not load or
+        validate, or whose `file` references cannot be used (`invalid`), and a file that
+        changes a setting only a restart applies (`restart_required`). Every attempt is
+        counted in `driftmon_config_reloads_total{result}` and logged.
+        """
+        now = self.clock()
+        if self.settings_loader is None:
+            self.log.error("config reload refused", error="this daemon has no configuration file")
+            self.metrics.config_reload(ReloadResult.INVALID, now)
+            return ReloadResult.INVALID
+        try:
+            settings = self.settings_loader()
+            keys = restart_keys(self.settings, settings)
+            if keys:
+                self.log.error(
+                    "config reload refused: restart required",
+                    changed=keys,
+                    error="these settings apply only at start; restart driftmon to change "
+                    "them (models and evaluation can be reloaded)",
+                )
+                self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
+                return ReloadResult.RESTART_REQUIRED
+            reloaded = reload_runtimes(self.runtimes, settings, self.clock)
+        except ConfigError as exc:
+            self.log.error("config reload refused, keeping the running one", error=str(exc))
+            self.metrics.config_reload(ReloadResult.INVALID, now)
+            return ReloadResult.INVALID
+        self.settings = settings
+        self.runtimes = reloaded.runtimes
+        self.references.rebind(self.runtimes)
+        self._sync_registry(force=True)
+        self.decoder = self._build_decoder()
+        self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
+        self.metrics.set_evaluation_interval(settings.evaluation.interval)
+        self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
+        self._publish(now)
+        self.metrics.config_reload(ReloadResult.SUCCESS, now)
+        self.log.info("config reloaded", models=reloaded.summary())
+        return ReloadResult.SUCCESS
 
     # -- state ----------------------------------------------------------------------------
 

@@ -60,6 +60,19 @@ class CheckpointResult(StrEnum):
     CORRUPT = "corrupt"
 
 
+class ReloadResult(StrEnum):
+    """Outcome of a configuration reload on SIGHUP (the `result` label).
+
+    INVALID: the new file does not load or validate; RESTART_REQUIRED: it changes a setting
+    that only a restart applies (README, Reloading the configuration). Either way the running
+    configuration stays in force.
+    """
+
+    SUCCESS = "success"
+    INVALID = "invalid"
+    RESTART_REQUIRED = "restart_required"
+
+
 class MonitorError(Exception):
     """Base class of every error driftmon raises on purpose."""
 

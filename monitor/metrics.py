@@ -33,7 +33,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RejectReason
+from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason, ReloadResult
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
@@ -77,6 +77,13 @@ READY: Final = "driftmon_ready"
 KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
 EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
 SAMPLE_RATIO: Final = "driftmon_sample_ratio"
+REGISTRY_RECORDS_REJECTED_TOTAL: Final = "driftmon_registry_records_rejected_total"
+REFERENCE_ACTIVATIONS_TOTAL: Final = "driftmon_reference_activations_total"
+CONFIG_RELOADS_TOTAL: Final = "driftmon_config_reloads_total"
+CONFIG_LAST_RELOAD_SUCCESSFUL: Final = "driftmon_config_last_reload_successful"
+CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
+    "driftmon_config_last_reload_success_timestamp_seconds"
+)
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -105,6 +112,9 @@ MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_model_last_evaluation
 MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_seconds"
 REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
+
+ACTIVATION_CAUSES: Final = ("operator", "rollback", "model_version", "warmup")
+"""The `cause` values of driftmon_reference_activations_total (monitor.registry.CAUSES)."""
 
 # Label values of the closed label sets rendered by DriftCollector.
 WINDOWS: Final = ("reference", "current")
@@ -173,6 +183,19 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
     ),
     MetricDef(EVALUATIONS_TOTAL, "counter", (), "Evaluation cycles completed."),
     MetricDef(
+        REGISTRY_RECORDS_REJECTED_TOTAL,
+        "counter",
+        ("reason",),
+        "Reference-registry records refused (the table unchanged), by closed reason.",
+    ),
+    MetricDef(
+        REFERENCE_ACTIVATIONS_TOTAL,
+        "counter",
+        ("model", "cause"),
+        "Reference activations performed by this daemon, by model and cause (operator, "
+        "rollback, model_version, warmup).",
+    ),
+    MetricDef(
         CHECKPOINTS_TOTAL,
         "counter",
         ("result",),
@@ -226,6 +249,24 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         ("model",),
         "Share of a model's messages its windows count (config sample_rate; 1 = all).",
+    ),
+    MetricDef(
+        CONFIG_RELOADS_TOTAL,
+        "counter",
+        ("result",),
+        "Configuration reloads (SIGHUP) by result: success, invalid or restart_required.",
+    ),
+    MetricDef(
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "gauge",
+        (),
+        "1 when the last configuration reload (or the start) succeeded, 0 when it was refused.",
+    ),
+    MetricDef(
+        CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+        "gauge",
+        (),
+        "Wall time the running configuration was loaded (start or reload), in Unix seconds.",
     ),
     # per model and feature
     MetricDef(
@@ -471,10 +512,20 @@ class PipelineMetrics:
         self._consumed = {t: consumed.labels(t) for t in topics}
         self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
         self._dead_letter_failures = {r: dead_letter_failures.labels(r.value) for r in RejectReason}
-        self._accepted = {m: accepted.labels(m) for m in features}
-        self._invalid = {(m, f): invalid.labels(m, f) for m, fs in features.items() for f in fs}
+        self._accepted_family, self._invalid_family = accepted, invalid
+        self._accepted: dict[str, Counter] = {}
+        self._invalid: dict[tuple[str, str], Counter] = {}
+        self.set_features(features)
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
         self._commits = {r: commits.labels(r.value) for r in COMMIT_RESULTS}
+        registry_rejected = _counter(REGISTRY_RECORDS_REJECTED_TOTAL, registry)
+        self._registry_rejected = {
+            r: registry_rejected.labels(r.value) for r in RegistryRejectReason
+        }
+        activations = _counter(REFERENCE_ACTIVATIONS_TOTAL, registry)
+        self._activations = {
+            (m, c): activations.labels(m, c) for m in features for c in ACTIVATION_CAUSES
+        }
 
         self._batch = _histogram(BATCH_DURATION_SECONDS, BATCH_DURATION_BUCKETS, registry)
         self._evaluation = _histogram(
@@ -492,10 +543,54 @@ class PipelineMetrics:
         _gauge(BUILD_INFO, registry).labels(version).set(1)
         self._ready = _gauge(READY, registry)
         self._kafka_connected = _gauge(KAFKA_CONNECTED, registry)
-        _gauge(EVALUATION_INTERVAL_SECONDS, registry).set(evaluation_interval_seconds)
-        sample_ratio = _gauge(SAMPLE_RATIO, registry)
+        self._interval = _gauge(EVALUATION_INTERVAL_SECONDS, registry)
+        self._interval.set(evaluation_interval_seconds)
+        reloads = _counter(CONFIG_RELOADS_TOTAL, registry)
+        self._reloads = {r: reloads.labels(r.value) for r in ReloadResult}
+        self._reload_ok = _gauge(CONFIG_LAST_RELOAD_SUCCESSFUL, registry)
+        self._reload_time = _gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, registry)
+        self._reload_ok.set(1)
+        self._sample_ratio = _gauge(SAMPLE_RATIO, registry)
         for model in features:
-            sample_ratio.labels(model).set((sample_rates or {}).get(model, 1.0))
+            self._sample_ratio.labels(model).set((sample_rates or {}).get(model, 1.0))
+
+    def set_features(self, features: Mapping[str, Sequence[str]]) -> None:
+        """Make `features` (model -> feature names) the closed label sets of the per-model
+        and per-feature counters: new series start at 0, the series of a model or feature
+        no longer configured are removed (a SIGHUP reload calls this)."""
+        models = set(features)
+        pairs = {(m, f) for m, fs in features.items() for f in fs}
+        for model in set(self._accepted) - models:
+            self._accepted_family.remove(model)
+            del self._accepted[model]
+        for pair in set(self._invalid) - pairs:
+            self._invalid_family.remove(*pair)
+            del self._invalid[pair]
+        for model in features:
+            if model not in self._accepted:
+                self._accepted[model] = self._accepted_family.labels(model)
+        for model, names in features.items():
+            for name in names:
+                if (model, name) not in self._invalid:
+                    self._invalid[model, name] = self._invalid_family.labels(model, name)
+
+    def set_evaluation_interval(self, seconds: float) -> None:
+        """Export a new evaluation interval (after a reload changed it)."""
+        self._interval.set(seconds)
+
+    def config_loaded(self, timestamp: float) -> None:
+        """The running configuration was loaded at `timestamp` (start or successful reload)."""
+        self._reload_ok.set(1)
+        self._reload_time.set(timestamp)
+
+    def config_reload(self, result: ReloadResult, timestamp: float) -> None:
+        """Count one reload attempt; a success also sets the load time, a refusal clears
+        `driftmon_config_last_reload_successful` until the next success."""
+        self._reloads[result].inc()
+        if result is ReloadResult.SUCCESS:
+            self.config_loaded(timestamp)
+        else:
+            self._reload_ok.set(0)
 
     def record_consumed(self, topic: str, n: int) -> None:
         """Count `n` Kafka messages consumed from `topic`."""
@@ -574,6 +669,14 @@ class PipelineMetrics:
         for (topic, partition), lag in lags.items():
             self._lag.labels(topic, str(partition)).set(lag)
         self._lag_series = current
+
+    def registry_rejected(self, reason: RegistryRejectReason, n: int = 1) -> None:
+        """Count `n` registry records refused for `reason`."""
+        self._registry_rejected[reason].inc(n)
+
+    def reference_activated(self, model: str, cause: str) -> None:
+        """Count one reference activation of `model` (cause from ACTIVATION_CAUSES)."""
+        self._activations[model, cause].inc()
 
     def set_ready(self, ready: bool) -> None:
         """Export the readiness flag (the same condition as `/readyz`)."""
@@ -748,6 +851,10 @@ class DriftCollector:
         """Make `snapshot` the one every later scrape renders (atomic reference swap)."""
         self._snapshot = snapshot
 
+    def set_distributions(self, distributions: Mapping[str, DistributionPolicy]) -> None:
+        """Replace the per-model distribution policies (a SIGHUP reload; one swap)."""
+        self._distributions = dict(distributions)
+
     def describe(self) -> Iterator[Metric]:
         """The families this collector owns, without samples (lets the registry spot clashes)."""
         return iter(render_snapshot(Snapshot(created_at=0.0)))
@@ -778,20 +885,25 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 7 gauges + events_accepted_total.
+    Per model: 7 gauges + events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
-    dead_letter_failures_total per `RejectReason`, last_evaluation_timestamp, build_info,
-    ready, kafka_connected, evaluation_interval.
+    dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
+    `RegistryRejectReason`, last_evaluation_timestamp, build_info, ready, kafka_connected,
+    evaluation_interval, one config_reloads_total per `ReloadResult`,
+    config_last_reload_successful and its success timestamp.
     """
     n_reasons = len(RejectReason)
+    n_registry = len(RegistryRejectReason)
+    n_causes = len(ACTIVATION_CAUSES)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 7 + 1
+    per_model = 7 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
-    fixed = histograms + 1 + n_results + n_reasons + 5
+    n_reloads = len(ReloadResult)
+    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -801,7 +913,14 @@ def cardinality(
     )
     if created_series:
         counters = (
-            n_features_total + n_models + n_topics * (1 + n_reasons) + 1 + n_results + n_reasons
+            n_features_total
+            + n_models * (1 + n_causes)
+            + n_topics * (1 + n_reasons)
+            + 1
+            + n_results
+            + n_reasons
+            + n_registry
+            + n_reloads
         )
         total += counters + 2  # + the two histograms
     return total

@@ -27,6 +27,7 @@ class ReferenceMode(StrEnum):
     FILE = "file"
     WARMUP = "warmup"
     ROLLING = "rolling"
+    REGISTRY = "registry"
 
 
 class Correction(StrEnum):
@@ -167,13 +168,15 @@ class DecisionPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ReferencePlan:
-    """Where a model's reference comes from: mode, file path, warm-up size, rolling lag."""
+    """Where a model's reference comes from: mode, file path, warm-up size, rolling lag,
+    and (registry mode) whether to follow the stream's model version."""
 
     mode: ReferenceMode
     path: Path | None = None
     warmup_events: int = 10_000
     lag_seconds: float = 86_400.0
     length_seconds: float = 3_600.0
+    follow_model_version: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +291,50 @@ class FeatureResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowInfo:
+    """A shadow window a registry model counts for a profile that is not active yet."""
+
+    reference_id: str
+    model_version: str
+    reason: str
+    since: float
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationInfo:
+    """One reference activation this daemon performed (`cause` as in the metric label)."""
+
+    reference_id: str
+    model_version: str
+    cause: str
+    at: float
+    by: str
+    reason: str
+    gapless: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceView:
+    """A registry model's reference as /status shows it (docs/registry.md).
+
+    `registry_active` is the id the registry names (the active one differs while the model
+    follows another version); `shadows` the shadow windows held; `activations` this
+    daemon's last activations, newest first; `version_shares` the model versions of the
+    current window when following; `note` what the next swap does without a shadow.
+    """
+
+    topic: str
+    registry_active: str
+    following: bool
+    shadows: tuple[ShadowInfo, ...] = ()
+    activations: tuple[ActivationInfo, ...] = ()
+    version_shares: tuple[tuple[str, float], ...] = ()
+    note: str = ""
+    registry_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEvaluation:
     """The immutable result of evaluating every feature of one model at one instant."""
 
@@ -300,6 +347,7 @@ class ModelEvaluation:
     reference_mode: str = ""
     model_version: str = ""
     watermark: float | None = None
+    reference_view: ReferenceView | None = None
     sample_rate: float = 1.0
     """Share of the model's messages its windows count (config `sample_rate`)."""
 

@@ -15,6 +15,9 @@ map with a format version `v` (see docs/registry.md):
   why and the cause (operator, rollback, model_version, warmup); `previous` is the rollback
   stack (the activations before this one, newest first, at most 20) and `log` the last 20
   activation events, so a compacted topic (one record per key) keeps the history.
+- `prewarm` key `prewarm:<model>`: the registered profiles (at most `MAX_SHADOWS`) a
+  daemon should count a shadow window for, so that activating one of them is gapless
+  (`driftmon reference push --prewarm`). The newest record per model replaces the last.
 
 Any other input (garbage bytes, an unknown version, a digest mismatch, a missing chunk, an
 activation of an unknown id) is refused with a reason from `RegistryRejectReason` and
@@ -44,6 +47,8 @@ DEFAULT_CHUNK_BYTES = 512 * 1024
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 #: Largest profile JSON accepted after decompression (a zip bomb is refused, not inflated).
 MAX_PROFILE_BYTES = 512 * 1024 * 1024
+#: Shadow windows a model keeps at most (prewarmed or followed profiles).
+MAX_SHADOWS = 2
 
 Cause = Literal["operator", "rollback", "model_version", "warmup"]
 CAUSES: tuple[str, ...] = ("operator", "rollback", "model_version", "warmup")
@@ -112,7 +117,17 @@ class ActivationRecord(
         return ActivationEntry(self.reference_id, self.at, self.by, self.reason, self.cause)
 
 
-Record = ChunkRecord | ProfileManifest | ActivationRecord
+class PrewarmRecord(msgspec.Struct, tag="prewarm", tag_field="kind", forbid_unknown_fields=True):
+    """The profiles of a model that daemons should pre-warm a shadow window for."""
+
+    v: int
+    model: str
+    reference_ids: list[str]
+    at: float
+    by: str
+
+
+Record = ChunkRecord | ProfileManifest | ActivationRecord | PrewarmRecord
 
 _ENVELOPE = msgspec.msgpack.Decoder(_Envelope)
 _RECORD = msgspec.msgpack.Decoder(Record)
@@ -200,6 +215,33 @@ def encode_activation(record: ActivationRecord) -> tuple[bytes, bytes]:
     return activation_key(record.model), _ENCODER.encode(record)
 
 
+def prewarm_key(model: str) -> bytes:
+    """The record key of a model's pre-warm list."""
+    return f"prewarm:{model}".encode()
+
+
+def encode_prewarm(record: PrewarmRecord) -> tuple[bytes, bytes]:
+    """The (key, value) of a pre-warm record."""
+    return prewarm_key(record.model), _ENCODER.encode(record)
+
+
+def prewarm(
+    table: RegistryTable, model: str, reference_id: str, *, at: float, by: str
+) -> PrewarmRecord:
+    """The pre-warm record that adds `reference_id` to `model`'s list (newest first, at most
+    `MAX_SHADOWS`; ids no longer registered or already active are dropped)."""
+    current = table.prewarm.get(model)
+    active = table.activations.get(model)
+    keep = [
+        rid
+        for rid in (current.reference_ids if current is not None else [])
+        if rid != reference_id
+        and rid in table.profiles
+        and (active is None or rid != active.reference_id)
+    ]
+    return PrewarmRecord(RECORD_VERSION, model, [reference_id, *keep][:MAX_SHADOWS], at, by)
+
+
 @dataclass(frozen=True, slots=True)
 class RegisteredProfile:
     """A profile the registry holds, with what its manifest said about the push."""
@@ -232,6 +274,7 @@ class RegistryTable:
     ) -> None:
         self.profiles: dict[str, RegisteredProfile] = {}
         self.activations: dict[str, ActivationRecord] = {}
+        self.prewarm: dict[str, PrewarmRecord] = {}
         self.rejected: Counter[RegistryRejectReason] = Counter()
         self.records = 0
         self._pending: dict[str, _Pending] = {}
@@ -248,6 +291,8 @@ class RegistryTable:
             outcome = self._manifest(record)
         elif isinstance(record, ActivationRecord):
             outcome = self._activation(record)
+        elif isinstance(record, PrewarmRecord):
+            outcome = self._prewarm(record)
         else:
             outcome = record
         if outcome is not None:
@@ -328,6 +373,28 @@ class RegistryTable:
                 RegistryRejectReason.INVALID_RECORD, f"unknown activation cause {record.cause!r}"
             )
         self.activations[record.model] = record
+        return None
+
+    def _prewarm(self, record: PrewarmRecord) -> Rejected | None:
+        if len(record.reference_ids) > MAX_SHADOWS:
+            return Rejected(
+                RegistryRejectReason.INVALID_RECORD,
+                f"pre-warm of {len(record.reference_ids)} profiles (at most {MAX_SHADOWS})",
+            )
+        for reference_id in record.reference_ids:
+            registered = self.profiles.get(reference_id)
+            if registered is None:
+                return Rejected(
+                    RegistryRejectReason.UNKNOWN_REFERENCE,
+                    f"pre-warm of unknown reference {reference_id} for {record.model!r}",
+                )
+            if registered.profile.model not in ("", record.model):
+                return Rejected(
+                    RegistryRejectReason.MODEL_MISMATCH,
+                    f"reference {reference_id} is for model {registered.profile.model!r}, "
+                    f"not {record.model!r}",
+                )
+        self.prewarm[record.model] = record
         return None
 
     # -- queries -------------------------------------------------------------------
@@ -417,3 +484,34 @@ def rollback(
         previous=list(rest),
         log=[current.entry, *current.log][:HISTORY_LENGTH],
     )
+
+
+def warmup_records(
+    table: RegistryTable,
+    profile: ReferenceProfile,
+    *,
+    at: float,
+    by: str,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> list[tuple[bytes, bytes]]:
+    """The records that publish a warm-up `profile` and activate it with cause `warmup`.
+
+    First writer wins as far as `table` knows: empty when the model already has an active
+    reference in it (the caller folds the registry to its end first). Two writers racing
+    past that check both publish; the later activation then stands, as for operators.
+    """
+    if profile.model in table.activations:
+        return []
+    records = []
+    if profile.reference_id not in table.profiles:
+        records = encode_profile(profile, pushed_at=at, pushed_by=by, chunk_bytes=chunk_bytes)
+    activation = ActivationRecord(
+        v=RECORD_VERSION,
+        model=profile.model,
+        reference_id=profile.reference_id,
+        at=at,
+        by=by,
+        reason="warm-up",
+        cause="warmup",
+    )
+    return [*records, encode_activation(activation)]

@@ -2,14 +2,20 @@
 
 Reference modes (README.md, References):
 - file: a profile built by `driftmon reference fit`. The file is re-read when its
-  modification time changes: a valid new profile is swapped in without a restart (the
-  current window restarts empty, since its counts are in the old bins); an invalid one is
+  modification time changes: a valid new profile is swapped in without a restart (a
+  feature whose bins changed restarts its current window empty, since its counts are in the
+  old bins; a feature with the same bins keeps its counts); an invalid one is
   refused and the running reference kept (an error in the log, the next valid file wins).
   Restoring the previous file rolls back the same way.
 - warmup: the first `warmup_events` accepted events are buffered, then edges and counts
   are fitted, frozen, persisted in the checkpoint and in `<state>/references/<model>.json`.
 - rolling: edges are fitted from the warm-up as above; afterwards the reference is the
   lagging window [watermark - lag - length, watermark - lag] of hourly buckets.
+- registry: the profile the reference registry makes active (docs/registry.md). The daemon
+  decides which one (`monitor.reference_registry`) and calls `swap`; a profile with a
+  shadow window (`monitor.shadow`, fed by `ingest`) takes over the shadow's counts, any
+  other starts an empty window, as a `file` swap does. `versions` counts the model
+  versions of the current window (`monitor.follow`) for `reference.follow_model_version`.
 
 Each feature is fitted on its own (`fit_features`). A feature whose warm-up values cannot
 make a reference (no finite value, no category, fewer than MIN_NUMERIC_VALUES finite values)
@@ -19,6 +25,10 @@ events (which also feed the current window) until it succeeds; then its row gets
 and its current window starts empty. When no feature can be fitted the model's whole warm-up
 starts again. A reference that cannot be built is reported (`reference_ready` false with
 the reason in the evaluation), never raised.
+
+Schema evolution: the checkpoint is matched to the configuration feature by feature
+(`restore`, monitor.schema_change), so a restart or a SIGHUP reload with added, removed or
+changed features keeps every unchanged feature's reference, window and warm-up values.
 
 A feature's reference is *ready* when it has bins and, for a rolling reference, when the
 lagged window holds at least `evaluation.min_samples` of its values (for the first `lag`
@@ -44,6 +54,7 @@ from monitor.config import Settings, model_plans
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
+from monitor.follow import VersionShares
 from monitor.histogram import CountMatrix, ModelLayout, relayout_counts
 from monitor.model import (
     FeatureKind,
@@ -66,6 +77,8 @@ from monitor.reference import (
     profile_to_json,
 )
 from monitor.reference_files import ReferenceFile, ReferenceFileError, persist_profile
+from monitor.schema_change import Row, carry_counts, layout_rows, rows_from_meta, rows_to_meta
+from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
 from monitor.window import EventTimeWindow, LaggingReference, count_batch
@@ -132,6 +145,9 @@ class ModelRuntime:
         self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
         self._unreported: npt.NDArray[np.int64] | None = None
         """Invalid values per feature counted by a deferred flush, not yet in an account."""
+        self.shadows = ShadowSet(self.specs, plan.window, clock)
+        self._profile_json: tuple[ReferenceProfile, str] | None = None
+        self.versions = VersionShares()
 
     # -- reference ---------------------------------------------------------------
 
@@ -146,7 +162,28 @@ class ModelRuntime:
         return self.profile.reference_id if self.profile is not None else ""
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes this model's checkpointed arrays."""
+        """Hash of the model-wide settings that shape its checkpointed rings.
+
+        The features are not part of it: a checkpoint is restored feature by feature
+        (`restore`, monitor.schema_change), so adding, removing or changing one feature
+        resets that feature only. A change of this hash (reference mode, warm-up size,
+        rolling lag or length, window geometry) resets the whole model.
+        """
+        content = {
+            "mode": self.mode.value,
+            "warmup_events": self.plan.reference.warmup_events,
+            "lag": self.plan.reference.lag_seconds,
+            "length": self.plan.reference.length_seconds,
+            "window": [
+                self.plan.window.bucket_seconds,
+                self.plan.window.length_seconds,
+                self.plan.window.allowed_lateness_seconds,
+            ],
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _legacy_fingerprint(self) -> str:
+        """The whole-model hash of checkpoints written before per-feature restore."""
         content = {
             "features": [[s.name, s.kind.value] for s in self.specs],
             "top_k": [k for _, k in self.plan.top_k],
@@ -162,6 +199,22 @@ class ModelRuntime:
             ],
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def feature_signatures(self) -> list[list[Any]]:
+        """[name, kind, fit parameter] per feature, in layout order (the checkpoint's `features`).
+
+        The fit parameter is what a warm-up fits the feature's bins with: `max_bins` for a
+        numeric feature, its `top_k` for a categorical one. A feature whose signature changed
+        gets a new reference (warm-up/rolling) and an empty window.
+        """
+        return [
+            [
+                s.name,
+                s.kind.value,
+                self.plan.max_bins if s.kind is FeatureKind.NUMERIC else self.plan.top_k_of(s.name),
+            ]
+            for s in self.specs
+        ]
 
     def load_reference_file(self) -> ReloadOutcome | None:
         """(Re)load the file reference if it changed; what happened, or None (nothing new).
@@ -183,7 +236,7 @@ class ModelRuntime:
                     f"not {self.name!r}"
                 )
             check_limits(profile, max_bins=self.plan.max_bins, min_values=MIN_NUMERIC_VALUES)
-            self._activate(profile)
+            self._activate_carrying(profile)
         except ReferenceFileError as exc:
             self.last_reference_error = str(exc)
             if self.profile is None:
@@ -207,7 +260,7 @@ class ModelRuntime:
         Pending events are counted into the window they were admitted to first.
         """
         self._flush_pending()
-        partial = self.mode is not ReferenceMode.FILE
+        partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
@@ -241,6 +294,61 @@ class ModelRuntime:
             self._groups = None
         else:
             self._groups = self.evaluator.psi_groups(counts)
+
+    def swap(self, profile: ReferenceProfile) -> bool:
+        """Make a registry `profile` active; True when a shadow window's counts carried over.
+
+        Raises ReferenceDataError (the active reference unchanged) when the profile does not
+        fit the configured features.
+        """
+        if profile.model not in ("", self.name):
+            raise ReferenceDataError(
+                f"reference {profile.reference_id} was fitted for model {profile.model!r}, "
+                f"not {self.name!r}"
+            )
+        shadow = self.shadows.take(profile.reference_id)
+        self._activate(profile)
+        if shadow is None:
+            return False
+        self.window = shadow.window
+        return True
+
+    def _rows(self) -> tuple[Row, ...]:
+        """The active layout's rows (monitor.schema_change); () without a layout."""
+        return layout_rows(self.layout, self._fitted) if self.layout is not None else ()
+
+    def _activate_carrying(self, profile: ReferenceProfile) -> None:
+        """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        self._flush_pending()  # before the window's state is taken
+        rows = self._rows()
+        window = self.window.state() if self.window is not None else None
+        lagging = self.lagging.state() if self.lagging is not None else None
+        self._activate(profile)
+        if window is not None:
+            self._carry(rows, window, lagging)
+
+    def _carry(
+        self,
+        rows: Sequence[Row],
+        window: dict[str, npt.NDArray[Any]],
+        lagging: dict[str, npt.NDArray[Any]] | None,
+    ) -> None:
+        """Load ring states laid out as `rows` into the active windows, feature by feature.
+
+        Rows of the same name and bins keep their counts bucket by bucket (the watermark and
+        bucket ids are the old ones); every other row starts empty (monitor.schema_change).
+        ValueError when the states do not fit.
+        """
+        assert self.layout is not None and self.window is not None
+        new_rows = self._rows()
+        width = self.layout.width
+        self.window.restore(
+            {**window, "counts": carry_counts(window["counts"], rows, new_rows, width)}
+        )
+        if lagging is not None and self.lagging is not None:
+            self.lagging.restore(
+                {**lagging, "counts": carry_counts(lagging["counts"], rows, new_rows, width)}
+            )
 
     def _finish_warmup(self) -> None:
         """Fit every feature still without a reference from the full warm-up buffer.
@@ -368,7 +476,7 @@ class ModelRuntime:
         accepted = np.zeros(n, dtype=bool)
         start = 0
         outside = np.zeros(n, dtype=bool)
-        warming = self.mode is not ReferenceMode.FILE
+        warming = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         while warming and not self.ready and start < n:
             take = self._collect(columns, start)
             accepted[start : start + take] = True
@@ -399,6 +507,7 @@ class ModelRuntime:
             self._drop(account, columns, messages, late, RejectReason.TOO_LATE)
             self._drop(account, columns, messages, early, RejectReason.TOO_EARLY)
             self._drop(account, columns, messages, outside, RejectReason.OUTSIDE_WINDOW)
+            self._follow(columns.model_version, numeric, categorical, times, result.accepted)
             if warming and len(self._fitted) < len(self.specs):
                 self._collect(columns, start)
                 if self._warm_full:
@@ -433,6 +542,29 @@ class ModelRuntime:
         for spec, count in zip(self.specs, self._unreported.tolist(), strict=True):
             account.add_invalid(self.name, spec.name, int(count))
         self._unreported = None
+
+    def _follow(
+        self,
+        version: str,
+        numeric: npt.NDArray[np.float64],
+        categorical: tuple[npt.NDArray[np.object_], ...],
+        times: npt.NDArray[np.float64],
+        accepted: npt.NDArray[np.bool_],
+    ) -> None:
+        """Registry hooks: count the slice's version and feed the shadow windows."""
+        if self.mode is not ReferenceMode.REGISTRY or self.window is None:
+            return
+        if self.plan.reference.follow_model_version:
+            self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
+        if len(self.shadows):
+            self.shadows.ingest(numeric, categorical, times)
+
+    def version_shares(self) -> dict[str, float]:
+        """Each model version's share of the current window (`monitor.follow`)."""
+        head = None if self.window is None else self.window.head
+        if head is None or self.window is None:
+            return {}
+        return self.versions.shares(head - self.window.n_buckets + 1)
 
     @staticmethod
     def _drop(
@@ -520,6 +652,8 @@ class ModelRuntime:
         """Why a feature has no bins yet (the warm-up's verdict, or its progress)."""
         if self.mode is ReferenceMode.FILE:
             return self.last_reference_error or "reference file not loaded yet"
+        if self.mode is ReferenceMode.REGISTRY:
+            return self.last_reference_error or "no active reference in the registry yet"
         done, need = self.warmup_progress
         if name in self.pending:
             return f"{self.pending[name]}; retrying: {done}/{need} events"
@@ -577,18 +711,25 @@ class ModelRuntime:
 
     def to_state(self) -> ModelState:
         """Everything needed to resume this model exactly (warm-up buffers included; pending
-        events are counted into the window first)."""
+        events are counted into the window first).
+
+        `features` (`feature_signatures`) and `rows` (the layout's rows with their bins
+        digests) let `restore` match the checkpoint to a changed configuration feature by
+        feature.
+        """
         self._flush_pending()
         arrays: dict[str, npt.NDArray[Any]] = {}
         meta: dict[str, Any] = {
             "mode": self.mode.value,
             "model_version": self.model_version,
             "pending": dict(self.pending),
+            "features": self.feature_signatures(),
+            "rows": rows_to_meta(self._rows()),
         }
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
             if self.mode is not ReferenceMode.FILE:
-                meta["profile"] = profile_to_json(self.profile)
+                meta["profile"] = self._serialised_profile(self.profile)
             for key, value in self.window.state().items():
                 arrays[f"window.{key}"] = value
             if self.lagging is not None:
@@ -598,40 +739,90 @@ class ModelRuntime:
             arrays["warm.numeric"], meta["warm"] = self._warm.state()
         return ModelState(self.fingerprint(), arrays, meta)
 
+    def _serialised_profile(self, profile: ReferenceProfile) -> str:
+        """`profile_to_json(profile)`, kept for the active profile: a wide profile takes
+        seconds to serialise, and every checkpoint writes it."""
+        if self._profile_json is None or self._profile_json[0] is not profile:
+            self._profile_json = (profile, profile_to_json(profile))
+        return self._profile_json[1]
+
     def restore(self, state: ModelState) -> None:
-        """Resume from a checkpoint; StateError if it does not belong to this configuration."""
-        if state.fingerprint != self.fingerprint():
+        """Resume from a checkpoint, feature by feature; StateError if it cannot be used.
+
+        The model-wide `fingerprint` must match. Then every feature whose signature
+        (`feature_signatures`) and bins are unchanged keeps its reference (warm-up/rolling),
+        its window counts, its lagging ring and its warm-up values; an added feature, or one
+        whose kind, fit parameter or `file` bins changed, starts fresh; a removed one is
+        dropped. Checkpoints written before per-feature restore (no `features`) are accepted
+        when their whole-model fingerprint matches.
+        """
+        meta = state.meta
+        legacy = "features" not in meta
+        expected = self._legacy_fingerprint() if legacy else self.fingerprint()
+        if state.fingerprint != expected:
             raise StateError(
                 f"model {self.name!r}: checkpoint was written for a different configuration"
             )
-        self.model_version = str(state.meta.get("model_version", ""))
-        pending = state.meta.get("pending", {})
+        signatures = self.feature_signatures() if legacy else meta["features"]
+        if not isinstance(signatures, list):
+            raise StateError(f"model {self.name!r}: checkpointed features are not a list")
+        old_sig = {str(sig[0]): list(sig[1:]) for sig in signatures}
+        same = {name for name, *sig in self.feature_signatures() if old_sig.get(name) == sig}
+        self.model_version = str(meta.get("model_version", ""))
+        pending = meta.get("pending", {})
         self.pending = (
-            {str(k): str(v) for k, v in pending.items()} if isinstance(pending, dict) else {}
+            {str(k): str(v) for k, v in pending.items() if str(k) in same}
+            if isinstance(pending, dict)
+            else {}
         )
-        reference_id = state.meta.get("reference_id")
+        reference_id = meta.get("reference_id")
         if reference_id:
-            if self.mode is ReferenceMode.FILE:
-                if self.reference_id != reference_id:
-                    raise StateError(
-                        f"model {self.name!r}: checkpoint counted against reference "
-                        f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
-                    )
-            else:
-                self._activate(profile_from_json(str(state.meta["profile"])))
-            assert self.window is not None
-            try:
-                self.window.restore(
-                    {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")}
-                )
-                if self.lagging is not None:
-                    self.lagging.restore(
-                        {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
-                    )
-            except (ValueError, KeyError) as exc:
+            self._restore_windows(state, str(reference_id), same, legacy)
+        self._restore_warmup(state, signatures, same)
+
+    def _restore_windows(
+        self, state: ModelState, reference_id: str, same: set[str], legacy: bool
+    ) -> None:
+        """Re-activate the kept features' reference (warm-up/rolling) and carry their counts."""
+        if self.mode is ReferenceMode.FILE:
+            if self.profile is None or (legacy and self.reference_id != reference_id):
                 raise StateError(
-                    f"model {self.name!r}: checkpointed window unusable: {exc}"
-                ) from exc
+                    f"model {self.name!r}: checkpoint counted against reference "
+                    f"{reference_id}, the file now holds {self.reference_id or 'nothing'}"
+                )
+        else:
+            text = str(state.meta["profile"])
+            old = profile_from_json(text)
+            kept = [f for f in old.features if f.name in same]
+            if not kept:
+                return
+            full = len(kept) == len(old.features)
+            if not full:
+                old = build_profile(
+                    self.name,
+                    kept,
+                    old.events,
+                    model_version=old.model_version,
+                    created_at=old.created_at,
+                    source=old.source,
+                )
+            self._activate(old)
+            if full and self.profile is not None:
+                self._profile_json = (self.profile, text)
+        try:
+            rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
+            self._carry(
+                rows,
+                {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")},
+                {k[8:]: v for k, v in state.arrays.items() if k.startswith("lagging.")}
+                if self.lagging is not None
+                else None,
+            )
+        except (ValueError, KeyError) as exc:
+            raise StateError(f"model {self.name!r}: checkpointed window unusable: {exc}") from exc
+
+    def _restore_warmup(self, state: ModelState, signatures: list[Any], same: set[str]) -> None:
+        """Restore the warm-up buffer, keeping the values of unchanged features still pending."""
         warm = state.meta.get("warm")
         count = int(state.meta.get("warm_count", 0))
         if warm is None and count:  # written before per-feature warm-ups: every feature
@@ -641,10 +832,24 @@ class ModelRuntime:
                 "categorical_rows": list(range(len(self.categorical_specs))),
                 "categorical": state.meta.get("warm_categorical", []),
             }
-        if warm is not None:
-            self._warm = WarmupBuffer.restore(
-                self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
-            )
+        if warm is None:
+            return
+        buffer = WarmupBuffer.restore(
+            self.plan.reference.warmup_events, state.arrays.get("warm.numeric"), warm
+        )
+        old_numeric = [str(s[0]) for s in signatures if s[1] == FeatureKind.NUMERIC.value]
+        old_categorical = [str(s[0]) for s in signatures if s[1] == FeatureKind.CATEGORICAL.value]
+        numeric = {s.name: i for i, s in enumerate(self.numeric_specs)}
+        categorical = {s.name: i for i, s in enumerate(self.categorical_specs)}
+        wanted = same - self._fitted
+        self._warm = buffer.remapped(
+            {r: numeric[n] for r, n in enumerate(old_numeric) if n in wanted and n in numeric},
+            {
+                r: categorical[n]
+                for r, n in enumerate(old_categorical)
+                if n in wanted and n in categorical
+            },
+        )
 
     def memory_bytes(self) -> int:
         """Bytes held by the window rings and reference counts."""

@@ -83,6 +83,27 @@ class WarmupBuffer:
         }
         return numeric, meta
 
+    def remapped(
+        self, numeric: Mapping[int, int], categorical: Mapping[int, int]
+    ) -> WarmupBuffer | None:
+        """The buffer with its rows renumbered (old row -> new row); rows not mapped are dropped.
+
+        For a changed feature list (monitor.runtime, restore): the values of a feature that
+        is still wanted keep their place in the warm-up, the others are forgotten. None when
+        no row is left.
+        """
+        keep_n = [(i, numeric[r]) for i, r in enumerate(self.numeric_rows) if r in numeric]
+        keep_c = [
+            (i, categorical[r]) for i, r in enumerate(self.categorical_rows) if r in categorical
+        ]
+        if not keep_n and not keep_c:
+            return None
+        buffer = WarmupBuffer(self.capacity, [r for _, r in keep_n], [r for _, r in keep_c])
+        buffer._numeric = [chunk[[i for i, _ in keep_n]] for chunk in self._numeric]
+        buffer._categorical = [tuple(chunk[i] for i, _ in keep_c) for chunk in self._categorical]
+        buffer.count = self.count
+        return buffer
+
     @classmethod
     def restore(
         cls, capacity: int, numeric: npt.NDArray[Any] | None, meta: Mapping[str, Any]

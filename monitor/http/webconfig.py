@@ -28,11 +28,9 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from monitor.errors import ConfigError
+from monitor.yamlfile import read_yaml_mapping
 
 __all__ = ["WebConfig", "load_web_config"]
 
@@ -70,7 +68,7 @@ class _Problems:
 
 def load_web_config(path: Path) -> WebConfig:
     """Read, check and load the web config file at `path` (see the module docstring)."""
-    data = _read(path)
+    data = read_yaml_mapping(path, "web config file")
     problems = _Problems()
     for key in sorted(set(data) - _TOP_KEYS, key=str):
         problems.add(str(key), "unknown key (supported: basic_auth_users, tls_server_config)")
@@ -82,49 +80,6 @@ def load_web_config(path: Path) -> WebConfig:
         count = len(problems.lines)
         raise ConfigError(f"invalid web config file {path}, {count} {noun}:\n{detail}")
     return WebConfig(path=path, ssl_context=context, users=users)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping (a user listed twice)."""
-
-
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def _read(path: Path) -> dict[Any, Any]:
-    """The file's top-level mapping; errors give a position, never the source line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"web config file {path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"web config file {path}: cannot read ({type(exc).__name__})") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = exc.problem or exc.context or "syntax error"
-        raise ConfigError(f"web config file {path}: YAML error at {where}: {problem}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"web config file {path}: YAML syntax error") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"web config file {path}: the top level must be a mapping")
-    return data
 
 
 def _tls(section: object, base: Path, problems: _Problems) -> ssl.SSLContext | None:

@@ -31,7 +31,9 @@ from monitor.registry import (
     RegistryTable,
     activate,
     encode_activation,
+    encode_prewarm,
     encode_profile,
+    prewarm,
     rollback,
 )
 from monitor.registry_log import RegistryLog
@@ -102,8 +104,9 @@ class RegistryCommands:
 
     # -- commands --------------------------------------------------------------------
 
-    def push(self, path: Path, *, activate_it: bool, reason: str) -> None:
-        """Register the profile in `path` (once per content); optionally activate it."""
+    def push(self, path: Path, *, activate_it: bool, reason: str, prewarm_it: bool = False) -> None:
+        """Register the profile in `path` (once per content); optionally pre-warm it (the
+        daemons count a shadow window in its bins) and/or activate it."""
         try:
             profile = profile_from_json(path.read_bytes())
         except OSError as exc:
@@ -125,6 +128,18 @@ class RegistryCommands:
                 f"registered {profile.reference_id} for model {profile.model} "
                 f"({len(profile.features)} features, {len(records) - 1} chunk(s))\n"
             )
+        if prewarm_it:
+            active = table.activations.get(profile.model)
+            if active is not None and active.reference_id == profile.reference_id:
+                self.out.write(f"{profile.reference_id} is active: nothing to pre-warm\n")
+            else:
+                record = prewarm(
+                    table, profile.model, profile.reference_id, at=self.clock(), by=self.who
+                )
+                self.log.publish([encode_prewarm(record)])
+                self.out.write(
+                    f"model {profile.model}: pre-warming {', '.join(record.reference_ids)}\n"
+                )
         if activate_it:
             self.activate(profile.model, profile.reference_id, reason=reason, table=table)
 

@@ -22,8 +22,27 @@ class Scenario:
     muted: frozenset[str] = field(default_factory=frozenset)
 
 
+#: Alerts about one replica (a process); every other alert aggregates over the replicas of
+#: its job and carries no instance label.
+_PER_REPLICA = {
+    "DriftmonDown",
+    "DriftmonNotEvaluating",
+    "DriftmonNotReady",
+    "DriftmonConsumerLagGrowing",
+    "DriftmonCheckpointFailing",
+    "DriftmonOffsetCommitFailing",
+    "DriftmonCheckpointCorrupt",
+    "DriftmonStateLagHigh",
+}
+
+
 def _alert(alertname: str, **labels: str) -> dict[str, str]:
-    return alert_labels(alertname, **{**_BASE, **labels})
+    if alertname in _PER_REPLICA:
+        base = _BASE
+    else:
+        base = {"job": _BASE["job"]}
+        labels = {k: v for k, v in labels.items() if k != "instance"}
+    return alert_labels(alertname, **{**base, **labels})
 
 
 def scenarios() -> list[Scenario]:
@@ -50,7 +69,7 @@ def scenarios() -> list[Scenario]:
         Scenario(
             "driftmon down: drift and data-quality alerts of its job are muted",
             {
-                "down": _alert("DriftmonDown"),
+                "down": _alert("DriftmonDown", replicas_up="none"),
                 "drift_amount": _alert("DriftmonFeatureDrift", model="fraud", feature="amount"),
                 "psi_amount": _alert("DriftmonFeaturePsiCritical", model="fraud", feature="amount"),
                 "wide_fraud": _alert("DriftmonModelWideDrift", model="fraud"),
@@ -68,6 +87,17 @@ def scenarios() -> list[Scenario]:
                 ),
             },
             frozenset({"drift_amount", "psi_amount", "wide_fraud", "missing_age"}),
+        ),
+        Scenario(
+            "one replica of a fleet down, the others up: nothing is muted",
+            {
+                "down": _alert("DriftmonDown", replicas_up="some"),
+                "drift_amount": _alert("DriftmonFeatureDrift", model="fraud", feature="amount"),
+                "missing_age": _alert(
+                    "DriftmonFeatureMissingIncrease", model="fraud", feature="age"
+                ),
+            },
+            frozenset(),
         ),
         Scenario(
             "no driftmon target at all (absent up): DriftmonDown has no instance label",

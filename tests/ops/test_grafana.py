@@ -27,6 +27,7 @@ from .dashboards import dashboard_files, load, panels, queries, variable_selecto
 from .promql import (
     DEPRECATED_METRICS,
     DRIFTMON_METRICS,
+    FLEET_STATE_METRICS,
     is_driftmon_metric,
     label_values_selector,
     metric_names,
@@ -165,12 +166,14 @@ def test_dashboards_use_only_exported_metrics(path: Path) -> None:
 
 
 def test_every_exported_metric_is_shown_somewhere() -> None:
-    """Taken together, the dashboards show every metric driftmon exports."""
+    """Taken together, the dashboards show every metric driftmon exports, the fleet's state
+    series included."""
     used = set()
     for path in DASHBOARD_FILES:
         for _, expr in exprs(load(path)):
             used |= {n.removesuffix("_bucket") for n in metric_names(expr)}
     assert DRIFTMON_METRICS - DEPRECATED_METRICS - used == set()
+    assert FLEET_STATE_METRICS - used == set()
     assert DEPRECATED_METRICS & used == set()
 
 

@@ -1,4 +1,8 @@
-"""Static tests of deploy/k8s/base: kustomize render, schema validation, security, rules."""
+"""Static tests of deploy/k8s: kustomize render, schema validation, security, rules.
+
+The base is a fleet (a stateless Deployment of 3 replicas with state.backend: kafka and a
+PodDisruptionBudget); overlays/single-node is one replica with the file backend and a PVC.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.config import StateSettings, load_settings
 from tests.support.ops_services import (
     DEPLOY,
     REPO_ROOT,
@@ -20,46 +25,74 @@ from tests.support.ops_services import (
 )
 
 BASE = DEPLOY / "k8s" / "base"
-CORE_KINDS = {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy"}
+SINGLE_NODE = DEPLOY / "k8s" / "overlays" / "single-node"
+CORE_KINDS = {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+FLEET_KINDS = CORE_KINDS | {"PodDisruptionBudget"}
+SINGLE_NODE_KINDS = CORE_KINDS | {"PersistentVolumeClaim"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+KUSTOMIZATIONS = {"base": (BASE, FLEET_KINDS), "single-node": (SINGLE_NODE, SINGLE_NODE_KINDS)}
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`kubectl kustomize deploy/k8s/base`, written to a file."""
-    output = run_tool(["kubectl", "kustomize", BASE])
+def _render(directory: Path, dest: Path) -> Path:
+    output = run_tool(["kubectl", "kustomize", directory])
     assert_tool_ok(output)
-    path = tmp_path_factory.mktemp("k8s") / "rendered.yaml"
-    path.write_text(output.stdout)
-    return path
+    dest.write_text(output.stdout)
+    return dest
 
 
-@pytest.fixture(scope="module")
-def objects(rendered: Path) -> dict[str, dict[str, Any]]:
-    """The rendered objects by kind (each kind occurs once)."""
+def _by_kind(rendered: Path) -> dict[str, dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     by_kind = {d["kind"]: d for d in docs}
     assert len(by_kind) == len(docs), "a kind occurs twice"
     return by_kind
 
 
-def test_kustomize_renders_every_resource(objects: dict[str, dict[str, Any]]) -> None:
-    """The base renders the ConfigMap, Deployment, Service, PVC, NetworkPolicy, ServiceMonitor and
-    PrometheusRule."""
-    assert set(objects) == CORE_KINDS | CRD_KINDS
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`kubectl kustomize` of the base and of the single-node overlay, written to files."""
+    out = tmp_path_factory.mktemp("k8s")
+    return {name: _render(d, out / f"{name}.yaml") for name, (d, _) in KUSTOMIZATIONS.items()}
 
 
+@pytest.fixture(scope="module")
+def rendered(renders: dict[str, Path]) -> Path:
+    """The rendered base."""
+    return renders["base"]
+
+
+@pytest.fixture(scope="module")
+def objects(rendered: Path) -> dict[str, dict[str, Any]]:
+    """The rendered base's objects by kind (each kind occurs once)."""
+    return _by_kind(rendered)
+
+
+@pytest.fixture(scope="module")
+def single_node(renders: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """The rendered single-node overlay's objects by kind (each kind occurs once)."""
+    return _by_kind(renders["single-node"])
+
+
+@pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
+def test_kustomize_renders_every_resource(renders: dict[str, Path], name: str) -> None:
+    """The base renders the fleet's objects (PDB, no PVC), the overlay the single node's
+    (PVC, no PDB), both with the ServiceMonitor and PrometheusRule."""
+    assert set(_by_kind(renders[name])) == KUSTOMIZATIONS[name][1] | CRD_KINDS
+
+
+@pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
 @pytest.mark.parametrize("version", ["1.30", "1.37"])
-def test_rendered_manifests_pass_kubernetes_validate_strict(rendered: Path, version: str) -> None:
+def test_rendered_manifests_pass_kubernetes_validate_strict(
+    renders: dict[str, Path], name: str, version: str
+) -> None:
     """kubernetes-validate --strict passes every core object (CRDs only warn: no schema)."""
-    proc = run_tool(["kubernetes-validate", "--strict", "-k", version, rendered])
+    proc = run_tool(["kubernetes-validate", "--strict", "-k", version, renders[name]])
     output = assert_tool_ok(proc)
     passed = {
         line.split("resource ")[1].split("/")[0]
         for line in output.splitlines()
         if " passed " in line
     }
-    assert passed == {k.lower() for k in CORE_KINDS}
+    assert passed == {k.lower() for k in KUSTOMIZATIONS[name][1]}
     assert "ERROR" not in output
 
 
@@ -96,10 +129,11 @@ def test_pod_security_is_restricted(objects: dict[str, dict[str, Any]]) -> None:
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
-def test_container_probes_resources_and_volumes(objects: dict[str, dict[str, Any]]) -> None:
-    """Probes hit /livez and /readyz, resources are bounded, state and /tmp are writable."""
-    deployment = objects["Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
+@pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
+def test_container_probes_and_resources(renders: dict[str, Path], name: str) -> None:
+    """Probes hit /livez and /readyz, resources are bounded, config is read-only, /tmp is a
+    memory emptyDir."""
+    pod = _by_kind(renders[name])["Deployment"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["args"] == ["run", "--config", "/etc/driftmon/driftmon.yaml"]
     assert c["ports"] == [{"name": "http-metrics", "containerPort": 9108, "protocol": "TCP"}]
@@ -112,15 +146,92 @@ def test_container_probes_resources_and_volumes(objects: dict[str, dict[str, Any
     }
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert set(mounts) == {"/etc/driftmon", "/var/lib/driftmon", "/tmp"}
     assert mounts["/etc/driftmon"]["readOnly"] is True
-    state = volumes[mounts["/var/lib/driftmon"]["name"]]
-    assert (
-        state["persistentVolumeClaim"]["claimName"]
-        == objects["PersistentVolumeClaim"]["metadata"]["name"]
-    )
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+
+
+def test_base_is_a_stateless_fleet(objects: dict[str, dict[str, Any]]) -> None:
+    """The base runs 3 replicas with no volume but config and /tmp, rolls one pod at a time,
+    spreads the pods over nodes, and its config keeps the state on the state topic."""
+    deployment = objects["Deployment"]
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
+    (c,) = pod["containers"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/driftmon", "/tmp"}
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+    spread = {s["topologyKey"]: s for s in pod["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for s in spread.values():
+        assert s["labelSelector"]["matchLabels"].items() <= (
+            spec["template"]["metadata"]["labels"].items()
+        )
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["driftmon.yaml"])
+    assert config["state"]["backend"] == "kafka"
+    assert "dir" not in config["state"]
+
+
+def test_pod_disruption_budget_keeps_the_fleet_up(objects: dict[str, dict[str, Any]]) -> None:
+    """The PDB selects the fleet's pods and lets a drain take one replica at a time, fewer
+    than the replicas, so a drain never takes the whole fleet."""
+    pdb = objects["PodDisruptionBudget"]["spec"]
+    deployment = objects["Deployment"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= (
+        deployment["template"]["metadata"]["labels"].items()
+    )
+    assert pdb["maxUnavailable"] == 1 < deployment["replicas"]
+    assert "minAvailable" not in pdb
+
+
+def test_single_node_overlay_is_one_replica_with_a_volume(
+    single_node: dict[str, dict[str, Any]],
+) -> None:
+    """The overlay pins 1 replica with Recreate (ReadWriteOnce volume), mounts the PVC at the
+    config's state.dir, and uses the file backend."""
+    deployment = single_node["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "RWO volume: no rolling update"
+    (c,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert set(mounts) == {"/etc/driftmon", "/var/lib/driftmon", "/tmp"}
+    state = volumes[mounts["/var/lib/driftmon"]["name"]]
+    pvc = single_node["PersistentVolumeClaim"]
+    assert state["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    config = yaml.safe_load(single_node["ConfigMap"]["data"]["driftmon.yaml"])
+    assert config["state"]["dir"] == "/var/lib/driftmon"
+    assert config["state"].get("backend", "file") == "file"
+
+
+def test_single_node_config_differs_from_the_base_only_in_state() -> None:
+    """The overlay's driftmon.yaml is the base's with another `state` section (one config to
+    maintain, two places)."""
+    base = yaml.safe_load((BASE / "driftmon.yaml").read_text())
+    overlay = yaml.safe_load((SINGLE_NODE / "driftmon.yaml").read_text())
+    assert base.pop("state") != overlay.pop("state")
+    assert overlay == base
+
+
+def test_single_node_config_loads() -> None:
+    """The single-node overlay's config passes driftmon's own validation."""
+    settings = load_settings(SINGLE_NODE / "driftmon.yaml", env={})
+    assert settings.state.dir == Path("/var/lib/driftmon")
+
+
+@pytest.mark.skipif(
+    "backend" not in StateSettings.model_fields,
+    reason="state.backend arrives with the fleet protocol (issue 11, branch fleet)",
+)
+def test_fleet_config_loads() -> None:
+    """The base's fleet config passes driftmon's own validation with the kafka backend."""
+    settings = load_settings(BASE / "driftmon.yaml", env={})
+    assert getattr(settings.state, "backend", None) == "kafka"
 
 
 def test_config_map_is_generated_from_the_config_file_and_mounted(
@@ -135,7 +246,6 @@ def test_config_map_is_generated_from_the_config_file_and_mounted(
     assert cm["data"]["driftmon.yaml"] == (BASE / "driftmon.yaml").read_text()
     config = yaml.safe_load(cm["data"]["driftmon.yaml"])
     assert config["http"]["port"] == 9108
-    assert config["state"]["dir"] == "/var/lib/driftmon"
 
 
 def test_service_and_service_monitor_select_the_pods(objects: dict[str, dict[str, Any]]) -> None:

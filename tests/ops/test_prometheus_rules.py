@@ -50,6 +50,10 @@ EXPECTED_ALERTS = {
     "DriftmonFeatureNoReference": "warning",
     "DriftmonCheckpointCorrupt": "warning",
     "DriftmonNotReady": "warning",
+    "DriftmonReplicasDisagree": "warning",
+    "DriftmonStateLagHigh": "warning",
+    "DriftmonStateSnapshotStale": "warning",
+    "DriftmonStateCommitsRejected": "warning",
 }
 
 ALERTS = shipped_alert_rules()
@@ -127,14 +131,51 @@ THRESHOLD_ALERTS = {
 @pytest.mark.parametrize("alertname", sorted(THRESHOLD_ALERTS))
 def test_threshold_alerts_compare_with_the_features_threshold_series(alertname: str) -> None:
     """Each per-feature threshold alert compares its signal with its own threshold series,
-    matched on (job, instance, model, feature), and holds no numeric threshold literal."""
+    both aggregated over replicas and matched on (namespace, job, model, feature), and holds
+    no numeric threshold literal."""
     expr = " ".join(ALERTS[alertname]["expr"].split())
     for signal, severity in THRESHOLD_ALERTS[alertname]:
         series = f'driftmon_feature_threshold{{signal="{signal}",severity="{severity}"}}'
-        assert re.search(r"[<>] on\(job, instance, model, feature\) " + re.escape(series), expr)
-    without_decision = expr.replace("driftmon_feature_drift_detected == 1", "")
+        assert re.search(
+            rf"[<>] on\({FLEET_KEY}\) (?:max|min) by \({FLEET_KEY}\) \(" + re.escape(series),
+            expr,
+        )
+    without_decision = expr.replace("(driftmon_feature_drift_detected) == 1", "")
     assert re.findall(r"[<>]=?\s*[0-9.]", without_decision) == []
     assert set(metric_names(expr)) >= {"driftmon_feature_threshold"}
+
+
+#: The labels the drift, data-quality and reference alerts keep when they aggregate over the
+#: replicas of a fleet: no instance (nor pod), so N replicas raise one alert.
+FLEET_KEY = "namespace, job, model, feature"
+
+#: Alerts about the model/feature statistics every replica of a fleet exports identically.
+FLEET_AGGREGATED = {
+    "DriftmonFeatureDrift",
+    "DriftmonFeaturePsiCritical",
+    "DriftmonFeatureKsCritical",
+    "DriftmonModelWideDrift",
+    "DriftmonFeatureMissingIncrease",
+    "DriftmonFeatureOutOfRange",
+    "DriftmonFeatureNewCategories",
+    "DriftmonNoReference",
+    "DriftmonFeatureNoReference",
+}
+
+
+@pytest.mark.parametrize("alertname", sorted(FLEET_AGGREGATED))
+def test_statistic_alerts_aggregate_over_replicas(alertname: str) -> None:
+    """Every series a statistic alert reads is aggregated by (namespace, job, model[, feature]),
+    never matched per instance, and its description queries select no instance."""
+    rule = ALERTS[alertname]
+    expr = " ".join(rule["expr"].split())
+    assert "instance" not in expr
+    names = metric_names(expr)
+    aggregated = re.findall(
+        r"\b(?:max|min) by \(namespace, job, model(?:, feature)?\) \((\w+)", expr
+    )
+    assert set(names) == set(aggregated), expr
+    assert "instance" not in rule["annotations"]["description"]
 
 
 def test_every_alert_is_tested_firing_and_one_step_before() -> None:

@@ -118,7 +118,8 @@ def promtool_case(text: str, alerting: str) -> dict[str, Any]:
 
 
 def alert_series(alertname: str, feature: str) -> str:
-    """The ALERTS series of `alertname` firing for fraud/`feature` on the scraped instance."""
+    """The ALERTS series of `alertname` firing for fraud/`feature` in the scraped job (the
+    per-feature alerts aggregate over replicas, so they carry no instance)."""
     critical = alertname in ("DriftmonFeaturePsiCritical", "DriftmonFeatureKsCritical")
     labels = {
         "alertname": alertname,
@@ -127,7 +128,7 @@ def alert_series(alertname: str, feature: str) -> str:
         "severity": "critical" if critical else "warning",
         "model": "fraud",
         "feature": feature,
-        **SCRAPE,
+        "job": SCRAPE["job"],
     }
     return "ALERTS{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 

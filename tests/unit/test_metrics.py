@@ -55,7 +55,7 @@ DRIFT_NAMES = {
     d.name
     for d in CATALOGUE
     if d.name.startswith(("driftmon_feature_", "driftmon_model_", "driftmon_reference_"))
-    and d.name != metrics.FEATURE_INVALID_VALUES_TOTAL
+    and d.name not in (metrics.FEATURE_INVALID_VALUES_TOTAL, metrics.REFERENCE_ACTIVATIONS_TOTAL)
 }
 OPTIONAL_STATS = {
     metrics.FEATURE_PSI: "psi",

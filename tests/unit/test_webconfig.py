@@ -121,7 +121,7 @@ def test_a_non_bcrypt_hash_is_refused_without_echoing_it(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("tls_server_config: [unclosed\n", "YAML error at line"),
+        ("tls_server_config: [unclosed\n", "YAML syntax error at line"),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("http_server_config:\n  http2: false\n", "http_server_config: unknown key"),
         ("basic_auth_users:\n  a: $2b$04$x\n  a: $2b$04$y\n", "duplicate key 'a'"),
