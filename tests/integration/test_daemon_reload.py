@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 from prometheus_client import generate_latest
 
+from monitor.account import BatchAccount
 from monitor.compose import build_daemon
 from monitor.config import load_settings
 from monitor.daemon import AssignCallback, RevokeCallback
@@ -93,7 +94,9 @@ def stream(n: int, seed: int, *, age_as_text: bool = False) -> list[bytes]:
 
 
 def rows(runtime: ModelRuntime) -> dict[str, list[int]]:
-    """Each feature's current-window row: value slots, MISSING, INVALID."""
+    """Each feature's current-window row: value slots, MISSING, INVALID (deferred events
+    counted first)."""
+    runtime.flush(BatchAccount())
     assert runtime.layout is not None and runtime.window is not None
     current = runtime.window.current()
     return {
