@@ -567,6 +567,7 @@ class Daemon:
         self._sync_registry(force=True)
         self.decoder = self._build_decoder()
         self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
+        self.metrics.set_sample_rates({m.name: m.sample_rate for m in settings.models})
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
         self._publish(now)

@@ -76,7 +76,6 @@ BUILD_INFO: Final = "driftmon_build_info"
 READY: Final = "driftmon_ready"
 KAFKA_CONNECTED: Final = "driftmon_kafka_connected"
 EVALUATION_INTERVAL_SECONDS: Final = "driftmon_evaluation_interval_seconds"
-SAMPLE_RATIO: Final = "driftmon_sample_ratio"
 REGISTRY_RECORDS_REJECTED_TOTAL: Final = "driftmon_registry_records_rejected_total"
 REFERENCE_ACTIVATIONS_TOTAL: Final = "driftmon_reference_activations_total"
 CONFIG_RELOADS_TOTAL: Final = "driftmon_config_reloads_total"
@@ -84,6 +83,7 @@ CONFIG_LAST_RELOAD_SUCCESSFUL: Final = "driftmon_config_last_reload_successful"
 CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
     "driftmon_config_last_reload_success_timestamp_seconds"
 )
+SAMPLE_RATIO: Final = "driftmon_sample_ratio"
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -245,12 +245,6 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "Configured interval between evaluations, in seconds.",
     ),
     MetricDef(
-        SAMPLE_RATIO,
-        "gauge",
-        ("model",),
-        "Share of a model's messages its windows count (config sample_rate; 1 = all).",
-    ),
-    MetricDef(
         CONFIG_RELOADS_TOTAL,
         "counter",
         ("result",),
@@ -267,6 +261,12 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         (),
         "Wall time the running configuration was loaded (start or reload), in Unix seconds.",
+    ),
+    MetricDef(
+        SAMPLE_RATIO,
+        "gauge",
+        ("model",),
+        "Share of a model's messages its windows count (config sample_rate; 1 = all).",
     ),
     # per model and feature
     MetricDef(
@@ -551,8 +551,7 @@ class PipelineMetrics:
         self._reload_time = _gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, registry)
         self._reload_ok.set(1)
         self._sample_ratio = _gauge(SAMPLE_RATIO, registry)
-        for model in features:
-            self._sample_ratio.labels(model).set((sample_rates or {}).get(model, 1.0))
+        self.set_sample_rates({m: (sample_rates or {}).get(m, 1.0) for m in features})
 
     def set_features(self, features: Mapping[str, Sequence[str]]) -> None:
         """Make `features` (model -> feature names) the closed label sets of the per-model
@@ -573,6 +572,13 @@ class PipelineMetrics:
             for name in names:
                 if (model, name) not in self._invalid:
                     self._invalid[model, name] = self._invalid_family.labels(model, name)
+
+    def set_sample_rates(self, rates: Mapping[str, float]) -> None:
+        """Export each model's `sample_rate`; the series of models no longer configured go."""
+        for (model,) in [k for k in self._sample_ratio._metrics if k[0] not in rates]:
+            self._sample_ratio.remove(model)
+        for model, rate in rates.items():
+            self._sample_ratio.labels(model).set(rate)
 
     def set_evaluation_interval(self, seconds: float) -> None:
         """Export a new evaluation interval (after a reload changed it)."""

@@ -142,12 +142,12 @@ class ModelRuntime:
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
         self._warm: WarmupBuffer | None = None
-        self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
-        self._unreported: npt.NDArray[np.int64] | None = None
-        """Invalid values per feature counted by a deferred flush, not yet in an account."""
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
+        self._unreported: npt.NDArray[np.int64] | None = None
+        """Invalid values per feature counted by a deferred flush, not yet in an account."""
 
     # -- reference ---------------------------------------------------------------
 
@@ -516,6 +516,29 @@ class ModelRuntime:
         account.accept_events(self.name, int(np.count_nonzero(accepted & ~outside)))
         _newest_times(account, columns, messages, accepted)
 
+    def _follow(
+        self,
+        version: str,
+        numeric: npt.NDArray[np.float64],
+        categorical: tuple[npt.NDArray[np.object_], ...],
+        times: npt.NDArray[np.float64],
+        accepted: npt.NDArray[np.bool_],
+    ) -> None:
+        """Registry hooks: count the slice's version and feed the shadow windows."""
+        if self.mode is not ReferenceMode.REGISTRY or self.window is None:
+            return
+        if self.plan.reference.follow_model_version:
+            self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
+        if len(self.shadows):
+            self.shadows.ingest(numeric, categorical, times)
+
+    def version_shares(self) -> dict[str, float]:
+        """Each model version's share of the current window (`monitor.follow`)."""
+        head = None if self.window is None else self.window.head
+        if head is None or self.window is None:
+            return {}
+        return self.versions.shares(head - self.window.n_buckets + 1)
+
     def flush(self, account: BatchAccount) -> None:
         """Count every pending event into the windows; their invalid values into `account`."""
         self._flush_pending()
@@ -542,29 +565,6 @@ class ModelRuntime:
         for spec, count in zip(self.specs, self._unreported.tolist(), strict=True):
             account.add_invalid(self.name, spec.name, int(count))
         self._unreported = None
-
-    def _follow(
-        self,
-        version: str,
-        numeric: npt.NDArray[np.float64],
-        categorical: tuple[npt.NDArray[np.object_], ...],
-        times: npt.NDArray[np.float64],
-        accepted: npt.NDArray[np.bool_],
-    ) -> None:
-        """Registry hooks: count the slice's version and feed the shadow windows."""
-        if self.mode is not ReferenceMode.REGISTRY or self.window is None:
-            return
-        if self.plan.reference.follow_model_version:
-            self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
-        if len(self.shadows):
-            self.shadows.ingest(numeric, categorical, times)
-
-    def version_shares(self) -> dict[str, float]:
-        """Each model version's share of the current window (`monitor.follow`)."""
-        head = None if self.window is None else self.window.head
-        if head is None or self.window is None:
-            return {}
-        return self.versions.shares(head - self.window.n_buckets + 1)
 
     @staticmethod
     def _drop(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -596,16 +595,14 @@ class TestDriftCollector:
             publisher.join()
         assert seen <= {"1.0", "2.0"}
 
-    def test_a_large_snapshot_renders_quickly(
+    def test_a_large_snapshot_renders_every_series(
         self, registry: CollectorRegistry, collector: DriftCollector
     ) -> None:
-        """collect() over 2,000 fully populated features only formats: well under a second."""
+        """collect() over 2,000 fully populated features renders 28 series each (its time is
+        measured in bench/, not asserted here)."""
         collector.publish(uniform_snapshot(2000, 0.5))
-        start = time.perf_counter()
         families = list(collector.collect())
-        elapsed = time.perf_counter() - start
         assert sum(len(f.samples) for f in families) == 2000 * 28 + 5
-        assert elapsed < 1.0
 
     def test_a_second_collector_on_the_same_registry_is_refused(
         self, registry: CollectorRegistry, collector: DriftCollector
