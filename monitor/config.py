@@ -887,6 +887,7 @@ class EvaluationSettings(_Section):
     ks_floor: float = Field(0.05, ge=0, le=1)
     psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
     psi_noise_multiple: float = Field(5.0, ge=0, allow_inf_nan=False)
+    ks_noise_multiple: float = Field(3.1, ge=0, allow_inf_nan=False)
     tvd_floor: float = Field(0.02, ge=0, le=1)
     new_category_floor: float = Field(0.01, ge=0, le=1)
     missing_floor: float = Field(0.05, ge=0, le=1)
@@ -898,6 +899,7 @@ class EvaluationSettings(_Section):
             correction=self.correction,
             min_samples=self.min_samples,
             psi_noise_multiple=self.psi_noise_multiple,
+            ks_noise_multiple=self.ks_noise_multiple,
         )
 
     def default_thresholds(self) -> Thresholds:

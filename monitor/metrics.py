@@ -367,7 +367,8 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         FEATURE_NEW_CATEGORY_PVALUE,
         "gauge",
         _MF,
-        "Binomial p-value of the unseen-category count of the current window.",
+        "P-value of the unseen-category count of the current window (Good-Turing p0 "
+        "with its uncertainty).",
     ),
     MetricDef(
         FEATURE_DRIFT_DETECTED,

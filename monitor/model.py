@@ -83,7 +83,7 @@ class Thresholds:
     `psi_warning`/`psi_critical` (PSI bands), `ks_critical` (KS D),
     `missing_ratio_change_warning` (current minus reference missing ratio),
     `out_of_range_ratio_warning`, `unseen_category_ratio_warning` and
-    `new_category_pvalue_warning` (the binomial p-value must be below it).
+    `new_category_pvalue_warning` (the new-category p-value must be below it).
     Decision floors (used by `monitor.evaluate`; a leg fires only when its effect reaches the
     floor): `ks_decision` (KS D >= floor), `psi_decision` (PSI >= floor), `tvd_decision`
     (TVD >= floor), `missing_ratio_change_decision` (|change| >= floor) and
@@ -158,12 +158,15 @@ class DecisionPolicy:
     The effect-size floors are per feature (`Thresholds`); these apply to the whole model.
     `psi_noise_multiple`: the PSI leg also needs PSI >= this multiple of its null mean
     (B_eff - 1)(1/n_r + 1/n_c) (monitor.stats.psi_noise_floor; 0 turns it off).
+    `ks_noise_multiple`: the KS leg also needs D >= this multiple of its null mean
+    0.8687 / sqrt(n_eff) (monitor.stats.ks_noise_floor; 0 turns it off).
     """
 
     fdr_q: float = 1e-3
     correction: Correction = Correction.BH
     min_samples: int = 1000
     psi_noise_multiple: float = 5.0
+    ks_noise_multiple: float = 3.1
 
 
 @dataclass(frozen=True, slots=True)
