@@ -107,7 +107,9 @@ class ModelEvaluator:
     Built once per (layout, reference): the PSI decile groups of a frozen reference are
     computed once and reused on every evaluation (`groups=None` recomputes them each time,
     for a rolling reference). With `distributions`, every `FeatureResult` also carries the
-    shares of both windows over the picture's bins (`monitor.distribution`).
+    shares of both windows over the picture's bins (`monitor.distribution`). `names`, when
+    given, are the `FeatureResult` names in layout order (default: the specs' names; the
+    segments' stacked layout names its rows per segment but reports the feature names).
     """
 
     def __init__(
@@ -117,11 +119,15 @@ class ModelEvaluator:
         policy: DecisionPolicy,
         *,
         distributions: bool = True,
+        names: Sequence[str] | None = None,
     ) -> None:
         if tuple(s.name for s in specs) != layout.names:
             raise ValueError("feature specs must follow the layout's feature order")
+        if names is not None and len(names) != len(layout.names):
+            raise ValueError("one result name per feature of the layout")
         self.layout = layout
         self.specs = tuple(specs)
+        self.names = tuple(names) if names is not None else layout.names
         self.policy = policy
         n_num = layout.n_numeric
         self._over_slot = layout.value_slots[:n_num] - 1
@@ -269,7 +275,7 @@ class ModelEvaluator:
         detected_list = detected.tolist()
         results = tuple(
             FeatureResult(
-                name=spec.name,
+                name=self.names[i],
                 kind=spec.kind,
                 reference_samples=n_r_list[i],
                 current_samples=n_c_list[i],

@@ -213,6 +213,16 @@ class ReconstructionPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryPlan:
+    """`features: auto`: at most `max_features` discovered features, none matching `exclude`
+    (shell globs), each with `thresholds` (the model's, over the global ones)."""
+
+    max_features: int = 1000
+    exclude: tuple[str, ...] = ()
+    thresholds: Thresholds = Thresholds()
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentPlan:
     """Drift per segment (`segment_by`, `max_segments`; monitor/segments.py).
 
@@ -248,6 +258,8 @@ class ModelPlan:
     """The correlation group, when the model enables one (`correlation.enabled`)."""
     reconstruction: ReconstructionPlan | None = None
     """The reconstruction group, when enabled; `features` then ends with its virtual feature."""
+    discovery: DiscoveryPlan | None = None
+    """Set for `features: auto`: `features` is empty until the stream's features are found."""
     segments: SegmentPlan | None = None
     """Drift per segment, when the model configures `segment_by`."""
     sample_rate: float = 1.0
@@ -363,6 +375,22 @@ class CorrelationResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryStatus:
+    """`features: auto`: discovery progress and the names seen that are not monitored.
+
+    `unmonitored` counts distinct names (exact up to a cap; `unmonitored_saturated` once the
+    cap is reached); `unmonitored_names` lists the first few (at most 20).
+    """
+
+    discovering: bool
+    discovery_events: int
+    monitored: int
+    unmonitored: int
+    unmonitored_saturated: bool = False
+    unmonitored_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentResult:
     """One segment's evaluation: its events in both windows and its features' results.
 
@@ -438,6 +466,8 @@ class ModelEvaluation:
     reference_mode: str = ""
     model_version: str = ""
     watermark: float | None = None
+    discovery: DiscoveryStatus | None = None
+    """Set for a model with `features: auto` (monitor.autodiscover)."""
     segment_by: str = ""
     segments: tuple[SegmentResult, ...] = ()
     """Per-segment results, worst first (`segment_by` models only; see SegmentResult)."""
