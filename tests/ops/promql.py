@@ -21,6 +21,9 @@ import yaml
 #: Every metric name driftmon exports (the README's metric table; the public API).
 DRIFTMON_METRICS: frozenset[str] = frozenset(
     {
+        # the reference registry
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
         # per (model, feature)
         "driftmon_feature_psi",
         "driftmon_feature_psi_pvalue",
@@ -57,6 +60,12 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_model_watermark_timestamp_seconds",
         "driftmon_reference_info",
         "driftmon_model_reference_ready",
+        # per model with a correlation group
+        "driftmon_correlation_pairs",
+        "driftmon_correlation_drifted_pairs",
+        "driftmon_correlation_max_change",
+        "driftmon_correlation_change",
+        "driftmon_correlation_coefficient",
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",
@@ -74,6 +83,11 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        # the reference registry (docs/registry.md)
+        "driftmon_config_reloads_total",
+        "driftmon_config_last_reload_successful",
+        "driftmon_config_last_reload_success_timestamp_seconds",
+        "driftmon_unmonitored_features",
     }
 )
 
@@ -89,6 +103,7 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
         "driftmon_state_claims_total",
         "driftmon_partitions_owned",
         "driftmon_state_snapshot_age_seconds",
+        "driftmon_state_records_rejected_total",
     }
 )
 
