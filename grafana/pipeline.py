@@ -45,7 +45,7 @@ def registry(b: Board, sel: str) -> None:
             "warmup) in each interval; the drift panels mark them as annotations.",
             [
                 target(
-                    "sum by (model, cause) "
+                    "max by (model, cause) "
                     f"(increase(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
                     "{{model}} {{cause}}",
                 )
@@ -63,7 +63,7 @@ def registry(b: Board, sel: str) -> None:
             "unchanged by a refused record; a steady rate means someone writes bad records.",
             [
                 target(
-                    f"sum by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
+                    f"max by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
                     "{{reason}}",
                 )
             ],
@@ -123,9 +123,10 @@ def fleet(b: Board, sel: str) -> None:
     b.add(
         timeseries(
             "State commits by result",
-            "State commits and claims the fleet folded per second, by result (largest over "
-            "the replicas: every replica folds every record). stale_epoch: a zombie's "
-            "commit; gap: a commit that does not continue its partition's chain.",
+            "State commits and claims the fleet folded per second, by result, and state-topic "
+            "records refused unread, by reason (largest over the replicas: every replica "
+            "folds every record). stale_epoch: a zombie's commit; gap: a commit that does not "
+            "continue its partition's chain.",
             [
                 target(
                     "max by (result) "
@@ -136,6 +137,11 @@ def fleet(b: Board, sel: str) -> None:
                     "max by (result) "
                     f"(rate(driftmon_state_claims_total{{{sel}}}[$__rate_interval]))",
                     "claim {{result}}",
+                ),
+                target(
+                    "max by (reason) "
+                    f"(rate(driftmon_state_records_rejected_total{{{sel}}}[$__rate_interval]))",
+                    "refused record {{reason}}",
                 ),
             ],
             unit="ops",
@@ -444,6 +450,64 @@ def pipeline() -> JSON:
         8,
     )
     registry(b, sel)
+    b.add(
+        timeseries(
+            "Configuration reloads",
+            "SIGHUP reloads by result (success, invalid, restart_required), and whether the "
+            "running configuration is the last one read (1) or a reload was refused (0).",
+            [
+                target(
+                    f"sum by (result) "
+                    f"(increase(driftmon_config_reloads_total{{{sel}}}[$__rate_interval]))",
+                    "reload {{result}}",
+                ),
+                target(
+                    f"min(driftmon_config_last_reload_successful{{{sel}}})",
+                    "last reload ok",
+                ),
+            ],
+            min_value=0,
+            overrides=[
+                by_name("reload invalid", color=fixed(RED)),
+                by_name("reload restart_required", color=fixed("orange")),
+            ],
+        ),
+        12,
+        6,
+    )
+    b.add(
+        stat(
+            "Configuration age",
+            "Seconds since the running configuration was loaded (start or last successful "
+            "SIGHUP reload).",
+            [
+                target(
+                    f"time() - driftmon_config_last_reload_success_timestamp_seconds{{{sel}}}",
+                    "{{instance}}",
+                )
+            ],
+            unit="s",
+            steps=thresholds((None, BLUE)),
+        ),
+        4,
+        6,
+    )
+    b.add(
+        timeseries(
+            "Unmonitored feature names",
+            "features: auto models: distinct names their events carry that are not monitored "
+            "(driftmon_unmonitored_features; listed in /status).",
+            [
+                target(
+                    f"max by (model) (driftmon_unmonitored_features{{{sel}}})",
+                    "{{model}}",
+                )
+            ],
+            min_value=0,
+        ),
+        8,
+        6,
+    )
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

@@ -54,11 +54,15 @@ class CategoricalBins:
     `singleton_fraction` is f1 / n_ref (reference categories seen exactly once, over the
     reference's non-missing count): the Good-Turing estimate of the probability mass of
     categories the reference never saw, used by the new-category check.
+    `doubleton_fraction` is f2 / n_ref (categories seen exactly twice), which gives that
+    estimate's variance (`monitor.stats.good_turing_variance`); None for a reference written
+    before it was recorded.
     """
 
     categories: tuple[str, ...]
     vocabulary: frozenset[str]
     singleton_fraction: float
+    doubleton_fraction: float | None = None
 
     @property
     def value_slots(self) -> int:
