@@ -60,6 +60,12 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_model_watermark_timestamp_seconds",
         "driftmon_reference_info",
         "driftmon_model_reference_ready",
+        # per model with a correlation group
+        "driftmon_correlation_pairs",
+        "driftmon_correlation_drifted_pairs",
+        "driftmon_correlation_max_change",
+        "driftmon_correlation_change",
+        "driftmon_correlation_coefficient",
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",
@@ -77,6 +83,9 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        # the reference registry (docs/registry.md)
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
     }
 )
 
@@ -92,6 +101,7 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
         "driftmon_state_claims_total",
         "driftmon_partitions_owned",
         "driftmon_state_snapshot_age_seconds",
+        "driftmon_state_records_rejected_total",
     }
 )
 

@@ -36,6 +36,7 @@ EXPECTED_ALERTS = {
     "DriftmonFeaturePsiCritical": "critical",
     "DriftmonFeatureKsCritical": "critical",
     "DriftmonModelWideDrift": "critical",
+    "DriftmonCorrelationDrift": "warning",
     "DriftmonSegmentDrift": "warning",
     "DriftmonFeatureMissingIncrease": "warning",
     "DriftmonFeatureOutOfRange": "warning",
@@ -55,6 +56,7 @@ EXPECTED_ALERTS = {
     "DriftmonStateLagHigh": "warning",
     "DriftmonStateSnapshotStale": "warning",
     "DriftmonStateCommitsRejected": "warning",
+    "DriftmonStateRecordsRejected": "warning",
 }
 
 ALERTS = shipped_alert_rules()
