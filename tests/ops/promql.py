@@ -21,9 +21,6 @@ import yaml
 #: Every metric name driftmon exports (the README's metric table; the public API).
 DRIFTMON_METRICS: frozenset[str] = frozenset(
     {
-        # the reference registry
-        "driftmon_registry_records_rejected_total",
-        "driftmon_reference_activations_total",
         # per (model, feature)
         "driftmon_feature_psi",
         "driftmon_feature_psi_pvalue",
