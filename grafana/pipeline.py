@@ -450,6 +450,64 @@ def pipeline() -> JSON:
         8,
     )
     registry(b, sel)
+    b.add(
+        timeseries(
+            "Configuration reloads",
+            "SIGHUP reloads by result (success, invalid, restart_required), and whether the "
+            "running configuration is the last one read (1) or a reload was refused (0).",
+            [
+                target(
+                    f"sum by (result) "
+                    f"(increase(driftmon_config_reloads_total{{{sel}}}[$__rate_interval]))",
+                    "reload {{result}}",
+                ),
+                target(
+                    f"min(driftmon_config_last_reload_successful{{{sel}}})",
+                    "last reload ok",
+                ),
+            ],
+            min_value=0,
+            overrides=[
+                by_name("reload invalid", color=fixed(RED)),
+                by_name("reload restart_required", color=fixed("orange")),
+            ],
+        ),
+        12,
+        6,
+    )
+    b.add(
+        stat(
+            "Configuration age",
+            "Seconds since the running configuration was loaded (start or last successful "
+            "SIGHUP reload).",
+            [
+                target(
+                    f"time() - driftmon_config_last_reload_success_timestamp_seconds{{{sel}}}",
+                    "{{instance}}",
+                )
+            ],
+            unit="s",
+            steps=thresholds((None, BLUE)),
+        ),
+        4,
+        6,
+    )
+    b.add(
+        timeseries(
+            "Unmonitored feature names",
+            "features: auto models: distinct names their events carry that are not monitored "
+            "(driftmon_unmonitored_features; listed in /status).",
+            [
+                target(
+                    f"max by (model) (driftmon_unmonitored_features{{{sel}}})",
+                    "{{model}}",
+                )
+            ],
+            min_value=0,
+        ),
+        8,
+        6,
+    )
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

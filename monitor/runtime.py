@@ -186,8 +186,8 @@ class ModelRuntime:
         The features are not part of it: a checkpoint is restored feature by feature
         (`restore`, monitor.schema_change), so adding, removing or changing one feature
         resets that feature only. A change of this hash (reference mode, warm-up size,
-        rolling lag or length, window geometry, `segment_by` and `max_segments`) resets the
-        whole model.
+        rolling lag or length, window geometry, `segment_by` and `max_segments`, and for
+        `features: auto` its `max_features` and `exclude`) resets the whole model.
         """
         content: dict[str, Any] = {
             "mode": self.mode.value,
@@ -202,6 +202,8 @@ class ModelRuntime:
         }
         if self.plan.segments is not None:
             content["segments"] = [self.plan.segments.key, self.plan.segments.max_segments]
+        if self.plan.discovery is not None:  # features: auto: new rules discover again
+            content["discovery"] = [self.plan.discovery.max_features, self.plan.discovery.exclude]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def _legacy_fingerprint(self) -> str:
@@ -443,6 +445,7 @@ class ModelRuntime:
 
     def _activate_carrying(self, profile: ReferenceProfile) -> None:
         """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        self._flush_pending()  # before the window's state is taken
         rows = self._rows()
         window = self.window.state() if self.window is not None else None
         lagging = self.lagging.state() if self.lagging is not None else None
@@ -633,6 +636,9 @@ class ModelRuntime:
         columns = self._with_reconstruction(columns)
         now = self.clock()
         n = len(columns)
+        if not self.specs:  # `features: auto` still discovering: the events fed the discovery
+            account.accept_events(self.name, n)
+            return
         if columns.model_version:
             self.model_version = columns.model_version
         accepted = np.zeros(n, dtype=bool)

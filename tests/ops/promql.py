@@ -81,8 +81,10 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
         # the reference registry (docs/registry.md)
-        "driftmon_registry_records_rejected_total",
-        "driftmon_reference_activations_total",
+        "driftmon_config_reloads_total",
+        "driftmon_config_last_reload_successful",
+        "driftmon_config_last_reload_success_timestamp_seconds",
+        "driftmon_unmonitored_features",
     }
 )
 

@@ -51,6 +51,7 @@ EXPECTED_ALERTS = {
     "DriftmonNoReference": "warning",
     "DriftmonFeatureNoReference": "warning",
     "DriftmonCheckpointCorrupt": "warning",
+    "DriftmonConfigReloadFailed": "warning",
     "DriftmonNotReady": "warning",
     "DriftmonReplicasDisagree": "warning",
     "DriftmonStateLagHigh": "warning",
