@@ -81,6 +81,9 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
         # the reference registry (docs/registry.md)
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
+        # configuration reloads and feature discovery
         "driftmon_config_reloads_total",
         "driftmon_config_last_reload_successful",
         "driftmon_config_last_reload_success_timestamp_seconds",
