@@ -80,6 +80,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        "driftmon_sample_ratio",
         # the reference registry (docs/registry.md)
         "driftmon_registry_records_rejected_total",
         "driftmon_reference_activations_total",
