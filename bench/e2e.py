@@ -17,6 +17,11 @@ top-20 categories), except the evaluation interval (1 s instead of 15 s, so the 
 evaluates during the run) and short group-session timeouts (fast joins on tansu). Every
 width is also run with 16 MiB partition fetches for both consumers (a tuning experiment, one
 pair fewer).
+
+Segments (issue 13): the row "20 + 2, 10 segments" runs the same width with `segment_by:
+features.seg` and `max_segments: 10`. Its events carry one more key, `seg`, drawn from 15
+values with Zipf-like shares (10 segments + OTHER in the daemon), and its reference records
+the slices (`reference fit --segment-by`); default fetch only.
 """
 
 from __future__ import annotations
@@ -52,22 +57,67 @@ class Width:
     categorical: int
     events: int
     reference_events: int
+    segments: int = 0
+    """`max_segments` of a `segment_by` model (0: no segments)."""
+    correlation: bool = False
+    """Enable the model's correlation group (all numeric features, at most 64)."""
+    reconstruction: bool = False
+    """Enable the reconstruction-error feature (PCA over all numeric features)."""
     sample_rate: float = 1.0
+    """The model's `sample_rate` (1: every message)."""
 
     @property
     def label(self) -> str:
-        """`numeric + categorical`, and the sample rate when below 1."""
-        label = f"{self.numeric} + {self.categorical}"
-        return label if self.sample_rate == 1.0 else f"{label}, sample_rate {self.sample_rate:g}"
+        """`numeric + categorical`, the segments and joint-drift groups when enabled, and the
+        sample rate when below 1."""
+        text = f"{self.numeric} + {self.categorical}"
+        if self.segments:
+            text = f"{text}, {self.segments} segments"
+        groups = [
+            name
+            for name, on in (
+                ("correlation", self.correlation),
+                ("reconstruction", self.reconstruction),
+            )
+            if on
+        ]
+        if groups:
+            text = f"{text} ({' + '.join(groups)} {min(self.numeric, 64)})"
+        return text if self.sample_rate == 1.0 else f"{text}, sample_rate {self.sample_rate:g}"
 
     @property
     def topic(self) -> str:
-        """The topic of this width's events (shared by its sampled variant)."""
-        return f"bench-{self.numeric}"
+        """The topic of this width's events (shared by its sampled and joint variants)."""
+        return f"bench-{self.key}"
 
+    @property
+    def run_key(self) -> str:
+        """A name unique to this variant (files of one run)."""
+        flags = ("c" if self.correlation else "") + ("r" if self.reconstruction else "")
+        return f"{self.key}{flags}-{self.sample_rate:g}"
+
+    @property
+    def key(self) -> str:
+        """A short name for files and topics."""
+        return f"{self.numeric}s{self.segments}" if self.segments else str(self.numeric)
+
+
+SEGMENT_VALUES = tuple(f"seg{i:02d}" for i in range(15))
+
+
+def segment_values(width: Width, n: int, seed: int) -> list[str]:
+    """The `seg` value of each of n events (Zipf-like shares over SEGMENT_VALUES)."""
+    weights = 1.0 / np.arange(1, len(SEGMENT_VALUES) + 1) ** 0.8
+    rng = workload.stream_rng(seed, width.numeric, width.segments)
+    drawn = rng.choice(np.array(SEGMENT_VALUES), n, p=weights / weights.sum())
+    return [str(v) for v in drawn.tolist()]
+
+
+SEGMENTED = Width(20, 2, 200_000, 100_000, segments=10)
 
 WIDTHS: tuple[Width, ...] = (
     Width(20, 2, 200_000, 100_000),
+    SEGMENTED,
     Width(200, 20, 30_000, 20_000),
     Width(2000, 200, 3_000, 5_000),
     Width(2000, 200, 3_000, 5_000, sample_rate=0.1),
@@ -79,8 +129,13 @@ TARGET_EVALUATION_MS = 30.0
 TARGET_WIDE_RSS_MIB = 300.0
 
 
-def encode_events(batch: workload.Batch, start_ts: float, span_s: float) -> list[bytes]:
-    """One JSON event per row (the README's event format), times spread evenly over span_s."""
+def encode_events(
+    batch: workload.Batch, start_ts: float, span_s: float, segments: list[str] | None = None
+) -> list[bytes]:
+    """One JSON event per row (the README's event format), times spread evenly over span_s.
+
+    With `segments`, each event's features also carry its `seg` value.
+    """
     n_numeric, n_categorical = batch.numeric.shape[1], batch.categorical.shape[1]
     names = workload.numeric_names(n_numeric) + workload.categorical_names(n_categorical)
     numeric: Any = batch.numeric.astype(object)
@@ -89,6 +144,9 @@ def encode_events(batch: workload.Batch, start_ts: float, span_s: float) -> list
     columns += [
         workload.category_strings(batch.categorical[:, j], j).tolist() for j in range(n_categorical)
     ]
+    if segments is not None:
+        names = (*names, "seg")
+        columns.append(segments)
     n = len(batch)
     times = (start_ts + np.arange(n) * (span_s / max(n, 1))).tolist()
     encode = msgspec.json.Encoder().encode
@@ -107,8 +165,11 @@ def encode_events(batch: workload.Batch, start_ts: float, span_s: float) -> list
 
 def fit_reference(width: Width, path: Path) -> None:
     """Fit and save the reference profile of a width (clean events of its own seed)."""
+    from monitor.correlation import fit_reference as fit_correlation
     from monitor.model import FeatureKind, FeatureSpec
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
     from monitor.reference import fit_profile, profile_to_json
+    from monitor.tools.profile_io import with_segments
 
     batch = workload.draw(
         workload.stream_rng(3, width.numeric),
@@ -121,15 +182,27 @@ def fit_reference(width: Width, path: Path) -> None:
     specs = [FeatureSpec(n, FeatureKind.NUMERIC) for n in num_names] + [
         FeatureSpec(n, FeatureKind.CATEGORICAL) for n in cat_names
     ]
-    profile = fit_profile(
-        MODEL,
-        specs,
-        {n: batch.numeric[:, i] for i, n in enumerate(num_names)},
-        {
-            n: list(workload.category_strings(batch.categorical[:, j], j))
-            for j, n in enumerate(cat_names)
-        },
-    )
+    numeric = {n: batch.numeric[:, i] for i, n in enumerate(num_names)}
+    group = tuple(num_names[:64])
+    values = batch.numeric[:, : len(group)].T
+    joint: dict[str, object] = {}
+    if width.correlation:
+        joint["correlation"] = fit_correlation(group, values).to_json()
+    if width.reconstruction:
+        basis = fit_basis(group, values)
+        joint["reconstruction"] = basis.to_json()
+        numeric[VIRTUAL_FEATURE] = basis.errors(values)
+        specs.append(FeatureSpec(VIRTUAL_FEATURE, FeatureKind.NUMERIC))
+    categorical = {
+        n: np.asarray(workload.category_strings(batch.categorical[:, j], j), dtype=object)
+        for j, n in enumerate(cat_names)
+    }
+    profile = fit_profile(MODEL, specs, numeric, categorical, joint=joint or None)
+    if width.segments:
+        seg = np.asarray(segment_values(width, width.reference_events, 3), dtype=object)
+        profile = with_segments(
+            profile, "seg", width.segments, numeric, {**categorical, "seg": seg}
+        )
     path.write_text(profile_to_json(profile), encoding="utf-8")
 
 
@@ -141,6 +214,19 @@ def config_yaml(
     features += [
         {"name": n, "kind": "categorical"} for n in workload.categorical_names(width.categorical)
     ]
+    model: dict[str, Any] = {
+        "name": MODEL,
+        "reference": {"mode": "file", "path": str(reference)},
+        "features": features,
+    }
+    if width.segments:
+        model |= {"segment_by": "features.seg", "max_segments": width.segments}
+    if width.correlation:
+        model["correlation"] = {"enabled": True}
+    if width.reconstruction:
+        model["reconstruction"] = {"enabled": True}
+    if width.sample_rate < 1.0:
+        model["sample_rate"] = width.sample_rate
     document = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -149,14 +235,7 @@ def config_yaml(
             "session_timeout_ms": 3000,
             "heartbeat_interval_ms": 500,
         },
-        "models": [
-            {
-                "name": MODEL,
-                "reference": {"mode": "file", "path": str(reference)},
-                "features": features,
-                **({"sample_rate": width.sample_rate} if width.sample_rate < 1.0 else {}),
-            }
-        ],
+        "models": [model],
         "evaluation": {"interval": "1s"},
         "http": {"host": "127.0.0.1", "port": 0},
         "state": {"dir": str(state)},
@@ -232,7 +311,7 @@ def _pairs(
     for rep in range(reps):
         runs: dict[str, dict[str, Any]] = {}
         for mode in ("driftmon", "raw"):
-            name = f"{width.numeric}-{width.sample_rate:g}-{fetch or 0}-{rep}-{mode}"
+            name = f"{width.run_key}-{fetch or 0}-{rep}-{mode}"
             config = workdir / f"{name}.yaml"
             group = f"bench-{name}-{time.monotonic_ns()}"
             document = json.loads(
@@ -325,16 +404,17 @@ def run(
         sizes: dict[str, float] = {}
         for width in widths:
             topic = width.topic
-            reference = workdir / f"reference-{width.numeric}.json"
+            reference = workdir / f"reference-{width.run_key}.json"
+            fit_reference(width, reference)
             if topic not in sizes:
-                fit_reference(width, reference)
                 batch = workload.draw(
                     workload.stream_rng(4, width.numeric),
                     width.events,
                     n_numeric=width.numeric,
                     n_categorical=width.categorical,
                 )
-                messages = encode_events(batch, time.time() - 1800.0, 1800.0)
+                segments = segment_values(width, width.events, 4) if width.segments else None
+                messages = encode_events(batch, time.time() - 1800.0, 1800.0, segments)
                 del batch
                 sizes[topic] = statistics.mean(len(m) for m in messages)
                 rate = produce(broker.bootstrap, topic, messages)
@@ -344,7 +424,8 @@ def run(
                     f"({sizes[topic]:.0f} B) at {rate:,.0f}/s"
                 )
             size = sizes[topic]
-            for fetch in fetches if width.sample_rate == 1.0 else fetches[:1]:
+            single = width.segments or width.sample_rate < 1.0
+            for fetch in fetches[:1] if single else fetches:
                 pairs, errors = _pairs(
                     broker.bootstrap,
                     topic,
@@ -438,3 +519,12 @@ def _targets(table: Table) -> None:
         f"Issue-3 target at {WIDTHS[0].label}: {'MET' if met else 'NOT MET'} "
         f"({'; '.join(verdict)})",
     )
+    segmented = next((r for r in table.rows if r[0] == SEGMENTED.label), None)
+    if segmented is not None and segmented[6] is not None:
+        ratio = segmented[6]
+        table.notes.insert(
+            1,
+            f"Issue-13 target at {SEGMENTED.label}: "
+            f"{'MET' if ratio >= TARGET_RATIO else 'NOT MET'} ({ratio:.2f} of raw "
+            f"{'>=' if ratio >= TARGET_RATIO else '<'} {TARGET_RATIO})",
+        )

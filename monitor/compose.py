@@ -19,16 +19,24 @@ server are the caller's.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import structlog
+
 from monitor.config import Settings
-from monitor.daemon import Daemon, DeadLetterSink, SettingsLoader, SourceFactory
+from monitor.daemon import Daemon, DeadLetterSink, FleetFactory, SettingsLoader, SourceFactory
+from monitor.errors import ConfigError
+from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
 from monitor.model import ReferenceMode
 from monitor.registry_follow import RegistryFollower
 from monitor.registry_log import RegistryLog
+from monitor.runtime import ModelRuntime
 from monitor.source import (
     AssignCallback,
     KafkaSink,
@@ -36,6 +44,7 @@ from monitor.source import (
     RevokeCallback,
 )
 from monitor.state import CheckpointStore
+from monitor.state_log import StateLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,7 @@ def build_daemon(
     monotonic: Callable[[], float] = time.monotonic,
     registry: RegistryFollower | None = None,
     settings_loader: SettingsLoader | None = None,
+    fleet: bool = False,
 ) -> Wiring:
     """The daemon over `source_factory`, with fresh metrics and the checkpoint in `state.dir`.
 
@@ -95,7 +105,7 @@ def build_daemon(
     time) and `monotonic` (intervals, liveness) are injected for tests; `registry` follows
     the reference registry for `reference.mode: registry` models (`registry_follower`);
     `settings_loader` re-reads the configuration on a reload (SIGHUP; without it a reload is
-    refused).
+    refused). `fleet` wires the state topic instead of the checkpoint (`fleet_factory`).
     """
     prometheus = new_registry()
     metrics = pipeline_metrics(settings, prometheus)
@@ -113,6 +123,7 @@ def build_daemon(
         monotonic=monotonic,
         registry=registry,
         settings_loader=settings_loader,
+        fleet=fleet_factory(settings, metrics, clock, monotonic) if fleet else None,
     )
     return Wiring(daemon, prometheus, metrics, collector)
 
@@ -126,13 +137,52 @@ def registry_follower(settings: Settings) -> RegistryFollower | None:
     return RegistryFollower(log)
 
 
+def fleet_member() -> str:
+    """This replica's member name in the state topic: host, process id and a random suffix,
+    so a restarted process never mistakes an earlier life's records for its own."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def fleet_factory(
+    settings: Settings,
+    metrics: PipelineMetrics,
+    clock: Callable[[], float],
+    monotonic: Callable[[], float],
+) -> FleetFactory:
+    """The `FleetNode` of `state.backend: kafka` (docs/fleet.md); ConfigError for a model
+    whose reference is not a `file` one (not supported in a fleet yet)."""
+    unsupported = [m.name for m in settings.models if m.reference.mode is not ReferenceMode.FILE]
+    if unsupported:
+        raise ConfigError(
+            "state.backend kafka: only reference.mode file is supported in a fleet yet; "
+            "models: " + ", ".join(unsupported)
+        )
+    state = settings.state
+
+    def make(runtimes: Mapping[str, ModelRuntime]) -> FleetNode:
+        return FleetNode(
+            StateLog(settings.kafka.client_kwargs(), state.topic),
+            runtimes,
+            member=fleet_member(),
+            publish_interval=state.publish_interval,
+            snapshot_interval=state.snapshot_interval,
+            metrics=metrics.fleet,
+            logger=structlog.get_logger("driftmon.fleet"),
+            clock=clock,
+            monotonic=monotonic,
+        )
+
+    return make
+
+
 def kafka_daemon(settings: Settings, settings_loader: SettingsLoader | None = None) -> Wiring:
-    """The production daemon: Kafka source, the dead-letter producer and the registry
-    follower when configured."""
+    """The production daemon: Kafka source, the dead-letter producer, the registry follower
+    and the fleet's state topic when configured."""
     return build_daemon(
         settings,
         kafka_source_factory(settings),
         dead_letter=dead_letter_sink(settings),
         registry=registry_follower(settings),
         settings_loader=settings_loader,
+        fleet=settings.state.backend == "kafka",
     )

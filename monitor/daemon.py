@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.account import BatchAccount
+from monitor.autodiscover import AutoFeatures, discovered, restored_plan
 from monitor.config import Settings
 from monitor.decode import BatchDecoder, EventFields
 from monitor.errors import (
@@ -37,6 +38,7 @@ from monitor.errors import (
     SourceError,
     StateError,
 )
+from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics
 from monitor.model import ModelEvaluation, RawMessage, ReferenceMode, Snapshot
 from monitor.ratelimit import RateLimitedSampler
@@ -55,6 +57,8 @@ SourceFactory = Callable[[AssignCallback, RevokeCallback], RecordSource]
 SettingsLoader = Callable[[], Settings]
 """Re-reads the configuration the daemon was started with (`--config` and the environment);
 raises ConfigError when it does not load or validate."""
+FleetFactory = Callable[[Mapping[str, ModelRuntime]], FleetNode]
+"""Builds the fleet node (state.backend: kafka) over the daemon's runtimes."""
 
 POLL_TIMEOUT_S = 0.2
 LIVENESS_TIMEOUT_S = 60.0
@@ -132,6 +136,7 @@ class Daemon:
         logger: Any = None,
         registry: RegistryFollower | None = None,
         settings_loader: SettingsLoader | None = None,
+        fleet: FleetFactory | None = None,
     ) -> None:
         self.settings = settings
         self.settings_loader = settings_loader
@@ -145,6 +150,7 @@ class Daemon:
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
         self.runtimes: dict[str, ModelRuntime] = model_runtimes(settings, clock)
         self.decoder = self._build_decoder()
+        self.autofeatures = AutoFeatures(settings, self.runtimes)
         self.sampler = RateLimitedSampler(settings.log.sample_rejects_per_minute, monotonic)
         self.dead_letter_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
@@ -167,6 +173,8 @@ class Daemon:
         self.registry_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
         )
+        self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
+        """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
 
     def _build_decoder(self) -> BatchDecoder:
         """The decoder of the configured event fields and the runtimes' schemas."""
@@ -199,9 +207,15 @@ class Daemon:
                 topic=self.registry.topic,
                 error=self.registry.view().error,
             )
-        self._restore()
+        if self.fleet is None:
+            self._restore()
+        else:
+            self.fleet.start()
+        self._runtimes_changed()
         self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
+        if self.fleet is not None:
+            self.fleet.seek = getattr(self.source, "seek", None)
         now = self.monotonic()
         self._next_eval = now + self.settings.evaluation.interval
         self._next_checkpoint = now + self.settings.state.checkpoint_interval
@@ -249,6 +263,9 @@ class Daemon:
         self._sync_registry()
         if messages:
             self.process(messages)
+        if self.fleet is not None:
+            self.fleet.runtimes = self.runtimes  # a reload may have replaced them
+            self.fleet.step()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the
         # request timeout, and driftmon_ready must not claim "ready" meanwhile.
@@ -257,7 +274,7 @@ class Daemon:
         if now >= self._next_eval:
             self._next_eval = now + self.settings.evaluation.interval
             self.evaluate()
-        if now >= self._next_checkpoint:
+        if now >= self._next_checkpoint and self.fleet is None:
             self._next_checkpoint = now + self.settings.state.checkpoint_interval
             self.checkpoint()
         self.metrics.set_ready(self.ready())
@@ -267,12 +284,17 @@ class Daemon:
         self.log.info("stopping")
         try:
             self.evaluate()
-            self.checkpoint()
+            if self.fleet is None:
+                self.checkpoint()
+            else:
+                self._fleet_last_commits()
         finally:
             if self.registry is not None:
                 self.registry.stop()
             if self.source is not None:
                 self.source.close()
+            if self.fleet is not None:
+                self.fleet.close()
             if self.dead_letter is not None:
                 try:
                     self.dead_letter.close()
@@ -298,6 +320,9 @@ class Daemon:
             return "not connected to Kafka"
         if not self.source.assignment():
             return "no partitions assigned"
+        fleet = "" if self.fleet is None else self.fleet.not_ready_reason()
+        if fleet:
+            return fleet
         missing = [name for name, rt in self.runtimes.items() if not rt.ready]
         if missing:
             return "no reference yet for: " + ", ".join(missing)
@@ -316,12 +341,17 @@ class Daemon:
         """
         started = time.perf_counter()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        fleet = self.fleet
+        if fleet is not None:  # only the records of claimed partitions count
+            messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
         decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
         kept, u = messages, None
         if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
             kept, skipped, u = sample_messages(messages, decode_rate)
             for message in skipped:
                 account.consume(message.topic, 1)
+        if self.autofeatures.active:
+            self._discover(kept)
         for decoded in self.decoder.slices(kept, account):
             for name, columns in decoded.models.items():
                 runtime = self.runtimes[name]
@@ -329,8 +359,13 @@ class Daemon:
                 sampled = (
                     thin(columns, u, rate) if u is not None and rate < decode_rate else columns
                 )
-                runtime.ingest(sampled, account, kept, defer=True)
+                if fleet is None:
+                    runtime.ingest(sampled, account, kept, defer=True)
+                else:  # counted at once, each partition's events under that partition
+                    fleet.ingest(runtime, sampled, decoded.partitions, account, kept)
             del decoded
+        if fleet is not None:
+            fleet.consumed(messages)
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
             self.stats.reject_reasons[reason.value] = (
@@ -345,6 +380,35 @@ class Daemon:
         self.stats.records += len(messages)
         self.stats.since_last_eval += len(messages)
         self.metrics.observe_batch(time.perf_counter() - started)
+
+    def _discover(self, messages: Sequence[RawMessage]) -> None:
+        """Feed `features: auto` models; a model whose discovery ended gets its features now,
+        before the batch is decoded (monitor.autodiscover)."""
+        finished = self.autofeatures.observe(messages)
+        for name, specs in finished.items():
+            plan = discovered(self.runtimes[name].plan, [(s.name, s.kind) for s in specs])
+            self.runtimes[name] = ModelRuntime(
+                plan, clock=self.clock, state_dir=self.settings.state.dir
+            )
+            status = self.autofeatures.status(name)
+            self.log.info(
+                "features discovered",
+                model=name,
+                numeric=sum(1 for s in specs if s.kind.value == "numeric"),
+                categorical=sum(1 for s in specs if s.kind.value == "categorical"),
+                unmonitored=status.unmonitored if status is not None else 0,
+            )
+        if finished:
+            self._runtimes_changed()
+
+    def _runtimes_changed(self) -> None:
+        """After runtimes were replaced: the decoder, the discovery and the label sets follow."""
+        self.references.rebind(self.runtimes)
+        self.decoder = self._build_decoder()
+        self.autofeatures = AutoFeatures(self.settings, self.runtimes, self.autofeatures)
+        self.metrics.set_features(
+            {name: [s.name for s in rt.specs] for name, rt in self.runtimes.items()}
+        )
 
     def _dead_letters(self, account: BatchAccount) -> None:
         """Copy every message with a rejected record to the dead-letter topic, with its key,
@@ -456,7 +520,10 @@ class Daemon:
             self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
-        evaluations = tuple(self._evaluate_model(rt, now) for rt in self.runtimes.values())
+        evaluations = tuple(
+            self.autofeatures.annotate(self._evaluate_model(rt, now))
+            for rt in self.runtimes.values()
+        )
         self.collector.publish(Snapshot(created_at=now, models=evaluations))
         return evaluations
 
@@ -544,6 +611,14 @@ class Daemon:
             self.log.error("config reload refused", error="this daemon has no configuration file")
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        if self.fleet is not None:
+            self.log.error(
+                "config reload refused: restart required",
+                error="a fleet replica (state.backend kafka) applies a new configuration on "
+                "restart; roll the replicas one by one",
+            )
+            self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
+            return ReloadResult.RESTART_REQUIRED
         try:
             settings = self.settings_loader()
             keys = restart_keys(self.settings, settings)
@@ -556,17 +631,23 @@ class Daemon:
                 )
                 self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
                 return ReloadResult.RESTART_REQUIRED
+            self.apply_pending()  # the old runtimes' deferred events, with their invalid values
             reloaded = reload_runtimes(self.runtimes, settings, self.clock)
         except ConfigError as exc:
             self.log.error("config reload refused, keeping the running one", error=str(exc))
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        except Exception as exc:  # a reload never stops the daemon: refuse what cannot load
+            self.log.error(
+                "config reload refused, keeping the running one",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+            self.metrics.config_reload(ReloadResult.INVALID, now)
+            return ReloadResult.INVALID
         self.settings = settings
         self.runtimes = reloaded.runtimes
-        self.references.rebind(self.runtimes)
+        self._runtimes_changed()
         self._sync_registry(force=True)
-        self.decoder = self._build_decoder()
-        self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
         self.metrics.set_sample_rates({m.name: m.sample_rate for m in settings.models})
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
@@ -648,8 +729,14 @@ class Daemon:
             state = checkpoint.models.get(name)
             if state is None:
                 continue
+            plan = restored_plan(runtime.plan, state.meta.get("features"))
+            target = runtime
+            if plan is not None:  # features: auto, discovered before the restart
+                target = self.runtimes[name] = ModelRuntime(
+                    plan, clock=self.clock, state_dir=self.settings.state.dir
+                )
             try:
-                runtime.restore(state)
+                target.restore(state)
             except (StateError, ReferenceDataError, ValueError, KeyError, TypeError) as exc:
                 self.runtimes[name] = model_runtimes(self.settings, self.clock)[
                     name
@@ -666,8 +753,21 @@ class Daemon:
             "checkpoint restored", partitions=len(self.offsets), created_at=checkpoint.created_at
         )
 
+    def _fleet_last_commits(self) -> None:
+        """At shutdown: publish a last commit of every owned partition (best effort)."""
+        assert self.fleet is not None
+        try:
+            self.fleet.publish_all()
+        except SourceError as exc:  # the next owners re-read from the chain heads
+            self.log.warning("last state commits failed", error=str(exc))
+
     def _on_assign(self, partitions: frozenset[TP]) -> Mapping[TP, int]:
-        """Seek assigned partitions to the offsets the in-memory state has counted up to."""
+        """Seek assigned partitions to the offsets the in-memory state has counted up to
+        (in a fleet: claim them and seek each to its chain head)."""
+        if self.fleet is not None:
+            starts = self.fleet.on_assign(partitions)
+            self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(starts))
+            return starts
         seek = {tp: self.offsets[tp] for tp in partitions if tp in self.offsets}
         self.log.info("partitions assigned", partitions=sorted(partitions), seek=len(seek))
         return seek
@@ -682,7 +782,9 @@ class Daemon:
         offsets of the partitions still assigned; Kafka commits only serve lag tooling.
         """
         self.log.info("partitions revoked", partitions=sorted(partitions))
-        if partitions:
+        if self.fleet is not None:
+            self.fleet.on_revoke(partitions)
+        elif partitions:
             self.checkpoint(commit=False)
 
 

@@ -48,6 +48,44 @@ class RegistryRejectReason(StrEnum):
     MODEL_MISMATCH = "model_mismatch"
 
 
+class StateRejectReason(StrEnum):
+    """Why a fleet state-topic record was refused (closed set; the `reason` label).
+
+    UNDECODABLE: not a state record (garbage bytes, no value, a malformed record);
+    UNKNOWN_VERSION: a record format this daemon does not know; INVALID_RECORD: impossible
+    fields (a chunk index outside its total, sparse arrays that do not fit, a blob that does not
+    inflate); MISSING_CHUNK: a manifest whose chunks are not all there; HASH_MISMATCH: chunks
+    that do not match the manifest (a truncated chunk); SHAPE_MISMATCH: increments whose count
+    matrix shape differs from the model's (another configuration or reference).
+    """
+
+    UNDECODABLE = "undecodable"
+    UNKNOWN_VERSION = "unknown_version"
+    INVALID_RECORD = "invalid_record"
+    MISSING_CHUNK = "missing_chunk"
+    HASH_MISMATCH = "hash_mismatch"
+    SHAPE_MISMATCH = "shape_mismatch"
+
+
+class CommitResult(StrEnum):
+    """What the fold did with a well-formed commit (the `result` label).
+
+    ACCEPTED: epoch == epoch[p] and from == next[p]; STALE_EPOCH: epoch != epoch[p] (a zombie
+    or a commit of a claim that lost); GAP: the right epoch but from != next[p].
+    """
+
+    ACCEPTED = "accepted"
+    STALE_EPOCH = "stale_epoch"
+    GAP = "gap"
+
+
+class ClaimResult(StrEnum):
+    """What the fold did with a claim: ACCEPTED iff epoch > epoch[p], else STALE_EPOCH."""
+
+    ACCEPTED = "accepted"
+    STALE_EPOCH = "stale_epoch"
+
+
 class CheckpointResult(StrEnum):
     """Outcome of a checkpoint write or an offset commit (the `result` label).
 

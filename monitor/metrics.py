@@ -28,16 +28,25 @@ from operator import attrgetter
 from typing import Final, Literal, NamedTuple, TypeAlias
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor import __version__
 from monitor.account import BatchAccount
 from monitor.distribution import MAX_CATEGORIES, NUMERIC_BINS, exported_features
-from monitor.errors import CheckpointResult, RegistryRejectReason, RejectReason, ReloadResult
+from monitor.errors import (
+    CheckpointResult,
+    ClaimResult,
+    CommitResult,
+    RegistryRejectReason,
+    RejectReason,
+    ReloadResult,
+    StateRejectReason,
+)
 from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
     DistributionPolicy,
+    ModelEvaluation,
     Severity,
     Signal,
     Snapshot,
@@ -84,6 +93,13 @@ CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Final = (
     "driftmon_config_last_reload_success_timestamp_seconds"
 )
 SAMPLE_RATIO: Final = "driftmon_sample_ratio"
+# The fleet's state topic (state.backend: kafka; docs/fleet.md)
+STATE_LAG_RECORDS: Final = "driftmon_state_lag_records"
+STATE_COMMITS_TOTAL: Final = "driftmon_state_commits_total"
+STATE_CLAIMS_TOTAL: Final = "driftmon_state_claims_total"
+STATE_RECORDS_REJECTED_TOTAL: Final = "driftmon_state_records_rejected_total"
+PARTITIONS_OWNED: Final = "driftmon_partitions_owned"
+STATE_SNAPSHOT_AGE_SECONDS: Final = "driftmon_state_snapshot_age_seconds"
 
 # Per model and feature (DriftCollector)
 FEATURE_PSI: Final = "driftmon_feature_psi"
@@ -112,6 +128,23 @@ MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_model_last_evaluation
 MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_seconds"
 REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
+UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
+
+# Per model with a correlation group (DriftCollector; monitor.correlation)
+CORRELATION_PAIRS: Final = "driftmon_correlation_pairs"
+CORRELATION_DRIFTED_PAIRS: Final = "driftmon_correlation_drifted_pairs"
+CORRELATION_MAX_CHANGE: Final = "driftmon_correlation_max_change"
+CORRELATION_CHANGE: Final = "driftmon_correlation_change"
+CORRELATION_COEFFICIENT: Final = "driftmon_correlation_coefficient"
+# Per model, segment and feature (DriftCollector; models with `segment_by` only)
+SEGMENT_FEATURE_DRIFT_DETECTED: Final = "driftmon_segment_feature_drift_detected"
+SEGMENT_FEATURE_DRIFT_QVALUE: Final = "driftmon_segment_feature_drift_qvalue"
+SEGMENT_FEATURE_KS_STATISTIC: Final = "driftmon_segment_feature_ks_statistic"
+SEGMENT_FEATURE_PSI: Final = "driftmon_segment_feature_psi"
+SEGMENT_FEATURE_TVD: Final = "driftmon_segment_feature_tvd"
+SEGMENT_DRIFTED_FEATURES: Final = "driftmon_segment_drifted_features"
+SEGMENT_WINDOW_EVENTS: Final = "driftmon_segment_window_events"
+SEGMENT_FIELD_MISSING_EVENTS_TOTAL: Final = "driftmon_segment_field_missing_events_total"
 
 ACTIVATION_CAUSES: Final = ("operator", "rollback", "model_version", "warmup")
 """The `cause` values of driftmon_reference_activations_total (monitor.registry.CAUSES)."""
@@ -136,6 +169,7 @@ class MetricDef(NamedTuple):
 
 
 _MF: Final = ("model", "feature")
+_MSF: Final = ("model", "segment", "feature")
 
 CATALOGUE: Final[tuple[MetricDef, ...]] = (
     # pipeline
@@ -333,7 +367,8 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         FEATURE_NEW_CATEGORY_PVALUE,
         "gauge",
         _MF,
-        "Binomial p-value of the unseen-category count of the current window.",
+        "P-value of the unseen-category count of the current window (Good-Turing p0 "
+        "with its uncertainty).",
     ),
     MetricDef(
         FEATURE_DRIFT_DETECTED,
@@ -380,6 +415,43 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         (*_MF, "window", "bin"),
         "Share (0-1) of the window's values in the bin: reference deciles or top categories.",
     ),
+    # the fleet's state topic
+    MetricDef(
+        STATE_LAG_RECORDS,
+        "gauge",
+        (),
+        "State-topic records written but not yet folded by this replica (0 without a fleet).",
+    ),
+    MetricDef(
+        STATE_COMMITS_TOTAL,
+        "counter",
+        ("result",),
+        "State-topic commits folded: accepted, stale_epoch (a zombie) or gap.",
+    ),
+    MetricDef(
+        STATE_CLAIMS_TOTAL,
+        "counter",
+        ("result",),
+        "State-topic partition claims folded: accepted or stale_epoch.",
+    ),
+    MetricDef(
+        STATE_RECORDS_REJECTED_TOTAL,
+        "counter",
+        ("reason",),
+        "State-topic records refused by the fold, by reason.",
+    ),
+    MetricDef(
+        PARTITIONS_OWNED,
+        "gauge",
+        (),
+        "Source partitions this replica owns (claimed and counting).",
+    ),
+    MetricDef(
+        STATE_SNAPSHOT_AGE_SECONDS,
+        "gauge",
+        (),
+        "Seconds since the newest state-topic snapshot this replica has seen was written.",
+    ),
     # per model
     MetricDef(
         MODEL_DRIFTED_FEATURES,
@@ -416,6 +488,93 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         ("model",),
         "1 when the model has a reference profile with at least one usable feature, else 0.",
+    ),
+    # per model with a correlation group
+    MetricDef(
+        CORRELATION_PAIRS,
+        "gauge",
+        ("model",),
+        "Feature pairs of the correlation group tested at the last evaluation.",
+    ),
+    MetricDef(
+        CORRELATION_DRIFTED_PAIRS,
+        "gauge",
+        ("model",),
+        "Feature pairs whose correlation changed (Fisher-z test and floor) at the last evaluation.",
+    ),
+    MetricDef(
+        CORRELATION_MAX_CHANGE,
+        "gauge",
+        ("model",),
+        "Largest absolute change of a pair's correlation, current minus reference window.",
+    ),
+    MetricDef(
+        CORRELATION_CHANGE,
+        "gauge",
+        ("model", "feature_a", "feature_b"),
+        "Correlation change (current minus reference) of the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        CORRELATION_COEFFICIENT,
+        "gauge",
+        ("model", "feature_a", "feature_b", "window"),
+        "Pearson correlation of winsorised values per window, for the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        UNMONITORED_FEATURES,
+        "gauge",
+        ("model",),
+        "Distinct feature names seen in a features: auto model's events that it does not "
+        "monitor (exact up to 100,000).",
+    ),
+    # per segment (models with segment_by only)
+    MetricDef(
+        SEGMENT_FEATURE_DRIFT_DETECTED,
+        "gauge",
+        _MSF,
+        "1 when the segment's corrected drift decision for the feature is positive, else 0.",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_DRIFT_QVALUE,
+        "gauge",
+        _MSF,
+        "Corrected p-value of the segment's drift test (one BH family per model).",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_KS_STATISTIC,
+        "gauge",
+        _MSF,
+        "KS distance (0-1) of the segment's current window against its reference slice.",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_PSI,
+        "gauge",
+        _MSF,
+        "PSI of the segment's current window against its reference slice.",
+    ),
+    MetricDef(
+        SEGMENT_FEATURE_TVD,
+        "gauge",
+        _MSF,
+        "Total variation distance (0-1) of the segment's categories against its slice.",
+    ),
+    MetricDef(
+        SEGMENT_DRIFTED_FEATURES,
+        "gauge",
+        ("model", "segment"),
+        "Features of the segment with a positive drift decision at the last evaluation.",
+    ),
+    MetricDef(
+        SEGMENT_WINDOW_EVENTS,
+        "gauge",
+        ("model", "segment", "window"),
+        "Events of the segment in the reference slice and in the current window.",
+    ),
+    MetricDef(
+        SEGMENT_FIELD_MISSING_EVENTS_TOTAL,
+        "counter",
+        ("model",),
+        "Events whose segment field was absent, null or not a string (counted in __other__).",
     ),
 )
 
@@ -550,6 +709,7 @@ class PipelineMetrics:
         self._reload_ok = _gauge(CONFIG_LAST_RELOAD_SUCCESSFUL, registry)
         self._reload_time = _gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, registry)
         self._reload_ok.set(1)
+        self.fleet = FleetMetrics(registry)
         self._sample_ratio = _gauge(SAMPLE_RATIO, registry)
         self.set_sample_rates({m: (sample_rates or {}).get(m, 1.0) for m in features})
 
@@ -709,9 +869,93 @@ _OPTIONAL_FEATURE_STATS: Final = (
 )
 
 
+class FleetMetrics:
+    """The state-topic series (docs/fleet.md); every series exists at 0 from construction.
+
+    `fold_counts` takes the fold's cumulative counters and adds what is new since the last
+    call, so a Prometheus counter never goes backwards.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        commits = _counter(STATE_COMMITS_TOTAL, registry)
+        claims = _counter(STATE_CLAIMS_TOTAL, registry)
+        rejected = _counter(STATE_RECORDS_REJECTED_TOTAL, registry)
+        self._commits = {r.value: commits.labels(r.value) for r in CommitResult}
+        self._claims = {r.value: claims.labels(r.value) for r in ClaimResult}
+        self._rejected = {r.value: rejected.labels(r.value) for r in StateRejectReason}
+        self._seen: dict[tuple[str, str], int] = {}
+        self._lag = _gauge(STATE_LAG_RECORDS, registry)
+        self._owned = _gauge(PARTITIONS_OWNED, registry)
+        self._snapshot_age = _gauge(STATE_SNAPSHOT_AGE_SECONDS, registry)
+
+    def fold_counts(
+        self,
+        commits: Mapping[str, int],
+        claims: Mapping[str, int],
+        rejected: Mapping[str, int],
+    ) -> None:
+        """Bring the counters up to the fold's cumulative counts (by label value)."""
+        for family, counts, series in (
+            ("commits", commits, self._commits),
+            ("claims", claims, self._claims),
+            ("rejected", rejected, self._rejected),
+        ):
+            for label, total in counts.items():
+                new = int(total) - self._seen.get((family, str(label)), 0)
+                if new > 0:
+                    series[str(label)].inc(new)
+                    self._seen[family, str(label)] = int(total)
+
+    def set_state(self, lag_records: int, owned: int, snapshot_age_seconds: float) -> None:
+        """The state-topic lag, the partitions owned and the newest snapshot's age."""
+        self._lag.set(lag_records)
+        self._owned.set(owned)
+        self._snapshot_age.set(snapshot_age_seconds)
+
+
 def _family(name: str) -> GaugeMetricFamily:
     d = _DEFS[name]
     return GaugeMetricFamily(d.name, d.help, labels=d.labels)
+
+
+_SEGMENT_FEATURE_STATS: Final = (
+    (SEGMENT_FEATURE_DRIFT_QVALUE, "qvalue"),
+    (SEGMENT_FEATURE_KS_STATISTIC, "ks_statistic"),
+    (SEGMENT_FEATURE_PSI, "psi"),
+    (SEGMENT_FEATURE_TVD, "tvd"),
+)
+
+
+def _segment_families(snapshot: Snapshot) -> list[Metric]:
+    """The per-segment families (samples only for models with `segment_by`).
+
+    Per (model, segment, feature): the drift flag, and the q-value, KS D, PSI and TVD when
+    computed; per (model, segment): drifted features and events per window; per segmented
+    model: the events without a usable segment value. `segment` values are the reference's
+    top segments and `__other__` (at most `max_segments` + 1 per model).
+    """
+    detected = _family(SEGMENT_FEATURE_DRIFT_DETECTED)
+    stats = [(_family(name), attrgetter(attr)) for name, attr in _SEGMENT_FEATURE_STATS]
+    drifted = _family(SEGMENT_DRIFTED_FEATURES)
+    events = _family(SEGMENT_WINDOW_EVENTS)
+    d = _DEFS[SEGMENT_FIELD_MISSING_EVENTS_TOTAL]
+    missing = CounterMetricFamily(d.name.removesuffix("_total"), d.help, labels=d.labels)
+    for m in snapshot.models:
+        if not m.segment_by:
+            continue
+        missing.add_metric((m.model,), m.segment_field_missing)
+        for segment in m.segments:
+            labels = (m.model, segment.segment)
+            drifted.add_metric(labels, segment.drifted_features)
+            events.add_metric((*labels, "reference"), segment.reference_events)
+            events.add_metric((*labels, "current"), segment.current_events)
+            for f in segment.features:
+                detected.add_metric((*labels, f.name), 1.0 if f.drift_detected else 0.0)
+                for family, get in stats:
+                    value = get(f)
+                    if value is not None:
+                        family.add_metric((*labels, f.name), value)
+    return [detected, *(family for family, _ in stats), drifted, events, missing]
 
 
 DEFAULT_DISTRIBUTIONS: Final = DistributionPolicy()
@@ -761,6 +1005,8 @@ def render_snapshot(
     watermark = _family(MODEL_WATERMARK_TIMESTAMP_SECONDS)
     reference_info = _family(REFERENCE_INFO)
     reference_ready = _family(MODEL_REFERENCE_READY)
+    correlation = _CorrelationFamilies()
+    unmonitored = _family(UNMONITORED_FEATURES)
 
     for m in snapshot.models:
         model = m.model
@@ -805,6 +1051,9 @@ def render_snapshot(
             )
         usable = has_reference and any(f.reference_ready for f in m.features)
         reference_ready.add_metric((model,), 1.0 if usable else 0.0)
+        correlation.add(m)
+        if m.discovery is not None:
+            unmonitored.add_metric((model,), float(m.discovery.unmonitored))
 
     return [
         *(family for family, _ in stats),
@@ -821,7 +1070,45 @@ def render_snapshot(
         watermark,
         reference_info,
         reference_ready,
+        *correlation.families(),
+        unmonitored,
+        *_segment_families(snapshot),
     ]
+
+
+class _CorrelationFamilies:
+    """The `driftmon_correlation_*` families; only models with a correlation result add to them.
+
+    Per model: pairs tested, drifted pairs, the largest |change| (when a pair was tested);
+    per pair, for the top pairs only (at most 10 per model, so bounded labels): the change
+    and both windows' r.
+    """
+
+    def __init__(self) -> None:
+        self.pairs = _family(CORRELATION_PAIRS)
+        self.drifted = _family(CORRELATION_DRIFTED_PAIRS)
+        self.max_change = _family(CORRELATION_MAX_CHANGE)
+        self.change = _family(CORRELATION_CHANGE)
+        self.coefficient = _family(CORRELATION_COEFFICIENT)
+
+    def add(self, m: ModelEvaluation) -> None:
+        """Add one model's correlation series (nothing when it has no correlation group)."""
+        result = m.correlation
+        if result is None:
+            return
+        self.pairs.add_metric((m.model,), result.pairs_evaluated)
+        self.drifted.add_metric((m.model,), result.drifted_pairs)
+        if result.max_abs_change is not None:
+            self.max_change.add_metric((m.model,), result.max_abs_change)
+        for pair in result.top_pairs:
+            labels = (m.model, pair.feature_a, pair.feature_b)
+            self.change.add_metric(labels, pair.change)
+            self.coefficient.add_metric((*labels, "reference"), pair.reference_r)
+            self.coefficient.add_metric((*labels, "current"), pair.current_r)
+
+    def families(self) -> list[GaugeMetricFamily]:
+        """Every family, in catalogue order (present even without samples)."""
+        return [self.pairs, self.drifted, self.max_change, self.change, self.coefficient]
 
 
 class DriftCollector:
@@ -891,25 +1178,28 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 7 gauges + events_accepted_total + one reference_activations_total per cause.
+    Per model: 8 gauges (unmonitored_features with `features: auto` only) +
+    events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
     dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
     `RegistryRejectReason`, last_evaluation_timestamp, build_info, ready, kafka_connected,
     evaluation_interval, one config_reloads_total per `ReloadResult`,
-    config_last_reload_successful and its success timestamp.
+    config_last_reload_successful and its success timestamp; the state topic's 3 gauges and
+    one counter per commit result, claim result and state reject reason.
     """
     n_reasons = len(RejectReason)
     n_registry = len(RegistryRejectReason)
     n_causes = len(ACTIVATION_CAUSES)
+    n_state = len(CommitResult) + len(ClaimResult) + len(StateRejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 7 + 1 + n_causes
+    per_model = 8 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)
-    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2
+    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2 + 3 + n_state
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -927,6 +1217,7 @@ def cardinality(
             + n_reasons
             + n_registry
             + n_reloads
+            + n_state
         )
         total += counters + 2  # + the two histograms
     return total

@@ -385,6 +385,15 @@ class KafkaSource:
                 out[(tp.topic, tp.partition)] = max(0, high - pos)
         return out
 
+    def seek(self, tp: TP, offset: int) -> None:
+        """Read an assigned partition from `offset` next (a fleet replica going back to its
+        chain head, docs/fleet.md); a no-op when the partition is not assigned."""
+        if self._consumer is None:
+            return
+        part = TopicPartition(*tp)
+        if part in self._consumer.assignment():
+            self._consumer.seek(part, offset)
+
     def is_connected(self) -> bool:
         """Whether the last connect/poll reached the cluster (a live broker connection)."""
         return self._consumer is not None and self._connected

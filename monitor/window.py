@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -412,8 +413,25 @@ CountFn = Callable[[npt.NDArray[np.bool_] | None], npt.NDArray[np.int64]]
 """Counts the selected events of a batch into a (features x width) matrix (None: all of them)."""
 
 
+class CountTarget(Protocol):
+    """Where `count_batch` adds counts: an `EventTimeWindow`, or a fleet replica's tap that
+    sends them to its uncommitted per-partition counts instead (`monitor.fleet_contrib`)."""
+
+    @property
+    def ring(self) -> BucketRing: ...
+
+    @property
+    def watermark(self) -> float | None: ...
+
+    def admit(self, times: FloatArray) -> AddResult: ...
+
+    def holds(self, bucket: int) -> bool: ...
+
+    def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None: ...
+
+
 def count_batch(
-    window: EventTimeWindow,
+    window: CountTarget,
     lagging: LaggingReference | None,
     times: FloatArray,
     accepted: npt.NDArray[np.bool_],

@@ -9,7 +9,7 @@ import numbers
 from enum import Enum
 from typing import Any
 
-from monitor.model import ModelEvaluation, Snapshot
+from monitor.model import ModelEvaluation, SegmentResult, Snapshot
 
 __all__ = ["snapshot_to_json", "to_jsonable"]
 
@@ -17,8 +17,8 @@ __all__ = ["snapshot_to_json", "to_jsonable"]
 def to_jsonable(value: object) -> Any:
     """Convert a model value into plain JSON types.
 
-    Dataclasses become objects of their fields (a `ModelEvaluation` also gets its
-    `drifted_features`), enums their values, tuples lists; NaN and ±inf become None so the
+    Dataclasses become objects of their fields (a `ModelEvaluation` or `SegmentResult` also
+    gets its `drifted_features`), enums their values, tuples lists; NaN and ±inf become None so the
     output is always valid JSON; numpy-style numbers become int or float.
     """
     if value is None or isinstance(value, bool | str):
@@ -32,7 +32,7 @@ def to_jsonable(value: object) -> Any:
         return as_float if math.isfinite(as_float) else None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, ModelEvaluation):
+        if isinstance(value, ModelEvaluation | SegmentResult):
             out["drifted_features"] = value.drifted_features
         return out
     if isinstance(value, list | tuple):
@@ -46,7 +46,8 @@ def snapshot_to_json(snapshot: Snapshot) -> bytes:
     """The /status body: `{"created_at": ..., "models": [{"model": ..., "features": [...]}]}`.
 
     Each model carries every `ModelEvaluation` field plus `drifted_features`; each feature
-    every `FeatureResult` field. Non-finite floats are rendered as null.
+    every `FeatureResult` field; a model with `segment_by` its `segments`, worst first, each
+    with its `drifted_features`. Non-finite floats are rendered as null.
     """
     body = json.dumps(to_jsonable(snapshot), allow_nan=False, separators=(",", ":"))
     return body.encode("utf-8")

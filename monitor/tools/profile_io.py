@@ -37,11 +37,12 @@ import csv
 import gzip
 import io
 import itertools
+import json
 import math
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
@@ -52,6 +53,8 @@ import numpy.typing as npt
 
 from monitor.decode import categorical_column, numeric_column
 from monitor.errors import ReferenceDataError
+from monitor.reference import ReferenceProfile, build_profile
+from monitor.segment_slices import fit_slices, top_segments
 
 __all__ = [
     "FORMATS",
@@ -526,3 +529,31 @@ def read_columns(
         bar.update(bar.total)
         bar.close()
     return result
+
+
+def with_segments(
+    profile: ReferenceProfile,
+    segment_by: str,
+    max_segments: int,
+    numeric: Mapping[str, FloatArray],
+    categorical: Mapping[str, ObjectArray],
+) -> ReferenceProfile:
+    """`profile` with the slices of its `max_segments` most frequent `segment_by` values.
+
+    The columns are the ones the profile was fitted from (`read_columns`), the segment
+    column among the categorical ones (monitor/segment_slices.py).
+    """
+    column = categorical[segment_by]
+    names = top_segments(column, max_segments)
+    bins = [(f.name, f.bins) for f in profile.features]
+    slices = fit_slices(segment_by, names, bins, numeric, categorical, column)
+    return build_profile(
+        profile.model,
+        profile.features,
+        profile.events,
+        model_version=profile.model_version,
+        created_at=profile.created_at,
+        source=profile.source,
+        segments=slices,
+        joint=json.loads(profile.joint) if profile.joint else None,
+    )

@@ -379,6 +379,38 @@ def _model_header(model: Mapping[str, Any], n_features: int) -> str:
     return "  ".join(parts)
 
 
+def _registry_lines(view: object) -> list[str]:
+    """A registry model's reference: the registry's choice, shadows, the last activations."""
+    if not isinstance(view, Mapping):
+        return []
+    line = f"  registry {view.get('topic') or DASH} names {view.get('registry_active') or DASH}"
+    if view.get("following"):
+        shares = ", ".join(
+            f"{v or DASH} {_percent(s)}"
+            for v, s in (view.get("version_shares") or [])
+            if isinstance(v, str)
+        )
+        line += f"; following model versions ({shares or 'none yet'})"
+    lines = [line]
+    shadows = [s for s in view.get("shadows") or [] if isinstance(s, Mapping)]
+    for shadow in shadows:
+        lines.append(
+            f"  shadow {shadow.get('reference_id')} ({shadow.get('reason')}, "
+            f"{_count(shadow.get('events'))} events)"
+        )
+    if not shadows and view.get("note"):
+        lines.append(f"  {view['note']}")
+    if view.get("registry_error"):
+        lines.append(f"  registry unreachable: {view['registry_error']}")
+    for activation in [a for a in view.get("activations") or [] if isinstance(a, Mapping)][:3]:
+        gapless = " (from a shadow)" if activation.get("gapless") else ""
+        lines.append(
+            f"  activated {_utc(activation.get('at'))} {activation.get('reference_id')} "
+            f"{activation.get('cause')}{gapless}"
+        )
+    return lines
+
+
 def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = False) -> str:
     """The terminal view of a /status document (see the module docstring); no trailing newline.
 
@@ -406,7 +438,9 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
             width,
         )
         lines = [f"{_BOLD}{header}{_RESET}" if color else header, detail]
+        lines += [_clip(line, width) for line in _registry_lines(model.get("reference_view"))]
         lines += _table(features, width, color) if features else ["  (no features)"]
+        lines += [_clip(line, width) for line in segment_lines(model)]
         blocks.append("\n".join(lines))
     if any_unevaluated:
         blocks.append(
@@ -417,6 +451,40 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
             _clip(f"{NO_REFERENCE}: no usable reference yet (reference_note in --json)", width)
         )
     return "\n\n".join(blocks)
+
+
+SEGMENT_ROWS = 5
+"""Segments listed per model in the terminal view (worst first; --json has them all)."""
+
+
+def segment_lines(model: Mapping[str, Any]) -> list[str]:
+    """The worst `SEGMENT_ROWS` segments of a model with `segment_by` (none otherwise)."""
+    field = model.get("segment_by")
+    if not field:
+        return []
+    segments = [s for s in model.get("segments") or [] if isinstance(s, Mapping)]
+    missing = model.get("segment_field_missing")
+    lines = [
+        f"  segments by {field}, worst first ({_count(missing)} events without the field, "
+        "in __other__):"
+    ]
+    if not segments:
+        return [*lines, "    none yet (no segment slices in the reference, or no evaluation)"]
+    for segment in segments[:SEGMENT_ROWS]:
+        features = [f for f in segment.get("features") or [] if isinstance(f, Mapping)]
+        flagged = [
+            f"{f.get('name')} ({','.join(f.get('drift_reasons') or [])})"
+            for f in features
+            if f.get("drift_detected")
+        ]
+        lines.append(
+            f"    {segment.get('segment')!s:<20} {_count(segment.get('current_events')):>9} "
+            f"events  drifted {segment.get('drifted_features', 0)}/{len(features)}"
+            + (f"  {'; '.join(flagged)}" if flagged else "")
+        )
+    if len(segments) > SEGMENT_ROWS:
+        lines.append(f"    … {len(segments) - SEGMENT_ROWS} more segments (--json)")
+    return lines
 
 
 # --- one feature's distributions -------------------------------------------------------------

@@ -41,6 +41,15 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_bin_ratio",
         "driftmon_feature_reference_ready",
         "driftmon_feature_invalid_values_total",
+        # per (model, segment[, feature]): models with segment_by
+        "driftmon_segment_feature_drift_detected",
+        "driftmon_segment_feature_drift_qvalue",
+        "driftmon_segment_feature_ks_statistic",
+        "driftmon_segment_feature_psi",
+        "driftmon_segment_feature_tvd",
+        "driftmon_segment_drifted_features",
+        "driftmon_segment_window_events",
+        "driftmon_segment_field_missing_events_total",
         # per model
         "driftmon_model_drifted_features",
         "driftmon_model_features",
@@ -48,6 +57,12 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_model_watermark_timestamp_seconds",
         "driftmon_reference_info",
         "driftmon_model_reference_ready",
+        # per model with a correlation group
+        "driftmon_correlation_pairs",
+        "driftmon_correlation_drifted_pairs",
+        "driftmon_correlation_max_change",
+        "driftmon_correlation_change",
+        "driftmon_correlation_coefficient",
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",
@@ -65,6 +80,15 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        "driftmon_sample_ratio",
+        # the reference registry (docs/registry.md)
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
+        # configuration reloads and feature discovery
+        "driftmon_config_reloads_total",
+        "driftmon_config_last_reload_successful",
+        "driftmon_config_last_reload_success_timestamp_seconds",
+        "driftmon_unmonitored_features",
     }
 )
 
@@ -80,6 +104,7 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
         "driftmon_state_claims_total",
         "driftmon_partitions_owned",
         "driftmon_state_snapshot_age_seconds",
+        "driftmon_state_records_rejected_total",
     }
 )
 

@@ -36,6 +36,8 @@ EXPECTED_ALERTS = {
     "DriftmonFeaturePsiCritical": "critical",
     "DriftmonFeatureKsCritical": "critical",
     "DriftmonModelWideDrift": "critical",
+    "DriftmonCorrelationDrift": "warning",
+    "DriftmonSegmentDrift": "warning",
     "DriftmonFeatureMissingIncrease": "warning",
     "DriftmonFeatureOutOfRange": "warning",
     "DriftmonFeatureNewCategories": "warning",
@@ -49,11 +51,13 @@ EXPECTED_ALERTS = {
     "DriftmonNoReference": "warning",
     "DriftmonFeatureNoReference": "warning",
     "DriftmonCheckpointCorrupt": "warning",
+    "DriftmonConfigReloadFailed": "warning",
     "DriftmonNotReady": "warning",
     "DriftmonReplicasDisagree": "warning",
     "DriftmonStateLagHigh": "warning",
     "DriftmonStateSnapshotStale": "warning",
     "DriftmonStateCommitsRejected": "warning",
+    "DriftmonStateRecordsRejected": "warning",
 }
 
 ALERTS = shipped_alert_rules()
@@ -155,6 +159,7 @@ FLEET_AGGREGATED = {
     "DriftmonFeaturePsiCritical",
     "DriftmonFeatureKsCritical",
     "DriftmonModelWideDrift",
+    "DriftmonSegmentDrift",
     "DriftmonFeatureMissingIncrease",
     "DriftmonFeatureOutOfRange",
     "DriftmonFeatureNewCategories",
@@ -165,14 +170,15 @@ FLEET_AGGREGATED = {
 
 @pytest.mark.parametrize("alertname", sorted(FLEET_AGGREGATED))
 def test_statistic_alerts_aggregate_over_replicas(alertname: str) -> None:
-    """Every series a statistic alert reads is aggregated by (namespace, job, model[, feature]),
+    """Every series a statistic alert reads is aggregated by (namespace, job, model[, segment]
+    [, feature]),
     never matched per instance, and its description queries select no instance."""
     rule = ALERTS[alertname]
     expr = " ".join(rule["expr"].split())
     assert "instance" not in expr
     names = metric_names(expr)
     aggregated = re.findall(
-        r"\b(?:max|min) by \(namespace, job, model(?:, feature)?\) \((\w+)", expr
+        r"\b(?:max|min) by \(namespace, job, model(?:, segment)?(?:, feature)?\) \((\w+)", expr
     )
     assert set(names) == set(aggregated), expr
     assert "instance" not in rule["annotations"]["description"]

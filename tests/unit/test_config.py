@@ -839,7 +839,14 @@ def test_redacted_dump_is_json_data_that_reloads(tmp_path: Path) -> None:
     s = _load(tmp_path, cfg)
     dump = redacted_dump(s)
     assert json.loads(json.dumps(dump)) == dump
-    assert dump["state"] == {"dir": str(tmp_path / "st"), "checkpoint_interval": 60.0}
+    assert dump["state"] == {
+        "backend": "file",
+        "dir": str(tmp_path / "st"),
+        "checkpoint_interval": 60.0,
+        "topic": "driftmon.state",
+        "publish_interval": 5.0,
+        "snapshot_interval": 300.0,
+    }
     assert dump["models"][0]["features"][3]["kind"] == "categorical"
     reloaded = load_settings(_write(tmp_path, dump, "dump.yaml"), {})
     assert redacted_dump(reloaded) == dump

@@ -28,11 +28,16 @@ from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
 from monitor.model import (
     Correction,
+    CorrelationResult,
+    DiscoveryStatus,
     Distribution,
     DistributionExport,
     DistributionPolicy,
     FeatureKind,
     FeatureResult,
+    ModelEvaluation,
+    PairChange,
+    SegmentResult,
     Snapshot,
     Thresholds,
 )
@@ -142,6 +147,16 @@ def fixed_snapshot() -> Snapshot:
         reference_mode="file",
         model_version="v7",
         watermark=1764180012.5,
+        correlation=CorrelationResult(
+            features=("amount", "age", "income"),
+            pairs_evaluated=3,
+            drifted_pairs=1,
+            max_abs_change=0.25,
+            top_pairs=(
+                PairChange("amount", "income", 0.3, 0.55, 0.25, 1e-12, 3e-12, 9000, True),
+                PairChange("amount", "age", 0.1, 0.05, -0.05, 0.2, 0.3, 9000, False),
+            ),
+        ),
     )
     churn = evaluation(
         "churn",
@@ -151,8 +166,28 @@ def fixed_snapshot() -> Snapshot:
         evaluated_at=1764180015.0,
         correction=Correction.BONFERRONI,
         reference_mode="warmup",
+        discovery=DiscoveryStatus(False, 0, 1, 3, False, ("plan", "region", "seats")),
     )
     return snapshot(fraud, churn)
+
+
+def segmented_model() -> ModelEvaluation:
+    """A model with `segment_by`: one drifting segment and OTHER, 4 events without the field."""
+    gb = SegmentResult(
+        "GB",
+        30_000,
+        2_500,
+        (numeric("basket", ks_statistic=0.12, psi=0.08, qvalue=1e-9, drift_detected=True),),
+    )
+    other = SegmentResult("__other__", 20_000, 1_700, (unevaluated("basket"),))
+    return replace(
+        evaluation("shop", numeric("basket", ks_statistic=0.04, psi=0.01, qvalue=0.2)),
+        reference_id="sha256:5e9b01",
+        reference_mode="file",
+        segment_by="features.country",
+        segments=(gb, other),
+        segment_field_missing=4,
+    )
 
 
 def uniform_snapshot(n_features: int, value: float) -> Snapshot:
@@ -297,7 +332,7 @@ class TestGoldenExposition:
         pipeline.set_lag({("features", 0): 7, ("features", 1): 0})
         pipeline.set_ready(True)
         pipeline.set_kafka_connected(True)
-        collector.publish(fixed_snapshot())
+        collector.publish(snapshot(*fixed_snapshot().models, segmented_model()))
 
         actual = normalise(scrape(registry))
         if os.environ.get("DRIFTMON_UPDATE_GOLDEN"):
@@ -625,7 +660,13 @@ class TestCardinality:
         )
         collector = DriftCollector(registry)
         models = tuple(
-            evaluation(m, *(full_numeric(f, 0.1) for f in fs), reference_id="r", watermark=1.0)
+            evaluation(
+                m,
+                *(full_numeric(f, 0.1) for f in fs),
+                reference_id="r",
+                watermark=1.0,
+                discovery=DiscoveryStatus(False, 0, len(fs), 0),
+            )
             for m, fs in features.items()
         )
         collector.publish(snapshot(*models))

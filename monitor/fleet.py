@@ -1,0 +1,365 @@
+"""The fleet's deterministic fold: state-topic records -> chain heads and global rings (pure).
+
+Every replica folds the state topic (docs/fleet.md) with the same rules, so replicas that
+have read the same records hold the same state. Per source partition p the fold keeps
+`epoch[p]` (0 before any claim), the owner that claimed it, and `next[p]` (the offset after
+the last accepted commit; None before the first one):
+
+- claim(p, epoch, member): accepted iff `epoch > epoch[p]`; then `epoch[p] = epoch` and
+  the claimant starts reading p at `next[p]` as of this position in the log (the source's
+  reset position when None). The start is read from the log, never declared.
+- commit(p, epoch, from, to, increments): accepted iff `epoch == epoch[p]` (else
+  `stale_epoch`: a zombie, or the commit of a claim that lost) and `from == next[p]` (else
+  `gap`; any `from` is accepted as the first link of a chain); then `next[p] = to` and the
+  increments are added to the model's global window. So the accepted commits of p form one
+  contiguous chain of offset ranges: no event outside it counts, none inside it twice.
+
+Adding increments: the window's watermark first moves to the commit's watermark (the global
+watermark is the largest event time of any accepted commit), then each bucket's counts are
+added when the window still holds that bucket (length + lateness behind the watermark) and
+dropped otherwise (`late_counts`), exactly as a single window fed the same events would drop
+them as too late. Since a bucket held at the end was held at every earlier fold step, the
+final rings do not depend on how the records of different source partitions interleave.
+A commit whose blob is incomplete, corrupt or does not fit a model's matrix shape is refused
+as a whole (its chain does not advance); increments of a model this replica has no window
+for are skipped (`skipped_models`). `FleetFold.apply` never raises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.errors import ClaimResult, CommitResult, StateRejectReason
+from monitor.fleet_records import (
+    RECORD_VERSION,
+    ChainHead,
+    ChunkRecord,
+    ClaimRecord,
+    CommitRecord,
+    IntArray,
+    Manifest,
+    ModelIncrement,
+    Rejected,
+    SnapshotBody,
+    SnapshotRecord,
+    decode_increments,
+    decode_record,
+    decode_snapshot,
+    inflate,
+    model_increment,
+    sparse_arrays,
+)
+from monitor.window import EMPTY_BUCKET, EventTimeWindow
+
+#: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped.
+MAX_PENDING_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Head:
+    """The fold's view of one source partition."""
+
+    epoch: int = 0
+    member: str = ""
+    next: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FoldOutcome:
+    """What one record did. `kind`: claim, commit, chunk, snapshot or rejected.
+
+    For a claim or commit, `result` says accepted or why not; an accepted claim's `start` is
+    where its claimant reads from (None: the reset position). A snapshot's `snapshot` holds
+    its manifest and body when the fold was asked to decode snapshots.
+    """
+
+    kind: str
+    source: str = ""
+    result: ClaimResult | CommitResult | None = None
+    rejected: Rejected | None = None
+    epoch: int = 0
+    member: str = ""
+    start: int | None = None
+    from_offset: int = 0
+    to_offset: int = 0
+    snapshot: tuple[SnapshotRecord, SnapshotBody] | None = None
+    at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    total: int
+    pieces: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p) for p in self.pieces.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """One model's validated increments, ready to add."""
+
+    window: EventTimeWindow
+    increment: ModelIncrement
+    buckets: IntArray
+    cells: IntArray
+    counts: IntArray
+
+
+def empty_window_state(window: EventTimeWindow) -> dict[str, npt.NDArray[np.generic]]:
+    """`window.state()` of an empty window of the same shape (to reset one in place)."""
+    return {
+        "counts": np.zeros_like(window.ring.counts),
+        "bucket_ids": np.full_like(window.ring.bucket_ids, EMPTY_BUCKET),
+        "watermark": np.asarray([np.nan]),
+    }
+
+
+class FleetFold:
+    """Chain heads per source partition and one global window per model (module docstring).
+
+    `windows` are the models' global windows (attached by the caller, possibly later with
+    `attach`); the fold only adds to them. Counters: `claims`, `commits` by result,
+    `rejected` by reason, `late_counts` (counts of buckets no longer held), `skipped_models`.
+    """
+
+    def __init__(
+        self,
+        windows: dict[str, EventTimeWindow] | None = None,
+        *,
+        decode_snapshots: bool = False,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+    ) -> None:
+        self.windows: dict[str, EventTimeWindow] = dict(windows or {})
+        self.heads: dict[str, Head] = {}
+        self.claims: Counter[ClaimResult] = Counter()
+        self.commits: Counter[CommitResult] = Counter()
+        self.rejected: Counter[StateRejectReason] = Counter()
+        self.late_counts = 0
+        self.skipped_models = 0
+        self.records = 0
+        self.decode_snapshots = decode_snapshots
+        self._pending: dict[str, _Pending] = {}
+        self._max_pending_bytes = max_pending_bytes
+
+    def attach(self, model: str, window: EventTimeWindow) -> None:
+        """Fold this model's increments into `window` from now on."""
+        self.windows[model] = window
+
+    def head(self, source: str) -> Head:
+        """The fold's view of a source partition (a fresh Head if never seen)."""
+        return self.heads.get(source) or Head()
+
+    # -- records -------------------------------------------------------------------
+
+    def apply(self, value: bytes | None) -> FoldOutcome:
+        """Fold one record value in log order; never raises."""
+        self.records += 1
+        record = decode_record(value)
+        if isinstance(record, ClaimRecord):
+            outcome = self._claim(record)
+        elif isinstance(record, CommitRecord):
+            outcome = self._commit(record)
+        elif isinstance(record, ChunkRecord):
+            outcome = self._chunk(record)
+        elif isinstance(record, SnapshotRecord):
+            outcome = self._snapshot(record)
+        else:
+            outcome = FoldOutcome("rejected", rejected=record)
+        if outcome.rejected is not None:
+            self.rejected[outcome.rejected.reason] += 1
+        return outcome
+
+    def _claim(self, record: ClaimRecord) -> FoldOutcome:
+        if record.epoch < 1 or not record.source:
+            bad = Rejected(StateRejectReason.INVALID_RECORD, f"claim epoch {record.epoch}")
+            return FoldOutcome("rejected", record.source, rejected=bad)
+        head = self.heads.setdefault(record.source, Head())
+        if record.epoch <= head.epoch:
+            self.claims[ClaimResult.STALE_EPOCH] += 1
+            return FoldOutcome(
+                "claim", record.source, ClaimResult.STALE_EPOCH, None, record.epoch, record.member
+            )
+        head.epoch, head.member = record.epoch, record.member
+        self.claims[ClaimResult.ACCEPTED] += 1
+        return FoldOutcome(
+            "claim",
+            record.source,
+            ClaimResult.ACCEPTED,
+            None,
+            record.epoch,
+            record.member,
+            start=head.next,
+        )
+
+    def _commit(self, record: CommitRecord) -> FoldOutcome:
+        def outcome(result: CommitResult | None, rejected: Rejected | None = None) -> FoldOutcome:
+            return FoldOutcome(
+                "commit" if rejected is None else "rejected",
+                record.source,
+                result,
+                rejected,
+                record.epoch,
+                record.member,
+                from_offset=record.from_offset,
+                to_offset=record.to_offset,
+            )
+
+        blob = self._assemble(record)
+        if not 0 <= record.from_offset <= record.to_offset:
+            bad = f"offsets [{record.from_offset}, {record.to_offset})"
+            return outcome(None, Rejected(StateRejectReason.INVALID_RECORD, bad))
+        head = self.heads.get(record.source) or Head()
+        if record.epoch != head.epoch:
+            self.commits[CommitResult.STALE_EPOCH] += 1
+            return outcome(CommitResult.STALE_EPOCH)
+        if head.next is not None and record.from_offset != head.next:
+            self.commits[CommitResult.GAP] += 1
+            return outcome(CommitResult.GAP)
+        if isinstance(blob, Rejected):
+            return outcome(None, blob)
+        raw = inflate(blob, record)
+        increments = decode_increments(raw) if isinstance(raw, bytes) else raw
+        if isinstance(increments, Rejected):
+            return outcome(None, increments)
+        checked = self._check(increments.models)
+        if isinstance(checked, Rejected):
+            return outcome(None, checked)
+        for item in checked:
+            self._add(item)
+        self.heads[record.source] = Head(head.epoch, head.member, record.to_offset)
+        self.commits[CommitResult.ACCEPTED] += 1
+        return outcome(CommitResult.ACCEPTED)
+
+    def _chunk(self, record: ChunkRecord) -> FoldOutcome:
+        if not 0 <= record.index < record.total:
+            bad = f"chunk {record.index} of {record.total} for {record.blob_id}"
+            return FoldOutcome("rejected", rejected=Rejected(StateRejectReason.INVALID_RECORD, bad))
+        pending = self._pending.get(record.blob_id)
+        if pending is None or pending.total != record.total:
+            pending = self._pending[record.blob_id] = _Pending(record.total)
+        pending.pieces[record.index] = record.data
+        total = sum(p.nbytes for p in self._pending.values())
+        while total > self._max_pending_bytes and len(self._pending) > 1:
+            total -= self._pending.pop(next(iter(self._pending))).nbytes
+        return FoldOutcome("chunk")
+
+    def _assemble(self, manifest: Manifest) -> bytes | Rejected:
+        """The blob a manifest closes: inline, or its chunks (taken out of the pending set)."""
+        if manifest.chunks == 0:
+            return manifest.inline
+        pending = self._pending.pop(manifest.blob_id, None)
+        if pending is None or pending.total != manifest.chunks:
+            have = 0 if pending is None else len(pending.pieces)
+            return Rejected(
+                StateRejectReason.MISSING_CHUNK,
+                f"blob {manifest.blob_id}: {have} of {manifest.chunks} chunks present",
+            )
+        if len(pending.pieces) != manifest.chunks:
+            return Rejected(
+                StateRejectReason.MISSING_CHUNK,
+                f"blob {manifest.blob_id}: {len(pending.pieces)} of {manifest.chunks} chunks",
+            )
+        return b"".join(pending.pieces[i] for i in range(manifest.chunks))
+
+    def _snapshot(self, record: SnapshotRecord) -> FoldOutcome:
+        blob = self._assemble(record)
+        if not self.decode_snapshots and not isinstance(blob, Rejected):
+            return FoldOutcome("snapshot", member=record.member, at=record.at)
+        raw = blob if isinstance(blob, Rejected) else inflate(blob, record)
+        body = decode_snapshot(raw) if isinstance(raw, bytes) else raw
+        if isinstance(body, Rejected):
+            return FoldOutcome("rejected", rejected=body)
+        return FoldOutcome("snapshot", member=record.member, snapshot=(record, body), at=record.at)
+
+    # -- increments ----------------------------------------------------------------
+
+    def _check(self, increments: list[ModelIncrement]) -> list[_Checked] | Rejected:
+        """Validate every model's increments before any is added (a commit is atomic)."""
+        checked: list[_Checked] = []
+        for increment in increments:
+            arrays = sparse_arrays(increment)
+            if isinstance(arrays, Rejected):
+                return arrays
+            window = self.windows.get(increment.model)
+            if window is None:
+                self.skipped_models += 1
+                continue
+            if (increment.features, increment.width) != window.total.shape:
+                return Rejected(
+                    StateRejectReason.SHAPE_MISMATCH,
+                    f"model {increment.model!r}: increments of shape "
+                    f"({increment.features}, {increment.width}), window {window.total.shape}",
+                )
+            buckets, cells, counts = arrays
+            mark = int(window.ring.bucket_of(np.asarray([increment.watermark]))[0])
+            if buckets.size and int(buckets.max()) > mark:
+                return Rejected(
+                    StateRejectReason.INVALID_RECORD,
+                    f"model {increment.model!r}: a bucket after its watermark's",
+                )
+            checked.append(_Checked(window, increment, buckets, cells, counts))
+        return checked
+
+    def _add(self, item: _Checked) -> None:
+        window = item.window
+        window.advance(item.increment.watermark)
+        head = window.head
+        assert head is not None
+        oldest = head - window.n_buckets + 1 - window.lateness_buckets
+        size = window.total.size
+        for bucket in np.unique(item.buckets).tolist():
+            select = item.buckets == bucket
+            if bucket < oldest:
+                self.late_counts += int(item.counts[select].sum())
+                continue
+            dense = np.zeros(size, dtype=np.int64)
+            np.add.at(dense, item.cells[select], item.counts[select])
+            window.add_counts(int(bucket), dense.reshape(window.total.shape))
+
+    # -- snapshots -----------------------------------------------------------------
+
+    def snapshot_body(self) -> SnapshotBody:
+        """The whole folded state: every chain head and every model's held buckets."""
+        heads = [
+            ChainHead(source, head.epoch, head.member, head.next)
+            for source, head in sorted(self.heads.items())
+        ]
+        models: list[ModelIncrement] = []
+        for name, window in sorted(self.windows.items()):
+            if window.watermark is None:
+                continue
+            ring = window.ring
+            held = {
+                int(bucket): ring.counts[slot]
+                for slot, bucket in enumerate(ring.bucket_ids.tolist())
+                if bucket != EMPTY_BUCKET
+            }
+            models.append(model_increment(name, window.total.shape, window.watermark, held))
+        pending = [
+            ChunkRecord(RECORD_VERSION, blob_id, index, item.total, data)
+            for blob_id, item in self._pending.items()
+            for index, data in sorted(item.pieces.items())
+        ]
+        return SnapshotBody(heads, models, pending)
+
+    def restore(self, body: SnapshotBody) -> Rejected | None:
+        """Replace the whole state by a snapshot's (nothing changes when it does not fit)."""
+        checked = self._check(body.models)
+        if isinstance(checked, Rejected):
+            self.rejected[checked.reason] += 1
+            return checked
+        for window in self.windows.values():
+            window.restore(empty_window_state(window))
+        for item in checked:
+            self._add(item)
+        self.heads = {h.source: Head(h.epoch, h.member, h.next) for h in body.heads}
+        self._pending.clear()
+        for chunk in body.pending:
+            self._chunk(chunk)
+        return None

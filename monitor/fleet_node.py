@@ -1,0 +1,413 @@
+"""A fleet replica's side of the state topic (`state.backend: kafka`; docs/fleet.md).
+
+The daemon hands this node its rebalances, its decoded slices and its loop turns:
+
+- **Reader.** Every state record of the fleet is folded (`monitor.fleet.FleetFold`) into the
+  models' global windows, which are the windows the runtimes evaluate and export. At start the
+  node reads the state topic to its end before the source exists; then each loop turn folds
+  what has arrived (`step`).
+- **Contributor.** On assignment (the source's rebalance callback, while the loop is blocked
+  in poll) the node reads the state topic to its end, claims each partition with
+  `epoch[p] + 1`, reads on until its claims are folded and returns each accepted claim's
+  start (`next[p]` as of the claim; offset 0, i.e. the reset position, when p has no chain
+  yet) for the source to seek to; a claim that lost is made again. Events of owned partitions
+  are admitted against the global window and counted per partition by the runtimes' taps
+  (`ContributionTap`); every `publish_interval` each owned partition's counts are published
+  as one commit; on revoke a last commit is published and the partition dropped. A commit
+  the node sees refused for its own partition (stale epoch: the group moved on while this
+  replica was paused; gap: a write whose acknowledgement was lost) means this replica's view
+  is behind: the partition is dropped and claimed again, which seeks it back to the chain
+  head, so nothing is lost or counted twice.
+- **Snapshots.** The owner of the lowest source partition publishes the whole folded state
+  every `snapshot_interval` to state partition 0. A starting replica scans that partition for
+  the newest snapshot, restores it, seeks every state partition to the positions it covers
+  and folds only what follows; without a usable snapshot it folds the whole topic.
+
+Only `file` references are supported in a fleet (a warm-up or rolling reference would count
+into a replica's own window; docs/fleet.md says what is not done yet).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from monitor.account import BatchAccount
+from monitor.decode import ModelColumns
+from monitor.errors import ClaimResult, CommitResult, SourceError
+from monitor.fleet import FleetFold, FoldOutcome
+from monitor.fleet_contrib import ContributionTap, Contributor
+from monitor.fleet_records import (
+    ChunkRecord,
+    SnapshotBody,
+    SnapshotRecord,
+    decode_record,
+    encode_claim,
+    encode_snapshot,
+    source_key,
+)
+from monitor.metrics import FleetMetrics
+from monitor.model import RawMessage
+from monitor.runtime import ModelRuntime
+from monitor.state_log import SNAPSHOT_PARTITION, StateLog, StateRecord
+
+TP = tuple[str, int]
+#: Seconds between two end-offset requests for the state lag.
+LAG_INTERVAL_S = 1.0
+#: The state lag (records) above which the replica reports not ready.
+MAX_READY_LAG = 10_000
+#: Records folded per loop turn at most (the rest on the next turns).
+MAX_RECORDS_PER_STEP = 5_000
+#: Seconds a replica waits for its claims to come back before giving up until the next turn.
+CLAIM_TIMEOUT_S = 10.0
+
+SeekFn = Callable[[TP, int], None]
+
+
+class FleetNode:
+    """Reader, contributor and snapshotter of one replica (module docstring)."""
+
+    def __init__(
+        self,
+        state_log: StateLog,
+        runtimes: Mapping[str, ModelRuntime],
+        *,
+        member: str,
+        publish_interval: float,
+        snapshot_interval: float,
+        metrics: FleetMetrics,
+        logger: Any,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log_topic = state_log
+        self.runtimes = runtimes
+        self.member = member
+        self.publish_interval = publish_interval
+        self.snapshot_interval = snapshot_interval
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+        self.monotonic = monotonic
+        self.fold = FleetFold()
+        self.contributor = Contributor(member)
+        self.taps: dict[str, ContributionTap] = {}
+        self.seek: SeekFn | None = None
+        self.assigned: set[TP] = set()
+        self.unclaimed: set[TP] = set()
+        self.error = "state topic not read yet"
+        self.lag = 0
+        self.snapshot_at: float | None = None
+        self._claims: dict[tuple[str, int], int | None] = {}
+        self._positions: dict[int, int] = {}
+        self._next_publish = 0.0
+        self._next_snapshot = 0.0
+        self._next_lag = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the state topic if missing and fold it to its end (errors: not ready)."""
+        now = self.monotonic()
+        self._next_publish = now + self.publish_interval
+        self._next_snapshot = now + self.snapshot_interval
+        self._attach()
+        try:
+            if self.log_topic.ensure_topic():
+                self.logger.info("state topic created", topic=self.log_topic.topic)
+            started = self.monotonic()
+            loaded = self._load_snapshot()
+            folded = self.log_topic.read_to_end(self._handle)
+            self.logger.info(
+                "state topic folded",
+                from_snapshot=loaded,
+                records=folded,
+                seconds=round(self.monotonic() - started, 3),
+            )
+            self.error = ""
+        except SourceError as exc:
+            self.error = str(exc)
+            self.logger.warning("state topic not readable", error=str(exc))
+        self._report()
+
+    def close(self) -> None:
+        """Release the state topic's clients."""
+        self.log_topic.close()
+
+    def _attach(self) -> None:
+        """Fold into every runtime's current window and tap its counting (a new reference
+        brings a new window)."""
+        for name, runtime in self.runtimes.items():
+            window = runtime.window
+            if window is None:
+                runtime.tap = None
+                continue
+            tap = self.taps.get(name)
+            if tap is None or tap.window is not window:
+                tap = self.taps[name] = ContributionTap(name, window, self.contributor, self.clock)
+                self.fold.attach(name, window)
+            runtime.tap = tap
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _handle(self, record: StateRecord) -> None:
+        self._positions[record.partition] = record.offset + 1
+        outcome = self.fold.apply(record.value)
+        if outcome.kind == "snapshot":
+            self.snapshot_at = max(self.snapshot_at or 0.0, outcome.at)
+        elif outcome.member == self.member:
+            self._own_outcome(outcome)
+
+    def _own_outcome(self, outcome: FoldOutcome) -> None:
+        if outcome.kind == "claim" and outcome.result is ClaimResult.ACCEPTED:
+            self._claims[(outcome.source, outcome.epoch)] = outcome.start
+            return
+        if outcome.kind != "commit" or outcome.result is CommitResult.ACCEPTED:
+            return
+        owned = self.contributor.owned.get(outcome.source)
+        if owned is None or owned.epoch != outcome.epoch:
+            return
+        self.logger.warning(
+            "own commit refused; claiming the partition again",
+            source=outcome.source,
+            result=str(outcome.result),
+            epoch=outcome.epoch,
+        )
+        self.contributor.drop(outcome.source)
+        for tp in self.assigned:
+            if source_key(*tp) == outcome.source:
+                self.unclaimed.add(tp)
+
+    def _load_snapshot(self) -> bool:
+        """Restore the newest snapshot that fits and seek the reader to the positions it
+        covers, so only what follows is folded (start-up bounded by the snapshot interval).
+        False when there is none (or none fits): the whole topic is folded."""
+        newest: tuple[int, str] | None = None
+        first_chunk: dict[str, int] = {}
+
+        def find(record: StateRecord) -> None:
+            nonlocal newest
+            decoded = decode_record(record.value)
+            if isinstance(decoded, ChunkRecord):
+                first_chunk.setdefault(decoded.blob_id, record.offset)
+            elif isinstance(decoded, SnapshotRecord):
+                newest = (record.offset, decoded.blob_id)
+                first_chunk.clear()
+
+        self.log_topic.scan(SNAPSHOT_PARTITION, 0, find)
+        if newest is None:
+            return False
+        offset, blob_id = newest
+        loader = FleetFold(decode_snapshots=True)
+        found: list[tuple[SnapshotRecord, SnapshotBody]] = []
+
+        def load(record: StateRecord) -> None:
+            if record.offset <= offset:
+                outcome = loader.apply(record.value)
+                if record.offset == offset and outcome.snapshot is not None:
+                    found.append(outcome.snapshot)
+
+        self.log_topic.scan(SNAPSHOT_PARTITION, first_chunk.get(blob_id, offset), load)
+        if not found or self.fold.restore(found[0][1]) is not None:
+            self.logger.warning("newest state snapshot unusable; folding the whole topic")
+            return False
+        manifest = found[0][0]
+        positions = {p: manifest.positions.get(p, 0) for p in self.log_topic.partitions()}
+        self.log_topic.seek(positions)
+        self._positions = dict(positions)
+        self.snapshot_at = manifest.at
+        self.logger.info("state snapshot loaded", at=manifest.at, positions=positions)
+        return True
+
+    def _read_to_end(self) -> None:
+        self.log_topic.read_to_end(self._handle)
+
+    def step(self) -> None:
+        """One loop turn: fold what arrived, claim what is unclaimed, publish when due."""
+        self._attach()
+        try:
+            for record in self.log_topic.poll(0.0, MAX_RECORDS_PER_STEP):
+                self._handle(record)
+            now = self.monotonic()
+            if now >= self._next_lag:
+                self._next_lag = now + LAG_INTERVAL_S
+                self.lag = self.log_topic.lag()
+            if self.unclaimed and self.seek is not None:
+                for tp, start in self.claim(frozenset(self.unclaimed)).items():
+                    self.seek(tp, start)
+            if now >= self._next_publish:
+                self._next_publish = now + self.publish_interval
+                self.publish_all()
+            if now >= self._next_snapshot:
+                self._next_snapshot = now + self.snapshot_interval
+                self._snapshot()
+            self.error = ""
+        except SourceError as exc:
+            if not self.error:
+                self.logger.warning("state topic unavailable", error=str(exc))
+            self.error = str(exc)
+        self._report()
+
+    def _report(self) -> None:
+        self.fold_metrics()
+        age = 0.0 if self.snapshot_at is None else max(0.0, self.clock() - self.snapshot_at)
+        self.metrics.set_state(self.lag, len(self.contributor.owned), age)
+
+    def fold_metrics(self) -> None:
+        """Bring the state-topic counters up to the fold's."""
+        self.metrics.fold_counts(
+            {str(k): v for k, v in self.fold.commits.items()},
+            {str(k): v for k, v in self.fold.claims.items()},
+            {str(k): v for k, v in self.fold.rejected.items()},
+        )
+
+    def not_ready_reason(self) -> str:
+        """Why the replica's global state cannot be trusted now ("" when it can)."""
+        if self.error:
+            return f"state topic: {self.error}"
+        if self.lag > MAX_READY_LAG:
+            return f"state topic lagging by {self.lag} records"
+        if self.unclaimed:
+            return f"{len(self.unclaimed)} assigned partitions not claimed yet"
+        return ""
+
+    # -- claims (rebalance callbacks and the loop) -------------------------------------
+
+    def on_assign(self, partitions: frozenset[TP]) -> Mapping[TP, int]:
+        """Claim newly assigned partitions; where the source must seek each one."""
+        self.assigned |= partitions
+        try:
+            return self.claim(partitions)
+        except SourceError as exc:
+            self.error = str(exc)
+            self.logger.warning("claims failed; retrying", error=str(exc))
+            return {}
+
+    def claim(self, partitions: frozenset[TP]) -> dict[TP, int]:
+        """Claim `partitions` until each claim is accepted (or is no longer ours); their starts.
+
+        SourceError when the state topic cannot be read or written within CLAIM_TIMEOUT_S;
+        the partitions not claimed stay in `unclaimed` (their records are not counted).
+        """
+        self.unclaimed |= partitions
+        starts: dict[TP, int] = {}
+        deadline = self.monotonic() + CLAIM_TIMEOUT_S
+        pending = {tp for tp in partitions if tp in self.assigned}
+        while pending:
+            if self.monotonic() > deadline:
+                raise SourceError(f"claims of {sorted(pending)} not accepted in time")
+            self._read_to_end()
+            wanted: dict[TP, int] = {}
+            for tp in sorted(pending):
+                source = source_key(*tp)
+                epoch = self.fold.head(source).epoch + 1
+                self.log_topic.publish([encode_claim(source, epoch, self.member)])
+                wanted[tp] = epoch
+            self._read_to_end()
+            for tp, epoch in wanted.items():
+                source = source_key(*tp)
+                if (source, epoch) in self._claims:
+                    start = self._claims.pop((source, epoch))
+                    self.contributor.own(source, epoch, 0 if start is None else start)
+                    starts[tp] = 0 if start is None else start
+                    pending.discard(tp)
+                    self.unclaimed.discard(tp)
+            pending &= self.assigned
+        self.logger.info(
+            "partitions claimed", starts={f"{t}:{p}": o for (t, p), o in starts.items()}
+        )
+        return starts
+
+    def on_revoke(self, partitions: frozenset[TP]) -> None:
+        """Publish a last commit of each revoked partition, then drop it."""
+        for tp in partitions:
+            source = source_key(*tp)
+            try:
+                self._publish(source)
+            except SourceError as exc:  # its counts die here; the next owner re-reads them
+                self.logger.warning("last commit failed", source=source, error=str(exc))
+            self.contributor.drop(source)
+        self.assigned -= partitions
+        self.unclaimed -= partitions
+
+    # -- counting ----------------------------------------------------------------------
+
+    def owns(self, topic: str, partition: int) -> bool:
+        """Whether this replica counts the records of a source partition now."""
+        return source_key(topic, partition) in self.contributor.owned
+
+    def ingest(
+        self,
+        runtime: ModelRuntime,
+        columns: ModelColumns,
+        partitions: Sequence[TP],
+        account: BatchAccount,
+        messages: Sequence[RawMessage],
+    ) -> None:
+        """Hand a model's slice to its runtime one source partition at a time, so its tap
+        counts each partition's events under that partition."""
+        tap = runtime.tap
+        if tap is None or not isinstance(tap, ContributionTap):
+            runtime.ingest(columns, account, messages)
+            return
+        sources = columns.sources
+        for index in np.unique(sources).tolist():
+            select = sources == index
+            tap.source = source_key(*partitions[index])
+            part = ModelColumns(
+                model=columns.model,
+                times=columns.times[select],
+                numeric=columns.numeric[:, select],
+                categorical=tuple(c[select] for c in columns.categorical),
+                model_version=columns.model_version,
+                sources=columns.sources[select],
+                messages=columns.messages[select] if columns.messages.size else columns.messages,
+            )
+            runtime.ingest(part, account, messages)
+
+    def consumed(self, messages: Sequence[RawMessage]) -> None:
+        """Every record of `messages` (owned partitions only) has been counted."""
+        first: dict[TP, int] = {}
+        last: dict[TP, int] = {}
+        for m in messages:
+            tp = (m.topic, m.partition)
+            first.setdefault(tp, m.offset)
+            last[tp] = m.offset
+        for tp, offset in first.items():
+            source = source_key(*tp)
+            self.contributor.start_at(source, offset)
+            self.contributor.consumed(source, last[tp] + 1)
+
+    # -- publishing --------------------------------------------------------------------
+
+    def _publish(self, source: str) -> None:
+        records, to_offset = self.contributor.prepare(source)
+        if records:
+            self.log_topic.publish(records)
+            self.contributor.confirm(source, to_offset)
+
+    def publish_all(self) -> None:
+        """Publish a commit of every owned partition with new records (SourceError: the
+        counts stay for the next attempt)."""
+        for source in sorted(self.contributor.owned):
+            self._publish(source)
+
+    def _snapshot(self) -> None:
+        """Publish the folded state if this replica owns the lowest source partition."""
+        heads = sorted(self.fold.heads.items(), key=lambda item: _order(item[0]))
+        if not heads or heads[0][1].member != self.member:
+            return
+        if heads[0][0] not in self.contributor.owned:
+            return
+        now = self.clock()
+        records = encode_snapshot(self.fold.snapshot_body(), self._positions, self.member, now)
+        self.log_topic.publish(records, partition=SNAPSHOT_PARTITION)
+        self.logger.info("state snapshot published", records=len(records))
+
+
+def _order(source: str) -> tuple[str, int]:
+    topic, _, partition = source.rpartition(":")
+    return topic, int(partition) if partition.isdigit() else -1

@@ -1,0 +1,342 @@
+"""The fleet's state-topic records and their codec (pure: msgspec, numpy, zlib; no Kafka).
+
+`state.backend: kafka` (docs/fleet.md) makes one Kafka topic the replicated log every
+replica folds into the same global state. Each record value is a msgpack map with a format
+version `v` and a `kind`:
+
+- `claim`    key `<topic>:<partition>`: a replica (`member`) claims a source partition with
+  `epoch`.
+- `commit`   key `<topic>:<partition>`: the count increments of the source partition's
+  events in the offsets `[from_offset, to_offset)`, under the committer's `epoch`. The
+  increments are the blob `zlib(msgpack(Increments))`; a blob of at most `chunk_bytes` rides
+  inline (`chunks == 0`), a larger one is cut into `chunk` records written first, and the
+  commit is their closing manifest (`chunks`, `size`, `sha256` of the blob).
+- `chunk`    same key as its manifest: slice `index` of `total` of the blob `blob_id`.
+- `snapshot` key `snapshot`: the whole folded state (chain heads and every model's ring, in
+  the same sparse form as increments) with the state-topic positions it covers; its blob is
+  inline or chunked exactly like a commit's.
+
+Increments are sparse: per model, the parallel int64 arrays `buckets`, `cells` (flat index
+`feature * width + bin` into the model's count matrix of shape `(features, width)`) and
+`counts`, stored as little-endian bytes, plus the largest event time they contain
+(`watermark`). `decode_record` never raises: any defect is a `Rejected` with a reason from
+the closed `StateRejectReason`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from monitor.errors import StateRejectReason
+
+RECORD_VERSION = 1
+#: Bytes of compressed blob per record (well under Kafka's 1 MB default message limit).
+DEFAULT_CHUNK_BYTES = 512 * 1024
+#: Largest blob accepted after decompression (a zip bomb is refused, not inflated).
+MAX_BLOB_BYTES = 1024 * 1024 * 1024
+#: The record key of snapshots.
+SNAPSHOT_KEY = b"snapshot"
+
+IntArray = npt.NDArray[np.int64]
+
+
+class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One model's sparse counts: `counts[i]` events in bucket `buckets[i]`, cell `cells[i]`."""
+
+    model: str
+    features: int
+    width: int
+    watermark: float
+    buckets: bytes
+    cells: bytes
+    counts: bytes
+
+
+class Increments(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The payload of a commit: every model's increments of one offset range."""
+
+    models: list[ModelIncrement]
+
+
+class ChainHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the fold knows of one source partition: its epoch, owner and chain head."""
+
+    source: str
+    epoch: int
+    member: str
+    next: int | None
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
+    v: int
+    kind: str
+
+
+class ClaimRecord(msgspec.Struct, tag="claim", tag_field="kind", forbid_unknown_fields=True):
+    """A replica claims a source partition: accepted iff `epoch` > the partition's epoch."""
+
+    v: int
+    source: str
+    epoch: int
+    member: str
+
+
+class CommitRecord(msgspec.Struct, tag="commit", tag_field="kind", forbid_unknown_fields=True):
+    """Increments of `[from_offset, to_offset)`; the blob inline (`chunks == 0`) or chunked."""
+
+    v: int
+    source: str
+    epoch: int
+    member: str
+    from_offset: int
+    to_offset: int
+    blob_id: str
+    chunks: int
+    size: int
+    sha256: str
+    inline: bytes = b""
+
+
+class ChunkRecord(msgspec.Struct, tag="chunk", tag_field="kind", forbid_unknown_fields=True):
+    """Slice `index` of `total` of a commit's or snapshot's blob."""
+
+    v: int
+    blob_id: str
+    index: int
+    total: int
+    data: bytes
+
+
+class SnapshotRecord(msgspec.Struct, tag="snapshot", tag_field="kind", forbid_unknown_fields=True):
+    """The fold's whole state after the state-topic `positions` (partition -> next offset)."""
+
+    v: int
+    member: str
+    at: float
+    positions: dict[int, int]
+    blob_id: str
+    chunks: int
+    size: int
+    sha256: str
+    inline: bytes = b""
+
+
+class SnapshotBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The payload of a snapshot: chain heads, every model's held ring counts, and the chunks
+    read but not yet closed by their manifest (a manifest after the snapshot's position
+    still finds them)."""
+
+    heads: list[ChainHead]
+    models: list[ModelIncrement]
+    pending: list[ChunkRecord] = []
+
+
+Record = ClaimRecord | CommitRecord | ChunkRecord | SnapshotRecord
+Manifest = CommitRecord | SnapshotRecord
+
+_ENVELOPE = msgspec.msgpack.Decoder(_Envelope)
+_RECORD = msgspec.msgpack.Decoder(Record)
+_INCREMENTS = msgspec.msgpack.Decoder(Increments)
+_SNAPSHOT = msgspec.msgpack.Decoder(SnapshotBody)
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the fold refused, and why (a closed reason; `detail` is for the log)."""
+
+    reason: StateRejectReason
+    detail: str
+
+
+def source_key(topic: str, partition: int) -> str:
+    """The record key (as text) of every claim and commit about one source partition."""
+    return f"{topic}:{partition}"
+
+
+def decode_record(value: bytes | None) -> Record | Rejected:
+    """Parse one state-topic record value; never raises (any defect is a `Rejected`)."""
+    if value is None:
+        return Rejected(StateRejectReason.UNDECODABLE, "record without a value")
+    try:
+        envelope = _ENVELOPE.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Rejected(StateRejectReason.UNDECODABLE, f"not a state record: {exc}")
+    if envelope.v != RECORD_VERSION:
+        return Rejected(
+            StateRejectReason.UNKNOWN_VERSION, f"record version {envelope.v} is not supported"
+        )
+    try:
+        return _RECORD.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Rejected(StateRejectReason.UNDECODABLE, f"malformed {envelope.kind!r}: {exc}")
+
+
+def _i64(data: bytes) -> IntArray | None:
+    """Little-endian int64 bytes as an array (None when the length is not a multiple of 8)."""
+    if len(data) % 8:
+        return None
+    return np.frombuffer(data, dtype="<i8").astype(np.int64)
+
+
+def sparse_arrays(increment: ModelIncrement) -> tuple[IntArray, IntArray, IntArray] | Rejected:
+    """The (buckets, cells, counts) of an increment, checked: equal lengths, cells in range,
+    counts > 0, shape positive. A defect is a `Rejected` (INVALID_RECORD)."""
+    arrays = [_i64(increment.buckets), _i64(increment.cells), _i64(increment.counts)]
+    buckets, cells, counts = arrays
+    bad = ""
+    if buckets is None or cells is None or counts is None:
+        bad = "array bytes are not int64"
+    elif not buckets.size == cells.size == counts.size:
+        bad = "arrays of different lengths"
+    elif increment.features < 1 or increment.width < 1:
+        bad = f"shape ({increment.features}, {increment.width})"
+    elif cells.size and (
+        int(cells.min()) < 0 or int(cells.max()) >= increment.features * increment.width
+    ):
+        bad = "cell index out of range"
+    elif counts.size and int(counts.min()) < 1:
+        bad = "count below 1"
+    elif not np.isfinite(increment.watermark):
+        bad = "watermark is not finite"
+    if bad or buckets is None or cells is None or counts is None:
+        return Rejected(StateRejectReason.INVALID_RECORD, f"model {increment.model!r}: {bad}")
+    return buckets, cells, counts
+
+
+def model_increment(
+    model: str,
+    shape: tuple[int, int],
+    watermark: float,
+    by_bucket: Mapping[int, npt.NDArray[np.integer]],
+) -> ModelIncrement:
+    """Dense count matrices per bucket as one sparse increment (only the nonzero cells)."""
+    buckets: list[IntArray] = []
+    cells: list[IntArray] = []
+    counts: list[IntArray] = []
+    for bucket in sorted(by_bucket):
+        flat = np.asarray(by_bucket[bucket], dtype=np.int64).ravel()
+        nonzero = np.flatnonzero(flat)
+        buckets.append(np.full(nonzero.size, bucket, dtype=np.int64))
+        cells.append(nonzero.astype(np.int64))
+        counts.append(flat[nonzero])
+
+    def join(parts: list[IntArray]) -> bytes:
+        return (np.concatenate(parts) if parts else np.zeros(0, np.int64)).astype("<i8").tobytes()
+
+    return ModelIncrement(
+        model, shape[0], shape[1], float(watermark), join(buckets), join(cells), join(counts)
+    )
+
+
+def _blob_records(blob: bytes, chunk_bytes: int) -> tuple[str, int, bytes, list[bytes]]:
+    """(blob_id, chunks, inline, chunk record values) for one compressed blob."""
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be positive")
+    blob_id = uuid.uuid4().hex
+    if len(blob) <= chunk_bytes:
+        return blob_id, 0, blob, []
+    pieces = [blob[i : i + chunk_bytes] for i in range(0, len(blob), chunk_bytes)]
+    chunks = [
+        _ENCODER.encode(ChunkRecord(RECORD_VERSION, blob_id, i, len(pieces), piece))
+        for i, piece in enumerate(pieces)
+    ]
+    return blob_id, len(pieces), b"", chunks
+
+
+def encode_claim(source: str, epoch: int, member: str) -> tuple[bytes, bytes]:
+    """The (key, value) of a claim."""
+    return source.encode(), _ENCODER.encode(ClaimRecord(RECORD_VERSION, source, epoch, member))
+
+
+def encode_commit(
+    source: str,
+    epoch: int,
+    member: str,
+    from_offset: int,
+    to_offset: int,
+    increments: list[ModelIncrement],
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) records of one commit: its chunks (if any), then the commit."""
+    blob = zlib.compress(_ENCODER.encode(Increments(increments)), 1)
+    blob_id, n_chunks, inline, chunks = _blob_records(blob, chunk_bytes)
+    key = source.encode()
+    commit = CommitRecord(
+        RECORD_VERSION,
+        source,
+        epoch,
+        member,
+        from_offset,
+        to_offset,
+        blob_id,
+        n_chunks,
+        len(blob),
+        hashlib.sha256(blob).hexdigest(),
+        inline,
+    )
+    return [(key, value) for value in chunks] + [(key, _ENCODER.encode(commit))]
+
+
+def encode_snapshot(
+    body: SnapshotBody,
+    positions: dict[int, int],
+    member: str,
+    at: float,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) records of one snapshot: its chunks (if any), then the snapshot."""
+    blob = zlib.compress(_ENCODER.encode(body), 1)
+    blob_id, n_chunks, inline, chunks = _blob_records(blob, chunk_bytes)
+    record = SnapshotRecord(
+        RECORD_VERSION,
+        member,
+        at,
+        dict(positions),
+        blob_id,
+        n_chunks,
+        len(blob),
+        hashlib.sha256(blob).hexdigest(),
+        inline,
+    )
+    return [(SNAPSHOT_KEY, value) for value in chunks] + [(SNAPSHOT_KEY, _ENCODER.encode(record))]
+
+
+def inflate(blob: bytes, manifest: Manifest) -> bytes | Rejected:
+    """Check a blob against its manifest (size, SHA-256) and decompress it (bounded)."""
+    if len(blob) != manifest.size or hashlib.sha256(blob).hexdigest() != manifest.sha256:
+        return Rejected(
+            StateRejectReason.HASH_MISMATCH, f"blob {manifest.blob_id} does not match its digest"
+        )
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(blob, MAX_BLOB_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise zlib.error("truncated or too large")
+    except zlib.error as exc:
+        return Rejected(StateRejectReason.INVALID_RECORD, f"blob {manifest.blob_id}: {exc}")
+    return raw
+
+
+def decode_increments(raw: bytes) -> Increments | Rejected:
+    """Parse an inflated commit blob."""
+    try:
+        return _INCREMENTS.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Rejected(StateRejectReason.INVALID_RECORD, f"increments: {exc}")
+
+
+def decode_snapshot(raw: bytes) -> SnapshotBody | Rejected:
+    """Parse an inflated snapshot blob."""
+    try:
+        return _SNAPSHOT.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Rejected(StateRejectReason.INVALID_RECORD, f"snapshot: {exc}")
