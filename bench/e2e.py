@@ -59,12 +59,26 @@ class Width:
     reference_events: int
     segments: int = 0
     """`max_segments` of a `segment_by` model (0: no segments)."""
+    correlation: bool = False
+    """Enable the model's correlation group (all numeric features, at most 64)."""
+    reconstruction: bool = False
+    """Enable the reconstruction-error feature (PCA over all numeric features)."""
 
     @property
     def label(self) -> str:
-        """`numeric + categorical` (and the segments)."""
+        """`numeric + categorical` (and the segments and joint-drift groups when enabled)."""
         text = f"{self.numeric} + {self.categorical}"
-        return f"{text}, {self.segments} segments" if self.segments else text
+        if self.segments:
+            text = f"{text}, {self.segments} segments"
+        groups = [
+            name
+            for name, on in (
+                ("correlation", self.correlation),
+                ("reconstruction", self.reconstruction),
+            )
+            if on
+        ]
+        return f"{text} ({' + '.join(groups)} {min(self.numeric, 64)})" if groups else text
 
     @property
     def key(self) -> str:
@@ -129,7 +143,9 @@ def encode_events(
 
 def fit_reference(width: Width, path: Path) -> None:
     """Fit and save the reference profile of a width (clean events of its own seed)."""
+    from monitor.correlation import fit_reference as fit_correlation
     from monitor.model import FeatureKind, FeatureSpec
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
     from monitor.reference import fit_profile, profile_to_json
     from monitor.tools.profile_io import with_segments
 
@@ -145,11 +161,21 @@ def fit_reference(width: Width, path: Path) -> None:
         FeatureSpec(n, FeatureKind.CATEGORICAL) for n in cat_names
     ]
     numeric = {n: batch.numeric[:, i] for i, n in enumerate(num_names)}
+    group = tuple(num_names[:64])
+    values = batch.numeric[:, : len(group)].T
+    joint: dict[str, object] = {}
+    if width.correlation:
+        joint["correlation"] = fit_correlation(group, values).to_json()
+    if width.reconstruction:
+        basis = fit_basis(group, values)
+        joint["reconstruction"] = basis.to_json()
+        numeric[VIRTUAL_FEATURE] = basis.errors(values)
+        specs.append(FeatureSpec(VIRTUAL_FEATURE, FeatureKind.NUMERIC))
     categorical = {
         n: np.asarray(workload.category_strings(batch.categorical[:, j], j), dtype=object)
         for j, n in enumerate(cat_names)
     }
-    profile = fit_profile(MODEL, specs, numeric, categorical)
+    profile = fit_profile(MODEL, specs, numeric, categorical, joint=joint or None)
     if width.segments:
         seg = np.asarray(segment_values(width, width.reference_events, 3), dtype=object)
         profile = with_segments(
@@ -173,6 +199,10 @@ def config_yaml(
     }
     if width.segments:
         model |= {"segment_by": "features.seg", "max_segments": width.segments}
+    if width.correlation:
+        model["correlation"] = {"enabled": True}
+    if width.reconstruction:
+        model["reconstruction"] = {"enabled": True}
     document = {
         "kafka": {
             "bootstrap_servers": bootstrap,

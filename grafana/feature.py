@@ -18,6 +18,7 @@ from panels import (
     fixed,
     fleet_target,
     query_variable,
+    reference_activations,
     stat,
     target,
     threshold_line,
@@ -335,6 +336,7 @@ def feature() -> JSON:
                 multi=False,
             ),
         ],
+        [reference_activations('model="$model"')],
     )
 
 

@@ -322,8 +322,37 @@ def query_variable(name: str, label: str, query: str, *, multi: bool) -> JSON:
     return v
 
 
-def dashboard(uid: str, title: str, description: str, board: Board, variables: list[JSON]) -> JSON:
-    """The dashboard envelope: links to its siblings (tag `driftmon`), 6h range, 30s refresh."""
+def reference_activations(model_selector: str) -> JSON:
+    """An annotation at every reference activation of the selected models (registry mode:
+    operator, rollback, followed model version, warm-up), from the activation counter."""
+    return {
+        "datasource": DATASOURCE,
+        "enable": True,
+        "hide": False,
+        "iconColor": "purple",
+        "name": "Reference activations",
+        "expr": (
+            "sum by (model, cause) (changes(driftmon_reference_activations_total"
+            f"{{{model_selector}}}[1m])) > 0"
+        ),
+        "step": "1m",
+        "titleFormat": "reference activated",
+        "textFormat": "{{model}}: {{cause}}",
+        "tagKeys": "model,cause",
+        "useValueForTime": False,
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    board: Board,
+    variables: list[JSON],
+    annotations: Sequence[JSON] = (),
+) -> JSON:
+    """The dashboard envelope: links to its siblings (tag `driftmon`), 6h range, 30s refresh;
+    `annotations` after Grafana's built-in one."""
     return {
         "uid": uid,
         "title": title,
@@ -346,7 +375,8 @@ def dashboard(uid: str, title: str, description: str, board: Board, variables: l
                     "iconColor": "rgba(0, 211, 255, 1)",
                     "name": "Annotations & Alerts",
                     "type": "dashboard",
-                }
+                },
+                *annotations,
             ]
         },
         "links": [

@@ -34,6 +34,47 @@ def quantiles(histogram: str, sel: str) -> list[JSON]:
     ]
 
 
+def registry(b: Board, sel: str) -> None:
+    """The reference registry (reference.mode: registry): activations by model and cause, and
+    the registry records the daemons refused, by reason."""
+    b.row("Reference registry")
+    b.add(
+        timeseries(
+            "Reference activations",
+            "Reference activations per model and cause (operator, rollback, model_version, "
+            "warmup) in each interval; the drift panels mark them as annotations.",
+            [
+                target(
+                    "sum by (model, cause) "
+                    f"(increase(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
+                    "{{model}} {{cause}}",
+                )
+            ],
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Registry records refused",
+            "Registry records the daemons refused per second, by reason (garbage, unknown "
+            "version, hash mismatch, missing chunk, unknown reference...). The table is "
+            "unchanged by a refused record; a steady rate means someone writes bad records.",
+            [
+                target(
+                    f"sum by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
+                    "{{reason}}",
+                )
+            ],
+            unit="ops",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+
+
 def fleet(b: Board, sel: str) -> None:
     """The replicas of a fleet (state.backend: kafka) against each other: who owns what, how
     far each is behind the state topic, the commits the fleet refused, snapshot age, and
@@ -460,6 +501,7 @@ def pipeline() -> JSON:
         8,
         6,
     )
+    registry(b, sel)
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

@@ -23,6 +23,7 @@ import structlog
 from monitor import __version__
 from monitor.config import (
     KafkaSettings,
+    ModelSettings,
     Settings,
     check_key_name,
     check_topic,
@@ -32,7 +33,13 @@ from monitor.config import (
     segment_key,
 )
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
-from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
+    RECONSTRUCTION_FEATURE,
+    FeatureKind,
+    FeatureSpec,
+)
 from monitor.segment_slices import DEFAULT_MAX_SEGMENTS, MAX_SEGMENTS, OTHER_SEGMENT
 
 if TYPE_CHECKING:
@@ -501,6 +508,37 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
     return tuple(specs)
 
 
+def _fit_joint(model: ModelSettings | None, numeric: dict[str, Any]) -> dict[str, object] | None:
+    """The multivariate references of `reference fit --config` for the model's groups.
+
+    The correlation group's quantiles and sums; the reconstruction group's PCA basis, whose
+    errors on the data become the virtual feature's column in `numeric`. ReferenceDataError
+    when a group cannot be fitted (a feature without a finite value).
+    """
+    import numpy as np
+
+    from monitor.correlation import fit_reference
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
+
+    joint: dict[str, object] = {}
+    if model is None:
+        return None
+    correlation = model.correlation_group() if model.correlation.enabled else None
+    reconstruction = model.reconstruction_group() if model.reconstruction.enabled else None
+    try:
+        if correlation is not None:
+            values = np.vstack([numeric[name] for name in correlation])
+            joint["correlation"] = fit_reference(correlation, values).to_json()
+        if reconstruction is not None:
+            values = np.vstack([numeric[name] for name in reconstruction])
+            basis = fit_basis(reconstruction, values, model.reconstruction.variance)
+            joint["reconstruction"] = basis.to_json()
+            numeric[VIRTUAL_FEATURE] = basis.errors(values)
+    except ValueError as exc:
+        raise ReferenceDataError(f"multivariate reference: {exc}") from exc
+    return joint or None
+
+
 def _reference_fit(args: argparse.Namespace) -> int:
     """Exit 2 when the data cannot make a reference (a feature without a usable value, or a
     numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
@@ -508,6 +546,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
     from monitor.tools.profile_io import ProfileInputError, read_columns, with_segments
 
+    model: ModelSettings | None = None
     segment_by, max_segments = args.segment_by, args.max_segments
     if args.features == "auto":
         from monitor.tools.profile_discover import discover_features
@@ -561,7 +600,11 @@ def _reference_fit(args: argparse.Namespace) -> int:
     try:
         numeric, categorical, rows = read_columns(
             args.data,
-            [s.name for s in specs if s.kind is FeatureKind.NUMERIC],
+            [
+                s.name
+                for s in specs
+                if s.kind is FeatureKind.NUMERIC and s.name != RECONSTRUCTION_FEATURE
+            ],
             wanted,
             fmt=args.format,
             features_path=args.features_path,
@@ -571,6 +614,8 @@ def _reference_fit(args: argparse.Namespace) -> int:
         print(f"driftmon reference fit: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
+        numeric = dict(numeric)
+        joint = _fit_joint(model, numeric)
         profile = fit_profile(
             args.model,
             specs,
@@ -582,6 +627,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=str(args.data),
+            joint=joint,
         )
         if segment_by is not None:
             profile = with_segments(profile, segment_by, max_segments, numeric, categorical)

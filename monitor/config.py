@@ -53,8 +53,10 @@ from monitor.errors import ConfigError
 from monitor.model import (
     DEFAULT_MAX_BINS,
     DEFAULT_TOP_K,
+    RECONSTRUCTION_FEATURE,
     THRESHOLD_KEYS,
     Correction,
+    CorrelationPlan,
     DecisionPolicy,
     DiscoveryPlan,
     DistributionExport,
@@ -62,6 +64,7 @@ from monitor.model import (
     FeatureKind,
     FeatureSpec,
     ModelPlan,
+    ReconstructionPlan,
     ReferenceMode,
     ReferencePlan,
     SegmentPlan,
@@ -656,6 +659,31 @@ class FeatureSettings(_Section):
         return FeatureSpec(self.name, self.kind, _apply(defaults, self.overrides()))
 
 
+class CorrelationSettings(_Section):
+    """A model's correlation group (README, Correlation drift): off unless `enabled`.
+
+    `features`: the numeric features of the group (2..64); empty means the model's first
+    64 numeric features. `change_floor`: the effect floor |r_cur - r_ref| of a drifted pair.
+    """
+
+    enabled: bool = False
+    features: tuple[str, ...] = ()
+    change_floor: float = Field(0.1, gt=0, le=2, allow_inf_nan=False)
+
+
+class ReconstructionSettings(_Section):
+    """A model's reconstruction-error feature (README, Reconstruction error): off by default.
+
+    `features`: the numeric features the PCA basis is fitted on (2..64); empty means the
+    model's first 64 numeric features. `variance`: the share of the reference variance the
+    kept components explain.
+    """
+
+    enabled: bool = False
+    features: tuple[str, ...] = ()
+    variance: float = Field(0.9, gt=0, lt=1)
+
+
 AUTO_FEATURES = "auto"
 DEFAULT_MAX_FEATURES = 1000
 
@@ -679,6 +707,8 @@ class ModelSettings(_Section):
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    correlation: CorrelationSettings = CorrelationSettings()
+    reconstruction: ReconstructionSettings = ReconstructionSettings()
     segment_by: Annotated[str, AfterValidator(_check_dotted_path), Field(min_length=1)] | None = (
         None
     )
@@ -712,6 +742,9 @@ class ModelSettings(_Section):
                 )
             if self.segment_by is not None:
                 issues.append(("segment_by", "not supported with features: auto; list them"))
+            for key in ("correlation", "reconstruction"):
+                if getattr(self, key).enabled:
+                    issues.append((key, "not supported with features: auto; list them"))
         else:
             for key in ("max_features", "exclude"):
                 if getattr(self, key):
@@ -758,6 +791,40 @@ class ModelSettings(_Section):
             raise _KeyedError(*issues)
         return self
 
+    @model_validator(mode="after")
+    def _check_correlation(self) -> ModelSettings:
+        """The correlation group names 2..64 distinct numeric features of the model."""
+        issues: list[tuple[str, str]] = []
+        why = "needs 2 to 64 distinct numeric features of this model"
+        if self.correlation.enabled and self.correlation_group() is None:
+            issues.append(("correlation.features", why))
+        if self.reconstruction.enabled and self.reconstruction_group() is None:
+            issues.append(("reconstruction.features", why))
+        for i, feature in enumerate(self.features):
+            if feature.name == RECONSTRUCTION_FEATURE:
+                issues.append((f"features.{i}.name", "reserved for the reconstruction error"))
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    def correlation_group(self) -> tuple[str, ...] | None:
+        """The correlation group's features (None when the configuration cannot form one)."""
+        return self._group(self.correlation.features)
+
+    def reconstruction_group(self) -> tuple[str, ...] | None:
+        """The reconstruction group's features (None when the configuration cannot form one)."""
+        return self._group(self.reconstruction.features)
+
+    def _group(self, configured: tuple[str, ...]) -> tuple[str, ...] | None:
+        """`configured` or the first 64 numeric features, if 2..64 distinct numeric ones."""
+        numeric = [f.name for f in self.features if f.kind is FeatureKind.NUMERIC]
+        group = configured or tuple(numeric[:64])
+        if not 2 <= len(group) <= 64 or len(set(group)) != len(group):
+            return None
+        if not set(group) <= set(numeric):
+            return None
+        return tuple(group)
+
     def feature_specs(self, evaluation: EvaluationSettings) -> tuple[FeatureSpec, ...]:
         """The configured features as core value types, in configuration order.
 
@@ -765,7 +832,10 @@ class ModelSettings(_Section):
         decision floors, else the built-in defaults.
         """
         defaults = self.default_thresholds(evaluation)
-        return tuple(f.spec(defaults) for f in self.features)
+        specs = tuple(f.spec(defaults) for f in self.features)
+        if self.reconstruction.enabled:  # the virtual feature, with the model's thresholds
+            specs += (FeatureSpec(RECONSTRUCTION_FEATURE, FeatureKind.NUMERIC, defaults),)
+        return specs
 
     def default_thresholds(self, evaluation: EvaluationSettings) -> Thresholds:
         """The thresholds of a feature that sets none (a discovered one): model > global."""
@@ -1126,10 +1196,28 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             )
             if m.auto_features
             else None,
+            correlation=_correlation_plan(m),
+            reconstruction=_reconstruction_plan(m),
             segments=_segment_plan(m, settings.event.features_path),
         )
         for m in settings.models
     )
+
+
+def _correlation_plan(model: ModelSettings) -> CorrelationPlan | None:
+    """The model's correlation group as a core value type (None: not enabled)."""
+    group = model.correlation_group()
+    if not model.correlation.enabled or group is None:
+        return None
+    return CorrelationPlan(group, model.correlation.change_floor)
+
+
+def _reconstruction_plan(model: ModelSettings) -> ReconstructionPlan | None:
+    """The model's reconstruction group as a core value type (None: not enabled)."""
+    group = model.reconstruction_group()
+    if not model.reconstruction.enabled or group is None:
+        return None
+    return ReconstructionPlan(group, model.reconstruction.variance)
 
 
 def segment_key(segment_by: str, features_path: str) -> str | None:
@@ -1211,7 +1299,7 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
         if model.auto_features:
             m_dump["features"] = AUTO_FEATURES
             continue
-        specs = model.feature_specs(settings.evaluation)
+        specs = model.feature_specs(settings.evaluation)[: len(model.features)]
         for spec, f_dump in zip(specs, m_dump["features"], strict=True):
             del f_dump["psi_warning"], f_dump["psi_critical"]
             f_dump["thresholds"] = _nested(spec.kind, spec.thresholds)

@@ -264,6 +264,7 @@ class Daemon:
         if messages:
             self.process(messages)
         if self.fleet is not None:
+            self.fleet.runtimes = self.runtimes  # a reload may have replaced them
             self.fleet.step()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the

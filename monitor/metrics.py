@@ -46,6 +46,7 @@ from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
     DistributionPolicy,
+    ModelEvaluation,
     Severity,
     Signal,
     Snapshot,
@@ -129,6 +130,12 @@ REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
 UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
 
+# Per model with a correlation group (DriftCollector; monitor.correlation)
+CORRELATION_PAIRS: Final = "driftmon_correlation_pairs"
+CORRELATION_DRIFTED_PAIRS: Final = "driftmon_correlation_drifted_pairs"
+CORRELATION_MAX_CHANGE: Final = "driftmon_correlation_max_change"
+CORRELATION_CHANGE: Final = "driftmon_correlation_change"
+CORRELATION_COEFFICIENT: Final = "driftmon_correlation_coefficient"
 # Per model, segment and feature (DriftCollector; models with `segment_by` only)
 SEGMENT_FEATURE_DRIFT_DETECTED: Final = "driftmon_segment_feature_drift_detected"
 SEGMENT_FEATURE_DRIFT_QVALUE: Final = "driftmon_segment_feature_drift_qvalue"
@@ -487,6 +494,37 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         ("model",),
         "Distinct feature names seen in a features: auto model's events that it does not "
         "monitor (exact up to 100,000).",
+    ),
+    # per model with a correlation group
+    MetricDef(
+        CORRELATION_PAIRS,
+        "gauge",
+        ("model",),
+        "Feature pairs of the correlation group tested at the last evaluation.",
+    ),
+    MetricDef(
+        CORRELATION_DRIFTED_PAIRS,
+        "gauge",
+        ("model",),
+        "Feature pairs whose correlation changed (Fisher-z test and floor) at the last evaluation.",
+    ),
+    MetricDef(
+        CORRELATION_MAX_CHANGE,
+        "gauge",
+        ("model",),
+        "Largest absolute change of a pair's correlation, current minus reference window.",
+    ),
+    MetricDef(
+        CORRELATION_CHANGE,
+        "gauge",
+        ("model", "feature_a", "feature_b"),
+        "Correlation change (current minus reference) of the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        CORRELATION_COEFFICIENT,
+        "gauge",
+        ("model", "feature_a", "feature_b", "window"),
+        "Pearson correlation of winsorised values per window, for the 10 pairs that changed most.",
     ),
     # per segment (models with segment_by only)
     MetricDef(
@@ -967,6 +1005,7 @@ def render_snapshot(
     reference_info = _family(REFERENCE_INFO)
     reference_ready = _family(MODEL_REFERENCE_READY)
     unmonitored = _family(UNMONITORED_FEATURES)
+    correlation = _CorrelationFamilies()
 
     for m in snapshot.models:
         model = m.model
@@ -1013,6 +1052,7 @@ def render_snapshot(
         reference_ready.add_metric((model,), 1.0 if usable else 0.0)
         if m.discovery is not None:
             unmonitored.add_metric((model,), float(m.discovery.unmonitored))
+        correlation.add(m)
 
     return [
         *(family for family, _ in stats),
@@ -1030,8 +1070,44 @@ def render_snapshot(
         reference_info,
         reference_ready,
         unmonitored,
+        *correlation.families(),
         *_segment_families(snapshot),
     ]
+
+
+class _CorrelationFamilies:
+    """The `driftmon_correlation_*` families; only models with a correlation result add to them.
+
+    Per model: pairs tested, drifted pairs, the largest |change| (when a pair was tested);
+    per pair, for the top pairs only (at most 10 per model, so bounded labels): the change
+    and both windows' r.
+    """
+
+    def __init__(self) -> None:
+        self.pairs = _family(CORRELATION_PAIRS)
+        self.drifted = _family(CORRELATION_DRIFTED_PAIRS)
+        self.max_change = _family(CORRELATION_MAX_CHANGE)
+        self.change = _family(CORRELATION_CHANGE)
+        self.coefficient = _family(CORRELATION_COEFFICIENT)
+
+    def add(self, m: ModelEvaluation) -> None:
+        """Add one model's correlation series (nothing when it has no correlation group)."""
+        result = m.correlation
+        if result is None:
+            return
+        self.pairs.add_metric((m.model,), result.pairs_evaluated)
+        self.drifted.add_metric((m.model,), result.drifted_pairs)
+        if result.max_abs_change is not None:
+            self.max_change.add_metric((m.model,), result.max_abs_change)
+        for pair in result.top_pairs:
+            labels = (m.model, pair.feature_a, pair.feature_b)
+            self.change.add_metric(labels, pair.change)
+            self.coefficient.add_metric((*labels, "reference"), pair.reference_r)
+            self.coefficient.add_metric((*labels, "current"), pair.current_r)
+
+    def families(self) -> list[GaugeMetricFamily]:
+        """Every family, in catalogue order (present even without samples)."""
+        return [self.pairs, self.drifted, self.max_change, self.change, self.coefficient]
 
 
 class DriftCollector:

@@ -200,6 +200,26 @@ class DiscoveryPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class CorrelationPlan:
+    """A model's correlation group (monitor.correlation): its numeric features and floor."""
+
+    features: tuple[str, ...]
+    change_floor: float = 0.1
+
+
+RECONSTRUCTION_FEATURE = "__reconstruction__"
+"""The virtual numeric feature holding each event's reconstruction error (reserved name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconstructionPlan:
+    """A model's reconstruction group (monitor.reconstruction): its features and PCA variance."""
+
+    features: tuple[str, ...]
+    variance: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentPlan:
     """Drift per segment (`segment_by`, `max_segments`; monitor/segments.py).
 
@@ -233,6 +253,10 @@ class ModelPlan:
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
     discovery: DiscoveryPlan | None = None
     """Set for `features: auto`: `features` is empty until the stream's features are found."""
+    correlation: CorrelationPlan | None = None
+    """The correlation group, when the model enables one (`correlation.enabled`)."""
+    reconstruction: ReconstructionPlan | None = None
+    """The reconstruction group, when enabled; `features` then ends with its virtual feature."""
     segments: SegmentPlan | None = None
     """Drift per segment, when the model configures `segment_by`."""
     sample_rate: float = 1.0
@@ -335,6 +359,35 @@ class DiscoveryStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class PairChange:
+    """One pair of a correlation group: reference and current r, their change and its test."""
+
+    feature_a: str
+    feature_b: str
+    reference_r: float
+    current_r: float
+    change: float
+    pvalue: float
+    qvalue: float
+    current_samples: int
+    drifted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationResult:
+    """A model's correlation drift (monitor.correlation): counts and the top pairs by |change|.
+
+    `max_abs_change` is None when no pair was evaluated; `top_pairs` holds at most 10.
+    """
+
+    features: tuple[str, ...]
+    pairs_evaluated: int
+    drifted_pairs: int
+    max_abs_change: float | None
+    top_pairs: tuple[PairChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentResult:
     """One segment's evaluation: its events in both windows and its features' results.
 
@@ -418,6 +471,8 @@ class ModelEvaluation:
     segment_field_missing: int = 0
     """Events so far whose segment field was absent, null or not a string (counted in OTHER)."""
     reference_view: ReferenceView | None = None
+    correlation: CorrelationResult | None = None
+    """The correlation group's result, when the model configures one."""
     sample_rate: float = 1.0
     """Share of the model's messages its windows count (config `sample_rate`)."""
     window_digest: str = ""

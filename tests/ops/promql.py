@@ -21,6 +21,9 @@ import yaml
 #: Every metric name driftmon exports (the README's metric table; the public API).
 DRIFTMON_METRICS: frozenset[str] = frozenset(
     {
+        # the reference registry
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
         # per (model, feature)
         "driftmon_feature_psi",
         "driftmon_feature_psi_pvalue",
@@ -57,6 +60,12 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_model_watermark_timestamp_seconds",
         "driftmon_reference_info",
         "driftmon_model_reference_ready",
+        # per model with a correlation group
+        "driftmon_correlation_pairs",
+        "driftmon_correlation_drifted_pairs",
+        "driftmon_correlation_max_change",
+        "driftmon_correlation_change",
+        "driftmon_correlation_coefficient",
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",

@@ -36,6 +36,7 @@ EXPECTED_ALERTS = {
     "DriftmonFeaturePsiCritical": "critical",
     "DriftmonFeatureKsCritical": "critical",
     "DriftmonModelWideDrift": "critical",
+    "DriftmonCorrelationDrift": "warning",
     "DriftmonSegmentDrift": "warning",
     "DriftmonFeatureMissingIncrease": "warning",
     "DriftmonFeatureOutOfRange": "warning",

@@ -157,6 +157,7 @@ def test_features_auto_is_validated_against_the_reference_mode_and_the_fleet(
         ({"features": [{"name": "a", "kind": "numeric"}]}, "applies to features: auto only"),
         ({"features": []}, "needs at least 1 item"),
         ({"segment_by": "features.country"}, "not supported with features: auto"),
+        ({"correlation": {"enabled": True}}, "not supported with features: auto"),
     ]
     for change, message in bad:
         path.write_text(yaml.safe_dump({**base, "models": [{**model, **change}]}))

@@ -28,6 +28,7 @@ from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
 from monitor.model import (
     Correction,
+    CorrelationResult,
     DiscoveryStatus,
     Distribution,
     DistributionExport,
@@ -35,6 +36,7 @@ from monitor.model import (
     FeatureKind,
     FeatureResult,
     ModelEvaluation,
+    PairChange,
     SegmentResult,
     Snapshot,
     Thresholds,
@@ -145,6 +147,16 @@ def fixed_snapshot() -> Snapshot:
         reference_mode="file",
         model_version="v7",
         watermark=1764180012.5,
+        correlation=CorrelationResult(
+            features=("amount", "age", "income"),
+            pairs_evaluated=3,
+            drifted_pairs=1,
+            max_abs_change=0.25,
+            top_pairs=(
+                PairChange("amount", "income", 0.3, 0.55, 0.25, 1e-12, 3e-12, 9000, True),
+                PairChange("amount", "age", 0.1, 0.05, -0.05, 0.2, 0.3, 9000, False),
+            ),
+        ),
     )
     churn = evaluation(
         "churn",
