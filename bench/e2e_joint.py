@@ -24,8 +24,21 @@ from bench.report import load_average, machine_info, machine_markdown, to_markdo
 PLAIN = e2e.WIDTHS[0]
 VARIANTS: tuple[e2e.Width, ...] = (
     PLAIN,
-    e2e.Width(PLAIN.numeric, PLAIN.categorical, PLAIN.events, PLAIN.reference_events, True),
-    e2e.Width(PLAIN.numeric, PLAIN.categorical, PLAIN.events, PLAIN.reference_events, True, True),
+    e2e.Width(
+        PLAIN.numeric,
+        PLAIN.categorical,
+        PLAIN.events,
+        PLAIN.reference_events,
+        correlation=True,
+    ),
+    e2e.Width(
+        PLAIN.numeric,
+        PLAIN.categorical,
+        PLAIN.events,
+        PLAIN.reference_events,
+        correlation=True,
+        reconstruction=True,
+    ),
 )
 
 

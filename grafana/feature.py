@@ -254,7 +254,7 @@ def feature() -> JSON:
             "Unseen categories vs threshold",
             "Share of the current window in categories the reference never saw (categorical "
             "features), with the threshold above which DriftmonFeatureNewCategories warns "
-            "(when the binomial test also agrees) and the drift decision's floor.",
+            "(when the new-category test also agrees) and the drift decision's floor.",
             fleet_target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
             "unseen_category_ratio",
         ),

@@ -45,7 +45,7 @@ def registry(b: Board, sel: str) -> None:
             "warmup) in each interval; the drift panels mark them as annotations.",
             [
                 target(
-                    "sum by (model, cause) "
+                    "max by (model, cause) "
                     f"(increase(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
                     "{{model}} {{cause}}",
                 )
@@ -63,7 +63,7 @@ def registry(b: Board, sel: str) -> None:
             "unchanged by a refused record; a steady rate means someone writes bad records.",
             [
                 target(
-                    f"sum by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
+                    f"max by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
                     "{{reason}}",
                 )
             ],
@@ -123,9 +123,10 @@ def fleet(b: Board, sel: str) -> None:
     b.add(
         timeseries(
             "State commits by result",
-            "State commits and claims the fleet folded per second, by result (largest over "
-            "the replicas: every replica folds every record). stale_epoch: a zombie's "
-            "commit; gap: a commit that does not continue its partition's chain.",
+            "State commits and claims the fleet folded per second, by result, and state-topic "
+            "records refused unread, by reason (largest over the replicas: every replica "
+            "folds every record). stale_epoch: a zombie's commit; gap: a commit that does not "
+            "continue its partition's chain.",
             [
                 target(
                     "max by (result) "
@@ -136,6 +137,11 @@ def fleet(b: Board, sel: str) -> None:
                     "max by (result) "
                     f"(rate(driftmon_state_claims_total{{{sel}}}[$__rate_interval]))",
                     "claim {{result}}",
+                ),
+                target(
+                    "max by (reason) "
+                    f"(rate(driftmon_state_records_rejected_total{{{sel}}}[$__rate_interval]))",
+                    "refused record {{reason}}",
                 ),
             ],
             unit="ops",
@@ -443,6 +449,7 @@ def pipeline() -> JSON:
         24,
         8,
     )
+    registry(b, sel)
     b.add(
         timeseries(
             "Configuration reloads",
@@ -501,7 +508,6 @@ def pipeline() -> JSON:
         8,
         6,
     )
-    registry(b, sel)
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

@@ -890,6 +890,7 @@ class EvaluationSettings(_Section):
     ks_floor: float = Field(0.05, ge=0, le=1)
     psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
     psi_noise_multiple: float = Field(5.0, ge=0, allow_inf_nan=False)
+    ks_noise_multiple: float = Field(3.1, ge=0, allow_inf_nan=False)
     tvd_floor: float = Field(0.02, ge=0, le=1)
     new_category_floor: float = Field(0.01, ge=0, le=1)
     missing_floor: float = Field(0.05, ge=0, le=1)
@@ -901,6 +902,7 @@ class EvaluationSettings(_Section):
             correction=self.correction,
             min_samples=self.min_samples,
             psi_noise_multiple=self.psi_noise_multiple,
+            ks_noise_multiple=self.ks_noise_multiple,
         )
 
     def default_thresholds(self) -> Thresholds:
@@ -1191,13 +1193,13 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             topics=frozenset(m.topics) if m.topics else None,
             sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
+            correlation=_correlation_plan(m),
+            reconstruction=_reconstruction_plan(m),
             discovery=DiscoveryPlan(
                 m.effective_max_features, m.exclude, m.default_thresholds(settings.evaluation)
             )
             if m.auto_features
             else None,
-            correlation=_correlation_plan(m),
-            reconstruction=_reconstruction_plan(m),
             segments=_segment_plan(m, settings.event.features_path),
         )
         for m in settings.models

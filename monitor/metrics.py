@@ -367,7 +367,8 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         FEATURE_NEW_CATEGORY_PVALUE,
         "gauge",
         _MF,
-        "Binomial p-value of the unseen-category count of the current window.",
+        "P-value of the unseen-category count of the current window (Good-Turing p0 "
+        "with its uncertainty).",
     ),
     MetricDef(
         FEATURE_DRIFT_DETECTED,
@@ -488,13 +489,6 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         ("model",),
         "1 when the model has a reference profile with at least one usable feature, else 0.",
     ),
-    MetricDef(
-        UNMONITORED_FEATURES,
-        "gauge",
-        ("model",),
-        "Distinct feature names seen in a features: auto model's events that it does not "
-        "monitor (exact up to 100,000).",
-    ),
     # per model with a correlation group
     MetricDef(
         CORRELATION_PAIRS,
@@ -525,6 +519,13 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         ("model", "feature_a", "feature_b", "window"),
         "Pearson correlation of winsorised values per window, for the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        UNMONITORED_FEATURES,
+        "gauge",
+        ("model",),
+        "Distinct feature names seen in a features: auto model's events that it does not "
+        "monitor (exact up to 100,000).",
     ),
     # per segment (models with segment_by only)
     MetricDef(
@@ -1004,8 +1005,8 @@ def render_snapshot(
     watermark = _family(MODEL_WATERMARK_TIMESTAMP_SECONDS)
     reference_info = _family(REFERENCE_INFO)
     reference_ready = _family(MODEL_REFERENCE_READY)
-    unmonitored = _family(UNMONITORED_FEATURES)
     correlation = _CorrelationFamilies()
+    unmonitored = _family(UNMONITORED_FEATURES)
 
     for m in snapshot.models:
         model = m.model
@@ -1050,9 +1051,9 @@ def render_snapshot(
             )
         usable = has_reference and any(f.reference_ready for f in m.features)
         reference_ready.add_metric((model,), 1.0 if usable else 0.0)
+        correlation.add(m)
         if m.discovery is not None:
             unmonitored.add_metric((model,), float(m.discovery.unmonitored))
-        correlation.add(m)
 
     return [
         *(family for family, _ in stats),
@@ -1069,8 +1070,8 @@ def render_snapshot(
         watermark,
         reference_info,
         reference_ready,
-        unmonitored,
         *correlation.families(),
+        unmonitored,
         *_segment_families(snapshot),
     ]
 

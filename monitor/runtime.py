@@ -445,6 +445,7 @@ class ModelRuntime:
 
     def _activate_carrying(self, profile: ReferenceProfile) -> None:
         """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        self._flush_pending()  # before the window's state is taken
         rows = self._rows()
         window = self.window.state() if self.window is not None else None
         lagging = self.lagging.state() if self.lagging is not None else None

@@ -94,7 +94,8 @@ def stream(n: int, seed: int, *, age_as_text: bool = False) -> list[bytes]:
 
 
 def rows(runtime: ModelRuntime) -> dict[str, list[int]]:
-    """Each feature's current-window row: value slots, MISSING, INVALID (pending events counted)."""
+    """Each feature's current-window row: value slots, MISSING, INVALID (deferred events
+    counted first)."""
     runtime.flush(BatchAccount())
     assert runtime.layout is not None and runtime.window is not None
     current = runtime.window.current()

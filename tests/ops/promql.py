@@ -83,6 +83,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        # the reference registry (docs/registry.md)
         "driftmon_config_reloads_total",
         "driftmon_config_last_reload_successful",
         "driftmon_config_last_reload_success_timestamp_seconds",
@@ -102,6 +103,7 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
         "driftmon_state_claims_total",
         "driftmon_partitions_owned",
         "driftmon_state_snapshot_age_seconds",
+        "driftmon_state_records_rejected_total",
     }
 )
 

@@ -57,6 +57,7 @@ EXPECTED_ALERTS = {
     "DriftmonStateLagHigh": "warning",
     "DriftmonStateSnapshotStale": "warning",
     "DriftmonStateCommitsRejected": "warning",
+    "DriftmonStateRecordsRejected": "warning",
 }
 
 ALERTS = shipped_alert_rules()
