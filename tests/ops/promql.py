@@ -21,9 +21,6 @@ import yaml
 #: Every metric name driftmon exports (the README's metric table; the public API).
 DRIFTMON_METRICS: frozenset[str] = frozenset(
     {
-        # the reference registry
-        "driftmon_registry_records_rejected_total",
-        "driftmon_reference_activations_total",
         # per (model, feature)
         "driftmon_feature_psi",
         "driftmon_feature_psi_pvalue",
@@ -83,7 +80,11 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        "driftmon_sample_ratio",
         # the reference registry (docs/registry.md)
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
+        # configuration reloads and feature discovery
         "driftmon_config_reloads_total",
         "driftmon_config_last_reload_successful",
         "driftmon_config_last_reload_success_timestamp_seconds",

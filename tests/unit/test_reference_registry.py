@@ -277,3 +277,31 @@ def test_version_shares_count_the_window_and_forget_old_buckets() -> None:
     assert dominant({"": 0.9, "v1": 0.1}) is None
     assert dominant({"v1": 0.5, "v2": 0.5}, current="v2") == "v2"
     assert dominant({"v1": 0.5, "v2": 0.5}, current="v1") == "v1"
+
+
+def test_a_restart_on_the_same_reference_keeps_the_checkpointed_window(tmp_path: Path) -> None:
+    """A restored model whose checkpointed profile is still the registry's active one keeps
+    its window and counts no activation; one rolled back meanwhile swaps to the registry's."""
+    runtimes = _runtimes(tmp_path)
+    references = RegistryReferences(runtimes, "refs")
+    registry = _Registry()
+    first, second = _profile(0.0, "v1", 1), _profile(1.0, "v2", 2)
+    for profile in (first, second):
+        registry.push(profile)
+    registry.activate("m", first)
+    references.sync(registry.view(), START)
+    runtimes["m"].ingest(_columns(np.random.default_rng(4), START, 500, "v1"))
+    state = runtimes["m"].to_state()
+
+    again = _runtimes(tmp_path)
+    again["m"].restore(state)
+    assert RegistryReferences(again, "refs").sync(registry.view(), START + 60) == []
+    assert again["m"].window is not None and again["m"].window.current().sum() == 2 * 500
+
+    registry.activate("m", second)
+    registry.rollback("m")
+    registry.activate("m", second)
+    moved = _runtimes(tmp_path)
+    moved["m"].restore(state)
+    (outcome,) = RegistryReferences(moved, "refs").sync(registry.view(), START + 60)
+    assert isinstance(outcome, Activated) and outcome.info.reference_id == second.reference_id
