@@ -7,7 +7,9 @@
 
 Measurements (see each module): `stats` (1: statistics on in-memory windows, 2: detection
 at default settings; bench.stats), `e2e` (3: through the embedded broker vs raw
-kafka-python; bench.e2e), `delay` (4: detection delay on event time; bench.delay) and
+kafka-python; bench.e2e), `fleet` (7: two `driftmon run` replicas vs one, and the state
+topic's bytes per event; bench.fleet), `delay` (4: detection delay on event time;
+bench.delay) and
 `memory` (5: resident memory vs features and events; bench.memory), `memory_hostile` (6: peak
 RSS of a real `driftmon run` under hostile input; bench.memory_hostile), and `micro` (the
 micro-benchmarks bench_core / bench_decode, their output saved verbatim). The workload is
@@ -30,7 +32,7 @@ from bench.procs import REPO
 from bench.report import Table, load_average, machine_info, write_report
 from bench.venvs import PEERS, peer
 
-MEASUREMENTS = ("stats", "e2e", "delay", "memory", "memory_hostile", "micro")
+MEASUREMENTS = ("stats", "e2e", "fleet", "delay", "memory", "memory_hostile", "micro")
 
 
 def _log(message: str) -> None:
@@ -79,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             tables += e2e.run(reps=args.reps, log=_log)
             loads["after e2e"] = load_average()
+        if "fleet" in parts:
+            from bench import fleet
+
+            tables += fleet.run(reps=args.reps, log=_log)
+            loads["after fleet"] = load_average()
         if "delay" in parts:
             from bench import delay
 

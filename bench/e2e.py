@@ -63,10 +63,13 @@ class Width:
     """Enable the model's correlation group (all numeric features, at most 64)."""
     reconstruction: bool = False
     """Enable the reconstruction-error feature (PCA over all numeric features)."""
+    sample_rate: float = 1.0
+    """The model's `sample_rate` (1: every message)."""
 
     @property
     def label(self) -> str:
-        """`numeric + categorical` (and the segments and joint-drift groups when enabled)."""
+        """`numeric + categorical`, the segments and joint-drift groups when enabled, and the
+        sample rate when below 1."""
         text = f"{self.numeric} + {self.categorical}"
         if self.segments:
             text = f"{text}, {self.segments} segments"
@@ -78,7 +81,20 @@ class Width:
             )
             if on
         ]
-        return f"{text} ({' + '.join(groups)} {min(self.numeric, 64)})" if groups else text
+        if groups:
+            text = f"{text} ({' + '.join(groups)} {min(self.numeric, 64)})"
+        return text if self.sample_rate == 1.0 else f"{text}, sample_rate {self.sample_rate:g}"
+
+    @property
+    def topic(self) -> str:
+        """The topic of this width's events (shared by its sampled and joint variants)."""
+        return f"bench-{self.key}"
+
+    @property
+    def run_key(self) -> str:
+        """A name unique to this variant (files of one run)."""
+        flags = ("c" if self.correlation else "") + ("r" if self.reconstruction else "")
+        return f"{self.key}{flags}-{self.sample_rate:g}"
 
     @property
     def key(self) -> str:
@@ -105,7 +121,13 @@ WIDTHS: tuple[Width, ...] = (
     SEGMENTED,
     Width(200, 20, 30_000, 20_000),
     Width(2000, 200, 3_000, 5_000),
+    Width(2000, 200, 3_000, 5_000, sample_rate=0.1),
 )
+TARGET_RATIOS = {"200 + 20": 0.7, "2000 + 200": 0.6}
+"""Issue 12: share of the raw consume rate at these widths (default fetch)."""
+TARGET_SAMPLED_SPEEDUP = 4.0
+TARGET_EVALUATION_MS = 30.0
+TARGET_WIDE_RSS_MIB = 300.0
 
 
 def encode_events(
@@ -204,6 +226,8 @@ def config_yaml(
         model["correlation"] = {"enabled": True}
     if width.reconstruction:
         model["reconstruction"] = {"enabled": True}
+    if width.sample_rate < 1.0:
+        model["sample_rate"] = width.sample_rate
     document = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -288,7 +312,7 @@ def _pairs(
     for rep in range(reps):
         runs: dict[str, dict[str, Any]] = {}
         for mode in ("driftmon", "raw"):
-            name = f"{width.key}-{fetch or 0}-{rep}-{mode}"
+            name = f"{width.run_key}-{fetch or 0}-{rep}-{mode}"
             config = workdir / f"{name}.yaml"
             group = f"bench-{name}-{time.monotonic_ns()}"
             document = json.loads(
@@ -347,6 +371,12 @@ def _add_row(
         _median([b["peak_rss_mib_consuming"] for b in raw]),
         len(pairs),
     )
+    if width.sample_rate < 1.0:
+        accepted = sorted({a["accepted"] for a in mine})
+        table.notes.append(
+            f"{width.label}: accepted {accepted} of {width.events} events (the sampled share)"
+        )
+        return
     bad = [a for a in mine if a["accepted"] != width.events or a["rejected"]]
     if bad:
         table.notes.append(f"{width.label}: WARNING not every event was accepted: {bad[0]}")
@@ -372,26 +402,31 @@ def run(
         EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker,
     ):
         workdir = Path(tmp)
+        sizes: dict[str, float] = {}
         for width in widths:
-            topic = f"bench-{width.key}"
-            reference = workdir / f"reference-{width.key}.json"
+            topic = width.topic
+            reference = workdir / f"reference-{width.run_key}.json"
             fit_reference(width, reference)
-            batch = workload.draw(
-                workload.stream_rng(4, width.numeric),
-                width.events,
-                n_numeric=width.numeric,
-                n_categorical=width.categorical,
-            )
-            segments = segment_values(width, width.events, 4) if width.segments else None
-            messages = encode_events(batch, time.time() - 1800.0, 1800.0, segments)
-            del batch
-            size = statistics.mean(len(m) for m in messages)
-            rate = produce(broker.bootstrap, topic, messages)
-            del messages
-            log(
-                f"e2e {width.label}: produced {width.events} events ({size:.0f} B) at {rate:,.0f}/s"
-            )
-            for fetch in fetches if not width.segments else fetches[:1]:
+            if topic not in sizes:
+                batch = workload.draw(
+                    workload.stream_rng(4, width.numeric),
+                    width.events,
+                    n_numeric=width.numeric,
+                    n_categorical=width.categorical,
+                )
+                segments = segment_values(width, width.events, 4) if width.segments else None
+                messages = encode_events(batch, time.time() - 1800.0, 1800.0, segments)
+                del batch
+                sizes[topic] = statistics.mean(len(m) for m in messages)
+                rate = produce(broker.bootstrap, topic, messages)
+                del messages
+                log(
+                    f"e2e {width.label}: produced {width.events} events "
+                    f"({sizes[topic]:.0f} B) at {rate:,.0f}/s"
+                )
+            size = sizes[topic]
+            single = width.segments or width.sample_rate < 1.0
+            for fetch in fetches[:1] if single else fetches:
                 pairs, errors = _pairs(
                     broker.bootstrap,
                     topic,
@@ -418,6 +453,7 @@ def run(
                         f"{first['state_bytes'] / 2**20:.1f} MiB"
                     )
     _targets(table)
+    _wide_targets(table)
     table.notes += [
         "Every event was accepted into the window in every driftmon run (checked), none rejected.",
         "Rates count from the poll after the first batch to the last record (group join "
@@ -431,6 +467,38 @@ def run(
         "(the per-feature work of a batch is spread over that many events).",
     ]
     return [table]
+
+
+def _wide_targets(table: Table) -> None:
+    """Issue-12 verdicts from the default-fetch rows: ratios at width, the sampled speed-up,
+    evaluation time and peak RSS at 2,200 features."""
+    rows = {r[0]: r for r in table.rows if r[1].endswith("(default)") and r[4] is not None}
+    verdicts = []
+    for label, target in TARGET_RATIOS.items():
+        if label in rows:
+            ratio = rows[label][6]
+            verdicts.append(
+                f"{label} {ratio:.2f} of raw {'>=' if ratio >= target else '<'} {target}"
+            )
+    wide, sampled = rows.get("2000 + 200"), rows.get("2000 + 200, sample_rate 0.1")
+    if wide is not None and sampled is not None:
+        speedup = sampled[4] / wide[4]
+        verdicts.append(
+            f"sample_rate 0.1 {speedup:.1f}x the unsampled events/s "
+            f"{'>=' if speedup >= TARGET_SAMPLED_SPEEDUP else '<'} {TARGET_SAMPLED_SPEEDUP:g}"
+        )
+    if wide is not None:
+        evaluation_ms, rss = wide[11], wide[12]
+        verdicts.append(
+            f"evaluation at 2,200 features {evaluation_ms:.1f} ms "
+            f"{'<' if evaluation_ms < TARGET_EVALUATION_MS else '>='} {TARGET_EVALUATION_MS:g}"
+        )
+        verdicts.append(
+            f"peak RSS at 2,200 features {rss:.0f} MiB "
+            f"{'<=' if rss <= TARGET_WIDE_RSS_MIB else '>'} {TARGET_WIDE_RSS_MIB:g}"
+        )
+    if verdicts:
+        table.notes.insert(0, "Issue-12 targets: " + "; ".join(verdicts))
 
 
 def _targets(table: Table) -> None:

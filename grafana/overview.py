@@ -16,9 +16,12 @@ from panels import (
     across_replicas,
     by_name,
     dashboard,
+    feature_and_psi_columns,
     fleet_target,
     panel,
+    psi_sorted_table,
     query_variable,
+    reference_activations,
     stat,
     state_timeline,
     target,
@@ -417,29 +420,8 @@ def overview() -> JSON:
                     table=True,
                 ),
             ],
-            transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {"Time": True, "Value #A": True},
-                        "renameByName": {"Value #B": "PSI"},
-                    },
-                },
-                {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
-            ],
-            overrides=[
-                by_name(
-                    "feature",
-                    links=[{"title": "What changed: reference vs current", "url": FEATURE_LINK}],
-                ),
-                by_name(
-                    "PSI",
-                    thresholds=PSI_STEPS,
-                    decimals=3,
-                    custom={"cellOptions": {"type": "color-background"}},
-                ),
-            ],
+            transformations=psi_sorted_table(["Value #A"], {"Value #B": "PSI"}),
+            overrides=feature_and_psi_columns("What changed: reference vs current", FEATURE_LINK),
             options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
         ),
         24,
@@ -491,31 +473,12 @@ def overview() -> JSON:
                 target(f"max by (model, feature) ({expr})", instant=True, table=True)
                 for _, expr in TABLE_COLUMNS
             ],
-            transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {"Time": True},
-                        "renameByName": {
-                            f"Value #{chr(ord('A') + i)}": name
-                            for i, (name, _) in enumerate(TABLE_COLUMNS)
-                        },
-                    },
-                },
-                {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
-            ],
+            transformations=psi_sorted_table(
+                [],
+                {f"Value #{chr(ord('A') + i)}": name for i, (name, _) in enumerate(TABLE_COLUMNS)},
+            ),
             overrides=[
-                by_name(
-                    "feature",
-                    links=[{"title": "Open feature dashboard", "url": FEATURE_LINK}],
-                ),
-                by_name(
-                    "PSI",
-                    thresholds=PSI_STEPS,
-                    decimals=3,
-                    custom={"cellOptions": {"type": "color-background"}},
-                ),
+                *feature_and_psi_columns("Open feature dashboard", FEATURE_LINK),
                 by_name("KS D", decimals=3),
                 by_name("PSI p-value", unit="sci"),
                 by_name("KS p-value", unit="sci"),
@@ -595,4 +558,5 @@ def overview() -> JSON:
         "Drift of every model and feature monitored by driftmon.",
         b,
         [MODEL_VAR],
+        [reference_activations(SEL_MODELS)],
     )

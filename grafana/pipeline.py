@@ -34,6 +34,47 @@ def quantiles(histogram: str, sel: str) -> list[JSON]:
     ]
 
 
+def registry(b: Board, sel: str) -> None:
+    """The reference registry (reference.mode: registry): activations by model and cause, and
+    the registry records the daemons refused, by reason."""
+    b.row("Reference registry")
+    b.add(
+        timeseries(
+            "Reference activations",
+            "Reference activations per model and cause (operator, rollback, model_version, "
+            "warmup) in each interval; the drift panels mark them as annotations.",
+            [
+                target(
+                    "max by (model, cause) "
+                    f"(increase(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
+                    "{{model}} {{cause}}",
+                )
+            ],
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Registry records refused",
+            "Registry records the daemons refused per second, by reason (garbage, unknown "
+            "version, hash mismatch, missing chunk, unknown reference...). The table is "
+            "unchanged by a refused record; a steady rate means someone writes bad records.",
+            [
+                target(
+                    f"max by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
+                    "{{reason}}",
+                )
+            ],
+            unit="ops",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+
+
 def fleet(b: Board, sel: str) -> None:
     """The replicas of a fleet (state.backend: kafka) against each other: who owns what, how
     far each is behind the state topic, the commits the fleet refused, snapshot age, and
@@ -82,9 +123,10 @@ def fleet(b: Board, sel: str) -> None:
     b.add(
         timeseries(
             "State commits by result",
-            "State commits and claims the fleet folded per second, by result (largest over "
-            "the replicas: every replica folds every record). stale_epoch: a zombie's "
-            "commit; gap: a commit that does not continue its partition's chain.",
+            "State commits and claims the fleet folded per second, by result, and state-topic "
+            "records refused unread, by reason (largest over the replicas: every replica "
+            "folds every record). stale_epoch: a zombie's commit; gap: a commit that does not "
+            "continue its partition's chain.",
             [
                 target(
                     "max by (result) "
@@ -95,6 +137,11 @@ def fleet(b: Board, sel: str) -> None:
                     "max by (result) "
                     f"(rate(driftmon_state_claims_total{{{sel}}}[$__rate_interval]))",
                     "claim {{result}}",
+                ),
+                target(
+                    "max by (reason) "
+                    f"(rate(driftmon_state_records_rejected_total{{{sel}}}[$__rate_interval]))",
+                    "refused record {{reason}}",
                 ),
             ],
             unit="ops",
@@ -401,6 +448,65 @@ def pipeline() -> JSON:
         ),
         24,
         8,
+    )
+    registry(b, sel)
+    b.add(
+        timeseries(
+            "Configuration reloads",
+            "SIGHUP reloads by result (success, invalid, restart_required), and whether the "
+            "running configuration is the last one read (1) or a reload was refused (0).",
+            [
+                target(
+                    f"sum by (result) "
+                    f"(increase(driftmon_config_reloads_total{{{sel}}}[$__rate_interval]))",
+                    "reload {{result}}",
+                ),
+                target(
+                    f"min(driftmon_config_last_reload_successful{{{sel}}})",
+                    "last reload ok",
+                ),
+            ],
+            min_value=0,
+            overrides=[
+                by_name("reload invalid", color=fixed(RED)),
+                by_name("reload restart_required", color=fixed("orange")),
+            ],
+        ),
+        12,
+        6,
+    )
+    b.add(
+        stat(
+            "Configuration age",
+            "Seconds since the running configuration was loaded (start or last successful "
+            "SIGHUP reload).",
+            [
+                target(
+                    f"time() - driftmon_config_last_reload_success_timestamp_seconds{{{sel}}}",
+                    "{{instance}}",
+                )
+            ],
+            unit="s",
+            steps=thresholds((None, BLUE)),
+        ),
+        4,
+        6,
+    )
+    b.add(
+        timeseries(
+            "Unmonitored feature names",
+            "features: auto models: distinct names their events carry that are not monitored "
+            "(driftmon_unmonitored_features; listed in /status).",
+            [
+                target(
+                    f"max by (model) (driftmon_unmonitored_features{{{sel}}})",
+                    "{{model}}",
+                )
+            ],
+            min_value=0,
+        ),
+        8,
+        6,
     )
     fleet(b, sel)
     return dashboard(

@@ -137,7 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "data", type=Path, help="CSV, JSON Lines (.jsonl/.ndjson) or Parquet file (.gz ok for text)"
     )
-    fit.add_argument("--features", help="comma-separated NAME:KIND (KIND numeric|categorical)")
+    fit.add_argument(
+        "--features",
+        help="comma-separated NAME:KIND (KIND numeric|categorical), or auto: discover them "
+        "from the file (the daemon's features: auto rules)",
+    )
+    fit.add_argument(
+        "--max-features",
+        type=int,
+        default=1000,
+        help="with --features auto: keep at most this many, the most frequent (default 1000)",
+    )
+    fit.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="with --features auto: never a feature when the name matches (repeatable)",
+    )
     fit.add_argument("--config", "-c", type=Path, help="take the model's features from this config")
     fit.add_argument("--model", required=True, help="model name recorded in the profile")
     fit.add_argument("--model-version", default="", help="model version recorded in the profile")
@@ -531,7 +548,27 @@ def _reference_fit(args: argparse.Namespace) -> int:
 
     model: ModelSettings | None = None
     segment_by, max_segments = args.segment_by, args.max_segments
-    if args.features:
+    if args.features == "auto":
+        from monitor.tools.profile_discover import discover_features
+
+        if not 1 <= args.max_features <= 10_000:
+            raise ConfigError("--max-features: must be between 1 and 10000")
+        try:
+            specs = discover_features(
+                args.data,
+                max_features=args.max_features,
+                exclude=args.exclude,
+                fmt=args.format,
+                features_path=args.features_path,
+            )
+        except (ProfileInputError, OSError, ValueError) as exc:
+            print(f"driftmon reference fit: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME
+        top_k = {s.name: args.top_k for s in specs}
+        max_bins = args.max_bins
+        n_numeric = sum(1 for s in specs if s.kind is FeatureKind.NUMERIC)
+        print(f"discovered {n_numeric} numeric and {len(specs) - n_numeric} categorical features")
+    elif args.features:
         specs = _parse_features(args.features)
         top_k = {s.name: args.top_k for s in specs}
         max_bins = args.max_bins

@@ -58,6 +58,7 @@ from monitor.model import (
     Correction,
     CorrelationPlan,
     DecisionPolicy,
+    DiscoveryPlan,
     DistributionExport,
     DistributionPolicy,
     FeatureKind,
@@ -683,13 +684,24 @@ class ReconstructionSettings(_Section):
     variance: float = Field(0.9, gt=0, lt=1)
 
 
+AUTO_FEATURES = "auto"
+DEFAULT_MAX_FEATURES = 1000
+
+
 class ModelSettings(_Section):
-    """One monitored model: its reference, features and histogram resolution."""
+    """One monitored model: its reference, features and histogram resolution.
+
+    `features: auto` (held as an empty tuple: `auto_features`) discovers the features from
+    the stream (monitor.discovery); `max_features` and `exclude` (shell globs) apply to it
+    only, and it needs a `warmup` or `rolling` reference.
+    """
 
     name: str = Field(pattern=_NAME_PATTERN)
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
-    features: tuple[FeatureSettings, ...] = Field(min_length=1)
+    features: tuple[FeatureSettings, ...]
+    max_features: int | None = Field(None, ge=1, le=10_000)
+    exclude: tuple[str, ...] = ()
     thresholds: ThresholdSettings = ThresholdSettings()
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
     export_distributions: DistributionExport = DistributionExport.DRIFTING
@@ -704,6 +716,49 @@ class ModelSettings(_Section):
     sample_rate: float = Field(1.0, gt=0.0, le=1.0)
     """Share of the model's messages counted, chosen by a hash of topic/partition/offset
     (monitor/sampling.py); 1 counts every message."""
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _auto_or_list(cls, value: Any) -> Any:
+        """`auto` becomes the empty tuple; an explicit empty list is refused."""
+        if value == AUTO_FEATURES:
+            return ()
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError(f"needs at least 1 item (or {AUTO_FEATURES!r} to discover them)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_discovery(self) -> ModelSettings:
+        """max_features/exclude only with `features: auto`, which needs a warm-up reference."""
+        issues: list[tuple[str, str]] = []
+        if self.auto_features:
+            if self.reference.mode not in (ReferenceMode.WARMUP, ReferenceMode.ROLLING):
+                issues.append(
+                    (
+                        "features",
+                        "auto needs reference.mode warmup or rolling (a "
+                        f"{self.reference.mode.value} reference fixes the features)",
+                    )
+                )
+            if self.segment_by is not None:
+                issues.append(("segment_by", "not supported with features: auto; list them"))
+        else:
+            for key in ("max_features", "exclude"):
+                if getattr(self, key):
+                    issues.append((key, "applies to features: auto only"))
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    @property
+    def auto_features(self) -> bool:
+        """True for `features: auto` (the features are discovered from the stream)."""
+        return not self.features
+
+    @property
+    def effective_max_features(self) -> int:
+        """`max_features`, or DEFAULT_MAX_FEATURES."""
+        return self.max_features or DEFAULT_MAX_FEATURES
 
     @field_validator("features")
     @classmethod
@@ -773,11 +828,15 @@ class ModelSettings(_Section):
         Each feature's thresholds: its own, else the model's, else `evaluation`'s global
         decision floors, else the built-in defaults.
         """
-        defaults = _apply(evaluation.default_thresholds(), self.thresholds.overrides())
+        defaults = self.default_thresholds(evaluation)
         specs = tuple(f.spec(defaults) for f in self.features)
         if self.reconstruction.enabled:  # the virtual feature, with the model's thresholds
             specs += (FeatureSpec(RECONSTRUCTION_FEATURE, FeatureKind.NUMERIC, defaults),)
         return specs
+
+    def default_thresholds(self, evaluation: EvaluationSettings) -> Thresholds:
+        """The thresholds of a feature that sets none (a discovered one): model > global."""
+        return _apply(evaluation.default_thresholds(), self.thresholds.overrides())
 
     def distribution_policy(self) -> DistributionPolicy:
         """Which features export `driftmon_feature_bin_ratio` series, as a core value type."""
@@ -828,6 +887,7 @@ class EvaluationSettings(_Section):
     ks_floor: float = Field(0.05, ge=0, le=1)
     psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
     psi_noise_multiple: float = Field(5.0, ge=0, allow_inf_nan=False)
+    ks_noise_multiple: float = Field(3.1, ge=0, allow_inf_nan=False)
     tvd_floor: float = Field(0.02, ge=0, le=1)
     new_category_floor: float = Field(0.01, ge=0, le=1)
     missing_floor: float = Field(0.05, ge=0, le=1)
@@ -839,6 +899,7 @@ class EvaluationSettings(_Section):
             correction=self.correction,
             min_samples=self.min_samples,
             psi_noise_multiple=self.psi_noise_multiple,
+            ks_noise_multiple=self.ks_noise_multiple,
         )
 
     def default_thresholds(self) -> Thresholds:
@@ -964,7 +1025,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_references_between_sections(self) -> Settings:
-        """Model names unique; model topics consumed; default_model known; rolling fits window."""
+        """Model names unique; model topics consumed; default_model known; rolling fits window;
+        no `features: auto` in a fleet."""
         issues: list[tuple[str, str]] = []
         names: set[str] = set()
         consumed = set(self.kafka.topics)
@@ -976,6 +1038,14 @@ class Settings(BaseSettings):
                 if topic not in consumed:
                     issues.append((f"models.{i}.topics", f"{topic!r} is not in kafka.topics"))
             issues.extend(self._rolling_issues(i, model.reference))
+            if model.auto_features and self.state.backend == "kafka":
+                issues.append(
+                    (
+                        f"models.{i}.features",
+                        "auto is not supported with state.backend kafka (every replica would "
+                        "discover on its own share); list the features",
+                    )
+                )
             issues.extend(self._segment_issues(i, model))
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
@@ -1122,6 +1192,11 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             distributions=m.export_distributions is not DistributionExport.NONE,
             correlation=_correlation_plan(m),
             reconstruction=_reconstruction_plan(m),
+            discovery=DiscoveryPlan(
+                m.effective_max_features, m.exclude, m.default_thresholds(settings.evaluation)
+            )
+            if m.auto_features
+            else None,
             segments=_segment_plan(m, settings.event.features_path),
         )
         for m in settings.models
@@ -1220,6 +1295,9 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
             for signal, levels in m_dump["thresholds"].items()
             if any(value is not None for value in levels.values())
         }
+        if model.auto_features:
+            m_dump["features"] = AUTO_FEATURES
+            continue
         specs = model.feature_specs(settings.evaluation)[: len(model.features)]
         for spec, f_dump in zip(specs, m_dump["features"], strict=True):
             del f_dump["psi_warning"], f_dump["psi_critical"]

@@ -128,6 +128,7 @@ MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_model_last_evaluation
 MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_seconds"
 REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
+UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
 
 # Per model with a correlation group (DriftCollector; monitor.correlation)
 CORRELATION_PAIRS: Final = "driftmon_correlation_pairs"
@@ -366,7 +367,8 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         FEATURE_NEW_CATEGORY_PVALUE,
         "gauge",
         _MF,
-        "Binomial p-value of the unseen-category count of the current window.",
+        "P-value of the unseen-category count of the current window (Good-Turing p0 "
+        "with its uncertainty).",
     ),
     MetricDef(
         FEATURE_DRIFT_DETECTED,
@@ -517,6 +519,13 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         ("model", "feature_a", "feature_b", "window"),
         "Pearson correlation of winsorised values per window, for the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        UNMONITORED_FEATURES,
+        "gauge",
+        ("model",),
+        "Distinct feature names seen in a features: auto model's events that it does not "
+        "monitor (exact up to 100,000).",
     ),
     # per segment (models with segment_by only)
     MetricDef(
@@ -997,6 +1006,7 @@ def render_snapshot(
     reference_info = _family(REFERENCE_INFO)
     reference_ready = _family(MODEL_REFERENCE_READY)
     correlation = _CorrelationFamilies()
+    unmonitored = _family(UNMONITORED_FEATURES)
 
     for m in snapshot.models:
         model = m.model
@@ -1042,6 +1052,8 @@ def render_snapshot(
         usable = has_reference and any(f.reference_ready for f in m.features)
         reference_ready.add_metric((model,), 1.0 if usable else 0.0)
         correlation.add(m)
+        if m.discovery is not None:
+            unmonitored.add_metric((model,), float(m.discovery.unmonitored))
 
     return [
         *(family for family, _ in stats),
@@ -1059,6 +1071,7 @@ def render_snapshot(
         reference_info,
         reference_ready,
         *correlation.families(),
+        unmonitored,
         *_segment_families(snapshot),
     ]
 
@@ -1165,7 +1178,8 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 7 gauges + events_accepted_total + one reference_activations_total per cause.
+    Per model: 8 gauges (unmonitored_features with `features: auto` only) +
+    events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
@@ -1181,7 +1195,7 @@ def cardinality(
     n_state = len(CommitResult) + len(ClaimResult) + len(StateRejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 7 + 1 + n_causes
+    per_model = 8 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)

@@ -123,7 +123,8 @@ def fit_categorical(
     top = tuple(s for s, _ in ranked[:top_k])
     vocabulary = frozenset(s for s, _ in ranked[:MAX_VOCABULARY])
     singleton_fraction = sum(1 for _, c in ranked if c == 1) / n_valid
-    bins = CategoricalBins(top, vocabulary, singleton_fraction)
+    doubleton_fraction = sum(1 for _, c in ranked if c == 2) / n_valid
+    bins = CategoricalBins(top, vocabulary, singleton_fraction, doubleton_fraction)
     layout = ModelLayout([], [(name, bins)])
     hist = layout.count(np.empty((0, column.size)), [column])[0]
     return FeatureProfile(name, FeatureKind.CATEGORICAL, bins, _trim(hist, bins.value_slots))
@@ -200,6 +201,8 @@ def _feature_json(feature: FeatureProfile) -> dict[str, Any]:
         data["categories"] = list(feature.bins.categories)
         data["vocabulary"] = sorted(feature.bins.vocabulary)
         data["singleton_fraction"] = feature.bins.singleton_fraction
+        if feature.bins.doubleton_fraction is not None:
+            data["doubleton_fraction"] = feature.bins.doubleton_fraction
     data["counts"] = list(feature.counts)
     return data
 
@@ -310,7 +313,17 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
             raise ReferenceDataError(f"{where}: categories must be distinct and in the vocabulary")
         if not isinstance(fraction, int | float) or not 0.0 <= float(fraction) <= 1.0:
             raise ReferenceDataError(f"{where}: singleton_fraction must be in [0, 1]")
-        bins = CategoricalBins(tuple(categories), frozenset(vocabulary), float(fraction))
+        doubles = item.get("doubleton_fraction")
+        if doubles is not None and (
+            not isinstance(doubles, int | float) or not 0.0 <= float(doubles) <= 0.5
+        ):
+            raise ReferenceDataError(f"{where}: doubleton_fraction must be in [0, 0.5]")
+        bins = CategoricalBins(
+            tuple(categories),
+            frozenset(vocabulary),
+            float(fraction),
+            None if doubles is None else float(doubles),
+        )
     counts = item.get("counts")
     if (
         not isinstance(counts, list)

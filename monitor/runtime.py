@@ -162,6 +162,8 @@ class ModelRuntime:
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self.follow_profiles: dict[str, ReferenceProfile] = {}
+        """Registry profiles by the model version they were fitted for (set by the daemon)."""
         self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
         self._unreported: npt.NDArray[np.int64] | None = None
         """Invalid values per feature counted by a deferred flush, not yet in an account."""
@@ -184,8 +186,8 @@ class ModelRuntime:
         The features are not part of it: a checkpoint is restored feature by feature
         (`restore`, monitor.schema_change), so adding, removing or changing one feature
         resets that feature only. A change of this hash (reference mode, warm-up size,
-        rolling lag or length, window geometry, `segment_by` and `max_segments`) resets the
-        whole model.
+        rolling lag or length, window geometry, `segment_by` and `max_segments`, and for
+        `features: auto` its `max_features` and `exclude`) resets the whole model.
         """
         content: dict[str, Any] = {
             "mode": self.mode.value,
@@ -200,6 +202,8 @@ class ModelRuntime:
         }
         if self.plan.segments is not None:
             content["segments"] = [self.plan.segments.key, self.plan.segments.max_segments]
+        if self.plan.discovery is not None:  # features: auto: new rules discover again
+            content["discovery"] = [self.plan.discovery.max_features, self.plan.discovery.exclude]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def _legacy_fingerprint(self) -> str:
@@ -441,6 +445,7 @@ class ModelRuntime:
 
     def _activate_carrying(self, profile: ReferenceProfile) -> None:
         """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        self._flush_pending()  # before the window's state is taken
         rows = self._rows()
         window = self.window.state() if self.window is not None else None
         lagging = self.lagging.state() if self.lagging is not None else None
@@ -539,7 +544,7 @@ class ModelRuntime:
             events if self.profile is None else max(self.profile.events, events),
             model_version=self.model_version,
             source=f"warm-up of {events} events",
-            segments=segments,
+            segments=segments if segments is not None else _segments_of(self.profile),
             joint=joint if joint is not None else _joint_of(self.profile),
         )
         old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
@@ -631,6 +636,9 @@ class ModelRuntime:
         columns = self._with_reconstruction(columns)
         now = self.clock()
         n = len(columns)
+        if not self.specs:  # `features: auto` still discovering: the events fed the discovery
+            account.accept_events(self.name, n)
+            return
         if columns.model_version:
             self.model_version = columns.model_version
         accepted = np.zeros(n, dtype=bool)
@@ -689,11 +697,15 @@ class ModelRuntime:
         times: npt.NDArray[np.float64],
         accepted: npt.NDArray[np.bool_],
     ) -> None:
-        """Registry hooks: count the slice's version and feed the shadow windows."""
+        """Registry hooks: count the slice's version, start a shadow for a version that has
+        a registered profile before its first events are counted, feed the shadows."""
         if self.mode is not ReferenceMode.REGISTRY or self.window is None:
             return
         if self.plan.reference.follow_model_version:
             self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
+            followed = self.follow_profiles.get(version)
+            if followed is not None and followed.reference_id != self.reference_id:
+                self.shadows.add(followed, f"model_version {version} in the stream", self.clock())
         if len(self.shadows):
             self.shadows.ingest(numeric, categorical, times)
 
@@ -1127,6 +1139,11 @@ def _select(
     if bool(keep.all()):
         return numeric, categorical, times
     return numeric[:, keep], tuple(c[keep] for c in categorical), times[keep]
+
+
+def _segments_of(profile: ReferenceProfile | None) -> SegmentSlices | None:
+    """The segment slices of the active profile, if any (kept when features are added)."""
+    return profile.segments if profile is not None else None
 
 
 def _newest_times(

@@ -80,6 +80,15 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        "driftmon_sample_ratio",
+        # the reference registry (docs/registry.md)
+        "driftmon_registry_records_rejected_total",
+        "driftmon_reference_activations_total",
+        # configuration reloads and feature discovery
+        "driftmon_config_reloads_total",
+        "driftmon_config_last_reload_successful",
+        "driftmon_config_last_reload_success_timestamp_seconds",
+        "driftmon_unmonitored_features",
     }
 )
 
@@ -95,6 +104,7 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
         "driftmon_state_claims_total",
         "driftmon_partitions_owned",
         "driftmon_state_snapshot_age_seconds",
+        "driftmon_state_records_rejected_total",
     }
 )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from monitor.reference import profile_from_json
 from tests.support.ops_services import (
     ALERTMANAGER_CONFIG,
     DEPLOY,
@@ -32,7 +33,10 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 COMPOSE = DEPLOY / "docker-compose.yml"
 COMPOSE_CONFIG = DEPLOY / "driftmon.compose.yaml"
-K8S_CONFIG = DEPLOY / "k8s" / "base" / "driftmon.yaml"
+COMPOSE_FLEET_CONFIG = DEPLOY / "driftmon.fleet.compose.yaml"
+K8S_CONFIG = DEPLOY / "k8s" / "overlays" / "single-node" / "driftmon.yaml"
+K8S_FLEET_CONFIG = DEPLOY / "k8s" / "base" / "driftmon.yaml"
+FLEET_REPLICAS = ("driftmon-fleet-1", "driftmon-fleet-2")
 SCENARIOS = {"none", "mean-shift", "variance", "new-category", "missing-spike", "outliers"}
 
 
@@ -163,11 +167,13 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_services_and_pinned_images() -> None:
-    """The stack has its six services; every third-party image carries an explicit version."""
+    """The stack has its services (two of them the fleet profile's replicas); every
+    third-party image carries an explicit version."""
     services = compose()["services"]
     assert set(services) == {
         "kafka",
         "driftmon",
+        *FLEET_REPLICAS,
         "simulate",
         "prometheus",
         "alertmanager",
@@ -203,6 +209,57 @@ def test_compose_driftmon_runs_hardened_with_its_config() -> None:
     assert "./driftmon.compose.yaml:/etc/driftmon/driftmon.yaml:ro" in volumes
     assert any(v.endswith(":/var/lib/driftmon") for v in volumes)
     assert services["driftmon"]["command"] == ["run", "--config", "/etc/driftmon/driftmon.yaml"]
+
+
+def test_compose_fleet_profile_runs_two_stateless_replicas() -> None:
+    """Profile `fleet` adds two hardened replicas with the fleet config and no volume, on
+    distinct localhost ports; the default stack runs neither (a service with `profiles`
+    starts only when one of them is enabled)."""
+    services = compose()["services"]
+    ports = set()
+    for name in FLEET_REPLICAS:
+        replica = services[name]
+        assert replica["profiles"] == ["fleet"]
+        assert replica["user"] == "10001:10001"
+        assert replica["read_only"] is True
+        assert replica["tmpfs"] == ["/tmp"]
+        assert replica["volumes"] == [
+            "./driftmon.fleet.compose.yaml:/etc/driftmon/driftmon.yaml:ro",
+            "./references:/etc/driftmon-references:ro",
+        ]
+        assert replica["command"] == ["run", "--config", "/etc/driftmon/driftmon.yaml"]
+        (port,) = replica["ports"]
+        assert port.endswith(":9108")
+        ports.add(port)
+    assert len(ports) == len(FLEET_REPLICAS)
+    assert all("profiles" not in s for n, s in services.items() if n not in FLEET_REPLICAS)
+
+
+def test_compose_fleet_config_is_the_single_config_on_the_state_topic() -> None:
+    """The fleet config is the single-node one with a consumer group of its own,
+    state.backend: kafka and file references (the demo profiles of each model, mounted);
+    Prometheus scrapes both replicas in job `driftmon`."""
+    single, fleet = load_yaml(COMPOSE_CONFIG), load_yaml(COMPOSE_FLEET_CONFIG)
+    assert fleet["state"]["backend"] == "kafka"
+    assert "dir" not in fleet["state"]
+    assert fleet["kafka"].pop("group_id") != single["kafka"].pop("group_id")
+    fleet.pop("state")
+    single.pop("state")
+    for model in fleet["models"]:
+        reference = model.pop("reference")
+        assert reference["mode"] == "file"
+        assert reference["path"] == f"/etc/driftmon-references/{model['name']}.json"
+        profile = profile_from_json((DEPLOY / "references" / f"{model['name']}.json").read_text())
+        assert profile.model == model["name"]
+        assert {f.name for f in profile.features} == {f["name"] for f in model["features"]}
+    for model in single["models"]:
+        model.pop("reference")
+    assert fleet == single
+    prom = load_yaml(PROMETHEUS_CONFIG)
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "driftmon")
+    (dns,) = job["dns_sd_configs"]
+    assert dns["names"] == list(FLEET_REPLICAS)
+    assert dns["port"] == fleet["http"]["port"]
 
 
 def test_compose_simulate_produces_a_known_drift_scenario() -> None:
@@ -258,7 +315,11 @@ def test_compose_grafana_is_anonymous_viewer() -> None:
     assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
-@pytest.mark.parametrize("path", [COMPOSE_CONFIG, K8S_CONFIG], ids=["compose", "k8s"])
+@pytest.mark.parametrize(
+    "path",
+    [COMPOSE_CONFIG, K8S_CONFIG, COMPOSE_FLEET_CONFIG, K8S_FLEET_CONFIG],
+    ids=["compose", "k8s-single-node", "compose-fleet", "k8s-fleet"],
+)
 def test_shipped_driftmon_configs_pass_check_config(path: Path) -> None:
     """`driftmon check-config` accepts the driftmon configs shipped for compose and Kubernetes."""
     if importlib.util.find_spec("monitor.cli") is None:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
-from monitor.config import StateSettings, load_settings
+from monitor.compose import fleet_factory
+from monitor.config import load_settings
+from monitor.metrics import PipelineMetrics
+from monitor.reference import profile_from_json
 from tests.support.ops_services import (
     DEPLOY,
     REPO_ROOT,
@@ -27,6 +32,8 @@ from tests.support.ops_services import (
 BASE = DEPLOY / "k8s" / "base"
 SINGLE_NODE = DEPLOY / "k8s" / "overlays" / "single-node"
 CORE_KINDS = {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+#: The references ConfigMap besides the config one (a fleet needs file references for now).
+REFERENCES = "ConfigMap:references"
 FLEET_KINDS = CORE_KINDS | {"PodDisruptionBudget"}
 SINGLE_NODE_KINDS = CORE_KINDS | {"PersistentVolumeClaim"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -40,9 +47,16 @@ def _render(directory: Path, dest: Path) -> Path:
     return dest
 
 
+def _key(doc: dict[str, Any]) -> str:
+    """The kind, and for the references ConfigMap `ConfigMap:references`."""
+    if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("driftmon-references-"):
+        return "ConfigMap:references"
+    return str(doc["kind"])
+
+
 def _by_kind(rendered: Path) -> dict[str, dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
-    by_kind = {d["kind"]: d for d in docs}
+    by_kind = {_key(d): d for d in docs}
     assert len(by_kind) == len(docs), "a kind occurs twice"
     return by_kind
 
@@ -76,7 +90,7 @@ def single_node(renders: dict[str, Path]) -> dict[str, dict[str, Any]]:
 def test_kustomize_renders_every_resource(renders: dict[str, Path], name: str) -> None:
     """The base renders the fleet's objects (PDB, no PVC), the overlay the single node's
     (PVC, no PDB), both with the ServiceMonitor and PrometheusRule."""
-    assert set(_by_kind(renders[name])) == KUSTOMIZATIONS[name][1] | CRD_KINDS
+    assert set(_by_kind(renders[name])) == KUSTOMIZATIONS[name][1] | CRD_KINDS | {REFERENCES}
 
 
 @pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
@@ -162,7 +176,11 @@ def test_base_is_a_stateless_fleet(objects: dict[str, dict[str, Any]]) -> None:
         "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
     }
     (c,) = pod["containers"]
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/driftmon", "/tmp"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {
+        "/etc/driftmon",
+        "/etc/driftmon-references",
+        "/tmp",
+    }
     assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
     spread = {s["topologyKey"]: s for s in pod["topologySpreadConstraints"]}
     assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
@@ -199,7 +217,12 @@ def test_single_node_overlay_is_one_replica_with_a_volume(
     (c,) = pod["containers"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert set(mounts) == {"/etc/driftmon", "/var/lib/driftmon", "/tmp"}
+    assert set(mounts) == {
+        "/etc/driftmon",
+        "/etc/driftmon-references",
+        "/var/lib/driftmon",
+        "/tmp",
+    }
     state = volumes[mounts["/var/lib/driftmon"]["name"]]
     pvc = single_node["PersistentVolumeClaim"]
     assert state["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
@@ -218,20 +241,60 @@ def test_single_node_config_differs_from_the_base_only_in_state() -> None:
     assert overlay == base
 
 
+@pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
+def test_every_reference_is_a_mounted_profile_of_its_model(
+    renders: dict[str, Path], name: str
+) -> None:
+    """Each model's reference is a file (the mode a fleet supports) in the mounted references
+    ConfigMap, and that profile is a valid profile of the model with the model's features."""
+    objects = _by_kind(renders[name])
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"]}
+    references = objects[REFERENCES]
+    assert (
+        mounts["/etc/driftmon-references"]["configMap"]["name"] == (references["metadata"]["name"])
+    )
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["driftmon.yaml"])
+    for model in config["models"]:
+        assert model["reference"]["mode"] == "file"
+        directory, _, filename = model["reference"]["path"].rpartition("/")
+        assert directory == "/etc/driftmon-references"
+        profile = profile_from_json(references["data"][filename])
+        assert profile.model == model["name"]
+        assert {f.name for f in profile.features} == {f["name"] for f in model["features"]}
+
+
+def test_demo_references_are_fresh() -> None:
+    """scripts/gen-demo-references.py --check finds the shipped profiles up to date."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "gen-demo-references.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_single_node_config_loads() -> None:
     """The single-node overlay's config passes driftmon's own validation."""
     settings = load_settings(SINGLE_NODE / "driftmon.yaml", env={})
     assert settings.state.dir == Path("/var/lib/driftmon")
 
 
-@pytest.mark.skipif(
-    "backend" not in StateSettings.model_fields,
-    reason="state.backend arrives with the fleet protocol (issue 11, branch fleet)",
-)
-def test_fleet_config_loads() -> None:
-    """The base's fleet config passes driftmon's own validation with the kafka backend."""
+def test_fleet_config_loads_and_builds_a_fleet_node() -> None:
+    """The base's fleet config passes driftmon's own validation with the kafka backend, and
+    the composition root accepts it for a fleet (file references only, for now)."""
     settings = load_settings(BASE / "driftmon.yaml", env={})
-    assert getattr(settings.state, "backend", None) == "kafka"
+    assert settings.state.backend == "kafka"
+    metrics = PipelineMetrics(
+        CollectorRegistry(),
+        topics=settings.kafka.topics,
+        features={m.name: [f.name for f in m.features] for m in settings.models},
+        evaluation_interval_seconds=settings.evaluation.interval,
+    )
+    assert callable(fleet_factory(settings, metrics, time.time, time.monotonic))
 
 
 def test_config_map_is_generated_from_the_config_file_and_mounted(

@@ -51,11 +51,13 @@ EXPECTED_ALERTS = {
     "DriftmonNoReference": "warning",
     "DriftmonFeatureNoReference": "warning",
     "DriftmonCheckpointCorrupt": "warning",
+    "DriftmonConfigReloadFailed": "warning",
     "DriftmonNotReady": "warning",
     "DriftmonReplicasDisagree": "warning",
     "DriftmonStateLagHigh": "warning",
     "DriftmonStateSnapshotStale": "warning",
     "DriftmonStateCommitsRejected": "warning",
+    "DriftmonStateRecordsRejected": "warning",
 }
 
 ALERTS = shipped_alert_rules()

@@ -29,6 +29,7 @@ from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinal
 from monitor.model import (
     Correction,
     CorrelationResult,
+    DiscoveryStatus,
     Distribution,
     DistributionExport,
     DistributionPolicy,
@@ -165,6 +166,7 @@ def fixed_snapshot() -> Snapshot:
         evaluated_at=1764180015.0,
         correction=Correction.BONFERRONI,
         reference_mode="warmup",
+        discovery=DiscoveryStatus(False, 0, 1, 3, False, ("plan", "region", "seats")),
     )
     return snapshot(fraud, churn)
 
@@ -658,7 +660,13 @@ class TestCardinality:
         )
         collector = DriftCollector(registry)
         models = tuple(
-            evaluation(m, *(full_numeric(f, 0.1) for f in fs), reference_id="r", watermark=1.0)
+            evaluation(
+                m,
+                *(full_numeric(f, 0.1) for f in fs),
+                reference_id="r",
+                watermark=1.0,
+                discovery=DiscoveryStatus(False, 0, len(fs), 0),
+            )
             for m, fs in features.items()
         )
         collector.publish(snapshot(*models))
