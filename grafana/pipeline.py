@@ -508,6 +508,23 @@ def pipeline() -> JSON:
         8,
         6,
     )
+    b.add(
+        timeseries(
+            "Sample ratio",
+            "Share of each model's messages its windows count (models[].sample_rate; 1 = all). "
+            "Below 1, the statistics see the sampled counts (README, Wide models).",
+            [
+                target(
+                    f"max by (model) (driftmon_sample_ratio{{{sel}}})",
+                    "{{model}}",
+                )
+            ],
+            min_value=0,
+            max_value=1,
+        ),
+        8,
+        6,
+    )
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

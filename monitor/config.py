@@ -742,6 +742,9 @@ class ModelSettings(_Section):
                 )
             if self.segment_by is not None:
                 issues.append(("segment_by", "not supported with features: auto; list them"))
+            for key in ("correlation", "reconstruction"):
+                if getattr(self, key).enabled:
+                    issues.append((key, "not supported with features: auto; list them"))
         else:
             for key in ("max_features", "exclude"):
                 if getattr(self, key):
