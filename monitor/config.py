@@ -1049,6 +1049,15 @@ class Settings(BaseSettings):
                         "discover on its own share); list the features",
                     )
                 )
+            if model.correlation.enabled and self.state.backend == "kafka":
+                issues.append(
+                    (
+                        f"models.{i}.correlation",
+                        "is not supported with state.backend kafka yet (the fleet's state topic "
+                        "does not carry the correlation sums: every replica would test its own "
+                        "share)",
+                    )
+                )
             issues.extend(self._segment_issues(i, model))
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
