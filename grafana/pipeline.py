@@ -64,6 +64,49 @@ def references(b: Board, sel: str) -> None:
     )
 
 
+def configuration(b: Board, sel: str) -> None:
+    """Configuration reloads (SIGHUP) and the share of each model's messages counted."""
+    b.row("Configuration and sampling")
+    b.add(
+        timeseries(
+            "Configuration reloads",
+            "SIGHUP reloads per second by result (success, invalid, restart_required), whether "
+            "the last one succeeded (1) or was refused (0), and the age of the running "
+            "configuration.",
+            [
+                target(
+                    "sum by (result) "
+                    f"(rate(driftmon_config_reloads_total{{{sel}}}[$__rate_interval]))",
+                    "reload {{result}}",
+                ),
+                target(
+                    f"driftmon_config_last_reload_successful{{{sel}}}",
+                    "last reload ok {{instance}}",
+                ),
+                target(
+                    f"time() - driftmon_config_last_reload_success_timestamp_seconds{{{sel}}}",
+                    "config age s {{instance}}",
+                ),
+            ],
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Sample ratio",
+            "driftmon_sample_ratio: share of each model's messages its windows count "
+            "(sample_rate; 1 = all).",
+            [target(f"max by (model) (driftmon_sample_ratio{{{sel}}})", "{{model}}")],
+            unit="percentunit",
+            min_value=0,
+        ),
+        12,
+        8,
+    )
+
+
 def fleet(b: Board, sel: str) -> None:
     """The replicas of a fleet (state.backend: kafka) against each other: who owns what, how
     far each is behind the state topic, the commits the fleet refused, snapshot age, and
@@ -439,6 +482,7 @@ def pipeline() -> JSON:
         8,
     )
     references(b, sel)
+    configuration(b, sel)
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

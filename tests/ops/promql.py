@@ -77,6 +77,11 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         # the reference registry (docs/registry.md)
         "driftmon_registry_records_rejected_total",
         "driftmon_reference_activations_total",
+        # configuration reloads (SIGHUP) and sampling
+        "driftmon_config_reloads_total",
+        "driftmon_config_last_reload_successful",
+        "driftmon_config_last_reload_success_timestamp_seconds",
+        "driftmon_sample_ratio",
     }
 )
 
