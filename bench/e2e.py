@@ -59,12 +59,42 @@ class Width:
     reference_events: int
     segments: int = 0
     """`max_segments` of a `segment_by` model (0: no segments)."""
+    correlation: bool = False
+    """Enable the model's correlation group (all numeric features, at most 64)."""
+    reconstruction: bool = False
+    """Enable the reconstruction-error feature (PCA over all numeric features)."""
+    sample_rate: float = 1.0
+    """The model's `sample_rate` (1: every message)."""
 
     @property
     def label(self) -> str:
-        """`numeric + categorical` (and the segments)."""
+        """`numeric + categorical`, the segments and joint-drift groups when enabled, and the
+        sample rate when below 1."""
         text = f"{self.numeric} + {self.categorical}"
-        return f"{text}, {self.segments} segments" if self.segments else text
+        if self.segments:
+            text = f"{text}, {self.segments} segments"
+        groups = [
+            name
+            for name, on in (
+                ("correlation", self.correlation),
+                ("reconstruction", self.reconstruction),
+            )
+            if on
+        ]
+        if groups:
+            text = f"{text} ({' + '.join(groups)} {min(self.numeric, 64)})"
+        return text if self.sample_rate == 1.0 else f"{text}, sample_rate {self.sample_rate:g}"
+
+    @property
+    def topic(self) -> str:
+        """The topic of this width's events (shared by its sampled and joint variants)."""
+        return f"bench-{self.key}"
+
+    @property
+    def run_key(self) -> str:
+        """A name unique to this variant (files of one run)."""
+        flags = ("c" if self.correlation else "") + ("r" if self.reconstruction else "")
+        return f"{self.key}{flags}-{self.sample_rate:g}"
 
     @property
     def key(self) -> str:
@@ -90,7 +120,13 @@ WIDTHS: tuple[Width, ...] = (
     SEGMENTED,
     Width(200, 20, 30_000, 20_000),
     Width(2000, 200, 3_000, 5_000),
+    Width(2000, 200, 3_000, 5_000, sample_rate=0.1),
 )
+TARGET_RATIOS = {"200 + 20": 0.7, "2000 + 200": 0.6}
+"""Issue 12: share of the raw consume rate at these widths (default fetch)."""
+TARGET_SAMPLED_SPEEDUP = 4.0
+TARGET_EVALUATION_MS = 30.0
+TARGET_WIDE_RSS_MIB = 300.0
 
 
 def encode_events(
@@ -129,7 +165,9 @@ def encode_events(
 
 def fit_reference(width: Width, path: Path) -> None:
     """Fit and save the reference profile of a width (clean events of its own seed)."""
+    from monitor.correlation import fit_reference as fit_correlation
     from monitor.model import FeatureKind, FeatureSpec
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
     from monitor.reference import fit_profile, profile_to_json
     from monitor.tools.profile_io import with_segments
 
@@ -145,11 +183,21 @@ def fit_reference(width: Width, path: Path) -> None:
         FeatureSpec(n, FeatureKind.CATEGORICAL) for n in cat_names
     ]
     numeric = {n: batch.numeric[:, i] for i, n in enumerate(num_names)}
+    group = tuple(num_names[:64])
+    values = batch.numeric[:, : len(group)].T
+    joint: dict[str, object] = {}
+    if width.correlation:
+        joint["correlation"] = fit_correlation(group, values).to_json()
+    if width.reconstruction:
+        basis = fit_basis(group, values)
+        joint["reconstruction"] = basis.to_json()
+        numeric[VIRTUAL_FEATURE] = basis.errors(values)
+        specs.append(FeatureSpec(VIRTUAL_FEATURE, FeatureKind.NUMERIC))
     categorical = {
         n: np.asarray(workload.category_strings(batch.categorical[:, j], j), dtype=object)
         for j, n in enumerate(cat_names)
     }
-    profile = fit_profile(MODEL, specs, numeric, categorical)
+    profile = fit_profile(MODEL, specs, numeric, categorical, joint=joint or None)
     if width.segments:
         seg = np.asarray(segment_values(width, width.reference_events, 3), dtype=object)
         profile = with_segments(
@@ -173,6 +221,12 @@ def config_yaml(
     }
     if width.segments:
         model |= {"segment_by": "features.seg", "max_segments": width.segments}
+    if width.correlation:
+        model["correlation"] = {"enabled": True}
+    if width.reconstruction:
+        model["reconstruction"] = {"enabled": True}
+    if width.sample_rate < 1.0:
+        model["sample_rate"] = width.sample_rate
     document = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -257,7 +311,7 @@ def _pairs(
     for rep in range(reps):
         runs: dict[str, dict[str, Any]] = {}
         for mode in ("driftmon", "raw"):
-            name = f"{width.key}-{fetch or 0}-{rep}-{mode}"
+            name = f"{width.run_key}-{fetch or 0}-{rep}-{mode}"
             config = workdir / f"{name}.yaml"
             group = f"bench-{name}-{time.monotonic_ns()}"
             document = json.loads(
@@ -316,6 +370,12 @@ def _add_row(
         _median([b["peak_rss_mib_consuming"] for b in raw]),
         len(pairs),
     )
+    if width.sample_rate < 1.0:
+        accepted = sorted({a["accepted"] for a in mine})
+        table.notes.append(
+            f"{width.label}: accepted {accepted} of {width.events} events (the sampled share)"
+        )
+        return
     bad = [a for a in mine if a["accepted"] != width.events or a["rejected"]]
     if bad:
         table.notes.append(f"{width.label}: WARNING not every event was accepted: {bad[0]}")
@@ -341,26 +401,31 @@ def run(
         EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker,
     ):
         workdir = Path(tmp)
+        sizes: dict[str, float] = {}
         for width in widths:
-            topic = f"bench-{width.key}"
-            reference = workdir / f"reference-{width.key}.json"
+            topic = width.topic
+            reference = workdir / f"reference-{width.run_key}.json"
             fit_reference(width, reference)
-            batch = workload.draw(
-                workload.stream_rng(4, width.numeric),
-                width.events,
-                n_numeric=width.numeric,
-                n_categorical=width.categorical,
-            )
-            segments = segment_values(width, width.events, 4) if width.segments else None
-            messages = encode_events(batch, time.time() - 1800.0, 1800.0, segments)
-            del batch
-            size = statistics.mean(len(m) for m in messages)
-            rate = produce(broker.bootstrap, topic, messages)
-            del messages
-            log(
-                f"e2e {width.label}: produced {width.events} events ({size:.0f} B) at {rate:,.0f}/s"
-            )
-            for fetch in fetches if not width.segments else fetches[:1]:
+            if topic not in sizes:
+                batch = workload.draw(
+                    workload.stream_rng(4, width.numeric),
+                    width.events,
+                    n_numeric=width.numeric,
+                    n_categorical=width.categorical,
+                )
+                segments = segment_values(width, width.events, 4) if width.segments else None
+                messages = encode_events(batch, time.time() - 1800.0, 1800.0, segments)
+                del batch
+                sizes[topic] = statistics.mean(len(m) for m in messages)
+                rate = produce(broker.bootstrap, topic, messages)
+                del messages
+                log(
+                    f"e2e {width.label}: produced {width.events} events "
+                    f"({sizes[topic]:.0f} B) at {rate:,.0f}/s"
+                )
+            size = sizes[topic]
+            single = width.segments or width.sample_rate < 1.0
+            for fetch in fetches[:1] if single else fetches:
                 pairs, errors = _pairs(
                     broker.bootstrap,
                     topic,
@@ -387,6 +452,7 @@ def run(
                         f"{first['state_bytes'] / 2**20:.1f} MiB"
                     )
     _targets(table)
+    _wide_targets(table)
     table.notes += [
         "Every event was accepted into the window in every driftmon run (checked), none rejected.",
         "Rates count from the poll after the first batch to the last record (group join "
@@ -400,6 +466,38 @@ def run(
         "(the per-feature work of a batch is spread over that many events).",
     ]
     return [table]
+
+
+def _wide_targets(table: Table) -> None:
+    """Issue-12 verdicts from the default-fetch rows: ratios at width, the sampled speed-up,
+    evaluation time and peak RSS at 2,200 features."""
+    rows = {r[0]: r for r in table.rows if r[1].endswith("(default)") and r[4] is not None}
+    verdicts = []
+    for label, target in TARGET_RATIOS.items():
+        if label in rows:
+            ratio = rows[label][6]
+            verdicts.append(
+                f"{label} {ratio:.2f} of raw {'>=' if ratio >= target else '<'} {target}"
+            )
+    wide, sampled = rows.get("2000 + 200"), rows.get("2000 + 200, sample_rate 0.1")
+    if wide is not None and sampled is not None:
+        speedup = sampled[4] / wide[4]
+        verdicts.append(
+            f"sample_rate 0.1 {speedup:.1f}x the unsampled events/s "
+            f"{'>=' if speedup >= TARGET_SAMPLED_SPEEDUP else '<'} {TARGET_SAMPLED_SPEEDUP:g}"
+        )
+    if wide is not None:
+        evaluation_ms, rss = wide[11], wide[12]
+        verdicts.append(
+            f"evaluation at 2,200 features {evaluation_ms:.1f} ms "
+            f"{'<' if evaluation_ms < TARGET_EVALUATION_MS else '>='} {TARGET_EVALUATION_MS:g}"
+        )
+        verdicts.append(
+            f"peak RSS at 2,200 features {rss:.0f} MiB "
+            f"{'<=' if rss <= TARGET_WIDE_RSS_MIB else '>'} {TARGET_WIDE_RSS_MIB:g}"
+        )
+    if verdicts:
+        table.notes.insert(0, "Issue-12 targets: " + "; ".join(verdicts))
 
 
 def _targets(table: Table) -> None:

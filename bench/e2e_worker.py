@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import monitor  # noqa: F401  (first: single-threaded BLAS, as in `driftmon run`)
 from bench.harness import emit, peak_rss_mib
 
 

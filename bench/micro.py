@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.procs import REPO, Log
 from bench.report import Table
 
-MODULES = ("bench_core", "bench_decode")
+MODULES = ("bench_core", "bench_decode", "bench_shadow")
 
 
 def run(*, out_dir: Path, log: Log) -> list[Table]:

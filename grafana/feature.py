@@ -18,6 +18,7 @@ from panels import (
     fixed,
     fleet_target,
     query_variable,
+    reference_activations,
     stat,
     target,
     threshold_line,
@@ -253,7 +254,7 @@ def feature() -> JSON:
             "Unseen categories vs threshold",
             "Share of the current window in categories the reference never saw (categorical "
             "features), with the threshold above which DriftmonFeatureNewCategories warns "
-            "(when the binomial test also agrees) and the drift decision's floor.",
+            "(when the new-category test also agrees) and the drift decision's floor.",
             fleet_target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
             "unseen_category_ratio",
         ),
@@ -335,6 +336,7 @@ def feature() -> JSON:
                 multi=False,
             ),
         ],
+        [reference_activations('model="$model"')],
     )
 
 

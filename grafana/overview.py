@@ -16,9 +16,12 @@ from panels import (
     across_replicas,
     by_name,
     dashboard,
+    feature_and_psi_columns,
     fleet_target,
     panel,
+    psi_sorted_table,
     query_variable,
+    reference_activations,
     stat,
     state_timeline,
     target,
@@ -194,6 +197,121 @@ def _segments(b: Board) -> None:
     )
 
 
+CHANGE_STEPS = thresholds((None, GREEN), (0.1, RED))
+"""The default correlation change floor (`correlation.change_floor`, 0.1)."""
+
+
+def joint_drift(b: Board) -> None:
+    """The correlation group and the reconstruction-error feature of the models with them."""
+    b.row("Joint drift: correlations and reconstruction error")
+    b.add(
+        stat(
+            "Drifted correlation pairs",
+            "Pairs of the correlation group whose correlation changed (Fisher-z test and "
+            "|change| >= the floor, BH over the pairs), and the pairs tested "
+            "(driftmon_correlation_drifted_pairs, driftmon_correlation_pairs). Only models with "
+            "correlation.enabled have them. DriftmonCorrelationDrift warns after 10 minutes.",
+            [
+                fleet_target(
+                    f"driftmon_correlation_drifted_pairs{{{SEL_MODELS}}}", "{{model}} drifted"
+                ),
+                fleet_target(f"driftmon_correlation_pairs{{{SEL_MODELS}}}", "{{model}} tested"),
+            ],
+            steps=thresholds((None, GREEN), (1, RED)),
+            decimals=0,
+        ),
+        6,
+        8,
+    )
+    b.add(
+        panel(
+            "heatmap",
+            "Correlation change of the top pairs",
+            "Current minus reference correlation (winsorised values) of the 10 pairs per model "
+            "that changed most (driftmon_correlation_change): blue fell, red rose; a pair drifts "
+            "only at |change| >= the floor (default 0.1) with a significant Fisher-z test.",
+            [
+                fleet_target(
+                    f"driftmon_correlation_change{{{SEL_MODELS}}}",
+                    "{{model}}: {{feature_a}} x {{feature_b}}",
+                )
+            ],
+            options={
+                "calculate": False,
+                "cellGap": 1,
+                "color": {
+                    "mode": "scheme",
+                    "scheme": "RdBu",
+                    "reverse": True,
+                    "min": -0.5,
+                    "max": 0.5,
+                    "steps": 64,
+                },
+                "yAxis": {"axisPlacement": "left"},
+                "rowsFrame": {"layout": "auto"},
+                "legend": {"show": True},
+                "tooltip": {"mode": "single", "yHistogram": False},
+                "cellValues": {"decimals": 2},
+            },
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Largest correlation change",
+            "The largest |current - reference| correlation over the pairs tested "
+            "(driftmon_correlation_max_change), against the default floor 0.1.",
+            [fleet_target(f"driftmon_correlation_max_change{{{SEL_MODELS}}}", "{{model}}")],
+            steps=CHANGE_STEPS,
+            custom={"thresholdsStyle": {"mode": "line"}},
+            decimals=3,
+        ),
+        6,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Correlation of the top pairs",
+            "Pearson correlation of the winsorised values in each window "
+            "(driftmon_correlation_coefficient), reference dashed against current.",
+            [
+                fleet_target(
+                    f"driftmon_correlation_coefficient{{{SEL_MODELS}}}",
+                    "{{model}}: {{feature_a}} x {{feature_b}} ({{window}})",
+                )
+            ],
+            min_value=-1,
+            max_value=1,
+            decimals=3,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        timeseries(
+            "Reconstruction error: KS and PSI",
+            "The virtual feature __reconstruction__ (each event's squared distance to the "
+            "reference's PCA subspace): KS D and PSI against the reference errors. It catches a "
+            "joint change with unchanged marginals; its drift decision, alerts and the feature "
+            "dashboard are those of any feature.",
+            [
+                fleet_target(
+                    f'driftmon_feature_ks_statistic{{{SEL_MODELS},feature="__reconstruction__"}}',
+                    "{{model}} KS D",
+                ),
+                fleet_target(
+                    f'driftmon_feature_psi{{{SEL_MODELS},feature="__reconstruction__"}}',
+                    "{{model}} PSI",
+                ),
+            ],
+            decimals=3,
+        ),
+        12,
+        8,
+    )
+
+
 def overview() -> JSON:
     """Per model: drifted features, PSI and decisions by feature over time, top features."""
     b = Board()
@@ -302,29 +420,8 @@ def overview() -> JSON:
                     table=True,
                 ),
             ],
-            transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {"Time": True, "Value #A": True},
-                        "renameByName": {"Value #B": "PSI"},
-                    },
-                },
-                {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
-            ],
-            overrides=[
-                by_name(
-                    "feature",
-                    links=[{"title": "What changed: reference vs current", "url": FEATURE_LINK}],
-                ),
-                by_name(
-                    "PSI",
-                    thresholds=PSI_STEPS,
-                    decimals=3,
-                    custom={"cellOptions": {"type": "color-background"}},
-                ),
-            ],
+            transformations=psi_sorted_table(["Value #A"], {"Value #B": "PSI"}),
+            overrides=feature_and_psi_columns("What changed: reference vs current", FEATURE_LINK),
             options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
         ),
         24,
@@ -376,31 +473,12 @@ def overview() -> JSON:
                 target(f"max by (model, feature) ({expr})", instant=True, table=True)
                 for _, expr in TABLE_COLUMNS
             ],
-            transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {"Time": True},
-                        "renameByName": {
-                            f"Value #{chr(ord('A') + i)}": name
-                            for i, (name, _) in enumerate(TABLE_COLUMNS)
-                        },
-                    },
-                },
-                {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
-            ],
+            transformations=psi_sorted_table(
+                [],
+                {f"Value #{chr(ord('A') + i)}": name for i, (name, _) in enumerate(TABLE_COLUMNS)},
+            ),
             overrides=[
-                by_name(
-                    "feature",
-                    links=[{"title": "Open feature dashboard", "url": FEATURE_LINK}],
-                ),
-                by_name(
-                    "PSI",
-                    thresholds=PSI_STEPS,
-                    decimals=3,
-                    custom={"cellOptions": {"type": "color-background"}},
-                ),
+                *feature_and_psi_columns("Open feature dashboard", FEATURE_LINK),
                 by_name("KS D", decimals=3),
                 by_name("PSI p-value", unit="sci"),
                 by_name("KS p-value", unit="sci"),
@@ -473,10 +551,12 @@ def overview() -> JSON:
         8,
         8,
     )
+    joint_drift(b)
     return dashboard(
         "driftmon-overview",
         "driftmon / overview",
         "Drift of every model and feature monitored by driftmon.",
         b,
         [MODEL_VAR],
+        [reference_activations(SEL_MODELS)],
     )

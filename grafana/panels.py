@@ -110,21 +110,16 @@ def panel(
     color: JSON | None = None,
 ) -> JSON:
     """A panel without id and gridPos (the `Board` assigns both)."""
-    defaults: JSON = {"unit": unit}
-    if steps is not None:
-        defaults["thresholds"] = steps
-    if mappings is not None:
-        defaults["mappings"] = mappings
-    if custom is not None:
-        defaults["custom"] = custom
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    if min_value is not None:
-        defaults["min"] = min_value
-    if max_value is not None:
-        defaults["max"] = max_value
-    if color is not None:
-        defaults["color"] = color
+    given = {
+        "thresholds": steps,
+        "mappings": mappings,
+        "custom": custom,
+        "decimals": decimals,
+        "min": min_value,
+        "max": max_value,
+        "color": color,
+    }
+    defaults: JSON = {"unit": unit, **{k: v for k, v in given.items() if v is not None}}
     p: JSON = {
         "type": kind,
         "title": title,
@@ -222,6 +217,31 @@ def by_name(name: str, **properties: Any) -> JSON:
         "matcher": {"id": "byName", "options": name},
         "properties": [{"id": k, "value": v} for k, v in properties.items()],
     }
+
+
+def psi_sorted_table(exclude: Sequence[str], rename: dict[str, str]) -> list[JSON]:
+    """Table transformations: merge the instant queries, drop `exclude` and Time, rename the
+    value columns, most drifting (largest PSI) first."""
+    hidden = {name: True for name in ("Time", *exclude)}
+    return [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {"excludeByName": hidden, "renameByName": rename}},
+        {"id": "sortBy", "options": {"sort": [{"field": "PSI", "desc": True}]}},
+    ]
+
+
+def feature_and_psi_columns(link_title: str, link_url: str) -> list[JSON]:
+    """Table overrides: the feature column links to driftmon / feature; PSI cells take the
+    colour of their band."""
+    return [
+        by_name("feature", links=[{"title": link_title, "url": link_url}]),
+        by_name(
+            "PSI",
+            thresholds=PSI_STEPS,
+            decimals=3,
+            custom={"cellOptions": {"type": "color-background"}},
+        ),
+    ]
 
 
 def fixed(color: str) -> JSON:
@@ -322,8 +342,37 @@ def query_variable(name: str, label: str, query: str, *, multi: bool) -> JSON:
     return v
 
 
-def dashboard(uid: str, title: str, description: str, board: Board, variables: list[JSON]) -> JSON:
-    """The dashboard envelope: links to its siblings (tag `driftmon`), 6h range, 30s refresh."""
+def reference_activations(model_selector: str) -> JSON:
+    """An annotation at every reference activation of the selected models (registry mode:
+    operator, rollback, followed model version, warm-up), from the activation counter."""
+    return {
+        "datasource": DATASOURCE,
+        "enable": True,
+        "hide": False,
+        "iconColor": "purple",
+        "name": "Reference activations",
+        "expr": (
+            "sum by (model, cause) (changes(driftmon_reference_activations_total"
+            f"{{{model_selector}}}[1m])) > 0"
+        ),
+        "step": "1m",
+        "titleFormat": "reference activated",
+        "textFormat": "{{model}}: {{cause}}",
+        "tagKeys": "model,cause",
+        "useValueForTime": False,
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    board: Board,
+    variables: list[JSON],
+    annotations: Sequence[JSON] = (),
+) -> JSON:
+    """The dashboard envelope: links to its siblings (tag `driftmon`), 6h range, 30s refresh;
+    `annotations` after Grafana's built-in one."""
     return {
         "uid": uid,
         "title": title,
@@ -346,7 +395,8 @@ def dashboard(uid: str, title: str, description: str, board: Board, variables: l
                     "iconColor": "rgba(0, 211, 255, 1)",
                     "name": "Annotations & Alerts",
                     "type": "dashboard",
-                }
+                },
+                *annotations,
             ]
         },
         "links": [

@@ -34,59 +34,21 @@ def quantiles(histogram: str, sel: str) -> list[JSON]:
     ]
 
 
-def references(b: Board, sel: str) -> None:
-    """The reference registry as each replica sees it: activations it performed and registry
-    records it refused (docs/registry.md)."""
-    b.row("References")
+def registry(b: Board, sel: str) -> None:
+    """The reference registry (reference.mode: registry): activations by model and cause, and
+    the registry records the daemons refused, by reason."""
+    b.row("Reference registry")
     b.add(
         timeseries(
-            "Reference activations and refused registry records",
-            "Reference activations performed per second, by model and cause (operator, "
-            "rollback, model_version, warmup), and reference-registry records refused, by "
-            "reason (the table unchanged).",
+            "Reference activations",
+            "Reference activations per model and cause (operator, rollback, model_version, "
+            "warmup) in each interval; the drift panels mark them as annotations.",
             [
                 target(
-                    "sum by (model, cause) "
-                    f"(rate(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
-                    "activation {{model}}: {{cause}}",
-                ),
-                target(
-                    "sum by (reason) "
-                    f"(rate(driftmon_registry_records_rejected_total{{{sel}}}[$__rate_interval]))",
-                    "refused: {{reason}}",
-                ),
-            ],
-            unit="ops",
-            min_value=0,
-        ),
-        24,
-        8,
-    )
-
-
-def configuration(b: Board, sel: str) -> None:
-    """Configuration reloads (SIGHUP) and the share of each model's messages counted."""
-    b.row("Configuration and sampling")
-    b.add(
-        timeseries(
-            "Configuration reloads",
-            "SIGHUP reloads per second by result (success, invalid, restart_required), whether "
-            "the last one succeeded (1) or was refused (0), and the age of the running "
-            "configuration.",
-            [
-                target(
-                    "sum by (result) "
-                    f"(rate(driftmon_config_reloads_total{{{sel}}}[$__rate_interval]))",
-                    "reload {{result}}",
-                ),
-                target(
-                    f"driftmon_config_last_reload_successful{{{sel}}}",
-                    "last reload ok {{instance}}",
-                ),
-                target(
-                    f"time() - driftmon_config_last_reload_success_timestamp_seconds{{{sel}}}",
-                    "config age s {{instance}}",
-                ),
+                    "max by (model, cause) "
+                    f"(increase(driftmon_reference_activations_total{{{sel}}}[$__rate_interval]))",
+                    "{{model}} {{cause}}",
+                )
             ],
             min_value=0,
         ),
@@ -95,11 +57,17 @@ def configuration(b: Board, sel: str) -> None:
     )
     b.add(
         timeseries(
-            "Sample ratio",
-            "driftmon_sample_ratio: share of each model's messages its windows count "
-            "(sample_rate; 1 = all).",
-            [target(f"max by (model) (driftmon_sample_ratio{{{sel}}})", "{{model}}")],
-            unit="percentunit",
+            "Registry records refused",
+            "Registry records the daemons refused per second, by reason (garbage, unknown "
+            "version, hash mismatch, missing chunk, unknown reference...). The table is "
+            "unchanged by a refused record; a steady rate means someone writes bad records.",
+            [
+                target(
+                    f"max by (reason) ({rate('driftmon_registry_records_rejected_total', sel)})",
+                    "{{reason}}",
+                )
+            ],
+            unit="ops",
             min_value=0,
         ),
         12,
@@ -481,8 +449,77 @@ def pipeline() -> JSON:
         24,
         8,
     )
-    references(b, sel)
-    configuration(b, sel)
+    registry(b, sel)
+    b.add(
+        timeseries(
+            "Configuration reloads",
+            "SIGHUP reloads by result (success, invalid, restart_required), and whether the "
+            "running configuration is the last one read (1) or a reload was refused (0).",
+            [
+                target(
+                    f"sum by (result) "
+                    f"(increase(driftmon_config_reloads_total{{{sel}}}[$__rate_interval]))",
+                    "reload {{result}}",
+                ),
+                target(
+                    f"min(driftmon_config_last_reload_successful{{{sel}}})",
+                    "last reload ok",
+                ),
+            ],
+            min_value=0,
+            overrides=[
+                by_name("reload invalid", color=fixed(RED)),
+                by_name("reload restart_required", color=fixed("orange")),
+            ],
+        ),
+        12,
+        6,
+    )
+    b.add(
+        stat(
+            "Configuration age",
+            "Seconds since the running configuration was loaded (start or last successful "
+            "SIGHUP reload).",
+            [
+                target(
+                    f"time() - driftmon_config_last_reload_success_timestamp_seconds{{{sel}}}",
+                    "{{instance}}",
+                )
+            ],
+            unit="s",
+            steps=thresholds((None, BLUE)),
+        ),
+        4,
+        6,
+    )
+    b.add(
+        timeseries(
+            "Unmonitored feature names",
+            "features: auto models: distinct names their events carry that are not monitored "
+            "(driftmon_unmonitored_features; listed in /status).",
+            [
+                target(
+                    f"max by (model) (driftmon_unmonitored_features{{{sel}}})",
+                    "{{model}}",
+                )
+            ],
+            min_value=0,
+        ),
+        8,
+        6,
+    )
+    b.add(
+        timeseries(
+            "Sample ratio",
+            "driftmon_sample_ratio: share of each model's messages its windows count "
+            "(sample_rate; 1 = all).",
+            [target(f"max by (model) (driftmon_sample_ratio{{{sel}}})", "{{model}}")],
+            unit="percentunit",
+            min_value=0,
+        ),
+        24,
+        6,
+    )
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

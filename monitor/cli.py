@@ -23,6 +23,7 @@ import structlog
 from monitor import __version__
 from monitor.config import (
     KafkaSettings,
+    ModelSettings,
     Settings,
     check_key_name,
     check_topic,
@@ -32,7 +33,13 @@ from monitor.config import (
     segment_key,
 )
 from monitor.errors import ConfigError, MonitorError, ReferenceDataError, SourceError
-from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
+    RECONSTRUCTION_FEATURE,
+    FeatureKind,
+    FeatureSpec,
+)
 from monitor.segment_slices import DEFAULT_MAX_SEGMENTS, MAX_SEGMENTS, OTHER_SEGMENT
 
 if TYPE_CHECKING:
@@ -130,7 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "data", type=Path, help="CSV, JSON Lines (.jsonl/.ndjson) or Parquet file (.gz ok for text)"
     )
-    fit.add_argument("--features", help="comma-separated NAME:KIND (KIND numeric|categorical)")
+    fit.add_argument(
+        "--features",
+        help="comma-separated NAME:KIND (KIND numeric|categorical), or auto: discover them "
+        "from the file (the daemon's features: auto rules)",
+    )
+    fit.add_argument(
+        "--max-features",
+        type=int,
+        default=1000,
+        help="with --features auto: keep at most this many, the most frequent (default 1000)",
+    )
+    fit.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="with --features auto: never a feature when the name matches (repeatable)",
+    )
     fit.add_argument("--config", "-c", type=Path, help="take the model's features from this config")
     fit.add_argument("--model", required=True, help="model name recorded in the profile")
     fit.add_argument("--model-version", default="", help="model version recorded in the profile")
@@ -484,6 +508,37 @@ def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
     return tuple(specs)
 
 
+def _fit_joint(model: ModelSettings | None, numeric: dict[str, Any]) -> dict[str, object] | None:
+    """The multivariate references of `reference fit --config` for the model's groups.
+
+    The correlation group's quantiles and sums; the reconstruction group's PCA basis, whose
+    errors on the data become the virtual feature's column in `numeric`. ReferenceDataError
+    when a group cannot be fitted (a feature without a finite value).
+    """
+    import numpy as np
+
+    from monitor.correlation import fit_reference
+    from monitor.reconstruction import VIRTUAL_FEATURE, fit_basis
+
+    joint: dict[str, object] = {}
+    if model is None:
+        return None
+    correlation = model.correlation_group() if model.correlation.enabled else None
+    reconstruction = model.reconstruction_group() if model.reconstruction.enabled else None
+    try:
+        if correlation is not None:
+            values = np.vstack([numeric[name] for name in correlation])
+            joint["correlation"] = fit_reference(correlation, values).to_json()
+        if reconstruction is not None:
+            values = np.vstack([numeric[name] for name in reconstruction])
+            basis = fit_basis(reconstruction, values, model.reconstruction.variance)
+            joint["reconstruction"] = basis.to_json()
+            numeric[VIRTUAL_FEATURE] = basis.errors(values)
+    except ValueError as exc:
+        raise ReferenceDataError(f"multivariate reference: {exc}") from exc
+    return joint or None
+
+
 def _reference_fit(args: argparse.Namespace) -> int:
     """Exit 2 when the data cannot make a reference (a feature without a usable value, or a
     numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
@@ -491,8 +546,29 @@ def _reference_fit(args: argparse.Namespace) -> int:
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
     from monitor.tools.profile_io import ProfileInputError, read_columns, with_segments
 
+    model: ModelSettings | None = None
     segment_by, max_segments = args.segment_by, args.max_segments
-    if args.features:
+    if args.features == "auto":
+        from monitor.tools.profile_discover import discover_features
+
+        if not 1 <= args.max_features <= 10_000:
+            raise ConfigError("--max-features: must be between 1 and 10000")
+        try:
+            specs = discover_features(
+                args.data,
+                max_features=args.max_features,
+                exclude=args.exclude,
+                fmt=args.format,
+                features_path=args.features_path,
+            )
+        except (ProfileInputError, OSError, ValueError) as exc:
+            print(f"driftmon reference fit: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME
+        top_k = {s.name: args.top_k for s in specs}
+        max_bins = args.max_bins
+        n_numeric = sum(1 for s in specs if s.kind is FeatureKind.NUMERIC)
+        print(f"discovered {n_numeric} numeric and {len(specs) - n_numeric} categorical features")
+    elif args.features:
         specs = _parse_features(args.features)
         top_k = {s.name: args.top_k for s in specs}
         max_bins = args.max_bins
@@ -524,7 +600,11 @@ def _reference_fit(args: argparse.Namespace) -> int:
     try:
         numeric, categorical, rows = read_columns(
             args.data,
-            [s.name for s in specs if s.kind is FeatureKind.NUMERIC],
+            [
+                s.name
+                for s in specs
+                if s.kind is FeatureKind.NUMERIC and s.name != RECONSTRUCTION_FEATURE
+            ],
             wanted,
             fmt=args.format,
             features_path=args.features_path,
@@ -534,6 +614,8 @@ def _reference_fit(args: argparse.Namespace) -> int:
         print(f"driftmon reference fit: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
+        numeric = dict(numeric)
+        joint = _fit_joint(model, numeric)
         profile = fit_profile(
             args.model,
             specs,
@@ -545,6 +627,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=str(args.data),
+            joint=joint,
         )
         if segment_by is not None:
             profile = with_segments(profile, segment_by, max_segments, numeric, categorical)

@@ -53,14 +53,18 @@ from monitor.errors import ConfigError
 from monitor.model import (
     DEFAULT_MAX_BINS,
     DEFAULT_TOP_K,
+    RECONSTRUCTION_FEATURE,
     THRESHOLD_KEYS,
     Correction,
+    CorrelationPlan,
     DecisionPolicy,
+    DiscoveryPlan,
     DistributionExport,
     DistributionPolicy,
     FeatureKind,
     FeatureSpec,
     ModelPlan,
+    ReconstructionPlan,
     ReferenceMode,
     ReferencePlan,
     SegmentPlan,
@@ -655,18 +659,56 @@ class FeatureSettings(_Section):
         return FeatureSpec(self.name, self.kind, _apply(defaults, self.overrides()))
 
 
+class CorrelationSettings(_Section):
+    """A model's correlation group (README, Correlation drift): off unless `enabled`.
+
+    `features`: the numeric features of the group (2..64); empty means the model's first
+    64 numeric features. `change_floor`: the effect floor |r_cur - r_ref| of a drifted pair.
+    """
+
+    enabled: bool = False
+    features: tuple[str, ...] = ()
+    change_floor: float = Field(0.1, gt=0, le=2, allow_inf_nan=False)
+
+
+class ReconstructionSettings(_Section):
+    """A model's reconstruction-error feature (README, Reconstruction error): off by default.
+
+    `features`: the numeric features the PCA basis is fitted on (2..64); empty means the
+    model's first 64 numeric features. `variance`: the share of the reference variance the
+    kept components explain.
+    """
+
+    enabled: bool = False
+    features: tuple[str, ...] = ()
+    variance: float = Field(0.9, gt=0, lt=1)
+
+
+AUTO_FEATURES = "auto"
+DEFAULT_MAX_FEATURES = 1000
+
+
 class ModelSettings(_Section):
-    """One monitored model: its reference, features and histogram resolution."""
+    """One monitored model: its reference, features and histogram resolution.
+
+    `features: auto` (held as an empty tuple: `auto_features`) discovers the features from
+    the stream (monitor.discovery); `max_features` and `exclude` (shell globs) apply to it
+    only, and it needs a `warmup` or `rolling` reference.
+    """
 
     name: str = Field(pattern=_NAME_PATTERN)
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
-    features: tuple[FeatureSettings, ...] = Field(min_length=1)
+    features: tuple[FeatureSettings, ...]
+    max_features: int | None = Field(None, ge=1, le=10_000)
+    exclude: tuple[str, ...] = ()
     thresholds: ThresholdSettings = ThresholdSettings()
     max_bins: int = Field(DEFAULT_MAX_BINS, ge=2, le=1024)
     export_distributions: DistributionExport = DistributionExport.DRIFTING
     export_distributions_top: int = Field(10, ge=0, le=1000)
     export_distributions_limit: int = Field(20, ge=1, le=10_000)
+    correlation: CorrelationSettings = CorrelationSettings()
+    reconstruction: ReconstructionSettings = ReconstructionSettings()
     segment_by: Annotated[str, AfterValidator(_check_dotted_path), Field(min_length=1)] | None = (
         None
     )
@@ -674,6 +716,49 @@ class ModelSettings(_Section):
     sample_rate: float = Field(1.0, gt=0.0, le=1.0)
     """Share of the model's messages counted, chosen by a hash of topic/partition/offset
     (monitor/sampling.py); 1 counts every message."""
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _auto_or_list(cls, value: Any) -> Any:
+        """`auto` becomes the empty tuple; an explicit empty list is refused."""
+        if value == AUTO_FEATURES:
+            return ()
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError(f"needs at least 1 item (or {AUTO_FEATURES!r} to discover them)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_discovery(self) -> ModelSettings:
+        """max_features/exclude only with `features: auto`, which needs a warm-up reference."""
+        issues: list[tuple[str, str]] = []
+        if self.auto_features:
+            if self.reference.mode not in (ReferenceMode.WARMUP, ReferenceMode.ROLLING):
+                issues.append(
+                    (
+                        "features",
+                        "auto needs reference.mode warmup or rolling (a "
+                        f"{self.reference.mode.value} reference fixes the features)",
+                    )
+                )
+            if self.segment_by is not None:
+                issues.append(("segment_by", "not supported with features: auto; list them"))
+        else:
+            for key in ("max_features", "exclude"):
+                if getattr(self, key):
+                    issues.append((key, "applies to features: auto only"))
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    @property
+    def auto_features(self) -> bool:
+        """True for `features: auto` (the features are discovered from the stream)."""
+        return not self.features
+
+    @property
+    def effective_max_features(self) -> int:
+        """`max_features`, or DEFAULT_MAX_FEATURES."""
+        return self.max_features or DEFAULT_MAX_FEATURES
 
     @field_validator("features")
     @classmethod
@@ -703,14 +788,55 @@ class ModelSettings(_Section):
             raise _KeyedError(*issues)
         return self
 
+    @model_validator(mode="after")
+    def _check_correlation(self) -> ModelSettings:
+        """The correlation group names 2..64 distinct numeric features of the model."""
+        issues: list[tuple[str, str]] = []
+        why = "needs 2 to 64 distinct numeric features of this model"
+        if self.correlation.enabled and self.correlation_group() is None:
+            issues.append(("correlation.features", why))
+        if self.reconstruction.enabled and self.reconstruction_group() is None:
+            issues.append(("reconstruction.features", why))
+        for i, feature in enumerate(self.features):
+            if feature.name == RECONSTRUCTION_FEATURE:
+                issues.append((f"features.{i}.name", "reserved for the reconstruction error"))
+        if issues:
+            raise _KeyedError(*issues)
+        return self
+
+    def correlation_group(self) -> tuple[str, ...] | None:
+        """The correlation group's features (None when the configuration cannot form one)."""
+        return self._group(self.correlation.features)
+
+    def reconstruction_group(self) -> tuple[str, ...] | None:
+        """The reconstruction group's features (None when the configuration cannot form one)."""
+        return self._group(self.reconstruction.features)
+
+    def _group(self, configured: tuple[str, ...]) -> tuple[str, ...] | None:
+        """`configured` or the first 64 numeric features, if 2..64 distinct numeric ones."""
+        numeric = [f.name for f in self.features if f.kind is FeatureKind.NUMERIC]
+        group = configured or tuple(numeric[:64])
+        if not 2 <= len(group) <= 64 or len(set(group)) != len(group):
+            return None
+        if not set(group) <= set(numeric):
+            return None
+        return tuple(group)
+
     def feature_specs(self, evaluation: EvaluationSettings) -> tuple[FeatureSpec, ...]:
         """The configured features as core value types, in configuration order.
 
         Each feature's thresholds: its own, else the model's, else `evaluation`'s global
         decision floors, else the built-in defaults.
         """
-        defaults = _apply(evaluation.default_thresholds(), self.thresholds.overrides())
-        return tuple(f.spec(defaults) for f in self.features)
+        defaults = self.default_thresholds(evaluation)
+        specs = tuple(f.spec(defaults) for f in self.features)
+        if self.reconstruction.enabled:  # the virtual feature, with the model's thresholds
+            specs += (FeatureSpec(RECONSTRUCTION_FEATURE, FeatureKind.NUMERIC, defaults),)
+        return specs
+
+    def default_thresholds(self, evaluation: EvaluationSettings) -> Thresholds:
+        """The thresholds of a feature that sets none (a discovered one): model > global."""
+        return _apply(evaluation.default_thresholds(), self.thresholds.overrides())
 
     def distribution_policy(self) -> DistributionPolicy:
         """Which features export `driftmon_feature_bin_ratio` series, as a core value type."""
@@ -761,6 +887,7 @@ class EvaluationSettings(_Section):
     ks_floor: float = Field(0.05, ge=0, le=1)
     psi_floor: float = Field(0.02, ge=0, allow_inf_nan=False)
     psi_noise_multiple: float = Field(5.0, ge=0, allow_inf_nan=False)
+    ks_noise_multiple: float = Field(3.1, ge=0, allow_inf_nan=False)
     tvd_floor: float = Field(0.02, ge=0, le=1)
     new_category_floor: float = Field(0.01, ge=0, le=1)
     missing_floor: float = Field(0.05, ge=0, le=1)
@@ -772,6 +899,7 @@ class EvaluationSettings(_Section):
             correction=self.correction,
             min_samples=self.min_samples,
             psi_noise_multiple=self.psi_noise_multiple,
+            ks_noise_multiple=self.ks_noise_multiple,
         )
 
     def default_thresholds(self) -> Thresholds:
@@ -897,7 +1025,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_references_between_sections(self) -> Settings:
-        """Model names unique; model topics consumed; default_model known; rolling fits window."""
+        """Model names unique; model topics consumed; default_model known; rolling fits window;
+        no `features: auto` in a fleet."""
         issues: list[tuple[str, str]] = []
         names: set[str] = set()
         consumed = set(self.kafka.topics)
@@ -909,6 +1038,14 @@ class Settings(BaseSettings):
                 if topic not in consumed:
                     issues.append((f"models.{i}.topics", f"{topic!r} is not in kafka.topics"))
             issues.extend(self._rolling_issues(i, model.reference))
+            if model.auto_features and self.state.backend == "kafka":
+                issues.append(
+                    (
+                        f"models.{i}.features",
+                        "auto is not supported with state.backend kafka (every replica would "
+                        "discover on its own share); list the features",
+                    )
+                )
             issues.extend(self._segment_issues(i, model))
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
@@ -1053,10 +1190,33 @@ def model_plans(settings: Settings) -> tuple[ModelPlan, ...]:
             topics=frozenset(m.topics) if m.topics else None,
             sample_rate=m.sample_rate,
             distributions=m.export_distributions is not DistributionExport.NONE,
+            correlation=_correlation_plan(m),
+            reconstruction=_reconstruction_plan(m),
+            discovery=DiscoveryPlan(
+                m.effective_max_features, m.exclude, m.default_thresholds(settings.evaluation)
+            )
+            if m.auto_features
+            else None,
             segments=_segment_plan(m, settings.event.features_path),
         )
         for m in settings.models
     )
+
+
+def _correlation_plan(model: ModelSettings) -> CorrelationPlan | None:
+    """The model's correlation group as a core value type (None: not enabled)."""
+    group = model.correlation_group()
+    if not model.correlation.enabled or group is None:
+        return None
+    return CorrelationPlan(group, model.correlation.change_floor)
+
+
+def _reconstruction_plan(model: ModelSettings) -> ReconstructionPlan | None:
+    """The model's reconstruction group as a core value type (None: not enabled)."""
+    group = model.reconstruction_group()
+    if not model.reconstruction.enabled or group is None:
+        return None
+    return ReconstructionPlan(group, model.reconstruction.variance)
 
 
 def segment_key(segment_by: str, features_path: str) -> str | None:
@@ -1135,7 +1295,10 @@ def redacted_dump(settings: Settings) -> dict[str, Any]:
             for signal, levels in m_dump["thresholds"].items()
             if any(value is not None for value in levels.values())
         }
-        specs = model.feature_specs(settings.evaluation)
+        if model.auto_features:
+            m_dump["features"] = AUTO_FEATURES
+            continue
+        specs = model.feature_specs(settings.evaluation)[: len(model.features)]
         for spec, f_dump in zip(specs, m_dump["features"], strict=True):
             del f_dump["psi_warning"], f_dump["psi_critical"]
             f_dump["thresholds"] = _nested(spec.kind, spec.thresholds)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.account import BatchAccount
+from monitor.autodiscover import AutoFeatures, discovered, restored_plan
 from monitor.config import Settings
 from monitor.decode import BatchDecoder, EventFields
 from monitor.errors import (
@@ -149,6 +150,7 @@ class Daemon:
         self.log = logger if logger is not None else structlog.get_logger("driftmon.daemon")
         self.runtimes: dict[str, ModelRuntime] = model_runtimes(settings, clock)
         self.decoder = self._build_decoder()
+        self.autofeatures = AutoFeatures(settings, self.runtimes)
         self.sampler = RateLimitedSampler(settings.log.sample_rejects_per_minute, monotonic)
         self.dead_letter_sampler = RateLimitedSampler(
             settings.log.sample_rejects_per_minute, monotonic
@@ -209,6 +211,7 @@ class Daemon:
             self._restore()
         else:
             self.fleet.start()
+        self._runtimes_changed()
         self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
         if self.fleet is not None:
@@ -261,6 +264,7 @@ class Daemon:
         if messages:
             self.process(messages)
         if self.fleet is not None:
+            self.fleet.runtimes = self.runtimes  # a reload may have replaced them
             self.fleet.step()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the
@@ -346,6 +350,8 @@ class Daemon:
             kept, skipped, u = sample_messages(messages, decode_rate)
             for message in skipped:
                 account.consume(message.topic, 1)
+        if self.autofeatures.active:
+            self._discover(kept)
         for decoded in self.decoder.slices(kept, account):
             for name, columns in decoded.models.items():
                 runtime = self.runtimes[name]
@@ -374,6 +380,35 @@ class Daemon:
         self.stats.records += len(messages)
         self.stats.since_last_eval += len(messages)
         self.metrics.observe_batch(time.perf_counter() - started)
+
+    def _discover(self, messages: Sequence[RawMessage]) -> None:
+        """Feed `features: auto` models; a model whose discovery ended gets its features now,
+        before the batch is decoded (monitor.autodiscover)."""
+        finished = self.autofeatures.observe(messages)
+        for name, specs in finished.items():
+            plan = discovered(self.runtimes[name].plan, [(s.name, s.kind) for s in specs])
+            self.runtimes[name] = ModelRuntime(
+                plan, clock=self.clock, state_dir=self.settings.state.dir
+            )
+            status = self.autofeatures.status(name)
+            self.log.info(
+                "features discovered",
+                model=name,
+                numeric=sum(1 for s in specs if s.kind.value == "numeric"),
+                categorical=sum(1 for s in specs if s.kind.value == "categorical"),
+                unmonitored=status.unmonitored if status is not None else 0,
+            )
+        if finished:
+            self._runtimes_changed()
+
+    def _runtimes_changed(self) -> None:
+        """After runtimes were replaced: the decoder, the discovery and the label sets follow."""
+        self.references.rebind(self.runtimes)
+        self.decoder = self._build_decoder()
+        self.autofeatures = AutoFeatures(self.settings, self.runtimes, self.autofeatures)
+        self.metrics.set_features(
+            {name: [s.name for s in rt.specs] for name, rt in self.runtimes.items()}
+        )
 
     def _dead_letters(self, account: BatchAccount) -> None:
         """Copy every message with a rejected record to the dead-letter topic, with its key,
@@ -485,7 +520,10 @@ class Daemon:
             self.metrics.record_batch(account)
 
     def _publish(self, now: float) -> tuple[ModelEvaluation, ...]:
-        evaluations = tuple(self._evaluate_model(rt, now) for rt in self.runtimes.values())
+        evaluations = tuple(
+            self.autofeatures.annotate(self._evaluate_model(rt, now))
+            for rt in self.runtimes.values()
+        )
         self.collector.publish(Snapshot(created_at=now, models=evaluations))
         return evaluations
 
@@ -593,17 +631,23 @@ class Daemon:
                 )
                 self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
                 return ReloadResult.RESTART_REQUIRED
+            self.apply_pending()  # the old runtimes' deferred events, with their invalid values
             reloaded = reload_runtimes(self.runtimes, settings, self.clock)
         except ConfigError as exc:
             self.log.error("config reload refused, keeping the running one", error=str(exc))
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
+        except Exception as exc:  # a reload never stops the daemon: refuse what cannot load
+            self.log.error(
+                "config reload refused, keeping the running one",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+            self.metrics.config_reload(ReloadResult.INVALID, now)
+            return ReloadResult.INVALID
         self.settings = settings
         self.runtimes = reloaded.runtimes
-        self.references.rebind(self.runtimes)
+        self._runtimes_changed()
         self._sync_registry(force=True)
-        self.decoder = self._build_decoder()
-        self.metrics.set_features({m.name: [f.name for f in m.features] for m in settings.models})
         self.metrics.set_sample_rates({m.name: m.sample_rate for m in settings.models})
         self.metrics.set_evaluation_interval(settings.evaluation.interval)
         self.collector.set_distributions({m.name: m.distribution_policy() for m in settings.models})
@@ -685,8 +729,14 @@ class Daemon:
             state = checkpoint.models.get(name)
             if state is None:
                 continue
+            plan = restored_plan(runtime.plan, state.meta.get("features"))
+            target = runtime
+            if plan is not None:  # features: auto, discovered before the restart
+                target = self.runtimes[name] = ModelRuntime(
+                    plan, clock=self.clock, state_dir=self.settings.state.dir
+                )
             try:
-                runtime.restore(state)
+                target.restore(state)
             except (StateError, ReferenceDataError, ValueError, KeyError, TypeError) as exc:
                 self.runtimes[name] = model_runtimes(self.settings, self.clock)[
                     name

@@ -3,7 +3,7 @@
 Decision rule (docs/architecture.md, Statistics; measured in docs/statistics.md). Each feature has
 up to three tests ("legs"), each with an effect-size floor:
 
-    numeric      KS      p_ks  and D       >= ks_decision
+    numeric      KS      p_ks  and D       >= max(ks_decision, ks_noise_floor)
                  PSI     p_psi and PSI_10  >= max(psi_decision, psi_noise_floor)
     categorical  chi2    p_chi2 and TVD    >= tvd_decision
                  new     p_new and unseen share > p0 + unseen_category_ratio_decision
@@ -19,15 +19,19 @@ Bonferroni: q/m; none: q). A feature drifts iff some leg has p_leg <= alpha*/2 a
 floor. No value statistic is computed for a window with fewer than `min_samples` non-missing
 values; the missing leg needs `min_samples` values including missing ones.
 
-psi_noise_floor = psi_noise_multiple (B_eff - 1)(1/n_r + 1/n_c) (monitor.stats): the PSI leg
-also needs PSI above a multiple of its own null mean. Evaluations repeat every 15 s on an
+psi_noise_floor = psi_noise_multiple (B_eff - 1)(1/n_r + 1/n_c) and ks_noise_floor =
+ks_noise_multiple 0.8687 / sqrt(n_eff) (monitor.stats): the PSI and KS legs also need their
+statistic above a multiple of its own null mean. Evaluations repeat every 15 s on an
 overlapping window, and the maximum of the statistic over time crosses a per-window level far
-more often than disjoint windows do; on small windows, where the fixed floor is below the
-noise, this floor removes the PSI leg's false alerts over time (docs/statistics.md, 5).
+more often than disjoint windows do; on small windows, where the fixed floors are below the
+noise, these floors remove the false alerts over time (docs/statistics.md, 5). The
+new-category leg's p-value counts the uncertainty of the Good-Turing p0 (stats.
+new_category_pvalue), for the same reason: one warm-up's error lasts as long as its reference.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,8 +53,10 @@ from monitor.stats import (
     chi2_homogeneity,
     cochran_merge,
     decile_groups,
+    good_turing_variance,
     group_counts,
     ks_binned,
+    ks_noise_floor,
     ks_pvalue,
     new_category_pvalue,
     psi,
@@ -76,13 +82,34 @@ class EvaluationContext:
     watermark: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LegValues:
+    """One evaluation's statistics and legs as arrays over the features (`ModelEvaluator.legs`).
+
+    `stat` holds the `_STAT_NAMES` columns (NaN: not computed), `leg_p` each leg's p-value
+    (NaN: the leg does not apply or the window is too small), `leg_effect_ok` whether the
+    leg's effect floor holds; n_r and n_c count non-missing values.
+    """
+
+    stat: dict[str, FloatArray]
+    leg_p: dict[str, FloatArray]
+    leg_effect_ok: dict[str, npt.NDArray[np.bool_]]
+    n_r: FloatArray
+    n_c: FloatArray
+    evaluated: npt.NDArray[np.bool_]
+    missing_ratio_r: FloatArray
+    missing_ratio_c: FloatArray
+
+
 class ModelEvaluator:
     """Evaluates a model's current histogram against its reference histogram.
 
     Built once per (layout, reference): the PSI decile groups of a frozen reference are
     computed once and reused on every evaluation (`groups=None` recomputes them each time,
     for a rolling reference). With `distributions`, every `FeatureResult` also carries the
-    shares of both windows over the picture's bins (`monitor.distribution`).
+    shares of both windows over the picture's bins (`monitor.distribution`). `names`, when
+    given, are the `FeatureResult` names in layout order (default: the specs' names; the
+    segments' stacked layout names its rows per segment but reports the feature names).
     """
 
     def __init__(
@@ -92,11 +119,15 @@ class ModelEvaluator:
         policy: DecisionPolicy,
         *,
         distributions: bool = True,
+        names: Sequence[str] | None = None,
     ) -> None:
         if tuple(s.name for s in specs) != layout.names:
             raise ValueError("feature specs must follow the layout's feature order")
+        if names is not None and len(names) != len(layout.names):
+            raise ValueError("one result name per feature of the layout")
         self.layout = layout
         self.specs = tuple(specs)
+        self.names = tuple(names) if names is not None else layout.names
         self.policy = policy
         n_num = layout.n_numeric
         self._over_slot = layout.value_slots[:n_num] - 1
@@ -104,20 +135,27 @@ class ModelEvaluator:
         self._other_slot = np.asarray([b.other_slot for b in cats], dtype=np.int64)
         self._unseen_slot = np.asarray([b.unseen_slot for b in cats], dtype=np.int64)
         self._singleton = np.asarray([b.singleton_fraction for b in cats], dtype=np.float64)
+        self._doubleton = np.asarray(
+            [math.nan if b.doubleton_fraction is None else b.doubleton_fraction for b in cats],
+            dtype=np.float64,
+        )
         self._bins = DistributionBins(layout) if distributions else None
         self._floor = {
             name: np.asarray([getattr(s.thresholds, name) for s in self.specs], dtype=np.float64)
             for name in _FLOORS
         }
 
-    def evaluate(
+    def legs(
         self,
         reference: CountMatrix,
         current: CountMatrix,
-        context: EvaluationContext,
         groups: npt.NDArray[np.int64] | None = None,
-    ) -> ModelEvaluation:
-        """All statistics and decisions of one evaluation (see the module docstring)."""
+    ) -> LegValues:
+        """Every statistic and leg of one evaluation as arrays, before the correction.
+
+        `evaluate` decides from these; a simulation that only needs the leg p-values of many
+        windows calls this without building the per-feature results.
+        """
         layout = self.layout
         policy = self.policy
         floor = self._floor
@@ -139,11 +177,6 @@ class ModelEvaluator:
 
         if n_num and groups is None:
             groups = decile_groups(ref_v[:n_num])
-        pictures = (
-            self._bins.distributions(ref, cur, groups)
-            if self._bins is not None
-            else (None,) * n_features
-        )
         if n_num:
             assert groups is not None
             used = self._numeric(
@@ -151,7 +184,11 @@ class ModelEvaluator:
             )
             rows = slice(0, n_num)
             leg_p["ks"][rows] = stat["ks_pvalue"][rows]
-            leg_effect_ok["ks"][rows] = stat["ks_statistic"][rows] >= floor["ks_decision"][rows]
+            ks_floor = np.maximum(
+                floor["ks_decision"][rows],
+                ks_noise_floor(n_r[rows], n_c[rows], policy.ks_noise_multiple),
+            )
+            leg_effect_ok["ks"][rows] = stat["ks_statistic"][rows] >= ks_floor
             leg_p["psi"][rows] = stat["psi_pvalue"][rows]
             noise = psi_noise_floor(n_r[rows], n_c[rows], used, policy.psi_noise_multiple)
             psi_floor = np.maximum(floor["psi_decision"][rows], noise)
@@ -181,6 +218,33 @@ class ModelEvaluator:
         leg_effect_ok["missing"] = (
             np.abs(missing_ratio_c - missing_ratio_r) >= floor["missing_ratio_change_decision"]
         ) & missing_ok
+        return LegValues(
+            stat, leg_p, leg_effect_ok, n_r, n_c, evaluated, missing_ratio_r, missing_ratio_c
+        )
+
+    def evaluate(
+        self,
+        reference: CountMatrix,
+        current: CountMatrix,
+        context: EvaluationContext,
+        groups: npt.NDArray[np.int64] | None = None,
+    ) -> ModelEvaluation:
+        """All statistics and decisions of one evaluation (see the module docstring)."""
+        policy = self.policy
+        n_features = self.layout.n_features
+        if self.layout.n_numeric and groups is None:
+            groups = self.psi_groups(reference)
+        pictures = (
+            self._bins.distributions(
+                np.asarray(reference, dtype=np.int64), np.asarray(current, dtype=np.int64), groups
+            )
+            if self._bins is not None
+            else (None,) * n_features
+        )
+        values = self.legs(reference, current, groups)
+        stat, leg_p, leg_effect_ok = values.stat, values.leg_p, values.leg_effect_ok
+        n_r, n_c, evaluated = values.n_r, values.n_c, values.evaluated
+        missing_ratio_r, missing_ratio_c = values.missing_ratio_r, values.missing_ratio_c
 
         p_legs = np.vstack([leg_p[leg] for leg in LEGS])
         has_leg = np.isfinite(p_legs).any(axis=0)
@@ -211,7 +275,7 @@ class ModelEvaluator:
         detected_list = detected.tolist()
         results = tuple(
             FeatureResult(
-                name=spec.name,
+                name=self.names[i],
                 kind=spec.kind,
                 reference_samples=n_r_list[i],
                 current_samples=n_c_list[i],
@@ -302,7 +366,10 @@ class ModelEvaluator:
         _, p_chi2 = chi2_homogeneity(cochran_r, cochran_c)
         stat["chi2_pvalue"][rows] = p_chi2
         stat["unseen_category_ratio"][rows] = _ratio(unseen_c, n_c)
-        stat["new_category_pvalue"][rows] = new_category_pvalue(unseen_c, n_c, self._singleton)
+        variance = good_turing_variance(self._singleton, self._doubleton, n_r)
+        stat["new_category_pvalue"][rows] = new_category_pvalue(
+            unseen_c, n_c, self._singleton, variance
+        )
 
 
 _FLOORS = (

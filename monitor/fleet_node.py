@@ -19,7 +19,9 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
   is behind: the partition is dropped and claimed again, which seeks it back to the chain
   head, so nothing is lost or counted twice.
 - **Snapshots.** The owner of the lowest source partition publishes the whole folded state
-  every `snapshot_interval`.
+  every `snapshot_interval` to state partition 0. A starting replica scans that partition for
+  the newest snapshot, restores it, seeks every state partition to the positions it covers
+  and folds only what follows; without a usable snapshot it folds the whole topic.
 
 Only `file` references are supported in a fleet (a warm-up or rolling reference would count
 into a replica's own window; docs/fleet.md says what is not done yet).
@@ -38,11 +40,19 @@ from monitor.decode import ModelColumns
 from monitor.errors import ClaimResult, CommitResult, SourceError
 from monitor.fleet import FleetFold, FoldOutcome
 from monitor.fleet_contrib import ContributionTap, Contributor
-from monitor.fleet_records import encode_claim, encode_snapshot, source_key
+from monitor.fleet_records import (
+    ChunkRecord,
+    SnapshotBody,
+    SnapshotRecord,
+    decode_record,
+    encode_claim,
+    encode_snapshot,
+    source_key,
+)
 from monitor.metrics import FleetMetrics
 from monitor.model import RawMessage
 from monitor.runtime import ModelRuntime
-from monitor.state_log import StateLog, StateRecord
+from monitor.state_log import SNAPSHOT_PARTITION, StateLog, StateRecord
 
 TP = tuple[str, int]
 #: Seconds between two end-offset requests for the state lag.
@@ -108,7 +118,15 @@ class FleetNode:
         try:
             if self.log_topic.ensure_topic():
                 self.logger.info("state topic created", topic=self.log_topic.topic)
-            self._read_to_end()
+            started = self.monotonic()
+            loaded = self._load_snapshot()
+            folded = self.log_topic.read_to_end(self._handle)
+            self.logger.info(
+                "state topic folded",
+                from_snapshot=loaded,
+                records=folded,
+                seconds=round(self.monotonic() - started, 3),
+            )
             self.error = ""
         except SourceError as exc:
             self.error = str(exc)
@@ -162,6 +180,47 @@ class FleetNode:
         for tp in self.assigned:
             if source_key(*tp) == outcome.source:
                 self.unclaimed.add(tp)
+
+    def _load_snapshot(self) -> bool:
+        """Restore the newest snapshot that fits and seek the reader to the positions it
+        covers, so only what follows is folded (start-up bounded by the snapshot interval).
+        False when there is none (or none fits): the whole topic is folded."""
+        newest: tuple[int, str] | None = None
+        first_chunk: dict[str, int] = {}
+
+        def find(record: StateRecord) -> None:
+            nonlocal newest
+            decoded = decode_record(record.value)
+            if isinstance(decoded, ChunkRecord):
+                first_chunk.setdefault(decoded.blob_id, record.offset)
+            elif isinstance(decoded, SnapshotRecord):
+                newest = (record.offset, decoded.blob_id)
+                first_chunk.clear()
+
+        self.log_topic.scan(SNAPSHOT_PARTITION, 0, find)
+        if newest is None:
+            return False
+        offset, blob_id = newest
+        loader = FleetFold(decode_snapshots=True)
+        found: list[tuple[SnapshotRecord, SnapshotBody]] = []
+
+        def load(record: StateRecord) -> None:
+            if record.offset <= offset:
+                outcome = loader.apply(record.value)
+                if record.offset == offset and outcome.snapshot is not None:
+                    found.append(outcome.snapshot)
+
+        self.log_topic.scan(SNAPSHOT_PARTITION, first_chunk.get(blob_id, offset), load)
+        if not found or self.fold.restore(found[0][1]) is not None:
+            self.logger.warning("newest state snapshot unusable; folding the whole topic")
+            return False
+        manifest = found[0][0]
+        positions = {p: manifest.positions.get(p, 0) for p in self.log_topic.partitions()}
+        self.log_topic.seek(positions)
+        self._positions = dict(positions)
+        self.snapshot_at = manifest.at
+        self.logger.info("state snapshot loaded", at=manifest.at, positions=positions)
+        return True
 
     def _read_to_end(self) -> None:
         self.log_topic.read_to_end(self._handle)
@@ -345,7 +404,7 @@ class FleetNode:
             return
         now = self.clock()
         records = encode_snapshot(self.fold.snapshot_body(), self._positions, self.member, now)
-        self.log_topic.publish(records)
+        self.log_topic.publish(records, partition=SNAPSHOT_PARTITION)
         self.logger.info("state snapshot published", records=len(records))
 
 

@@ -65,9 +65,15 @@ class VersionShares:
         return {v: n / everything for v, n in totals.items()} if everything else {}
 
 
-def dominant(shares: dict[str, float], threshold: float = FOLLOW_SHARE) -> str | None:
-    """The version whose share reaches `threshold` (None when none does, or it is "")."""
-    for version, share in shares.items():
-        if share >= threshold and version:
-            return version
-    return None
+def dominant(
+    shares: dict[str, float], threshold: float = FOLLOW_SHARE, current: str = ""
+) -> str | None:
+    """The version whose share reaches `threshold` (None when none does; "" never counts).
+
+    Two versions can both hold exactly half: then `current` stays if it is one of them,
+    else the first of them wins.
+    """
+    reached = [v for v, share in shares.items() if v and share >= threshold]
+    if current in reached:
+        return current
+    return max(reached, key=shares.__getitem__, default=None)

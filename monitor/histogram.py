@@ -54,11 +54,15 @@ class CategoricalBins:
     `singleton_fraction` is f1 / n_ref (reference categories seen exactly once, over the
     reference's non-missing count): the Good-Turing estimate of the probability mass of
     categories the reference never saw, used by the new-category check.
+    `doubleton_fraction` is f2 / n_ref (categories seen exactly twice), which gives that
+    estimate's variance (`monitor.stats.good_turing_variance`); None for a reference written
+    before it was recorded.
     """
 
     categories: tuple[str, ...]
     vocabulary: frozenset[str]
     singleton_fraction: float
+    doubleton_fraction: float | None = None
 
     @property
     def value_slots(self) -> int:
@@ -190,6 +194,46 @@ class ModelLayout:
                 categorical[offset], cat_bins, lookup, counts[self.n_numeric + offset]
             )
         return counts
+
+    def count_grouped(
+        self,
+        numeric: FloatArray,
+        categorical: Sequence[ObjectArray],
+        groups: npt.NDArray[np.integer],
+        n_groups: int,
+    ) -> npt.NDArray[np.int64]:
+        """Counts int64[n_groups, F, W] of a batch whose event i belongs to group groups[i].
+
+        Block k equals `count` of the events of group k, so the blocks sum to `count` of the
+        batch (monitor/segments.py: one block per segment). Each event is binned once: the
+        numeric slots as in `_count_numeric_block`, the categorical ones by
+        `_categorical_slots`, each offset by (group x F + row) x W, and one bincount per
+        block of rows over all groups.
+        """
+        n = self._batch_size(numeric, categorical)
+        size = n_groups * self.n_features * self.width
+        out = np.zeros(size, dtype=np.int64)
+        if n == 0:
+            return out.reshape(n_groups, self.n_features, self.width)
+        group_offset = np.asarray(groups, dtype=np.intp) * (self.n_features * self.width)
+        n_rows = self.n_numeric
+        if n_rows:
+            slots = np.empty((n_rows, n), dtype=np.intp)
+            for row, bins in enumerate(self.numeric_bins):
+                slots[row] = np.searchsorted(bins.edges, numeric[row], side="left")
+            slots += numeric >= self._first_edges
+            slots[np.isnan(numeric)] = self.missing_col
+            slots[np.isinf(numeric)] = self.invalid_col
+            slots += self._row_offsets[:n_rows]
+            slots += group_offset
+            out += np.bincount(slots.ravel(), minlength=size)
+        for offset, (cat_bins, lookup) in enumerate(
+            zip(self.categorical_bins, self._lookups, strict=True)
+        ):
+            cat_slots = self._categorical_slots(categorical[offset], cat_bins, lookup)
+            cat_slots += (n_rows + offset) * self.width + group_offset
+            out += np.bincount(cat_slots, minlength=size)
+        return out.reshape(n_groups, self.n_features, self.width)
 
     def count_per_feature(
         self, numeric: FloatArray, categorical: Sequence[ObjectArray]

@@ -46,6 +46,7 @@ from monitor.model import (
     THRESHOLD_KEYS,
     DistributionExport,
     DistributionPolicy,
+    ModelEvaluation,
     Severity,
     Signal,
     Snapshot,
@@ -127,7 +128,14 @@ MODEL_LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_model_last_evaluation
 MODEL_WATERMARK_TIMESTAMP_SECONDS: Final = "driftmon_model_watermark_timestamp_seconds"
 REFERENCE_INFO: Final = "driftmon_reference_info"
 MODEL_REFERENCE_READY: Final = "driftmon_model_reference_ready"
+UNMONITORED_FEATURES: Final = "driftmon_unmonitored_features"
 
+# Per model with a correlation group (DriftCollector; monitor.correlation)
+CORRELATION_PAIRS: Final = "driftmon_correlation_pairs"
+CORRELATION_DRIFTED_PAIRS: Final = "driftmon_correlation_drifted_pairs"
+CORRELATION_MAX_CHANGE: Final = "driftmon_correlation_max_change"
+CORRELATION_CHANGE: Final = "driftmon_correlation_change"
+CORRELATION_COEFFICIENT: Final = "driftmon_correlation_coefficient"
 # Per model, segment and feature (DriftCollector; models with `segment_by` only)
 SEGMENT_FEATURE_DRIFT_DETECTED: Final = "driftmon_segment_feature_drift_detected"
 SEGMENT_FEATURE_DRIFT_QVALUE: Final = "driftmon_segment_feature_drift_qvalue"
@@ -359,7 +367,8 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         FEATURE_NEW_CATEGORY_PVALUE,
         "gauge",
         _MF,
-        "Binomial p-value of the unseen-category count of the current window.",
+        "P-value of the unseen-category count of the current window (Good-Turing p0 "
+        "with its uncertainty).",
     ),
     MetricDef(
         FEATURE_DRIFT_DETECTED,
@@ -479,6 +488,44 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "gauge",
         ("model",),
         "1 when the model has a reference profile with at least one usable feature, else 0.",
+    ),
+    # per model with a correlation group
+    MetricDef(
+        CORRELATION_PAIRS,
+        "gauge",
+        ("model",),
+        "Feature pairs of the correlation group tested at the last evaluation.",
+    ),
+    MetricDef(
+        CORRELATION_DRIFTED_PAIRS,
+        "gauge",
+        ("model",),
+        "Feature pairs whose correlation changed (Fisher-z test and floor) at the last evaluation.",
+    ),
+    MetricDef(
+        CORRELATION_MAX_CHANGE,
+        "gauge",
+        ("model",),
+        "Largest absolute change of a pair's correlation, current minus reference window.",
+    ),
+    MetricDef(
+        CORRELATION_CHANGE,
+        "gauge",
+        ("model", "feature_a", "feature_b"),
+        "Correlation change (current minus reference) of the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        CORRELATION_COEFFICIENT,
+        "gauge",
+        ("model", "feature_a", "feature_b", "window"),
+        "Pearson correlation of winsorised values per window, for the 10 pairs that changed most.",
+    ),
+    MetricDef(
+        UNMONITORED_FEATURES,
+        "gauge",
+        ("model",),
+        "Distinct feature names seen in a features: auto model's events that it does not "
+        "monitor (exact up to 100,000).",
     ),
     # per segment (models with segment_by only)
     MetricDef(
@@ -958,6 +1005,8 @@ def render_snapshot(
     watermark = _family(MODEL_WATERMARK_TIMESTAMP_SECONDS)
     reference_info = _family(REFERENCE_INFO)
     reference_ready = _family(MODEL_REFERENCE_READY)
+    correlation = _CorrelationFamilies()
+    unmonitored = _family(UNMONITORED_FEATURES)
 
     for m in snapshot.models:
         model = m.model
@@ -1002,6 +1051,9 @@ def render_snapshot(
             )
         usable = has_reference and any(f.reference_ready for f in m.features)
         reference_ready.add_metric((model,), 1.0 if usable else 0.0)
+        correlation.add(m)
+        if m.discovery is not None:
+            unmonitored.add_metric((model,), float(m.discovery.unmonitored))
 
     return [
         *(family for family, _ in stats),
@@ -1018,8 +1070,45 @@ def render_snapshot(
         watermark,
         reference_info,
         reference_ready,
+        *correlation.families(),
+        unmonitored,
         *_segment_families(snapshot),
     ]
+
+
+class _CorrelationFamilies:
+    """The `driftmon_correlation_*` families; only models with a correlation result add to them.
+
+    Per model: pairs tested, drifted pairs, the largest |change| (when a pair was tested);
+    per pair, for the top pairs only (at most 10 per model, so bounded labels): the change
+    and both windows' r.
+    """
+
+    def __init__(self) -> None:
+        self.pairs = _family(CORRELATION_PAIRS)
+        self.drifted = _family(CORRELATION_DRIFTED_PAIRS)
+        self.max_change = _family(CORRELATION_MAX_CHANGE)
+        self.change = _family(CORRELATION_CHANGE)
+        self.coefficient = _family(CORRELATION_COEFFICIENT)
+
+    def add(self, m: ModelEvaluation) -> None:
+        """Add one model's correlation series (nothing when it has no correlation group)."""
+        result = m.correlation
+        if result is None:
+            return
+        self.pairs.add_metric((m.model,), result.pairs_evaluated)
+        self.drifted.add_metric((m.model,), result.drifted_pairs)
+        if result.max_abs_change is not None:
+            self.max_change.add_metric((m.model,), result.max_abs_change)
+        for pair in result.top_pairs:
+            labels = (m.model, pair.feature_a, pair.feature_b)
+            self.change.add_metric(labels, pair.change)
+            self.coefficient.add_metric((*labels, "reference"), pair.reference_r)
+            self.coefficient.add_metric((*labels, "current"), pair.current_r)
+
+    def families(self) -> list[GaugeMetricFamily]:
+        """Every family, in catalogue order (present even without samples)."""
+        return [self.pairs, self.drifted, self.max_change, self.change, self.coefficient]
 
 
 class DriftCollector:
@@ -1089,7 +1178,8 @@ def cardinality(
     Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
     + 9 threshold series (8 of the feature's kind + the model's q)
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
-    Per model: 7 gauges + events_accepted_total + one reference_activations_total per cause.
+    Per model: 8 gauges (unmonitored_features with `features: auto` only) +
+    events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
@@ -1105,7 +1195,7 @@ def cardinality(
     n_state = len(CommitResult) + len(ClaimResult) + len(StateRejectReason)
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
-    per_model = 7 + 1 + n_causes
+    per_model = 8 + 1 + n_causes
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)

@@ -83,7 +83,7 @@ class Thresholds:
     `psi_warning`/`psi_critical` (PSI bands), `ks_critical` (KS D),
     `missing_ratio_change_warning` (current minus reference missing ratio),
     `out_of_range_ratio_warning`, `unseen_category_ratio_warning` and
-    `new_category_pvalue_warning` (the binomial p-value must be below it).
+    `new_category_pvalue_warning` (the new-category p-value must be below it).
     Decision floors (used by `monitor.evaluate`; a leg fires only when its effect reaches the
     floor): `ks_decision` (KS D >= floor), `psi_decision` (PSI >= floor), `tvd_decision`
     (TVD >= floor), `missing_ratio_change_decision` (|change| >= floor) and
@@ -158,12 +158,15 @@ class DecisionPolicy:
     The effect-size floors are per feature (`Thresholds`); these apply to the whole model.
     `psi_noise_multiple`: the PSI leg also needs PSI >= this multiple of its null mean
     (B_eff - 1)(1/n_r + 1/n_c) (monitor.stats.psi_noise_floor; 0 turns it off).
+    `ks_noise_multiple`: the KS leg also needs D >= this multiple of its null mean
+    0.8687 / sqrt(n_eff) (monitor.stats.ks_noise_floor; 0 turns it off).
     """
 
     fdr_q: float = 1e-3
     correction: Correction = Correction.BH
     min_samples: int = 1000
     psi_noise_multiple: float = 5.0
+    ks_noise_multiple: float = 3.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,36 @@ class WindowPlan:
     length_seconds: float = 3_600.0
     allowed_lateness_seconds: float = 60.0
     max_future_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationPlan:
+    """A model's correlation group (monitor.correlation): its numeric features and floor."""
+
+    features: tuple[str, ...]
+    change_floor: float = 0.1
+
+
+RECONSTRUCTION_FEATURE = "__reconstruction__"
+"""The virtual numeric feature holding each event's reconstruction error (reserved name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconstructionPlan:
+    """A model's reconstruction group (monitor.reconstruction): its features and PCA variance."""
+
+    features: tuple[str, ...]
+    variance: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryPlan:
+    """`features: auto`: at most `max_features` discovered features, none matching `exclude`
+    (shell globs), each with `thresholds` (the model's, over the global ones)."""
+
+    max_features: int = 1000
+    exclude: tuple[str, ...] = ()
+    thresholds: Thresholds = Thresholds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +254,12 @@ class ModelPlan:
     topics: frozenset[str] | None = None
     distributions: bool = True
     """Whether evaluations carry the reference and current shares per bin (not `none`)."""
+    correlation: CorrelationPlan | None = None
+    """The correlation group, when the model enables one (`correlation.enabled`)."""
+    reconstruction: ReconstructionPlan | None = None
+    """The reconstruction group, when enabled; `features` then ends with its virtual feature."""
+    discovery: DiscoveryPlan | None = None
+    """Set for `features: auto`: `features` is empty until the stream's features are found."""
     segments: SegmentPlan | None = None
     """Drift per segment, when the model configures `segment_by`."""
     sample_rate: float = 1.0
@@ -307,6 +346,51 @@ class FeatureResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PairChange:
+    """One pair of a correlation group: reference and current r, their change and its test."""
+
+    feature_a: str
+    feature_b: str
+    reference_r: float
+    current_r: float
+    change: float
+    pvalue: float
+    qvalue: float
+    current_samples: int
+    drifted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationResult:
+    """A model's correlation drift (monitor.correlation): counts and the top pairs by |change|.
+
+    `max_abs_change` is None when no pair was evaluated; `top_pairs` holds at most 10.
+    """
+
+    features: tuple[str, ...]
+    pairs_evaluated: int
+    drifted_pairs: int
+    max_abs_change: float | None
+    top_pairs: tuple[PairChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryStatus:
+    """`features: auto`: discovery progress and the names seen that are not monitored.
+
+    `unmonitored` counts distinct names (exact up to a cap; `unmonitored_saturated` once the
+    cap is reached); `unmonitored_names` lists the first few (at most 20).
+    """
+
+    discovering: bool
+    discovery_events: int
+    monitored: int
+    unmonitored: int
+    unmonitored_saturated: bool = False
+    unmonitored_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentResult:
     """One segment's evaluation: its events in both windows and its features' results.
 
@@ -382,12 +466,16 @@ class ModelEvaluation:
     reference_mode: str = ""
     model_version: str = ""
     watermark: float | None = None
+    discovery: DiscoveryStatus | None = None
+    """Set for a model with `features: auto` (monitor.autodiscover)."""
     segment_by: str = ""
     segments: tuple[SegmentResult, ...] = ()
     """Per-segment results, worst first (`segment_by` models only; see SegmentResult)."""
     segment_field_missing: int = 0
     """Events so far whose segment field was absent, null or not a string (counted in OTHER)."""
     reference_view: ReferenceView | None = None
+    correlation: CorrelationResult | None = None
+    """The correlation group's result, when the model configures one."""
     sample_rate: float = 1.0
     """Share of the model's messages its windows count (config `sample_rate`)."""
     window_digest: str = ""

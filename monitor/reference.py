@@ -68,6 +68,8 @@ class ReferenceProfile:
     created_at: str = ""
     source: str = ""
     reference_id: str = field(default="")
+    joint: str = ""
+    """The multivariate references (correlation group, PCA basis) as canonical JSON, or ""."""
     segments: SegmentSlices | None = None
     """The reference's slices per segment (`segment_by` models; monitor/segment_slices.py)."""
 
@@ -121,7 +123,8 @@ def fit_categorical(
     top = tuple(s for s, _ in ranked[:top_k])
     vocabulary = frozenset(s for s, _ in ranked[:MAX_VOCABULARY])
     singleton_fraction = sum(1 for _, c in ranked if c == 1) / n_valid
-    bins = CategoricalBins(top, vocabulary, singleton_fraction)
+    doubleton_fraction = sum(1 for _, c in ranked if c == 2) / n_valid
+    bins = CategoricalBins(top, vocabulary, singleton_fraction, doubleton_fraction)
     layout = ModelLayout([], [(name, bins)])
     hist = layout.count(np.empty((0, column.size)), [column])[0]
     return FeatureProfile(name, FeatureKind.CATEGORICAL, bins, _trim(hist, bins.value_slots))
@@ -140,12 +143,14 @@ def build_profile(
     model_version: str = "",
     created_at: str = "",
     source: str = "",
+    joint: Mapping[str, Any] | None = None,
     segments: SegmentSlices | None = None,
 ) -> ReferenceProfile:
     """Assemble a profile and compute its content-hash `reference_id`.
 
-    The id covers the segment slices when there are any (a profile without them keeps the
-    id it had before segments existed).
+    `joint`: the multivariate references (`monitor.correlation`, `monitor.reconstruction`),
+    JSON-ready. The id covers the segment slices and the joint references when there are
+    any (a profile without them keeps the id it had before they existed).
     """
     profile = ReferenceProfile(
         model=model,
@@ -154,15 +159,25 @@ def build_profile(
         model_version=model_version,
         created_at=created_at,
         source=source,
+        joint=json.dumps(dict(joint), sort_keys=True, separators=(",", ":")) if joint else "",
         segments=segments,
     )
     return _with_id(profile)
+
+
+def joint_section(profile: ReferenceProfile, key: str) -> object:
+    """One section of the profile's multivariate references (None when absent)."""
+    if not profile.joint:
+        return None
+    return json.loads(profile.joint).get(key)
 
 
 def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
     hashed: list[Any] = [_feature_json(f) for f in profile.features]
     if profile.segments is not None:
         hashed.append({"segments": slices_to_json(profile.segments)})
+    if profile.joint:
+        hashed.append({"joint": json.loads(profile.joint)})
     content = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return ReferenceProfile(
@@ -173,6 +188,7 @@ def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
         created_at=profile.created_at,
         source=profile.source,
         reference_id=f"sha256:{digest}",
+        joint=profile.joint,
         segments=profile.segments,
     )
 
@@ -185,6 +201,8 @@ def _feature_json(feature: FeatureProfile) -> dict[str, Any]:
         data["categories"] = list(feature.bins.categories)
         data["vocabulary"] = sorted(feature.bins.vocabulary)
         data["singleton_fraction"] = feature.bins.singleton_fraction
+        if feature.bins.doubleton_fraction is not None:
+            data["doubleton_fraction"] = feature.bins.doubleton_fraction
     data["counts"] = list(feature.counts)
     return data
 
@@ -201,6 +219,8 @@ def profile_to_json(profile: ReferenceProfile) -> str:
         "events": profile.events,
         "features": [_feature_json(f) for f in profile.features],
     }
+    if profile.joint:
+        document["joint"] = json.loads(profile.joint)
     if profile.segments is not None:
         document["segments"] = slices_to_json(profile.segments)
     return json.dumps(document, indent=1, sort_keys=True)
@@ -227,6 +247,9 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
     if not isinstance(features_data, list) or not features_data:
         raise ReferenceDataError("reference profile has no features")
     features = tuple(_feature_from_json(item, i) for i, item in enumerate(features_data))
+    joint = data.get("joint")
+    if joint is not None and not isinstance(joint, dict):
+        raise ReferenceDataError("reference profile: joint must be an object")
     segments = (
         slices_from_json(data["segments"], {f.name: f.counts for f in features})
         if data.get("segments") is not None
@@ -239,6 +262,7 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         model_version=_str(data, "model_version", ""),
         created_at=_str(data, "created_at", ""),
         source=_str(data, "source", ""),
+        joint=joint,
         segments=segments,
     )
     stored = data.get("reference_id")
@@ -289,7 +313,17 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
             raise ReferenceDataError(f"{where}: categories must be distinct and in the vocabulary")
         if not isinstance(fraction, int | float) or not 0.0 <= float(fraction) <= 1.0:
             raise ReferenceDataError(f"{where}: singleton_fraction must be in [0, 1]")
-        bins = CategoricalBins(tuple(categories), frozenset(vocabulary), float(fraction))
+        doubles = item.get("doubleton_fraction")
+        if doubles is not None and (
+            not isinstance(doubles, int | float) or not 0.0 <= float(doubles) <= 0.5
+        ):
+            raise ReferenceDataError(f"{where}: doubleton_fraction must be in [0, 0.5]")
+        bins = CategoricalBins(
+            tuple(categories),
+            frozenset(vocabulary),
+            float(fraction),
+            None if doubles is None else float(doubles),
+        )
     counts = item.get("counts")
     if (
         not isinstance(counts, list)
@@ -426,10 +460,12 @@ def fit_profile(
     model_version: str = "",
     created_at: str = "",
     source: str = "",
+    joint: Mapping[str, Any] | None = None,
 ) -> ReferenceProfile:
     """Fit a whole model's profile from raw columns keyed by feature name.
 
     ReferenceDataError naming the first feature that cannot be fitted (see `fit_features`).
+    `joint`: the multivariate references to record (see `build_profile`).
     """
     fitted, errors = fit_features(
         specs, numeric, categorical, max_bins=max_bins, top_k=top_k, min_values=min_values
@@ -438,7 +474,13 @@ def fit_profile(
         raise ReferenceDataError(next(iter(errors.values())))
     events = max((sum(f.counts) for f in fitted), default=0)
     return build_profile(
-        model, fitted, events, model_version=model_version, created_at=created_at, source=source
+        model,
+        fitted,
+        events,
+        model_version=model_version,
+        created_at=created_at,
+        source=source,
+        joint=joint,
     )
 
 

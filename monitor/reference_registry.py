@@ -9,7 +9,8 @@ registry mode it decides the target profile:
 2. with `reference.follow_model_version: true`, when one model version carries at least
    half of the current window (`monitor.follow.dominant`) and the registry holds a profile
    fitted for it, the newest such profile instead; when the stream goes back, rule 1 picks
-   the registry's profile again.
+   the registry's profile again. While no version carries half of the window the active
+   profile stays (no flapping on a mixed stream), unless the registry's activation is new.
 
 A target that differs from the active profile is swapped in (`ModelRuntime.swap`: gapless
 when a shadow window was counting for it) and reported as an `ActivationInfo` whose cause is
@@ -17,7 +18,10 @@ the registry activation's (`operator`, `rollback`, `warmup`) when that activatio
 `model_version`. A profile that does not fit the configured features is refused: the active
 reference stays and the reason is reported. Then the shadows are set: the model's pre-warm
 list first, then (when following) the profiles of the other versions present in the window,
-most common first, at most `MAX_SHADOWS`.
+most common first, at most `MAX_SHADOWS`. The runtime gets the registry's profiles by
+version (`follow_profiles`), so the first slice of a version with a registered profile
+already starts its shadow: the shadow holds every event of the window since that version
+first appeared.
 """
 
 from __future__ import annotations
@@ -103,7 +107,10 @@ class RegistryReferences:
         cause = activation.cause if fresh else "model_version"
         by, reason = (activation.by, activation.reason) if fresh else ("driftmon", "")
         if runtime.plan.reference.follow_model_version:
-            version = dominant(runtime.version_shares())
+            current = runtime.profile.model_version if runtime.profile is not None else ""
+            version = dominant(runtime.version_shares(), current=current)
+            if version is None and not fresh and runtime.profile is not None:
+                return None  # no version carries half the window: keep what is active
             if version is not None and version != target.model_version:
                 followed = view.newest_for_version(name, version)
                 if followed is not None:
@@ -142,6 +149,8 @@ class RegistryReferences:
             registered = view.profiles.get(reference_id)
             if registered is not None and reference_id != runtime.reference_id:
                 wanted.append((registered.profile, "prewarm"))
+        if runtime.plan.reference.follow_model_version:
+            runtime.follow_profiles = _newest_by_version(view, name)
         if runtime.plan.reference.follow_model_version and runtime.profile is not None:
             shares = sorted(runtime.version_shares().items(), key=lambda vs: -vs[1])
             for version, _ in shares:
@@ -171,3 +180,18 @@ class RegistryReferences:
             note="" if shadows else NO_SHADOW_NOTE,
             registry_error=self._view.error,
         )
+
+
+def _newest_by_version(view: RegistryView, model: str) -> dict[str, ReferenceProfile]:
+    """The last pushed profile of `model` per model version (profiles without a version are
+    left out)."""
+    newest: dict[str, tuple[float, ReferenceProfile]] = {}
+    for registered in view.profiles.values():
+        profile = registered.profile
+        version = profile.model_version
+        if not version or profile.model not in ("", model):
+            continue
+        pushed = registered.manifest.pushed_at
+        if version not in newest or newest[version][0] < pushed:
+            newest[version] = (pushed, profile)
+    return {version: profile for version, (_, profile) in newest.items()}

@@ -64,7 +64,11 @@ class RegistryLog:
     # -- admin -------------------------------------------------------------------
 
     def ensure_topic(self) -> bool:
-        """Create the topic (1 partition, compacted) unless it exists; True if created."""
+        """Create the topic (1 partition, compacted) unless it exists; True if created.
+
+        An existing topic is looked up first (`Describe`), so a principal that may write the
+        registry but not create topics (the operator role, docs/security.md) can use it.
+        """
         kwargs = _only(self._kwargs, KafkaAdminClient)
         kwargs.setdefault("bootstrap_timeout_ms", int(self.timeout_s * 1000))
         try:
@@ -74,6 +78,8 @@ class RegistryLog:
         except _ERRORS as exc:
             raise SourceError(f"cannot reach Kafka for the registry {self.topic!r}: {exc}") from exc
         try:
+            if self.topic in admin.list_topics():
+                return False  # an operator without the right to create topics gets here
             admin.create_topics(
                 [NewTopic(self.topic, 1, 1, topic_configs=TOPIC_CONFIG)], wait_for_metadata=True
             )

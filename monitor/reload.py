@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.autodiscover import restored_plan
 from monitor.config import Settings
 from monitor.errors import ConfigError, ReferenceDataError, StateError
 from monitor.model import ReferenceMode
@@ -108,13 +109,17 @@ def reload_runtimes(
     `old` has been touched then.
     """
     result = Reloaded({})
-    for name, fresh in model_runtimes(settings, clock).items():
+    for name, built in model_runtimes(settings, clock).items():
+        fresh = built
         previous = old.get(name)
         if previous is None:
             _load_file(fresh)
             result.runtimes[name] = fresh
             result.changes.append(ModelChange(name, "added"))
             continue
+        plan = restored_plan(fresh.plan, previous.feature_signatures())
+        if plan is not None:  # features: auto, already discovered: they stay frozen
+            fresh = ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
         if previous.plan == fresh.plan:
             result.runtimes[name] = previous
             result.changes.append(ModelChange(name, "unchanged"))

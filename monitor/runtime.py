@@ -37,6 +37,7 @@ after the warm-up it holds none).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -51,6 +52,7 @@ import numpy.typing as npt
 from monitor.account import BatchAccount
 from monitor.accumulate import PendingEvents
 from monitor.config import Settings, model_plans
+from monitor.correlation import CorrelationReference, CorrelationTracker, fit_reference
 from monitor.decode import MAX_VERSION_CHARS, ModelColumns, ModelSchema
 from monitor.errors import ReferenceDataError, RejectReason, StateError
 from monitor.evaluate import EvaluationContext, ModelEvaluator
@@ -65,6 +67,7 @@ from monitor.model import (
     RawMessage,
     ReferenceMode,
 )
+from monitor.reconstruction import VIRTUAL_FEATURE, PcaBasis, fit_basis
 from monitor.reference import (
     MIN_NUMERIC_VALUES,
     FeatureProfile,
@@ -72,6 +75,7 @@ from monitor.reference import (
     build_profile,
     check_limits,
     fit_features,
+    joint_section,
     layout_for,
     profile_from_json,
     profile_to_json,
@@ -128,7 +132,7 @@ class ModelRuntime:
         """Drift per segment (`segment_by`; monitor/segments.py), None when not configured."""
         self.schema = ModelSchema(
             name=self.name,
-            numeric=tuple(s.name for s in self.numeric_specs),
+            numeric=tuple(s.name for s in self.numeric_specs if s.name != VIRTUAL_FEATURE),
             categorical=self.segments.schema_columns(categorical) if self.segments else categorical,
             topics=plan.topics,
         )
@@ -151,9 +155,15 @@ class ModelRuntime:
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
         self._warm: WarmupBuffer | None = None
+        self.correlation: CorrelationTracker | None = None
+        """The correlation group's reference and sums (None: not configured or not fitted)."""
+        self.basis: PcaBasis | None = None
+        """The reconstruction group's PCA basis (None: not configured or not fitted)."""
         self.shadows = ShadowSet(self.specs, plan.window, clock)
         self._profile_json: tuple[ReferenceProfile, str] | None = None
         self.versions = VersionShares()
+        self.follow_profiles: dict[str, ReferenceProfile] = {}
+        """Registry profiles by the model version they were fitted for (set by the daemon)."""
         self._pending = PendingEvents(len(self.specs), MIN_BATCH_VALUES, MAX_PENDING_SECONDS)
         self._unreported: npt.NDArray[np.int64] | None = None
         """Invalid values per feature counted by a deferred flush, not yet in an account."""
@@ -176,8 +186,8 @@ class ModelRuntime:
         The features are not part of it: a checkpoint is restored feature by feature
         (`restore`, monitor.schema_change), so adding, removing or changing one feature
         resets that feature only. A change of this hash (reference mode, warm-up size,
-        rolling lag or length, window geometry, `segment_by` and `max_segments`) resets the
-        whole model.
+        rolling lag or length, window geometry, `segment_by` and `max_segments`, and for
+        `features: auto` its `max_features` and `exclude`) resets the whole model.
         """
         content: dict[str, Any] = {
             "mode": self.mode.value,
@@ -192,6 +202,8 @@ class ModelRuntime:
         }
         if self.plan.segments is not None:
             content["segments"] = [self.plan.segments.key, self.plan.segments.max_segments]
+        if self.plan.discovery is not None:  # features: auto: new rules discover again
+            content["discovery"] = [self.plan.discovery.max_features, self.plan.discovery.exclude]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def _legacy_fingerprint(self) -> str:
@@ -210,6 +222,10 @@ class ModelRuntime:
                 self.plan.window.allowed_lateness_seconds,
             ],
         }
+        if self.plan.correlation is not None:
+            content["correlation"] = list(self.plan.correlation.features)
+        if self.plan.reconstruction is not None:
+            content["reconstruction"] = list(self.plan.reconstruction.features)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def feature_signatures(self) -> list[list[Any]]:
@@ -273,6 +289,8 @@ class ModelRuntime:
         """
         self._flush_pending()
         partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
+        correlation = self._correlation_reference(profile)
+        basis = self._reconstruction_basis(profile)
         layout, counts, ordered = layout_for(profile, self.specs, partial=partial)
         if ordered != self.specs:
             raise ReferenceDataError("internal: profile order differs from the model's order")
@@ -308,6 +326,100 @@ class ModelRuntime:
             self._groups = self.evaluator.psi_groups(counts)
         if self.segments is not None:
             self.segments.activate(layout, self.specs, profile.segments, window, self.policy)
+        self.basis = basis
+        self.correlation = None
+        if correlation is not None and self.plan.correlation is not None:
+            numeric = [s.name for s in self.numeric_specs]
+            self.correlation = CorrelationTracker(
+                correlation,
+                [numeric.index(name) for name in correlation.names],
+                bucket_seconds=self.window.bucket_seconds,
+                n_buckets=self.window.n_buckets,
+                n_slots=self.window.ring.n_slots,
+                floor=self.plan.correlation.change_floor,
+            )
+
+    def _correlation_reference(self, profile: ReferenceProfile) -> CorrelationReference | None:
+        """The profile's reference of the configured correlation group (None: none to use).
+
+        ReferenceDataError when the profile's correlation section is malformed. A section
+        fitted for another group (the configuration changed) is ignored.
+        """
+        plan = self.plan.correlation
+        section = joint_section(profile, "correlation")
+        if plan is None or section is None:
+            return None
+        try:
+            reference = CorrelationReference.from_json(section)
+        except ValueError as exc:
+            raise ReferenceDataError(f"correlation group: {exc}") from exc
+        return reference if reference.names == plan.features else None
+
+    def _reconstruction_basis(self, profile: ReferenceProfile) -> PcaBasis | None:
+        """The profile's PCA basis of the configured reconstruction group (None: none to use).
+
+        ReferenceDataError when the profile's reconstruction section is malformed; a basis
+        fitted for another group is ignored (the virtual feature then stays missing).
+        """
+        plan = self.plan.reconstruction
+        section = joint_section(profile, "reconstruction")
+        if plan is None or section is None:
+            return None
+        try:
+            basis = PcaBasis.from_json(section)
+        except ValueError as exc:
+            raise ReferenceDataError(f"reconstruction basis: {exc}") from exc
+        return basis if basis.names == plan.features else None
+
+    def _fit_joint(self, numeric: dict[int, npt.NDArray[np.float64]]) -> dict[str, object] | None:
+        """The multivariate references fitted from a warm-up buffer (None: nothing new).
+
+        Each group (correlation, reconstruction) is fitted from the first warm-up that holds
+        every feature of the group with a finite value; the active profile's sections are
+        kept. A new PCA basis also fills the virtual feature's row of `numeric` (the
+        buffered events' errors), so its histogram is fitted in the same warm-up.
+        """
+        known = json.loads(self.profile.joint) if self.profile and self.profile.joint else {}
+        joint = dict(known)
+        rows = [s.name for s in self.numeric_specs]
+
+        def group_values(features: tuple[str, ...]) -> npt.NDArray[np.float64] | None:
+            wanted = [rows.index(name) for name in features]
+            if not all(r in numeric for r in wanted):
+                return None
+            return np.vstack([numeric[r] for r in wanted])
+
+        correlation = self.plan.correlation
+        if correlation is not None and "correlation" not in known:
+            values = group_values(correlation.features)
+            with contextlib.suppress(ValueError):
+                if values is not None:
+                    reference = fit_reference(correlation.features, values)
+                    joint["correlation"] = reference.to_json()
+        reconstruction = self.plan.reconstruction
+        if reconstruction is not None and "reconstruction" not in known:
+            values = group_values(reconstruction.features)
+            with contextlib.suppress(ValueError):
+                if values is not None:
+                    basis = fit_basis(reconstruction.features, values, reconstruction.variance)
+                    joint["reconstruction"] = basis.to_json()
+                    virtual = rows.index(VIRTUAL_FEATURE)
+                    if virtual in numeric:
+                        numeric[virtual] = basis.errors(values)
+        return joint if joint != known else None
+
+    def _with_reconstruction(self, columns: ModelColumns) -> ModelColumns:
+        """`columns` with the virtual feature's row appended (NaN until a basis is fitted)."""
+        plan = self.plan.reconstruction
+        if plan is None:
+            return columns
+        if self.basis is None:
+            errors = np.full(len(columns), np.nan)
+        else:
+            rows = [s.name for s in self.numeric_specs]
+            errors = self.basis.errors(columns.numeric[[rows.index(n) for n in plan.features]])
+        numeric = np.vstack([columns.numeric, errors[None, :]])
+        return dataclasses.replace(columns, numeric=numeric)
 
     def swap(self, profile: ReferenceProfile) -> bool:
         """Make a registry `profile` active; True when a shadow window's counts carried over.
@@ -333,6 +445,7 @@ class ModelRuntime:
 
     def _activate_carrying(self, profile: ReferenceProfile) -> None:
         """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
+        self._flush_pending()  # before the window's state is taken
         rows = self._rows()
         window = self.window.state() if self.window is not None else None
         lagging = self.lagging.state() if self.lagging is not None else None
@@ -375,6 +488,7 @@ class ModelRuntime:
             return
         events = warm.count
         numeric, categorical = warm.numeric(), warm.categorical()
+        joint = self._fit_joint(numeric)
         wanted = [self.numeric_specs[r] for r in warm.numeric_rows] + [
             self.categorical_specs[r] for r in warm.categorical_rows
         ]
@@ -399,7 +513,7 @@ class ModelRuntime:
             )
         if fitted:
             try:
-                profile = self._with_features(fitted, events, segments)
+                profile = self._with_features(fitted, events, segments, joint)
             except (ReferenceDataError, ValueError) as exc:
                 fitted = []
                 pending = {s.name: f"{where}: {exc}" for s in wanted}
@@ -409,12 +523,18 @@ class ModelRuntime:
             self._persist_profile(profile)
 
     def _with_features(
-        self, fitted: list[FeatureProfile], events: int, segments: SegmentSlices | None = None
+        self,
+        fitted: list[FeatureProfile],
+        events: int,
+        segments: SegmentSlices | None = None,
+        joint: dict[str, object] | None = None,
     ) -> ReferenceProfile:
         """Activate a profile holding the active features plus `fitted`; return it.
 
         The current window (and lagging ring) keep the counts of the features that already
-        had bins; the rows of the newly fitted features start empty.
+        had bins; the rows of the newly fitted features start empty. `joint` replaces the
+        multivariate references (default: the active profile's). The correlation sums are
+        kept when the group's reference is unchanged.
         """
         known = self.profile.features if self.profile is not None else ()
         by_name = {f.name: f for f in (*known, *fitted)}
@@ -425,14 +545,18 @@ class ModelRuntime:
             model_version=self.model_version,
             source=f"warm-up of {events} events",
             segments=segments,
+            joint=joint if joint is not None else _joint_of(self.profile),
         )
         old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
+        old_correlation = self.correlation
         old_segments = (
             self.segments.window.state()
             if self.segments is not None and self.segments.window is not None
             else None
         )
         self._activate(profile)
+        if old_correlation is not None and self.correlation is not None:
+            self.correlation.window.restore(old_correlation.window.state())
         if old_layout is None or old_window is None:
             return profile
         assert self.layout is not None and self.window is not None
@@ -509,8 +633,12 @@ class ModelRuntime:
         segment_column = None
         if self.segments is not None:
             columns, segment_column = self.segments.split(columns)
+        columns = self._with_reconstruction(columns)
         now = self.clock()
         n = len(columns)
+        if not self.specs:  # `features: auto` still discovering: the events fed the discovery
+            account.accept_events(self.name, n)
+            return
         if columns.model_version:
             self.model_version = columns.model_version
         accepted = np.zeros(n, dtype=bool)
@@ -569,11 +697,15 @@ class ModelRuntime:
         times: npt.NDArray[np.float64],
         accepted: npt.NDArray[np.bool_],
     ) -> None:
-        """Registry hooks: count the slice's version and feed the shadow windows."""
+        """Registry hooks: count the slice's version, start a shadow for a version that has
+        a registered profile before its first events are counted, feed the shadows."""
         if self.mode is not ReferenceMode.REGISTRY or self.window is None:
             return
         if self.plan.reference.follow_model_version:
             self.versions.add(version, self.window.ring.bucket_of(times[accepted]))
+            followed = self.follow_profiles.get(version)
+            if followed is not None and followed.reference_id != self.reference_id:
+                self.shadows.add(followed, f"model_version {version} in the stream", self.clock())
         if len(self.shadows):
             self.shadows.ingest(numeric, categorical, times)
 
@@ -669,6 +801,8 @@ class ModelRuntime:
             total = count_batch(self.tap, None, times, accepted, count)
         else:
             total = count_batch(self.window, self.lagging, times, accepted, count)
+        if self.correlation is not None:
+            self.correlation.add(numeric, times, accepted)
         return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
     # -- evaluate ------------------------------------------------------------------
@@ -702,9 +836,15 @@ class ModelRuntime:
         )
         current = self.window.current()
         evaluation = self.evaluator.evaluate(reference, current, context, self._groups)
+        correlation = (
+            self.correlation.evaluate(self.window.head, self.policy)
+            if self.correlation is not None
+            else None
+        )
         evaluation = dataclasses.replace(
             evaluation,
             features=tuple(self._readiness(f) for f in evaluation.features),
+            correlation=correlation,
             sample_rate=self.plan.sample_rate,
             window_digest=hashlib.sha256(current.astype("<i8").tobytes()).hexdigest(),
         )
@@ -810,6 +950,9 @@ class ModelRuntime:
             if self.lagging is not None:
                 for key, value in self.lagging.state().items():
                     arrays[f"lagging.{key}"] = value
+            if self.correlation is not None:
+                for key, value in self.correlation.window.state().items():
+                    arrays[f"correlation.{key}"] = value
         if self._warm is not None and self._warm.count:
             arrays["warm.numeric"], meta["warm"] = self._warm.state()
         if self.segments is not None:
@@ -899,6 +1042,7 @@ class ModelRuntime:
                     model_version=old.model_version,
                     created_at=old.created_at,
                     source=old.source,
+                    joint=_joint_of(old),
                 )
             self._activate(old)
             if full and self.profile is not None:
@@ -912,6 +1056,11 @@ class ModelRuntime:
                 if self.lagging is not None
                 else None,
             )
+            correlation = {
+                k[12:]: v for k, v in state.arrays.items() if k.startswith("correlation.")
+            }
+            if self.correlation is not None and correlation:
+                self.correlation.window.restore(correlation)
         except (ValueError, KeyError) as exc:
             raise StateError(f"model {self.name!r}: checkpointed window unusable: {exc}") from exc
 
@@ -954,6 +1103,8 @@ class ModelRuntime:
             total += self.lagging.nbytes
         if self.reference_counts is not None:
             total += int(self.reference_counts.nbytes)
+        if self.correlation is not None:
+            total += self.correlation.window.nbytes
         if self.segments is not None:
             total += self.segments.nbytes
         return total
@@ -968,6 +1119,14 @@ def model_runtimes(settings: Settings, clock: Callable[[], float]) -> dict[str, 
         plan.name: ModelRuntime(plan, clock=clock, state_dir=settings.state.dir)
         for plan in model_plans(settings)
     }
+
+
+def _joint_of(profile: ReferenceProfile | None) -> dict[str, object] | None:
+    """The multivariate references of `profile` as a dict (None: it has none)."""
+    if profile is None or not profile.joint:
+        return None
+    value = json.loads(profile.joint)
+    return value if isinstance(value, dict) else None
 
 
 def _select(

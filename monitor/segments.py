@@ -113,7 +113,13 @@ class SegmentModel:
         stacked_specs = [
             dataclasses.replace(by_name[name.split(":", 1)[1]], name=name) for name in stacked.names
         ]
-        self.evaluator = ModelEvaluator(stacked, stacked_specs, policy, distributions=False)
+        self.evaluator = ModelEvaluator(
+            stacked,
+            stacked_specs,
+            policy,
+            distributions=False,
+            names=[name.split(":", 1)[1] for name in stacked.names],
+        )
         order = [k * n_features + j for k in range(groups) for j in range(n_num)]
         order += [
             k * n_features + n_num + j for k in range(groups) for j in range(n_features - n_num)
@@ -135,21 +141,7 @@ class SegmentModel:
         codes: IntArray,
     ) -> npt.NDArray[np.int64]:
         """Counts `[G, F, W]` of a batch whose events have segment `codes` (one binning each)."""
-        out = np.zeros((self.groups, self.layout.n_features, self.layout.width), dtype=np.int64)
-        if codes.size == 0:
-            return out
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(self.groups + 1)).tolist()
-        for k in range(self.groups):
-            lo, hi = bounds[k], bounds[k + 1]
-            if hi == lo:
-                continue
-            if hi - lo == codes.size:
-                out[k] = self.layout.count(numeric, categorical)
-                break
-            idx = order[lo:hi]
-            out[k] = self.layout.count(numeric[:, idx], [c[idx] for c in categorical])
-        return out
+        return self.layout.count_grouped(numeric, categorical, codes, self.groups)
 
     def evaluate(
         self, current: CountMatrix, now: float, reference: CountMatrix | None = None
@@ -177,10 +169,8 @@ class SegmentModel:
         results = []
         for k, label in enumerate(self.coder.labels):
             features = tuple(
-                dataclasses.replace(
-                    evaluation.features[int(self._position[k * n_features + i])], name=spec.name
-                )
-                for i, spec in enumerate(self.specs)
+                evaluation.features[position]
+                for position in self._position[k * n_features : (k + 1) * n_features].tolist()
             )
             results.append(SegmentResult(label, reference_events[k], int(events[k]), features))
         return tuple(sorted(results, key=_severity))

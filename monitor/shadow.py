@@ -133,6 +133,21 @@ class ShadowSet:
         self.windows = held
         return refused
 
+    def add(self, profile: ReferenceProfile, reason: str, now: float) -> bool:
+        """Start a shadow for `profile` if there is room and it fits; True when one is held."""
+        if profile.reference_id in self.windows:
+            return True
+        if len(self.windows) >= self.limit:
+            return False
+        try:
+            shadow = ShadowWindow(
+                profile, self._specs, self._window, self._clock, reason=reason, since=now
+            )
+        except ReferenceDataError:
+            return False
+        self.windows[profile.reference_id] = shadow
+        return True
+
     def take(self, reference_id: str) -> ShadowWindow | None:
         """Remove and return the shadow of `reference_id` (None when there is none)."""
         return self.windows.pop(reference_id, None)

@@ -35,6 +35,8 @@ DEFAULT_TOPIC = "driftmon.state"
 PARTITIONS = 6
 #: Time retention the state topic is created with (7 days).
 RETENTION_MS = 7 * 24 * 3600 * 1000
+#: The state partition snapshots are written to (a cold start scans only this one).
+SNAPSHOT_PARTITION = 0
 #: Largest record sent (a commit or snapshot chunk is at most 512 KiB plus its envelope).
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 TOPIC_CONFIG: dict[str, str] = {
@@ -127,12 +129,14 @@ class StateLog:
                 raise self._fail("cannot reach Kafka for", exc) from exc
         return self._producer
 
-    def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        """Append `records` in order, each acknowledged before the next (own batch each)."""
+    def publish(self, records: Sequence[tuple[bytes, bytes]], partition: int | None = None) -> None:
+        """Append `records` in order, each acknowledged before the next (own batch each), to
+        the key's partition or to `partition` (snapshots go to SNAPSHOT_PARTITION)."""
         producer = self._get_producer()
         try:
             for key, value in records:
-                producer.send(self.topic, key=key, value=value).get(timeout=self.timeout_s)
+                future = producer.send(self.topic, key=key, value=value, partition=partition)
+                future.get(timeout=self.timeout_s)
                 self.bytes_published += len(key) + len(value)
         except _ERRORS as exc:
             raise self._fail("cannot write to", exc) from exc
@@ -229,6 +233,42 @@ class StateLog:
             for record in self.poll(timeout_s=0.2):
                 handle(record)
                 handled += 1
+        return handled
+
+    def scan(self, partition: int, start: int, handle: Callable[[StateRecord], None]) -> int:
+        """Hand every record of one partition from `start` up to its current end to `handle`
+        (a reader of its own; the main reader's positions do not move); the count."""
+        kwargs = _only(self._kwargs, KafkaConsumer)
+        kwargs.update(
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            bootstrap_timeout_ms=int(self.timeout_s * 1000),
+            max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2,
+        )
+        part = TopicPartition(self.topic, partition)
+        handled = 0
+        try:
+            consumer = KafkaConsumer(**kwargs)
+        except _ERRORS as exc:
+            raise self._fail("cannot reach Kafka for", exc) from exc
+        try:
+            consumer.assign([part])
+            end = int(consumer.end_offsets([part]).get(part, 0))
+            consumer.seek(part, start)
+            deadline = time.monotonic() + self.timeout_s * 6
+            while consumer.position(part) < end:
+                if time.monotonic() > deadline:
+                    raise SourceError(f"timed out scanning the state topic {self.topic!r}")
+                for records in consumer.poll(timeout_ms=200, max_records=5000).values():
+                    for r in records:
+                        if r.offset < end:
+                            handle(StateRecord(partition, r.offset, r.key, r.value))
+                            handled += 1
+        except _ERRORS as exc:
+            raise self._fail("cannot read", exc) from exc
+        finally:
+            consumer.close()
         return handled
 
     def close(self) -> None:

@@ -75,6 +75,26 @@ def ks_pvalue(d: FloatArray, n_ref: FloatArray, n_cur: FloatArray) -> FloatArray
     return np.where(np.isfinite(d) & (n_eff > 0), p, np.nan)
 
 
+KS_NULL_MEAN = 0.8687311606361591
+"""E[sqrt(n_eff) D] under no drift: the mean of the Kolmogorov law, sqrt(pi / 2) ln 2."""
+
+
+def ks_noise_floor(n_ref: FloatArray, n_cur: FloatArray, multiple: float) -> FloatArray:
+    """The KS D that sampling noise alone reaches rarely: `multiple` times its null mean.
+
+    floor = multiple * 0.8687 / sqrt(n_eff) (`KS_NULL_MEAN`, n_eff = n_r n_c / (n_r + n_c)).
+    D >= floor is the event sqrt(n_eff) D >= 0.8687 multiple: at multiple 3.1,
+    kolmogorov(2.693) = 1.0e-6 per window (binned D is smaller than the exact one, so less),
+    whatever the correction's level. The floor falls like 1/sqrt(n): it binds on small
+    windows, where the fixed `ks_floor` is below the noise (docs/statistics.md, "False alarms
+    over time"). multiple = 0 disables it (floor 0).
+    """
+    n_eff = effective_n(np.asarray(n_ref, dtype=np.float64), np.asarray(n_cur, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        floor = multiple * KS_NULL_MEAN / np.sqrt(n_eff)
+    return np.asarray(np.where(multiple > 0, floor, 0.0), dtype=np.float64)
+
+
 def decile_groups(ref: npt.NDArray[np.integer], n_groups: int = PSI_GROUPS) -> IntArray:
     """Group index of every fine slot, cutting at the reference quantiles k / n_groups.
 
@@ -212,36 +232,53 @@ def total_variation(ref: npt.ArrayLike, cur: npt.ArrayLike) -> FloatArray:
     return np.asarray(0.5 * np.abs(r_p - c_p).sum(axis=1), dtype=np.float64)
 
 
-def new_category_pvalue(
-    unseen: FloatArray, n_cur: FloatArray, singleton_fraction: FloatArray
+def good_turing_variance(
+    singleton_fraction: FloatArray, doubleton_fraction: FloatArray, n_ref: FloatArray
 ) -> FloatArray:
-    """One-sided binomial test of the unseen-category count against the Good-Turing mass.
+    """Variance of the Good-Turing unseen mass p0 = f1 / n as an estimate of the true one.
 
-    H0: each current value is unseen with probability p0 = f1 / n_ref (the reference's
-    singleton fraction). p = P(U >= u) = binom.sf(u - 1, n_c, p0); with p0 = 0 any unseen
-    value gives p = 0. The decision also needs u / n_c > p0 + floor (DecisionPolicy).
+    Var(f1/n - M0) ~ (f1 (1 - f1/n) + 2 f2) / n^2 = (p1 (1 - p1) + 2 p2) / n (Esty 1983), with
+    p1 = f1/n and p2 = f2/n the singleton and doubleton fractions of the reference. A NaN p2
+    (not recorded) counts as 0, which leaves the f1 part only (a lower bound).
     """
-    p0 = np.clip(singleton_fraction, 0.0, 1.0)
-    with np.errstate(invalid="ignore"):
-        p = np.asarray(_binom_sf(unseen - 1, n_cur, p0), dtype=np.float64)
-    p = np.where(unseen <= 0, 1.0, p)
-    return np.where(n_cur > 0, p, np.nan)
+    p1 = np.clip(np.asarray(singleton_fraction, dtype=np.float64), 0.0, 1.0)
+    p2 = np.nan_to_num(np.asarray(doubleton_fraction, dtype=np.float64), nan=0.0)
+    return _safe_divide(p1 * (1.0 - p1) + 2.0 * np.clip(p2, 0.0, 0.5), n_ref)
 
 
-def _binom_sf(k: FloatArray, n: FloatArray, p: FloatArray) -> FloatArray:
-    """P(X > k) for X ~ Binomial(n, p) (scipy.stats.binom.sf without its call overhead).
+def new_category_pvalue(
+    unseen: FloatArray,
+    n_cur: FloatArray,
+    singleton_fraction: FloatArray,
+    p0_variance: FloatArray | float = 0.0,
+) -> FloatArray:
+    """One-sided test of the unseen-category count against the Good-Turing mass.
 
-    special.bdtrc(k, n, p) is the upper tail for integer k in [0, n); outside it the tail is
-    1 (k < 0) or 0 (k >= n).
+    H0: each current value is unseen with probability M0, whose Good-Turing estimate is
+    p0 = f1 / n_ref (the reference's singleton fraction) with variance v0 (`p0_variance`,
+    `good_turing_variance`). The count is Poisson(n_c M0) with M0 ~ Gamma(mean p0, variance
+    v0), i.e. negative binomial with shape r = p0^2 / v0 and mean mu = n_c p0:
+    p = P(U >= u) = I_{mu / (r + mu)}(u, r) (regularised incomplete beta). With v0 = 0 it is
+    the Poisson tail P(U >= u) = pdtrc(u - 1, n_c p0), slightly above the binomial one. With
+    p0 = 0 any unseen value gives p = 0. The decision also needs u / n_c > p0 + floor
+    (DecisionPolicy). Taking p0 as exact made the test reject a warm-up that underestimated
+    M0 for the life of that reference (docs/statistics.md, false alarms over time).
     """
-    k = np.floor(np.asarray(k, dtype=np.float64))
-    n = np.asarray(n, dtype=np.float64)
-    inside = (k >= 0) & (k < n)
-    with np.errstate(invalid="ignore"):
-        tail = special.bdtrc(
-            np.where(inside, k, 0.0).astype(np.int64), np.where(inside, n, 1.0).astype(np.int64), p
+    u = np.asarray(unseen, dtype=np.float64)
+    n = np.asarray(n_cur, dtype=np.float64)
+    p0 = np.clip(np.asarray(singleton_fraction, dtype=np.float64), 0.0, 1.0)
+    v0 = np.broadcast_to(np.asarray(p0_variance, dtype=np.float64), np.broadcast(u, p0).shape)
+    mu = n * p0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shape = np.where(v0 > 0, p0 * p0 / np.where(v0 > 0, v0, 1.0), np.inf)
+        mixed = special.betainc(
+            np.maximum(u, 1.0), np.where(np.isfinite(shape), shape, 1.0), mu / (shape + mu)
         )
-    return np.where(k < 0, 1.0, np.where(inside, tail, 0.0))
+        poisson = special.pdtrc(np.maximum(u - 1.0, 0.0), mu)
+    p = np.where(np.isfinite(shape) & (shape > 0), mixed, poisson)
+    p = np.where(p0 > 0, p, 0.0)
+    p = np.asarray(np.where(u <= 0, 1.0, p), dtype=np.float64)
+    return np.where(n > 0, p, np.nan)
 
 
 def two_proportion_pvalue(

@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from typing import Final
 
 from monitor.distribution import drift_order
-from monitor.model import Distribution, FeatureKind, FeatureResult, ModelEvaluation, Snapshot
+from monitor.model import (
+    Distribution,
+    FeatureKind,
+    FeatureResult,
+    ModelEvaluation,
+    ReferenceView,
+    Snapshot,
+)
 
 __all__ = ["STATUS_PAGE_CSP", "render_status_page", "wants_html"]
 
@@ -130,8 +137,8 @@ def _model(model: ModelEvaluation, max_charts: int) -> str:
     return (
         f'<section class="model"><h2>{html.escape(model.model)}'
         f'<span class="count {count_class}">{drifted} of {len(features)} features drifting'
-        f'</span></h2><div class="meta">{meta}</div>{_segments(model)}'
-        f'<div class="grid">{cards}</div>{table}</section>'
+        f'</span></h2><div class="meta">{meta}</div>{_registry(model.reference_view)}'
+        f'{_segments(model)}<div class="grid">{cards}</div>{table}</section>'
     )
 
 
@@ -160,6 +167,38 @@ def _segments(model: ModelEvaluation) -> str:
         "<table><thead><tr><th>segment</th><th>events</th><th>reference</th><th>drifting</th>"
         f"<th>flagged features</th><th>smallest q</th></tr></thead><tbody>{rows}</tbody></table>"
     )
+
+
+def _registry(view: ReferenceView | None) -> str:
+    """A registry model's reference: what the registry names, the shadows, the activations."""
+    if view is None:
+        return ""
+    active = html.escape(view.registry_active) or DASH
+    parts = [f"registry <code>{html.escape(view.topic)}</code> names <code>{active}</code>"]
+    if view.following:
+        shares = ", ".join(
+            f"{html.escape(v or DASH)} {100 * s:.0f}%" for v, s in view.version_shares
+        )
+        parts.append(f"following model versions ({shares or 'none yet'})")
+    if view.shadows:
+        parts += [
+            f"shadow <code>{html.escape(s.reference_id)}</code> ({html.escape(s.reason)}, "
+            f"{s.events} events)"
+            for s in view.shadows
+        ]
+    else:
+        parts.append(html.escape(view.note))
+    if view.registry_error:
+        parts.append(f"registry unreachable: {html.escape(view.registry_error)}")
+    rows = "".join(
+        f"<li>{_utc(a.at)} <code>{html.escape(a.reference_id)}</code> "
+        f"{html.escape(a.cause)}{' (from a shadow)' if a.gapless else ''}"
+        f"{' by ' + html.escape(a.by) if a.by else ''}"
+        f"{': ' + html.escape(a.reason) if a.reason else ''}</li>"
+        for a in view.activations[:5]
+    )
+    activations = f'<ul class="note">{rows}</ul>' if rows else ""
+    return f'<div class="meta">{" · ".join(parts)}</div>{activations}'
 
 
 def _table(features: Sequence[FeatureResult]) -> str:

@@ -379,6 +379,38 @@ def _model_header(model: Mapping[str, Any], n_features: int) -> str:
     return "  ".join(parts)
 
 
+def _registry_lines(view: object) -> list[str]:
+    """A registry model's reference: the registry's choice, shadows, the last activations."""
+    if not isinstance(view, Mapping):
+        return []
+    line = f"  registry {view.get('topic') or DASH} names {view.get('registry_active') or DASH}"
+    if view.get("following"):
+        shares = ", ".join(
+            f"{v or DASH} {_percent(s)}"
+            for v, s in (view.get("version_shares") or [])
+            if isinstance(v, str)
+        )
+        line += f"; following model versions ({shares or 'none yet'})"
+    lines = [line]
+    shadows = [s for s in view.get("shadows") or [] if isinstance(s, Mapping)]
+    for shadow in shadows:
+        lines.append(
+            f"  shadow {shadow.get('reference_id')} ({shadow.get('reason')}, "
+            f"{_count(shadow.get('events'))} events)"
+        )
+    if not shadows and view.get("note"):
+        lines.append(f"  {view['note']}")
+    if view.get("registry_error"):
+        lines.append(f"  registry unreachable: {view['registry_error']}")
+    for activation in [a for a in view.get("activations") or [] if isinstance(a, Mapping)][:3]:
+        gapless = " (from a shadow)" if activation.get("gapless") else ""
+        lines.append(
+            f"  activated {_utc(activation.get('at'))} {activation.get('reference_id')} "
+            f"{activation.get('cause')}{gapless}"
+        )
+    return lines
+
+
 def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = False) -> str:
     """The terminal view of a /status document (see the module docstring); no trailing newline.
 
@@ -406,6 +438,7 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
             width,
         )
         lines = [f"{_BOLD}{header}{_RESET}" if color else header, detail]
+        lines += [_clip(line, width) for line in _registry_lines(model.get("reference_view"))]
         lines += _table(features, width, color) if features else ["  (no features)"]
         lines += [_clip(line, width) for line in segment_lines(model)]
         blocks.append("\n".join(lines))

@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 from prometheus_client import generate_latest
 
+from monitor.account import BatchAccount
 from monitor.compose import build_daemon
 from monitor.config import load_settings
 from monitor.daemon import AssignCallback, RevokeCallback
@@ -93,7 +94,9 @@ def stream(n: int, seed: int, *, age_as_text: bool = False) -> list[bytes]:
 
 
 def rows(runtime: ModelRuntime) -> dict[str, list[int]]:
-    """Each feature's current-window row: value slots, MISSING, INVALID."""
+    """Each feature's current-window row: value slots, MISSING, INVALID (deferred events
+    counted first)."""
+    runtime.flush(BatchAccount())
     assert runtime.layout is not None and runtime.window is not None
     current = runtime.window.current()
     return {
@@ -229,3 +232,105 @@ class _Recorder:
         self.lines.append((event, fields))
 
     info = warning = error = debug = _log
+
+
+# -- features: auto ------------------------------------------------------------------------------
+
+
+def auto_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """One model `m` with `features: auto` and a 500-event warm-up."""
+    cfg = config(tmp_path, OLD)
+    cfg["models"][0]["features"] = "auto"
+    cfg["models"][0].update(extra)
+    return cfg
+
+
+def wide_stream(n: int, seed: int, start: int = 0) -> list[bytes]:
+    """Events with 6 numeric (n0..n5), 2 categorical (c0, c1), one one-off name each and a
+    name with a double quote."""
+    rng = np.random.default_rng(seed)
+    now = time.time() - 200.0
+    out = []
+    for i in range(n):
+        features: dict[str, Any] = {f"n{j}": float(rng.normal()) for j in range(6)}
+        features.update({f"c{j}": str(rng.integers(4)) for j in range(2)})
+        features[f"once-{seed}-{start + i}"] = 1.0
+        features['bad"name'] = 1.0  # in every event, but no decoder could match it
+        out.append(msgspec.json.encode({"ts": now + i * 0.01, "model": "m", "features": features}))
+    return out
+
+
+def test_auto_features_discover_warm_up_and_survive_a_restart(tmp_path: Path) -> None:
+    """features: auto finds 6 numeric + 2 categorical, counts the one-offs, keeps them frozen."""
+    path = write_config(tmp_path / "driftmon.yaml", auto_config(tmp_path, exclude=["c1"]))
+    logs = {("t", 0): wide_stream(2000, seed=1)}
+    h = build(path, logs)
+    h.drain()
+    runtime = h.daemon.runtimes["m"]
+    assert {s.name: s.kind.value for s in runtime.specs} == {
+        **{f"n{j}": "numeric" for j in range(6)},
+        "c0": "categorical",
+    }
+    assert runtime.ready  # the 500 events after discovery were its warm-up
+    h.daemon.evaluate()
+    assert h.value("driftmon_unmonitored_features", model="m") == 2000 + 2  # + c1, bad"name
+    status = h.daemon.collector.snapshot.models[0].discovery
+    assert status is not None and not status.discovering and status.monitored == 7
+    assert len(status.unmonitored_names) == 20
+    assert h.value("driftmon_feature_invalid_values_total", model="m", feature="n0") == 0
+    assert h.daemon.checkpoint()
+    reference = runtime.reference_id
+
+    again = build(path, {("t", 0): [*logs[("t", 0)], *wide_stream(300, seed=2)]})
+    again.drain()
+    restarted = again.daemon.runtimes["m"]
+    assert restarted.reference_id == reference and len(restarted.specs) == 7
+    again.daemon.evaluate()
+    assert again.value("driftmon_unmonitored_features", model="m") == 300 + 2  # counted anew
+
+
+def test_a_loader_that_fails_unexpectedly_is_a_refused_reload(tmp_path: Path) -> None:
+    """Whatever the loader raises, the reload is refused and counted; the daemon runs on."""
+    path = write_config(tmp_path / "driftmon.yaml", config(tmp_path, OLD))
+    h = build(path, {("t", 0): stream(300, seed=7)})
+
+    def broken() -> Any:
+        raise OSError("disk went away")
+
+    h.daemon.settings_loader = broken
+    assert h.daemon.reload() is ReloadResult.INVALID
+    path.unlink()
+    h.daemon.settings_loader = lambda: load_settings(path, env={})
+    assert h.daemon.reload() is ReloadResult.INVALID
+    assert h.value("driftmon_config_reloads_total", result="invalid") == 2
+    h.drain()
+    assert h.value("driftmon_events_accepted_total", model="m") == 300
+
+
+def test_auto_features_stay_frozen_on_reload_and_new_rules_discover_again(
+    tmp_path: Path,
+) -> None:
+    """A threshold reload keeps the discovered features; a new exclude list rediscovers."""
+    path = write_config(tmp_path / "driftmon.yaml", auto_config(tmp_path, exclude=["c1"]))
+    logs = {("t", 0): [*wide_stream(1500, seed=3), *wide_stream(1500, seed=4, start=1500)]}
+    h = build(path, logs)
+    for _ in range(6):  # 1500 events: discovery, warm-up, some counting
+        h.daemon.step()
+    before = h.daemon.runtimes["m"]
+    assert before.ready and len(before.specs) == 7
+    write_config(
+        path,
+        auto_config(
+            tmp_path, exclude=["c1"], thresholds={"psi": {"warning": 0.2, "critical": 0.4}}
+        ),
+    )
+    assert h.daemon.reload() is ReloadResult.SUCCESS
+    kept = h.daemon.runtimes["m"]
+    assert [s.name for s in kept.specs] == [s.name for s in before.specs]
+    assert kept.reference_id == before.reference_id
+    assert kept.specs[0].thresholds.psi_warning == 0.2
+    write_config(path, auto_config(tmp_path))  # c1 no longer excluded
+    assert h.daemon.reload() is ReloadResult.SUCCESS
+    assert not h.daemon.runtimes["m"].specs  # discovering again
+    h.drain()
+    assert "c1" in {s.name for s in h.daemon.runtimes["m"].specs}

@@ -22,11 +22,14 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
+from monitor.fleet_records import ChunkRecord, encode_claim, encode_commit, model_increment
 from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import fit_profile, layout_for, profile_to_json
+from monitor.state_log import StateLog
 from tests.support.apache_kafka import USERS, ApacheKafka
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
@@ -198,29 +201,69 @@ def _apache_setup(kafka: ApacheKafka, tmp_path: Path) -> tuple[Path, _Producer, 
     return config, _Producer(kafka.client_kwargs("admin"), topic), tmp_path
 
 
-def test_two_replicas_export_the_exact_global_window(broker: TansuBroker, tmp_path: Path) -> None:
-    """Two replicas splitting six partitions both hold every event's counts, bin for bin."""
+def _state_topic(config: Path) -> str:
+    return str(yaml.safe_load(config.read_text(encoding="utf-8"))["state"]["topic"])
+
+
+def _bad_state_records() -> list[tuple[bytes, bytes]]:
+    """Garbage, an unknown record version and a commit (of a claimed partition, so that its
+    epoch and offsets pass) whose first chunk was truncated."""
+    future = msgspec.msgpack.encode({"v": 99, "kind": "claim", "source": "x:0", "epoch": 9})
+    increment = model_increment("fleet", (2, 8), 1.0, {0: np.ones((2, 8), dtype=np.int64)})
+    chunked = encode_commit("x:0", 1, "intruder", 0, 10, [increment], chunk_bytes=16)
+    chunk = msgspec.msgpack.decode(chunked[0][1], type=ChunkRecord)
+    cut = ChunkRecord(chunk.v, chunk.blob_id, chunk.index, chunk.total, chunk.data[:-3])
+    truncated = [(chunked[0][0], msgspec.msgpack.encode(cut)), *chunked[1:]]
+    claim = encode_claim("x:0", 1, "intruder")
+    return [(b"x:0", b"\xffgarbage"), (b"x:0", future), claim, *truncated]
+
+
+def test_replicas_are_exact_refuse_bad_state_input_and_cold_start(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two replicas hold every event's counts bin for bin, refuse and count bad state records,
+    and a third started after the stream catches up to the same statistics."""
     config, producer, tmp_path = _tansu_setup(broker, tmp_path)
     events = _events(3_000, 1, time.time())
     digest, total = _digest(tmp_path / "reference.json", events)
     replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    late = DaemonProcess(config, tmp_path / "late")
+    state = StateLog({"bootstrap_servers": broker.bootstrap}, _state_topic(config))
     try:
         for replica in replicas:
             replica.start()
-        producer.send(events)
+        producer.send(events[:1_500])
+        state.publish(_bad_state_records())
+        producer.send(events[1_500:])
         _wait_exact(replicas, digest)
         models = [_model(r) for r in replicas]
         assert models[0] is not None and models[1] is not None
         assert _statistics(models[0]) == _statistics(models[1])
-        owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
-        assert sum(owned) == PARTITIONS and all(o > 0 for o in owned)
         for replica in replicas:
+            scraped = replica.metrics()
+            for reason in ("undecodable", "unknown_version", "hash_mismatch"):
+                assert scraped.value("driftmon_state_records_rejected_total", reason=reason) == 1
+            assert replica.running
+
+        def shared() -> bool:
+            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
+            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
+
+        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        late.start()  # cold start after the stream: folds the state topic, then exact
+        _wait_exact([late, *replicas], digest)
+        cold = _model(late)
+        assert cold is not None and _statistics(cold) == _statistics(models[0])
+        folded = [line for line in late.log_lines() if line.get("event") == "state topic folded"]
+        assert folded and folded[0]["from_snapshot"] is True, "the cold start used a snapshot"
+        for replica in (*replicas, late):
             assert replica.stop() == 0
         assert not (tmp_path / "no-state").exists(), "the kafka backend keeps no state on disk"
     finally:
-        for replica in replicas:
+        for replica in (*replicas, late):
             replica.close()
         producer.close()
+        state.close()
     assert total == 2 * len(events)
 
 
@@ -267,5 +310,47 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
         assert stale >= 1, "the zombie's commits were refused and counted"
     finally:
         for replica in (a, b, c, d):
+            replica.close()
+        producer.close()
+
+
+def test_broker_outage_mid_stream_recovers_without_restart_and_stays_exact(
+    apache_kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    """During a broker outage every replica is not ready; after it, they recover on their own
+    (no process restart) and every replica holds the exact global window again."""
+    config, producer, tmp_path = _apache_setup(apache_kafka, tmp_path)
+    events = _events(4_000, 3, time.time())
+    half = len(events) // 2
+    first, _ = _digest(tmp_path / "reference.json", events[:half])
+    digest, _ = _digest(tmp_path / "reference.json", events)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+        producer.send(events[:half])
+        _wait_exact(replicas, first)
+        for replica in replicas:
+            replica.wait_ready(30)
+        apache_kafka.stop()  # the outage
+        wait_until(
+            lambda: not any(r.ready() for r in replicas),
+            30.0,
+            interval=0.5,
+            message="every replica not ready during the outage",
+        )
+        time.sleep(3.0)
+        assert all(r.running and r.live() for r in replicas)
+        apache_kafka.restart()
+        producer.send(events[half:])
+        _wait_exact(replicas, digest, timeout=120.0)
+        for replica in replicas:
+            replica.wait_ready(60)
+        models = [_model(r) for r in replicas]
+        assert models[0] is not None and models[1] is not None
+        assert _statistics(models[0]) == _statistics(models[1])
+        assert [r.runs for r in replicas] == [1, 1], "recovered without a restart"
+    finally:
+        for replica in replicas:
             replica.close()
         producer.close()

@@ -220,3 +220,65 @@ def test_daemon_with_a_wrong_password_stays_up_and_says_why(
     assert "Authentication failed during authentication due to invalid credentials" in text
     assert wrong not in text
     assert "Traceback" not in text
+
+
+def test_operator_pushes_and_activates_and_a_registry_daemon_follows_with_read_only(
+    kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    """With the document's grants, the operator pushes and activates a profile (the topic
+    exists, the operator may not create topics) and a `reference.mode: registry` daemon
+    logged in as User:driftmon, which may only read the registry, uses it."""
+    import numpy as np
+
+    from monitor.model import FeatureKind, FeatureSpec
+    from monitor.reference import fit_profile, profile_to_json
+    from tests.support.daemon_harness import run_cli
+
+    rng = np.random.default_rng(4)
+    profile = fit_profile(
+        "m", [FeatureSpec("x", FeatureKind.NUMERIC)], {"x": rng.normal(size=500)}, {}
+    )
+    profile_file = tmp_path / "m.json"
+    profile_file.write_text(profile_to_json(profile))
+    sasl = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512"}
+
+    def config(user: str, name: str) -> Path:
+        body = daemon_config(
+            bootstrap=kafka.bootstrap,
+            topics=[SOURCE],
+            group_id=GROUP,
+            models=[model_entry("m", [("x", "numeric")], {"mode": "registry"})],
+            state_dir=tmp_path / name / "state",
+            kafka={**sasl, "sasl_username": user},
+        )
+        body["references"] = {"topic": REGISTRY, "timeout": "15s"}
+        return write_config(tmp_path / name / "driftmon.yaml", body)
+
+    operator_env = {"DRIFTMON_KAFKA__SASL_PASSWORD": USERS["driftmon-operator"]}
+    pushed = run_cli(
+        "reference",
+        "push",
+        str(profile_file),
+        "--activate",
+        "-c",
+        str(config("driftmon-operator", "op")),
+        env=operator_env,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    env = {"DRIFTMON_KAFKA__SASL_PASSWORD": USERS["driftmon"]}
+    with DaemonProcess(config("driftmon", "daemon"), tmp_path / "run", env=env) as daemon:
+        daemon.start()
+        scraped = daemon.wait_metric(
+            "driftmon_reference_info",
+            1,
+            timeout=90,
+            model="m",
+            reference_id=profile.reference_id,
+            mode="registry",
+            model_version="",
+        )
+        assert (
+            scraped.value("driftmon_reference_activations_total", model="m", cause="operator") == 1
+        )
+        assert daemon.stop() == 0
+    assert "AuthorizationFailed" not in daemon.log_path.read_text()

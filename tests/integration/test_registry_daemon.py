@@ -300,3 +300,104 @@ def test_bad_registry_records_are_counted_and_change_nothing_and_a_wide_profile_
             line for line in daemon.log_lines() if line["event"] == "registry record refused"
         ]
         assert {line["reason"] for line in refused} == set(expected)
+
+
+def _accepted(daemon: DaemonProcess, model: str, n: int) -> None:
+    daemon.wait_metric("driftmon_events_accepted_total", float(n), 60, model=model)
+
+
+def _model_status(daemon: DaemonProcess, model: str = "fraud") -> dict[str, Any]:
+    return next(m for m in daemon.status()["models"] if m["model"] == model)
+
+
+def test_a_prewarmed_profile_is_activated_with_a_full_window(
+    broker: TansuBroker, tmp_path: Path, topics: tuple[str, str]
+) -> None:
+    """push --prewarm gets a shadow window; after activation the first evaluation has
+    statistics for every feature over every event the shadow counted."""
+    events, registry = topics
+    config = _config(tmp_path, "a", broker.bootstrap, events, registry)
+    old, new = _profile("fraud", 0.0, version="v1"), _profile("fraud", 1.0, version="v2")
+    _cli(config, "push", str(_write(tmp_path, "v1", old)), "--activate")
+    with DaemonProcess(config, tmp_path / "run") as daemon:
+        daemon.start()
+        produce(broker.bootstrap, events, _events(200, version="v1"))
+        daemon.wait_ready(60)
+        new_file = _write(tmp_path, "v2", new)
+        assert "pre-warming" in _cli(config, "push", str(new_file), "--prewarm")
+
+        def shadowed() -> bool:
+            view = _model_status(daemon)["reference_view"]
+            return [s["reference_id"] for s in view["shadows"]] == [new.reference_id]
+
+        wait_until(shadowed, 30, message="a shadow window for v2", on_timeout=daemon.tail)
+        produce(broker.bootstrap, events, _events(600, version="v2", shift=1.0, seed=4))
+        _accepted(daemon, "fraud", 800)
+        daemon.wait_evaluations(1)
+        shadow = _model_status(daemon)["reference_view"]["shadows"][0]
+        assert shadow["events"] == 600 and shadow["reason"] == "prewarm"
+
+        _cli(config, "activate", "--model", "fraud", new.reference_id)
+        _wait_in_use([daemon], new.reference_id, 30)
+        first = next(
+            line for line in daemon.evaluations() if _evaluated_reference(line) == new.reference_id
+        )
+        assert first["models"]["fraud"]["current_samples"] == 600
+        model = _model_status(daemon)
+        assert model["reference_id"] == new.reference_id
+        for feature in model["features"]:
+            assert feature["current_samples"] == 600, feature
+            assert feature["evaluated"] and feature["reference_ready"], feature
+        numeric, categorical = model["features"]
+        assert numeric["ks_statistic"] is not None and categorical["chi2_pvalue"] is not None
+        view = model["reference_view"]
+        assert view["activations"][0]["gapless"] is True and view["shadows"] == []
+        assert view["note"].startswith("no shadow window")
+
+
+def test_following_model_versions_switches_and_returns_and_leaves_other_models(
+    broker: TansuBroker, tmp_path: Path, topics: tuple[str, str]
+) -> None:
+    """A stream moving from v1 to v2 moves the model to v2's profile once v2 carries half of
+    the window, and back when v1 does again; a second model is not touched."""
+    events, registry = topics
+    models = [
+        model_entry("fraud", FEATURES, {"mode": "registry", "follow_model_version": True}),
+        model_entry("churn", FEATURES, {"mode": "registry"}),
+    ]
+    config = _config(tmp_path, "a", broker.bootstrap, events, registry, models)
+    v1, v2 = _profile("fraud", 0.0, version="v1"), _profile("fraud", 1.0, version="v2")
+    churn = _profile("churn", 0.0, version="v2", seed=9)
+    _cli(config, "push", str(_write(tmp_path, "v1", v1)), "--activate")
+    _cli(config, "push", str(_write(tmp_path, "v2", v2)))
+    _cli(config, "push", str(_write(tmp_path, "churn", churn)), "--activate")
+    with DaemonProcess(config, tmp_path / "run") as daemon:
+        daemon.start()
+        produce(broker.bootstrap, events, _events(600, version="v1"))
+        daemon.wait_ready(60)
+        _accepted(daemon, "fraud", 600)
+        daemon.wait_evaluations(2)
+        assert _reference(daemon.metrics()) == v1.reference_id
+
+        produce(broker.bootstrap, events, _events(400, version="v2", shift=1.0, seed=4))
+        _accepted(daemon, "fraud", 1000)
+        daemon.wait_evaluations(2)
+        assert _reference(daemon.metrics()) == v1.reference_id, "v2 holds 40 %: no switch"
+        view = _model_status(daemon)["reference_view"]
+        assert [s["reference_id"] for s in view["shadows"]] == [v2.reference_id]
+
+        produce(broker.bootstrap, events, _events(400, version="v2", shift=1.0, seed=5))
+        _wait_in_use([daemon], v2.reference_id, 30)
+        scraped = daemon.metrics()
+        assert scraped.value(ACTIVATIONS, model="fraud", cause="model_version") == 1
+        view = _model_status(daemon)["reference_view"]
+        assert view["activations"][0]["gapless"] is True
+        assert _model_status(daemon)["features"][0]["current_samples"] == 800
+
+        produce(broker.bootstrap, events, _events(1_200, version="v1", seed=6))
+        _wait_in_use([daemon], v1.reference_id, 30)
+        scraped = daemon.metrics()
+        assert scraped.value(ACTIVATIONS, model="fraud", cause="model_version") == 2
+        assert _reference(scraped, "churn") == churn.reference_id
+        assert scraped.value(ACTIVATIONS, model="churn", cause="model_version") == 0
+        assert scraped.value(ACTIVATIONS, model="churn", cause="operator") == 1

@@ -32,6 +32,7 @@ _PER_REPLICA = {
     "DriftmonCheckpointFailing",
     "DriftmonOffsetCommitFailing",
     "DriftmonCheckpointCorrupt",
+    "DriftmonConfigReloadFailed",
     "DriftmonStateLagHigh",
 }
 

@@ -57,6 +57,12 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_model_watermark_timestamp_seconds",
         "driftmon_reference_info",
         "driftmon_model_reference_ready",
+        # per model with a correlation group
+        "driftmon_correlation_pairs",
+        "driftmon_correlation_drifted_pairs",
+        "driftmon_correlation_max_change",
+        "driftmon_correlation_change",
+        "driftmon_correlation_coefficient",
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",
@@ -74,14 +80,15 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_ready",
         "driftmon_kafka_connected",
         "driftmon_evaluation_interval_seconds",
+        "driftmon_sample_ratio",
         # the reference registry (docs/registry.md)
         "driftmon_registry_records_rejected_total",
         "driftmon_reference_activations_total",
-        # configuration reloads (SIGHUP) and sampling
+        # configuration reloads and feature discovery
         "driftmon_config_reloads_total",
         "driftmon_config_last_reload_successful",
         "driftmon_config_last_reload_success_timestamp_seconds",
-        "driftmon_sample_ratio",
+        "driftmon_unmonitored_features",
     }
 )
 

@@ -9,6 +9,7 @@ the shipped alert `for:`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -17,12 +18,20 @@ import pytest
 from scipy import stats as sps
 
 from bench import false_alarms as fa
+from bench import false_alarms_minutes as fam
 from bench import workload
 from monitor.config import EvaluationSettings
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CountMatrix, ModelLayout, NumericBins
 from monitor.model import DecisionPolicy, FeatureKind, FeatureSpec
-from monitor.stats import psi_noise_floor
+from monitor.stats import (
+    KS_NULL_MEAN,
+    good_turing_variance,
+    ks_noise_floor,
+    new_category_pvalue,
+    psi_noise_floor,
+)
+from monitor.window import EventTimeWindow
 
 CONTEXT = EvaluationContext(model="m", evaluated_at=0.0)
 
@@ -184,3 +193,144 @@ def test_no_false_alert_at_the_worst_event_rate() -> None:
     assert now.alerts == 0
     assert now.episodes == []
     assert sum(now.quality_alerts.values()) == 0
+
+
+def test_bucket_end_windows_equal_the_sliced_ones() -> None:
+    """A window fed a bucket at once equals, at the bucket's end, one fed its four slices."""
+    rng = np.random.default_rng([20_261_203, 4])
+    shape = (3, 6)
+    sliced = EventTimeWindow(shape, fa.BUCKET_S, fa.WINDOW_S, fa.BUCKET_S)
+    whole = EventTimeWindow(shape, fa.BUCKET_S, fa.WINDOW_S, fa.BUCKET_S)
+    t = fa.START
+    for _ in range(90):  # past one window length, so buckets are evicted too
+        bucket = math.floor(t / fa.BUCKET_S)
+        slices = [rng.integers(0, 5, shape) for _ in range(fam.SLICES_PER_BUCKET)]
+        for k, counts in enumerate(slices):
+            sliced.advance(t + fa.EVALUATION_S * k + fa.EVALUATION_S * 0.999)
+            sliced.add_counts(bucket, counts)
+        whole.advance(t + fa.BUCKET_S * 0.99975)
+        whole.add_counts(bucket, np.sum(slices, axis=0))
+        t += fa.BUCKET_S
+        assert np.array_equal(sliced.total, whole.total)
+        assert sliced.watermark == whole.watermark
+
+
+def _alerts_of_15s_flags(flags: npt.NDArray[np.bool_], need: int) -> int:
+    return sum(1 for length in fam.runs_of(flags) if length >= need)
+
+
+def test_bucket_end_bound_holds_for_any_flag_sequence() -> None:
+    """Alerts from 15-s flags never exceed the bound read from the bucket ends alone."""
+    rng = np.random.default_rng([20_261_203, 5])
+    need = fa.run_length_for(600.0)
+    k = fam.bucket_end_run(need)
+    assert k == 10
+    tight = 0
+    for trial in range(3_000):
+        density = rng.uniform(0.90, 1.0)
+        flags = rng.random(int(rng.integers(40, 400))) < density
+        if trial % 3 == 0:  # long clean runs of random length and phase
+            flags[:] = False
+            start = int(rng.integers(0, 40))
+            flags[start : start + int(rng.integers(need - 2, need + 90))] = True
+        ends = flags[fam.SLICES_PER_BUCKET - 1 :: fam.SLICES_PER_BUCKET]
+        alerts = _alerts_of_15s_flags(flags, need)
+        bound = fam.alerts_bound(fam.runs_of(ends), k)
+        assert alerts <= bound, (trial, alerts, bound)
+        tight += alerts == bound > 0
+    assert tight > 100, "the bound must also be reached, not only hold"
+
+
+def test_bucket_counts_are_the_sum_of_slice_counts() -> None:
+    """One multinomial draw per bucket has the mean and variance of four slices' sum."""
+    rng = np.random.default_rng([20_261_203, 6])
+    probs = np.asarray([[0.5, 0.0, 0.3, 0.2], [0.05, 0.05, 0.1, 0.8]])
+    sampler = fa.SliceSampler(probs)
+    rate = 20.0
+    draws = 20_000
+    per_bucket = np.stack([rng.multinomial(rng.poisson(rate), probs) for _ in range(draws)]).astype(
+        np.float64
+    )
+    per_slices = np.stack(
+        [sum(sampler.draw(rng, int(rng.poisson(rate / 4))) for _ in range(4)) for _ in range(draws)]
+    ).astype(np.float64)
+    # Poisson thinning: every slot count is Poisson(rate p), so mean = variance = rate p
+    want = rate * probs
+    for sample in (per_bucket, per_slices):
+        assert sample.mean(axis=0) == pytest.approx(want, abs=0.1)
+        assert sample.var(axis=0) == pytest.approx(want, rel=0.05, abs=0.05)
+
+
+def _half_shift(delta: int) -> tuple[ModelLayout, CountMatrix, CountMatrix]:
+    """128 equal reference bins (n_r = 12,800) and a window of 10 events per bin (n_c = 1,280)
+    with `delta` events moved from the upper half to the lower half: KS D = delta / 1,280."""
+    layout = ModelLayout([("x", NumericBins(np.arange(129, dtype=np.float64)))], [])
+    reference = np.zeros((1, layout.width), dtype=np.int64)
+    reference[0, 2:130] = 100
+    current = np.zeros((1, layout.width), dtype=np.int64)
+    current[0, 2:130] = 10
+    for k in range(delta):
+        current[0, 2 + k % 64] += 1
+        current[0, 66 + k % 64] -= 1
+    return layout, reference, current
+
+
+def test_ks_leg_needs_its_noise_floor() -> None:
+    """The KS leg fires iff 2 p <= q and D >= max(0.05, 3.1 * 0.8687 / sqrt(n_eff))."""
+    spec = [FeatureSpec("x", FeatureKind.NUMERIC)]
+    policy = DecisionPolicy()
+    floors = spec[0].thresholds
+    blocked = 0
+    for delta in range(60, 130, 3):
+        layout, reference, current = _half_shift(delta)
+        result = ModelEvaluator(layout, spec, policy).evaluate(reference, current, CONTEXT)
+        f = result.features[0]
+        n_r, n_c = 12_800.0, 1_280.0
+        n_eff = n_r * n_c / (n_r + n_c)
+        d = delta / n_c
+        assert f.ks_statistic == pytest.approx(d, abs=1e-12)
+        p = float(sps.kstwobign.sf(d * math.sqrt(n_eff)))
+        assert f.ks_pvalue == pytest.approx(p, rel=1e-6)
+        noise = 3.1 * sps.kstwobign.mean() / math.sqrt(n_eff)
+        want = bool(2 * p <= policy.fdr_q and d >= max(floors.ks_decision, noise))
+        assert ("ks" in f.drift_reasons) is want, (delta, d, p, noise)
+        if 2 * p <= policy.fdr_q and floors.ks_decision <= d < noise:
+            blocked += 1
+            old = DecisionPolicy(ks_noise_multiple=0.0)
+            again = ModelEvaluator(layout, spec, old).evaluate(reference, current, CONTEXT)
+            assert "ks" in again.features[0].drift_reasons
+    assert blocked >= 3, "the grid must cross the zone the noise floor removes"
+    assert ks_noise_floor(np.asarray([n_r]), np.asarray([n_c]), 0.0)[0] == 0.0
+    assert sps.kstwobign.sf(3.1 * KS_NULL_MEAN) == pytest.approx(1.0e-6, rel=0.01)
+
+
+@pytest.mark.slow
+def test_new_category_pvalue_is_calibrated_across_warmups() -> None:
+    """Over 2,000 warm-ups of a 1,000-level Zipf feature, windows of the stationary stream reject
+    at 1e-3 about as often as 1e-3 once p0's Good-Turing uncertainty is counted; taking p0 as
+    exact (the rule before) rejects far more often, the more so the larger the window."""
+    rng = np.random.default_rng([20_261_203, 7])
+    p = 1.0 / np.arange(1, 1_001) ** 1.1
+    p /= p.sum()
+    n_ref, level, per_warmup = 10_000, 1e-3, 50
+    rejected = {(n_c, rule): 0 for n_c in (1_190, 60_000) for rule in ("exact", "uncertain")}
+    trials = 0
+    for _ in range(2_000):
+        counts = rng.multinomial(n_ref, p)
+        p1 = np.full(per_warmup, np.sum(counts == 1) / n_ref)
+        p2 = np.full(per_warmup, np.sum(counts == 2) / n_ref)
+        unseen_mass = p[counts == 0].sum()  # what the stream really sends to UNSEEN
+        variance = good_turing_variance(p1, p2, np.full(per_warmup, float(n_ref)))
+        for n_c in (1_190, 60_000):
+            unseen = rng.binomial(n_c, unseen_mass, per_warmup).astype(np.float64)
+            n = np.full(per_warmup, float(n_c))
+            exact = new_category_pvalue(unseen, n, p1)
+            uncertain = new_category_pvalue(unseen, n, p1, variance)
+            rejected[(n_c, "exact")] += int(np.sum(exact <= level))
+            rejected[(n_c, "uncertain")] += int(np.sum(uncertain <= level))
+        trials += per_warmup
+    rate = {key: count / trials for key, count in rejected.items()}
+    assert rate[(1_190, "uncertain")] <= 2 * level, rate
+    assert rate[(60_000, "uncertain")] <= 2 * level, rate
+    assert rate[(1_190, "exact")] >= 3 * rate[(1_190, "uncertain")], rate
+    assert rate[(60_000, "exact")] >= 0.05, rate

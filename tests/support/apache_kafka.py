@@ -137,6 +137,11 @@ class ApacheKafka(LoggedProcess):
         self.run_java(
             "kafka.tools.StorageTool", ["format", "-t", cluster_id, "-c", str(config), *scram]
         )
+        self._launch()
+
+    def _launch(self) -> None:
+        """Spawn the broker JVM on the formatted storage and wait for its port."""
+        config = self.workdir / "server.properties"
         self._spawn(
             [
                 self.java,
@@ -155,6 +160,12 @@ class ApacheKafka(LoggedProcess):
                 self.stop()
                 raise AssertionError(f"Apache Kafka did not start:\n{tail}")
             time.sleep(0.2)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the broker, stay down `down_s` seconds (an outage), start it on the same data."""
+        self.stop()
+        time.sleep(down_s)
+        self._launch()
 
     def acls(self, *args: str) -> str:
         """`kafka-acls.sh --bootstrap-server B --command-config admin.properties ARGS`."""

@@ -3,6 +3,7 @@ polls counted one by one."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from monitor import runtime as runtime_module
 from monitor.account import BatchAccount
 from monitor.config import Settings, load_settings
 from monitor.decode import INVALID_CATEGORY, ModelColumns
+from monitor.model import FeatureKind, FeatureSpec
+from monitor.reference import fit_profile, profile_to_json
 from monitor.runtime import ModelRuntime, model_runtimes
 
 START = 1_800_000_000.0
@@ -134,3 +137,60 @@ def test_pending_events_are_counted_once_the_oldest_is_old_enough(tmp_path: Path
     clock[0] += runtime_module.MAX_PENDING_SECONDS
     runtime.ingest(polls[3], defer=True)
     assert runtime.pending_events == 0
+
+
+def _file_settings(tmp_path: Path, reference: Path) -> Settings:
+    config = tmp_path / "file.yaml"
+    config.write_text(
+        f"""
+kafka: {{bootstrap_servers: "127.0.0.1:9", topics: [t]}}
+models:
+  - name: m
+    reference: {{mode: file, path: "{reference}"}}
+    features:
+      - {{name: x, kind: numeric}}
+      - {{name: y, kind: numeric}}
+      - {{name: c, kind: categorical}}
+window: {{bucket: 1m, length: 30m, allowed_lateness: 10m}}
+evaluation: {{min_samples: 50}}
+state: {{dir: "{tmp_path / "file-state"}"}}
+"""
+    )
+    return load_settings(config, env={})
+
+
+def _write_profile(path: Path, y_scale: float, mtime: float) -> None:
+    rng = np.random.default_rng(21)
+    specs = [
+        FeatureSpec("x", FeatureKind.NUMERIC),
+        FeatureSpec("y", FeatureKind.NUMERIC),
+        FeatureSpec("c", FeatureKind.CATEGORICAL),
+    ]
+    numeric = {"x": rng.normal(size=5000), "y": rng.lognormal(size=5000) * y_scale}
+    categorical = {"c": list(rng.choice(np.array(["a", "b", "c"]), 5000))}
+    path.write_text(profile_to_json(fit_profile("m", specs, numeric, categorical)))
+    os.utime(path, (mtime, mtime))
+
+
+def test_a_changed_file_reference_carries_the_pending_events_of_unchanged_features(
+    tmp_path: Path,
+) -> None:
+    """A reference reload keeping x's and c's bins keeps their pending events, as if counted."""
+    reference = tmp_path / "ref.json"
+    _write_profile(reference, 1e6, 1_000_000.0)
+    settings = _file_settings(tmp_path, reference)
+    now, deferred = _runtime(settings), _runtime(settings)
+    for runtime in (now, deferred):
+        runtime.load_reference_file()
+    for poll in _polls(10)[:150]:
+        now.ingest(poll)
+        deferred.ingest(poll, defer=True)
+    assert deferred.pending_events > 0
+    _write_profile(reference, 2e6, 2_000_000.0)  # y refitted; x and c keep their bins
+    for runtime in (now, deferred):
+        outcome = runtime.load_reference_file()
+        assert outcome is not None and outcome.activated
+    assert now.window is not None and deferred.window is not None
+    kept = [0, 2]  # rows of x and c
+    assert now.window.current()[kept].sum() > 0
+    np.testing.assert_array_equal(deferred.window.current(), now.window.current())

@@ -327,9 +327,13 @@ def test_corrections_behave_as_documented() -> None:
     low = _with_floors(specs, ks=0.03, psi=0.005, missing=0.01)
     high = _with_floors(specs, ks=0.5, psi=0.5, missing=0.5)
     for correction in Correction:
-        # the corrections alone (the PSI noise floor: tests/stats/test_false_alarms.py)
+        # the corrections alone (the noise floors: tests/stats/test_false_alarms.py)
         policy = DecisionPolicy(
-            fdr_q=0.05, correction=correction, min_samples=500, psi_noise_multiple=0.0
+            fdr_q=0.05,
+            correction=correction,
+            min_samples=500,
+            psi_noise_multiple=0.0,
+            ks_noise_multiple=0.0,
         )
         results = ModelEvaluator(layout, low, policy).evaluate(reference, current, CONTEXT)
         features = results.features

@@ -28,12 +28,15 @@ from monitor.errors import CheckpointResult, RejectReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
 from monitor.model import (
     Correction,
+    CorrelationResult,
+    DiscoveryStatus,
     Distribution,
     DistributionExport,
     DistributionPolicy,
     FeatureKind,
     FeatureResult,
     ModelEvaluation,
+    PairChange,
     SegmentResult,
     Snapshot,
     Thresholds,
@@ -144,6 +147,16 @@ def fixed_snapshot() -> Snapshot:
         reference_mode="file",
         model_version="v7",
         watermark=1764180012.5,
+        correlation=CorrelationResult(
+            features=("amount", "age", "income"),
+            pairs_evaluated=3,
+            drifted_pairs=1,
+            max_abs_change=0.25,
+            top_pairs=(
+                PairChange("amount", "income", 0.3, 0.55, 0.25, 1e-12, 3e-12, 9000, True),
+                PairChange("amount", "age", 0.1, 0.05, -0.05, 0.2, 0.3, 9000, False),
+            ),
+        ),
     )
     churn = evaluation(
         "churn",
@@ -153,6 +166,7 @@ def fixed_snapshot() -> Snapshot:
         evaluated_at=1764180015.0,
         correction=Correction.BONFERRONI,
         reference_mode="warmup",
+        discovery=DiscoveryStatus(False, 0, 1, 3, False, ("plan", "region", "seats")),
     )
     return snapshot(fraud, churn)
 
@@ -646,7 +660,13 @@ class TestCardinality:
         )
         collector = DriftCollector(registry)
         models = tuple(
-            evaluation(m, *(full_numeric(f, 0.1) for f in fs), reference_id="r", watermark=1.0)
+            evaluation(
+                m,
+                *(full_numeric(f, 0.1) for f in fs),
+                reference_id="r",
+                watermark=1.0,
+                discovery=DiscoveryStatus(False, 0, len(fs), 0),
+            )
             for m, fs in features.items()
         )
         collector.publish(snapshot(*models))

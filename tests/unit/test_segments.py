@@ -13,7 +13,7 @@ from monitor.config import Settings, load_settings
 from monitor.decode import INVALID_CATEGORY, ModelColumns
 from monitor.errors import ConfigError, ReferenceDataError
 from monitor.model import FeatureKind, FeatureSpec, ModelEvaluation
-from monitor.reference import fit_profile, profile_from_json, profile_to_json
+from monitor.reference import fit_profile, layout_for, profile_from_json, profile_to_json
 from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.segment_slices import OTHER_SEGMENT, top_segments
 from monitor.tools.profile_io import with_segments
@@ -254,3 +254,72 @@ def test_bad_segment_by_is_a_config_error(tmp_path: Path, change: str, message: 
     path.write_text(path.read_text().replace(change, message))
     with pytest.raises(ConfigError, match="segment_by"):
         load_settings(path, env={})
+
+
+def test_grouped_counts_equal_each_groups_own_count() -> None:
+    """count_grouped block k == count of group k's events (NaN, inf, None, invalid included)."""
+    rng = np.random.default_rng(22)
+    numeric, categorical, _ = _data(rng, 3_000)
+    specs = [FeatureSpec(x, FeatureKind.NUMERIC) for x in NUMERIC]
+    specs.append(FeatureSpec("channel", FeatureKind.CATEGORICAL))
+    layout, _, _ = layout_for(fit_profile("m", specs, numeric, categorical), specs)
+    matrix = np.vstack([numeric[x] for x in NUMERIC])
+    matrix[0, :40], matrix[1, 40:60], matrix[2, 60:70] = np.nan, np.inf, -1e9
+    channel = categorical["channel"].copy()
+    channel[:30], channel[30:45], channel[45:50] = None, INVALID_CATEGORY, "never-seen"
+    groups = np.asarray(rng.integers(0, 5, size=matrix.shape[1]), dtype=np.int64)
+    blocks = layout.count_grouped(matrix, [channel], groups, 5)
+    for k in range(5):
+        own = groups == k
+        assert np.array_equal(blocks[k], layout.count(matrix[:, own], [channel[own]]))
+    assert np.array_equal(blocks.sum(axis=0), layout.count(matrix, [channel]))
+
+
+def test_deferred_ingest_counts_the_same_segment_windows(tmp_path: Path) -> None:
+    """The daemon's deferred ingest (pending events, then flush) gives the same segments."""
+    rng = np.random.default_rng(23)
+    _write_reference(tmp_path, rng, 20_000)
+    numeric, categorical, seg = _data(rng, 6_000, shift={"s02": 0.5})
+    seg[:50] = None
+    results = []
+    for defer in (False, True):
+        runtime = model_runtimes(_config(tmp_path, "file"), clock=lambda: START + 3600)["m"]
+        runtime.load_reference_file()
+        columns = _columns(numeric, categorical, seg)
+        for lo in range(0, 6_000, 700):
+            part = slice(lo, lo + 700)
+            runtime.ingest(
+                ModelColumns(
+                    model="m",
+                    times=columns.times[part],
+                    numeric=columns.numeric[:, part],
+                    categorical=tuple(c[part] for c in columns.categorical),
+                    model_version="",
+                    sources=columns.sources[part],
+                ),
+                defer=defer,
+            )
+        results.append(runtime.evaluate(START + 3600))
+    assert results[0].segments == results[1].segments
+    assert results[0].segment_field_missing == results[1].segment_field_missing == 50
+
+
+def test_a_changed_feature_restores_empty_segment_windows(tmp_path: Path) -> None:
+    """After a feature is removed from the config the checkpoint still restores; the segment
+    windows start empty (their rows changed) and the field-missing count is kept."""
+    rng = np.random.default_rng(24)
+    runtime = _file_runtime(tmp_path, rng, 20_000)
+    numeric, categorical, seg = _data(rng, 3_000)
+    seg[:9] = None
+    runtime.ingest(_columns(numeric, categorical, seg))
+    state = runtime.to_state()
+    path = tmp_path / "driftmon.yaml"
+    path.write_text(path.read_text().replace("      - {name: x2, kind: numeric}\n", ""))
+    again = model_runtimes(load_settings(path, env={}), clock=lambda: START + 3600)["m"]
+    again.load_reference_file()
+    again.restore(state)
+    evaluation = again.evaluate(START + 3600)
+    assert [f.name for f in evaluation.features] == ["x0", "x1", "channel"]
+    assert evaluation.features[0].current_samples == 3_000  # the model's window carried over
+    assert sum(s.current_events for s in evaluation.segments) == 0
+    assert evaluation.segment_field_missing == 9

@@ -32,6 +32,7 @@ from monitor.stats import (
     chi2_homogeneity,
     cochran_merge,
     decile_groups,
+    good_turing_variance,
     group_counts,
     ks_binned,
     ks_pvalue,
@@ -235,11 +236,57 @@ def test_total_variation_hand_formula() -> None:
     ("unseen", "n", "p0"),
     [(0, 1000, 0.01), (1, 1000, 0.01), (15, 1000, 0.01), (60, 1000, 0.008), (3, 50, 0.2)],
 )
-def test_new_category_pvalue_matches_scipy_binomtest(unseen: int, n: int, p0: float) -> None:
-    """p = P(U >= u) under Binomial(n, p0), as binomtest(alternative='greater')."""
+def test_new_category_pvalue_with_an_exact_p0_is_the_poisson_tail(
+    unseen: int, n: int, p0: float
+) -> None:
+    """With no uncertainty on p0, p = P(U >= u) under Poisson(n p0), as scipy's poisson.sf."""
     got = new_category_pvalue(np.asarray([float(unseen)]), np.asarray([float(n)]), np.asarray([p0]))
-    want = sps.binomtest(unseen, n, p0, alternative="greater").pvalue
+    want = sps.poisson.sf(unseen - 1, n * p0) if unseen > 0 else 1.0
     assert math.isclose(float(got[0]), float(want), rel_tol=1e-9, abs_tol=TOL)
+
+
+@pytest.mark.parametrize(
+    ("unseen", "n", "p0", "v0"),
+    [
+        (1, 1000, 0.01, 1e-6),
+        (40, 1190, 0.0216, 5.7e-6),
+        (60, 1000, 0.008, 1e-7),
+        (3, 50, 0.2, 1e-3),
+    ],
+)
+def test_new_category_pvalue_with_an_uncertain_p0_is_the_negative_binomial_tail(
+    unseen: int, n: int, p0: float, v0: float
+) -> None:
+    """Poisson(n M0), M0 ~ Gamma(mean p0, variance v0): nbinom.sf(u - 1, r, r / (r + mu))."""
+    got = new_category_pvalue(
+        np.asarray([float(unseen)]), np.asarray([float(n)]), np.asarray([p0]), np.asarray([v0])
+    )
+    r, mu = p0 * p0 / v0, n * p0
+    want = sps.nbinom.sf(unseen - 1, r, r / (r + mu))
+    assert math.isclose(float(got[0]), float(want), rel_tol=1e-7, abs_tol=TOL)
+    exact = new_category_pvalue(*(np.asarray([float(v)]) for v in (unseen, n, p0)))
+    if unseen > mu:  # above the mean, an uncertain p0 can only weaken the evidence
+        assert got[0] > exact[0]
+
+
+def test_good_turing_variance_matches_the_spread_of_warmups() -> None:
+    """(p1 (1 - p1) + 2 p2) / n matches the spread of f1/n - M0 over 2,000 Zipf warm-ups."""
+    rng = np.random.default_rng(1_113)
+    p = 1.0 / np.arange(1, 1001) ** 1.1
+    p /= p.sum()
+    n = 10_000
+    errors, variances = [], []
+    for _ in range(2_000):
+        counts = rng.multinomial(n, p)
+        p1, p2 = np.sum(counts == 1) / n, np.sum(counts == 2) / n
+        errors.append(p1 - p[counts == 0].sum())
+        variances.append(
+            float(good_turing_variance(np.asarray([p1]), np.asarray([p2]), np.asarray([n]))[0])
+        )
+    assert np.var(errors) == pytest.approx(np.mean(variances), rel=0.1)
+    only_f1 = good_turing_variance(np.asarray([0.0222]), np.asarray([np.nan]), np.asarray([n]))
+    assert only_f1[0] == pytest.approx(0.0222 * (1 - 0.0222) / n)
+    assert only_f1[0] < 0.5 * np.var(errors), "f1 alone misses most of the variance"
 
 
 def test_new_category_pvalue_edge_cases() -> None:
@@ -433,7 +480,10 @@ def test_evaluate_categorical_statistics_match_scipy_on_the_merged_table() -> No
     )
     assert _close(result.tvd, tvd)
     n_c = int(cur_row.sum())
-    want_new = sps.binomtest(int(cur_row[5]), n_c, 0.004, alternative="greater").pvalue
+    # p0 = 0.004 from a reference of 9,993 values, no doubleton fraction recorded
+    v0 = 0.004 * 0.996 / 9_993
+    shape = 0.004**2 / v0
+    want_new = sps.nbinom.sf(int(cur_row[5]) - 1, shape, shape / (shape + n_c * 0.004))
     assert _close(result.new_category_pvalue, float(want_new), rel=1e-9)
     assert _close(result.unseen_category_ratio, cur_row[5] / n_c)
     assert _close(result.psi, psi_oracle(unmerged_r, unmerged_c, grouped=False)[0])

@@ -1,0 +1,134 @@
+"""ModelRuntime with a correlation group: warm-up fit, decision, checkpoint, file profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.config import Settings, load_settings
+from monitor.decode import ModelColumns
+from monitor.errors import ConfigError, ReferenceDataError
+from monitor.reference import build_profile, joint_section, profile_from_json, profile_to_json
+from monitor.runtime import ModelRuntime, model_runtimes
+from monitor.state import ModelState
+
+START = 1_800_000_000.0
+WARMUP = 5_000
+
+
+def _settings(tmp_path: Path, extra: str = "", mode: str = "warmup") -> Settings:
+    config = tmp_path / "driftmon.yaml"
+    path = f", path: {tmp_path / 'ref.json'}" if mode == "file" else ""
+    config.write_text(
+        f"""
+kafka: {{bootstrap_servers: "127.0.0.1:9", topics: [t]}}
+models:
+  - name: m
+    reference: {{mode: {mode}, warmup_events: {WARMUP}{path}}}
+    correlation: {{enabled: true{extra}}}
+    features:
+      - {{name: x, kind: numeric}}
+      - {{name: c, kind: categorical}}
+      - {{name: y, kind: numeric}}
+      - {{name: z, kind: numeric}}
+window: {{bucket: 1m, length: 1h, allowed_lateness: 0s}}
+evaluation: {{min_samples: 500}}
+state: {{dir: "{tmp_path / "state"}"}}
+"""
+    )
+    return load_settings(config, env={})
+
+
+def _events(rng: np.random.Generator, n: int, rho: float, t0: float) -> ModelColumns:
+    """x, y correlated rho (x with outliers at 0.3 %), z independent, y 5 % missing."""
+    x = rng.standard_normal(n)
+    y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+    x[rng.random(n) < 0.003] = 1e6
+    y[rng.random(n) < 0.05] = np.nan
+    z = rng.standard_normal(n)
+    return ModelColumns(
+        model="m",
+        times=t0 + np.sort(rng.uniform(0, 1800, n)),
+        numeric=np.vstack([x, y, z]),
+        categorical=(rng.choice(np.array(["a", "b"]), n).astype(object),),
+        model_version="v1",
+        sources=np.zeros(n, dtype=np.int32),
+    )
+
+
+def _runtime(settings: Settings) -> ModelRuntime:
+    return model_runtimes(settings, clock=lambda: START + 10**6)["m"]
+
+
+def test_warmup_fits_the_group_and_the_current_r_is_numpy_corrcoef(tmp_path: Path) -> None:
+    """The exported current r equals numpy.corrcoef on the winsorised window values (1e-9)."""
+    rng = np.random.default_rng(1)
+    runtime = _runtime(_settings(tmp_path))
+    runtime.ingest(_events(rng, WARMUP, 0.3, START))
+    assert runtime.correlation is not None and runtime.profile is not None
+    assert joint_section(runtime.profile, "correlation") is not None
+    current = _events(rng, 8_000, 0.6, START + 1800)
+    runtime.ingest(current)
+    result = runtime.evaluate(START + 4000).correlation
+    assert result is not None and result.pairs_evaluated == 3
+    top = result.top_pairs[0]
+    assert (top.feature_a, top.feature_b, top.drifted) == ("x", "y", True)
+    assert result.drifted_pairs == 1
+    ref = runtime.correlation.reference
+    x, y = current.numeric[0], current.numeric[1]
+    both = ~np.isnan(y)
+    wx = np.clip(x[both], ref.lo[0], ref.hi[0])
+    wy = np.clip(y[both], ref.lo[1], ref.hi[1])
+    assert abs(top.current_r - np.corrcoef(wx, wy)[0, 1]) < 1e-9
+    assert top.current_samples == int(both.sum())
+
+
+def test_checkpoint_round_trip_keeps_the_correlation_window(tmp_path: Path) -> None:
+    """A runtime restored from to_state() evaluates the same correlations."""
+    rng = np.random.default_rng(2)
+    settings = _settings(tmp_path)
+    runtime = _runtime(settings)
+    runtime.ingest(_events(rng, WARMUP, 0.3, START))
+    runtime.ingest(_events(rng, 3_000, 0.5, START + 1800))
+    state = runtime.to_state()
+    restored = _runtime(settings)
+    restored.restore(
+        ModelState(state.fingerprint, dict(state.arrays), json.loads(json.dumps(state.meta)))
+    )
+    assert restored.evaluate(1.0).correlation == runtime.evaluate(1.0).correlation
+    assert runtime.memory_bytes() > restored.memory_bytes() - 1
+
+
+def test_file_profile_carries_the_group_and_a_bad_section_is_refused(tmp_path: Path) -> None:
+    """A file profile with the group's section is used; a malformed section refuses the file."""
+    rng = np.random.default_rng(3)
+    warm = _runtime(_settings(tmp_path))
+    warm.ingest(_events(rng, WARMUP, 0.3, START))
+    assert warm.profile is not None
+    text = profile_to_json(warm.profile)
+    assert profile_from_json(text).reference_id == warm.profile.reference_id
+    (tmp_path / "ref.json").write_text(text)
+    runtime = _runtime(_settings(tmp_path, mode="file"))
+    runtime.load_reference_file()
+    assert runtime.correlation is not None
+    document = json.loads(text)
+    document["joint"]["correlation"]["scale"][0] = -1.0
+    with pytest.raises(ReferenceDataError, match="reference_id"):
+        profile_from_json(json.dumps(document))  # edited content changes the id
+    section = document["joint"]["correlation"]
+    bad = build_profile("m", warm.profile.features, WARMUP, joint={"correlation": section})
+    (tmp_path / "ref.json").write_text(profile_to_json(bad))
+    with pytest.raises(ReferenceDataError, match="scale"):
+        _runtime(_settings(tmp_path, mode="file")).load_reference_file()
+
+
+def test_config_refuses_a_group_with_a_categorical_or_unknown_feature(tmp_path: Path) -> None:
+    """correlation.features must be 2..64 numeric features of the model."""
+    for features in ("[x, c]", "[x, nope]", "[x]"):
+        with pytest.raises(ConfigError, match="correlation"):
+            _settings(tmp_path, f", features: {features}")
+    plan = _runtime(_settings(tmp_path)).plan.correlation
+    assert plan is not None and plan.features == ("x", "y", "z")
