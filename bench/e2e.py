@@ -99,7 +99,8 @@ class Width:
     @property
     def key(self) -> str:
         """A short name for files and topics."""
-        return f"{self.numeric}s{self.segments}" if self.segments else str(self.numeric)
+        key = f"{self.numeric}s{self.segments}" if self.segments else str(self.numeric)
+        return key + ("c" if self.correlation else "") + ("r" if self.reconstruction else "")
 
 
 SEGMENT_VALUES = tuple(f"seg{i:02d}" for i in range(15))

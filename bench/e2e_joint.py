@@ -13,6 +13,7 @@ The table is printed as markdown and written to bench/results/e2e-joint.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -24,21 +25,8 @@ from bench.report import load_average, machine_info, machine_markdown, to_markdo
 PLAIN = e2e.WIDTHS[0]
 VARIANTS: tuple[e2e.Width, ...] = (
     PLAIN,
-    e2e.Width(
-        PLAIN.numeric,
-        PLAIN.categorical,
-        PLAIN.events,
-        PLAIN.reference_events,
-        correlation=True,
-    ),
-    e2e.Width(
-        PLAIN.numeric,
-        PLAIN.categorical,
-        PLAIN.events,
-        PLAIN.reference_events,
-        correlation=True,
-        reconstruction=True,
-    ),
+    dataclasses.replace(PLAIN, correlation=True),
+    dataclasses.replace(PLAIN, correlation=True, reconstruction=True),
 )
 
 

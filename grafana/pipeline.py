@@ -511,13 +511,18 @@ def pipeline() -> JSON:
     b.add(
         timeseries(
             "Sample ratio",
-            "driftmon_sample_ratio: share of each model's messages its windows count "
-            "(sample_rate; 1 = all).",
-            [target(f"max by (model) (driftmon_sample_ratio{{{sel}}})", "{{model}}")],
-            unit="percentunit",
+            "Share of each model's messages its windows count (models[].sample_rate; 1 = all). "
+            "Below 1, the statistics see the sampled counts (README, Wide models).",
+            [
+                target(
+                    f"max by (model) (driftmon_sample_ratio{{{sel}}})",
+                    "{{model}}",
+                )
+            ],
             min_value=0,
+            max_value=1,
         ),
-        24,
+        8,
         6,
     )
     fleet(b, sel)

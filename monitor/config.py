@@ -742,6 +742,9 @@ class ModelSettings(_Section):
                 )
             if self.segment_by is not None:
                 issues.append(("segment_by", "not supported with features: auto; list them"))
+            for key in ("correlation", "reconstruction"):
+                if getattr(self, key).enabled:
+                    issues.append((key, "not supported with features: auto; list them"))
         else:
             for key in ("max_features", "exclude"):
                 if getattr(self, key):
@@ -1044,6 +1047,15 @@ class Settings(BaseSettings):
                         f"models.{i}.features",
                         "auto is not supported with state.backend kafka (every replica would "
                         "discover on its own share); list the features",
+                    )
+                )
+            if model.correlation.enabled and self.state.backend == "kafka":
+                issues.append(
+                    (
+                        f"models.{i}.correlation",
+                        "is not supported with state.backend kafka yet (the fleet's state topic "
+                        "does not carry the correlation sums: every replica would test its own "
+                        "share)",
                     )
                 )
             issues.extend(self._segment_issues(i, model))

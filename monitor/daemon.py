@@ -313,12 +313,13 @@ class Daemon:
         return not self.not_ready_reason()
 
     def not_ready_reason(self) -> str:
-        """Why the daemon is not ready ("" when it is)."""
+        """Why the daemon is not ready ("" when it is). A fleet replica without partitions is
+        ready: it serves the fleet's global state (more replicas than partitions is fine)."""
         if self.source is None:
             return "starting"
         if not self.source.is_connected():
             return "not connected to Kafka"
-        if not self.source.assignment():
+        if self.fleet is None and not self.source.assignment():
             return "no partitions assigned"
         fleet = "" if self.fleet is None else self.fleet.not_ready_reason()
         if fleet:

@@ -24,7 +24,8 @@ Memory is bounded whatever the stream: at most `max_names` names are counted dur
 discovery (when the table is full, the names with the smallest count are evicted, so a flood
 of one-off names cannot push out a name that is in most events), and `UnmonitoredNames`
 remembers at most `cap` distinct names seen after discovery that are not monitored (a
-64-bit keyed hash each) and lists at most `LISTED` of them; beyond `cap` the count stays at `cap`
+64-bit keyed hash each) and lists at most `LISTED` of them (non-printable characters
+escaped); beyond `cap` the count stays at `cap`
 and is reported as saturated. The count is a metric value, never a label.
 
 `feature_objects` pulls the feature objects out of raw message values with the event
@@ -203,7 +204,8 @@ class UnmonitoredNames:
         gone = set(names)
         for name in gone:
             self._hashes.discard(_hash(name))
-        self.listed = [n for n in self.listed if n not in gone]
+        shown = {printable(n[:MAX_NAME_CHARS]) for n in gone}
+        self.listed = [n for n in self.listed if n not in shown]
 
     def add(self, names: Iterable[str]) -> None:
         """Count the names not seen before (until `cap`); list the first `listed`."""
@@ -215,7 +217,15 @@ class UnmonitoredNames:
                 continue
             self._hashes.add(key)
             if len(self.listed) < self.listed_cap:
-                self.listed.append(name[:256])
+                self.listed.append(printable(name[:MAX_NAME_CHARS]))
+
+
+def printable(name: str) -> str:
+    """`name` with every non-printable character written as a `\\xNN`/`\\uNNNN` escape, so a
+    listed name can never drive a terminal or break a page."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
 
 
 def _hash(name: str) -> int:

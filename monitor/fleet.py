@@ -307,20 +307,27 @@ class FleetFold:
         return checked
 
     def _add(self, item: _Checked) -> None:
+        """Add one model's increments bucket by bucket (one bincount per bucket over its
+        contiguous run of cells; float64 weights are exact for any count below 2**53)."""
         window = item.window
         window.advance(item.increment.watermark)
         head = window.head
         assert head is not None
         oldest = head - window.n_buckets + 1 - window.lateness_buckets
         size = window.total.size
-        for bucket in np.unique(item.buckets).tolist():
-            select = item.buckets == bucket
+        buckets, cells, counts = item.buckets, item.cells, item.counts
+        if buckets.size > 1 and bool(np.any(buckets[1:] < buckets[:-1])):
+            order = np.argsort(buckets, kind="stable")
+            buckets, cells, counts = buckets[order], cells[order], counts[order]
+        starts = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist()] if buckets.size else []
+        ends = [*starts[1:], int(buckets.size)]
+        for lo, hi in zip(starts, ends, strict=True):
+            bucket = int(buckets[lo])
             if bucket < oldest:
-                self.late_counts += int(item.counts[select].sum())
+                self.late_counts += int(counts[lo:hi].sum())
                 continue
-            dense = np.zeros(size, dtype=np.int64)
-            np.add.at(dense, item.cells[select], item.counts[select])
-            window.add_counts(int(bucket), dense.reshape(window.total.shape))
+            dense = np.bincount(cells[lo:hi], weights=counts[lo:hi], minlength=size)
+            window.add_counts(bucket, dense.astype(np.int64).reshape(window.total.shape))
 
     # -- snapshots -----------------------------------------------------------------
 

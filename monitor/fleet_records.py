@@ -184,7 +184,7 @@ def _i64(data: bytes) -> IntArray | None:
     """Little-endian int64 bytes as an array (None when the length is not a multiple of 8)."""
     if len(data) % 8:
         return None
-    return np.frombuffer(data, dtype="<i8").astype(np.int64)
+    return np.frombuffer(data, dtype="<i8").astype(np.int64, copy=False)
 
 
 def sparse_arrays(increment: ModelIncrement) -> tuple[IntArray, IntArray, IntArray] | Rejected:

@@ -1,6 +1,6 @@
 """Applying a new configuration to running model runtimes (SIGHUP), feature by feature.
 
-What a reload may change (README, Reloading the configuration):
+What a reload may change (README, "Changing the configuration: restart or SIGHUP"):
 
 - `models` (models added and removed; per model its features, kinds, thresholds, top_k,
   max_bins, topics, reference settings, distribution export) and `evaluation` (interval,

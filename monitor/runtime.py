@@ -544,7 +544,7 @@ class ModelRuntime:
             events if self.profile is None else max(self.profile.events, events),
             model_version=self.model_version,
             source=f"warm-up of {events} events",
-            segments=segments,
+            segments=segments if segments is not None else _segments_of(self.profile),
             joint=joint if joint is not None else _joint_of(self.profile),
         )
         old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
@@ -1139,6 +1139,11 @@ def _select(
     if bool(keep.all()):
         return numeric, categorical, times
     return numeric[:, keep], tuple(c[keep] for c in categorical), times[keep]
+
+
+def _segments_of(profile: ReferenceProfile | None) -> SegmentSlices | None:
+    """The segment slices of the active profile, if any (kept when features are added)."""
+    return profile.segments if profile is not None else None
 
 
 def _newest_times(

@@ -114,6 +114,19 @@ def render_status_page(snapshot: Snapshot, *, max_charts: int = 50) -> bytes:
 # --- one model ---------------------------------------------------------------------------------
 
 
+def _discovery(model: ModelEvaluation) -> list[str]:
+    """The `features: auto` part of a model's meta line (empty for a listed feature set)."""
+    d = model.discovery
+    if d is None:
+        return []
+    if d.discovering:
+        return [f"discovering features: {d.discovery_events} events seen"]
+    more = "+" if d.unmonitored_saturated else ""
+    names = ", ".join(html.escape(n) for n in d.unmonitored_names[:5])
+    listed = f" (<code>{names}</code>{', ...' if d.unmonitored > 5 else ''})" if names else ""
+    return [f"{d.monitored} discovered features, {d.unmonitored}{more} unmonitored names{listed}"]
+
+
 def _model(model: ModelEvaluation, max_charts: int) -> str:
     features = drift_order(model.features)
     reference = html.escape(model.reference_id) if model.reference_id else DASH
@@ -126,6 +139,7 @@ def _model(model: ModelEvaluation, max_charts: int) -> str:
             f"evaluated {_utc(model.evaluated_at)}",
             f"{html.escape(model.correction.value.upper())} at q = {_sci(model.fdr_q)}",
             *([f"sampled {model.sample_rate:.4g} of messages"] if model.sample_rate < 1 else []),
+            *_discovery(model),
         ]
     )
     drifted = model.drifted_features

@@ -37,6 +37,7 @@ import csv
 import gzip
 import io
 import itertools
+import json
 import math
 import sys
 import time
@@ -554,4 +555,5 @@ def with_segments(
         created_at=profile.created_at,
         source=profile.source,
         segments=slices,
+        joint=json.loads(profile.joint) if profile.joint else None,
     )

@@ -439,6 +439,7 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
         )
         lines = [f"{_BOLD}{header}{_RESET}" if color else header, detail]
         lines += [_clip(line, width) for line in _registry_lines(model.get("reference_view"))]
+        lines += [_clip(line, width) for line in _discovery_lines(model.get("discovery"))]
         lines += _table(features, width, color) if features else ["  (no features)"]
         lines += [_clip(line, width) for line in segment_lines(model)]
         blocks.append("\n".join(lines))
@@ -455,6 +456,21 @@ def render_status(status: Mapping[str, Any], *, width: int = 120, color: bool = 
 
 SEGMENT_ROWS = 5
 """Segments listed per model in the terminal view (worst first; --json has them all)."""
+
+
+def _discovery_lines(discovery: object) -> list[str]:
+    """`features: auto`: discovery progress, or the discovered and unmonitored counts."""
+    if not isinstance(discovery, Mapping):
+        return []
+    if discovery.get("discovering"):
+        return [f"  discovering features: {discovery.get('discovery_events')} events seen"]
+    more = "+" if discovery.get("unmonitored_saturated") else ""
+    names = [str(n) for n in discovery.get("unmonitored_names") or []][:5]
+    listed = f" ({', '.join(names)}{', ...' if len(names) == 5 else ''})" if names else ""
+    return [
+        f"  {discovery.get('monitored')} discovered features, "
+        f"{discovery.get('unmonitored')}{more} unmonitored names{listed}"
+    ]
 
 
 def segment_lines(model: Mapping[str, Any]) -> list[str]:

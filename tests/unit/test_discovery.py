@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ from monitor.discovery import (
     value_kind,
 )
 from monitor.errors import ConfigError
-from monitor.model import FeatureKind
+from monitor.http import snapshot_to_json
+from monitor.model import DiscoveryStatus, FeatureKind
+from monitor.statuspage import render_status_page
+from monitor.tools.statusview import render_status
+from tests.support.builders import evaluation, snapshot
 
 
 def kinds(discovery: FeatureDiscovery) -> dict[str, FeatureKind]:
@@ -157,6 +162,7 @@ def test_features_auto_is_validated_against_the_reference_mode_and_the_fleet(
         ({"features": [{"name": "a", "kind": "numeric"}]}, "applies to features: auto only"),
         ({"features": []}, "needs at least 1 item"),
         ({"segment_by": "features.country"}, "not supported with features: auto"),
+        ({"correlation": {"enabled": True}}, "not supported with features: auto"),
     ]
     for change, message in bad:
         path.write_text(yaml.safe_dump({**base, "models": [{**model, **change}]}))
@@ -174,3 +180,28 @@ def test_names_the_decoder_cannot_match_are_never_discovered() -> None:
     d.observe([{**dict.fromkeys(bad, 1.0), "ok": 1.0, "y" * 256: "v"}] * 100)
     assert kinds(d) == {"ok": FeatureKind.NUMERIC, "y" * 256: FeatureKind.CATEGORICAL}
     assert set(d.names) == {"ok", "y" * 256}
+
+
+def test_listed_names_never_carry_control_characters() -> None:
+    """A name with an escape sequence is listed escaped, so `driftmon status` stays inert."""
+    names = UnmonitoredNames()
+    names.add(["\x1b[2Jboom", "caf\u00e9"])
+    assert names.listed == ["\\x1b[2Jboom", "caf\u00e9"]
+    names.discard(["\x1b[2Jboom"])
+    assert names.listed == ["caf\u00e9"] and names.count == 1
+
+
+def test_status_views_show_discovery_progress_and_unmonitored_names() -> None:
+    """The status page and `driftmon status` say how many features were discovered and list
+    some unmonitored names, escaped."""
+    discovering = DiscoveryStatus(True, 120, 0, 40)
+    done = DiscoveryStatus(False, 0, 350, 10_000, False, ("once-1", "<b>x</b>", "\\x1b[2J"))
+    snap = snapshot(evaluation("a", discovery=discovering), evaluation("b", discovery=done))
+    page = render_status_page(snap).decode()
+    assert "discovering features: 120 events seen" in page
+    assert "350 discovered features, 10000 unmonitored names" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+    text = render_status(json.loads(snapshot_to_json(snap)))
+    assert "  discovering features: 120 events seen" in text
+    assert "  350 discovered features, 10000 unmonitored names (once-1, <b>x</b>, \\x1b[2J)" in text
+    assert "\x1b" not in text

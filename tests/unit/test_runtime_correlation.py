@@ -132,3 +132,14 @@ def test_config_refuses_a_group_with_a_categorical_or_unknown_feature(tmp_path: 
             _settings(tmp_path, f", features: {features}")
     plan = _runtime(_settings(tmp_path)).plan.correlation
     assert plan is not None and plan.features == ("x", "y", "z")
+
+
+def test_config_refuses_a_group_in_a_fleet(tmp_path: Path) -> None:
+    """A correlation group with state.backend kafka is refused: the state topic has no sums."""
+    settings = _settings(tmp_path, mode="file")
+    config = tmp_path / "driftmon.yaml"
+    text = config.read_text().replace('state: {dir: "', 'state: {backend: kafka, dir: "')
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=r"models\.0\.correlation.*state\.backend kafka"):
+        load_settings(config, env={})
+    assert settings.models[0].correlation.enabled

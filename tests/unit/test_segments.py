@@ -13,7 +13,13 @@ from monitor.config import Settings, load_settings
 from monitor.decode import INVALID_CATEGORY, ModelColumns
 from monitor.errors import ConfigError, ReferenceDataError
 from monitor.model import FeatureKind, FeatureSpec, ModelEvaluation
-from monitor.reference import fit_profile, layout_for, profile_from_json, profile_to_json
+from monitor.reference import (
+    build_profile,
+    fit_profile,
+    layout_for,
+    profile_from_json,
+    profile_to_json,
+)
 from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.segment_slices import OTHER_SEGMENT, top_segments
 from monitor.tools.profile_io import with_segments
@@ -323,3 +329,14 @@ def test_a_changed_feature_restores_empty_segment_windows(tmp_path: Path) -> Non
     assert evaluation.features[0].current_samples == 3_000  # the model's window carried over
     assert sum(s.current_events for s in evaluation.segments) == 0
     assert evaluation.segment_field_missing == 9
+
+
+def test_segment_slices_keep_the_profiles_joint_references() -> None:
+    """`reference fit --segment-by` keeps the correlation/reconstruction sections it fitted."""
+    rng = np.random.default_rng(25)
+    numeric, _, seg = _data(rng, 2_000)
+    specs = [FeatureSpec(x, FeatureKind.NUMERIC) for x in NUMERIC]
+    plain = fit_profile("m", specs, numeric, {})
+    joint = build_profile("m", plain.features, plain.events, joint={"correlation": {"n": 1}})
+    sliced = with_segments(joint, "seg", 10, numeric, {"seg": seg})
+    assert sliced.joint == joint.joint and sliced.segments is not None
