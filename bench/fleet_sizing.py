@@ -91,9 +91,9 @@ def one_width(
     )
     messages = encode_events(batch, time.time() - 600.0, 600.0)
     with Fleet(config, workdir / topic, topic=topic, partitions=PARTITIONS) as fleet:
-        (first,) = fleet.start(1, wait_http=120.0)
-        fleet.wait_split(timeout=120.0)
-        fleet.wait_ready(timeout=120.0)
+        (first,) = fleet.start(1, wait_http=300.0)
+        fleet.wait_split(timeout=300.0)
+        fleet.wait_ready(timeout=300.0)
         producer = threading.Thread(target=_steady, args=(messages, bootstrap, topic, rate))
         producer.start()
         producer.join()
@@ -119,7 +119,9 @@ def one_width(
     }
 
 
-def run(*, log: Log, rate: int = RATE, seconds: int = SECONDS) -> list[Table]:
+def run(
+    *, log: Log, rate: int = RATE, seconds: int = SECONDS, widths: Sequence[Width] = WIDTHS
+) -> list[Table]:
     """The sizing table, one row per width."""
     from monitor.dev.broker import EmbeddedBroker
 
@@ -139,7 +141,7 @@ def run(*, log: Log, rate: int = RATE, seconds: int = SECONDS) -> list[Table]:
         tempfile.TemporaryDirectory(prefix="driftmon-bench-sizing-") as tmp,
         EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker,
     ):
-        for width in WIDTHS:
+        for width in widths:
             try:
                 r = one_width(broker.bootstrap, width, rate, seconds, Path(tmp), log)
             except AssertionError as exc:
@@ -164,18 +166,33 @@ def run(*, log: Log, rate: int = RATE, seconds: int = SECONDS) -> list[Table]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sizing alone and print its table."""
-    from bench.report import to_text
+    from bench.procs import REPO
+    from bench.report import machine_info, to_text, write_report
 
     parser = argparse.ArgumentParser(prog="python -m bench.fleet_sizing", description=__doc__)
     parser.add_argument("--rate", type=int, default=RATE)
     parser.add_argument("--seconds", type=int, default=SECONDS)
+    parser.add_argument(
+        "--width",
+        action="append",
+        type=int,
+        choices=[w.numeric for w in WIDTHS],
+        help="only these widths (by numeric features)",
+    )
     args = parser.parse_args(argv)
+    widths = [w for w in WIDTHS if args.width is None or w.numeric in args.width]
 
     def log(message: str) -> None:
         sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
 
-    for table in run(log=log, rate=args.rate, seconds=args.seconds):
+    tables = run(log=log, rate=args.rate, seconds=args.seconds, widths=widths)
+    for table in tables:
         print(to_text(table))
+    machine = machine_info()
+    machine["command"] = "python -m bench.fleet_sizing " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    write_report(tables, machine, REPO / "bench" / "results", "fleet-sizing")
     return 0
 
 

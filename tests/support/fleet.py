@@ -10,8 +10,7 @@ config is used as it is. What a test does to the fleet:
 - `kill(r)` (kill -9), `restart(r)`, `pause(r)` / `resume(r)` (SIGSTOP / SIGCONT: a paused
   replica past the session timeout is a zombie), `terminate(r)` (SIGTERM, the exit code);
 - per replica: `metrics(r)`, `status(r)`, `partitions(r)` (the source partitions it owns,
-  from `driftmon_consumer_lag{topic,partition}`, the
-  series the daemon keeps for exactly its assigned partitions), `consumed(r)`;
+  from its `partitions assigned` / `partitions revoked` log lines), `consumed(r)`;
 - waits: `wait_ready`, `wait_split` (the live replicas own disjoint, non-empty shares that
   cover every partition), `wait_until` (any predicate over the fleet, with every live
   replica's log tail on timeout).
@@ -38,8 +37,6 @@ from tests.support.waiting import GiveUpError, wait_until
 
 T = TypeVar("T")
 
-#: The metric whose `partition` labels are exactly the partitions a replica is assigned.
-LAG = "driftmon_consumer_lag"
 CONSUMED = "driftmon_records_consumed_total"
 
 
@@ -177,12 +174,19 @@ class Fleet:
         """The replica's /status document."""
         return replica.process.status()
 
-    def partitions(self, replica: Replica, metrics: Metrics | None = None) -> frozenset[int]:
-        """The partitions of the fleet's topic the replica owns now (its lag series)."""
-        scraped = metrics if metrics is not None else self.metrics(replica)
-        return frozenset(
-            int(labels["partition"]) for labels, _ in scraped.find(LAG, topic=self.topic)
-        )
+    def partitions(self, replica: Replica) -> frozenset[int]:
+        """The partitions of the fleet's topic the replica owns now: those of its last
+        `partitions assigned` log line, none after a `partitions revoked` one (kafka-python
+        assigns and revokes whole assignments)."""
+        owned: frozenset[int] = frozenset()
+        for line in replica.process.log_lines():
+            event = line.get("event")
+            if event not in ("partitions assigned", "partitions revoked"):
+                continue
+            tps = line.get("partitions") or []
+            mine = frozenset(int(p) for topic, p in tps if topic == self.topic)
+            owned = mine if event == "partitions assigned" else owned - mine
+        return owned
 
     def consumed(self, replica: Replica) -> float:
         """Messages of the fleet's topic the replica consumed in its current run."""
