@@ -108,6 +108,38 @@ FLEET_STATE_METRICS: frozenset[str] = frozenset(
     }
 )
 
+#: Series a daemon exports only for a model that opts in (segment_by, a correlation group,
+#: features: auto): a panel that reads only these has no data under the default config.
+OPT_IN_METRICS: frozenset[str] = frozenset(
+    {
+        "driftmon_segment_feature_drift_detected",
+        "driftmon_segment_feature_drift_qvalue",
+        "driftmon_segment_feature_ks_statistic",
+        "driftmon_segment_feature_psi",
+        "driftmon_segment_feature_tvd",
+        "driftmon_segment_drifted_features",
+        "driftmon_segment_window_events",
+        "driftmon_segment_field_missing_events_total",
+        "driftmon_correlation_pairs",
+        "driftmon_correlation_drifted_pairs",
+        "driftmon_correlation_max_change",
+        "driftmon_correlation_change",
+        "driftmon_correlation_coefficient",
+        "driftmon_unmonitored_features",
+    }
+)
+
+#: The virtual feature of `reconstruction.enabled` (opt-in too).
+RECONSTRUCTION_SELECTOR = 'feature="__reconstruction__"'
+
+
+def reads_only_opt_in_series(expr: str) -> bool:
+    """True when `expr` reads only opt-in series (OPT_IN_METRICS, or the reconstruction
+    feature's), which a daemon without those options never exports."""
+    names = metric_names(expr)
+    return bool(names) and (names <= OPT_IN_METRICS or RECONSTRUCTION_SELECTOR in expr)
+
+
 #: The histograms among them, whose _bucket/_sum/_count series are also valid names.
 DRIFTMON_HISTOGRAMS: frozenset[str] = frozenset(
     {"driftmon_batch_duration_seconds", "driftmon_evaluation_duration_seconds"}
