@@ -135,7 +135,7 @@ class TestDaemonBehindTheViewerRole:
 
 
 BAD_WEB_CONFIGS = [
-    ("bad-yaml", "tls_server_config: [\n", "YAML error"),
+    ("bad-yaml", "tls_server_config: [\n", "YAML syntax error"),
     ("unknown-key", "http_server_config: {http2: true}\n", "http_server_config: unknown key"),
     ("plain-password", "basic_auth_users:\n  viewer: hunter2\n", "basic_auth_users.viewer"),
     (
