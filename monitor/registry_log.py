@@ -7,7 +7,8 @@ records carry their own history). Records are produced one at a time and acknowl
 before the next, so each is its own record batch: the end offset a reader waits for is
 exact even on brokers that misreport it for multi-record batches.
 
-With `monitor.source`, the only modules that import `kafka`.
+With `monitor.source`, `monitor.state_log` and `monitor.kafka_log`, the only modules that
+import `kafka`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
 
-from monitor.errors import ConfigError, SourceError
+from monitor.errors import SourceError
+from monitor.kafka_log import KAFKA_ERRORS as _ERRORS
+from monitor.kafka_log import ensure_topic, log_consumer, log_producer
 from monitor.registry import RegistryTable, Rejected
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,6 @@ TOPIC_CONFIG: dict[str, str] = {
     "min.compaction.lag.ms": "3600000",
     "max.message.bytes": str(2 * 1024 * 1024),
 }
-#: Largest record the registry producer sends (a chunk is well below it).
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
-_ERRORS = (KafkaError, OSError)
-
-
-def _only(kwargs: Mapping[str, Any], cls: Any) -> dict[str, Any]:
-    allowed = frozenset(cls.DEFAULT_CONFIG)
-    return {k: v for k, v in kwargs.items() if k in allowed}
 
 
 class RegistryLog:
@@ -60,55 +52,25 @@ class RegistryLog:
         self._kwargs = dict(client_kwargs)
         self._partition = TopicPartition(topic, 0)
         self._consumer: Any = None
+        self._what = f"the registry {topic!r}"
 
     # -- admin -------------------------------------------------------------------
 
     def ensure_topic(self) -> bool:
         """Create the topic (1 partition, compacted) unless it exists; True if created.
 
-        An existing topic is looked up first (`Describe`), so a principal that may write the
-        registry but not create topics (the operator role, docs/security.md) can use it.
+        An existing topic is looked up first, so a principal that may write the registry but
+        not create topics (the operator role, docs/security.md) can use it.
         """
-        kwargs = _only(self._kwargs, KafkaAdminClient)
-        kwargs.setdefault("bootstrap_timeout_ms", int(self.timeout_s * 1000))
-        try:
-            admin = KafkaAdminClient(**kwargs)
-        except KafkaConfigurationError as exc:
-            raise ConfigError(f"kafka: {exc}") from exc
-        except _ERRORS as exc:
-            raise SourceError(f"cannot reach Kafka for the registry {self.topic!r}: {exc}") from exc
-        try:
-            if self.topic in admin.list_topics():
-                return False  # an operator without the right to create topics gets here
-            admin.create_topics(
-                [NewTopic(self.topic, 1, 1, topic_configs=TOPIC_CONFIG)], wait_for_metadata=True
-            )
-        except TopicAlreadyExistsError:
-            return False
-        except _ERRORS as exc:
-            raise SourceError(f"cannot create the registry topic {self.topic!r}: {exc}") from exc
-        finally:
-            admin.close()
-        return True
+        return ensure_topic(
+            self._kwargs, self.topic, 1, TOPIC_CONFIG, self.timeout_s, self._what + " topic"
+        )
 
     # -- write -------------------------------------------------------------------
 
     def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Append `records` in order, each acknowledged before the next."""
-        kwargs = _only(self._kwargs, KafkaProducer)
-        kwargs.update(
-            acks="all",
-            max_request_size=MAX_REQUEST_BYTES,
-            linger_ms=0,
-            max_block_ms=int(self.timeout_s * 1000),
-            bootstrap_timeout_ms=int(self.timeout_s * 1000),
-        )
-        try:
-            producer = KafkaProducer(**kwargs)
-        except KafkaConfigurationError as exc:
-            raise ConfigError(f"kafka: {exc}") from exc
-        except _ERRORS as exc:
-            raise SourceError(f"cannot reach Kafka for the registry {self.topic!r}: {exc}") from exc
+        producer = log_producer(self._kwargs, self.timeout_s, self._what)
         try:
             for key, value in records:
                 producer.send(self.topic, key=key, value=value).get(timeout=self.timeout_s)
@@ -121,23 +83,7 @@ class RegistryLog:
 
     def _get_consumer(self) -> Any:
         if self._consumer is None:
-            kwargs = _only(self._kwargs, KafkaConsumer)
-            kwargs.update(
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                bootstrap_timeout_ms=int(self.timeout_s * 1000),
-                max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2,
-                fetch_max_bytes=MAX_REQUEST_BYTES * 4,
-            )
-            try:
-                consumer = KafkaConsumer(**kwargs)
-            except KafkaConfigurationError as exc:
-                raise ConfigError(f"kafka: {exc}") from exc
-            except _ERRORS as exc:
-                raise SourceError(
-                    f"cannot reach Kafka for the registry {self.topic!r}: {exc}"
-                ) from exc
+            consumer = log_consumer(self._kwargs, self.timeout_s, self._what)
             consumer.assign([self._partition])
             consumer.seek_to_beginning(self._partition)
             self._consumer = consumer

@@ -11,7 +11,8 @@ record batch: end offsets are then exact even on brokers that misreport them for
 multi-record batches (tansu), and the reader's lag (`end - position`) is exact too.
 The reader is a group-less consumer assigned every partition of the topic.
 
-With `monitor.source` and `monitor.registry_log`, the only modules that import `kafka`.
+With `monitor.source`, `monitor.registry_log` and `monitor.kafka_log`, the only modules that
+import `kafka`.
 Every method raises SourceError (cluster unreachable, topic refused, timeout) or ConfigError
 (bad client settings) with a readable message.
 """
@@ -23,12 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
 
-from monitor.errors import ConfigError, SourceError
+from monitor.errors import SourceError
+from monitor.kafka_log import KAFKA_ERRORS as _ERRORS
+from monitor.kafka_log import MAX_REQUEST_BYTES, ensure_topic, log_consumer, log_producer
 
 DEFAULT_TOPIC = "driftmon.state"
 #: Partitions the state topic is created with (its key spreads the source partitions).
@@ -37,14 +37,11 @@ PARTITIONS = 6
 RETENTION_MS = 7 * 24 * 3600 * 1000
 #: The state partition snapshots are written to (a cold start scans only this one).
 SNAPSHOT_PARTITION = 0
-#: Largest record sent (a commit or snapshot chunk is at most 512 KiB plus its envelope).
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
 TOPIC_CONFIG: dict[str, str] = {
     "cleanup.policy": "delete",
     "retention.ms": str(RETENTION_MS),
     "max.message.bytes": str(MAX_REQUEST_BYTES),
 }
-_ERRORS = (KafkaError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +52,6 @@ class StateRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-def _only(kwargs: Mapping[str, Any], cls: Any) -> dict[str, Any]:
-    allowed = frozenset(cls.DEFAULT_CONFIG)
-    return {k: v for k, v in kwargs.items() if k in allowed}
 
 
 class StateLog:
@@ -80,6 +72,7 @@ class StateLog:
         self._producer: Any = None
         self._partitions: list[TopicPartition] = []
         self.bytes_published = 0
+        self._what = f"the state topic {topic!r}"
 
     def _fail(self, what: str, exc: BaseException) -> SourceError:
         return SourceError(f"{what} the state topic {self.topic!r}: {exc}")
@@ -87,46 +80,20 @@ class StateLog:
     # -- admin -------------------------------------------------------------------
 
     def ensure_topic(self, partitions: int = PARTITIONS) -> bool:
-        """Create the topic unless it exists; True if created."""
-        kwargs = _only(self._kwargs, KafkaAdminClient)
-        kwargs.setdefault("bootstrap_timeout_ms", int(self.timeout_s * 1000))
-        try:
-            admin = KafkaAdminClient(**kwargs)
-        except KafkaConfigurationError as exc:
-            raise ConfigError(f"kafka: {exc}") from exc
-        except _ERRORS as exc:
-            raise self._fail("cannot reach Kafka for", exc) from exc
-        try:
-            admin.create_topics(
-                [NewTopic(self.topic, partitions, 1, topic_configs=TOPIC_CONFIG)],
-                wait_for_metadata=True,
-            )
-        except TopicAlreadyExistsError:
-            return False
-        except _ERRORS as exc:
-            raise self._fail("cannot create", exc) from exc
-        finally:
-            admin.close()
-        return True
+        """Create the topic unless it exists; True if created.
+
+        An existing topic is looked up first, so a replica whose principal may read and write
+        the state topic but not create topics can use it (docs/security.md).
+        """
+        return ensure_topic(
+            self._kwargs, self.topic, partitions, TOPIC_CONFIG, self.timeout_s, self._what
+        )
 
     # -- write -------------------------------------------------------------------
 
     def _get_producer(self) -> Any:
         if self._producer is None:
-            kwargs = _only(self._kwargs, KafkaProducer)
-            kwargs.update(
-                acks="all",
-                max_request_size=MAX_REQUEST_BYTES,
-                linger_ms=0,
-                max_block_ms=int(self.timeout_s * 1000),
-                bootstrap_timeout_ms=int(self.timeout_s * 1000),
-            )
-            try:
-                self._producer = KafkaProducer(**kwargs)
-            except KafkaConfigurationError as exc:
-                raise ConfigError(f"kafka: {exc}") from exc
-            except _ERRORS as exc:
-                raise self._fail("cannot reach Kafka for", exc) from exc
+            self._producer = log_producer(self._kwargs, self.timeout_s, self._what)
         return self._producer
 
     def publish(self, records: Sequence[tuple[bytes, bytes]], partition: int | None = None) -> None:
@@ -145,21 +112,11 @@ class StateLog:
 
     def _get_consumer(self) -> Any:
         if self._consumer is None:
-            kwargs = _only(self._kwargs, KafkaConsumer)
-            kwargs.update(
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                bootstrap_timeout_ms=int(self.timeout_s * 1000),
-                max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2,
-                fetch_max_bytes=MAX_REQUEST_BYTES * 8,
-            )
+            consumer = log_consumer(self._kwargs, self.timeout_s, self._what, fetch_records=8)
             try:
-                consumer = KafkaConsumer(**kwargs)
                 found = consumer.partitions_for_topic(self.topic)
-            except KafkaConfigurationError as exc:
-                raise ConfigError(f"kafka: {exc}") from exc
             except _ERRORS as exc:
+                consumer.close()
                 raise self._fail("cannot reach Kafka for", exc) from exc
             if not found:
                 consumer.close()
@@ -238,20 +195,9 @@ class StateLog:
     def scan(self, partition: int, start: int, handle: Callable[[StateRecord], None]) -> int:
         """Hand every record of one partition from `start` up to its current end to `handle`
         (a reader of its own; the main reader's positions do not move); the count."""
-        kwargs = _only(self._kwargs, KafkaConsumer)
-        kwargs.update(
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            bootstrap_timeout_ms=int(self.timeout_s * 1000),
-            max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2,
-        )
         part = TopicPartition(self.topic, partition)
         handled = 0
-        try:
-            consumer = KafkaConsumer(**kwargs)
-        except _ERRORS as exc:
-            raise self._fail("cannot reach Kafka for", exc) from exc
+        consumer = log_consumer(self._kwargs, self.timeout_s, self._what)
         try:
             consumer.assign([part])
             end = int(consumer.end_offsets([part]).get(part, 0))
