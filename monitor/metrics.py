@@ -674,17 +674,15 @@ class PipelineMetrics:
         self._accepted_family, self._invalid_family = accepted, invalid
         self._accepted: dict[str, Counter] = {}
         self._invalid: dict[tuple[str, str], Counter] = {}
-        self.set_features(features)
         self._checkpoints = {r: checkpoints.labels(r.value) for r in CheckpointResult}
         self._commits = {r: commits.labels(r.value) for r in COMMIT_RESULTS}
         registry_rejected = _counter(REGISTRY_RECORDS_REJECTED_TOTAL, registry)
         self._registry_rejected = {
             r: registry_rejected.labels(r.value) for r in RegistryRejectReason
         }
-        activations = _counter(REFERENCE_ACTIVATIONS_TOTAL, registry)
-        self._activations = {
-            (m, c): activations.labels(m, c) for m in features for c in ACTIVATION_CAUSES
-        }
+        self._activations_family = _counter(REFERENCE_ACTIVATIONS_TOTAL, registry)
+        self._activations: dict[tuple[str, str], Counter] = {}
+        self.set_features(features)
 
         self._batch = _histogram(BATCH_DURATION_SECONDS, BATCH_DURATION_BUCKETS, registry)
         self._evaluation = _histogram(
@@ -711,6 +709,7 @@ class PipelineMetrics:
         self._reload_ok.set(1)
         self.fleet = FleetMetrics(registry)
         self._sample_ratio = _gauge(SAMPLE_RATIO, registry)
+        self._sample_models: set[str] = set()
         self.set_sample_rates({m: (sample_rates or {}).get(m, 1.0) for m in features})
 
     def set_features(self, features: Mapping[str, Sequence[str]]) -> None:
@@ -722,12 +721,17 @@ class PipelineMetrics:
         for model in set(self._accepted) - models:
             self._accepted_family.remove(model)
             del self._accepted[model]
+            for cause in ACTIVATION_CAUSES:
+                self._activations_family.remove(model, cause)
+                del self._activations[model, cause]
         for pair in set(self._invalid) - pairs:
             self._invalid_family.remove(*pair)
             del self._invalid[pair]
         for model in features:
             if model not in self._accepted:
                 self._accepted[model] = self._accepted_family.labels(model)
+                for cause in ACTIVATION_CAUSES:
+                    self._activations[model, cause] = self._activations_family.labels(model, cause)
         for model, names in features.items():
             for name in names:
                 if (model, name) not in self._invalid:
@@ -735,8 +739,9 @@ class PipelineMetrics:
 
     def set_sample_rates(self, rates: Mapping[str, float]) -> None:
         """Export each model's `sample_rate`; the series of models no longer configured go."""
-        for (model,) in [k for k in self._sample_ratio._metrics if k[0] not in rates]:
+        for model in self._sample_models - set(rates):
             self._sample_ratio.remove(model)
+        self._sample_models = set(rates)
         for model, rate in rates.items():
             self._sample_ratio.labels(model).set(rate)
 

@@ -765,3 +765,18 @@ class TestDistributionSeries:
         assert len(set(labels)) == len(labels) == 6
         assert labels == sorted(labels)
         assert labels[0] == "00 (other)" and labels[3] == "03 (other)"
+
+
+def test_a_model_added_by_a_reload_counts_activations_and_a_removed_one_loses_them(
+    registry: CollectorRegistry, pipeline: PipelineMetrics
+) -> None:
+    """A reload (set_features) opens an added model's activation series, closes a removed one's."""
+    name = "driftmon_reference_activations_total"
+    pipeline.set_features({"churn": ("tenure",), "credit": ("score",)})
+    pipeline.reference_activated("credit", "operator")
+    assert registry.get_sample_value(name, {"model": "credit", "cause": "operator"}) == 1.0
+    assert registry.get_sample_value(name, {"model": "fraud", "cause": "operator"}) is None
+    pipeline.set_sample_rates({"credit": 0.5})
+    ratio = "driftmon_sample_ratio"
+    assert registry.get_sample_value(ratio, {"model": "credit"}) == 0.5
+    assert registry.get_sample_value(ratio, {"model": "fraud"}) is None
