@@ -298,6 +298,22 @@ def test_a_replica_without_partitions_is_ready_and_exact(
         producer.close()
 
 
+def _owned(replica: DaemonProcess) -> float:
+    """The source partitions a replica has claimed (0 while it is not serving)."""
+    try:
+        return replica.metrics().value("driftmon_partitions_owned")
+    except Exception:  # restarting
+        return 0.0
+
+
+def _hoarding_config(config: Path, path: Path) -> Path:
+    """`config` with a publish interval of an hour: the replica's counts leave only in the
+    last commit of a revoke or of its shutdown, so a pause always finds some unpublished."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["state"]["publish_interval"] = "1h"
+    return write_config(path, data)
+
+
 def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
     apache_kafka: ApacheKafka, tmp_path: Path
 ) -> None:
@@ -305,42 +321,69 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
     config, producer, tmp_path = _apache_setup(apache_kafka, tmp_path)
     events = _events(12_000, 2, time.time())
     digest, _ = _digest(tmp_path / "reference.json", events)
-    a, b, c, d = (DaemonProcess(config, tmp_path / name) for name in "abcd")
+    # b, the future zombie, holds its counts until a revoke (see _hoarding_config), so it is
+    # fenced with counts in hand whatever the moment of the pause.
+    b_config = _hoarding_config(config, tmp_path / "driftmon-b.yaml")
+    a, c, d = (DaemonProcess(config, tmp_path / name) for name in "acd")
+    b = DaemonProcess(b_config, tmp_path / "b")
     try:
         for replica in (a, b, c):
             replica.start()
-        quarter = len(events) // 4
-        producer.trickle(events[:quarter], 3.0).join()
+        eighth = len(events) // 8
+        producer.trickle(events[: 2 * eighth], 3.0).join()
         a.kill()  # kill -9 while the stream runs
         a.start()
-        thread = producer.trickle(events[quarter : 2 * quarter], 4.0)
-        time.sleep(1.0)
+        producer.trickle(events[2 * eighth : 3 * eighth], 2.0).join()
+
+        def settled() -> bool:
+            owned = [_owned(r) for r in (a, b, c)]
+            return min(owned) >= 1 and sum(owned) == PARTITIONS
+
+        wait_until(settled, 60.0, interval=0.5, message="a, b and c to share the partitions")
+        consumed = b.metrics().total("driftmon_records_consumed_total")
+        thread = producer.trickle(events[3 * eighth : 4 * eighth], 2.0)
+        wait_until(
+            lambda: b.metrics().total("driftmon_records_consumed_total") > consumed,
+            30.0,
+            interval=0.1,
+            message="b to count records of its partitions",
+        )
         assert b.proc is not None
         os.kill(b.proc.pid, signal.SIGSTOP)  # past the 3 s session timeout: a zombie
-        time.sleep(8.0)
+        wait_until(
+            lambda: _owned(a) + _owned(c) == PARTITIONS,
+            60.0,
+            interval=0.5,
+            message="a and c to claim the paused replica's partitions",
+        )
         os.kill(b.proc.pid, signal.SIGCONT)
+        # The zombie's last commit, sent when it learns it lost its partitions, is refused: b
+        # folds it and counts it.
+        wait_until(
+            lambda: b.metrics().value("driftmon_state_commits_total", result="stale_epoch") >= 1,
+            30.0,
+            interval=0.5,
+            message="the zombie's last commit to be refused as stale",
+        )
         thread.join()
         d.start()  # a fourth replica joins
-        producer.trickle(events[2 * quarter : 3 * quarter], 3.0).join()
+        producer.trickle(events[4 * eighth : 6 * eighth], 3.0).join()
         a.kill()  # the second kill -9
         a.start()
-        thread = producer.trickle(events[3 * quarter :], 3.0)
+        thread = producer.trickle(events[6 * eighth :], 3.0)
         assert c.stop() == 0  # SIGTERM: a last commit, then leave
         thread.join()
-        live = [a, b, d]
+        # b never restarted, so it folded every claim; a restarted replica starts from a
+        # snapshot and counts only the claims after it.
+        claims = b.metrics().value("driftmon_state_claims_total", result="accepted")
+        assert claims >= PARTITIONS + 3, "every rebalance claimed its partitions"
+        assert b.stop() == 0  # SIGTERM: b's counts leave in its last commit
+        live = [a, d]
         _wait_exact(live, digest, timeout=120.0)
         models = [_model(r) for r in live]
         assert all(m is not None for m in models)
         first = _statistics(models[0])  # type: ignore[arg-type]
         assert all(_statistics(m) == first for m in models[1:])  # type: ignore[arg-type]
-        stale = sum(
-            r.metrics().value("driftmon_state_commits_total", result="stale_epoch") for r in live
-        )
-        # b never restarted, so it folded every claim; a restarted replica starts from a
-        # snapshot and counts only the claims after it.
-        claims = b.metrics().value("driftmon_state_claims_total", result="accepted")
-        assert claims >= PARTITIONS + 3, "every rebalance claimed its partitions"
-        assert stale >= 1, "the zombie's commits were refused and counted"
     finally:
         for replica in (a, b, c, d):
             replica.close()

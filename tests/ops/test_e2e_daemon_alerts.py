@@ -318,9 +318,9 @@ class Chain:
     def _clean_features(self) -> str:
         """The clean model's per-feature statistics from the daemon's /status (or why not)."""
         try:
-            models = self.daemon.status().get("models", {})
-            clean = models.get(CLEAN, {}) if isinstance(models, dict) else {}
-            return json.dumps(clean.get("features", clean), default=str)[:6000]
+            models = self.daemon.status()["models"]
+            clean = next(m for m in models if m["model"] == CLEAN)
+            return json.dumps(clean["features"], default=str)[:6000]
         except Exception as exc:  # the daemon may be down already
             return f"(no /status: {exc!r})"
 
