@@ -150,12 +150,13 @@ def fleet_factory(
     monotonic: Callable[[], float],
 ) -> FleetFactory:
     """The `FleetNode` of `state.backend: kafka` (docs/fleet.md); ConfigError for a model
-    whose reference is not a `file` one (not supported in a fleet yet)."""
-    unsupported = [m.name for m in settings.models if m.reference.mode is not ReferenceMode.FILE]
+    whose reference is neither `file` nor `registry` (`Settings` refuses it first)."""
+    fleet_modes = (ReferenceMode.FILE, ReferenceMode.REGISTRY)
+    unsupported = [m.name for m in settings.models if m.reference.mode not in fleet_modes]
     if unsupported:
         raise ConfigError(
-            "state.backend kafka: only reference.mode file is supported in a fleet yet; "
-            "models: " + ", ".join(unsupported)
+            "state.backend kafka: only reference.mode file or registry is supported in a "
+            "fleet yet; models: " + ", ".join(unsupported)
         )
     state = settings.state
 

@@ -23,8 +23,14 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
   the newest snapshot, restores it, seeks every state partition to the positions it covers
   and folds only what follows; without a usable snapshot it folds the whole topic.
 
-Only `file` references are supported in a fleet (a warm-up or rolling reference would count
-into a replica's own window; docs/fleet.md says what is not done yet).
+- **References.** The fold keeps one global ring per model and reference id (`monitor.fleet`).
+  Each runtime's current window is the ring of the reference it has active (`file`: the
+  loaded file; `registry`: the registry's activation, which every replica folds), and its
+  tap counts under that reference id; each registry shadow (`--prewarm`) counts into its own
+  reference's ring, so an activation finds a full ring on every replica. Until the fold holds
+  a ring of that reference and shape, an empty stand-in window is evaluated. `file` and
+  `registry` references are supported; a warm-up or rolling one is refused at start
+  (docs/fleet.md says why).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import numpy as np
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
 from monitor.errors import ClaimResult, CommitResult, SourceError
-from monitor.fleet import FleetFold, FoldOutcome
+from monitor.fleet import FleetFold, FoldOutcome, window_like
 from monitor.fleet_contrib import ContributionTap, Contributor
 from monitor.fleet_records import (
     ChunkRecord,
@@ -53,6 +59,7 @@ from monitor.metrics import FleetMetrics
 from monitor.model import RawMessage
 from monitor.runtime import ModelRuntime
 from monitor.state_log import SNAPSHOT_PARTITION, StateLog, StateRecord
+from monitor.window import EventTimeWindow
 
 TP = tuple[str, int]
 #: Seconds between two end-offset requests for the state lag.
@@ -94,7 +101,9 @@ class FleetNode:
         self.monotonic = monotonic
         self.fold = FleetFold()
         self.contributor = Contributor(member)
-        self.taps: dict[str, ContributionTap] = {}
+        self.taps: dict[tuple[str, str], ContributionTap] = {}
+        self._templates: dict[str, EventTimeWindow] = {}
+        self._placeholders: dict[tuple[str, str], EventTimeWindow] = {}
         self.seek: SeekFn | None = None
         self.assigned: set[TP] = set()
         self.unclaimed: set[TP] = set()
@@ -138,18 +147,59 @@ class FleetNode:
         self.log_topic.close()
 
     def _attach(self) -> None:
-        """Fold into every runtime's current window and tap its counting (a new reference
-        brings a new window)."""
+        """Point every runtime and shadow at the fold's rings (module docstring)."""
         for name, runtime in self.runtimes.items():
-            window = runtime.window
-            if window is None:
-                runtime.tap = None
-                continue
-            tap = self.taps.get(name)
-            if tap is None or tap.window is not window:
-                tap = self.taps[name] = ContributionTap(name, window, self.contributor, self.clock)
-                self.fold.attach(name, window)
-            runtime.tap = tap
+            self._attach_model(name, runtime)
+
+    def _attach_model(self, name: str, runtime: ModelRuntime) -> None:
+        """Declare the model to the fold (from its configuration, whether or not it has a
+        reference yet), make the global ring of its active reference its current window and
+        tap its counting (and each shadow's) into this replica's contributions."""
+        if name not in self._templates:
+            plan = runtime.plan.window
+            template = EventTimeWindow(
+                (len(runtime.specs), 1),
+                plan.bucket_seconds,
+                plan.length_seconds,
+                plan.allowed_lateness_seconds,
+                plan.max_future_seconds,
+            )
+            self._templates[name] = template
+            self.fold.declare(name, template)
+        if runtime.layout is None or runtime.window is None:
+            runtime.tap = None
+            return
+        shape = (runtime.layout.n_features, runtime.layout.width)
+        reference_id = runtime.reference_id
+        runtime.window = self._ring(name, reference_id, shape)
+        runtime.tap = self._tap(name, reference_id, runtime.window)
+        for shadow in runtime.shadows.windows.values():
+            ring = self._ring(name, shadow.reference_id, shadow.window.total.shape)
+            shadow.window = ring
+            shadow.tap = self._tap(name, shadow.reference_id, ring)
+
+    def _ring(self, name: str, reference_id: str, shape: tuple[int, int]) -> EventTimeWindow:
+        """The fold's ring of (model, reference), or an empty stand-in while the fold holds
+        none of that shape (none yet: the first commit binned with it makes it)."""
+        ring = self.fold.ring(name, reference_id)
+        if ring is not None and ring.total.shape == shape:
+            self._placeholders.pop((name, reference_id), None)
+            return ring
+        held = self._placeholders.get((name, reference_id))
+        if held is None or held.total.shape != shape or held.watermark is not None:
+            held = self._placeholders[(name, reference_id)] = window_like(
+                self._templates[name], shape
+            )
+        return held
+
+    def _tap(self, name: str, reference_id: str, window: EventTimeWindow) -> ContributionTap:
+        """The contribution tap of (model, reference), admitting against `window`."""
+        tap = self.taps.get((name, reference_id))
+        if tap is None:
+            tap = ContributionTap(name, window, self.contributor, self.clock, reference_id)
+            self.taps[(name, reference_id)] = tap
+        tap.window = window
+        return tap
 
     # -- reading ---------------------------------------------------------------------
 
@@ -347,16 +397,21 @@ class FleetNode:
         account: BatchAccount,
         messages: Sequence[RawMessage],
     ) -> None:
-        """Hand a model's slice to its runtime one source partition at a time, so its tap
-        counts each partition's events under that partition."""
+        """Hand a model's slice to its runtime one source partition at a time, so its taps
+        (the active reference's and each shadow's, attached first: a registry swap since the
+        last turn changes them) count each partition's events under that partition."""
+        self._attach_model(runtime.name, runtime)
         tap = runtime.tap
         if tap is None or not isinstance(tap, ContributionTap):
             runtime.ingest(columns, account, messages)
             return
+        taps = [tap, *(s.tap for s in runtime.shadows.windows.values())]
         sources = columns.sources
         for index in np.unique(sources).tolist():
             select = sources == index
-            tap.source = source_key(*partitions[index])
+            for each in taps:
+                if isinstance(each, ContributionTap):
+                    each.source = source_key(*partitions[index])
             part = ModelColumns(
                 model=columns.model,
                 times=columns.times[select],
