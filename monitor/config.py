@@ -106,8 +106,6 @@ DEAD_LETTER_HEADROOM_BYTES = 65_536
 REDACTED = "**********"
 #: Reference modes a fleet (`state.backend: kafka`) refuses, and why (docs/fleet.md).
 FLEET_REFUSED_MODES = {
-    ReferenceMode.WARMUP: "each replica would fit its own warm-up reference from its own "
-    "partitions (a fleet's warm-up through the registry is not built yet)",
     ReferenceMode.ROLLING: "the lagging reference would be counted per replica, not folded "
     "from the state topic",
 }
@@ -1061,8 +1059,8 @@ class Settings(BaseSettings):
                     (
                         f"models.{i}.reference.mode",
                         f"{model.reference.mode.value} is not supported with state.backend "
-                        f"kafka yet: {FLEET_REFUSED_MODES[model.reference.mode]}; use file or "
-                        "registry (docs/fleet.md)",
+                        f"kafka yet: {FLEET_REFUSED_MODES[model.reference.mode]}; use file, "
+                        "registry or warmup (docs/fleet.md)",
                     )
                 )
             if model.correlation.enabled and self.state.backend == "kafka":

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kafka import KafkaConsumer, TopicPartition
 
 from monitor.reference import ReferenceProfile, fit_profile, layout_for, profile_to_json
+from monitor.registry import ActivationRecord, RegistryTable
+from monitor.registry import decode_record as decode_registry_record
+from monitor.registry_log import RegistryLog
 from tests.integration.test_fleet_kafka import (
     MODEL,
     PARTITIONS,
@@ -63,11 +67,18 @@ def _digest(profile: ReferenceProfile, events: list[dict[str, Any]]) -> str:
     return hashlib.sha256(counts.astype("<i8").tobytes()).hexdigest()
 
 
-def _config(tmp_path: Path, bootstrap: str, topic: str, registry: str) -> Path:
+def _config(
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    registry: str,
+    reference: dict[str, Any] | None = None,
+) -> Path:
+    features = [("x", "numeric"), ("c", "categorical")]
     config = daemon_config(
         bootstrap=bootstrap,
         topics=[topic],
-        models=[model_entry(MODEL, [("x", "numeric"), ("c", "categorical")], {"mode": "registry"})],
+        models=[model_entry(MODEL, features, reference or {"mode": "registry"})],
         state_dir=tmp_path / "no-state",
         window={"bucket": "1m", "length": "10m", "allowed_lateness": "1m"},
         evaluation={"interval": "500ms", "min_samples": 100},
@@ -174,6 +185,93 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
                 scraped.value("driftmon_reference_activations_total", model=MODEL, cause="rollback")
                 == 1
             )
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
+
+
+def _activation_records(bootstrap: str, registry: str) -> list[ActivationRecord]:
+    """Every activation record in the registry topic, in log order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(registry, p) for p in consumer.partitions_for_topic(registry)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        found: list[ActivationRecord] = []
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=1_000).values():
+                for record in records:
+                    decoded = decode_registry_record(record.value)
+                    if isinstance(decoded, ActivationRecord):
+                        found.append(decoded)
+        return found
+    finally:
+        consumer.close()
+
+
+def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two `warmup` replicas and one registry: the replica owning the lowest partition
+    publishes its fitted profile with exactly one activation (cause warmup), both replicas
+    adopt it, and their global window equals the oracle of the events after the warm-up."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    config = _config(
+        tmp_path, broker.bootstrap, topic, registry, {"mode": "warmup", "warmup_events": 300}
+    )
+    producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+
+        def shared() -> bool:
+            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
+            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
+
+        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        # the warm-up: an hour old, so none of it is left in the window after the next phase
+        producer.send(_events(2_400, 1, time.time() - 3_600))
+
+        def adopted() -> bool:
+            models = [_model(r) for r in replicas]
+            ids = {m["reference_id"] if m is not None else "" for m in models}
+            return len(ids) == 1 and "" not in ids
+
+        def diagnose() -> str:
+            return "\n".join(r.tail(2500) for r in replicas)
+
+        wait_until(
+            adopted,
+            60.0,
+            interval=0.2,
+            message="one warm-up reference everywhere",
+            on_timeout=diagnose,
+        )
+        log = RegistryLog({"bootstrap_servers": broker.bootstrap}, registry)
+        table = RegistryTable()
+        try:
+            log.read_to_end(table)
+        finally:
+            log.close()
+        activation = table.activations[MODEL]
+        assert activation.cause == "warmup"
+        assert [a.cause for a in _activation_records(broker.bootstrap, registry)] == ["warmup"]
+        model = _model(replicas[0])
+        assert model is not None and model["reference_id"] == activation.reference_id
+        profile = table.profiles[activation.reference_id].profile
+        assert profile.events == 300
+
+        after = _events(1_500, 2, time.time())
+        producer.send(after)
+        _wait_exact(replicas, _digest(profile, after))
+        _identical(replicas)
+        assert not (tmp_path / "no-state").exists(), "the warm-up profile stays off the disk"
         for replica in replicas:
             assert replica.stop() == 0
     finally:
