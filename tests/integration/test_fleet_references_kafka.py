@@ -138,7 +138,8 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
 ) -> None:
     """Two replicas on six partitions: a pre-warmed activation and a pre-warmed rollback each
     move both replicas to the new reference, whose global window equals the oracle of
-    exactly the events binned with it, and both export identical statistics."""
+    exactly the events binned with it, and both export identical statistics; a third
+    replica started afterwards restores the rings from a snapshot and is exact too."""
     topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, partitions=PARTITIONS)
     config = _config(tmp_path, broker.bootstrap, topic, registry)
@@ -147,6 +148,7 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
     _cli(config, "push", str(_write(tmp_path, "old", old)), "--activate")
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
     replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    late = DaemonProcess(config, tmp_path / "late")
     phases = [_events(600, seed, time.time()) for seed in range(1, 5)]
     try:
         for replica in replicas:
@@ -173,7 +175,15 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
         _cli(config, "rollback", "--model", MODEL, "--reason", "back")
         _wait_reference(replicas, old.reference_id)
         # the old reference's ring: the events binned while it was active or pre-warmed
-        _wait_exact(replicas, _digest(old, phases[0] + phases[1] + phases[3]))
+        rolled_back = _digest(old, phases[0] + phases[1] + phases[3])
+        _wait_exact(replicas, rolled_back)
+        _identical(replicas)
+        # a replica started now restores a snapshot holding both rings with their ids
+        late.start()
+        _wait_exact([late, *replicas], rolled_back)
+        folded = [line for line in late.log_lines() if line.get("event") == "state topic folded"]
+        assert folded and folded[0]["from_snapshot"] is True, "the cold start used a snapshot"
+        replicas.append(late)
         _identical(replicas)
         for replica in replicas:
             scraped = replica.metrics()
@@ -188,7 +198,7 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
         for replica in replicas:
             assert replica.stop() == 0
     finally:
-        for replica in replicas:
+        for replica in {*replicas, late}:
             replica.close()
         producer.close()
 
