@@ -371,12 +371,18 @@ class FleetFold:
         """Move the model's watermark (and every ring of it) to max(mark, watermark); drop
         the rings that hold no bucket any more (they are empty: dropping one is the same as
         keeping it, since a later increment makes an equal empty ring)."""
-        mark = max(self.marks.get(model, -np.inf), watermark)
+        old = self.marks.get(model)
+        mark = watermark if old is None else max(old, watermark)
+        if mark == old:
+            return
         self.marks[model] = mark
         rings = self.rings.setdefault(model, {})
+        template = self._templates[model]
+        heads = template.ring.bucket_of(np.asarray([mark if old is None else old, mark]))
+        moved = old is None or int(heads[0]) != int(heads[1])
         for reference_id, window in list(rings.items()):
             window.advance(mark)
-            if not holds_any(window):
+            if moved and not holds_any(window):  # buckets only leave when the head moves
                 del rings[reference_id]
 
     def _add(self, item: _Checked) -> None:
