@@ -230,6 +230,14 @@ class FleetNode:
         if ring is not None and ring.total.shape == shape:
             self._placeholders.pop((name, reference_id), None)
             return ring
+        if ring is not None and (name, reference_id) not in self._placeholders:
+            self.logger.warning(
+                "global ring of another shape; evaluating an empty window",
+                model=name,
+                reference_id=reference_id,
+                ring=list(ring.total.shape),
+                layout=list(shape),
+            )
         held = self._placeholders.get((name, reference_id))
         if held is None or held.total.shape != shape or held.watermark is not None:
             held = self._placeholders[(name, reference_id)] = window_like(
