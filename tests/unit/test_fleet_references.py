@@ -295,9 +295,9 @@ def test_increments_written_without_a_reference_id_decode_to_the_empty_one() -> 
     assert RECORD_VERSION == 1
 
 
-def test_a_fleet_refuses_rolling_references_and_says_why(tmp_path: Path) -> None:
-    """state.backend kafka accepts file, registry and warmup references; rolling is refused at
-    configuration time with the reason."""
+def test_a_fleet_refuses_rolling_references_and_version_following_and_says_why(tmp_path: Path) -> None:
+    """state.backend kafka accepts file, registry and warmup references; rolling, and
+    following model versions, are refused at configuration time with the reason."""
     path = tmp_path / "c.yaml"
     features = [{"name": "a", "kind": "numeric"}]
     base: dict[str, Any] = {
@@ -315,5 +315,14 @@ def test_a_fleet_refuses_rolling_references_and_says_why(tmp_path: Path) -> None
         ConfigError,
         match=r"models\.0\.reference\.mode: rolling is not supported with state\.backend "
         r"kafka yet: the lagging reference would be counted per replica",
+    ):
+        load_settings(path, env={})
+    following = {"mode": "registry", "follow_model_version": True}
+    model = {"name": "m", "features": features, "reference": following}
+    path.write_text(yaml.safe_dump({**base, "models": [model]}))
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.0\.reference\.follow_model_version: is not supported with "
+        r"state\.backend kafka yet: each replica would judge the model versions of its own",
     ):
         load_settings(path, env={})
