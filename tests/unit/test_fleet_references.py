@@ -295,7 +295,7 @@ def test_increments_written_without_a_reference_id_decode_to_the_empty_one() -> 
     assert RECORD_VERSION == 1
 
 
-def test_a_fleet_refuses_rolling_references_and_version_following_and_says_why(tmp_path: Path) -> None:
+def test_a_fleet_refuses_rolling_and_version_following_and_says_why(tmp_path: Path) -> None:
     """state.backend kafka accepts file, registry and warmup references; rolling, and
     following model versions, are refused at configuration time with the reason."""
     path = tmp_path / "c.yaml"
