@@ -139,7 +139,8 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
     """Two replicas on six partitions: a pre-warmed activation and a pre-warmed rollback each
     move both replicas to the new reference, whose global window equals the oracle of
     exactly the events binned with it, and both export identical statistics; a third
-    replica started afterwards restores the rings from a snapshot and is exact too."""
+    replica started afterwards restores the rings from a snapshot and is exact too; an
+    activation without a pre-warm moves all three to a ring of the events after it."""
     topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, partitions=PARTITIONS)
     config = _config(tmp_path, broker.bootstrap, topic, registry)
@@ -195,6 +196,15 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
                 scraped.value("driftmon_reference_activations_total", model=MODEL, cause="rollback")
                 == 1
             )
+        # without a pre-warm: the new reference's ring is made by the first commit binned
+        # with it, so it holds exactly the events after every replica's swap
+        third = _profile(2.0, 7)
+        _cli(config, "push", str(_write(tmp_path, "third", third)), "--activate")
+        _wait_reference(replicas, third.reference_id)
+        after = _events(600, 5, time.time())
+        producer.send(after)
+        _wait_exact(replicas, _digest(third, after))
+        _identical(replicas)
         for replica in replicas:
             assert replica.stop() == 0
     finally:
