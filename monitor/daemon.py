@@ -272,6 +272,7 @@ class Daemon:
         if self.fleet is not None:
             self.fleet.runtimes = self.runtimes  # a reload may have replaced them
             self.fleet.step()
+            self._commit_fleet_offsets()
         self.metrics.set_kafka_connected(self.source.is_connected())
         # Also before evaluate/checkpoint: an offset commit during an outage can block for the
         # request timeout, and driftmon_ready must not claim "ready" meanwhile.
@@ -767,8 +768,29 @@ class Daemon:
         assert self.fleet is not None
         try:
             self.fleet.publish_all()
+            self.fleet.fold_to_end()
         except SourceError as exc:  # the next owners re-read from the chain heads
             self.log.warning("last state commits failed", error=str(exc))
+            return
+        self._commit_fleet_offsets(force=True)
+
+    def _commit_fleet_offsets(self, *, force: bool = False) -> None:
+        """In a fleet: commit each owned partition's chain head to the consumer group, for lag
+        tooling only (`FleetNode.group_offsets`); a failure is counted and logged, never fatal."""
+        assert self.fleet is not None and self.source is not None
+        if not self.source.is_connected():
+            return
+        offsets = self.fleet.group_offsets(self.source.assignment(), force=force)
+        if not offsets:
+            return
+        try:
+            self.source.commit(offsets)
+        except SourceError as exc:
+            self.metrics.offset_commit(CheckpointResult.FAILURE)
+            self.log.warning("offset commit failed", error=str(exc))
+            return
+        self.fleet.group_committed(offsets)
+        self.metrics.offset_commit(CheckpointResult.SUCCESS)
 
     def _on_assign(self, partitions: frozenset[TP]) -> Mapping[TP, int]:
         """Seek assigned partitions to the offsets the in-memory state has counted up to

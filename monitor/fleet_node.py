@@ -18,6 +18,9 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
   replica was paused; gap: a write whose acknowledgement was lost) means this replica's view
   is behind: the partition is dropped and claimed again, which seeks it back to the chain
   head, so nothing is lost or counted twice.
+- **Group offsets.** For lag tooling only, the loop commits to the consumer group, per owned
+  partition, the chain head this replica's own last accepted commit ended at
+  (`group_offsets`, `monitor.fleet_offsets`); never from a rebalance callback.
 - **Snapshots.** The owner of the lowest source partition publishes the whole folded state
   every `snapshot_interval` to state partition 0. A starting replica scans that partition for
   the newest snapshot, restores it, seeks every state partition to the positions it covers
@@ -49,6 +52,7 @@ from monitor.decode import ModelColumns
 from monitor.errors import ClaimResult, CommitResult, SourceError
 from monitor.fleet import FleetFold, FoldOutcome, window_like
 from monitor.fleet_contrib import ContributionTap, Contributor
+from monitor.fleet_offsets import GroupOffsets
 from monitor.fleet_records import (
     ChunkRecord,
     SnapshotBody,
@@ -119,6 +123,7 @@ class FleetNode:
         self.monotonic = monotonic
         self.fold = FleetFold()
         self.contributor = Contributor(member)
+        self.group = GroupOffsets(member)
         self.taps: dict[tuple[str, str], ContributionTap] = {}
         self._templates: dict[str, EventTimeWindow] = {}
         self._placeholders: dict[tuple[str, str], EventTimeWindow] = {}
@@ -137,6 +142,7 @@ class FleetNode:
         self._next_publish = 0.0
         self._next_snapshot = 0.0
         self._next_lag = 0.0
+        self._next_group_commit = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class FleetNode:
     def _handle(self, record: StateRecord) -> None:
         self._positions[record.partition] = record.offset + 1
         outcome = self.fold.apply(record.value)
+        self.group.folded(outcome)
         if outcome.kind == "snapshot":
             self.snapshot_at = max(self.snapshot_at or 0.0, outcome.at)
         elif outcome.member == self.member:
@@ -327,6 +334,11 @@ class FleetNode:
 
     def _read_to_end(self) -> None:
         self.log_topic.read_to_end(self._handle)
+
+    def fold_to_end(self) -> None:
+        """Fold the state topic to its end (at shutdown, so the last commits' acceptance is
+        seen before the group offsets are committed). SourceError when it cannot be read."""
+        self._read_to_end()
 
     def step(self) -> None:
         """One loop turn: fold what arrived, claim what is unclaimed, publish when due."""
@@ -416,6 +428,24 @@ class FleetNode:
         if self.unclaimed:
             return f"{len(self.unclaimed)} assigned partitions not claimed yet"
         return ""
+
+    # -- group offsets (lag tooling; the loop commits them, never a rebalance callback) --
+
+    def group_offsets(self, assignment: frozenset[TP], *, force: bool = False) -> dict[TP, int]:
+        """The consumer-group offsets to commit now, at most every `publish_interval` (always
+        when `force`): per assigned partition this replica owns, the chain head its own last
+        accepted commit ended at (`monitor.fleet_offsets`), when it moved since the last one."""
+        now = self.monotonic()
+        if not force and now < self._next_group_commit:
+            return {}
+        self._next_group_commit = now + self.publish_interval
+        owned = {source: o.epoch for source, o in self.contributor.owned.items()}
+        due = self.group.due(self.fold, owned)
+        return {tp: due[source_key(*tp)] for tp in sorted(assignment) if source_key(*tp) in due}
+
+    def group_committed(self, offsets: Mapping[TP, int]) -> None:
+        """The group coordinator acknowledged `offsets`."""
+        self.group.committed({source_key(*tp): offset for tp, offset in offsets.items()})
 
     # -- claims (rebalance callbacks and the loop) -------------------------------------
 
