@@ -70,6 +70,9 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 #: active reference and at most two pre-warm shadows, and during an activation the old and
 #: the new active reference overlap. Increments binned with a further one are refused.
 MAX_RINGS = 4
+#: Reference ids with this prefix name a rolling reference's lagging ring (hourly buckets over
+#: lag + length, `monitor.window.LaggingReference`): folded with the model's lagging template.
+LAGGING_PREFIX = "lag:"
 
 
 @dataclass(slots=True)
@@ -164,6 +167,7 @@ class FleetFold:
         self.rings: dict[str, dict[str, EventTimeWindow]] = {}
         self.marks: dict[str, float] = {}
         self._templates: dict[str, EventTimeWindow] = {}
+        self._lagging: dict[str, EventTimeWindow] = {}
         self.max_rings = max_rings
         self.heads: dict[str, Head] = {}
         self.claims: Counter[ClaimResult] = Counter()
@@ -188,11 +192,23 @@ class FleetFold:
             for model, template in self._templates.items()
         }
 
-    def declare(self, model: str, template: EventTimeWindow) -> None:
+    def declare(
+        self, model: str, template: EventTimeWindow, lagging: EventTimeWindow | None = None
+    ) -> None:
         """Fold `model`'s increments from now on, into rings with `template`'s feature count,
-        bucket width, length and lateness (its own counts are not used)."""
+        bucket width, length and lateness (its own counts are not used); reference ids of
+        `LAGGING_PREFIX` into rings shaped like `lagging` (hourly buckets, lag + length + 1
+        of them, no lateness), refused as `shape_mismatch` when the model has none."""
         self._templates[model] = template
+        if lagging is not None:
+            self._lagging[model] = lagging
         self.rings.setdefault(model, {})
+
+    def template(self, model: str, reference_id: str) -> EventTimeWindow | None:
+        """The template of `model`'s ring of `reference_id` (None: not folded)."""
+        if reference_id.startswith(LAGGING_PREFIX):
+            return self._lagging.get(model)
+        return self._templates.get(model)
 
     def attach(self, model: str, window: EventTimeWindow, reference_id: str = "") -> None:
         """Declare `model` (`window` as its template) and fold the increments of
@@ -341,10 +357,16 @@ class FleetFold:
             arrays = sparse_arrays(increment)
             if isinstance(arrays, Rejected):
                 return arrays
-            template = self._templates.get(increment.model)
-            if template is None:
+            if increment.model not in self._templates:
                 self.skipped_models += 1
                 continue
+            template = self.template(increment.model, increment.reference_id)
+            if template is None:
+                return Rejected(
+                    StateRejectReason.SHAPE_MISMATCH,
+                    f"model {increment.model!r}: a lagging ring "
+                    f"{increment.reference_id!r} but no rolling reference",
+                )
             shape = (increment.features, increment.width)
             key = (increment.model, increment.reference_id)
             ring = self.ring(*key)
@@ -377,12 +399,11 @@ class FleetFold:
             return
         self.marks[model] = mark
         rings = self.rings.setdefault(model, {})
-        template = self._templates[model]
-        heads = template.ring.bucket_of(np.asarray([mark if old is None else old, mark]))
-        moved = old is None or int(heads[0]) != int(heads[1])
         for reference_id, window in list(rings.items()):
+            heads = window.ring.bucket_of(np.asarray([mark if old is None else old, mark]))
+            moved = old is None or int(heads[0]) != int(heads[1])
             window.advance(mark)
-            if moved and not holds_any(window):  # buckets only leave when the head moves
+            if moved and not holds_any(window):  # buckets only leave when its head moves
                 del rings[reference_id]
 
     def _add(self, item: _Checked) -> None:
@@ -393,7 +414,8 @@ class FleetFold:
         increment = item.increment
         model, reference_id = increment.model, increment.reference_id
         self._advance(model, increment.watermark)
-        template = self._templates[model]
+        template = self.template(model, reference_id)
+        assert template is not None  # _check refused increments without one
         head = int(template.ring.bucket_of(np.asarray([self.marks[model]]))[0])
         oldest = head - template.n_buckets + 1 - template.lateness_buckets
         buckets, cells, counts = item.buckets, item.cells, item.counts
