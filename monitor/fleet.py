@@ -44,6 +44,7 @@ import numpy as np
 
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet_records import (
+    LAGGING_PREFIX,
     RECORD_VERSION,
     ChainHead,
     ChunkRecord,
@@ -70,9 +71,6 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 #: active reference and at most two pre-warm shadows, and during an activation the old and
 #: the new active reference overlap. Increments binned with a further one are refused.
 MAX_RINGS = 4
-#: Reference ids with this prefix name a rolling reference's lagging ring (hourly buckets over
-#: lag + length, `monitor.window.LaggingReference`): folded with the model's lagging template.
-LAGGING_PREFIX = "lag:"
 
 
 @dataclass(slots=True)

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from monitor.fleet_records import DEFAULT_CHUNK_BYTES, encode_commit, model_increment
+from monitor.fleet_records import (
+    DEFAULT_CHUNK_BYTES,
+    LAGGING_PREFIX,
+    encode_commit,
+    model_increment,
+)
 from monitor.window import AddResult, BucketRing, EventTimeWindow, FloatArray
 
 
@@ -210,6 +215,11 @@ class ContributionTap:
         """The global window's watermark."""
         return self.window.watermark
 
+    @property
+    def newest(self) -> float:
+        """The newest event time this tap admitted (-inf before any)."""
+        return self._newest
+
     def admit(self, times: FloatArray) -> AddResult:
         """Admission against the global window; remembers the newest admitted event time."""
         result = admit_against(self.window, times, None if self._clock is None else self._clock())
@@ -226,4 +236,31 @@ class ContributionTap:
         """Count admitted events of the current source partition (uncommitted until published)."""
         self.contributor.add(
             self.source, self.model, bucket, counts, self._newest, self.reference_id
+        )
+
+
+class LaggingTap:
+    """`count_batch`'s lagging target in a fleet (a `window.LaggingTarget`): the hour counts
+    of the events `tap` admitted go to its contributor under the same source partition and
+    the reference id `LAGGING_PREFIX + tap.reference_id`; nothing moves locally, and the fold
+    applies the lagging ring's rules (`ring`: the global lagging ring, for its hour width)."""
+
+    def __init__(self, tap: ContributionTap, ring: EventTimeWindow) -> None:
+        self.tap = tap
+        self.window = ring
+
+    @property
+    def ring(self) -> BucketRing:
+        """The global lagging ring's buckets (hourly)."""
+        return self.window.ring
+
+    def advance(self, watermark: float | None) -> None:
+        """Nothing: the global lagging ring moves only when commits are folded."""
+
+    def add_counts(self, event_time: float, counts: npt.NDArray[np.integer]) -> None:
+        """Count admitted events of one hour (that of `event_time`), uncommitted until published."""
+        tap = self.tap
+        bucket = int(self.ring.bucket_of(np.asarray([event_time]))[0])
+        tap.contributor.add(
+            tap.source, tap.model, bucket, counts, tap.newest, LAGGING_PREFIX + tap.reference_id
         )

@@ -218,6 +218,11 @@ def sparse_arrays(increment: ModelIncrement) -> tuple[IntArray, IntArray, IntArr
     return buckets, cells, counts
 
 
+#: Reference ids with this prefix name a rolling reference's lagging ring (hourly buckets over
+#: lag + length, `monitor.window.LaggingReference`): folded with the model's lagging template.
+LAGGING_PREFIX = "lag:"
+
+
 def model_increment(
     model: str,
     shape: tuple[int, int],

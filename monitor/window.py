@@ -430,9 +430,21 @@ class CountTarget(Protocol):
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None: ...
 
 
+class LaggingTarget(Protocol):
+    """Where `count_batch` adds a rolling reference's hour counts: a `LaggingReference`, or a
+    fleet replica's lagging tap (`monitor.fleet_contrib.LaggingTap`)."""
+
+    @property
+    def ring(self) -> BucketRing: ...
+
+    def advance(self, watermark: float | None) -> None: ...
+
+    def add_counts(self, event_time: float, counts: npt.NDArray[np.integer]) -> None: ...
+
+
 def count_batch(
     window: CountTarget,
-    lagging: LaggingReference | None,
+    lagging: LaggingTarget | None,
     times: FloatArray,
     accepted: npt.NDArray[np.bool_],
     count: CountFn,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
-from monitor.fleet import LAGGING_PREFIX, FleetFold
-from monitor.fleet_records import encode_claim, encode_commit, model_increment
-from monitor.window import EMPTY_BUCKET, EventTimeWindow
+from monitor.fleet import FleetFold
+from monitor.fleet_contrib import ContributionTap, Contributor, LaggingTap
+from monitor.fleet_records import LAGGING_PREFIX, encode_claim, encode_commit, model_increment
+from monitor.window import EMPTY_BUCKET, EventTimeWindow, LaggingReference, count_batch
 
 SHAPE = (2, 4)
 HOUR = 3600.0
@@ -111,3 +114,51 @@ def test_a_lagging_ring_without_a_rolling_reference_is_refused() -> None:
     assert fold.ring("m", LAG_ID) is None and fold.ring("m", "r1") is None
     assert fold.head("t:0").next is None
     assert sum(fold.rejected.values()) == 1
+
+
+def _count(cells: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray]:
+    def count(select: np.ndarray | None) -> np.ndarray:
+        chosen = cells if select is None else cells[select]
+        out = np.zeros(SHAPE[0] * SHAPE[1], np.int64)
+        np.add.at(out, chosen, 1)
+        return out.reshape(SHAPE)
+
+    return count
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_lagging_tap_commits_hours_that_fold_to_the_single_node_lagging_reference(
+    seed: int,
+) -> None:
+    """Events counted through a replica's taps, committed and folded back, give the lagging
+    ring whose reference equals a single node's `LaggingReference` fed the same batches."""
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.uniform(0.0, 9 * HOUR, 800)) + rng.normal(0.0, 30.0, 800)
+    cells = rng.integers(0, SHAPE[0] * SHAPE[1], times.size)
+    fold = _fold()
+    contributor = Contributor("a")
+    contributor.own("t:0", 1, 0)
+    fold.apply(encode_claim("t:0", 1, "a")[1])
+    placeholder = EventTimeWindow(SHAPE, 60.0, 600.0, 60.0, 300.0)
+    lag_placeholder = EventTimeWindow(SHAPE, HOUR, N_SLOTS * HOUR, 0.0, 300.0)
+    single = EventTimeWindow(SHAPE, 60.0, 600.0, 60.0, 300.0)
+    lagging = LaggingReference(SHAPE, HOUR, 2 * HOUR, 3 * HOUR)
+    for lo in range(0, times.size, 40):
+        batch, batch_cells = times[lo : lo + 40], cells[lo : lo + 40]
+        tap = ContributionTap("m", fold.ring("m", "r1") or placeholder, contributor, None, "r1")
+        tap.source = "t:0"
+        lag_tap = LaggingTap(tap, fold.ring("m", LAG_ID) or lag_placeholder)
+        accepted = tap.admit(batch).accepted
+        count_batch(tap, lag_tap, batch, accepted, _count(batch_cells))
+        contributor.consumed("t:0", lo + batch.size)
+        for _, value in contributor.commit("t:0"):
+            fold.apply(value)
+        single_accepted = single.admit(batch).accepted
+        assert np.array_equal(single_accepted, accepted)
+        count_batch(single, lagging, batch, single_accepted, _count(batch_cells))
+    ring = fold.ring("m", LAG_ID)
+    assert ring is not None and ring.watermark is not None
+    assert ring.watermark == lagging.watermark
+    hi = int(ring.ring.bucket_of(np.asarray([ring.watermark - 2 * HOUR]))[0])
+    assert np.array_equal(ring.ring.sum_range(hi - 3 + 1, hi), lagging.reference())
+    assert lagging.reference().sum() > 0
