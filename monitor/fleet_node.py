@@ -41,6 +41,7 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -51,9 +52,10 @@ from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
 from monitor.errors import ClaimResult, CommitResult, SourceError
 from monitor.fleet import FleetFold, FoldOutcome, window_like
-from monitor.fleet_contrib import ContributionTap, Contributor
+from monitor.fleet_contrib import ContributionTap, Contributor, LaggingTap
 from monitor.fleet_offsets import GroupOffsets
 from monitor.fleet_records import (
+    LAGGING_PREFIX,
     ChunkRecord,
     SnapshotBody,
     SnapshotRecord,
@@ -66,7 +68,7 @@ from monitor.metrics import FleetMetrics
 from monitor.model import RawMessage, ReferenceMode
 from monitor.registry import RegistryTable, warmup_records
 from monitor.registry import Rejected as RegistryRejected
-from monitor.runtime import ModelRuntime
+from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime
 from monitor.state_log import SNAPSHOT_PARTITION, StateLog, StateRecord
 from monitor.window import EventTimeWindow
 
@@ -210,20 +212,26 @@ class FleetNode:
                 plan.max_future_seconds,
             )
             self._templates[name] = template
-            self.fold.declare(name, template)
+            self.fold.declare(name, template, _lagging_template(runtime))
         if runtime.layout is None or runtime.window is None:
-            runtime.tap = None
+            runtime.tap = runtime.lagging_tap = None
             return
         if (
-            runtime.mode is ReferenceMode.WARMUP
+            runtime.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
             and self.registry_active.get(name) != runtime.reference_id
         ):
-            runtime.tap = None  # this replica's own fit: counted here only, until adopted
+            # this replica's own fit: counted here only, until adopted
+            runtime.tap = runtime.lagging_tap = None
             return
         shape = (runtime.layout.n_features, runtime.layout.width)
         reference_id = runtime.reference_id
         runtime.window = self._ring(name, reference_id, shape)
-        runtime.tap = self._tap(name, reference_id, runtime.window)
+        tap = runtime.tap = self._tap(name, reference_id, runtime.window)
+        if runtime.lagging is not None:  # a rolling reference reads the fold's lagging ring
+            lagging = self._ring(name, LAGGING_PREFIX + reference_id, shape)
+            runtime.lagging.ring = lagging.ring
+            runtime.lagging.watermark = lagging.watermark
+            runtime.lagging_tap = LaggingTap(tap, lagging)
         for shadow in runtime.shadows.windows.values():
             ring = self._ring(name, shadow.reference_id, shadow.window.total.shape)
             shadow.window = ring
@@ -246,9 +254,8 @@ class FleetNode:
             )
         held = self._placeholders.get((name, reference_id))
         if held is None or held.total.shape != shape or held.watermark is not None:
-            held = self._placeholders[(name, reference_id)] = window_like(
-                self._templates[name], shape
-            )
+            template = self.fold.template(name, reference_id) or self._templates[name]
+            held = self._placeholders[(name, reference_id)] = window_like(template, shape)
         return held
 
     def _tap(self, name: str, reference_id: str, window: EventTimeWindow) -> ContributionTap:
@@ -383,7 +390,9 @@ class FleetNode:
         if self._registry_writer is None or not self._leads():
             return
         for name, runtime in self.runtimes.items():
-            if runtime.mode is not ReferenceMode.WARMUP or runtime.profile is None:
+            if runtime.mode not in (ReferenceMode.WARMUP, ReferenceMode.ROLLING):
+                continue
+            if runtime.profile is None:
                 continue
             if name in self.registry_active or name in self._warmups_published:
                 continue
@@ -581,6 +590,24 @@ class FleetNode:
         records = encode_snapshot(self.fold.snapshot_body(), self._positions, self.member, now)
         self.log_topic.publish(records, partition=SNAPSHOT_PARTITION)
         self.logger.info("state snapshot published", records=len(records))
+
+
+def _lagging_template(runtime: ModelRuntime) -> EventTimeWindow | None:
+    """A rolling model's lagging ring template: hourly buckets over lag + length + 1, no
+    lateness (`window.LaggingReference`'s ring); None for other modes."""
+    if runtime.mode is not ReferenceMode.ROLLING:
+        return None
+    reference = runtime.plan.reference
+    slots = math.ceil(reference.lag_seconds / ROLLING_BUCKET_SECONDS) + round(
+        reference.length_seconds / ROLLING_BUCKET_SECONDS
+    )
+    return EventTimeWindow(
+        (len(runtime.specs), 1),
+        ROLLING_BUCKET_SECONDS,
+        (slots + 1) * ROLLING_BUCKET_SECONDS,
+        0.0,
+        runtime.plan.window.max_future_seconds,
+    )
 
 
 def _order(source: str) -> tuple[str, int]:

@@ -87,7 +87,13 @@ from monitor.segments import SegmentTracker
 from monitor.shadow import ShadowSet
 from monitor.state import ModelState
 from monitor.warmup import WarmupBuffer
-from monitor.window import CountTarget, EventTimeWindow, LaggingReference, count_batch
+from monitor.window import (
+    CountTarget,
+    EventTimeWindow,
+    LaggingReference,
+    LaggingTarget,
+    count_batch,
+)
 
 ROLLING_BUCKET_SECONDS = 3600.0
 MIN_BATCH_VALUES = 1 << 20
@@ -150,6 +156,8 @@ class ModelRuntime:
         self.persist_warmup = True
         """False in a fleet: a warm-up profile goes to the registry, not to `state_dir`."""
         self.lagging: LaggingReference | None = None
+        self.lagging_tap: LaggingTarget | None = None
+        """Fleet mode: where a rolling reference's hour counts go instead of `lagging`."""
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
         self.last_reference_error: str = ""
@@ -800,7 +808,7 @@ class ModelRuntime:
             return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
 
         if self.tap is not None:
-            total = count_batch(self.tap, None, times, accepted, count)
+            total = count_batch(self.tap, self.lagging_tap, times, accepted, count)
         else:
             total = count_batch(self.window, self.lagging, times, accepted, count)
         if self.correlation is not None:
