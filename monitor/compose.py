@@ -30,7 +30,6 @@ import structlog
 
 from monitor.config import Settings
 from monitor.daemon import Daemon, DeadLetterSink, FleetFactory, SettingsLoader, SourceFactory
-from monitor.errors import ConfigError
 from monitor.fleet_node import FleetNode
 from monitor.metrics import DriftCollector, PipelineMetrics, Registry, new_registry
 from monitor.model import ReferenceMode
@@ -133,7 +132,7 @@ def registry_follower(settings: Settings) -> RegistryFollower | None:
     `warmup` in a fleet (the fleet's warm-up references live in the registry)."""
     modes = {ReferenceMode.REGISTRY}
     if settings.state.backend == "kafka":
-        modes.add(ReferenceMode.WARMUP)
+        modes |= {ReferenceMode.WARMUP, ReferenceMode.ROLLING}
     if not any(m.reference.mode in modes for m in settings.models):
         return None
     references = settings.references
@@ -153,15 +152,7 @@ def fleet_factory(
     clock: Callable[[], float],
     monotonic: Callable[[], float],
 ) -> FleetFactory:
-    """The `FleetNode` of `state.backend: kafka` (docs/fleet.md); ConfigError for a model
-    whose reference is `rolling` (`Settings` refuses it first)."""
-    fleet_modes = (ReferenceMode.FILE, ReferenceMode.REGISTRY, ReferenceMode.WARMUP)
-    unsupported = [m.name for m in settings.models if m.reference.mode not in fleet_modes]
-    if unsupported:
-        raise ConfigError(
-            "state.backend kafka: reference.mode rolling is not supported in a fleet yet; "
-            "models: " + ", ".join(unsupported)
-        )
+    """The `FleetNode` of `state.backend: kafka` (docs/fleet.md)."""
     state = settings.state
 
     def make(runtimes: Mapping[str, ModelRuntime]) -> FleetNode:

@@ -105,10 +105,7 @@ HOUR = 3600.0
 DEAD_LETTER_HEADROOM_BYTES = 65_536
 REDACTED = "**********"
 #: Reference modes a fleet (`state.backend: kafka`) refuses, and why (docs/fleet.md).
-FLEET_REFUSED_MODES = {
-    ReferenceMode.ROLLING: "the lagging reference would be counted per replica, not folded "
-    "from the state topic",
-}
+FLEET_REFUSED_MODES: dict[ReferenceMode, str] = {}
 
 # --------------------------------------------------------------------------------------------
 # Reusable field types

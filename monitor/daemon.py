@@ -169,7 +169,7 @@ class Daemon:
         self.references = RegistryReferences(
             self.runtimes,
             registry.topic if registry is not None else "",
-            frozenset({ReferenceMode.REGISTRY, ReferenceMode.WARMUP})
+            frozenset({ReferenceMode.REGISTRY, ReferenceMode.WARMUP, ReferenceMode.ROLLING})
             if fleet is not None
             else frozenset({ReferenceMode.REGISTRY}),
         )

@@ -18,6 +18,9 @@ References: each model increment carries the `reference_id` whose edges binned i
 fold keeps per model one ring per reference id. A ring is made by the first increment binned
 with its reference (data-driven: never from a registry or file view, which differ between
 replicas in time) and dropped once it holds no bucket; a model holds at most `MAX_RINGS`.
+A reference id `LAGGING_PREFIX + id` names a rolling reference's lagging ring: hourly buckets
+over lag + length + 1 and no lateness (the model's lagging template, `declare`), with the
+same rules applied in its own bucket width.
 
 Adding increments: the model's global watermark `marks[model]` (the largest event time of
 any accepted increment of the model, whatever its reference) first moves to the increment's

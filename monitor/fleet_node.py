@@ -36,7 +36,9 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
   lowest source partition publishes its fitted profile and activation (`warmup_records`,
   cause `warmup`, first writer wins); every replica adopts the registry's activation (the
   daemon's registry sync) and until then counts its own fit on itself only (no tap). A
-  rolling reference is refused at start (docs/fleet.md says why).
+  `rolling` model's edges go the same way; its lagging reference reads the fold's ring
+  `lag:<reference id>` (hourly, the model's lagging template) and counts into it through a
+  `LaggingTap`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ MAX_RECORDS_PER_STEP = 5_000
 CLAIM_TIMEOUT_S = 10.0
 
 SeekFn = Callable[[TP, int], None]
+#: Reference modes whose reference a fleet fits from a warm-up and shares through the registry.
+_FROM_WARMUP = (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
 
 
 class RegistryWriter(Protocol):
@@ -178,7 +182,7 @@ class FleetNode:
         it). Failures are logged; the publish retries."""
         if self._registry_writer is None:
             return
-        if not any(rt.mode is ReferenceMode.WARMUP for rt in self.runtimes.values()):
+        if not any(rt.mode in _FROM_WARMUP for rt in self.runtimes.values()):
             return
         writer = self._registry_writer()
         try:
@@ -216,10 +220,7 @@ class FleetNode:
         if runtime.layout is None or runtime.window is None:
             runtime.tap = runtime.lagging_tap = None
             return
-        if (
-            runtime.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
-            and self.registry_active.get(name) != runtime.reference_id
-        ):
+        if runtime.mode in _FROM_WARMUP and self.registry_active.get(name) != runtime.reference_id:
             # this replica's own fit: counted here only, until adopted
             runtime.tap = runtime.lagging_tap = None
             return
@@ -390,7 +391,7 @@ class FleetNode:
         if self._registry_writer is None or not self._leads():
             return
         for name, runtime in self.runtimes.items():
-            if runtime.mode not in (ReferenceMode.WARMUP, ReferenceMode.ROLLING):
+            if runtime.mode not in _FROM_WARMUP:
                 continue
             if runtime.profile is None:
                 continue

@@ -295,28 +295,25 @@ def test_increments_written_without_a_reference_id_decode_to_the_empty_one() -> 
     assert RECORD_VERSION == 1
 
 
-def test_a_fleet_refuses_rolling_and_version_following_and_says_why(tmp_path: Path) -> None:
-    """state.backend kafka accepts file, registry and warmup references; rolling, and
-    following model versions, are refused at configuration time with the reason."""
+def test_a_fleet_accepts_rolling_and_refuses_version_following_saying_why(tmp_path: Path) -> None:
+    """state.backend kafka accepts file, registry, warmup and rolling references; following
+    model versions is refused at configuration time with the reason."""
     path = tmp_path / "c.yaml"
     features = [{"name": "a", "kind": "numeric"}]
     base: dict[str, Any] = {
         "kafka": {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"]},
         "state": {"backend": "kafka"},
     }
-    accepted = [{"mode": "registry"}, {"mode": "file", "path": str(path)}, {"mode": "warmup"}]
+    accepted = [
+        {"mode": "registry"},
+        {"mode": "file", "path": str(path)},
+        {"mode": "warmup"},
+        {"mode": "rolling"},
+    ]
     for reference in accepted:
         model = {"name": "m", "features": features, "reference": reference}
         path.write_text(yaml.safe_dump({**base, "models": [model]}))
         assert load_settings(path, env={}).models[0].reference.mode.value == reference["mode"]
-    model = {"name": "m", "features": features, "reference": {"mode": "rolling"}}
-    path.write_text(yaml.safe_dump({**base, "models": [model]}))
-    with pytest.raises(
-        ConfigError,
-        match=r"models\.0\.reference\.mode: rolling is not supported with state\.backend "
-        r"kafka yet: the lagging reference would be counted per replica",
-    ):
-        load_settings(path, env={})
     following = {"mode": "registry", "follow_model_version": True}
     model = {"name": "m", "features": features, "reference": following}
     path.write_text(yaml.safe_dump({**base, "models": [model]}))

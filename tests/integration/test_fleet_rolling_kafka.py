@@ -1,0 +1,94 @@
+"""Rolling references in a fleet (WIP) with real `driftmon run` processes on tansu."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from tests.integration.test_fleet_kafka import PARTITIONS, _events, _model, _Producer
+from tests.integration.test_fleet_references_kafka import _config, _identical
+from tests.support.broker import TansuBroker
+from tests.support.daemon_harness import DaemonProcess, write_config
+from tests.support.waiting import wait_until
+
+HOUR = 3600.0
+
+
+def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two `rolling` replicas adopt one warm-up profile; each one's lagged reference holds
+    exactly the values of the events in the lagged hour (per feature, missing x left out:
+    the oracle counts the produced events), and both export identical statistics."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    reference = {"mode": "rolling", "warmup_events": 300, "lag": "1h", "length": "1h"}
+    config = _config(tmp_path, broker.bootstrap, topic, registry, reference)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    # replicas read their partitions at their own pace: a lateness of 2 h admits every event
+    # of the 3 h stream whatever the skew, so the lagged hour holds all of its events
+    data["window"]["allowed_lateness"] = "2h"
+    config = write_config(config, data)
+    producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+
+        def shared() -> bool:
+            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
+            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
+
+        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        now = time.time()
+        producer.send(_events(2_400, 1, now - 3.5 * HOUR))  # the warm-up, 3.5 h old
+
+        def adopted() -> bool:
+            models = [_model(r) for r in replicas]
+            ids = {m["reference_id"] if m is not None else "" for m in models}
+            return len(ids) == 1 and "" not in ids
+
+        wait_until(adopted, 60.0, interval=0.2, message="one warm-up reference everywhere")
+        # then 3 hours of events in time order, the last one now
+        rng = np.random.default_rng(7)
+        times = np.sort(rng.uniform(now - 3 * HOUR, now, 3_000))
+        times[-1] = now
+        after = _events(3_000, 2, now)
+        for event, ts in zip(after, times.tolist(), strict=True):
+            event["ts"] = ts
+        producer.send(after)
+        lagged = int((now - HOUR) // HOUR)
+        in_span = [
+            e for e, t in zip(after, times.tolist(), strict=True) if int(t // HOUR) == lagged
+        ]
+        expected = {
+            "c": len(in_span),
+            "x": sum(1 for e in in_span if e["features"]["x"] is not None),
+        }
+
+        def lagged_reference() -> bool:
+            models = [_model(r) for r in replicas]
+            return all(
+                m is not None
+                and {f["name"]: f["reference_samples"] for f in m["features"]} == expected
+                for m in models
+            )
+
+        wait_until(
+            lagged_reference,
+            90.0,
+            interval=0.5,
+            message=f"{expected} values in the lagged hour on every replica",
+            on_timeout=lambda: str([_model(r) for r in replicas])[:3000],
+        )
+        _identical(replicas)
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
