@@ -179,6 +179,43 @@ def test_screen_gives_every_window_its_own_leg_pvalues() -> None:
     assert fa.screen_level(smallest[11], policy) >= smallest[11, 19]
 
 
+def test_screen_counts_the_new_categories_rule_on_the_exported_values() -> None:
+    """The screen's NewCategories flags are the shipped rule's predicate on what the daemon
+    exports (unseen share, p0, p-value); the rule before p0 flags more windows."""
+    rng = np.random.default_rng([20_261_203, 4])
+    layout, reference, specs = fa.fit_warmup(rng, 20, 2)
+    sampler = fa.SliceSampler(fa.slot_probabilities(layout))
+    policy = EvaluationSettings().policy()
+    evaluator = ModelEvaluator(layout, specs, policy)
+    groups = evaluator.psi_groups(reference)
+    block = 16
+    screen = fa.Screen(layout, reference, groups, policy, block)
+    windows = np.stack([sampler.draw(rng, 20_000) for _ in range(block)])
+    c1000 = layout.n_features - 1
+    unseen_slot = layout.categorical_bins[-1].unseen_slot
+    windows[:, c1000, unseen_slot] += 40 * np.arange(block)  # unseen share ~M0 to M0 + 3 %
+    _, quality = screen.evaluate(windows)
+    now = quality["DriftmonFeatureNewCategories"]
+    before = quality[fa.NEW_CATEGORIES_BEFORE]
+    for k in range(block):
+        features = evaluator.evaluate(reference, windows[k], CONTEXT, groups).features
+        unseen, p0, pvalue = (
+            np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+            for values in zip(
+                *(
+                    (f.unseen_category_ratio, f.reference_unseen_estimate, f.new_category_pvalue)
+                    for f in features
+                ),
+                strict=True,
+            )
+        )
+        assert (now[k] == fa.new_categories_rule(unseen, p0, pvalue)).all(), k
+        assert (before[k] == fa.new_categories_rule(unseen, np.zeros_like(p0), pvalue)).all()
+        assert p0[c1000] == layout.categorical_bins[-1].singleton_fraction > 0.01
+    assert now[:, c1000].any() and (before[:, c1000] & ~now[:, c1000]).any()
+    assert not (now & ~before).any()
+
+
 @pytest.mark.slow
 def test_no_false_alert_at_the_worst_event_rate() -> None:
     """A pinned stream at 20 events/min that the old rule flags on PSI raises no flag now."""
