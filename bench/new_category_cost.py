@@ -20,43 +20,31 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from bench import false_alarms as fa
 from monitor.histogram import CategoricalBins
+from monitor.model import Thresholds
 from monitor.stats import good_turing_variance, new_category_pvalue
 
 WINDOWS = (1_190, 6_000, 60_000)
 """Events per 1 h window at 20, 100 and 1,000 events/min."""
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One variant of the rule: whether the floor adds p0, the floor and the p-value level."""
-
-    name: str
-    adds_p0: bool
-    threshold: float = 0.01
-    level: float = 0.001
+UNSEEN_THRESHOLD = Thresholds().unseen_category_ratio_warning
 
 
-RULES = (
-    Rule("before (unseen > 1 %, p < 0.001)", adds_p0=False),
-    Rule("shipped (unseen > p0 + 1 %, p < 0.001)", adds_p0=True),
-    *(Rule(f"unseen > p0 + 1 %, p < {level:g}", True, level=level) for level in (1e-4, 1e-5)),
-)
-
-
-def smallest_share(rule: Rule, bins: CategoricalBins, n_ref: float, n: int) -> float:
+def smallest_share(
+    rule: fa.NewCategoriesVariant, bins: CategoricalBins, n_ref: float, n: int
+) -> float:
     """Smallest new-category share s (step 1e-4) whose median window count the rule reports."""
     p0 = bins.singleton_fraction
     f2 = bins.doubleton_fraction if bins.doubleton_fraction is not None else math.nan
     v0 = float(good_turing_variance(np.asarray([p0]), np.asarray([f2]), np.asarray([n_ref]))[0])
     shares = np.arange(0, 2_001) * 1e-4
     counts = np.round(n * (p0 + shares * (1.0 - p0)))
-    floor = rule.threshold + (p0 if rule.adds_p0 else 0.0)
+    floor = UNSEEN_THRESHOLD + (p0 if rule.adds_p0 else 0.0)
     pvalues = new_category_pvalue(
         counts,
         np.full(counts.shape, float(n)),
@@ -77,12 +65,13 @@ def table(seeds: Sequence[tuple[int, int]]) -> str:
         for j, bins in enumerate(layout.categorical_bins):
             row = layout.n_numeric + j
             n_ref = float(reference[row, : layout.width - 2].sum())
-            for rule in RULES:
+            for rule in fa.NEW_CATEGORIES_VARIANTS[:4]:
                 cells = [f"{100 * smallest_share(rule, bins, n_ref, n):.2f} %" for n in WINDOWS]
                 name = layout.names[row]
                 warmup = f"seed {seed} model {model}"
                 p0 = f"{bins.singleton_fraction:.4f}"
-                lines.append("| " + " | ".join([warmup, name, p0, rule.name, *cells]) + " |")
+                variant = rule.name.removeprefix("DriftmonFeatureNewCategories")
+                lines.append("| " + " | ".join([warmup, name, p0, variant, *cells]) + " |")
     return "\n".join(lines)
 
 

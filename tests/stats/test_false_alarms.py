@@ -372,3 +372,31 @@ def test_new_category_pvalue_is_calibrated_across_warmups() -> None:
     assert rate[(60_000, "uncertain")] <= 2 * level, rate
     assert rate[(1_190, "exact")] >= 3 * rate[(1_190, "uncertain")], rate
     assert rate[(60_000, "exact")] >= 0.05, rate
+
+
+def test_smallest_reported_new_category_matches_a_negative_binomial_oracle() -> None:
+    """bench.new_category_cost's smallest reported share equals a scan with scipy's
+    negative binomial tail P(U >= u), r = p0^2/v0, mean n p0, and the rule's floor."""
+    from bench import new_category_cost as cost
+    from monitor.histogram import CategoricalBins
+
+    bins = CategoricalBins(("a",), frozenset({"a"}), 0.0216, 0.006)
+    n_ref = 10_000.0
+    v0 = (0.0216 * (1 - 0.0216) + 2 * 0.006) / n_ref
+    r = 0.0216**2 / v0
+    for variant in fa.NEW_CATEGORIES_VARIANTS[:4]:
+        floor = 0.01 + (0.0216 if variant.adds_p0 else 0.0)
+        for n in (1_190, 60_000):
+            want = math.nan
+            for step in range(2_001):
+                share = step * 1e-4
+                u = round(n * (0.0216 + share * (1 - 0.0216)))
+                mean = n * 0.0216
+                p = sps.nbinom(r, r / (r + mean)).sf(u - 1)
+                if u / n > floor and p < variant.level:
+                    want = share
+                    break
+            assert cost.smallest_share(variant, bins, n_ref, n) == pytest.approx(want), (
+                variant,
+                n,
+            )
