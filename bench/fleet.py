@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -127,20 +128,33 @@ def one_run(
             messages,
             PARTITIONS,
         )
+        pids = [m.process.proc.pid for m in members if m.process.proc is not None]
+        cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
         started = time.monotonic()
         for member in members:
             fleet.resume(member)
 
         def consumed() -> float:
-            return sum(fleet.metrics(m).total(CONSUMED, topic=topic) for m in members)
+            return sum(fleet.metrics(m, CONSUMED).total(CONSUMED, topic=topic) for m in members)
 
         fleet.wait_until(lambda: consumed() >= len(messages), 600.0, "the backlog consumed")
         seconds = time.monotonic() - started
+        cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu_before
         shares = {m.name: sorted(fleet.partitions(m)) for m in members}
     state_bytes = state_topic_bytes(bootstrap, f"{topic}-state") if backend == "kafka" else 0
     rate = len(messages) / seconds
-    log(f"  fleet N={replicas} ({backend}): {rate:,.0f} events/s, partitions {shares}")
-    return {"events_per_s": rate, "seconds": seconds, "state_bytes": state_bytes}
+    cpu_us = cpu / len(messages) * 1e6
+    log(
+        f"  fleet N={replicas} ({backend}): {rate:,.0f} events/s, {cpu_us:.0f} replica CPU µs"
+        f"/event, partitions {shares}"
+    )
+    return {"events_per_s": rate, "seconds": seconds, "state_bytes": state_bytes, "cpu_us": cpu_us}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 COLUMNS = [
@@ -151,6 +165,7 @@ COLUMNS = [
     "events/s (median)",
     "vs 1 replica (median of pairs)",
     "state-topic bytes / event",
+    "replicas' CPU µs / event (sum)",
     "runs",
 ]
 
@@ -216,6 +231,7 @@ def run(*, reps: int, log: Log, events: int = EVENTS) -> list[Table]:
             statistics.median(r["events_per_s"] for r in runs) if runs else None,
             ratio,
             statistics.median(r["state_bytes"] / events for r in runs) if runs else None,
+            statistics.median(r["cpu_us"] for r in runs) if runs else None,
             len(runs),
         )
     _notes(table, backend, pairs, errors)
@@ -245,9 +261,13 @@ def _notes(
         "Each run: a fresh 6-partition topic on the embedded tansu broker and a fresh group; "
         "the replicas join and split the partitions, are paused (SIGSTOP) while the backlog "
         "is produced, and are timed from SIGCONT until their records_consumed_total add up "
-        "to the backlog (scraped every 0.2 s). Daemon settings as in the e2e table.",
-        "Both replicas and the scrapes share this machine's cores; the ratio says what a "
-        "second process buys here, not on a machine with a core per replica.",
+        "to the backlog (scraped every 0.2 s, that counter only: `/metrics?name[]=`). Daemon "
+        "settings as in the e2e table.",
+        "Both replicas, the broker and the scrapes share this machine's 2 cores; the ratio says "
+        "what a second process buys here, not on a machine with a core per replica. The CPU "
+        "column (user + system time of the replica processes from SIGCONT to the end, summed, "
+        "per event) says what the fleet costs per event: equal at N = 1 and N = 2 means the "
+        "second replica adds no work, so with a core of its own it would double the rate.",
         *errors,
     ]
 

@@ -166,9 +166,9 @@ class Fleet:
 
     # -- what a replica says -----------------------------------------------------------------
 
-    def metrics(self, replica: Replica) -> Metrics:
-        """Scrape the replica's /metrics."""
-        return replica.process.metrics()
+    def metrics(self, replica: Replica, *names: str) -> Metrics:
+        """Scrape the replica's /metrics (only the families `names`, when given)."""
+        return replica.process.metrics(*names)
 
     def status(self, replica: Replica) -> dict[str, Any]:
         """The replica's /status document."""
