@@ -181,7 +181,7 @@ def test_screen_gives_every_window_its_own_leg_pvalues() -> None:
 
 def test_screen_counts_the_new_categories_rule_on_the_exported_values() -> None:
     """The screen's NewCategories flags are the shipped rule's predicate on what the daemon
-    exports (unseen share, p0, p-value); the rule before p0 flags more windows."""
+    exports (unseen share, p0, p-value); the rule before (1 %, p < 0.001) flags more windows."""
     rng = np.random.default_rng([20_261_203, 4])
     layout, reference, specs = fa.fit_warmup(rng, 20, 2)
     sampler = fa.SliceSampler(fa.slot_probabilities(layout))
@@ -210,7 +210,9 @@ def test_screen_counts_the_new_categories_rule_on_the_exported_values() -> None:
             )
         )
         assert (now[k] == fa.new_categories_rule(unseen, p0, pvalue)).all(), k
-        assert (before[k] == fa.new_categories_rule(unseen, np.zeros_like(p0), pvalue)).all()
+        level = fa.NEW_CATEGORIES_VARIANTS[0].level  # the rule before: 1 %, p < 0.001
+        old_rule = fa.new_categories_rule(unseen, np.zeros_like(p0), pvalue, pvalue_threshold=level)
+        assert (before[k] == old_rule).all()
         assert p0[c1000] == layout.categorical_bins[-1].singleton_fraction > 0.01
     assert now[:, c1000].any() and (before[:, c1000] & ~now[:, c1000]).any()
     assert not (now & ~before).any()
@@ -400,3 +402,19 @@ def test_smallest_reported_new_category_matches_a_negative_binomial_oracle() -> 
                 variant,
                 n,
             )
+
+
+def test_the_worst_warmup_raises_no_new_categories_alert_at_the_default_level() -> None:
+    """Seed 18's warm-up underestimated c1000's unseen mass (p0 0.0216, true 0.027): its first
+    day at 20 events/min raises NewCategories alerts at p < 0.001, with or without the p0
+    floor, and none at the shipped level 1e-4."""
+    from monitor.model import Thresholds
+
+    setup = fa.Setup(20, 2, per_minute=20, days=1, seed=18)
+    (out,) = fa.simulate(setup, {"default": EvaluationSettings().policy()})
+    before, p0_floor = (v.name for v in fa.NEW_CATEGORIES_VARIANTS[:2])
+    assert not fa.NEW_CATEGORIES_VARIANTS[0].adds_p0 and fa.NEW_CATEGORIES_VARIANTS[1].adds_p0
+    assert out.quality_alerts[before] >= 2
+    assert out.quality_alerts[p0_floor] >= 2
+    assert out.quality_alerts["DriftmonFeatureNewCategories"] == 0
+    assert Thresholds().new_category_pvalue_warning == 1e-4
