@@ -326,6 +326,35 @@ class Chain:
 
 
 @contextlib.contextmanager
+def alerting_chain(
+    tmp_path: Path,
+    config: dict[str, Any],
+    started: float,
+    on_daemon_start: Callable[[], None] | None = None,
+) -> Iterator[Chain]:
+    """A webhook receiver, the daemon of `config` (started; then `on_daemon_start`), an
+    Alertmanager routing to the receiver and a Prometheus scraping the daemon (no rules yet:
+    `load_rules_when_healthy`); everything is stopped on exit."""
+    config_path = write_config(tmp_path / "driftmon.yaml", config)
+    am_config = tmp_path / "alertmanager.yml"
+    with (
+        WebhookReceiver() as hook,
+        DaemonProcess(config_path, tmp_path / "daemon") as daemon,
+    ):
+        write_alertmanager_config(am_config, hook.url, group_interval=f"{GROUP_INTERVAL_S:g}s")
+        daemon.start()
+        if on_daemon_start is not None:
+            on_daemon_start()
+        instance = f"127.0.0.1:{daemon.port}"
+        scrape_only = write_prometheus_config(tmp_path / "prometheus.yml", None, [instance], None)
+        with (
+            AlertmanagerServer(am_config, tmp_path) as am,
+            PrometheusServer(scrape_only, tmp_path) as prom,
+        ):
+            yield Chain(hook, am, prom, daemon, instance, t0=started)
+
+
+@contextlib.contextmanager
 def explained(describe: Callable[[], str]) -> Iterator[None]:
     """Append `describe()` (the state of the chain) to an AssertionError raised in the block."""
     try:
@@ -653,104 +682,89 @@ def test_real_daemon_drift_alerts_reach_their_receivers_and_driftmon_down_mutes_
         evaluation=EVALUATION,
         checkpoint_interval="1s",
     )
-    config_path = write_config(tmp_path / "driftmon.yaml", config)
     rules = write_fast_rules(tmp_path / "driftmon.rules.yml")
-    am_config = tmp_path / "alertmanager.yml"
-
     with (
-        WebhookReceiver() as hook,
-        DaemonProcess(config_path, tmp_path / "daemon") as daemon,
+        alerting_chain(tmp_path, config, started, on_daemon_start=stream.start) as chain,
+        explained(chain.state),
     ):
-        write_alertmanager_config(am_config, hook.url, group_interval=f"{GROUP_INTERVAL_S:g}s")
-        daemon.start()
-        stream.start()
-        instance = f"127.0.0.1:{daemon.port}"
-        scrape_only = write_prometheus_config(tmp_path / "prometheus.yml", None, [instance], None)
-        with (
-            AlertmanagerServer(am_config, tmp_path) as am,
-            PrometheusServer(scrape_only, tmp_path) as prom,
-        ):
-            chain = Chain(hook, am, prom, daemon, instance, t0=started)
-            with explained(chain.state):
-                chain.mark(f"daemon serving on {instance}; Prometheus and Alertmanager up")
-                load_rules_when_healthy(chain, rules, broker, topic)
-                holds_for(
-                    lambda: chain.alerts() == set(),
-                    SETTLE_S,
-                    message="no alert on the clean stream",
-                )
+        hook, am, daemon, instance = chain.hook, chain.am, chain.daemon, chain.instance
+        chain.mark(f"daemon serving on {instance}; Prometheus and Alertmanager up")
+        load_rules_when_healthy(chain, rules, broker, topic)
+        holds_for(
+            lambda: chain.alerts() == set(),
+            SETTLE_S,
+            message="no alert on the clean stream",
+        )
 
-                stream.drift()
-                wait_until(stream.clean_done.is_set, 10, message="the clean phase to end")
-                wait_until(
-                    lambda: (
-                        max(
-                            daemon.metrics().value(
-                                "driftmon_model_watermark_timestamp_seconds", model=model
-                            )
-                            for model in MODELS
-                        )
-                        >= stream.last_clean_ts
-                    ),
-                    20,
-                    message="the daemon to reach the last clean event",
-                    on_timeout=daemon.tail,
+        stream.drift()
+        wait_until(stream.clean_done.is_set, 10, message="the clean phase to end")
+        wait_until(
+            lambda: (
+                max(
+                    daemon.metrics().value(
+                        "driftmon_model_watermark_timestamp_seconds", model=model
+                    )
+                    for model in MODELS
                 )
-                stream.release()
-                chain.mark("stream drifts")
-                chat = hook.wait_for(firing_with("DriftmonFeatureDrift"), 25, "the drift warning")
-                pager = hook.wait_for(firing_with("DriftmonFeaturePsiCritical"), 10, "the page")
-                chain.mark("drift notifications received")
-                holds_for(
-                    lambda: len(hook.received()) == 2,
-                    SETTLE_S,
-                    message="no notification beyond the two expected ones",
-                )
-                drift_notes = hook.received_timed()
-                assert sorted((p, n["status"]) for _, p, n in drift_notes) == [
-                    ("driftmon-chat", "firing"),
-                    ("driftmon-pager", "firing"),
-                ], "a notification other than the two expected ones arrived"
-                check_drift_notifications(chain, chat, pager)
-                check_nothing_else(chain)
-                check_panels(chain, daemon.metrics())
-                chain.mark("alerts and panels checked")
+                >= stream.last_clean_ts
+            ),
+            20,
+            message="the daemon to reach the last clean event",
+            on_timeout=daemon.tail,
+        )
+        stream.release()
+        chain.mark("stream drifts")
+        chat = hook.wait_for(firing_with("DriftmonFeatureDrift"), 25, "the drift warning")
+        pager = hook.wait_for(firing_with("DriftmonFeaturePsiCritical"), 10, "the page")
+        chain.mark("drift notifications received")
+        holds_for(
+            lambda: len(hook.received()) == 2,
+            SETTLE_S,
+            message="no notification beyond the two expected ones",
+        )
+        drift_notes = hook.received_timed()
+        assert sorted((p, n["status"]) for _, p, n in drift_notes) == [
+            ("driftmon-chat", "firing"),
+            ("driftmon-pager", "firing"),
+        ], "a notification other than the two expected ones arrived"
+        check_drift_notifications(chain, chat, pager)
+        check_nothing_else(chain)
+        check_panels(chain, daemon.metrics())
+        chain.mark("alerts and panels checked")
 
-                stopped, next_flush = stop_just_after_a_flush(chain, [t for t, _, _ in drift_notes])
-                # Alertmanager lists active alerts only: the drift alerts are gone once their
-                # resolution arrived, so their groups have "resolved" to flush next.
-                (down,) = wait_until(
-                    lambda: only_alert(am, "DriftmonDown"),
-                    15,
-                    0.05,
-                    "DriftmonDown, and nothing else, active at Alertmanager",
-                )
-                chain.mark("DriftmonDown at Alertmanager, drift alerts resolved there")
-                assert time.monotonic() < next_flush - 0.1, (
-                    "test timing broken: DriftmonDown reached Alertmanager after the drift "
-                    "groups' next flush; raise GROUP_INTERVAL_S"
-                )
-                down_path, down_note = hook.wait_for(firing_with("DriftmonDown"), 10, "the down")
-                chain.mark("DriftmonDown at the webhook")
-                sleep_until(next_flush + 1.0)
-                chain.mark("drift groups flushed after DriftmonDown")
+        stopped, next_flush = stop_just_after_a_flush(chain, [t for t, _, _ in drift_notes])
+        # Alertmanager lists active alerts only: the drift alerts are gone once their
+        # resolution arrived, so their groups have "resolved" to flush next.
+        (down,) = wait_until(
+            lambda: only_alert(am, "DriftmonDown"),
+            15,
+            0.05,
+            "DriftmonDown, and nothing else, active at Alertmanager",
+        )
+        chain.mark("DriftmonDown at Alertmanager, drift alerts resolved there")
+        assert time.monotonic() < next_flush - 0.1, (
+            "test timing broken: DriftmonDown reached Alertmanager after the drift "
+            "groups' next flush; raise GROUP_INTERVAL_S"
+        )
+        down_path, down_note = hook.wait_for(firing_with("DriftmonDown"), 10, "the down")
+        chain.mark("DriftmonDown at the webhook")
+        sleep_until(next_flush + 1.0)
+        chain.mark("drift groups flushed after DriftmonDown")
 
-                assert down["labels"] == alert_labels(
-                    "DriftmonDown", job="driftmon", instance=instance, replicas_up="none"
-                )
-                assert (down_path, down_note["receiver"]) == ("driftmon-pager", "driftmon-pager")
-                assert [a["labels"] for a in down_note["alerts"]] == [down["labels"]]
-                # The drift alerts resolved (stale series), DriftmonDown is all that fires ...
-                assert chain.alerts() == {("DriftmonDown", "", "", "firing")}
-                # ... and their resolved notifications, due at the drift groups' flush after
-                # DriftmonDown reached Alertmanager, were muted by inhibit rule 1.
-                assert [
-                    (p, n["status"], n["groupLabels"])
-                    for t, p, n in hook.received_timed()
-                    if t > stopped
-                ] == [("driftmon-pager", "firing", {"alertname": "DriftmonDown"})]
-                assert stream.error is None, repr(stream.error)
-                chain.mark("done")
+        assert down["labels"] == alert_labels(
+            "DriftmonDown", job="driftmon", instance=instance, replicas_up="none"
+        )
+        assert (down_path, down_note["receiver"]) == ("driftmon-pager", "driftmon-pager")
+        assert [a["labels"] for a in down_note["alerts"]] == [down["labels"]]
+        # The drift alerts resolved (stale series), DriftmonDown is all that fires ...
+        assert chain.alerts() == {("DriftmonDown", "", "", "firing")}
+        # ... and their resolved notifications, due at the drift groups' flush after
+        # DriftmonDown reached Alertmanager, were muted by inhibit rule 1.
+        assert [
+            (p, n["status"], n["groupLabels"]) for t, p, n in hook.received_timed() if t > stopped
+        ] == [("driftmon-pager", "firing", {"alertname": "DriftmonDown"})]
+        assert stream.error is None, repr(stream.error)
+        chain.mark("done")
     print("\n".join(chain.timeline))  # the timings, shown by `pytest -rP`
 
 
@@ -802,92 +816,69 @@ def test_same_out_of_range_ratio_alerts_only_the_feature_with_the_lower_threshol
         window={"bucket": "1s", "length": "5s", "allowed_lateness": "15s"},
         evaluation=EVALUATION,
     )
-    config_path = write_config(tmp_path / "driftmon.yaml", config)
     rules = write_fast_rules(tmp_path / "driftmon.rules.yml")
-    am_config = tmp_path / "alertmanager.yml"
+    with alerting_chain(tmp_path, config, started) as chain, explained(chain.state):
+        hook, am, prom, instance = chain.hook, chain.am, chain.prom, chain.instance
+        # The warm-up events are produced once Prometheus scrapes the daemon, so the
+        # consumed-records rate it sees is not 0 (no DriftmonStreamStalled); the rules
+        # and the Alertmanager are loaded before the out-of-range burst, so no alert
+        # fires while a reload empties the notifier's Alertmanager list.
+        wait_until(lambda: prom.query('up{job="driftmon"} == 1'), 20, message="a first scrape")
+        warmup_ts = time.time() - 30  # the burst's event time is later by > the window
+        broker.produce(topic, sensor_events(SENSOR_EVENTS, warmup_ts, 1, out_of_range=False))
+        healthy = [
+            "driftmon_ready == 1",
+            "increase(driftmon_records_consumed_total[1m]) > 0",
+        ]
+        wait_until(
+            lambda: all(prom.query(expr) for expr in healthy),
+            40,
+            message="Prometheus to scrape a ready daemon that consumed the warm-up",
+        )
+        write_prometheus_config(prom.config, rules, [instance], am.address)
+        prom.reload()
+        wait_until(prom.alertmanagers, 15, message="Prometheus to list the Alertmanager")
+        chain.mark("rules and Alertmanager loaded")
+        assert chain.alerts() == set(), "an alert is pending before the burst"
+        broker.produce(topic, sensor_events(SENSOR_EVENTS, time.time(), 2, out_of_range=True))
+        chain.mark("out-of-range burst produced")
+        ratio = f'driftmon_feature_out_of_range_ratio{{model="{SENSORS}"}}'
 
-    with (
-        WebhookReceiver() as hook,
-        DaemonProcess(config_path, tmp_path / "daemon") as daemon,
-    ):
-        write_alertmanager_config(am_config, hook.url, group_interval=f"{GROUP_INTERVAL_S:g}s")
-        daemon.start()
-        instance = f"127.0.0.1:{daemon.port}"
-        scrape_only = write_prometheus_config(tmp_path / "prometheus.yml", None, [instance], None)
-        with (
-            AlertmanagerServer(am_config, tmp_path) as am,
-            PrometheusServer(scrape_only, tmp_path) as prom,
-        ):
-            chain = Chain(hook, am, prom, daemon, instance, t0=started)
-            with explained(chain.state):
-                # The warm-up events are produced once Prometheus scrapes the daemon, so the
-                # consumed-records rate it sees is not 0 (no DriftmonStreamStalled); the rules
-                # and the Alertmanager are loaded before the out-of-range burst, so no alert
-                # fires while a reload empties the notifier's Alertmanager list.
-                wait_until(
-                    lambda: prom.query('up{job="driftmon"} == 1'), 20, message="a first scrape"
-                )
-                warmup_ts = time.time() - 30  # the burst's event time is later by > the window
-                broker.produce(
-                    topic, sensor_events(SENSOR_EVENTS, warmup_ts, 1, out_of_range=False)
-                )
-                healthy = [
-                    "driftmon_ready == 1",
-                    "increase(driftmon_records_consumed_total[1m]) > 0",
-                ]
-                wait_until(
-                    lambda: all(prom.query(expr) for expr in healthy),
-                    40,
-                    message="Prometheus to scrape a ready daemon that consumed the warm-up",
-                )
-                write_prometheus_config(prom.config, rules, [instance], am.address)
-                prom.reload()
-                wait_until(prom.alertmanagers, 15, message="Prometheus to list the Alertmanager")
-                chain.mark("rules and Alertmanager loaded")
-                assert chain.alerts() == set(), "an alert is pending before the burst"
-                broker.produce(
-                    topic, sensor_events(SENSOR_EVENTS, time.time(), 2, out_of_range=True)
-                )
-                chain.mark("out-of-range burst produced")
-                ratio = f'driftmon_feature_out_of_range_ratio{{model="{SENSORS}"}}'
+        _, note = hook.wait_for(
+            firing_with("DriftmonFeatureOutOfRange"), 25, "the out-of-range warning"
+        )
+        chain.mark("out-of-range notification received")
+        holds_for(
+            lambda: len(hook.received()) == 1,
+            SETTLE_S,
+            message="no notification beyond the out-of-range warning",
+        )
 
-                _, note = hook.wait_for(
-                    firing_with("DriftmonFeatureOutOfRange"), 25, "the out-of-range warning"
-                )
-                chain.mark("out-of-range notification received")
-                holds_for(
-                    lambda: len(hook.received()) == 1,
-                    SETTLE_S,
-                    message="no notification beyond the out-of-range warning",
-                )
-
-                ratios = chain.values(ratio, "feature")
-                assert ratios["inlet"] == ratios["outlet"]
-                assert 0.09 < ratios["inlet"] < 0.12, ratios
-                thresholds = chain.values(
-                    f'driftmon_feature_threshold{{model="{SENSORS}",'
-                    'signal="out_of_range_ratio",severity="warning"}',
-                    "feature",
-                )
-                assert thresholds == OUT_OF_RANGE_THRESHOLDS
-                assert (note["receiver"], note["groupLabels"]) == (
-                    "driftmon-chat",
-                    {"alertname": "DriftmonFeatureOutOfRange", "model": SENSORS},
-                )
-                notified = [
-                    (p, a["labels"]) for _, p, n in hook.received_timed() for a in n["alerts"]
-                ]
-                labels = {"job": "driftmon", "model": SENSORS}
-                assert notified == [
-                    (
-                        "driftmon-chat",
-                        alert_labels("DriftmonFeatureOutOfRange", **labels, feature="inlet"),
-                    )
-                ]
-                description = note["alerts"][0]["annotations"]["description"]
-                assert "(threshold 5%)" in description, description
-                assert chain.alerts() == {("DriftmonFeatureOutOfRange", SENSORS, "inlet", "firing")}
-                detected = f'driftmon_feature_drift_detected{{model="{SENSORS}"}} == 1'
-                assert prom.query(detected) == []  # the per-feature floors held the decision
-                chain.mark("done")
+        ratios = chain.values(ratio, "feature")
+        assert ratios["inlet"] == ratios["outlet"]
+        assert 0.09 < ratios["inlet"] < 0.12, ratios
+        thresholds = chain.values(
+            f'driftmon_feature_threshold{{model="{SENSORS}",'
+            'signal="out_of_range_ratio",severity="warning"}',
+            "feature",
+        )
+        assert thresholds == OUT_OF_RANGE_THRESHOLDS
+        assert (note["receiver"], note["groupLabels"]) == (
+            "driftmon-chat",
+            {"alertname": "DriftmonFeatureOutOfRange", "model": SENSORS},
+        )
+        notified = [(p, a["labels"]) for _, p, n in hook.received_timed() for a in n["alerts"]]
+        labels = {"job": "driftmon", "model": SENSORS}
+        assert notified == [
+            (
+                "driftmon-chat",
+                alert_labels("DriftmonFeatureOutOfRange", **labels, feature="inlet"),
+            )
+        ]
+        description = note["alerts"][0]["annotations"]["description"]
+        assert "(threshold 5%)" in description, description
+        assert chain.alerts() == {("DriftmonFeatureOutOfRange", SENSORS, "inlet", "firing")}
+        detected = f'driftmon_feature_drift_detected{{model="{SENSORS}"}} == 1'
+        assert prom.query(detected) == []  # the per-feature floors held the decision
+        chain.mark("done")
     print("\n".join(chain.timeline))

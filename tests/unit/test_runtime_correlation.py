@@ -12,34 +12,12 @@ from monitor.config import Settings, load_settings
 from monitor.decode import ModelColumns
 from monitor.errors import ConfigError, ReferenceDataError
 from monitor.reference import build_profile, joint_section, profile_from_json, profile_to_json
-from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.state import ModelState
-
-START = 1_800_000_000.0
-WARMUP = 5_000
+from tests.support.joint_runtime import START, WARMUP, columns, joint_settings, runtime_of
 
 
 def _settings(tmp_path: Path, extra: str = "", mode: str = "warmup") -> Settings:
-    config = tmp_path / "driftmon.yaml"
-    path = f", path: {tmp_path / 'ref.json'}" if mode == "file" else ""
-    config.write_text(
-        f"""
-kafka: {{bootstrap_servers: "127.0.0.1:9", topics: [t]}}
-models:
-  - name: m
-    reference: {{mode: {mode}, warmup_events: {WARMUP}{path}}}
-    correlation: {{enabled: true{extra}}}
-    features:
-      - {{name: x, kind: numeric}}
-      - {{name: c, kind: categorical}}
-      - {{name: y, kind: numeric}}
-      - {{name: z, kind: numeric}}
-window: {{bucket: 1m, length: 1h, allowed_lateness: 0s}}
-evaluation: {{min_samples: 500}}
-state: {{dir: "{tmp_path / "state"}"}}
-"""
-    )
-    return load_settings(config, env={})
+    return joint_settings(tmp_path, f"    correlation: {{enabled: true{extra}}}", mode)
 
 
 def _events(rng: np.random.Generator, n: int, rho: float, t0: float) -> ModelColumns:
@@ -49,24 +27,13 @@ def _events(rng: np.random.Generator, n: int, rho: float, t0: float) -> ModelCol
     x[rng.random(n) < 0.003] = 1e6
     y[rng.random(n) < 0.05] = np.nan
     z = rng.standard_normal(n)
-    return ModelColumns(
-        model="m",
-        times=t0 + np.sort(rng.uniform(0, 1800, n)),
-        numeric=np.vstack([x, y, z]),
-        categorical=(rng.choice(np.array(["a", "b"]), n).astype(object),),
-        model_version="v1",
-        sources=np.zeros(n, dtype=np.int32),
-    )
-
-
-def _runtime(settings: Settings) -> ModelRuntime:
-    return model_runtimes(settings, clock=lambda: START + 10**6)["m"]
+    return columns(rng, np.vstack([x, y, z]), t0)
 
 
 def test_warmup_fits_the_group_and_the_current_r_is_numpy_corrcoef(tmp_path: Path) -> None:
     """The exported current r equals numpy.corrcoef on the winsorised window values (1e-9)."""
     rng = np.random.default_rng(1)
-    runtime = _runtime(_settings(tmp_path))
+    runtime = runtime_of(_settings(tmp_path))
     runtime.ingest(_events(rng, WARMUP, 0.3, START))
     assert runtime.correlation is not None and runtime.profile is not None
     assert joint_section(runtime.profile, "correlation") is not None
@@ -90,11 +57,11 @@ def test_checkpoint_round_trip_keeps_the_correlation_window(tmp_path: Path) -> N
     """A runtime restored from to_state() evaluates the same correlations."""
     rng = np.random.default_rng(2)
     settings = _settings(tmp_path)
-    runtime = _runtime(settings)
+    runtime = runtime_of(settings)
     runtime.ingest(_events(rng, WARMUP, 0.3, START))
     runtime.ingest(_events(rng, 3_000, 0.5, START + 1800))
     state = runtime.to_state()
-    restored = _runtime(settings)
+    restored = runtime_of(settings)
     restored.restore(
         ModelState(state.fingerprint, dict(state.arrays), json.loads(json.dumps(state.meta)))
     )
@@ -105,13 +72,13 @@ def test_checkpoint_round_trip_keeps_the_correlation_window(tmp_path: Path) -> N
 def test_file_profile_carries_the_group_and_a_bad_section_is_refused(tmp_path: Path) -> None:
     """A file profile with the group's section is used; a malformed section refuses the file."""
     rng = np.random.default_rng(3)
-    warm = _runtime(_settings(tmp_path))
+    warm = runtime_of(_settings(tmp_path))
     warm.ingest(_events(rng, WARMUP, 0.3, START))
     assert warm.profile is not None
     text = profile_to_json(warm.profile)
     assert profile_from_json(text).reference_id == warm.profile.reference_id
     (tmp_path / "ref.json").write_text(text)
-    runtime = _runtime(_settings(tmp_path, mode="file"))
+    runtime = runtime_of(_settings(tmp_path, mode="file"))
     runtime.load_reference_file()
     assert runtime.correlation is not None
     document = json.loads(text)
@@ -122,7 +89,7 @@ def test_file_profile_carries_the_group_and_a_bad_section_is_refused(tmp_path: P
     bad = build_profile("m", warm.profile.features, WARMUP, joint={"correlation": section})
     (tmp_path / "ref.json").write_text(profile_to_json(bad))
     with pytest.raises(ReferenceDataError, match="scale"):
-        _runtime(_settings(tmp_path, mode="file")).load_reference_file()
+        runtime_of(_settings(tmp_path, mode="file")).load_reference_file()
 
 
 def test_config_refuses_a_group_with_a_categorical_or_unknown_feature(tmp_path: Path) -> None:
@@ -130,7 +97,7 @@ def test_config_refuses_a_group_with_a_categorical_or_unknown_feature(tmp_path: 
     for features in ("[x, c]", "[x, nope]", "[x]"):
         with pytest.raises(ConfigError, match="correlation"):
             _settings(tmp_path, f", features: {features}")
-    plan = _runtime(_settings(tmp_path)).plan.correlation
+    plan = runtime_of(_settings(tmp_path)).plan.correlation
     assert plan is not None and plan.features == ("x", "y", "z")
 
 

@@ -10,39 +10,16 @@ import pytest
 
 from monitor.cli import main
 from monitor.config import Settings, load_settings, redacted_dump
-from monitor.decode import ModelColumns
 from monitor.errors import ConfigError
 from monitor.reconstruction import VIRTUAL_FEATURE
 from monitor.reference import joint_section, profile_from_json
-from monitor.runtime import ModelRuntime, model_runtimes
 from monitor.state import ModelState
-
-START = 1_800_000_000.0
-WARMUP = 5_000
+from tests.support.joint_runtime import START, WARMUP, columns, joint_settings, runtime_of
 
 
 def _settings(tmp_path: Path, mode: str = "warmup", extra: str = "") -> Settings:
-    config = tmp_path / "driftmon.yaml"
-    path = f", path: {tmp_path / 'ref.json'}" if mode == "file" else ""
-    config.write_text(
-        f"""
-kafka: {{bootstrap_servers: "127.0.0.1:9", topics: [t]}}
-models:
-  - name: m
-    reference: {{mode: {mode}, warmup_events: {WARMUP}{path}}}
-    reconstruction: {{enabled: true{extra}}}
-    correlation: {{enabled: true}}
-    features:
-      - {{name: x, kind: numeric}}
-      - {{name: c, kind: categorical}}
-      - {{name: y, kind: numeric}}
-      - {{name: z, kind: numeric}}
-window: {{bucket: 1m, length: 1h, allowed_lateness: 0s}}
-evaluation: {{min_samples: 500}}
-state: {{dir: "{tmp_path / "state"}"}}
-"""
-    )
-    return load_settings(config, env={})
+    groups = f"    reconstruction: {{enabled: true{extra}}}\n    correlation: {{enabled: true}}"
+    return joint_settings(tmp_path, groups, mode)
 
 
 def _raw(rng: np.random.Generator, n: int, rotated: bool = False) -> np.ndarray:
@@ -54,33 +31,17 @@ def _raw(rng: np.random.Generator, n: int, rotated: bool = False) -> np.ndarray:
     return v
 
 
-def _columns(rng: np.random.Generator, raw: np.ndarray, t0: float) -> ModelColumns:
-    n = raw.shape[1]
-    return ModelColumns(
-        model="m",
-        times=t0 + np.sort(rng.uniform(0, 1800, n)),
-        numeric=raw,
-        categorical=(rng.choice(np.array(["a", "b"]), n).astype(object),),
-        model_version="v1",
-        sources=np.zeros(n, dtype=np.int32),
-    )
-
-
-def _runtime(settings: Settings) -> ModelRuntime:
-    return model_runtimes(settings, clock=lambda: START + 10**6)["m"]
-
-
 def test_warmup_fits_the_basis_and_the_virtual_feature_flags_a_rotation(tmp_path: Path) -> None:
     """After warm-up the virtual feature has bins; a rotation flags it and no marginal."""
     rng = np.random.default_rng(1)
-    runtime = _runtime(_settings(tmp_path))
+    runtime = runtime_of(_settings(tmp_path))
     assert VIRTUAL_FEATURE not in runtime.schema.numeric
-    runtime.ingest(_columns(rng, _raw(rng, WARMUP), START))
+    runtime.ingest(columns(rng, _raw(rng, WARMUP), START))
     assert runtime.basis is not None and runtime.profile is not None
     assert runtime.profile.feature(VIRTUAL_FEATURE) is not None
     assert joint_section(runtime.profile, "reconstruction") is not None
     current = _raw(rng, 10_000, rotated=True)
-    runtime.ingest(_columns(rng, current, START + 1800))
+    runtime.ingest(columns(rng, current, START + 1800))
     evaluation = runtime.evaluate(START + 4000)
     flags = {f.name: f.drift_detected for f in evaluation.features}
     assert flags == {"x": False, "y": False, "z": False, "c": False, VIRTUAL_FEATURE: True}
@@ -100,11 +61,11 @@ def test_checkpoint_round_trip_restores_basis_and_window(tmp_path: Path) -> None
     """A runtime restored from to_state() has the same basis and evaluates the same."""
     rng = np.random.default_rng(2)
     settings = _settings(tmp_path)
-    runtime = _runtime(settings)
-    runtime.ingest(_columns(rng, _raw(rng, WARMUP), START))
-    runtime.ingest(_columns(rng, _raw(rng, 2_000), START + 1800))
+    runtime = runtime_of(settings)
+    runtime.ingest(columns(rng, _raw(rng, WARMUP), START))
+    runtime.ingest(columns(rng, _raw(rng, 2_000), START + 1800))
     state = runtime.to_state()
-    restored = _runtime(settings)
+    restored = runtime_of(settings)
     meta = json.loads(json.dumps(state.meta))
     restored.restore(ModelState(state.fingerprint, dict(state.arrays), meta))
     assert restored.basis is not None and runtime.basis is not None
@@ -139,7 +100,7 @@ def test_reference_fit_with_config_records_both_groups(tmp_path: Path) -> None:
     virtual = profile.feature(VIRTUAL_FEATURE)
     assert virtual is not None and virtual.samples == 3_000
     assert joint_section(profile, "correlation") and joint_section(profile, "reconstruction")
-    runtime = _runtime(_settings(tmp_path, mode="file"))
+    runtime = runtime_of(_settings(tmp_path, mode="file"))
     runtime.load_reference_file()
     assert runtime.basis is not None and runtime.correlation is not None
 
