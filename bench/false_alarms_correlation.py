@@ -17,9 +17,10 @@ of the slice's end (the daemon's head is its newest event's bucket: the same buc
 when a slice ends a bucket without an event, which at 20 events/min and more is rare).
 
 Streams: G features (default 20) from a Gaussian copula with a fixed correlation matrix
-(0.8^|i-j| within blocks of five, 0.2 across: pairs from 0.2 to 0.8), either normal marginals or lognormal ones (exp of the same), Poisson
-arrivals at `per_minute` events per minute. No raw-event shortcut exists (the statistic is a
-function of the raw values), so the cost grows with the rate.
+(0.8^|i-j| within blocks of five, 0.2 across: pairs from 0.2 to 0.8), either normal
+marginals or lognormal ones (exp of the same), Poisson arrivals at `per_minute` events per
+minute. No raw-event shortcut exists (the statistic is a function of the raw values), so the
+cost grows with the rate.
 """
 
 from __future__ import annotations
