@@ -63,6 +63,6 @@ def test_a_window_of_slices_holds_the_last_hour_as_numpy_corrcoef_sees_it() -> N
     head = int((t - fa.EVALUATION_S) // fa.BUCKET_S)
     held = np.concatenate([x for b, x in kept if head - 60 < b <= head], axis=1)
     winsorised = np.clip(held, reference.lo[:, None], reference.hi[:, None])
-    r, n = correlations(window.current(head))
-    assert n[0, 0] == held.shape[1]
+    r, rows = correlations(window.current(head))
+    assert rows[0, 0] == held.shape[1]
     assert np.abs(r - np.corrcoef(winsorised)).max() < 1e-9
