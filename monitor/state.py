@@ -12,6 +12,7 @@ not match the running configuration, is reported as a StateError and moved aside
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -58,7 +59,10 @@ class CheckpointStore:
         self.path = self.directory / FILE_NAME
 
     def save(self, checkpoint: Checkpoint) -> int:
-        """Write atomically (temp file, fsync, rename, fsync dir); returns the bytes written."""
+        """Write atomically (temp file, fsync, rename, fsync dir); returns the bytes written.
+
+        OSError (e.g. ENOSPC) leaves the previous checkpoint as it was and removes the
+        partial temp file."""
         self.directory.mkdir(parents=True, exist_ok=True)
         header = {
             "format_version": FORMAT_VERSION,
@@ -81,10 +85,17 @@ class CheckpointStore:
         np.savez(buffer, allow_pickle=False, **arrays)
         data = buffer.getvalue()
         tmp = self.path.with_suffix(".npz.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            # A full disk: the partial file would hold what space is left (the logs need it)
+            # until the next attempt; the last good checkpoint is untouched either way.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         os.replace(tmp, self.path)
         _fsync_dir(self.directory)
         return len(data)

@@ -273,6 +273,43 @@ def test_offsets_are_committed_only_after_a_successful_checkpoint(tmp_path: Path
     assert stored is not None and stored.offsets == {("t", 0): 500, ("t", 7): 42}
 
 
+def test_a_full_disk_mid_checkpoint_keeps_the_last_good_one_and_frees_its_partial_file(
+    tmp_path: Path,
+) -> None:
+    """ENOSPC while writing (the temp file on /dev/full): counted, nothing committed, the last
+    good checkpoint intact, the partial file removed; once space returns the next checkpoint
+    lands, and a restart from it holds every event exactly once."""
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    logs = {("t", 0): events("m", 2_000, seed=2), ("t", 1): events("m", 1_000, seed=3)}
+    settings = settings_for(tmp_path, [file_model("m", ref)], kafka={"max_poll_records": 500})
+    h = build(settings, logs)
+    h.daemon.step()
+    assert h.daemon.checkpoint()
+    assert len(h.source.commits) == 1
+    good = h.daemon.store.path.read_bytes()
+    h.daemon.step()
+    partial = h.daemon.store.path.with_suffix(".npz.tmp")
+    partial.symlink_to("/dev/full")  # every write to the temp file: No space left on device
+    assert not h.daemon.checkpoint()
+    assert h.value("driftmon_checkpoints_total", result="failure") == 1
+    assert len(h.source.commits) == 1, "a failed checkpoint commits nothing"
+    assert h.daemon.store.path.read_bytes() == good
+    assert not partial.exists() and not partial.is_symlink(), "the partial file holds the space"
+    h.drain()  # the loop goes on
+    assert h.daemon.checkpoint()
+    assert len(h.source.commits) == 2
+    del h  # kill -9 after the good checkpoint
+
+    again = build(settings, logs)
+    again.drain()
+    straight = build(
+        settings_for(tmp_path, [file_model("m", ref)], state_dir=tmp_path / "s2"), logs
+    )
+    straight.drain()
+    assert np.array_equal(again.current("m"), straight.current("m"))
+    assert int(again.current("m")[0, :-2].sum()) == 3_000  # amount is never missing
+
+
 def test_commit_failure_is_counted_and_the_loop_goes_on(tmp_path: Path) -> None:
     """An offset commit that fails is counted; the checkpoint stands and consuming goes on."""
     ref = reference_file(tmp_path / "ref.json", "m", seed=1)

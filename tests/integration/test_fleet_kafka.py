@@ -317,7 +317,8 @@ def _hoarding_config(config: Path, path: Path) -> Path:
 def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
     apache_kafka: ApacheKafka, tmp_path: Path
 ) -> None:
-    """kill -9 twice, a zombie past the session timeout, a join and a leave: still exact."""
+    """kill -9 twice, a zombie past the session timeout, a join, a replica paused during a
+    rebalance, and a leave: still exact."""
     config, producer, tmp_path = _apache_setup(apache_kafka, tmp_path)
     events = _events(12_000, 2, time.time())
     digest, _ = _digest(tmp_path / "reference.json", events)
@@ -366,8 +367,13 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
             message="the zombie's last commit to be refused as stale",
         )
         thread.join()
-        d.start()  # a fourth replica joins
-        producer.trickle(events[4 * eighth : 6 * eighth], 3.0).join()
+        d.start()  # a fourth replica joins: the group rebalances
+        assert c.proc is not None
+        os.kill(c.proc.pid, signal.SIGSTOP)  # paused in the middle of that rebalance
+        thread = producer.trickle(events[4 * eighth : 6 * eighth], 3.0)
+        time.sleep(5.0)  # past the rebalance timeout (max_poll_interval_ms 3 s): left out
+        os.kill(c.proc.pid, signal.SIGCONT)
+        thread.join()
         a.kill()  # the second kill -9
         a.start()
         thread = producer.trickle(events[6 * eighth :], 3.0)
