@@ -37,7 +37,13 @@ import numpy.typing as npt
 
 from bench import false_alarms as fa
 from monitor.config import EvaluationSettings
-from monitor.correlation import CorrelationWindow, evaluate_pairs, fit_reference, moment_sums
+from monitor.correlation import (
+    DEFAULT_CHANGE_FLOOR,
+    CorrelationWindow,
+    evaluate_pairs,
+    fit_reference,
+    moment_sums,
+)
 from monitor.model import DecisionPolicy
 
 FloatArray = npt.NDArray[np.float64]
@@ -82,6 +88,7 @@ class Cell:
     group: int = GROUP
     models: int = 1
     seed: int = 7
+    floor: float = DEFAULT_CHANGE_FLOOR
 
 
 @dataclass
@@ -154,7 +161,7 @@ def simulate_model(cell: Cell, model: int, policy: DecisionPolicy, need: int, ou
         if n:
             window.add(bucket, moment_sums(reference.transform(stream.draw(rng, n))))
         t += fa.EVALUATION_S
-        result = evaluate_pairs(reference, window.current(bucket), policy)
+        result = evaluate_pairs(reference, window.current(bucket), policy, cell.floor)
         flagged = result.drifted_pairs > 0
         runs.step(flagged)
         out.flagged_evaluations += flagged
@@ -182,6 +189,7 @@ def simulate(cell: Cell, log: Callable[[str], None] | None = None) -> Result:
 
 HEADER = (
     "marginals",
+    "change floor",
     "pairs",
     "events / min",
     "model-days",
@@ -199,6 +207,7 @@ def row(r: Result) -> list[str]:
     pairs = r.cell.group * (r.cell.group - 1) // 2
     return [
         r.cell.shape,
+        f"{r.cell.floor:g}",
         str(pairs),
         f"{r.cell.per_minute:g}",
         f"{r.model_days:g}",
@@ -229,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--group", type=int, default=GROUP)
     parser.add_argument("--models", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--floor", type=float, default=DEFAULT_CHANGE_FLOOR, help="correlation.change_floor"
+    )
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -238,7 +250,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells = (
         DEFAULT_CELLS
         if args.per_minute is None
-        else (Cell(args.per_minute, args.days, args.shape, args.group, args.models, args.seed),)
+        else (
+            Cell(
+                args.per_minute,
+                args.days,
+                args.shape,
+                args.group,
+                args.models,
+                args.seed,
+                args.floor,
+            ),
+        )
     )
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
     for cell in cells:
