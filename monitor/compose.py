@@ -129,8 +129,12 @@ def build_daemon(
 
 
 def registry_follower(settings: Settings) -> RegistryFollower | None:
-    """A follower of `references.topic` when a model has `reference.mode: registry`."""
-    if not any(m.reference.mode is ReferenceMode.REGISTRY for m in settings.models):
+    """A follower of `references.topic` when a model has `reference.mode: registry`, or
+    `warmup` in a fleet (the fleet's warm-up references live in the registry)."""
+    modes = {ReferenceMode.REGISTRY}
+    if settings.state.backend == "kafka":
+        modes.add(ReferenceMode.WARMUP)
+    if not any(m.reference.mode in modes for m in settings.models):
         return None
     references = settings.references
     log = RegistryLog(settings.kafka.client_kwargs(), references.topic, references.timeout)
@@ -150,11 +154,12 @@ def fleet_factory(
     monotonic: Callable[[], float],
 ) -> FleetFactory:
     """The `FleetNode` of `state.backend: kafka` (docs/fleet.md); ConfigError for a model
-    whose reference is not a `file` one (not supported in a fleet yet)."""
-    unsupported = [m.name for m in settings.models if m.reference.mode is not ReferenceMode.FILE]
+    whose reference is `rolling` (`Settings` refuses it first)."""
+    fleet_modes = (ReferenceMode.FILE, ReferenceMode.REGISTRY, ReferenceMode.WARMUP)
+    unsupported = [m.name for m in settings.models if m.reference.mode not in fleet_modes]
     if unsupported:
         raise ConfigError(
-            "state.backend kafka: only reference.mode file is supported in a fleet yet; "
+            "state.backend kafka: reference.mode rolling is not supported in a fleet yet; "
             "models: " + ", ".join(unsupported)
         )
     state = settings.state
@@ -170,7 +175,12 @@ def fleet_factory(
             logger=structlog.get_logger("driftmon.fleet"),
             clock=clock,
             monotonic=monotonic,
+            registry_writer=registry_writer,
         )
+
+    def registry_writer() -> RegistryLog:
+        references = settings.references
+        return RegistryLog(settings.kafka.client_kwargs(), references.topic, references.timeout)
 
     return make
 

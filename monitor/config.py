@@ -104,6 +104,11 @@ ENV_PREFIX = "DRIFTMON_"
 HOUR = 3600.0
 DEAD_LETTER_HEADROOM_BYTES = 65_536
 REDACTED = "**********"
+#: Reference modes a fleet (`state.backend: kafka`) refuses, and why (docs/fleet.md).
+FLEET_REFUSED_MODES = {
+    ReferenceMode.ROLLING: "the lagging reference would be counted per replica, not folded "
+    "from the state topic",
+}
 
 # --------------------------------------------------------------------------------------------
 # Reusable field types
@@ -1047,6 +1052,24 @@ class Settings(BaseSettings):
                         f"models.{i}.features",
                         "auto is not supported with state.backend kafka (every replica would "
                         "discover on its own share); list the features",
+                    )
+                )
+            if self.state.backend == "kafka" and model.reference.mode in FLEET_REFUSED_MODES:
+                issues.append(
+                    (
+                        f"models.{i}.reference.mode",
+                        f"{model.reference.mode.value} is not supported with state.backend "
+                        f"kafka yet: {FLEET_REFUSED_MODES[model.reference.mode]}; use file, "
+                        "registry or warmup (docs/fleet.md)",
+                    )
+                )
+            if self.state.backend == "kafka" and model.reference.follow_model_version:
+                issues.append(
+                    (
+                        f"models.{i}.reference.follow_model_version",
+                        "is not supported with state.backend kafka yet: each replica would "
+                        "judge the model versions of its own partitions and switch references "
+                        "on its own (docs/fleet.md)",
                     )
                 )
             if model.correlation.enabled and self.state.backend == "kafka":

@@ -167,7 +167,11 @@ class Daemon:
         self.source: RecordSource | None = None
         self.registry = registry
         self.references = RegistryReferences(
-            self.runtimes, registry.topic if registry is not None else ""
+            self.runtimes,
+            registry.topic if registry is not None else "",
+            frozenset({ReferenceMode.REGISTRY, ReferenceMode.WARMUP})
+            if fleet is not None
+            else frozenset({ReferenceMode.REGISTRY}),
         )
         self._registry_generation = -1
         self.registry_sampler = RateLimitedSampler(
@@ -201,6 +205,8 @@ class Daemon:
     def start(self) -> None:
         """Load references, restore the checkpoint, create the source."""
         self._load_references()
+        if self.fleet is not None:  # the fleet's warm-up references go to the registry
+            self.fleet.ensure_registry()
         if self.registry is not None and not self.registry.start(self.settings.references.timeout):
             self.log.error(
                 "reference registry not read to the end yet; models wait for it",
@@ -551,6 +557,8 @@ class Daemon:
                     detail=rejected.detail[:300],
                 )
         view = self.registry.view()
+        if self.fleet is not None:  # the fleet's warm-up models adopt the registry's activation
+            self.fleet.registry_active = {m: a.reference_id for m, a in view.activations.items()}
         if not force and view.generation == self._registry_generation:
             return
         self._registry_generation = view.generation

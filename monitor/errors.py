@@ -56,7 +56,9 @@ class StateRejectReason(StrEnum):
     fields (a chunk index outside its total, sparse arrays that do not fit, a blob that does not
     inflate); MISSING_CHUNK: a manifest whose chunks are not all there; HASH_MISMATCH: chunks
     that do not match the manifest (a truncated chunk); SHAPE_MISMATCH: increments whose count
-    matrix shape differs from the model's (another configuration or reference).
+    matrix shape differs from the model's (another configuration or reference);
+    TOO_MANY_REFERENCES: one model's increments binned with a reference beyond the bound of
+    rings a model holds at once (`monitor.fleet.MAX_RINGS`; the rest of the commit counts).
     """
 
     UNDECODABLE = "undecodable"
@@ -65,6 +67,7 @@ class StateRejectReason(StrEnum):
     MISSING_CHUNK = "missing_chunk"
     HASH_MISMATCH = "hash_mismatch"
     SHAPE_MISMATCH = "shape_mismatch"
+    TOO_MANY_REFERENCES = "too_many_references"
 
 
 class CommitResult(StrEnum):

@@ -14,12 +14,22 @@ the last accepted commit; None before the first one):
   increments are added to the model's global window. So the accepted commits of p form one
   contiguous chain of offset ranges: no event outside it counts, none inside it twice.
 
-Adding increments: the window's watermark first moves to the commit's watermark (the global
-watermark is the largest event time of any accepted commit), then each bucket's counts are
-added when the window still holds that bucket (length + lateness behind the watermark) and
-dropped otherwise (`late_counts`), exactly as a single window fed the same events would drop
-them as too late. Since a bucket held at the end was held at every earlier fold step, the
-final rings do not depend on how the records of different source partitions interleave.
+References: each model increment carries the `reference_id` whose edges binned it, and the
+fold keeps per model one ring per reference id. A ring is made by the first increment binned
+with its reference (data-driven: never from a registry or file view, which differ between
+replicas in time) and dropped once it holds no bucket; a model holds at most `MAX_RINGS`.
+
+Adding increments: the model's global watermark `marks[model]` (the largest event time of
+any accepted increment of the model, whatever its reference) first moves to the increment's
+watermark, and every ring of the model advances to it; then each bucket's counts are added to
+the increment's ring when the window still holds that bucket (length + lateness behind the
+mark) and dropped otherwise (`late_counts`), exactly as a single window fed the same events
+would drop them as too late. The mark only grows, so a bucket held at the end was held at
+every earlier fold step; counts add commutatively per ring; and a ring dropped empty equals
+the empty ring a later increment makes. So the final rings do not depend on how the records
+of different state partitions interleave. The one exception is the bound: whether a ring
+beyond MAX_RINGS is refused depends on which rings are still held at that point of the log
+(replicas may differ then); every refusal is counted (`too_many_references`).
 A commit whose blob is incomplete, corrupt or does not fit a model's matrix shape is refused
 as a whole (its chain does not advance); increments of a model this replica has no window
 for are skipped (`skipped_models`). `FleetFold.apply` never raises.
@@ -31,7 +41,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet_records import (
@@ -57,6 +66,10 @@ from monitor.window import EMPTY_BUCKET, EventTimeWindow
 
 #: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped.
 MAX_PENDING_BYTES = 256 * 1024 * 1024
+#: Rings (reference ids with held counts) one model keeps at once: a replica bins with its
+#: active reference and at most two pre-warm shadows, and during an activation the old and
+#: the new active reference overlap. Increments binned with a further one are refused.
+MAX_RINGS = 4
 
 
 @dataclass(slots=True)
@@ -104,28 +117,40 @@ class _Pending:
 class _Checked:
     """One model's validated increments, ready to add."""
 
-    window: EventTimeWindow
     increment: ModelIncrement
     buckets: IntArray
     cells: IntArray
     counts: IntArray
 
 
-def empty_window_state(window: EventTimeWindow) -> dict[str, npt.NDArray[np.generic]]:
-    """`window.state()` of an empty window of the same shape (to reset one in place)."""
-    return {
-        "counts": np.zeros_like(window.ring.counts),
-        "bucket_ids": np.full_like(window.ring.bucket_ids, EMPTY_BUCKET),
-        "watermark": np.asarray([np.nan]),
-    }
+def window_like(template: EventTimeWindow, shape: tuple[int, int]) -> EventTimeWindow:
+    """An empty window of `shape` with `template`'s bucket width, length and lateness."""
+    width = template.bucket_seconds
+    return EventTimeWindow(
+        shape,
+        width,
+        template.n_buckets * width,
+        template.lateness_buckets * width,
+        template.max_future_seconds,
+    )
+
+
+def holds_any(window: EventTimeWindow) -> bool:
+    """Whether the window's ring holds at least one bucket."""
+    return bool(np.any(window.ring.bucket_ids != EMPTY_BUCKET))
 
 
 class FleetFold:
-    """Chain heads per source partition and one global window per model (module docstring).
+    """Chain heads per source partition and, per model, one global ring per reference id
+    (module docstring).
 
-    `windows` are the models' global windows (attached by the caller, possibly later with
-    `attach`); the fold only adds to them. Counters: `claims`, `commits` by result,
-    `rejected` by reason, `late_counts` (counts of buckets no longer held), `skipped_models`.
+    A model is folded once it is declared (`declare`, with a template window: its feature
+    count and window parameters) or attached (`attach`: the caller's window becomes one of its
+    rings). Rings are made by the first increment binned with their reference id and dropped
+    once they hold no bucket; `rings[model][reference_id]` are the rings, `marks[model]` the
+    model's global watermark. Counters: `claims`, `commits` by result, `rejected` by reason,
+    `late_counts` (counts of buckets no longer held), `skipped_models`, `refused_counts`
+    (counts of increments beyond MAX_RINGS).
     """
 
     def __init__(
@@ -134,22 +159,51 @@ class FleetFold:
         *,
         decode_snapshots: bool = False,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        max_rings: int = MAX_RINGS,
     ) -> None:
-        self.windows: dict[str, EventTimeWindow] = dict(windows or {})
+        self.rings: dict[str, dict[str, EventTimeWindow]] = {}
+        self.marks: dict[str, float] = {}
+        self._templates: dict[str, EventTimeWindow] = {}
+        self.max_rings = max_rings
         self.heads: dict[str, Head] = {}
         self.claims: Counter[ClaimResult] = Counter()
         self.commits: Counter[CommitResult] = Counter()
         self.rejected: Counter[StateRejectReason] = Counter()
         self.late_counts = 0
         self.skipped_models = 0
+        self.refused_counts = 0
         self.records = 0
         self.decode_snapshots = decode_snapshots
         self._pending: dict[str, _Pending] = {}
         self._max_pending_bytes = max_pending_bytes
+        for model, window in (windows or {}).items():
+            self.attach(model, window)
 
-    def attach(self, model: str, window: EventTimeWindow) -> None:
-        """Fold this model's increments into `window` from now on."""
-        self.windows[model] = window
+    @property
+    def windows(self) -> dict[str, EventTimeWindow]:
+        """Each model's ring of reference id "" (records without a reference id); an empty
+        window shaped like the model's template when none is held (the same thing)."""
+        return {
+            model: self.rings.get(model, {}).get("") or window_like(template, template.total.shape)
+            for model, template in self._templates.items()
+        }
+
+    def declare(self, model: str, template: EventTimeWindow) -> None:
+        """Fold `model`'s increments from now on, into rings with `template`'s feature count,
+        bucket width, length and lateness (its own counts are not used)."""
+        self._templates[model] = template
+        self.rings.setdefault(model, {})
+
+    def attach(self, model: str, window: EventTimeWindow, reference_id: str = "") -> None:
+        """Declare `model` (`window` as its template) and fold the increments of
+        `reference_id` into `window` itself."""
+        self.declare(model, window)
+        self.rings[model][reference_id] = window
+
+    def ring(self, model: str, reference_id: str) -> EventTimeWindow | None:
+        """The global ring of `model` binned with `reference_id` (None: no increment binned
+        with it is held)."""
+        return self.rings.get(model, {}).get(reference_id)
 
     def head(self, source: str) -> Head:
         """The fold's view of a source partition (a fresh Head if never seen)."""
@@ -282,87 +336,136 @@ class FleetFold:
     def _check(self, increments: list[ModelIncrement]) -> list[_Checked] | Rejected:
         """Validate every model's increments before any is added (a commit is atomic)."""
         checked: list[_Checked] = []
+        shapes: dict[tuple[str, str], tuple[int, int]] = {}
         for increment in increments:
             arrays = sparse_arrays(increment)
             if isinstance(arrays, Rejected):
                 return arrays
-            window = self.windows.get(increment.model)
-            if window is None:
+            template = self._templates.get(increment.model)
+            if template is None:
                 self.skipped_models += 1
                 continue
-            if (increment.features, increment.width) != window.total.shape:
+            shape = (increment.features, increment.width)
+            key = (increment.model, increment.reference_id)
+            ring = self.ring(*key)
+            expected = ring.total.shape if ring is not None else shapes.get(key)
+            if shape[0] != template.total.shape[0] or expected not in (None, shape):
+                want = expected or f"({template.total.shape[0]}, any width)"
                 return Rejected(
                     StateRejectReason.SHAPE_MISMATCH,
-                    f"model {increment.model!r}: increments of shape "
-                    f"({increment.features}, {increment.width}), window {window.total.shape}",
+                    f"model {increment.model!r} reference {increment.reference_id!r}: "
+                    f"increments of shape {shape}, ring {want}",
                 )
             buckets, cells, counts = arrays
-            mark = int(window.ring.bucket_of(np.asarray([increment.watermark]))[0])
+            mark = int(template.ring.bucket_of(np.asarray([increment.watermark]))[0])
             if buckets.size and int(buckets.max()) > mark:
                 return Rejected(
                     StateRejectReason.INVALID_RECORD,
                     f"model {increment.model!r}: a bucket after its watermark's",
                 )
-            checked.append(_Checked(window, increment, buckets, cells, counts))
+            shapes[key] = shape
+            checked.append(_Checked(increment, buckets, cells, counts))
         return checked
 
+    def _advance(self, model: str, watermark: float) -> None:
+        """Move the model's watermark (and every ring of it) to max(mark, watermark); drop
+        the rings that hold no bucket any more (they are empty: dropping one is the same as
+        keeping it, since a later increment makes an equal empty ring)."""
+        old = self.marks.get(model)
+        mark = watermark if old is None else max(old, watermark)
+        if mark == old:
+            return
+        self.marks[model] = mark
+        rings = self.rings.setdefault(model, {})
+        template = self._templates[model]
+        heads = template.ring.bucket_of(np.asarray([mark if old is None else old, mark]))
+        moved = old is None or int(heads[0]) != int(heads[1])
+        for reference_id, window in list(rings.items()):
+            window.advance(mark)
+            if moved and not holds_any(window):  # buckets only leave when the head moves
+                del rings[reference_id]
+
     def _add(self, item: _Checked) -> None:
-        """Add one model's increments bucket by bucket (one bincount per bucket over its
-        contiguous run of cells; float64 weights are exact for any count below 2**53)."""
-        window = item.window
-        window.advance(item.increment.watermark)
-        head = window.head
-        assert head is not None
-        oldest = head - window.n_buckets + 1 - window.lateness_buckets
-        size = window.total.size
+        """Add one model's increments to the ring of their reference, bucket by bucket (one
+        bincount per bucket over its contiguous run of cells; float64 weights are exact for
+        any count below 2**53). Buckets behind the model's window are late; a ring beyond
+        `max_rings` is refused (TOO_MANY_REFERENCES)."""
+        increment = item.increment
+        model, reference_id = increment.model, increment.reference_id
+        self._advance(model, increment.watermark)
+        template = self._templates[model]
+        head = int(template.ring.bucket_of(np.asarray([self.marks[model]]))[0])
+        oldest = head - template.n_buckets + 1 - template.lateness_buckets
         buckets, cells, counts = item.buckets, item.cells, item.counts
+        late = buckets < oldest
+        if bool(late.any()):
+            self.late_counts += int(counts[late].sum())
+            buckets, cells, counts = buckets[~late], cells[~late], counts[~late]
+        if not buckets.size:
+            return
+        rings = self.rings[model]
+        window = rings.get(reference_id)
+        if window is None:
+            if len(rings) >= self.max_rings:
+                self.rejected[StateRejectReason.TOO_MANY_REFERENCES] += 1
+                self.refused_counts += int(counts.sum())
+                return
+            window = rings[reference_id] = window_like(
+                template, (increment.features, increment.width)
+            )
+        window.advance(self.marks[model])
+        size = window.total.size
         if buckets.size > 1 and bool(np.any(buckets[1:] < buckets[:-1])):
             order = np.argsort(buckets, kind="stable")
             buckets, cells, counts = buckets[order], cells[order], counts[order]
-        starts = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist()] if buckets.size else []
+        starts = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist()]
         ends = [*starts[1:], int(buckets.size)]
         for lo, hi in zip(starts, ends, strict=True):
-            bucket = int(buckets[lo])
-            if bucket < oldest:
-                self.late_counts += int(counts[lo:hi].sum())
-                continue
             dense = np.bincount(cells[lo:hi], weights=counts[lo:hi], minlength=size)
-            window.add_counts(bucket, dense.astype(np.int64).reshape(window.total.shape))
+            window.add_counts(int(buckets[lo]), dense.astype(np.int64).reshape(window.total.shape))
 
     # -- snapshots -----------------------------------------------------------------
 
     def snapshot_body(self) -> SnapshotBody:
-        """The whole folded state: every chain head and every model's held buckets."""
+        """The whole folded state: every chain head, every ring's held buckets, the marks."""
         heads = [
             ChainHead(source, head.epoch, head.member, head.next)
             for source, head in sorted(self.heads.items())
         ]
         models: list[ModelIncrement] = []
-        for name, window in sorted(self.windows.items()):
-            if window.watermark is None:
-                continue
-            ring = window.ring
-            held = {
-                int(bucket): ring.counts[slot]
-                for slot, bucket in enumerate(ring.bucket_ids.tolist())
-                if bucket != EMPTY_BUCKET
-            }
-            models.append(model_increment(name, window.total.shape, window.watermark, held))
+        for name, rings in sorted(self.rings.items()):
+            for reference_id, window in sorted(rings.items()):
+                if window.watermark is None:
+                    continue
+                ring = window.ring
+                held = {
+                    int(bucket): ring.counts[slot]
+                    for slot, bucket in enumerate(ring.bucket_ids.tolist())
+                    if bucket != EMPTY_BUCKET
+                }
+                models.append(
+                    model_increment(name, window.total.shape, window.watermark, held, reference_id)
+                )
         pending = [
             ChunkRecord(RECORD_VERSION, blob_id, index, item.total, data)
             for blob_id, item in self._pending.items()
             for index, data in sorted(item.pieces.items())
         ]
-        return SnapshotBody(heads, models, pending)
+        return SnapshotBody(heads, models, pending, dict(sorted(self.marks.items())))
 
     def restore(self, body: SnapshotBody) -> Rejected | None:
         """Replace the whole state by a snapshot's (nothing changes when it does not fit)."""
+        rings, marks = self.rings, self.marks
+        self.rings = {model: {} for model in self._templates}
+        self.marks = {}
         checked = self._check(body.models)
         if isinstance(checked, Rejected):
+            self.rings, self.marks = rings, marks
             self.rejected[checked.reason] += 1
             return checked
-        for window in self.windows.values():
-            window.restore(empty_window_state(window))
+        for model, mark in body.marks.items():
+            if model in self._templates and np.isfinite(mark):
+                self.marks[model] = float(mark)
         for item in checked:
             self._add(item)
         self.heads = {h.source: Head(h.epoch, h.member, h.next) for h in body.heads}

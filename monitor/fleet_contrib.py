@@ -3,7 +3,9 @@
 A replica counts the events of each source partition it owns separately, between commits:
 per model a few dense count matrices keyed by bucket (the dirty buckets) and the largest
 event time among them. `commit(source)` turns what was counted in `[from_offset,
-to_offset)` into the records of one commit (docs/fleet.md) and starts the next range at
+to_offset)` into the records of one commit (docs/fleet.md), one increment per model and
+reference id the events were binned with (the active reference and each pre-warm shadow's),
+and starts the next range at
 `to_offset`; nothing counted here reaches a global window until its commit is folded back
 from the state topic, by this replica and every other (`monitor.fleet`). A partition is
 owned from the moment the fold accepts this replica's claim (`own`, at the claim's start
@@ -27,6 +29,7 @@ from monitor.window import AddResult, BucketRing, EventTimeWindow, FloatArray
 @dataclass(slots=True)
 class _ModelPart:
     shape: tuple[int, int]
+    reference_id: str
     watermark: float = -np.inf
     buckets: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
 
@@ -39,7 +42,7 @@ class Owned:
     epoch: int
     from_offset: int | None
     to_offset: int | None
-    models: dict[str, _ModelPart] = field(default_factory=dict)
+    models: dict[tuple[str, str], _ModelPart] = field(default_factory=dict)
 
 
 class Contributor:
@@ -65,8 +68,10 @@ class Contributor:
         bucket: int,
         counts: npt.NDArray[np.integer],
         event_time: float,
+        reference_id: str = "",
     ) -> None:
-        """Count events of an owned partition: `counts` in `bucket`, the newest at `event_time`.
+        """Count events of an owned partition: `counts` (binned with `reference_id`'s edges)
+        in `bucket`, the newest at `event_time`.
 
         Counts of a partition this replica does not own are ignored (the caller filters them
         out first; a record read between revoke and drop is never committed).
@@ -75,9 +80,10 @@ class Contributor:
         if owned is None:
             return
         shape = (int(counts.shape[0]), int(counts.shape[1]))
-        part = owned.models.get(model)
+        key = (model, reference_id)
+        part = owned.models.get(key)
         if part is None or part.shape != shape:
-            part = owned.models[model] = _ModelPart(shape)
+            part = owned.models[key] = _ModelPart(shape, reference_id)
         held = part.buckets.get(bucket)
         if held is None:
             part.buckets[bucket] = np.asarray(counts, dtype=np.int64).copy()
@@ -109,8 +115,8 @@ class Contributor:
         if owned.to_offset <= owned.from_offset:
             return [], owned.to_offset
         increments = [
-            model_increment(name, part.shape, part.watermark, part.buckets)
-            for name, part in sorted(owned.models.items())
+            model_increment(name, part.shape, part.watermark, part.buckets, part.reference_id)
+            for (name, _), part in sorted(owned.models.items())
             if part.buckets
         ]
         records = encode_commit(
@@ -173,9 +179,10 @@ def admit_against(window: EventTimeWindow, times: FloatArray, now: float | None)
 
 
 class ContributionTap:
-    """A `window.CountTarget` for `ModelRuntime.tap`: admits against the model's global window
-    (`admit_against`, nothing changes) and adds the counts to `contributor` under the source
-    partition being ingested (`source`, set by the caller before each slice)."""
+    """A `window.CountTarget` for `ModelRuntime.tap` (or a shadow's): admits against the
+    global ring of `reference_id` (`admit_against`, nothing changes) and adds the counts to
+    `contributor` under the source partition being ingested (`source`, set by the caller
+    before each slice) and `reference_id`."""
 
     def __init__(
         self,
@@ -183,8 +190,10 @@ class ContributionTap:
         window: EventTimeWindow,
         contributor: Contributor,
         clock: Callable[[], float] | None = None,
+        reference_id: str = "",
     ) -> None:
         self.model = model
+        self.reference_id = reference_id
         self.window = window
         self.contributor = contributor
         self.source = ""
@@ -215,4 +224,6 @@ class ContributionTap:
 
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Count admitted events of the current source partition (uncommitted until published)."""
-        self.contributor.add(self.source, self.model, bucket, counts, self._newest)
+        self.contributor.add(
+            self.source, self.model, bucket, counts, self._newest, self.reference_id
+        )

@@ -23,22 +23,31 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
   the newest snapshot, restores it, seeks every state partition to the positions it covers
   and folds only what follows; without a usable snapshot it folds the whole topic.
 
-Only `file` references are supported in a fleet (a warm-up or rolling reference would count
-into a replica's own window; docs/fleet.md says what is not done yet).
+- **References.** The fold keeps one global ring per model and reference id (`monitor.fleet`).
+  Each runtime's current window is the ring of the reference it has active (`file`: the
+  loaded file; `registry`: the registry's activation, which every replica folds), and its
+  tap counts under that reference id; each registry shadow (`--prewarm`) counts into its own
+  reference's ring, so an activation finds a full ring on every replica. Until the fold holds
+  a ring of that reference and shape, an empty stand-in window is evaluated.
+- **Warm-up.** A `warmup` model's reference goes through the registry: the replica owning the
+  lowest source partition publishes its fitted profile and activation (`warmup_records`,
+  cause `warmup`, first writer wins); every replica adopts the registry's activation (the
+  daemon's registry sync) and until then counts its own fit on itself only (no tap). A
+  rolling reference is refused at start (docs/fleet.md says why).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
 from monitor.errors import ClaimResult, CommitResult, SourceError
-from monitor.fleet import FleetFold, FoldOutcome
+from monitor.fleet import FleetFold, FoldOutcome, window_like
 from monitor.fleet_contrib import ContributionTap, Contributor
 from monitor.fleet_records import (
     ChunkRecord,
@@ -50,9 +59,12 @@ from monitor.fleet_records import (
     source_key,
 )
 from monitor.metrics import FleetMetrics
-from monitor.model import RawMessage
+from monitor.model import RawMessage, ReferenceMode
+from monitor.registry import RegistryTable, warmup_records
+from monitor.registry import Rejected as RegistryRejected
 from monitor.runtime import ModelRuntime
 from monitor.state_log import SNAPSHOT_PARTITION, StateLog, StateRecord
+from monitor.window import EventTimeWindow
 
 TP = tuple[str, int]
 #: Seconds between two end-offset requests for the state lag.
@@ -65,6 +77,18 @@ MAX_RECORDS_PER_STEP = 5_000
 CLAIM_TIMEOUT_S = 10.0
 
 SeekFn = Callable[[TP, int], None]
+
+
+class RegistryWriter(Protocol):
+    """The registry topic as the fleet's warm-up needs it (`monitor.registry_log.RegistryLog`)."""
+
+    def ensure_topic(self) -> bool: ...
+
+    def read_to_end(self, table: RegistryTable) -> list[RegistryRejected]: ...
+
+    def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class FleetNode:
@@ -82,6 +106,7 @@ class FleetNode:
         logger: Any,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        registry_writer: Callable[[], RegistryWriter] | None = None,
     ) -> None:
         self.log_topic = state_log
         self.runtimes = runtimes
@@ -94,7 +119,13 @@ class FleetNode:
         self.monotonic = monotonic
         self.fold = FleetFold()
         self.contributor = Contributor(member)
-        self.taps: dict[str, ContributionTap] = {}
+        self.taps: dict[tuple[str, str], ContributionTap] = {}
+        self._templates: dict[str, EventTimeWindow] = {}
+        self._placeholders: dict[tuple[str, str], EventTimeWindow] = {}
+        self.registry_active: dict[str, str] = {}
+        """Each model's registry activation (its reference id), set by the daemon's sync."""
+        self._registry_writer = registry_writer
+        self._warmups_published: set[str] = set()
         self.seek: SeekFn | None = None
         self.assigned: set[TP] = set()
         self.unclaimed: set[TP] = set()
@@ -133,23 +164,95 @@ class FleetNode:
             self.logger.warning("state topic not readable", error=str(exc))
         self._report()
 
+    def ensure_registry(self) -> None:
+        """Create the registry topic when a `warmup` model will publish to it (before the
+        registry is followed: a follower of a topic that does not exist yet may never see
+        it). Failures are logged; the publish retries."""
+        if self._registry_writer is None:
+            return
+        if not any(rt.mode is ReferenceMode.WARMUP for rt in self.runtimes.values()):
+            return
+        writer = self._registry_writer()
+        try:
+            writer.ensure_topic()
+        except SourceError as exc:
+            self.logger.warning("registry topic not created", error=str(exc))
+        finally:
+            writer.close()
+
     def close(self) -> None:
         """Release the state topic's clients."""
         self.log_topic.close()
 
     def _attach(self) -> None:
-        """Fold into every runtime's current window and tap its counting (a new reference
-        brings a new window)."""
+        """Point every runtime and shadow at the fold's rings (module docstring)."""
         for name, runtime in self.runtimes.items():
-            window = runtime.window
-            if window is None:
-                runtime.tap = None
-                continue
-            tap = self.taps.get(name)
-            if tap is None or tap.window is not window:
-                tap = self.taps[name] = ContributionTap(name, window, self.contributor, self.clock)
-                self.fold.attach(name, window)
-            runtime.tap = tap
+            self._attach_model(name, runtime)
+
+    def _attach_model(self, name: str, runtime: ModelRuntime) -> None:
+        """Declare the model to the fold (from its configuration, whether or not it has a
+        reference yet), make the global ring of its active reference its current window and
+        tap its counting (and each shadow's) into this replica's contributions."""
+        runtime.persist_warmup = False
+        if name not in self._templates:
+            plan = runtime.plan.window
+            template = EventTimeWindow(
+                (len(runtime.specs), 1),
+                plan.bucket_seconds,
+                plan.length_seconds,
+                plan.allowed_lateness_seconds,
+                plan.max_future_seconds,
+            )
+            self._templates[name] = template
+            self.fold.declare(name, template)
+        if runtime.layout is None or runtime.window is None:
+            runtime.tap = None
+            return
+        if (
+            runtime.mode is ReferenceMode.WARMUP
+            and self.registry_active.get(name) != runtime.reference_id
+        ):
+            runtime.tap = None  # this replica's own fit: counted here only, until adopted
+            return
+        shape = (runtime.layout.n_features, runtime.layout.width)
+        reference_id = runtime.reference_id
+        runtime.window = self._ring(name, reference_id, shape)
+        runtime.tap = self._tap(name, reference_id, runtime.window)
+        for shadow in runtime.shadows.windows.values():
+            ring = self._ring(name, shadow.reference_id, shadow.window.total.shape)
+            shadow.window = ring
+            shadow.tap = self._tap(name, shadow.reference_id, ring)
+
+    def _ring(self, name: str, reference_id: str, shape: tuple[int, int]) -> EventTimeWindow:
+        """The fold's ring of (model, reference), or an empty stand-in while the fold holds
+        none of that shape (none yet: the first commit binned with it makes it)."""
+        ring = self.fold.ring(name, reference_id)
+        if ring is not None and ring.total.shape == shape:
+            self._placeholders.pop((name, reference_id), None)
+            return ring
+        if ring is not None and (name, reference_id) not in self._placeholders:
+            self.logger.warning(
+                "global ring of another shape; evaluating an empty window",
+                model=name,
+                reference_id=reference_id,
+                ring=list(ring.total.shape),
+                layout=list(shape),
+            )
+        held = self._placeholders.get((name, reference_id))
+        if held is None or held.total.shape != shape or held.watermark is not None:
+            held = self._placeholders[(name, reference_id)] = window_like(
+                self._templates[name], shape
+            )
+        return held
+
+    def _tap(self, name: str, reference_id: str, window: EventTimeWindow) -> ContributionTap:
+        """The contribution tap of (model, reference), admitting against `window`."""
+        tap = self.taps.get((name, reference_id))
+        if tap is None:
+            tap = ContributionTap(name, window, self.contributor, self.clock, reference_id)
+            self.taps[(name, reference_id)] = tap
+        tap.window = window
+        return tap
 
     # -- reading ---------------------------------------------------------------------
 
@@ -249,7 +352,47 @@ class FleetNode:
             if not self.error:
                 self.logger.warning("state topic unavailable", error=str(exc))
             self.error = str(exc)
+        self._publish_warmups()
         self._report()
+
+    def _leads(self) -> bool:
+        """Whether this replica owns the lowest source partition (the fleet's snapshotter and
+        warm-up publisher: one replica at a time, no race)."""
+        heads = sorted(self.fold.heads.items(), key=lambda item: _order(item[0]))
+        if not heads or heads[0][1].member != self.member:
+            return False
+        return heads[0][0] in self.contributor.owned
+
+    def _publish_warmups(self) -> None:
+        """The leader publishes each `warmup` model's fitted profile and its activation to the
+        registry (`monitor.registry.warmup_records`: cause `warmup`, only while the model has
+        no activation); every replica, the leader too, then adopts the registry's activation.
+        A failed write is retried on the next turn."""
+        if self._registry_writer is None or not self._leads():
+            return
+        for name, runtime in self.runtimes.items():
+            if runtime.mode is not ReferenceMode.WARMUP or runtime.profile is None:
+                continue
+            if name in self.registry_active or name in self._warmups_published:
+                continue
+            writer = self._registry_writer()
+            try:
+                table = RegistryTable()
+                writer.read_to_end(table)
+                records = warmup_records(table, runtime.profile, at=self.clock(), by=self.member)
+                if records:
+                    writer.publish(records)
+                    self.logger.info(
+                        "fleet warm-up reference published",
+                        model=name,
+                        reference_id=runtime.profile.reference_id,
+                        events=runtime.profile.events,
+                    )
+                self._warmups_published.add(name)
+            except SourceError as exc:
+                self.logger.warning("fleet warm-up not published", model=name, error=str(exc))
+            finally:
+                writer.close()
 
     def _report(self) -> None:
         self.fold_metrics()
@@ -347,16 +490,21 @@ class FleetNode:
         account: BatchAccount,
         messages: Sequence[RawMessage],
     ) -> None:
-        """Hand a model's slice to its runtime one source partition at a time, so its tap
-        counts each partition's events under that partition."""
+        """Hand a model's slice to its runtime one source partition at a time, so its taps
+        (the active reference's and each shadow's, attached first: a registry swap since the
+        last turn changes them) count each partition's events under that partition."""
+        self._attach_model(runtime.name, runtime)
         tap = runtime.tap
         if tap is None or not isinstance(tap, ContributionTap):
             runtime.ingest(columns, account, messages)
             return
+        taps = [tap, *(s.tap for s in runtime.shadows.windows.values())]
         sources = columns.sources
         for index in np.unique(sources).tolist():
             select = sources == index
-            tap.source = source_key(*partitions[index])
+            for each in taps:
+                if isinstance(each, ContributionTap):
+                    each.source = source_key(*partitions[index])
             part = ModelColumns(
                 model=columns.model,
                 times=columns.times[select],
@@ -397,10 +545,7 @@ class FleetNode:
 
     def _snapshot(self) -> None:
         """Publish the folded state if this replica owns the lowest source partition."""
-        heads = sorted(self.fold.heads.items(), key=lambda item: _order(item[0]))
-        if not heads or heads[0][1].member != self.member:
-            return
-        if heads[0][0] not in self.contributor.owned:
+        if not self._leads():
             return
         now = self.clock()
         records = encode_snapshot(self.fold.snapshot_body(), self._positions, self.member, now)

@@ -19,8 +19,9 @@ version `v` and a `kind`:
 Increments are sparse: per model, the parallel int64 arrays `buckets`, `cells` (flat index
 `feature * width + bin` into the model's count matrix of shape `(features, width)`) and
 `counts`, stored as little-endian bytes, plus the largest event time they contain
-(`watermark`). `decode_record` never raises: any defect is a `Rejected` with a reason from
-the closed `StateRejectReason`.
+(`watermark`) and the `reference_id` whose edges binned them (a replica counts its events
+once per reference it bins with: its active one and each pre-warm shadow). `decode_record`
+never raises: any defect is a `Rejected` with a reason from the closed `StateRejectReason`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ IntArray = npt.NDArray[np.int64]
 
 
 class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One model's sparse counts: `counts[i]` events in bucket `buckets[i]`, cell `cells[i]`."""
+    """One model's sparse counts: `counts[i]` events in bucket `buckets[i]`, cell `cells[i]`,
+    binned in the edges of the reference `reference_id` ("" in records written before
+    references were carried: they fold into the model's ring of reference "")."""
 
     model: str
     features: int
@@ -58,6 +61,7 @@ class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     buckets: bytes
     cells: bytes
     counts: bytes
+    reference_id: str = ""
 
 
 class Increments(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,13 +134,15 @@ class SnapshotRecord(msgspec.Struct, tag="snapshot", tag_field="kind", forbid_un
 
 
 class SnapshotBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The payload of a snapshot: chain heads, every model's held ring counts, and the chunks
-    read but not yet closed by their manifest (a manifest after the snapshot's position
-    still finds them)."""
+    """The payload of a snapshot: chain heads, every model's held ring counts (one entry per
+    model and reference id), the chunks read but not yet closed by their manifest (a
+    manifest after the snapshot's position still finds them) and each model's global
+    watermark (`marks`; it may be ahead of every held ring's after a ring was dropped)."""
 
     heads: list[ChainHead]
     models: list[ModelIncrement]
     pending: list[ChunkRecord] = []
+    marks: dict[str, float] = {}
 
 
 Record = ClaimRecord | CommitRecord | ChunkRecord | SnapshotRecord
@@ -217,8 +223,10 @@ def model_increment(
     shape: tuple[int, int],
     watermark: float,
     by_bucket: Mapping[int, npt.NDArray[np.integer]],
+    reference_id: str = "",
 ) -> ModelIncrement:
-    """Dense count matrices per bucket as one sparse increment (only the nonzero cells)."""
+    """Dense count matrices per bucket as one sparse increment (only the nonzero cells),
+    binned in the edges of `reference_id`."""
     buckets: list[IntArray] = []
     cells: list[IntArray] = []
     counts: list[IntArray] = []
@@ -233,7 +241,14 @@ def model_increment(
         return (np.concatenate(parts) if parts else np.zeros(0, np.int64)).astype("<i8").tobytes()
 
     return ModelIncrement(
-        model, shape[0], shape[1], float(watermark), join(buckets), join(cells), join(counts)
+        model,
+        shape[0],
+        shape[1],
+        float(watermark),
+        join(buckets),
+        join(cells),
+        join(counts),
+        reference_id,
     )
 
 

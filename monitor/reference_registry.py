@@ -62,9 +62,17 @@ class Refused:
 class RegistryReferences:
     """The registry models' reference decisions (see the module doc)."""
 
-    def __init__(self, runtimes: Mapping[str, ModelRuntime], topic: str) -> None:
+    def __init__(
+        self,
+        runtimes: Mapping[str, ModelRuntime],
+        topic: str,
+        modes: frozenset[ReferenceMode] = frozenset({ReferenceMode.REGISTRY}),
+    ) -> None:
         self._runtimes = runtimes
         self.topic = topic
+        self.modes = modes
+        """The reference modes that follow the registry (a fleet adds `warmup`: its warm-up
+        references are published to the registry and adopted from it, docs/fleet.md)."""
         self._applied: dict[str, tuple[str, float]] = {}
         self._refused: dict[str, str] = {}
         self.history: dict[str, deque[ActivationInfo]] = {}
@@ -78,8 +86,9 @@ class RegistryReferences:
         self._refused.clear()
 
     def models(self) -> list[ModelRuntime]:
-        """The runtimes in registry mode (looked up each time: a restore may replace one)."""
-        return [rt for rt in self._runtimes.values() if rt.mode is ReferenceMode.REGISTRY]
+        """The runtimes that follow the registry (looked up each time: a restore may replace
+        one)."""
+        return [rt for rt in self._runtimes.values() if rt.mode in self.modes]
 
     def sync(self, view: RegistryView, now: float) -> list[Activated | Refused]:
         """Apply `view` to every registry model; what was activated or refused."""

@@ -147,6 +147,8 @@ class ModelRuntime:
         self.window: EventTimeWindow | None = None
         self.tap: CountTarget | None = None
         """Fleet mode: where `ingest` admits and counts instead of `window` (docs/fleet.md)."""
+        self.persist_warmup = True
+        """False in a fleet: a warm-up profile goes to the registry, not to `state_dir`."""
         self.lagging: LaggingReference | None = None
         self.evaluator: ModelEvaluator | None = None
         self._groups: npt.NDArray[np.int64] | None = None
@@ -519,7 +521,7 @@ class ModelRuntime:
                 pending = {s.name: f"{where}: {exc}" for s in wanted}
         self.pending = pending
         self.last_reference_error = "; ".join(pending.values())
-        if fitted:
+        if fitted and self.persist_warmup:
             self._persist_profile(profile)
 
     def _with_features(

@@ -8,7 +8,8 @@ the profile is activated the shadow's window becomes the model's current window,
 first evaluation after the swap already has everything the shadow counted: the counts equal
 a fresh window binned in the new edges from the same events, bin by bin (a shadow admits
 events exactly as the model's window does, because it sees them in the same order with the
-same clock).
+same clock). In a fleet (docs/fleet.md) the replica sets `tap`: the shadow's events are then
+admitted against and counted into the fleet's global ring of the shadowed reference instead.
 
 Pure: numpy and the core modules only.
 """
@@ -24,7 +25,7 @@ from monitor.errors import ReferenceDataError
 from monitor.histogram import CountMatrix, ModelLayout
 from monitor.model import FeatureSpec, WindowPlan
 from monitor.reference import ReferenceProfile, layout_for
-from monitor.window import EventTimeWindow, count_batch
+from monitor.window import CountTarget, EventTimeWindow, count_batch
 
 
 class ShadowWindow:
@@ -59,6 +60,8 @@ class ShadowWindow:
             window.max_future_seconds,
             clock,
         )
+        self.tap: CountTarget | None = None
+        """Fleet mode: where `ingest` admits and counts instead of `window`."""
 
     @property
     def reference_id(self) -> str:
@@ -73,7 +76,8 @@ class ShadowWindow:
     ) -> None:
         """Admit and count a decoded slice (numeric rows and categorical columns in the
         model's layout order, as `ModelLayout.count` takes them)."""
-        result = self.window.admit(times)
+        target = self.window if self.tap is None else self.tap
+        result = target.admit(times)
         accepted = result.accepted
         if not accepted.any():
             return
@@ -84,7 +88,7 @@ class ShadowWindow:
                 return layout.count(numeric, categorical)
             return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
 
-        count_batch(self.window, None, times, accepted, count)
+        count_batch(target, None, times, accepted, count)
         self.events += int(np.count_nonzero(accepted & ~result.outside))
 
 

@@ -1,0 +1,300 @@
+"""Registry references in a fleet (`state.backend: kafka`, `reference.mode: registry`):
+real `driftmon run` replicas, the real `driftmon reference` commands, the real broker.
+
+The oracle is the digest of the events binned directly in a profile's edges (as in
+tests/integration/test_fleet_kafka.py). The fold keeps one global ring per reference
+(docs/fleet.md, References): a reference's ring holds exactly the events binned while some
+replica had it active or pre-warmed, so after each activation and rollback every replica's
+window must equal the oracle of precisely those events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaConsumer, TopicPartition
+
+from monitor.reference import ReferenceProfile, fit_profile, layout_for, profile_to_json
+from monitor.registry import ActivationRecord, RegistryTable
+from monitor.registry import decode_record as decode_registry_record
+from monitor.registry_log import RegistryLog
+from tests.integration.test_fleet_kafka import (
+    MODEL,
+    PARTITIONS,
+    SPECS,
+    _events,
+    _model,
+    _Producer,
+    _statistics,
+    _wait_exact,
+)
+from tests.support.broker import TansuBroker
+from tests.support.daemon_harness import (
+    DaemonProcess,
+    daemon_config,
+    model_entry,
+    run_cli,
+    write_config,
+)
+from tests.support.waiting import wait_until
+
+
+def _profile(shift: float, seed: int) -> ReferenceProfile:
+    rng = np.random.default_rng(seed)
+    return fit_profile(
+        MODEL,
+        SPECS,
+        {"x": rng.normal(shift, 1.0 + shift, 5_000)},
+        {"c": list(rng.choice(["a", "b", "c", "d", "zz"][: 4 + int(shift)], 5_000))},
+    )
+
+
+def _digest(profile: ReferenceProfile, events: list[dict[str, Any]]) -> str:
+    """The oracle: every event binned directly in the profile's edges, hashed as
+    `window_digest` hashes a window."""
+    layout, _, _ = layout_for(profile, SPECS)
+    numeric = np.asarray(
+        [[np.nan if e["features"]["x"] is None else e["features"]["x"] for e in events]],
+        dtype=np.float64,
+    )
+    categorical = (np.asarray([e["features"]["c"] for e in events], dtype=object),)
+    counts = layout.histogram(layout.bin_batch(numeric, categorical))
+    return hashlib.sha256(counts.astype("<i8").tobytes()).hexdigest()
+
+
+def _config(
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    registry: str,
+    reference: dict[str, Any] | None = None,
+) -> Path:
+    features = [("x", "numeric"), ("c", "categorical")]
+    config = daemon_config(
+        bootstrap=bootstrap,
+        topics=[topic],
+        models=[model_entry(MODEL, features, reference or {"mode": "registry"})],
+        state_dir=tmp_path / "no-state",
+        window={"bucket": "1m", "length": "10m", "allowed_lateness": "1m"},
+        evaluation={"interval": "500ms", "min_samples": 100},
+    )
+    config["references"] = {"topic": registry, "timeout": "10s"}
+    config["state"] = {
+        "backend": "kafka",
+        "topic": f"state-{uuid.uuid4().hex[:8]}",
+        "publish_interval": "1s",
+        "snapshot_interval": "3s",
+    }
+    return write_config(tmp_path / "driftmon.yaml", config)
+
+
+def _cli(config: Path, *args: str) -> str:
+    done = run_cli("reference", *args, "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _write(tmp_path: Path, name: str, profile: ReferenceProfile) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(profile_to_json(profile), encoding="utf-8")
+    return path
+
+
+def _wait_reference(replicas: list[DaemonProcess], reference_id: str) -> None:
+    def check() -> bool:
+        models = [_model(r) for r in replicas]
+        return all(m is not None and m["reference_id"] == reference_id for m in models)
+
+    wait_until(check, 30.0, interval=0.2, message=f"{reference_id} active on every replica")
+
+
+def _wait_shadow(replicas: list[DaemonProcess], reference_id: str) -> None:
+    def check() -> bool:
+        models = [_model(r) for r in replicas]
+        return all(
+            m is not None
+            and [s["reference_id"] for s in m["reference_view"]["shadows"]] == [reference_id]
+            for m in models
+        )
+
+    wait_until(check, 30.0, interval=0.2, message=f"a {reference_id} shadow on every replica")
+
+
+def _identical(replicas: list[DaemonProcess]) -> None:
+    models = [_model(r) for r in replicas]
+    assert all(m is not None for m in models)
+    first = _statistics(models[0])  # type: ignore[arg-type]
+    for model in models[1:]:
+        assert _statistics(model) == first  # type: ignore[arg-type]
+
+
+def test_registry_activation_and_rollback_change_the_reference_on_every_replica_exactly(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two replicas on six partitions: a pre-warmed activation and a pre-warmed rollback each
+    move both replicas to the new reference, whose global window equals the oracle of
+    exactly the events binned with it, and both export identical statistics; a third
+    replica started afterwards restores the rings from a snapshot and is exact too; an
+    activation without a pre-warm moves all three to a ring of the events after it."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    config = _config(tmp_path, broker.bootstrap, topic, registry)
+    old, new = _profile(0.0, 5), _profile(1.0, 6)
+    assert old.reference_id != new.reference_id
+    _cli(config, "push", str(_write(tmp_path, "old", old)), "--activate")
+    producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    late = DaemonProcess(config, tmp_path / "late")
+    phases = [_events(600, seed, time.time()) for seed in range(1, 5)]
+    try:
+        for replica in replicas:
+            replica.start()
+        _wait_reference(replicas, old.reference_id)
+        producer.send(phases[0])
+        _wait_exact(replicas, _digest(old, phases[0]))
+
+        assert "pre-warming" in _cli(config, "push", str(_write(tmp_path, "new", new)), "--prewarm")
+        _wait_shadow(replicas, new.reference_id)
+        producer.send(phases[1])
+        _wait_exact(replicas, _digest(old, phases[0] + phases[1]))
+        _cli(config, "activate", "--model", MODEL, new.reference_id)
+        _wait_reference(replicas, new.reference_id)
+        _wait_exact(replicas, _digest(new, phases[1]))
+        _identical(replicas)
+        producer.send(phases[2])
+        _wait_exact(replicas, _digest(new, phases[1] + phases[2]))
+
+        assert "pre-warming" in _cli(config, "push", str(tmp_path / "old.json"), "--prewarm")
+        _wait_shadow(replicas, old.reference_id)
+        producer.send(phases[3])
+        _wait_exact(replicas, _digest(new, phases[1] + phases[2] + phases[3]))
+        _cli(config, "rollback", "--model", MODEL, "--reason", "back")
+        _wait_reference(replicas, old.reference_id)
+        # the old reference's ring: the events binned while it was active or pre-warmed
+        rolled_back = _digest(old, phases[0] + phases[1] + phases[3])
+        _wait_exact(replicas, rolled_back)
+        _identical(replicas)
+        # a replica started now restores a snapshot holding both rings with their ids
+        late.start()
+        _wait_exact([late, *replicas], rolled_back)
+        folded = [line for line in late.log_lines() if line.get("event") == "state topic folded"]
+        assert folded and folded[0]["from_snapshot"] is True, "the cold start used a snapshot"
+        replicas.append(late)
+        _identical(replicas)
+        for replica in replicas:
+            scraped = replica.metrics()
+            assert (
+                scraped.value("driftmon_state_records_rejected_total", reason="too_many_references")
+                == 0
+            )
+            assert (
+                scraped.value("driftmon_reference_activations_total", model=MODEL, cause="rollback")
+                == 1
+            )
+        # without a pre-warm: the new reference's ring is made by the first commit binned
+        # with it, so it holds exactly the events after every replica's swap
+        third = _profile(2.0, 7)
+        _cli(config, "push", str(_write(tmp_path, "third", third)), "--activate")
+        _wait_reference(replicas, third.reference_id)
+        after = _events(600, 5, time.time())
+        producer.send(after)
+        _wait_exact(replicas, _digest(third, after))
+        _identical(replicas)
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in {*replicas, late}:
+            replica.close()
+        producer.close()
+
+
+def _activation_records(bootstrap: str, registry: str) -> list[ActivationRecord]:
+    """Every activation record in the registry topic, in log order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(registry, p) for p in consumer.partitions_for_topic(registry)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        found: list[ActivationRecord] = []
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=1_000).values():
+                for record in records:
+                    decoded = decode_registry_record(record.value)
+                    if isinstance(decoded, ActivationRecord):
+                        found.append(decoded)
+        return found
+    finally:
+        consumer.close()
+
+
+def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two `warmup` replicas and one registry: the replica owning the lowest partition
+    publishes its fitted profile with exactly one activation (cause warmup), both replicas
+    adopt it, and their global window equals the oracle of the events after the warm-up."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    config = _config(
+        tmp_path, broker.bootstrap, topic, registry, {"mode": "warmup", "warmup_events": 300}
+    )
+    producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+
+        def shared() -> bool:
+            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
+            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
+
+        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        # the warm-up: an hour old, so none of it is left in the window after the next phase
+        producer.send(_events(2_400, 1, time.time() - 3_600))
+
+        def adopted() -> bool:
+            models = [_model(r) for r in replicas]
+            ids = {m["reference_id"] if m is not None else "" for m in models}
+            return len(ids) == 1 and "" not in ids
+
+        def diagnose() -> str:
+            return "\n".join(r.tail(2500) for r in replicas)
+
+        wait_until(
+            adopted,
+            60.0,
+            interval=0.2,
+            message="one warm-up reference everywhere",
+            on_timeout=diagnose,
+        )
+        log = RegistryLog({"bootstrap_servers": broker.bootstrap}, registry)
+        table = RegistryTable()
+        try:
+            log.read_to_end(table)
+        finally:
+            log.close()
+        activation = table.activations[MODEL]
+        assert activation.cause == "warmup"
+        assert [a.cause for a in _activation_records(broker.bootstrap, registry)] == ["warmup"]
+        model = _model(replicas[0])
+        assert model is not None and model["reference_id"] == activation.reference_id
+        profile = table.profiles[activation.reference_id].profile
+        assert profile.events == 300
+
+        after = _events(1_500, 2, time.time())
+        producer.send(after)
+        _wait_exact(replicas, _digest(profile, after))
+        _identical(replicas)
+        assert not (tmp_path / "no-state").exists(), "the warm-up profile stays off the disk"
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
