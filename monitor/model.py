@@ -101,7 +101,7 @@ class Thresholds:
     out_of_range_ratio_warning: float = 0.05
     unseen_category_ratio_warning: float = 0.01
     unseen_category_ratio_decision: float = 0.01
-    new_category_pvalue_warning: float = 1e-4
+    new_category_pvalue_warning: float = 1e-5
 
     def series(self, kind: FeatureKind) -> tuple[tuple[Signal, Severity, float], ...]:
         """(signal, severity, value) of every threshold that applies to a feature of `kind`.

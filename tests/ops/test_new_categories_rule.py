@@ -40,7 +40,7 @@ ALERT = "DriftmonFeatureNewCategories"
 #: p0 = None: the feature exports no p0 series (a daemon from before it existed).
 P0S = (None, 0.0, 0.0216, 0.04)
 THRESHOLDS = (0.01, 0.02)
-PVALUES = (1e-6, 9.99e-5, 1e-4, 0.000999, 0.5)
+PVALUES = (1e-6, 9.99e-6, 1e-5, 1e-4, 0.000999, 0.5)
 
 
 def grid() -> list[tuple[str, float, float | None, float, float]]:

@@ -535,7 +535,7 @@ class TestDriftCollector:
             ("missing_ratio_change", "decision"): 0.05,
             ("unseen_category_ratio", "warning"): 0.01,
             ("unseen_category_ratio", "decision"): 0.01,
-            ("new_category_pvalue", "warning"): 1e-4,
+            ("new_category_pvalue", "warning"): 1e-5,
             ("drift_qvalue", "decision"): 1e-3,
         }
         assert found == {
