@@ -51,7 +51,14 @@ from bench import delay, workload
 from monitor.config import EvaluationSettings
 from monitor.evaluate import LEGS, EvaluationContext, ModelEvaluator
 from monitor.histogram import CategoricalBins, CountMatrix, ModelLayout
-from monitor.model import Correction, DecisionPolicy, FeatureKind, FeatureSpec, ModelEvaluation
+from monitor.model import (
+    Correction,
+    DecisionPolicy,
+    FeatureKind,
+    FeatureSpec,
+    ModelEvaluation,
+    Thresholds,
+)
 from monitor.reference import fit_profile, layout_for
 from monitor.window import EventTimeWindow
 
@@ -339,6 +346,55 @@ QUALITY_ALERTS = (
     "DriftmonFeatureOutOfRange",
     "DriftmonFeatureNewCategories",
 )
+_DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True, slots=True)
+class NewCategoriesVariant:
+    """A variant of the NewCategories rule counted on the same streams as the shipped one:
+    whether its floor adds p0, and its `new_category_pvalue` level."""
+
+    adds_p0: bool
+    level: float
+
+    @property
+    def name(self) -> str:
+        """The variant's name in the bench tables."""
+        floor = "p0 + 1 %" if self.adds_p0 else "1 %"
+        return f"DriftmonFeatureNewCategories(unseen > {floor}, p < {self.level:g})"
+
+
+NEW_CATEGORIES_VARIANTS = (
+    NewCategoriesVariant(adds_p0=False, level=1e-3),
+    *(NewCategoriesVariant(adds_p0=True, level=level) for level in (1e-3, 1e-4, 1e-5, 1e-6)),
+)
+"""The rule before it compared with p0 (unseen > 1 %, p < 0.001), and the p0 rule at the
+levels 1e-3 to 1e-6 (the trade-off of docs/statistics.md, 5)."""
+NEW_CATEGORIES_BEFORE = NEW_CATEGORIES_VARIANTS[0].name
+QUALITY_COUNTED = (*QUALITY_ALERTS, *(v.name for v in NEW_CATEGORIES_VARIANTS))
+
+
+def new_categories_rule(
+    unseen: FloatArray,
+    p0: FloatArray,
+    pvalue: FloatArray,
+    unseen_threshold: float = _DEFAULT_THRESHOLDS.unseen_category_ratio_warning,
+    pvalue_threshold: float = _DEFAULT_THRESHOLDS.new_category_pvalue_warning,
+) -> npt.NDArray[np.bool_]:
+    """The shipped `DriftmonFeatureNewCategories` expression on arrays (NaN: not exported).
+
+    unseen_category_ratio > reference_unseen_estimate (p0) + threshold{unseen_category_ratio}
+    and new_category_pvalue < threshold{new_category_pvalue}; a NaN p0 (a daemon that does
+    not export it) counts as 0, as the rule's `or` default does
+    (`tests/ops/test_new_categories_rule.py` checks this against promtool).
+    """
+    p0 = np.where(np.isnan(p0), 0.0, p0)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(
+            (unseen > p0 + unseen_threshold) & (pvalue < pvalue_threshold), dtype=np.bool_
+        )
+
+
 _SCREEN_ROWS = 6_000
 
 
@@ -384,6 +440,8 @@ class Screen:
         )
         self.groups = np.tile(groups, (block, 1))
         self.reference = self._stack(np.broadcast_to(reference, (block, *reference.shape)))
+        self.p0 = np.full(stacked.n_features, np.nan)
+        self.p0[stacked.n_numeric :] = [b.singleton_fraction for _, b in categorical]
 
     def _stack(self, windows: npt.NDArray[np.int64]) -> CountMatrix:
         width = windows.shape[2]
@@ -408,15 +466,25 @@ class Screen:
         legs = np.vstack([values.leg_p[leg] for leg in LEGS])
         smallest = np.min(np.where(np.isnan(legs), math.inf, legs), axis=0)
         stat = values.stat
+        unseen, pvalue = stat["unseen_category_ratio"], stat["new_category_pvalue"]
         with np.errstate(invalid="ignore"):
             flags = (
                 values.missing_ratio_c - values.missing_ratio_r > 0.1,
                 stat["out_of_range_ratio"] > 0.05,
-                (stat["unseen_category_ratio"] > 0.01) & (stat["new_category_pvalue"] < 0.001),
+                new_categories_rule(unseen, self.p0, pvalue),
+                *(
+                    new_categories_rule(
+                        unseen,
+                        self.p0 if v.adds_p0 else np.zeros_like(self.p0),
+                        pvalue,
+                        pvalue_threshold=v.level,
+                    )
+                    for v in NEW_CATEGORIES_VARIANTS
+                ),
             )
         quality = {
             name: self._unstack(np.asarray(flag, dtype=np.float64)) > 0
-            for name, flag in zip(QUALITY_ALERTS, flags, strict=True)
+            for name, flag in zip(QUALITY_COUNTED, flags, strict=True)
         }
         return self._unstack(smallest), quality
 
@@ -442,9 +510,15 @@ def screen_level(smallest: FloatArray, policy: DecisionPolicy) -> float:
     return policy.fdr_q * max(k, 1) / m / 2.0
 
 
-def simulate_model(setup: Setup, model: int, outcomes: Sequence[Outcome]) -> None:
+def simulate_model(
+    setup: Setup,
+    model: int,
+    outcomes: Sequence[Outcome],
+    log: Callable[[str], None] | None = None,
+) -> None:
     """Simulate model `model` of `setup` for `setup.days`; each outcome's policy judges the
-    same stream, and what it measured is added to that outcome."""
+    same stream, and what it measured is added to that outcome (`log`: each NewCategories
+    alert as it fires)."""
     rng = np.random.default_rng(np.random.SeedSequence([setup.seed, setup.features, model]))
     layout, reference, specs = fit_warmup(rng, setup.n_numeric, setup.n_categorical)
     sampler = SliceSampler(slot_probabilities(layout))
@@ -461,8 +535,8 @@ def simulate_model(setup: Setup, model: int, outcomes: Sequence[Outcome]) -> Non
         raise ValueError("the compared policies must share fdr_q and correction")
     need = run_length_for(outcomes[0].for_seconds)
     runs = [_Runs(model, layout.names, need) for _ in outcomes]
-    quality = {name: np.zeros(layout.n_features, dtype=np.int64) for name in QUALITY_ALERTS}
-    quality_alerts = dict.fromkeys(QUALITY_ALERTS, 0)
+    quality = {name: np.zeros(layout.n_features, dtype=np.int64) for name in QUALITY_COUNTED}
+    quality_alerts = dict.fromkeys(QUALITY_COUNTED, 0)
     mean_slice = setup.per_minute * EVALUATION_S / 60.0
     steps = round(setup.days * SECONDS_PER_DAY / EVALUATION_S)
     quiet = np.zeros(layout.n_features, dtype=bool)
@@ -493,9 +567,13 @@ def simulate_model(setup: Setup, model: int, outcomes: Sequence[Outcome]) -> Non
                 evaluation = evaluator.evaluate(reference, windows[k], context, groups)
                 flags = np.fromiter((f.drift_detected for f in evaluation.features), dtype=bool)
                 run.step(day, flags, evaluation)
-            for name in QUALITY_ALERTS:
+            for name in QUALITY_COUNTED:
                 quality[name] = np.where(flags_of[name][k], quality[name] + 1, 0)
-                quality_alerts[name] += int(np.count_nonzero(quality[name] == need))
+                fired = np.flatnonzero(quality[name] == need)
+                quality_alerts[name] += fired.size
+                if log is not None and name == "DriftmonFeatureNewCategories":
+                    for row in fired.tolist():
+                        log(f"  {setup} model {model}: {name} on {layout.names[row]} day {day:.2f}")
         outcomes[0].window_events.append(int(windows[size - 1, 0, : layout.width - 2].sum()))
     for outcome, run in zip(outcomes, runs, strict=True):
         run.close_all()
@@ -528,7 +606,7 @@ def simulate(
     outcomes = [Outcome(setup, name, policy, for_seconds) for name, policy in chosen.items()]
     began = time.process_time()
     for model in range(setup.models):
-        simulate_model(setup, model, outcomes)
+        simulate_model(setup, model, outcomes, log)
         if log is not None:
             counts = ", ".join(f"{o.rule} {o.alerts}" for o in outcomes)
             log(f"{setup}: model {model + 1}/{setup.models}: alerts so far {counts}")
@@ -649,6 +727,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
+        "--rules",
+        choices=("default", "both"),
+        default="both",
+        help="the default decision only, or also with the KS noise floor (twice the time)",
+    )
+    parser.add_argument(
         "--delay",
         choices=("low-rate", "all"),
         help="instead: bench.delay's detection delay under both rules (low-rate cells, or all)",
@@ -671,9 +755,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             Setup(n_numeric, n_categorical, args.per_minute, args.days, args.models, args.seed),
         )
 
+    policies = rules() if args.rules == "both" else {"default": EvaluationSettings().policy()}
     outcomes: list[Outcome] = []
     for setup in setups:
-        for outcome in simulate(setup, log=log):
+        for outcome in simulate(setup, policies, log=log):
             outcomes.append(outcome)
             for episode in sorted(outcome.episodes, key=lambda e: -e.evaluations)[:8]:
                 log(f"  {outcome.rule}: longest episodes: {episode}")

@@ -36,7 +36,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -79,7 +79,7 @@ class Bound:
     flagged_bucket_ends: int = 0
     longest_run: int = 0
     alerts_bound: int = 0
-    quality_bound: int = 0
+    quality_bound: dict[str, int] = field(default_factory=dict)
     legs: dict[str, int] | None = None
     seconds: float = 0.0
 
@@ -120,7 +120,7 @@ def bound_model(setup: fa.Setup, model: int, policy: DecisionPolicy, out: Bound)
     block = max(1, min(240, 6_000 // layout.n_features))
     screen = fa.Screen(layout, reference, groups, policy, block)
     drift = _RunCounter(layout.n_features)
-    quality = {name: _RunCounter(layout.n_features) for name in fa.QUALITY_ALERTS}
+    quality = {name: _RunCounter(layout.n_features) for name in fa.QUALITY_COUNTED}
     legs: dict[str, int] = out.legs if out.legs is not None else {}
     buckets = round(setup.days * fa.SECONDS_PER_DAY / fa.BUCKET_S)
     windows = np.zeros((block, *shape), dtype=np.int64)
@@ -145,13 +145,15 @@ def bound_model(setup: fa.Setup, model: int, policy: DecisionPolicy, out: Bound)
                     for leg in f.drift_reasons:
                         legs[leg] = legs.get(leg, 0) + 1
             drift.step(flags)
-            for name in fa.QUALITY_ALERTS:
+            for name in fa.QUALITY_COUNTED:
                 quality[name].step(quality_flags[name][k])
             out.flagged_bucket_ends += int(flags.sum())
     runs = drift.close()
     out.alerts_bound += alerts_bound(runs, out.need)
     out.longest_run = max([out.longest_run, *runs])
-    out.quality_bound += sum(alerts_bound(q.close(), out.need) for q in quality.values())
+    for name, counter in quality.items():
+        bound = alerts_bound(counter.close(), out.need)
+        out.quality_bound[name] = out.quality_bound.get(name, 0) + bound
     out.model_days += setup.days
     out.bucket_ends += buckets
     out.legs = legs
@@ -188,7 +190,7 @@ HEADER = (
     "longest run (bucket ends)",
     "alerts (upper bound)",
     "alerts / model-month [95 % upper]",
-    "data-quality alerts (upper bound)",
+    "data-quality alerts (upper bound, by rule)",
     "CPU s",
 )
 
@@ -206,7 +208,10 @@ def row(b: Bound) -> list[str]:
         str(b.longest_run),
         f"≤ {b.alerts_bound}",
         f"≤ {b.alerts_bound / b.model_days * fa.DAYS_PER_MONTH:.2g} [{b.upper_per_month:.2g}]",
-        f"≤ {b.quality_bound}",
+        ", ".join(
+            f"{name.removeprefix('DriftmonFeature')} ≤ {bound}"
+            for name, bound in b.quality_bound.items()
+        ),
         f"{b.seconds:.0f}",
     ]
 

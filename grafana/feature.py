@@ -12,6 +12,7 @@ from panels import (
     RED,
     YELLOW,
     Board,
+    across_replicas,
     bar_chart,
     by_name,
     dashboard,
@@ -216,12 +217,18 @@ def feature() -> JSON:
     b.add(
         timeseries(
             "Data quality ratios",
-            "Missing values per window, mass outside the reference range, and unseen categories.",
+            "Missing values per window, mass outside the reference range, and unseen categories "
+            "next to the share the reference itself expects unseen (its Good-Turing estimate "
+            "p0; DriftmonFeatureNewCategories compares the unseen share with p0 + threshold).",
             [
                 fleet_target(f"driftmon_feature_missing_ratio{{{sel}}}", "missing ({{window}})"),
                 fleet_target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
                 fleet_target(
                     f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"
+                ),
+                fleet_target(
+                    f"driftmon_feature_reference_unseen_estimate{{{sel}}}",
+                    "unseen expected by the reference (p0)",
                 ),
             ],
             unit="percentunit",
@@ -250,14 +257,6 @@ def feature() -> JSON:
             fleet_target(f"driftmon_feature_out_of_range_ratio{{{sel}}}", "out of range"),
             "out_of_range_ratio",
         ),
-        (
-            "Unseen categories vs threshold",
-            "Share of the current window in categories the reference never saw (categorical "
-            "features), with the threshold above which DriftmonFeatureNewCategories warns "
-            "(when the new-category test also agrees) and the drift decision's floor.",
-            fleet_target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
-            "unseen_category_ratio",
-        ),
     ):
         levels = [("warning", "warning threshold")]
         if signal != "out_of_range_ratio":
@@ -272,6 +271,7 @@ def feature() -> JSON:
             8,
             8,
         )
+    b.add(unseen_vs_threshold(sel), 8, 8)
     b.add(
         timeseries(
             "Window samples",
@@ -337,6 +337,39 @@ def feature() -> JSON:
             ),
         ],
         [reference_activations('model="$model"')],
+    )
+
+
+def unseen_vs_threshold(sel: str) -> JSON:
+    """The unseen share, the reference's p0, and p0 + each threshold of the feature.
+
+    DriftmonFeatureNewCategories warns above p0 + the warning threshold (with the new-category
+    test), and the drift decision's new-category leg needs p0 + its floor; each line is
+    `max without (instance, pod) (p0) + ignoring(signal, severity) (threshold)`, absent while
+    the daemon exports no p0 (before driftmon_feature_reference_unseen_estimate).
+    """
+    p0 = f"driftmon_feature_reference_unseen_estimate{{{sel}}}"
+    lines = []
+    for severity, legend in (("warning", "p0 + warning threshold"), ("decision", "p0 + floor")):
+        threshold = (
+            f'driftmon_feature_threshold{{{sel},signal="unseen_category_ratio",'
+            f'severity="{severity}"}}'
+        )
+        expr = f"{across_replicas(p0)} + ignoring(signal, severity) {across_replicas(threshold)}"
+        lines.append((target(expr, legend), threshold_style(legend, severity)))
+    return timeseries(
+        "Unseen categories vs threshold",
+        "Share of the current window in categories the reference never saw (categorical "
+        "features), the share the reference itself expects unseen (p0, its Good-Turing "
+        "estimate), and p0 + the threshold above which DriftmonFeatureNewCategories warns "
+        "(when the new-category test also agrees) and p0 + the drift decision's floor.",
+        targets=[
+            fleet_target(f"driftmon_feature_unseen_category_ratio{{{sel}}}", "unseen categories"),
+            fleet_target(p0, "unseen expected by the reference (p0)"),
+            *(line for line, _ in lines),
+        ],
+        overrides=[style for _, style in lines],
+        unit="percentunit",
     )
 
 

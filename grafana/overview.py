@@ -538,8 +538,9 @@ def overview() -> JSON:
         timeseries(
             "Unseen category ratio",
             "Share of the current window made of categories the reference never saw "
-            "(categorical features). DriftmonFeatureNewCategories warns above the feature's own "
-            "threshold (default 1%; drawn on driftmon / feature).",
+            "(categorical features). DriftmonFeatureNewCategories warns above the share the "
+            "reference itself expects unseen (its p0) plus the feature's own threshold "
+            "(default 1%; both drawn on driftmon / feature).",
             [
                 fleet_target(
                     f"driftmon_feature_unseen_category_ratio{{{SEL_MODELS}}}",

@@ -269,6 +269,8 @@ class ModelEvaluator:
         cur_missing = _optional_list(missing_ratio_c)
         missing_p = _optional_list(leg_p["missing"])
         q_list = _optional_list(qvalues)
+        p0_list: list[float | None] = [None] * self.layout.n_numeric
+        p0_list += self._singleton.tolist()
         n_r_list = n_r.astype(np.int64).tolist()
         n_c_list = n_c.astype(np.int64).tolist()
         evaluated_list = evaluated.tolist()
@@ -292,6 +294,7 @@ class ModelEvaluator:
                 out_of_range_ratio=column["out_of_range_ratio"][i],
                 unseen_category_ratio=column["unseen_category_ratio"][i],
                 new_category_pvalue=column["new_category_pvalue"][i],
+                reference_unseen_estimate=p0_list[i],
                 missing_pvalue=missing_p[i],
                 qvalue=q_list[i],
                 drift_detected=detected_list[i],

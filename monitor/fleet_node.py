@@ -19,7 +19,7 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
   is behind: the partition is dropped and claimed again, which seeks it back to the chain
   head, so nothing is lost or counted twice.
 - **Group offsets.** For lag tooling only, the loop commits to the consumer group, per owned
-  partition, the chain head this replica's own last accepted commit ended at
+  partition, the chain head of its current claim (the end of the last accepted commit)
   (`group_offsets`, `monitor.fleet_offsets`); never from a rebalance callback.
 - **Snapshots.** The owner of the lowest source partition publishes the whole folded state
   every `snapshot_interval` to state partition 0. A starting replica scans that partition for
@@ -273,7 +273,6 @@ class FleetNode:
     def _handle(self, record: StateRecord) -> None:
         self._positions[record.partition] = record.offset + 1
         outcome = self.fold.apply(record.value)
-        self.group.folded(outcome)
         if outcome.kind == "snapshot":
             self.snapshot_at = max(self.snapshot_at or 0.0, outcome.at)
         elif outcome.member == self.member:
@@ -443,8 +442,8 @@ class FleetNode:
 
     def group_offsets(self, assignment: frozenset[TP], *, force: bool = False) -> dict[TP, int]:
         """The consumer-group offsets to commit now, at most every `publish_interval` (always
-        when `force`): per assigned partition this replica owns, the chain head its own last
-        accepted commit ended at (`monitor.fleet_offsets`), when it moved since the last one."""
+        when `force`): per assigned partition this replica owns, the chain head while the
+        current claim is its own (`monitor.fleet_offsets`), when it moved since the last one."""
         now = self.monotonic()
         if not force and now < self._next_group_commit:
             return {}

@@ -3,14 +3,11 @@
 In a fleet (`state.backend: kafka`) the chain heads in the state topic are the truth: a
 replica reads its partitions from there, never from the group's committed offsets. The group
 offsets only feed users' lag tooling (kafka-consumer-groups, Burrow, exporters), so a replica
-commits, for each source partition p it owns, the offset its own last accepted commit ended
-at, i.e. the fold's `next[p]` (the offset after the last event counted into the global
-window), and only when the fold shows:
-
-- the commit was this replica's and accepted (`FoldOutcome` of kind commit, result accepted,
-  member = this replica), and
-- p's head is still this replica's claim of that epoch, ending exactly there
-  (`head.epoch == epoch`, `head.member == member`, `head.next == to`).
+commits, for each source partition p it owns, the fold's chain head `next[p]` (the offset
+after the last event counted into the global window: the end of the last accepted commit,
+its own or, right after its claim, the previous owner's), and only while the fold shows p's
+head is this replica's claim of the epoch it owns (`head.epoch == epoch`,
+`head.member == member`).
 
 So a committed offset is never ahead of what counts, and never behind what this replica
 committed before (an offset is committed only when it exceeds the last one committed for p).
@@ -23,41 +20,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from monitor.errors import CommitResult
-from monitor.fleet import FleetFold, FoldOutcome
+from monitor.fleet import FleetFold
 
 
 class GroupOffsets:
-    """A replica's own accepted chain heads and the group offsets it has committed."""
+    """The group offsets a replica has committed, and which are due."""
 
     def __init__(self, member: str) -> None:
         self.member = member
-        self._accepted: dict[str, tuple[int, int]] = {}
         self._committed: dict[str, int] = {}
-
-    def folded(self, outcome: FoldOutcome) -> None:
-        """Note one folded record: an accepted commit of this replica moves its head."""
-        if (
-            outcome.kind == "commit"
-            and outcome.result is CommitResult.ACCEPTED
-            and outcome.member == self.member
-        ):
-            self._accepted[outcome.source] = (outcome.epoch, outcome.to_offset)
 
     def due(self, fold: FleetFold, owned: Mapping[str, int]) -> dict[str, int]:
         """The offset to commit per owned source (`owned`: source -> epoch of this replica's
-        claim): its own accepted head, where the fold's head is still that claim's and ends
-        there, and it exceeds the offset last committed for the source."""
+        claim): the fold's chain head, where the head is still that claim's and it exceeds
+        the offset last committed for the source."""
         out: dict[str, int] = {}
         for source, epoch in owned.items():
-            accepted = self._accepted.get(source)
             head = fold.heads.get(source)
-            if accepted is None or head is None or accepted[0] != epoch:
+            if head is None or head.next is None:
                 continue
-            if head.epoch != epoch or head.member != self.member or head.next != accepted[1]:
+            if head.epoch != epoch or head.member != self.member:
                 continue
-            if accepted[1] > self._committed.get(source, -1):
-                out[source] = accepted[1]
+            if head.next > self._committed.get(source, -1):
+                out[source] = head.next
         return out
 
     def committed(self, offsets: Mapping[str, int]) -> None:

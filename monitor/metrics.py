@@ -113,6 +113,7 @@ FEATURE_DRIFT_QVALUE: Final = "driftmon_feature_drift_qvalue"
 FEATURE_OUT_OF_RANGE_RATIO: Final = "driftmon_feature_out_of_range_ratio"
 FEATURE_UNSEEN_CATEGORY_RATIO: Final = "driftmon_feature_unseen_category_ratio"
 FEATURE_NEW_CATEGORY_PVALUE: Final = "driftmon_feature_new_category_pvalue"
+FEATURE_REFERENCE_UNSEEN_ESTIMATE: Final = "driftmon_feature_reference_unseen_estimate"
 FEATURE_DRIFT_DETECTED: Final = "driftmon_feature_drift_detected"
 FEATURE_WINDOW_SAMPLES: Final = "driftmon_feature_window_samples"
 FEATURE_MISSING_RATIO: Final = "driftmon_feature_missing_ratio"
@@ -369,6 +370,14 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         _MF,
         "P-value of the unseen-category count of the current window (Good-Turing p0 "
         "with its uncertainty).",
+    ),
+    MetricDef(
+        FEATURE_REFERENCE_UNSEEN_ESTIMATE,
+        "gauge",
+        _MF,
+        "The reference's Good-Turing estimate p0 = f1/n_ref of the mass of categories it never "
+        "saw (categorical features); DriftmonFeatureNewCategories needs the unseen share above "
+        "p0 plus its threshold.",
     ),
     MetricDef(
         FEATURE_DRIFT_DETECTED,
@@ -871,6 +880,7 @@ _OPTIONAL_FEATURE_STATS: Final = (
     (FEATURE_OUT_OF_RANGE_RATIO, "out_of_range_ratio"),
     (FEATURE_UNSEEN_CATEGORY_RATIO, "unseen_category_ratio"),
     (FEATURE_NEW_CATEGORY_PVALUE, "new_category_pvalue"),
+    (FEATURE_REFERENCE_UNSEEN_ESTIMATE, "reference_unseen_estimate"),
 )
 
 
@@ -1174,15 +1184,15 @@ def cardinality(
 
     The distribution series are not included: add `distribution_cardinality` per model.
 
-    Counts every optional statistic as present (a feature never has all 11: numeric features
+    Counts every optional statistic as present (a feature never has all 12: numeric features
     lack the categorical ones and vice versa, so the real number is lower). `n_features_total`
     is summed over models; `n_partitions` is the number of assigned partitions (lag series).
     `created_series` adds the `_created` series prometheus_client emits per counter child and
     histogram unless `PROMETHEUS_DISABLE_CREATED_SERIES` is set.
 
-    Per feature: 11 optional statistics + drift_detected + 2 window_samples + 2 missing_ratio
-    + 9 threshold series (8 of the feature's kind + the model's q)
-    + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 29.
+    Per feature: 12 optional statistics (p0 included) + drift_detected + 2 window_samples
+    + 2 missing_ratio + 9 threshold series (8 of the feature's kind + the model's q)
+    + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 30.
     Per model: 8 gauges (unmonitored_features with `features: auto` only) +
     events_accepted_total + one reference_activations_total per cause.
     Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.

@@ -101,7 +101,7 @@ class Thresholds:
     out_of_range_ratio_warning: float = 0.05
     unseen_category_ratio_warning: float = 0.01
     unseen_category_ratio_decision: float = 0.01
-    new_category_pvalue_warning: float = 0.001
+    new_category_pvalue_warning: float = 1e-5
 
     def series(self, kind: FeatureKind) -> tuple[tuple[Signal, Severity, float], ...]:
         """(signal, severity, value) of every threshold that applies to a feature of `kind`.
@@ -316,6 +316,9 @@ class FeatureResult:
     or when either window holds fewer than `min_samples` non-missing values.
     `reference_ready` is False while the feature has no usable reference (no bins fitted yet,
     or a rolling reference's lagged window under `min_samples`); `reference_note` says why.
+    `reference_unseen_estimate` is the reference's Good-Turing unseen mass p0 = f1 / n_ref
+    that the new-category test and floor compare with (categorical features with fitted
+    bins only; it does not depend on the window, so it is set under `min_samples` too).
     """
 
     name: str
@@ -335,6 +338,7 @@ class FeatureResult:
     out_of_range_ratio: float | None = None
     unseen_category_ratio: float | None = None
     new_category_pvalue: float | None = None
+    reference_unseen_estimate: float | None = None
     missing_pvalue: float | None = None
     qvalue: float | None = None
     drift_detected: bool = False

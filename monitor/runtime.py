@@ -886,7 +886,9 @@ class ModelRuntime:
         """`feature` with `reference_ready` and `reference_note` set (see the module doc)."""
         if feature.name not in self._fitted:
             note = self._no_reference_reason(feature.name)
-            return dataclasses.replace(feature, reference_ready=False, reference_note=note)
+            return dataclasses.replace(
+                feature, reference_ready=False, reference_note=note, reference_unseen_estimate=None
+            )
         if self.lagging is not None and feature.reference_samples < self.policy.min_samples:
             note = (
                 f"rolling reference: {feature.reference_samples} values in the lagged window "

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -295,6 +296,14 @@ def test_end_to_end_counts_and_statistics_match_first_principles(
     assert scraped.value(
         "driftmon_feature_unseen_category_ratio", model="e2e", feature="c"
     ) == pytest.approx(sum(c == "NEW" for c in cur["c"]) / 3_000, abs=1e-12)
+    # p0, the reference's Good-Turing unseen mass: categories seen once over the reference's
+    # values (30 levels in 5,000 values: none seen once), exported for categorical features only
+    seen = Counter(c for c in ref["c"] if c is not None)
+    p0 = sum(1 for k in seen.values() if k == 1) / sum(seen.values())
+    assert scraped.value(
+        "driftmon_feature_reference_unseen_estimate", model="e2e", feature="c"
+    ) == pytest.approx(p0, abs=1e-12)
+    assert scraped.find("driftmon_feature_reference_unseen_estimate", feature="x") == []
 
 
 # -- acceptance criterion 2 ----------------------------------------------------------------

@@ -33,6 +33,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_feature_out_of_range_ratio",
         "driftmon_feature_unseen_category_ratio",
         "driftmon_feature_new_category_pvalue",
+        "driftmon_feature_reference_unseen_estimate",
         "driftmon_feature_drift_detected",
         "driftmon_feature_window_samples",
         "driftmon_feature_missing_ratio",

@@ -134,14 +134,15 @@ THRESHOLD_ALERTS = {
 
 @pytest.mark.parametrize("alertname", sorted(THRESHOLD_ALERTS))
 def test_threshold_alerts_compare_with_the_features_threshold_series(alertname: str) -> None:
-    """Each per-feature threshold alert compares its signal with its own threshold series,
-    both aggregated over replicas and matched on (namespace, job, model, feature), and holds
-    no numeric threshold literal."""
+    """Each per-feature threshold alert compares its signal with its own threshold series
+    (NewCategories: the threshold plus the reference's p0), both aggregated over replicas and
+    matched on (namespace, job, model, feature), and holds no numeric threshold literal."""
     expr = " ".join(ALERTS[alertname]["expr"].split())
     for signal, severity in THRESHOLD_ALERTS[alertname]:
         series = f'driftmon_feature_threshold{{signal="{signal}",severity="{severity}"}}'
         assert re.search(
-            rf"[<>] on\({FLEET_KEY}\) (?:max|min) by \({FLEET_KEY}\) \(" + re.escape(series),
+            rf"[<>] on\({FLEET_KEY}\) (?:\( )?(?:max|min) by \({FLEET_KEY}\) \("
+            + re.escape(series),
             expr,
         )
     without_decision = expr.replace("(driftmon_feature_drift_detected) == 1", "")

@@ -179,6 +179,45 @@ def test_screen_gives_every_window_its_own_leg_pvalues() -> None:
     assert fa.screen_level(smallest[11], policy) >= smallest[11, 19]
 
 
+def test_screen_counts_the_new_categories_rule_on_the_exported_values() -> None:
+    """The screen's NewCategories flags are the shipped rule's predicate on what the daemon
+    exports (unseen share, p0, p-value); the rule before (1 %, p < 0.001) flags more windows."""
+    rng = np.random.default_rng([20_261_203, 4])
+    layout, reference, specs = fa.fit_warmup(rng, 20, 2)
+    sampler = fa.SliceSampler(fa.slot_probabilities(layout))
+    policy = EvaluationSettings().policy()
+    evaluator = ModelEvaluator(layout, specs, policy)
+    groups = evaluator.psi_groups(reference)
+    block = 16
+    screen = fa.Screen(layout, reference, groups, policy, block)
+    windows = np.stack([sampler.draw(rng, 20_000) for _ in range(block)])
+    c1000 = layout.n_features - 1
+    unseen_slot = layout.categorical_bins[-1].unseen_slot
+    windows[:, c1000, unseen_slot] += 40 * np.arange(block)  # unseen share ~M0 to M0 + 3 %
+    _, quality = screen.evaluate(windows)
+    now = quality["DriftmonFeatureNewCategories"]
+    before = quality[fa.NEW_CATEGORIES_BEFORE]
+    for k in range(block):
+        features = evaluator.evaluate(reference, windows[k], CONTEXT, groups).features
+        unseen, p0, pvalue = (
+            np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+            for values in zip(
+                *(
+                    (f.unseen_category_ratio, f.reference_unseen_estimate, f.new_category_pvalue)
+                    for f in features
+                ),
+                strict=True,
+            )
+        )
+        assert (now[k] == fa.new_categories_rule(unseen, p0, pvalue)).all(), k
+        level = fa.NEW_CATEGORIES_VARIANTS[0].level  # the rule before: 1 %, p < 0.001
+        old_rule = fa.new_categories_rule(unseen, np.zeros_like(p0), pvalue, pvalue_threshold=level)
+        assert (before[k] == old_rule).all()
+        assert p0[c1000] == layout.categorical_bins[-1].singleton_fraction > 0.01
+    assert now[:, c1000].any() and (before[:, c1000] & ~now[:, c1000]).any()
+    assert not (now & ~before).any()
+
+
 @pytest.mark.slow
 def test_no_false_alert_at_the_worst_event_rate() -> None:
     """A pinned stream at 20 events/min that the old rule flags on PSI raises no flag now."""
@@ -335,3 +374,47 @@ def test_new_category_pvalue_is_calibrated_across_warmups() -> None:
     assert rate[(60_000, "uncertain")] <= 2 * level, rate
     assert rate[(1_190, "exact")] >= 3 * rate[(1_190, "uncertain")], rate
     assert rate[(60_000, "exact")] >= 0.05, rate
+
+
+def test_smallest_reported_new_category_matches_a_negative_binomial_oracle() -> None:
+    """bench.new_category_cost's smallest reported share equals a scan with scipy's
+    negative binomial tail P(U >= u), r = p0^2/v0, mean n p0, and the rule's floor."""
+    from bench import new_category_cost as cost
+    from monitor.histogram import CategoricalBins
+
+    bins = CategoricalBins(("a",), frozenset({"a"}), 0.0216, 0.006)
+    n_ref = 10_000.0
+    v0 = (0.0216 * (1 - 0.0216) + 2 * 0.006) / n_ref
+    r = 0.0216**2 / v0
+    for variant in fa.NEW_CATEGORIES_VARIANTS[:4]:
+        floor = 0.01 + (0.0216 if variant.adds_p0 else 0.0)
+        for n in (1_190, 60_000):
+            want = math.nan
+            for step in range(2_001):
+                share = step * 1e-4
+                u = round(n * (0.0216 + share * (1 - 0.0216)))
+                mean = n * 0.0216
+                p = sps.nbinom(r, r / (r + mean)).sf(u - 1)
+                if u / n > floor and p < variant.level:
+                    want = share
+                    break
+            assert cost.smallest_share(variant, bins, n_ref, n) == pytest.approx(want), (
+                variant,
+                n,
+            )
+
+
+def test_the_worst_warmup_raises_no_new_categories_alert_at_the_default_level() -> None:
+    """Seed 18's warm-up underestimated c1000's unseen mass (p0 0.0216, true 0.027): its first
+    day at 20 events/min raises NewCategories alerts at p < 0.001, with or without the p0
+    floor, and none at the shipped level 1e-5."""
+    from monitor.model import Thresholds
+
+    setup = fa.Setup(20, 2, per_minute=20, days=1, seed=18)
+    (out,) = fa.simulate(setup, {"default": EvaluationSettings().policy()})
+    before, p0_floor = (v.name for v in fa.NEW_CATEGORIES_VARIANTS[:2])
+    assert not fa.NEW_CATEGORIES_VARIANTS[0].adds_p0 and fa.NEW_CATEGORIES_VARIANTS[1].adds_p0
+    assert out.quality_alerts[before] >= 2
+    assert out.quality_alerts[p0_floor] >= 2
+    assert out.quality_alerts["DriftmonFeatureNewCategories"] == 0
+    assert Thresholds().new_category_pvalue_warning == 1e-5

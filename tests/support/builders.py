@@ -76,6 +76,7 @@ def full_numeric(name: str, value: float) -> FeatureResult:
         out_of_range_ratio=value,
         unseen_category_ratio=value,
         new_category_pvalue=value,
+        reference_unseen_estimate=value,
     )
 
 

@@ -246,7 +246,7 @@ def test_redacted_dump_shows_each_features_effective_thresholds(tmp_path: Path) 
         "missing_ratio_change": {"warning": 0.1, "decision": 0.05},
         "tvd": {"decision": 0.02},
         "unseen_category_ratio": {"warning": 0.01, "decision": 0.01},
-        "new_category_pvalue": {"warning": 0.001},
+        "new_category_pvalue": {"warning": 1e-5},
     }
 
 

@@ -555,3 +555,31 @@ def test_evaluate_never_raises_and_keeps_statistics_in_range(
         if not result.evaluated:
             assert result.ks_statistic is None
             assert result.tvd is None
+
+
+def test_reference_unseen_estimate_is_the_singleton_share_of_the_raw_reference() -> None:
+    """Categorical results carry p0 = f1/n_ref counted on the raw reference, also under
+    min_samples; numeric ones carry none."""
+    from collections import Counter
+
+    rng = np.random.default_rng(11)
+    values: list[str | None] = [f"z{int(k)}" for k in rng.zipf(1.3, 5_000)]
+    values += [None] * 200  # missing values are not part of n_ref
+    specs = [FeatureSpec("x", FeatureKind.NUMERIC), FeatureSpec("c", FeatureKind.CATEGORICAL)]
+    profile = fit_profile(
+        "m", specs, numeric={"x": rng.normal(size=5_200)}, categorical={"c": values}
+    )
+    layout, reference, specs_out = layout_for(profile, specs)
+    seen = Counter(v for v in values if v is not None)
+    p0 = sum(1 for c in seen.values() if c == 1) / sum(seen.values())
+    assert 0.01 < p0 < 0.2
+    evaluator = ModelEvaluator(layout, specs_out, DecisionPolicy(min_samples=1000))
+    for n in (50, 5_000):
+        current = layout.count(
+            np.asarray([rng.normal(size=n)]),
+            [np.asarray([f"z{int(k)}" for k in rng.zipf(1.3, n)], dtype=object)],
+        )
+        result = _by_name(evaluator.evaluate(reference, current, CONTEXT))
+        assert result["c"].reference_unseen_estimate == pytest.approx(p0, rel=1e-12)
+        assert result["x"].reference_unseen_estimate is None
+        assert result["c"].evaluated is (n >= 1000)

@@ -105,6 +105,11 @@ def test_a_feature_without_usable_warmup_values_has_no_reference_and_the_rest_wo
         assert features[good[0]].current_samples == 500
     assert bad in runtime.pending
     assert runtime.profile is not None and runtime.profile.feature(bad) is None
+    # p0 (driftmon_feature_reference_unseen_estimate) only with fitted categorical bins
+    fitted_c = runtime.profile.feature("c")
+    expected_p0 = None if bad == "c" else 0.0  # x, y, z: each seen hundreds of times
+    assert fitted_c is None or getattr(fitted_c.bins, "singleton_fraction", None) == 0.0
+    assert features["c"].reference_unseen_estimate == expected_p0
 
 
 def test_the_unusable_state_survives_a_restart_from_the_checkpoint(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ OPTIONAL_STATS = {
     metrics.FEATURE_OUT_OF_RANGE_RATIO: "out_of_range_ratio",
     metrics.FEATURE_UNSEEN_CATEGORY_RATIO: "unseen_category_ratio",
     metrics.FEATURE_NEW_CATEGORY_PVALUE: "new_category_pvalue",
+    metrics.FEATURE_REFERENCE_UNSEEN_ESTIMATE: "reference_unseen_estimate",
 }
 
 
@@ -114,6 +115,7 @@ def country() -> FeatureResult:
         tvd=0.011,
         unseen_category_ratio=0.003,
         new_category_pvalue=0.9,
+        reference_unseen_estimate=0.002,
         qvalue=0.96,
         thresholds=Thresholds(psi_warning=0.2, psi_critical=0.5, tvd_decision=0.04),
         distribution=Distribution(
@@ -533,7 +535,7 @@ class TestDriftCollector:
             ("missing_ratio_change", "decision"): 0.05,
             ("unseen_category_ratio", "warning"): 0.01,
             ("unseen_category_ratio", "decision"): 0.01,
-            ("new_category_pvalue", "warning"): 0.001,
+            ("new_category_pvalue", "warning"): 1e-5,
             ("drift_qvalue", "decision"): 1e-3,
         }
         assert found == {
@@ -557,7 +559,7 @@ class TestDriftCollector:
                     value = getattr(f, attr)
                     assert registry.get_sample_value(name, labels) == value, (name, labels)
                     exported += value is not None
-        assert exported == 7 + 7  # amount (numeric) and country (categorical)
+        assert exported == 7 + 8  # amount (numeric) and country (categorical, with its p0)
 
     def test_model_series_follow_the_evaluation(
         self, registry: CollectorRegistry, collector: DriftCollector
@@ -633,11 +635,11 @@ class TestDriftCollector:
     def test_a_large_snapshot_renders_every_series(
         self, registry: CollectorRegistry, collector: DriftCollector
     ) -> None:
-        """collect() over 2,000 fully populated features renders 28 series each (its time is
+        """collect() over 2,000 fully populated features renders 29 series each (its time is
         measured in bench/, not asserted here)."""
         collector.publish(uniform_snapshot(2000, 0.5))
         families = list(collector.collect())
-        assert sum(len(f.samples) for f in families) == 2000 * 28 + 5
+        assert sum(len(f.samples) for f in families) == 2000 * 29 + 5
 
     def test_a_second_collector_on_the_same_registry_is_refused(
         self, registry: CollectorRegistry, collector: DriftCollector
