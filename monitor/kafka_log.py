@@ -48,12 +48,7 @@ def ensure_topic(
     """
     kwargs = only_args(client_kwargs, KafkaAdminClient)
     kwargs.setdefault("bootstrap_timeout_ms", int(timeout_s * 1000))
-    try:
-        admin = KafkaAdminClient(**kwargs)
-    except KafkaConfigurationError as exc:
-        raise ConfigError(f"kafka: {exc}") from exc
-    except KAFKA_ERRORS as exc:
-        raise SourceError(f"cannot reach Kafka for {what}: {exc}") from exc
+    admin = _client(KafkaAdminClient, kwargs, what)
     try:
         if topic in admin.list_topics():
             return False
@@ -79,12 +74,7 @@ def log_producer(client_kwargs: Mapping[str, Any], timeout_s: float, what: str) 
         max_block_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=int(timeout_s * 1000),
     )
-    try:
-        return KafkaProducer(**kwargs)
-    except KafkaConfigurationError as exc:
-        raise ConfigError(f"kafka: {exc}") from exc
-    except KAFKA_ERRORS as exc:
-        raise SourceError(f"cannot reach Kafka for {what}: {exc}") from exc
+    return _client(KafkaProducer, kwargs, what)
 
 
 def log_consumer(
@@ -101,8 +91,14 @@ def log_consumer(
         max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2,
         fetch_max_bytes=MAX_REQUEST_BYTES * fetch_records,
     )
+    return _client(KafkaConsumer, kwargs, what)
+
+
+def _client(client_class: Any, kwargs: Mapping[str, Any], what: str) -> Any:
+    """`client_class(**kwargs)`; ConfigError for a bad setting, SourceError when Kafka cannot
+    be reached (`what` names the topic's use in the message)."""
     try:
-        return KafkaConsumer(**kwargs)
+        return client_class(**kwargs)
     except KafkaConfigurationError as exc:
         raise ConfigError(f"kafka: {exc}") from exc
     except KAFKA_ERRORS as exc:

@@ -33,6 +33,7 @@ from monitor.state_log import StateLog
 from tests.support.apache_kafka import USERS, ApacheKafka
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
+from tests.support.fleet import partitions_owned, wait_shared
 from tests.support.waiting import wait_until
 
 MODEL = "fleet"
@@ -247,11 +248,7 @@ def test_replicas_are_exact_refuse_bad_state_input_and_cold_start(
                 assert scraped.value("driftmon_state_records_rejected_total", reason=reason) == 1
             assert replica.running
 
-        def shared() -> bool:
-            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
-            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
-
-        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        wait_shared(replicas, PARTITIONS)
         late.start()  # cold start after the stream: folds the state topic, then exact
         _wait_exact([late, *replicas], digest)
         cold = _model(late)
@@ -286,7 +283,7 @@ def test_a_replica_without_partitions_is_ready_and_exact(
         _wait_exact(replicas, digest)
 
         def one_owner() -> bool:
-            owned = sorted(r.metrics().value("driftmon_partitions_owned") for r in replicas)
+            owned = sorted(partitions_owned(r) for r in replicas)
             return owned == [0.0, 1.0]
 
         wait_until(one_owner, 30.0, interval=0.5, message="one owner, one idle replica")
@@ -296,14 +293,6 @@ def test_a_replica_without_partitions_is_ready_and_exact(
         for replica in replicas:
             replica.close()
         producer.close()
-
-
-def _owned(replica: DaemonProcess) -> float:
-    """The source partitions a replica has claimed (0 while it is not serving)."""
-    try:
-        return replica.metrics().value("driftmon_partitions_owned")
-    except Exception:  # restarting
-        return 0.0
 
 
 def _hoarding_config(config: Path, path: Path) -> Path:
@@ -337,7 +326,7 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
         producer.trickle(events[2 * eighth : 3 * eighth], 2.0).join()
 
         def settled() -> bool:
-            owned = [_owned(r) for r in (a, b, c)]
+            owned = [partitions_owned(r) for r in (a, b, c)]
             return min(owned) >= 1 and sum(owned) == PARTITIONS
 
         wait_until(settled, 60.0, interval=0.5, message="a, b and c to share the partitions")
@@ -352,7 +341,7 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
         assert b.proc is not None
         os.kill(b.proc.pid, signal.SIGSTOP)  # past the 3 s session timeout: a zombie
         wait_until(
-            lambda: _owned(a) + _owned(c) == PARTITIONS,
+            lambda: partitions_owned(a) + partitions_owned(c) == PARTITIONS,
             60.0,
             interval=0.5,
             message="a and c to claim the paused replica's partitions",

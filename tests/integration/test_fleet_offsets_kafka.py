@@ -32,6 +32,7 @@ from tests.integration.test_fleet_kafka import (
 from tests.support.apache_kafka import ApacheKafka
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess
+from tests.support.fleet import partitions_owned
 from tests.support.waiting import wait_until
 
 
@@ -108,14 +109,6 @@ def _successes(replica: DaemonProcess) -> float:
         return 0.0
 
 
-def _owned(replica: DaemonProcess) -> float:
-    """The source partitions a replica has claimed (0 while it is not serving)."""
-    try:
-        return replica.metrics().value("driftmon_partitions_owned")
-    except Exception:  # not serving yet
-        return 0.0
-
-
 def test_group_offsets_follow_the_chain_heads_forward_only(
     broker: TansuBroker, tmp_path: Path
 ) -> None:
@@ -187,7 +180,7 @@ def test_a_zombie_never_moves_the_group_offsets_backwards(
         watcher.watch()
         producer.trickle(events[:2_000], 3.0).join()
         wait_until(
-            lambda: _owned(a) >= 1 and _owned(b) >= 1 and _successes(b) > 0,
+            lambda: partitions_owned(a) >= 1 and partitions_owned(b) >= 1 and _successes(b) > 0,
             60.0,
             interval=0.3,
             message="both replicas own partitions and b committed group offsets",
@@ -196,7 +189,7 @@ def test_a_zombie_never_moves_the_group_offsets_backwards(
         assert b.proc is not None
         os.kill(b.proc.pid, signal.SIGSTOP)  # past the 3 s session timeout: a zombie
         wait_until(
-            lambda: _owned(a) == PARTITIONS,
+            lambda: partitions_owned(a) == PARTITIONS,
             60.0,
             interval=0.3,
             message="a to claim the paused replica's partitions",

@@ -41,6 +41,7 @@ from tests.support.daemon_harness import (
     run_cli,
     write_config,
 )
+from tests.support.fleet import wait_shared
 from tests.support.waiting import wait_until
 
 
@@ -250,11 +251,7 @@ def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
         for replica in replicas:
             replica.start()
 
-        def shared() -> bool:
-            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
-            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
-
-        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        wait_shared(replicas, PARTITIONS)
         # the warm-up: an hour old, so none of it is left in the window after the next phase
         producer.send(_events(2_400, 1, time.time() - 3_600))
 

@@ -13,6 +13,7 @@ from tests.integration.test_fleet_kafka import PARTITIONS, _events, _model, _Pro
 from tests.integration.test_fleet_references_kafka import _config, _identical
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, write_config
+from tests.support.fleet import wait_shared
 from tests.support.waiting import wait_until
 
 HOUR = 3600.0
@@ -39,11 +40,7 @@ def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
         for replica in replicas:
             replica.start()
 
-        def shared() -> bool:
-            owned = [r.metrics().value("driftmon_partitions_owned") for r in replicas]
-            return sum(owned) == PARTITIONS and all(o > 0 for o in owned)
-
-        wait_until(shared, 60.0, interval=0.5, message="both replicas own partitions")
+        wait_shared(replicas, PARTITIONS)
         now = time.time()
         producer.send(_events(2_400, 1, now - 3.5 * HOUR))  # the warm-up, 3.5 h old
 

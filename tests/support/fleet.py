@@ -265,3 +265,24 @@ def produce_round_robin(
     finally:
         producer.close()
     return len(futures)
+
+
+OWNED = "driftmon_partitions_owned"
+
+
+def partitions_owned(process: DaemonProcess) -> float:
+    """The source partitions a fleet replica has claimed (0 while it is not serving)."""
+    try:
+        return process.metrics(OWNED).value(OWNED)
+    except Exception:  # starting, restarting or paused past the request timeout
+        return 0.0
+
+
+def wait_shared(processes: Sequence[DaemonProcess], partitions: int, timeout: float = 60.0) -> None:
+    """Wait until every replica owns some of the `partitions` and together they own all."""
+
+    def shared() -> bool:
+        owned = [partitions_owned(p) for p in processes]
+        return sum(owned) == partitions and all(o > 0 for o in owned)
+
+    wait_until(shared, timeout, interval=0.5, message="every replica to own partitions")
