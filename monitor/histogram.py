@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -205,35 +206,32 @@ class ModelLayout:
         """Counts int64[n_groups, F, W] of a batch whose event i belongs to group groups[i].
 
         Block k equals `count` of the events of group k, so the blocks sum to `count` of the
-        batch (monitor/segments.py: one block per segment). Each event is binned once: the
-        numeric slots as in `_count_numeric_block`, the categorical ones by
-        `_categorical_slots`, each offset by (group x F + row) x W, and one bincount per
-        block of rows over all groups.
+        batch (monitor/segments.py: one block per segment; monitor/window.py: one block per
+        window bucket). Each event is binned once: the numeric slots as in
+        `_count_numeric_block`, the categorical ones by `_categorical_slots`, all offset by
+        (groups[i] x F + row) x W and counted with one bincount of n_groups x F x W cells.
         """
         n = self._batch_size(numeric, categorical)
         size = n_groups * self.n_features * self.width
-        out = np.zeros(size, dtype=np.int64)
         if n == 0:
-            return out.reshape(n_groups, self.n_features, self.width)
-        group_offset = np.asarray(groups, dtype=np.intp) * (self.n_features * self.width)
+            return np.zeros((n_groups, self.n_features, self.width), dtype=np.int64)
+        slots = np.empty((self.n_features, n), dtype=np.intp)
         n_rows = self.n_numeric
         if n_rows:
-            slots = np.empty((n_rows, n), dtype=np.intp)
+            numeric_slots = slots[:n_rows]
             for row, bins in enumerate(self.numeric_bins):
-                slots[row] = np.searchsorted(bins.edges, numeric[row], side="left")
-            slots += numeric >= self._first_edges
-            slots[np.isnan(numeric)] = self.missing_col
-            slots[np.isinf(numeric)] = self.invalid_col
-            slots += self._row_offsets[:n_rows]
-            slots += group_offset
-            out += np.bincount(slots.ravel(), minlength=size)
+                numeric_slots[row] = np.searchsorted(bins.edges, numeric[row], side="left")
+            numeric_slots += numeric >= self._first_edges
+            numeric_slots[np.isnan(numeric)] = self.missing_col
+            numeric_slots[np.isinf(numeric)] = self.invalid_col
         for offset, (cat_bins, lookup) in enumerate(
             zip(self.categorical_bins, self._lookups, strict=True)
         ):
-            cat_slots = self._categorical_slots(categorical[offset], cat_bins, lookup)
-            cat_slots += (n_rows + offset) * self.width + group_offset
-            out += np.bincount(cat_slots, minlength=size)
-        return out.reshape(n_groups, self.n_features, self.width)
+            slots[n_rows + offset] = self._categorical_slots(categorical[offset], cat_bins, lookup)
+        slots += (np.arange(self.n_features, dtype=np.intp) * self.width)[:, None]
+        slots += np.asarray(groups, dtype=np.intp) * (self.n_features * self.width)
+        counts = np.bincount(slots.ravel(), minlength=size)
+        return counts.reshape(n_groups, self.n_features, self.width)
 
     def count_per_feature(
         self, numeric: FloatArray, categorical: Sequence[ObjectArray]
@@ -347,38 +345,38 @@ class ModelLayout:
     def _categorical_slots(
         self, column: ObjectArray, bins: CategoricalBins, lookup: dict[str, int]
     ) -> IntArray:
-        """Vectorised category -> slot: distinct values are looked up once, then broadcast.
+        """Vectorised category -> slot, with the rules of `_count_categorical`.
 
-        Distinct values are numbered with a dict of Python strings, not numpy's fixed-width
-        str dtype: that dtype drops trailing NUL characters, so "\\x00" would lose its
-        invalid marker and "a\\x00" would count as "a".
+        Every value is first looked up as it is (one C-level `map` of `dict.get`); only the
+        misses are resolved in Python, once per distinct value: None is MISSING, a str (or
+        the str() of any other object) starting with NUL is INVALID, else its lookup or
+        UNSEEN. A dict of Python strings, not numpy's fixed-width str dtype, which drops
+        trailing NUL characters ("\\x00" would lose its invalid marker, "a\\x00" would
+        count as "a").
         """
-        n = len(column)
-        result = np.full(n, self.missing_col, dtype=np.int64)
-        if n == 0:
-            return result
-        values = np.asarray(column, dtype=object)
-        present: npt.NDArray[np.bool_] = values != None  # noqa: E711 (elementwise)
-        if not present.any():
-            return result
-        number: dict[str, int] = {}
-        setdefault = number.setdefault
-        inverse = np.asarray(
-            [setdefault(s, len(number)) for s in map(str, values[present].tolist())],
-            dtype=np.int64,
-        )
-        mapped = np.fromiter(
-            (
-                self.invalid_col
-                if s.startswith(INVALID_CATEGORY_PREFIX)
-                else lookup.get(s, bins.unseen_slot)
-                for s in number
-            ),
-            dtype=np.int64,
-            count=len(number),
-        )
-        result[present] = mapped[inverse]
+        values = column.tolist() if isinstance(column, np.ndarray) else list(column)
+        n = len(values)
+        result = np.fromiter(map(lookup.get, values, repeat(-1, n)), dtype=np.int64, count=n)
+        misses = np.flatnonzero(result < 0)
+        if misses.size:
+            resolved: dict[Any, int] = {}
+            for index in misses.tolist():
+                value = values[index]
+                slot = resolved.get(value)
+                if slot is None:
+                    slot = self._miss_slot(value, bins, lookup)
+                    resolved[value] = slot
+                result[index] = slot
         return result
+
+    def _miss_slot(self, value: object, bins: CategoricalBins, lookup: dict[str, int]) -> int:
+        """Slot of a categorical value its lookup did not find (see `_categorical_slots`)."""
+        if value is None:
+            return self.missing_col
+        text = value if type(value) is str else str(value)
+        if text.startswith(INVALID_CATEGORY_PREFIX):
+            return self.invalid_col
+        return lookup.get(text, bins.unseen_slot)
 
 
 def _category_lookup(bins: CategoricalBins) -> dict[str, int]:

@@ -93,6 +93,7 @@ from monitor.window import (
     LaggingReference,
     LaggingTarget,
     count_batch,
+    layout_counter,
 )
 
 ROLLING_BUCKET_SECONDS = 3600.0
@@ -802,11 +803,7 @@ class ModelRuntime:
             )
             return np.asarray(total[:, layout.invalid_col], dtype=np.int64)
 
-        def count(select: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
-            if select is None:
-                return layout.count(numeric, categorical)
-            return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
-
+        count = layout_counter(layout, numeric, categorical)
         if self.tap is not None:
             total = count_batch(self.tap, self.lagging_tap, times, accepted, count)
         else:

@@ -25,7 +25,7 @@ from monitor.errors import ReferenceDataError
 from monitor.histogram import CountMatrix, ModelLayout
 from monitor.model import FeatureSpec, WindowPlan
 from monitor.reference import ReferenceProfile, layout_for
-from monitor.window import CountTarget, EventTimeWindow, count_batch
+from monitor.window import CountTarget, EventTimeWindow, count_batch, layout_counter
 
 
 class ShadowWindow:
@@ -81,14 +81,9 @@ class ShadowWindow:
         accepted = result.accepted
         if not accepted.any():
             return
-        layout = self.layout
-
-        def count(select: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.int64]:
-            if select is None:
-                return layout.count(numeric, categorical)
-            return layout.count(numeric[:, select], tuple(c[select] for c in categorical))
-
-        count_batch(target, None, times, accepted, count)
+        count_batch(
+            target, None, times, accepted, layout_counter(self.layout, numeric, categorical)
+        )
         self.events += int(np.count_nonzero(accepted & ~result.outside))
 
 

@@ -20,7 +20,7 @@ Replaying history works because the window follows event time, not the wall cloc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -409,8 +409,60 @@ class LaggingReference:
         return self.ring.nbytes
 
 
-CountFn = Callable[[npt.NDArray[np.bool_] | None], npt.NDArray[np.int64]]
-"""Counts the selected events of a batch into a (features x width) matrix (None: all of them)."""
+BoolArray = npt.NDArray[np.bool_]
+ObjectArray = npt.NDArray[np.object_]
+MAX_BLOCK_CELLS = 1 << 21
+"""At most this many count cells (int64, 16 MiB) per `count` call of `count_batch`: a batch
+spanning more buckets is counted in runs of consecutive keys."""
+
+
+class CountFn(Protocol):
+    """Counts events of one batch into blocks: int64[n_groups, F, W].
+
+    `select`: the events counted (a mask over the batch; None: all of them). `groups`: the
+    block of each counted event, in [0, n_groups) (None: all in block 0, n_groups == 1).
+    Block k must equal the counts of the counted events with groups == k.
+    """
+
+    def __call__(
+        self, select: BoolArray | None, groups: IntArray | None, n_groups: int
+    ) -> npt.NDArray[np.int64]: ...
+
+
+class BatchLayout(Protocol):
+    """What `layout_counter` needs of a `monitor.histogram.ModelLayout`."""
+
+    def count(
+        self, numeric: FloatArray, categorical: Sequence[ObjectArray]
+    ) -> npt.NDArray[np.int64]: ...
+
+    def count_grouped(
+        self,
+        numeric: FloatArray,
+        categorical: Sequence[ObjectArray],
+        groups: npt.NDArray[np.integer],
+        n_groups: int,
+    ) -> npt.NDArray[np.int64]: ...
+
+
+def layout_counter(
+    layout: BatchLayout, numeric: FloatArray, categorical: Sequence[ObjectArray]
+) -> CountFn:
+    """The `CountFn` of a decoded batch: `layout.count` for one block (the cheaper call,
+    bench/count_batch.py), `layout.count_grouped` for several; a `select` copies the
+    selected columns."""
+
+    def count(
+        select: BoolArray | None, groups: IntArray | None, n_groups: int
+    ) -> npt.NDArray[np.int64]:
+        rows, columns = numeric, categorical
+        if select is not None:
+            rows, columns = numeric[:, select], tuple(c[select] for c in categorical)
+        if groups is None:
+            return layout.count(rows, columns)[np.newaxis]
+        return layout.count_grouped(rows, columns, groups, n_groups)
+
+    return count
 
 
 class CountTarget(Protocol):
@@ -446,35 +498,73 @@ def count_batch(
     window: CountTarget,
     lagging: LaggingTarget | None,
     times: FloatArray,
-    accepted: npt.NDArray[np.bool_],
+    accepted: BoolArray,
     count: CountFn,
 ) -> npt.NDArray[np.int64]:
-    """Add the accepted events of a batch to `window` (and `lagging`), bucket by bucket.
+    """Add the accepted events of a batch to `window` (and `lagging`), each binned once.
 
-    Events are grouped by their window bucket (and, for a rolling reference, their lagging
-    hour); `count(select)` bins each group once, so the cost is one binning per distinct
-    bucket, not per event. Returns the sum of the added count matrices (its invalid column is
-    the invalid values per feature). `window.admit(times)` must have accepted `accepted`,
-    possibly several polls earlier (`monitor.accumulate`): a bucket the window has evicted
-    since then is not added to it (added then, its counts would have left again), while a
-    rolling reference's ring still takes the counts of the hours it holds.
+    An event's key is its window bucket (and, for a rolling reference, its lagging hour);
+    key k of the K distinct accepted keys (ascending) is block k of one `count` call, so each
+    event is binned once however many buckets the batch spans. With one key, `count` bins
+    the accepted events as one block; with several, every event of the batch is binned and
+    the events not accepted go to block K, which is dropped (no copy of the columns). A batch
+    whose K blocks exceed `MAX_BLOCK_CELLS` is counted in runs of consecutive keys, each run's
+    events selected (one copy of the columns in all). Block k is then added to the window's
+    bucket and the lagging hour of key k. Returns the sum of the added count matrices (its
+    invalid column is the invalid values per feature). `window.admit(times)` must have
+    accepted `accepted`, possibly several polls earlier (`monitor.accumulate`): a bucket the
+    window has evicted since then is not added to it (added then, its counts would have left
+    again), while a rolling reference's ring still takes the counts of the hours it holds.
     """
+    if lagging is not None:
+        lagging.advance(window.watermark)
+    total = np.zeros(window.ring.shape, dtype=np.int64)
+    if not accepted.any():
+        return total
     buckets = window.ring.bucket_of(times)
     hours = lagging.ring.bucket_of(times) if lagging is not None else None
     keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
-    if lagging is not None:
-        lagging.advance(window.watermark)
-    total: npt.NDArray[np.int64] | None = None
-    distinct = np.unique(keys[accepted])
-    for key in distinct.tolist():
-        select = accepted if distinct.size == 1 else accepted & (keys == key)
-        counts = count(None if bool(select.all()) else select)
-        first = int(np.flatnonzero(select)[0])
-        if window.holds(int(buckets[first])):
-            window.add_counts(int(buckets[first]), counts)
-        if lagging is not None:
-            lagging.add_counts(float(times[first]), counts)
-        total = counts.copy() if total is None else total + counts
-    if total is None:
-        return np.zeros(window.ring.shape, dtype=np.int64)
+    everything = bool(accepted.all())
+    positions = np.arange(keys.size) if everything else np.flatnonzero(accepted)
+    _, first, inverse = np.unique(keys[positions], return_index=True, return_inverse=True)
+    n_keys = int(first.size)
+    firsts = positions[first].tolist()
+    run = max(1, MAX_BLOCK_CELLS // max(1, total.size))
+    for lo in range(0, n_keys, run):
+        hi = min(n_keys, lo + run)
+        blocks = _count_keys(count, accepted, everything, positions, inverse, lo, hi, n_keys)
+        for key in range(lo, hi):
+            counts = blocks[key - lo]
+            event = firsts[key]
+            if window.holds(int(buckets[event])):
+                window.add_counts(int(buckets[event]), counts)
+            if lagging is not None:
+                lagging.add_counts(float(times[event]), counts)
+            total += counts
     return total
+
+
+def _count_keys(
+    count: CountFn,
+    accepted: BoolArray,
+    everything: bool,
+    positions: IntArray,
+    inverse: IntArray,
+    lo: int,
+    hi: int,
+    n_keys: int,
+) -> npt.NDArray[np.int64]:
+    """Blocks int64[hi - lo, F, W] of keys lo..hi-1 (`count_batch`); `positions` are the
+    accepted events' indices and `inverse` their key numbers."""
+    if n_keys == 1:
+        return count(None if everything else accepted, None, 1)
+    if hi - lo == n_keys:
+        if everything:
+            return count(None, inverse, n_keys)
+        groups = np.full(accepted.size, n_keys, dtype=np.int64)
+        groups[positions] = inverse
+        return count(None, groups, n_keys + 1)[:n_keys]
+    in_run = (inverse >= lo) & (inverse < hi)
+    select = np.zeros(accepted.size, dtype=bool)
+    select[positions[in_run]] = True
+    return count(select, inverse[in_run] - lo, hi - lo)

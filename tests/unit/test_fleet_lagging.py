@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 
 from monitor.fleet import FleetFold
 from monitor.fleet_contrib import ContributionTap, Contributor, LaggingTap
 from monitor.fleet_records import LAGGING_PREFIX, encode_claim, encode_commit, model_increment
-from monitor.window import EMPTY_BUCKET, EventTimeWindow, LaggingReference, count_batch
+from monitor.window import (
+    EMPTY_BUCKET,
+    CountFn,
+    EventTimeWindow,
+    LaggingReference,
+    count_batch,
+)
 
 SHAPE = (2, 4)
 HOUR = 3600.0
@@ -116,12 +120,13 @@ def test_a_lagging_ring_without_a_rolling_reference_is_refused() -> None:
     assert sum(fold.rejected.values()) == 1
 
 
-def _count(cells: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray]:
-    def count(select: np.ndarray | None) -> np.ndarray:
+def _count(cells: np.ndarray) -> CountFn:
+    def count(select: np.ndarray | None, groups: np.ndarray | None, n_groups: int) -> np.ndarray:
         chosen = cells if select is None else cells[select]
-        out = np.zeros(SHAPE[0] * SHAPE[1], np.int64)
-        np.add.at(out, chosen, 1)
-        return out.reshape(SHAPE)
+        ids = np.zeros(chosen.size, np.int64) if groups is None else groups
+        out = np.zeros(n_groups * SHAPE[0] * SHAPE[1], np.int64)
+        np.add.at(out, ids * (SHAPE[0] * SHAPE[1]) + chosen, 1)
+        return out.reshape(n_groups, *SHAPE)
 
     return count
 
