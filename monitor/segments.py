@@ -51,7 +51,7 @@ from monitor.segment_slices import (
     fit_slices,
     top_segments,
 )
-from monitor.window import EventTimeWindow
+from monitor.window import EventTimeWindow, key_blocks
 
 FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
@@ -308,8 +308,12 @@ class SegmentTracker:
     ) -> npt.NDArray[np.int64]:
         """Count the accepted events into the segment windows and the whole-model `window`.
 
-        Like `monitor.window.count_batch` (one binning per bucket), with each bucket's
-        whole-model counts the sum of its segment blocks. Returns the whole-model counts.
+        Like `monitor.window.count_batch`: each event is binned once, into block
+        key x G + segment of one `count_grouped` call (key: the rank of its bucket among the
+        batch's buckets; events not accepted in a dropped key), and a bucket's whole-model
+        counts are the sum of its G segment blocks. A bucket either window has evicted since
+        the events were admitted (deferred counting, `monitor.accumulate`) is not added to
+        it. Returns the whole-model counts of every accepted event.
         """
         model, segments = self.model, self.window
         assert model is not None and segments is not None
@@ -319,19 +323,30 @@ class SegmentTracker:
         self.unassigned += SegmentCoder.unassigned(
             column[accepted], codes[accepted], model.coder.other
         )
+        layout, n_segments = model.layout, model.groups
+
+        def count(
+            select: npt.NDArray[np.bool_] | None, groups: IntArray | None, n_groups: int
+        ) -> npt.NDArray[np.int64]:
+            rows, columns, ids = numeric, categorical, codes
+            if select is not None:
+                rows, columns = numeric[:, select], [c[select] for c in categorical]
+                ids = codes[select]
+            if groups is not None:
+                ids = groups * n_segments + ids
+            blocks = layout.count_grouped(rows, columns, ids, n_groups * n_segments)
+            return blocks.reshape(n_groups, *model.shape)
+
         buckets = window.ring.bucket_of(times)
         total = np.zeros(window.ring.shape, dtype=np.int64)
-        for bucket in np.unique(buckets[accepted]).tolist():
-            idx = np.flatnonzero(accepted & (buckets == bucket))
-            everything = idx.size == codes.size
-            blocks = model.count(
-                numeric if everything else numeric[:, idx],
-                categorical if everything else [c[idx] for c in categorical],
-                codes if everything else codes[idx],
-            )
-            segments.add_counts(int(bucket), blocks.reshape(model.shape))
-            counts = blocks.sum(axis=0)
-            window.add_counts(int(bucket), counts)
+        cells = n_segments * layout.n_features * layout.width
+        for event, blocks in key_blocks(count, buckets, accepted, cells):
+            bucket = int(buckets[event])
+            if segments.holds(bucket):
+                segments.add_counts(bucket, blocks)
+            counts = blocks.reshape(n_segments, *window.ring.shape).sum(axis=0)
+            if window.holds(bucket):
+                window.add_counts(bucket, counts)
             total += counts
         return total
 

@@ -20,7 +20,7 @@ Replaying history works because the window follows event time, not the wall cloc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -524,24 +524,37 @@ def count_batch(
     buckets = window.ring.bucket_of(times)
     hours = lagging.ring.bucket_of(times) if lagging is not None else None
     keys = buckets if hours is None else buckets * 1_000_003 + (hours - int(hours.min()))
+    for event, counts in key_blocks(count, keys, accepted, total.size):
+        if window.holds(int(buckets[event])):
+            window.add_counts(int(buckets[event]), counts)
+        if lagging is not None:
+            lagging.add_counts(float(times[event]), counts)
+        total += counts
+    return total
+
+
+def key_blocks(
+    count: CountFn, keys: IntArray, accepted: BoolArray, block_cells: int
+) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
+    """(first event, block) of each distinct key of the accepted events, ascending by key.
+
+    The block of key k is block k of a `count` call in which every event is binned once (see
+    `count_batch`): one call for the batch, or one per run of consecutive keys when the
+    blocks (`block_cells` cells each) would exceed `MAX_BLOCK_CELLS`.
+    """
+    if not accepted.any():
+        return
     everything = bool(accepted.all())
     positions = np.arange(keys.size) if everything else np.flatnonzero(accepted)
     _, first, inverse = np.unique(keys[positions], return_index=True, return_inverse=True)
     n_keys = int(first.size)
     firsts = positions[first].tolist()
-    run = max(1, MAX_BLOCK_CELLS // max(1, total.size))
+    run = max(1, MAX_BLOCK_CELLS // max(1, block_cells))
     for lo in range(0, n_keys, run):
         hi = min(n_keys, lo + run)
         blocks = _count_keys(count, accepted, everything, positions, inverse, lo, hi, n_keys)
         for key in range(lo, hi):
-            counts = blocks[key - lo]
-            event = firsts[key]
-            if window.holds(int(buckets[event])):
-                window.add_counts(int(buckets[event]), counts)
-            if lagging is not None:
-                lagging.add_counts(float(times[event]), counts)
-            total += counts
-    return total
+            yield firsts[key], blocks[key - lo]
 
 
 def _count_keys(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from monitor.account import BatchAccount
 from monitor.config import Settings, load_settings
 from monitor.decode import INVALID_CATEGORY, ModelColumns
 from monitor.errors import ConfigError, ReferenceDataError
@@ -308,6 +310,78 @@ def test_deferred_ingest_counts_the_same_segment_windows(tmp_path: Path) -> None
         results.append(runtime.evaluate(START + 3600))
     assert results[0].segments == results[1].segments
     assert results[0].segment_field_missing == results[1].segment_field_missing == 50
+
+
+@pytest.mark.parametrize("keys_per_call", [None, 1, 4])
+def test_a_batch_over_many_buckets_counts_each_bucket_and_segment_as_its_own_events(
+    tmp_path: Path, keys_per_call: int | None
+) -> None:
+    """Segment count_batch over 40 buckets with a random accepted subset and hostile values
+    (NaN, inf, None, invalid) equals, bucket by bucket and segment by segment, `count` of
+    exactly those events (also counted in runs of 1 or 4 buckets)."""
+    rng = np.random.default_rng(41)
+    runtime = _file_runtime(tmp_path, rng, 20_000)
+    tracker, window = runtime.segments, runtime.window
+    assert tracker is not None and tracker.model is not None and window is not None
+    model = tracker.model
+    numeric, categorical, seg = _data(rng, 2_000)
+    seg[:30] = None
+    matrix = np.vstack([numeric[x] for x in NUMERIC])
+    matrix[rng.random(matrix.shape) < 0.05] = np.nan
+    matrix[rng.random(matrix.shape) < 0.05] = np.inf
+    channel = categorical["channel"].copy()
+    channel[rng.random(channel.size) < 0.1] = None
+    channel[rng.random(channel.size) < 0.1] = INVALID_CATEGORY
+    times = START + rng.uniform(0.0, 40 * 60.0, seg.size)
+    accepted = window.admit(times).accepted & (rng.random(seg.size) < 0.7)
+    cells = model.groups * model.layout.n_features * model.layout.width
+    with pytest.MonkeyPatch.context() as patch:
+        if keys_per_call is not None:
+            patch.setattr("monitor.window.MAX_BLOCK_CELLS", keys_per_call * cells)
+        total = tracker.count_batch(window, times, accepted, matrix, [channel], seg)
+    codes = model.coder.codes(seg)
+    buckets = np.floor(times / 60.0).astype(np.int64)
+    assert np.unique(buckets[accepted]).size == 40
+    assert tracker.window is not None
+    for bucket in np.unique(buckets[accepted]).tolist():
+        held = tracker.window.ring.get(bucket)
+        assert held is not None
+        blocks = held.reshape(model.groups, model.layout.n_features, model.layout.width)
+        for group in range(model.groups):
+            own = accepted & (buckets == bucket) & (codes == group)
+            expected = model.layout.count(matrix[:, own], [channel[own]])
+            assert np.array_equal(blocks[group], expected)
+        whole = window.ring.get(bucket)
+        assert whole is not None and np.array_equal(whole, blocks.sum(axis=0))
+    expected_total = model.layout.count(matrix[:, accepted], [channel[accepted]])
+    assert np.array_equal(total, expected_total)
+
+
+def test_deferred_events_whose_bucket_left_the_window_are_skipped_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    """Pending events whose bucket a later poll evicted before the flush are left out of the
+    model and segment windows (as counted at once then evicted), instead of a ValueError."""
+    rng = np.random.default_rng(31)
+    _write_reference(tmp_path, rng, 20_000)
+    polls = []
+    for start in (START - 7200, START - 600, START):
+        numeric, categorical, seg = _data(rng, 300)
+        columns = _columns(numeric, categorical, seg)
+        polls.append(dataclasses.replace(columns, times=start + np.linspace(0, 300, 300)))
+    windows = []
+    for defer in (False, True):
+        runtime = model_runtimes(_config(tmp_path, "file"), clock=lambda: START + 3600)["m"]
+        runtime.load_reference_file()
+        for columns in polls:
+            runtime.ingest(columns, defer=defer)
+        runtime.flush(BatchAccount())
+        assert runtime.window is not None and runtime.segments is not None
+        assert runtime.segments.window is not None
+        windows.append((runtime.window.current(), runtime.segments.window.current()))
+    assert int(windows[0][0][0].sum()) == 600  # the first poll's buckets were evicted
+    assert np.array_equal(windows[0][0], windows[1][0])
+    assert np.array_equal(windows[0][1], windows[1][1])
 
 
 def test_a_changed_feature_restores_empty_segment_windows(tmp_path: Path) -> None:
