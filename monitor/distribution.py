@@ -22,6 +22,7 @@ outside the reference lands in "(unseen)".
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Final
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_CATEGORIES",
     "NUMERIC_BINS",
     "DistributionBins",
+    "PictureShares",
     "drift_order",
     "exported_features",
 ]
@@ -130,14 +132,50 @@ class DistributionBins:
     def distributions(
         self, reference: CountMatrix, current: CountMatrix, groups: IntArray | None
     ) -> tuple[Distribution, ...]:
-        """One `Distribution` per feature, in layout order (see the module docstring)."""
-        mapping = self.slot_map(groups)
-        ref = self.shares(reference, mapping).tolist()
-        cur = self.shares(current, mapping).tolist()
-        return tuple(
-            Distribution(names, _window(ref[row], len(names)), _window(cur[row], len(names)))
-            for row, names in enumerate(self.names)
-        )
+        """One `Distribution` per feature, in layout order (see the module docstring).
+
+        The pictures are deferred: the shares of every feature are computed together on the
+        first read of any picture (`PictureShares`), from copies of the counts taken now.
+        """
+        source = PictureShares(self, reference, current, groups)
+        n_features = len(self.names)
+        return tuple(map(Distribution.deferred, self.names, repeat(source), range(n_features)))
+
+
+class PictureShares:
+    """The shares of every feature's picture of one evaluation, computed on first use.
+
+    Holds copies of both count matrices (the windows move on after the evaluation); the
+    first `shares(row)` call computes both share matrices (`DistributionBins.shares`) and
+    keeps them as lists, later calls only slice a row. Safe to read from several threads:
+    a race computes the same matrices twice and keeps one.
+    """
+
+    def __init__(
+        self,
+        bins: DistributionBins,
+        reference: CountMatrix,
+        current: CountMatrix,
+        groups: IntArray | None,
+    ) -> None:
+        self._bins = bins
+        self._reference = np.array(reference, dtype=np.int64)
+        self._current = np.array(current, dtype=np.int64)
+        self._groups = None if groups is None else np.array(groups, dtype=np.int64)
+        self._rows: tuple[list[list[float]], list[list[float]]] | None = None
+
+    def shares(self, row: int) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        """Row `row`'s (reference, current) shares over its bins (None: an empty window)."""
+        rows = self._rows
+        if rows is None:
+            mapping = self._bins.slot_map(self._groups)
+            rows = (
+                self._bins.shares(self._reference, mapping).tolist(),
+                self._bins.shares(self._current, mapping).tolist(),
+            )
+            self._rows = rows
+        n_bins = len(self._bins.names[row])
+        return _window(rows[0][row], n_bins), _window(rows[1][row], n_bins)
 
 
 def _short(category: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 DEFAULT_MAX_BINS: Final = 128
 """Numeric fine bins per feature, cut at reference quantiles (`max_bins`, `--max-bins`)."""
@@ -291,7 +291,14 @@ class DistributionPolicy:
     limit: int = 20
 
 
-@dataclass(frozen=True, slots=True)
+class DeferredShares(Protocol):
+    """Where a deferred `Distribution` reads its shares: row `row`'s (reference, current)."""
+
+    def shares(self, row: int) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        """The reference and current shares of feature row `row` (None: an empty window)."""
+        ...
+
+
 class Distribution:
     """Shares (0-1) of a feature's reference and current window over the picture's bins.
 
@@ -301,16 +308,82 @@ class Distribution:
     "(missing)"; a category's position, not its text, tells it from a special bin. Each
     share is the bin's count over the window's valid and missing values (invalid ones
     excluded), so the shares of a window sum to 1; None for an empty window.
+
+    A picture is made with its shares (`Distribution(bins, reference, current)`) or deferred
+    (`Distribution.deferred(bins, source, row)`): an evaluation makes a deferred picture per
+    feature, and `source` computes the shares of every feature at once on the first read of
+    any of them, so an evaluation whose pictures nobody reads (all but the exported and shown
+    features, at thousands of features) never computes them. Both kinds compare equal when
+    their bins and shares are equal.
     """
 
-    bins: tuple[str, ...]
-    reference: tuple[float, ...] | None
-    current: tuple[float, ...] | None
+    __slots__ = ("_current", "_reference", "_row", "_source", "bins")
+
+    def __init__(
+        self,
+        bins: tuple[str, ...],
+        reference: tuple[float, ...] | None,
+        current: tuple[float, ...] | None,
+    ) -> None:
+        self.bins = bins
+        self._reference = reference
+        self._current = current
+        self._source: DeferredShares | None = None
+        self._row = 0
+
+    @classmethod
+    def deferred(cls, bins: tuple[str, ...], source: DeferredShares, row: int) -> Distribution:
+        """A picture whose shares are `source.shares(row)`, read on first use."""
+        picture = cls.__new__(cls)
+        picture.bins = bins
+        picture._source = source
+        picture._row = row
+        return picture
+
+    def _resolve(self) -> None:
+        source = self._source
+        if source is not None:
+            self._reference, self._current = source.shares(self._row)
+            self._source = None
+
+    @property
+    def reference(self) -> tuple[float, ...] | None:
+        """Shares of the reference window per bin (None: empty)."""
+        self._resolve()
+        return self._reference
+
+    @property
+    def current(self) -> tuple[float, ...] | None:
+        """Shares of the current window per bin (None: empty)."""
+        self._resolve()
+        return self._current
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.bins, self.reference, self.current)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Distribution):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Distribution(bins={self.bins!r}, reference={self.reference!r}, "
+            f"current={self.current!r})"
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class FeatureResult:
     """Everything one evaluation knows about one feature. Statistics are None when not computed.
+
+    Immutable by contract, not frozen: nothing assigns a field after the evaluator made it
+    (`dataclasses.replace` makes a new one). A frozen dataclass sets each of its 26 fields
+    through `object.__setattr__`, which at 2,200 features made building the results 7.5 ms
+    of an evaluation (1.2 ms unfrozen).
 
     A statistic is None when the feature's kind does not have it (KS for a categorical feature)
     or when either window holds fewer than `min_samples` non-missing values.

@@ -850,7 +850,11 @@ class ModelRuntime:
         )
         evaluation = dataclasses.replace(
             evaluation,
-            features=tuple(self._readiness(f) for f in evaluation.features),
+            features=(
+                tuple(self._readiness(f) for f in evaluation.features)
+                if unfitted or self.lagging is not None
+                else evaluation.features  # every feature fitted: ready as the evaluator says
+            ),
             correlation=correlation,
             sample_rate=self.plan.sample_rate,
             window_digest=hashlib.sha256(current.astype("<i8").tobytes()).hexdigest(),

@@ -9,7 +9,7 @@ import numbers
 from enum import Enum
 from typing import Any
 
-from monitor.model import ModelEvaluation, SegmentResult, Snapshot
+from monitor.model import Distribution, ModelEvaluation, SegmentResult, Snapshot
 
 __all__ = ["snapshot_to_json", "to_jsonable"]
 
@@ -18,8 +18,9 @@ def to_jsonable(value: object) -> Any:
     """Convert a model value into plain JSON types.
 
     Dataclasses become objects of their fields (a `ModelEvaluation` or `SegmentResult` also
-    gets its `drifted_features`), enums their values, tuples lists; NaN and ±inf become None so the
-    output is always valid JSON; numpy-style numbers become int or float.
+    gets its `drifted_features`), a `Distribution` its bins and shares, enums their values,
+    tuples lists; NaN and ±inf become None so the output is always valid JSON; numpy-style
+    numbers become int or float.
     """
     if value is None or isinstance(value, bool | str):
         return value
@@ -30,6 +31,12 @@ def to_jsonable(value: object) -> Any:
     if isinstance(value, numbers.Real):
         as_float = float(value)
         return as_float if math.isfinite(as_float) else None
+    if isinstance(value, Distribution):
+        return {
+            "bins": list(value.bins),
+            "reference": to_jsonable(value.reference),
+            "current": to_jsonable(value.current),
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, ModelEvaluation | SegmentResult):

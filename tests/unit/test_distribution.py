@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -11,11 +11,13 @@ from monitor.distribution import (
     MAX_CATEGORIES,
     NUMERIC_BINS,
     DistributionBins,
+    PictureShares,
     drift_order,
     exported_features,
 )
-from monitor.evaluate import EvaluationContext, ModelEvaluator
+from monitor.evaluate import RESULT_FIELDS, EvaluationContext, ModelEvaluator
 from monitor.histogram import ModelLayout
+from monitor.http.jsonview import to_jsonable
 from monitor.model import (
     DecisionPolicy,
     Distribution,
@@ -181,6 +183,59 @@ def _feature(name: str, psi: float | None, drifted: bool = False) -> FeatureResu
 
 def _model(features: list[FeatureResult]) -> ModelEvaluation:
     return ModelEvaluation("m", 1.0, tuple(features), DecisionPolicy().correction, 1e-3)
+
+
+class TestDeferred:
+    def _fixture(self) -> tuple[ModelLayout, np.ndarray, np.ndarray]:
+        ref_values = RNG.normal(0.0, 1.0, 4_000)
+        layout, reference = _layout_and_reference(
+            {"x": ref_values}, {"c": list(RNG.choice(["a", "b", "c"], 4_000))}
+        )
+        current = _count(
+            layout, [RNG.normal(0.3, 1.0, 2_000)], [list(RNG.choice(["a", "b", "d"], 2_000))]
+        )
+        return layout, reference, current
+
+    def test_pictures_are_computed_on_first_read_from_copies_of_the_counts(self) -> None:
+        """An evaluation computes no shares until a picture is read, then from its own counts."""
+        layout, reference, current = self._fixture()
+        specs = [FeatureSpec("x", FeatureKind.NUMERIC), FeatureSpec("c", FeatureKind.CATEGORICAL)]
+        evaluator = ModelEvaluator(layout, specs, DecisionPolicy(min_samples=10))
+        expected = DistributionBins(layout).distributions(
+            reference.copy(), current.copy(), evaluator.psi_groups(reference)
+        )
+        features = evaluator.evaluate(reference, current, EvaluationContext("m", 1.0)).features
+        source = features[0].distribution._source  # type: ignore[union-attr]
+        assert isinstance(source, PictureShares) and source._rows is None  # nothing computed yet
+        current[:] = 0  # the window moves on after the evaluation
+        reference[:] = 0
+        pictures = [f.distribution for f in features]
+        assert pictures == list(expected)
+        assert all(p is not None and p.current is not None for p in pictures)
+        assert source._rows is not None
+
+    def test_a_deferred_picture_equals_an_eager_one_and_renders_the_same_json(self) -> None:
+        """Deferred and eager pictures of the same shares compare, hash and render equal."""
+        layout, reference, current = self._fixture()
+        specs = [FeatureSpec("x", FeatureKind.NUMERIC), FeatureSpec("c", FeatureKind.CATEGORICAL)]
+        groups = ModelEvaluator(layout, specs, DecisionPolicy()).psi_groups(reference)
+        deferred = DistributionBins(layout).distributions(reference, current, groups)[0]
+        eager = Distribution(deferred.bins, deferred.reference, deferred.current)
+        assert deferred == eager and hash(deferred) == hash(eager)
+        assert (
+            to_jsonable(deferred)
+            == to_jsonable(eager)
+            == {
+                "bins": list(NUMERIC_BINS),
+                "reference": list(eager.reference or ()),
+                "current": list(eager.current or ()),
+            }
+        )
+        assert repr(deferred) == repr(eager)
+
+    def test_the_evaluator_passes_result_values_in_field_order(self) -> None:
+        """RESULT_FIELDS, the evaluator's positional order, is FeatureResult's field order."""
+        assert tuple(f.name for f in fields(FeatureResult)) == RESULT_FIELDS
 
 
 class TestSelection:
