@@ -347,26 +347,23 @@ class ModelLayout:
     ) -> IntArray:
         """Vectorised category -> slot, with the rules of `_count_categorical`.
 
-        Every value is first looked up as it is (one C-level `map` of `dict.get`); only the
-        misses are resolved in Python, once per distinct value: None is MISSING, a str (or
-        the str() of any other object) starting with NUL is INVALID, else its lookup or
-        UNSEEN. A dict of Python strings, not numpy's fixed-width str dtype, which drops
-        trailing NUL characters ("\\x00" would lose its invalid marker, "a\\x00" would
-        count as "a").
+        Every value is first looked up as it is (one C-level `map` of `dict.get`); the misses
+        are resolved in Python once per distinct value, then mapped back with another `map`:
+        None is MISSING, a str (or the str() of any other object) starting with NUL is
+        INVALID, else its lookup or UNSEEN. A dict of Python strings, not numpy's fixed-width
+        str dtype, which drops trailing NUL characters ("\\x00" would lose its invalid
+        marker, "a\\x00" would count as "a").
         """
         values = column.tolist() if isinstance(column, np.ndarray) else list(column)
         n = len(values)
         result = np.fromiter(map(lookup.get, values, repeat(-1, n)), dtype=np.int64, count=n)
         misses = np.flatnonzero(result < 0)
         if misses.size:
-            resolved: dict[Any, int] = {}
-            for index in misses.tolist():
-                value = values[index]
-                slot = resolved.get(value)
-                if slot is None:
-                    slot = self._miss_slot(value, bins, lookup)
-                    resolved[value] = slot
-                result[index] = slot
+            missed = np.asarray(column, dtype=object)[misses].tolist()
+            resolved = {value: self._miss_slot(value, bins, lookup) for value in set(missed)}
+            result[misses] = np.fromiter(
+                map(resolved.__getitem__, missed), dtype=np.int64, count=misses.size
+            )
         return result
 
     def _miss_slot(self, value: object, bins: CategoricalBins, lookup: dict[str, int]) -> int:
