@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from monitor.account import BatchAccount
-from monitor.decode import BatchDecoder, EventFields, ModelSchema
+from monitor.decode import INVALID_CATEGORY, BatchDecoder, EventFields, ModelSchema
 from monitor.model import RawMessage
 
 
@@ -73,3 +73,55 @@ def test_wide_numeric_columns_equal_an_independent_decode(path: str) -> None:
             np.testing.assert_array_equal(columns.numeric[:, event], expected)
             for row, feature in enumerate(categorical):
                 assert columns.categorical[row][event] == features[feature]
+
+
+HOSTILE_CATEGORIES: tuple[object, ...] = (
+    None,
+    "ok",
+    "",
+    "\x00x",
+    "a\x00",
+    7,
+    1.5,
+    True,
+    False,
+    [1],
+    {"k": 1},
+)
+
+
+def _expected_category(value: object) -> object:
+    """The categorical rules of the event contract, written out independently."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return INVALID_CATEGORY if value.startswith("\x00") else value
+    return INVALID_CATEGORY
+
+
+def test_wide_categorical_columns_follow_the_rules_for_every_json_type() -> None:
+    """Consecutive categorical features with strings, NUL, numbers, bools, arrays and objects."""
+    rng = np.random.default_rng(12)
+    categorical = [f"c{i}" for i in range(25)]
+    messages = []
+    for i in range(200):
+        features = {
+            name: HOSTILE_CATEGORIES[int(rng.integers(len(HOSTILE_CATEGORIES)))]
+            if i % 3 == 0
+            else f"v{rng.integers(5)}"
+            for name in categorical
+        }
+        messages.append(json.dumps({"ts": 1.7e9 + i, "features": features}).encode())
+    decoder = BatchDecoder(
+        EventFields(default_model="m"),
+        [ModelSchema("m", (), tuple(categorical))],
+    )
+    raw = [RawMessage("t", 0, i, 1, m) for i, m in enumerate(messages)]
+    columns = decoder.decode(raw, BatchAccount()).models["m"]
+    assert columns.times.size == len(messages)
+    for event, message_index in enumerate(columns.messages.tolist()):
+        features = json.loads(messages[message_index])["features"]
+        for row, feature in enumerate(categorical):
+            assert columns.categorical[row][event] == _expected_category(features[feature])
