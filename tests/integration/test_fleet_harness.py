@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kafka import KafkaAdminClient
 
 from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import fit_profile, profile_to_json
@@ -46,11 +45,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
 
 def _topic(kafka: ApacheKafka) -> str:
     topic = f"fleet-harness-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(**kafka.client_kwargs("admin"))
-    try:
-        admin.create_topics({topic: {"num_partitions": PARTITIONS, "replication_factor": 1}})
-    finally:
-        admin.close()
+    kafka.create_topic(topic, PARTITIONS)
     return topic
 
 

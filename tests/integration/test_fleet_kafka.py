@@ -23,8 +23,7 @@ import msgspec
 import numpy as np
 import pytest
 import yaml
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaProducer
 
 from monitor.fleet_records import ChunkRecord, encode_claim, encode_commit, model_increment
 from monitor.model import FeatureKind, FeatureSpec
@@ -188,11 +187,7 @@ def _apache_setup(
     kafka: ApacheKafka, tmp_path: Path, partitions: int = PARTITIONS
 ) -> tuple[Path, _Producer, Path]:
     topic = f"fleet-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(**kafka.client_kwargs("admin"))
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        admin.close()
+    kafka.create_topic(topic, partitions)
     _reference(tmp_path / "reference.json")
     login = {
         "security_protocol": "SASL_PLAINTEXT",
