@@ -70,36 +70,6 @@ FloatArray = npt.NDArray[np.float64]
 
 LEGS = ("ks", "psi", "chi2", "new_category", "missing")
 
-RESULT_FIELDS = (
-    "name",
-    "kind",
-    "reference_samples",
-    "current_samples",
-    "reference_missing_ratio",
-    "current_missing_ratio",
-    "evaluated",
-    "psi",
-    "psi_pvalue",
-    "ks_statistic",
-    "ks_error_bound",
-    "ks_pvalue",
-    "chi2_pvalue",
-    "tvd",
-    "out_of_range_ratio",
-    "unseen_category_ratio",
-    "new_category_pvalue",
-    "reference_unseen_estimate",
-    "missing_pvalue",
-    "qvalue",
-    "drift_detected",
-    "drift_reasons",
-    "thresholds",
-    "reference_ready",
-    "reference_note",
-    "distribution",
-)
-"""The order `ModelEvaluator.evaluate` passes a `FeatureResult`'s values in (its fields')."""
-
 
 @dataclass(frozen=True, slots=True)
 class EvaluationContext:
@@ -323,16 +293,7 @@ class ModelEvaluator:
                 ref_missing,
                 cur_missing,
                 evaluated_list,
-                column["psi"],
-                column["psi_pvalue"],
-                column["ks_statistic"],
-                column["ks_error_bound"],
-                column["ks_pvalue"],
-                column["chi2_pvalue"],
-                column["tvd"],
-                column["out_of_range_ratio"],
-                column["unseen_category_ratio"],
-                column["new_category_pvalue"],
+                *(column[name] for name in _STAT_NAMES),
                 p0_list,
                 missing_p,
                 q_list,
@@ -436,6 +397,27 @@ _STAT_NAMES = (
     "unseen_category_ratio",
     "new_category_pvalue",
 )
+
+RESULT_FIELDS = (
+    "name",
+    "kind",
+    "reference_samples",
+    "current_samples",
+    "reference_missing_ratio",
+    "current_missing_ratio",
+    "evaluated",
+    *_STAT_NAMES,
+    "reference_unseen_estimate",
+    "missing_pvalue",
+    "qvalue",
+    "drift_detected",
+    "drift_reasons",
+    "thresholds",
+    "reference_ready",
+    "reference_note",
+    "distribution",
+)
+"""The order `ModelEvaluator.evaluate` passes a `FeatureResult`'s values in (its fields')."""
 
 
 def _correct(family_p: FloatArray, policy: DecisionPolicy) -> tuple[FloatArray, float]:

@@ -27,6 +27,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from monitor.histogram import ModelLayout
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 EMPTY_BUCKET = np.iinfo(np.int64).min
@@ -429,24 +431,8 @@ class CountFn(Protocol):
     ) -> npt.NDArray[np.int64]: ...
 
 
-class BatchLayout(Protocol):
-    """What `layout_counter` needs of a `monitor.histogram.ModelLayout`."""
-
-    def count(
-        self, numeric: FloatArray, categorical: Sequence[ObjectArray]
-    ) -> npt.NDArray[np.int64]: ...
-
-    def count_grouped(
-        self,
-        numeric: FloatArray,
-        categorical: Sequence[ObjectArray],
-        groups: npt.NDArray[np.integer],
-        n_groups: int,
-    ) -> npt.NDArray[np.int64]: ...
-
-
 def layout_counter(
-    layout: BatchLayout, numeric: FloatArray, categorical: Sequence[ObjectArray]
+    layout: ModelLayout, numeric: FloatArray, categorical: Sequence[ObjectArray]
 ) -> CountFn:
     """The `CountFn` of a decoded batch: `layout.count` for one block (the cheaper call,
     bench/count_batch.py), `layout.count_grouped` for several; a `select` copies the
