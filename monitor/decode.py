@@ -76,6 +76,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, repeat
@@ -1133,30 +1134,46 @@ def _numeric_matrix(
 ) -> FloatArray:
     """float64 [len(attrs), len(features)] from feature Structs: NaN = missing, +inf = invalid.
 
-    Fast path: every value is a float, an int or null (known when `checked`: msgspec validated
-    the types while parsing), so one pass and one `np.array` call build the matrix. The pass
-    is `msgspec.structs.astuple` cut to `span` when the features are consecutive fields of
-    the Struct (at 2,000 features about 4x cheaper than an `attrgetter` of every name), else
-    `attrgetter`. Otherwise each column goes through `numeric_column`.
+    Fast path, when `checked` (msgspec validated every value as a float, an int or null while
+    parsing): one `np.fromiter` over the chained rows (null -> NaN), with no list of rows in
+    between (at 200 features 6 instead of 11 us per event). When not checked but every value
+    is a float, an int or null: one `np.array` of the rows. The rows come from
+    `_feature_rows`. Otherwise (or with an int beyond the float range) each column goes
+    through `numeric_column`.
     """
     if len(attrs) >= 2 and features:
-        if span is not None:
-            rows = list(map(itemgetter(span), map(astuple, features)))
+        matrix: FloatArray | None = None
+        if checked:  # one pass, no list of rows: np.fromiter reads the values as they come
+            with suppress(OverflowError):  # an int beyond the float range: column by column
+                matrix = np.fromiter(
+                    chain.from_iterable(_feature_rows(features, attrs, span)),
+                    dtype=np.float64,
+                    count=len(attrs) * len(features),
+                ).reshape(len(features), len(attrs))
         else:
-            rows = list(map(attrgetter(*attrs), features))
-        if checked or set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
-            try:
-                matrix = np.array(rows, dtype=np.float64)
-            except OverflowError:  # an int beyond the float range
-                pass
-            else:
-                out: FloatArray = np.ascontiguousarray(matrix.T)
-                out[out == -math.inf] = math.inf
-                return out
+            rows = list(_feature_rows(features, attrs, span))
+            if set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+                with suppress(OverflowError):
+                    matrix = np.array(rows, dtype=np.float64)
+        if matrix is not None:
+            out: FloatArray = np.ascontiguousarray(matrix.T)
+            out[out == -math.inf] = math.inf
+            return out
     out = np.empty((len(attrs), len(features)), dtype=np.float64)
     for row, attr in enumerate(attrs):
         out[row] = numeric_column(list(map(attrgetter(attr), features)))
     return out
+
+
+def _feature_rows(
+    features: list[Any], attrs: tuple[str, ...], span: slice | None
+) -> Iterator[tuple[Any, ...]]:
+    """The values of `attrs` (two or more) of each feature Struct, one tuple per Struct: a cut
+    of `msgspec.structs.astuple` when the attributes are consecutive fields (`span`), else
+    one `attrgetter` of every name."""
+    if span is not None:
+        return map(itemgetter(span), map(astuple, features))
+    return map(attrgetter(*attrs), features)
 
 
 def _categorical_columns(

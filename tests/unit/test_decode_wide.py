@@ -125,3 +125,22 @@ def test_wide_categorical_columns_follow_the_rules_for_every_json_type() -> None
         features = json.loads(messages[message_index])["features"]
         for row, feature in enumerate(categorical):
             assert columns.categorical[row][event] == _expected_category(features[feature])
+
+
+@pytest.mark.parametrize("where", [0, 57, 119])
+def test_an_int_beyond_the_float_range_is_invalid_and_its_batch_exact(where: int) -> None:
+    """An int too large for a float anywhere in a wide batch is +inf (invalid), the rest exact."""
+    rng = np.random.default_rng(13)
+    numeric = [f"n{i}" for i in range(40)]
+    events = [{name: float(rng.normal()) for name in numeric} for _ in range(120)]
+    events[where]["n7"] = 10**400
+    messages = [
+        json.dumps({"ts": 1.7e9 + i, "features": features}).encode()
+        for i, features in enumerate(events)
+    ]
+    decoder = BatchDecoder(EventFields(default_model="m"), [ModelSchema("m", tuple(numeric), ())])
+    raw = [RawMessage("t", 0, i, 1, m) for i, m in enumerate(messages)]
+    columns = decoder.decode(raw, BatchAccount()).models["m"]
+    expected = np.array([[e[name] for e in events] for name in numeric], dtype=object)
+    expected[7, where] = math.inf
+    np.testing.assert_array_equal(columns.numeric, expected.astype(np.float64))
