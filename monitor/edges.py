@@ -107,16 +107,18 @@ class EdgeGrid:
     the block against its own sorted edges, without a binary search per value.
 
     Row f's range [e_0, e_{m-1}] is cut into G equal cells (G = `cells_per_edge` x the most
-    edges of any row). A value's cell c = floor((x - e_0) * G / (e_{m-1} - e_0)), clipped to
-    [0, G-1], gives a count that is certainly not above the answer: start[f, c] = #{e <
-    e_0 + (c - 1/2) w} (w the cell width; half a cell of slack covers the rounding of c);
-    the answer is then reached by `steps` vectorised steps s += (e_s < x) over the whole
-    block (`steps`: the most edges any cell's values may have to pass; the edges are padded
-    with +inf, so a value that has arrived stays). A row whose cells hold too many edges (steps
-    above `max_steps`, a heavy tail) or whose range overflows keeps `np.searchsorted`.
+    edges of any row). The cell of a value is cell(x) = int(min(max((x - e_0) * s, 0),
+    G - 1)) with s = G / (e_{m-1} - e_0), computed with the same float64 operations for the
+    values and for the edges. Each operation is correctly rounded, hence monotone, so cell()
+    never decreases with x: an edge in a lower cell than x is below x, one in a higher cell
+    is above it. So start[c] = #{e : cell(e) < c} is at most the answer for every x of cell
+    c, and at most n_c = #{e : cell(e) = c} below it; `steps` = max_c n_c vectorised steps
+    s += (e_s < x) over the whole block reach it exactly (the edges are padded with +inf, so
+    a value that has arrived stays). A row with a cell of more than `max_steps` edges (a
+    heavy tail), fewer than two edges or a range that overflows keeps `np.searchsorted`.
 
-    Values that are not finite get a count that callers must overwrite (NaN: 0; -inf: 0;
-    +inf: m). Exact for every finite value: tests/unit/test_edge_grid.py checks it against
+    Values that are not finite get a count that callers must overwrite (NaN and -inf: 0;
+    +inf: m). tests/unit/test_edge_grid.py checks every finite value against
     `np.searchsorted`.
     """
 
@@ -134,29 +136,23 @@ class EdgeGrid:
         self._scale = np.zeros((n_rows, 1), dtype=np.float64)
         grid_rows: list[int] = []
         self.steps = 0
-        half = (np.arange(cells, dtype=np.float64) - 0.5)[None, :]
+        every_cell = np.arange(cells)
         for row, row_edges in enumerate(edges):
             m = row_edges.shape[0]
             self._padded[row, :m] = row_edges
-            low, high = float(row_edges[0]), float(row_edges[-1])
+            if m < 2:
+                continue
+            low = np.float64(row_edges[0])
             with np.errstate(over="ignore"):
-                span = high - low
-            if m < 2 or not np.isfinite(span) or span <= 0.0:
+                span = np.float64(row_edges[-1]) - low
+                scale = np.float64(cells) / span
+            if not (np.isfinite(span) and np.isfinite(scale) and scale > 0.0):
                 continue
-            scale = cells / span
-            width = span / cells
-            with np.errstate(over="ignore", invalid="ignore"):
-                lower = low + half[0] * width
-                # a value of cell c lies below e_0 + (c + 3/2) w: the answer is at most that
-                upper = low + (half[0] + 2.0) * width
-            if not (np.isfinite(scale) and np.isfinite(lower).all()):
-                continue
-            start = np.searchsorted(row_edges, lower, side="left")
-            top = np.searchsorted(row_edges, upper, side="left")
-            steps = int((top - start).max())
+            edge_cells = self._cells(row_edges, low, scale)
+            steps = int(np.bincount(edge_cells).max())
             if steps > max_steps:
                 continue
-            self._start[row] = start
+            self._start[row] = np.searchsorted(edge_cells, every_cell, side="left")
             self._low[row, 0] = low
             self._scale[row, 0] = scale
             self.steps = max(self.steps, steps)
@@ -171,14 +167,23 @@ class EdgeGrid:
             self._start = self._start[self.grid_rows]
             self._low = self._low[self.grid_rows]
             self._scale = self._scale[self.grid_rows]
-            self._padded_grid = self._padded[self.grid_rows]
-        else:
-            self._padded_grid = self._padded
+            self._padded = self._padded[self.grid_rows]
         k = len(grid_rows)
         self._start_base = (np.arange(k, dtype=np.intp) * cells)[:, None]
         self._edge_base = (np.arange(k, dtype=np.intp) * (widest + 1))[:, None]
         self._start_flat = self._start.ravel()
-        self._padded_flat = self._padded_grid.ravel()
+        self._padded_flat = self._padded.ravel()
+
+    def _cells(
+        self, values: FloatArray, low: FloatArray | np.float64, scale: FloatArray | np.float64
+    ) -> IntArray:
+        """cell(x) of the class docstring (the same operations for edges and values)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # far values clip to the ends
+            cell = values - low
+            cell *= scale
+        np.fmax(cell, 0.0, out=cell)  # NaN -> 0 as well
+        np.fmin(cell, float(self.cells - 1), out=cell)
+        return cell.astype(np.intp)
 
     def count_below(self, block: FloatArray, out: npt.NDArray[np.intp]) -> None:
         """out[f, i] = #{e_f < block[f, i]} for every finite value (see the class docstring)."""
@@ -187,12 +192,7 @@ class EdgeGrid:
         if self.grid_rows.size == 0 or block.shape[1] == 0:
             return
         values = block if self._all_grid else block[self.grid_rows]
-        with np.errstate(over="ignore", invalid="ignore"):  # far values clip to the ends
-            cell = values - self._low
-            cell *= self._scale
-        np.fmax(cell, 0.0, out=cell)  # NaN -> 0 as well
-        np.fmin(cell, float(self.cells - 1), out=cell)
-        index = cell.astype(np.intp)
+        index = self._cells(values, self._low, self._scale)
         index += self._start_base
         position = self._start_flat.take(index) + self._edge_base  # flat index of edge `count`
         for _ in range(self.steps):
