@@ -34,6 +34,7 @@ _PER_REPLICA = {
     "DriftmonCheckpointCorrupt",
     "DriftmonConfigReloadFailed",
     "DriftmonStateLagHigh",
+    "DriftmonReplicaIdle",
 }
 
 

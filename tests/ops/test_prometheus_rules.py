@@ -58,6 +58,7 @@ EXPECTED_ALERTS = {
     "DriftmonStateSnapshotStale": "warning",
     "DriftmonStateCommitsRejected": "warning",
     "DriftmonStateRecordsRejected": "warning",
+    "DriftmonReplicaIdle": "warning",
 }
 
 ALERTS = shipped_alert_rules()
