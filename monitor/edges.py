@@ -106,16 +106,18 @@ class EdgeGrid:
     """#{e_f < x} (`np.searchsorted(edges_f, x, 'left')`) for a block of values, row f of
     the block against its own sorted edges, without a binary search per value.
 
-    Row f's range [e_0, e_{m-1}] is cut into G equal cells (G = `cells_per_edge` x the most
-    edges of any row). The cell of a value is cell(x) = int(min(max((x - e_0) * s, 0),
-    G - 1)) with s = G / (e_{m-1} - e_0), computed with the same float64 operations for the
-    values and for the edges. Each operation is correctly rounded, hence monotone, so cell()
-    never decreases with x: an edge in a lower cell than x is below x, one in a higher cell
-    is above it. So start[c] = #{e : cell(e) < c} is at most the answer for every x of cell
-    c, and at most n_c = #{e : cell(e) = c} below it; `steps` = max_c n_c vectorised steps
-    s += (e_s < x) over the whole block reach it exactly (the edges are padded with +inf, so
-    a value that has arrived stays). A row with a cell of more than `max_steps` edges (a
-    heavy tail), fewer than two edges or a range that overflows keeps `np.searchsorted`.
+    Row f's range is cut into G equal cells (G = `cells_per_edge` x the most edges of any
+    row): the cell of a value is cell(x) = int(min(max((t(x) - t(e_0)) * s, 0), G - 1)) with
+    s = G / (t(e_{m-1}) - t(e_0)), computed with the same float64 operations for the values
+    and for the edges. t is the identity, or, for a row whose edges crowd into a few cells
+    (a heavy tail), t(x) = sign(x - c) * sqrt(sqrt(|x - c|)) around the row's middle edge c.
+    Each operation is correctly rounded, hence monotone, so cell() never decreases with x: an
+    edge in a lower cell than x is below x, one in a higher cell is above it. So start[c] =
+    #{e : cell(e) < c} is at most the answer for every x of cell c, and at most n_c =
+    #{e : cell(e) = c} below it; `steps` = max_c n_c vectorised steps s += (e_s < x) over
+    the block reach it exactly (the edges are padded with +inf, so a value that has arrived
+    stays). A row with a cell of more than `max_steps` edges under both maps, fewer than two
+    edges or a range that overflows keeps `np.searchsorted`.
 
     Values that are not finite get a count that callers must overwrite (NaN and -inf: 0;
     +inf: m). tests/unit/test_edge_grid.py checks every finite value against
@@ -125,80 +127,148 @@ class EdgeGrid:
     def __init__(
         self, edges: list[FloatArray], *, cells_per_edge: int = 2, max_steps: int = 6
     ) -> None:
-        n_rows = len(edges)
         widest = max((e.shape[0] for e in edges), default=1)
         cells = max(1, cells_per_edge * widest)
-        self.cells = cells
-        self._padded = np.full((n_rows, widest + 1), np.inf, dtype=np.float64)
-        # counts fit in int16 for every allowed bin count (max_bins <= 1024): 2 bytes a cell
-        self._start = np.zeros((n_rows, cells), dtype=np.int16 if widest < 2**15 else np.int32)
-        self._low = np.zeros((n_rows, 1), dtype=np.float64)
-        self._scale = np.zeros((n_rows, 1), dtype=np.float64)
-        grid_rows: list[int] = []
-        self.steps = 0
-        every_cell = np.arange(cells)
+        linear: list[int] = []
+        rooted: list[int] = []
         for row, row_edges in enumerate(edges):
-            m = row_edges.shape[0]
-            self._padded[row, :m] = row_edges
-            if m < 2:
-                continue
-            low = np.float64(row_edges[0])
-            with np.errstate(over="ignore"):
-                span = np.float64(row_edges[-1]) - low
-                scale = np.float64(cells) / span
-            if not (np.isfinite(span) and np.isfinite(scale) and scale > 0.0):
-                continue
-            edge_cells = self._cells(row_edges, low, scale)
-            steps = int(np.bincount(edge_cells).max())
-            if steps > max_steps:
-                continue
-            self._start[row] = np.searchsorted(edge_cells, every_cell, side="left")
-            self._low[row, 0] = low
-            self._scale[row, 0] = scale
-            self.steps = max(self.steps, steps)
-            grid_rows.append(row)
-        self.grid_rows: npt.NDArray[np.intp] = np.asarray(grid_rows, dtype=np.intp)
-        self.search_rows: npt.NDArray[np.intp] = np.setdiff1d(
-            np.arange(n_rows, dtype=np.intp), self.grid_rows
+            if _Grid.steps_of(row_edges, cells, rooted=False) <= max_steps:
+                linear.append(row)
+            elif _Grid.steps_of(row_edges, cells, rooted=True) <= max_steps:
+                rooted.append(row)
+        self._grids = tuple(
+            _Grid(edges, rows, cells, widest, rooted=is_rooted, all_rows=len(rows) == len(edges))
+            for rows, is_rooted in ((linear, False), (rooted, True))
+            if rows
         )
+        self.grid_rows: npt.NDArray[np.intp] = np.asarray(sorted(linear + rooted), dtype=np.intp)
+        self.rooted_rows: npt.NDArray[np.intp] = np.asarray(rooted, dtype=np.intp)
+        """The rows whose grid is laid on the rooted map (heavy tails)."""
+        self.search_rows: npt.NDArray[np.intp] = np.setdiff1d(
+            np.arange(len(edges), dtype=np.intp), self.grid_rows
+        )
+        self.steps = max((g.steps for g in self._grids), default=0)
         self._edges = edges
-        self._all_grid = len(grid_rows) == n_rows
-        if not self._all_grid:
-            self._start = self._start[self.grid_rows]
-            self._low = self._low[self.grid_rows]
-            self._scale = self._scale[self.grid_rows]
-            self._padded = self._padded[self.grid_rows]
-        k = len(grid_rows)
-        self._start_base = (np.arange(k, dtype=np.intp) * cells)[:, None]
-        self._edge_base = (np.arange(k, dtype=np.intp) * (widest + 1))[:, None]
-        self._start_flat = self._start.ravel()
-        self._padded_flat = self._padded.ravel()
-
-    def _cells(
-        self, values: FloatArray, low: FloatArray | np.float64, scale: FloatArray | np.float64
-    ) -> IntArray:
-        """cell(x) of the class docstring (the same operations for edges and values)."""
-        with np.errstate(over="ignore", invalid="ignore"):  # far values clip to the ends
-            cell = values - low
-            cell *= scale
-        np.fmax(cell, 0.0, out=cell)  # NaN -> 0 as well
-        np.fmin(cell, float(self.cells - 1), out=cell)
-        return cell.astype(np.intp)
 
     def count_below(self, block: FloatArray, out: npt.NDArray[np.intp]) -> None:
         """out[f, i] = #{e_f < block[f, i]} for every finite value (see the class docstring)."""
         for row in self.search_rows.tolist():
             out[row] = np.searchsorted(self._edges[row], block[row], side="left")
-        if self.grid_rows.size == 0 or block.shape[1] == 0:
+        if block.shape[1] == 0:
             return
-        values = block if self._all_grid else block[self.grid_rows]
-        index = self._cells(values, self._low, self._scale)
-        index += self._start_base
-        position = self._start_flat.take(index) + self._edge_base  # flat index of edge `count`
+        for grid in self._grids:
+            grid.count_below(block, out)
+
+
+class _Grid:
+    """The rows of an `EdgeGrid` that share one cell map (identity or rooted)."""
+
+    def __init__(
+        self,
+        edges: list[FloatArray],
+        rows: list[int],
+        cells: int,
+        widest: int,
+        *,
+        rooted: bool,
+        all_rows: bool,
+    ) -> None:
+        k = len(rows)
+        self.rows = np.asarray(rows, dtype=np.intp)
+        self.cells = cells
+        self.rooted = rooted
+        self.all_rows = all_rows
+        padded = np.full((k, widest + 1), np.inf, dtype=np.float64)
+        # counts fit in int16 for every allowed bin count (max_bins <= 1024): 2 bytes a cell
+        start = np.zeros((k, cells), dtype=np.int16 if widest < 2**15 else np.int32)
+        self.centre = np.zeros((k, 1), dtype=np.float64)
+        self.low = np.zeros((k, 1), dtype=np.float64)
+        self.scale = np.zeros((k, 1), dtype=np.float64)
+        self.steps = 0
+        every_cell = np.arange(cells)
+        for i, row in enumerate(rows):
+            row_edges = edges[row]
+            padded[i, : row_edges.shape[0]] = row_edges
+            centre, low, scale = _Grid.frame(row_edges, cells, rooted=rooted)
+            edge_cells = _Grid.cells_of(row_edges, centre, low, scale, cells, rooted=rooted)
+            start[i] = np.searchsorted(edge_cells, every_cell, side="left")
+            self.steps = max(self.steps, int(np.bincount(edge_cells).max()))
+            self.centre[i, 0], self.low[i, 0], self.scale[i, 0] = centre, low, scale
+        self.start_base = (np.arange(k, dtype=np.intp) * cells)[:, None]
+        self.edge_base = (np.arange(k, dtype=np.intp) * (widest + 1))[:, None]
+        self.start_flat = start.ravel()
+        self.padded_flat = padded.ravel()
+
+    @staticmethod
+    def frame(
+        row_edges: FloatArray, cells: int, *, rooted: bool
+    ) -> tuple[np.float64, np.float64, np.float64]:
+        """(c, t(e_0), s) of a row; s is 0 when the row cannot take a grid."""
+        centre = np.float64(row_edges[row_edges.shape[0] // 2]) if rooted else np.float64(0.0)
+        ends = row_edges[[0, -1]]
+        if rooted:
+            ends = _root(ends, centre)
+        low = np.float64(ends[0])
+        with np.errstate(over="ignore", divide="ignore"):
+            span = np.float64(ends[1]) - low
+            scale = np.float64(cells) / span
+        if row_edges.shape[0] < 2 or not (np.isfinite(span) and span > 0.0):
+            return centre, low, np.float64(0.0)
+        if not np.isfinite(scale):
+            return centre, low, np.float64(0.0)
+        return centre, low, scale
+
+    @staticmethod
+    def steps_of(row_edges: FloatArray, cells: int, *, rooted: bool) -> int:
+        """The most edges of the row in one cell under the map (large when no grid fits)."""
+        centre, low, scale = _Grid.frame(row_edges, cells, rooted=rooted)
+        if scale == 0.0:
+            return 2**31
+        edge_cells = _Grid.cells_of(row_edges, centre, low, scale, cells, rooted=rooted)
+        return int(np.bincount(edge_cells).max())
+
+    @staticmethod
+    def cells_of(
+        values: FloatArray,
+        centre: FloatArray | np.float64,
+        low: FloatArray | np.float64,
+        scale: FloatArray | np.float64,
+        cells: int,
+        *,
+        rooted: bool,
+    ) -> npt.NDArray[np.intp]:
+        """cell(x) of the `EdgeGrid` docstring (the same operations for edges and values)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # far values clip to the ends
+            cell = _root(values, centre) if rooted else values.astype(np.float64, copy=True)
+            cell -= low
+            cell *= scale
+        np.fmax(cell, 0.0, out=cell)  # NaN -> 0 as well
+        np.fmin(cell, float(cells - 1), out=cell)
+        return cell.astype(np.intp)
+
+    def count_below(self, block: FloatArray, out: npt.NDArray[np.intp]) -> None:
+        """The counts of this group's rows of `block` into the same rows of `out`."""
+        values = block if self.all_rows else block[self.rows]
+        index = _Grid.cells_of(
+            values, self.centre, self.low, self.scale, self.cells, rooted=self.rooted
+        )
+        index += self.start_base
+        position = self.start_flat.take(index) + self.edge_base  # flat index of edge `count`
         for _ in range(self.steps):
-            position += self._padded_flat.take(position) < values
-        position -= self._edge_base
-        if self._all_grid:
+            position += self.padded_flat.take(position) < values
+        position -= self.edge_base
+        if self.all_rows:
             out[...] = position
         else:
-            out[self.grid_rows] = position
+            out[self.rows] = position
+
+
+def _root(values: FloatArray, centre: FloatArray | np.float64) -> FloatArray:
+    """sign(x - c) * sqrt(sqrt(|x - c|)): monotone in float64 (each step correctly rounded)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = values - centre
+        rooted = np.abs(shifted)
+        np.sqrt(rooted, out=rooted)
+        np.sqrt(rooted, out=rooted)
+        np.copysign(rooted, shifted, out=rooted)
+    return rooted

@@ -31,7 +31,7 @@ def _near_edges(rng: np.random.Generator, edges: np.ndarray, n: int) -> np.ndarr
 
 
 def test_quantile_edges_of_many_shapes_count_exactly() -> None:
-    """Normal, lognormal, uniform, integer-coded and one-edge features, values on and off edges."""
+    """Normal, lognormal, uniform, integer-coded, Cauchy and one-edge features, on and off edges."""
     rng = np.random.default_rng(21)
     samples = [
         rng.normal(size=5000),
@@ -53,7 +53,9 @@ def test_quantile_edges_of_many_shapes_count_exactly() -> None:
     out = np.empty(block.shape, dtype=np.intp)
     grid.count_below(block, out)
     np.testing.assert_array_equal(out, _oracle(edges, block))
-    assert grid.grid_rows.size >= 4  # most rows take the grid, the heavy tails may not
+    assert 5 in grid.search_rows.tolist()  # one edge: nothing to lay a grid on
+    assert 6 in grid.rooted_rows.tolist()  # Cauchy: the rooted map
+    assert grid.grid_rows.size >= 5
 
 
 @settings(max_examples=300, deadline=None)
