@@ -147,7 +147,6 @@ class EdgeGrid:
         self.search_rows: npt.NDArray[np.intp] = np.setdiff1d(
             np.arange(len(edges), dtype=np.intp), self.grid_rows
         )
-        self.steps = max((g.steps for g in self._grids), default=0)
         self._edges = edges
 
     def count_below(self, block: FloatArray, out: npt.NDArray[np.intp]) -> None:
