@@ -65,6 +65,8 @@ class Width:
     """Enable the reconstruction-error feature (PCA over all numeric features)."""
     sample_rate: float = 1.0
     """The model's `sample_rate` (1: every message)."""
+    decode_worker: bool = False
+    """`event.decode_worker`: decode in a child process."""
 
     @property
     def label(self) -> str:
@@ -83,6 +85,8 @@ class Width:
         ]
         if groups:
             text = f"{text} ({' + '.join(groups)} {min(self.numeric, 64)})"
+        if self.decode_worker:
+            text = f"{text}, decode worker"
         return text if self.sample_rate == 1.0 else f"{text}, sample_rate {self.sample_rate:g}"
 
     @property
@@ -94,6 +98,7 @@ class Width:
     def run_key(self) -> str:
         """A name unique to this variant (files of one run)."""
         flags = ("c" if self.correlation else "") + ("r" if self.reconstruction else "")
+        flags += "w" if self.decode_worker else ""
         return f"{self.key}{flags}-{self.sample_rate:g}"
 
     @property
@@ -120,7 +125,9 @@ WIDTHS: tuple[Width, ...] = (
     Width(20, 2, 200_000, 100_000),
     SEGMENTED,
     Width(200, 20, 30_000, 20_000),
+    Width(200, 20, 30_000, 20_000, decode_worker=True),
     Width(2000, 200, 3_000, 5_000),
+    Width(2000, 200, 3_000, 5_000, decode_worker=True),
     Width(2000, 200, 3_000, 5_000, sample_rate=0.1),
 )
 TARGET_RATIOS = {"200 + 20": 0.7, "2000 + 200": 0.6}
@@ -228,7 +235,7 @@ def config_yaml(
         model["reconstruction"] = {"enabled": True}
     if width.sample_rate < 1.0:
         model["sample_rate"] = width.sample_rate
-    document = {
+    document: dict[str, Any] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
             "topics": [topic],
@@ -242,6 +249,8 @@ def config_yaml(
         "state": {"dir": str(state)},
         "log": {"level": "warning", "format": "json"},
     }
+    if width.decode_worker:
+        document["event"] = {"decode_worker": True}
     return json.dumps(document, indent=1)
 
 
@@ -371,6 +380,12 @@ def _add_row(
         _median([b["peak_rss_mib_consuming"] for b in raw]),
         len(pairs),
     )
+    if width.decode_worker:
+        worker = _median([a.get("worker_cpu_us_per_event") for a in mine])
+        table.notes.append(
+            f"{width.label}: the decoding child's CPU {worker or 0:.0f} us/event on top of the "
+            f"loop's (its decode column is 0: nothing is decoded in the loop)"
+        )
     if width.sample_rate < 1.0:
         accepted = sorted({a["accepted"] for a in mine})
         table.notes.append(
@@ -425,7 +440,7 @@ def run(
                     f"({sizes[topic]:.0f} B) at {rate:,.0f}/s"
                 )
             size = sizes[topic]
-            single = width.segments or width.sample_rate < 1.0
+            single = width.segments or width.sample_rate < 1.0 or width.decode_worker
             for fetch in fetches[:1] if single else fetches:
                 pairs, errors = _pairs(
                     broker.bootstrap,
@@ -459,9 +474,10 @@ def run(
         "Rates count from the poll after the first batch to the last record (group join "
         "excluded), in a fresh process per run with a fresh consumer group; medians over A B "
         "pairs (the ratio is taken within each pair). Wall us/event: where the driftmon loop's "
-        "time goes (kafka-python poll, BatchDecoder.decode, the rest: binning into the window, "
-        "metrics, evaluations). Evaluation ms: one evaluation of the full window (median of 5 "
-        "after the run).",
+        "time goes (kafka-python poll, BatchDecoder.slices in the loop, the rest: binning into "
+        "the window, metrics, evaluations). Evaluation ms: one evaluation of the full window "
+        "(median of 5 after the run). Decode worker rows: event.decode_worker, the batches "
+        "decoded in a child process two polls ahead; driftmon CPU is the loop's process only.",
         "Partition fetch: max_partition_fetch_bytes of both consumers; the 16 MiB rows are a "
         "tuning experiment. Events / poll: mean records per non-empty poll of the driftmon loop "
         "(the per-feature work of a batch is spread over that many events).",
@@ -475,11 +491,12 @@ def _wide_targets(table: Table) -> None:
     rows = {r[0]: r for r in table.rows if r[1].endswith("(default)") and r[4] is not None}
     verdicts = []
     for label, target in TARGET_RATIOS.items():
-        if label in rows:
-            ratio = rows[label][6]
-            verdicts.append(
-                f"{label} {ratio:.2f} of raw {'>=' if ratio >= target else '<'} {target}"
-            )
+        for variant in (label, f"{label}, decode worker"):
+            if variant in rows:
+                ratio = rows[variant][6]
+                verdicts.append(
+                    f"{variant} {ratio:.2f} of raw {'>=' if ratio >= target else '<'} {target}"
+                )
     wide, sampled = rows.get("2000 + 200"), rows.get("2000 + 200, sample_rate 0.1")
     if wide is not None and sampled is not None:
         speedup = sampled[4] / wide[4]

@@ -14,8 +14,12 @@ id), until N records have been consumed.
   a kafka-python consumer on this machine.
 
 A driftmon run also splits its wall time per event into the source's poll, the decoder
-(`BatchDecoder.decode`, wrapped with a timer) and the rest (binning into the window,
-metrics, evaluations, checkpoints).
+(`BatchDecoder.slices` in the loop, wrapped with a timer after `Daemon.start()` built it) and
+the rest (binning into the window, metrics, evaluations, checkpoints). With
+`event.decode_worker` the decoding runs in the worker's child: its CPU per event is reported
+apart (`worker_cpu_us_per_event`), and once every record was polled the source polls
+without waiting, so the batches still in the worker are applied at once (a live stream's
+next batches would do that; the end of the bench topic would add an idle poll timeout).
 
 The rate is (N - first batch) / (time of the last record - start of the poll after the first
 batch), so group join, connection set-up and the first batch are not counted in either mode;
@@ -27,9 +31,10 @@ was accepted, and reports the peak RSS reached while consuming (VmHWM) before sh
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,12 +55,15 @@ class Clock:
     decode_s: float = 0.0
     polls: int = 0
     records: int = 0
+    on_start: Callable[[], None] | None = None
 
     def mark(self) -> None:
         """Call before every poll: starts the clock once the first batch was handled."""
         if self.first_size and self.first_wall is None:
             self.first_wall = time.perf_counter()
             self.first_cpu = time.process_time()
+            if self.on_start is not None:
+                self.on_start()
 
     def saw(self, n: int) -> None:
         """Call after every poll with the number of records it returned."""
@@ -98,13 +106,16 @@ class TimedDecoder:
 class TimedSource:
     """A RecordSource that delegates to another and tells a Clock about every batch."""
 
-    def __init__(self, inner: Any, clock: Clock) -> None:
+    def __init__(self, inner: Any, clock: Clock, events: int) -> None:
         self._inner = inner
         self._clock = clock
+        self._events = events
 
     def poll(self, timeout_s: float, max_records: int) -> list[Any]:
-        """Delegate, then record the batch size."""
+        """Delegate (without waiting once every record was polled), then record the size."""
         self._clock.mark()
+        if self._clock.first_size + self._clock.records >= self._events:
+            timeout_s = 0.0
         started = time.perf_counter()
         batch: list[Any] = self._inner.poll(timeout_s, max_records)
         if self._clock.first_wall is not None:
@@ -135,6 +146,34 @@ class TimedSource:
         self._inner.close()
 
 
+class _WorkerCpu:
+    """CPU seconds of the daemon's decode worker child (0 without one), from /proc, counted
+    from the start of the rate's span (`Clock.mark`) when `started()` is called then."""
+
+    def __init__(self, daemon: Any) -> None:
+        self._daemon = daemon
+        self._at_start: float | None = None
+
+    def seconds(self) -> float:
+        worker = self._daemon.decode_worker
+        process = None if worker is None else worker._process
+        if process is None or process.pid is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def started(self) -> None:
+        if self._at_start is None:
+            self._at_start = self.seconds()
+
+    def since_start(self) -> float:
+        return self.seconds() - (self._at_start or 0.0)
+
+
 def _span(clock: Clock, events: int, end_wall: float, end_cpu: float) -> dict[str, Any]:
     if clock.first_wall is None:
         raise RuntimeError("no record arrived")
@@ -162,11 +201,13 @@ def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]
     kafka_source = kafka_source_factory(settings)
 
     def make_source(on_assign: AssignCallback, on_revoke: RevokeCallback) -> TimedSource:
-        return TimedSource(kafka_source(on_assign, on_revoke), clock)
+        return TimedSource(kafka_source(on_assign, on_revoke), clock, events)
 
     daemon = build_daemon(settings, make_source).daemon
-    daemon.decoder = TimedDecoder(daemon.decoder, clock)  # type: ignore[assignment]
     daemon.start()
+    daemon.decoder = TimedDecoder(daemon.decoder, clock)  # type: ignore[assignment]
+    worker_cpu = _WorkerCpu(daemon)
+    clock.on_start = worker_cpu.started
     tune_garbage_collector()  # as `driftmon run` does
     give_up = time.monotonic() + deadline_s
     while daemon.stats.records < events:
@@ -176,6 +217,7 @@ def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]
     end_wall, end_cpu = time.perf_counter(), time.process_time()
     result = _span(clock, daemon.stats.records, end_wall, end_cpu)
     counted = daemon.stats.records - clock.first_size
+    result["worker_cpu_us_per_event"] = worker_cpu.since_start() / counted * 1e6
     result["poll_us_per_event"] = clock.poll_s / counted * 1e6
     result["decode_us_per_event"] = clock.decode_s / counted * 1e6
     result["rest_us_per_event"] = result["seconds"] / counted * 1e6 - (

@@ -407,6 +407,8 @@ class EventSettings(_Section):
 
     `max_array_elements` caps the events one message may carry as a JSON array: the first
     `max_array_elements` are used, each further element is rejected as `too_large`.
+    `decode_worker` decodes in a child process (monitor.decode_worker), two batches ahead of
+    the loop: for wide events on a machine with a core to spare.
     """
 
     timestamp_field: KeyName | None = "ts"
@@ -417,6 +419,7 @@ class EventSettings(_Section):
     default_model: str | None = None
     max_future_seconds: Duration = 300.0
     max_array_elements: int = Field(10_000, ge=1, le=1_000_000)
+    decode_worker: bool = False
 
 
 class ReferenceSettings(_Section):
@@ -1079,6 +1082,14 @@ class Settings(BaseSettings):
                     )
                 )
             issues.extend(self._segment_issues(i, model))
+        if self.event.decode_worker and self.state.backend == "kafka":
+            issues.append(
+                (
+                    "event.decode_worker",
+                    "is not supported with state.backend kafka yet (a replica applies each "
+                    "batch to the fleet's state as it polls it); add replicas instead",
+                )
+            )
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
                 ("event.default_model", f"{self.event.default_model!r} is not a configured model")

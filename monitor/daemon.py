@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,7 +29,8 @@ import structlog
 from monitor.account import BatchAccount
 from monitor.autodiscover import AutoFeatures, discovered, restored_plan
 from monitor.config import Settings
-from monitor.decode import BatchDecoder, EventFields
+from monitor.decode import BatchDecoder, DecodedBatch, EventFields
+from monitor.decode_worker import DEPTH, DecoderSpec, DecodeWorker, DecodeWorkerError
 from monitor.errors import (
     CheckpointResult,
     ConfigError,
@@ -46,7 +48,7 @@ from monitor.reference_registry import Activated, RegistryReferences
 from monitor.registry_follow import RegistryFollower
 from monitor.reload import reload_runtimes, restart_keys
 from monitor.runtime import ModelRuntime, model_runtimes
-from monitor.sampling import sample_messages, thin
+from monitor.sampling import FloatArray, sample_messages, thin
 from monitor.source import RecordSource
 from monitor.state import Checkpoint, CheckpointStore
 
@@ -119,6 +121,23 @@ class LoopStats:
     reject_reasons: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One polled batch on its way to the windows.
+
+    `messages`: what it counts (offsets, consumed); `kept`: what is decoded (all of
+    `messages` unless sampled: `skipped` are the others); `uniforms`: each kept message's
+    sampling draw (None unless sampled); `prepare_s`: seconds spent before decoding.
+    """
+
+    messages: Sequence[RawMessage]
+    kept: Sequence[RawMessage]
+    skipped: Sequence[RawMessage]
+    uniforms: FloatArray | None
+    decode_rate: float
+    prepare_s: float
+
+
 class Daemon:
     """Owns the loop, the model runtimes and the ordered shutdown."""
 
@@ -179,12 +198,20 @@ class Daemon:
         )
         self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
         """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
+        self.decode_worker: DecodeWorker | None = None
+        """With `event.decode_worker` (not in a fleet): decodes in a child process."""
+        self._in_flight: deque[_Batch] = deque()
+        """Batches handed to the decode worker and not applied yet, oldest first."""
 
     def _build_decoder(self) -> BatchDecoder:
         """The decoder of the configured event fields and the runtimes' schemas."""
+        return self._decoder_spec().build()
+
+    def _decoder_spec(self) -> DecoderSpec:
+        """What builds the decoder (here and in the decode worker's child)."""
         settings = self.settings
         event = settings.event
-        return BatchDecoder(
+        return DecoderSpec(
             EventFields(
                 timestamp_field=event.timestamp_field,
                 timestamp_fallback_to_kafka=event.timestamp_fallback_to_kafka,
@@ -195,7 +222,7 @@ class Daemon:
                 max_message_bytes=settings.kafka.max_message_bytes,
                 max_array_elements=event.max_array_elements,
             ),
-            [rt.schema for rt in self.runtimes.values()],
+            tuple(rt.schema for rt in self.runtimes.values()),
             max_samples=MAX_REJECT_SAMPLES,
             payload_preview=settings.log.payload_preview,
         )
@@ -217,6 +244,9 @@ class Daemon:
             self._restore()
         else:
             self.fleet.start()
+        if self.settings.event.decode_worker and self.fleet is None:
+            self.decode_worker = DecodeWorker(self._decoder_spec(), monotonic=self.monotonic)
+            self.decode_worker.start()
         self._runtimes_changed()
         self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
@@ -269,6 +299,8 @@ class Daemon:
         self._sync_registry()
         if messages:
             self.process(messages)
+        else:  # idle: nothing to overlap the worker's batches with
+            self.drain()
         if self.fleet is not None:
             self.fleet.runtimes = self.runtimes  # a reload may have replaced them
             self.fleet.step()
@@ -296,6 +328,8 @@ class Daemon:
             else:
                 self._fleet_last_commits()
         finally:
+            if self.decode_worker is not None:
+                self.decode_worker.close()
             if self.registry is not None:
                 self.registry.stop()
             if self.source is not None:
@@ -345,49 +379,137 @@ class Daemon:
         record in one `BatchAccount`, then update the metrics, dead letters and log from it.
 
         Only one slice's columns are alive at a time (`BatchDecoder.slices`), so the memory
-        of a batch is bounded by the slice size, not by what the messages hold.
+        of a batch is bounded by the slice size, not by what the messages hold. With a decode
+        worker (`event.decode_worker`, monitor.decode_worker) the batch goes to the child and
+        is applied `DEPTH` batches later (or at the next `drain`), while the child decodes;
+        batches are applied in poll order and their offsets count only once applied.
         """
+        batch = self._prepare(messages)
+        worker = self.decode_worker
+        if worker is None:
+            self._apply(batch, None, None)
+            return
+        if len(self._in_flight) >= DEPTH:
+            self._apply_oldest(worker)
+        if worker.available():
+            try:
+                worker.submit(batch.kept)
+            except DecodeWorkerError as exc:
+                self._worker_failed(exc)
+            else:
+                self._in_flight.append(batch)
+                return
+        self.drain()  # the batches before this one first
+        self._apply(batch, None, None)
+
+    def drain(self) -> None:
+        """Apply every batch the decode worker holds, oldest first: before anything that needs
+        every polled event counted or that changes the runtimes (evaluations, checkpoints,
+        reloads, registry changes, discovery, an idle poll, shutdown)."""
+        worker = self.decode_worker
+        while self._in_flight and worker is not None:
+            self._apply_oldest(worker)
+
+    def _apply_oldest(self, worker: DecodeWorker) -> None:
+        """Apply the oldest batch in flight with the worker's slices; a failed worker drops
+        every batch in flight, which are then decoded in process, in order. A batch decoded
+        with schemas that changed since is decoded again in process."""
+        batch = self._in_flight.popleft()
+        try:
+            result = worker.collect()
+        except DecodeWorkerError as exc:
+            self._worker_failed(exc)
+            self._apply(batch, None, None)
+            while self._in_flight:
+                self._apply(self._in_flight.popleft(), None, None)
+            return
+        if result.version != worker.version:
+            self._apply(batch, None, None)
+        else:
+            self._apply(batch, result.slices, result.account)
+
+    def _worker_failed(self, exc: DecodeWorkerError) -> None:
+        worker = self.decode_worker
+        self.metrics.decode_worker_failed()
+        self.log.error(
+            "decode worker failed; its batches are decoded in process",
+            error=str(exc)[:300],
+            failures=0 if worker is None else worker.failures,
+        )
+
+    def _prepare(self, messages: Sequence[RawMessage]) -> _Batch:
+        """The batch's messages to count (in a fleet: the claimed partitions') and to decode
+        (sampling: monitor.sampling), after feeding auto-discovery."""
         started = time.perf_counter()
-        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
         fleet = self.fleet
         if fleet is not None:  # only the records of claimed partitions count
             messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
         decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
-        kept, u = messages, None
+        kept: Sequence[RawMessage] = messages
+        skipped: Sequence[RawMessage] = ()
+        u = None
         if decode_rate < 1.0:  # sampling (monitor.sampling): skipped messages are not decoded
             kept, skipped, u = sample_messages(messages, decode_rate)
-            for message in skipped:
-                account.consume(message.topic, 1)
         if self.autofeatures.active:
+            self.drain()  # discovery may change the runtimes and the decoder
             self._discover(kept)
-        for decoded in self.decoder.slices(kept, account):
-            for name, columns in decoded.models.items():
-                runtime = self.runtimes[name]
-                rate = runtime.plan.sample_rate
-                sampled = (
-                    thin(columns, u, rate) if u is not None and rate < decode_rate else columns
-                )
-                if fleet is None:
-                    runtime.ingest(sampled, account, kept, defer=True)
-                else:  # counted at once, each partition's events under that partition
-                    fleet.ingest(runtime, sampled, decoded.partitions, account, kept)
-            del decoded
+        return _Batch(messages, kept, skipped, u, decode_rate, time.perf_counter() - started)
+
+    def _apply(
+        self,
+        batch: _Batch,
+        slices: Sequence[DecodedBatch] | None,
+        decoded_account: BatchAccount | None,
+    ) -> None:
+        """Apply one batch: its `slices` and their account from the decode worker, or (None)
+        decoded here slice by slice; then the metrics, offsets, dead letters and log."""
+        started = time.perf_counter()
+        account = (
+            BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+            if decoded_account is None
+            else decoded_account
+        )
+        for message in batch.skipped:
+            account.consume(message.topic, 1)
+        if slices is None:
+            for decoded in self.decoder.slices(batch.kept, account):
+                self._ingest(batch, decoded, account)
+                del decoded
+        else:
+            for decoded in slices:
+                self._ingest(batch, decoded, account)
+        fleet = self.fleet
         if fleet is not None:
-            fleet.consumed(messages)
+            fleet.consumed(batch.messages)
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
             self.stats.reject_reasons[reason.value] = (
                 self.stats.reject_reasons.get(reason.value, 0) + n
             )
             self.stats.rejected += n
-        for message in messages:
+        for message in batch.messages:
             self.offsets[(message.topic, message.partition)] = message.offset + 1
         self._dead_letters(account)
         self._log_samples(account)
         self.stats.batches += 1
-        self.stats.records += len(messages)
-        self.stats.since_last_eval += len(messages)
-        self.metrics.observe_batch(time.perf_counter() - started)
+        self.stats.records += len(batch.messages)
+        self.stats.since_last_eval += len(batch.messages)
+        self.metrics.observe_batch(batch.prepare_s + time.perf_counter() - started)
+
+    def _ingest(self, batch: _Batch, decoded: DecodedBatch, account: BatchAccount) -> None:
+        """Apply one decoded slice to its models (thinned to each model's sample rate)."""
+        fleet = self.fleet
+        u = batch.uniforms
+        for name, columns in decoded.models.items():
+            runtime = self.runtimes[name]
+            rate = runtime.plan.sample_rate
+            sampled = (
+                thin(columns, u, rate) if u is not None and rate < batch.decode_rate else columns
+            )
+            if fleet is None:
+                runtime.ingest(sampled, account, batch.kept, defer=True)
+            else:  # counted at once, each partition's events under that partition
+                fleet.ingest(runtime, sampled, decoded.partitions, account, batch.kept)
 
     def _discover(self, messages: Sequence[RawMessage]) -> None:
         """Feed `features: auto` models; a model whose discovery ended gets its features now,
@@ -413,6 +535,8 @@ class Daemon:
         """After runtimes were replaced: the decoder, the discovery and the label sets follow."""
         self.references.rebind(self.runtimes)
         self.decoder = self._build_decoder()
+        if self.decode_worker is not None:
+            self.decode_worker.configure(self._decoder_spec())
         self.autofeatures = AutoFeatures(self.settings, self.runtimes, self.autofeatures)
         self.metrics.set_features(
             {name: [s.name for s in rt.specs] for name, rt in self.runtimes.items()}
@@ -520,7 +644,9 @@ class Daemon:
     def apply_pending(self) -> None:
         """Count every model's deferred events (`ModelRuntime.ingest(defer=True)`) into its
         windows and their invalid values into the metrics: before each evaluation and each
-        checkpoint, so a checkpoint's offsets never cover an event its windows lack."""
+        checkpoint, so a checkpoint's offsets never cover an event its windows lack; the
+        batches in the decode worker first (`drain`)."""
+        self.drain()
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
         for runtime in self.runtimes.values():
             runtime.flush(account)
@@ -562,6 +688,7 @@ class Daemon:
             self.fleet.registry_active = {m: a.reference_id for m, a in view.activations.items()}
         if not force and view.generation == self._registry_generation:
             return
+        self.drain()  # the batches polled before the change are applied before it
         self._registry_generation = view.generation
         for outcome in self.references.sync(view, self.clock()):
             if isinstance(outcome, Activated):
@@ -616,6 +743,7 @@ class Daemon:
         changes a setting only a restart applies (`restart_required`). Every attempt is
         counted in `driftmon_config_reloads_total{result}` and logged.
         """
+        self.drain()  # the batches polled before the reload are applied before it
         now = self.clock()
         if self.settings_loader is None:
             self.log.error("config reload refused", error="this daemon has no configuration file")

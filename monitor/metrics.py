@@ -78,6 +78,7 @@ EVALUATION_DURATION_SECONDS: Final = "driftmon_evaluation_duration_seconds"
 EVALUATIONS_TOTAL: Final = "driftmon_evaluations_total"
 CHECKPOINTS_TOTAL: Final = "driftmon_checkpoints_total"
 OFFSET_COMMITS_TOTAL: Final = "driftmon_offset_commits_total"
+DECODE_WORKER_FAILURES_TOTAL: Final = "driftmon_decode_worker_failures_total"
 LAST_RECORD_TIMESTAMP_SECONDS: Final = "driftmon_last_record_timestamp_seconds"
 LAST_EVALUATION_TIMESTAMP_SECONDS: Final = "driftmon_last_evaluation_timestamp_seconds"
 CONSUMER_LAG: Final = "driftmon_consumer_lag"
@@ -241,6 +242,13 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "counter",
         ("result",),
         "Kafka offset commits by result.",
+    ),
+    MetricDef(
+        DECODE_WORKER_FAILURES_TOTAL,
+        "counter",
+        (),
+        "Decode worker children stopped because they failed (event.decode_worker); the "
+        "batches they held were decoded in process.",
     ),
     MetricDef(
         LAST_RECORD_TIMESTAMP_SECONDS,
@@ -676,6 +684,7 @@ class PipelineMetrics:
         invalid = _counter(FEATURE_INVALID_VALUES_TOTAL, registry)
         checkpoints = _counter(CHECKPOINTS_TOTAL, registry)
         commits = _counter(OFFSET_COMMITS_TOTAL, registry)
+        self._decode_worker_failures = _counter(DECODE_WORKER_FAILURES_TOTAL, registry)
 
         self._consumed = {t: consumed.labels(t) for t in topics}
         self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
@@ -828,6 +837,10 @@ class PipelineMetrics:
     def offset_commit(self, result: CheckpointResult) -> None:
         """Count one Kafka offset commit with its result."""
         self._commits[result].inc()
+
+    def decode_worker_failed(self) -> None:
+        """Count one decode worker child stopped because it failed."""
+        self._decode_worker_failures.inc()
 
     def last_record_timestamp(self, topic: str, ts_seconds: float) -> None:
         """Advance the newest applied event time of `topic`; it never moves backwards."""
@@ -1201,8 +1214,9 @@ def cardinality(
     dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
     `RegistryRejectReason`, last_evaluation_timestamp, build_info, ready, kafka_connected,
     evaluation_interval, one config_reloads_total per `ReloadResult`,
-    config_last_reload_successful and its success timestamp; the state topic's 3 gauges and
-    one counter per commit result, claim result and state reject reason.
+    config_last_reload_successful and its success timestamp, decode_worker_failures_total;
+    the state topic's 3 gauges and one counter per commit result, claim result and state
+    reject reason.
     """
     n_reasons = len(RejectReason)
     n_registry = len(RegistryRejectReason)
@@ -1214,7 +1228,9 @@ def cardinality(
     per_topic = 1 + n_reasons + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)
-    fixed = histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2 + 3 + n_state
+    fixed = (
+        histograms + 1 + n_results + n_reasons + n_registry + 5 + n_reloads + 2 + 3 + n_state + 1
+    )
     total = (
         per_feature * n_features_total
         + per_model * n_models
@@ -1233,6 +1249,7 @@ def cardinality(
             + n_registry
             + n_reloads
             + n_state
+            + 1  # decode_worker_failures_total
         )
         total += counters + 2  # + the two histograms
     return total

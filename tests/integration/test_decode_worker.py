@@ -1,0 +1,309 @@
+"""`event.decode_worker`: decoding in a real child process, alone and in the daemon loop.
+
+The worker must be invisible in the results: the same slices, columns and account as
+in-process decoding, batches applied in poll order, nothing lost or counted twice when its
+child dies, and batches decoded under schemas that changed since decoded again in process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from monitor import decode_worker
+from monitor.account import BatchAccount
+from monitor.config import load_settings
+from monitor.decode import DecodedBatch
+from monitor.decode_worker import DecoderSpec, DecodeWorker, DecodeWorkerError
+from monitor.errors import ConfigError
+from monitor.model import RawMessage
+from tests.integration.test_daemon_fake_source import (
+    TP,
+    Harness,
+    build,
+    events,
+    file_model,
+    reference_file,
+    settings_for,
+)
+
+BAD = [
+    b"not json",
+    b"",
+    b"\xff\xfe{",
+    b'{"ts": 1, "model": "nobody", "features": {"amount": 1.0}}',
+    b'{"model": "m", "features": {"amount": "abc", "country": 7}}',
+    b'[{"model": "m", "features": {"amount": 1.5, "country": "DE"}}, 3]',
+    b'{"model": "m", "features": [1, 2]}',
+]
+
+
+def _log(n: int, seed: int) -> list[bytes]:
+    """`n` demo events of model m with a bad message every 97 (the BAD ones in turn)."""
+    good = events("m", n, seed=seed)
+    return [BAD[i // 97 % len(BAD)] if i % 97 == 50 else v for i, v in enumerate(good)]
+
+
+def _messages(log: list[bytes], partition: int = 0) -> list[RawMessage]:
+    return [RawMessage("t", partition, i, 1_700_000_000_000 + i, v) for i, v in enumerate(log)]
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Iterator[DecoderSpec]:
+    """The decoder spec of a daemon with model m (amount numeric, country categorical)."""
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    h = build(settings_for(tmp_path, [file_model("m", ref)]), {("t", 0): []})
+    yield h.daemon._decoder_spec()
+    h.daemon.shutdown()
+
+
+@pytest.fixture
+def worker(spec: DecoderSpec) -> Iterator[DecodeWorker]:
+    """A started worker, closed after the test."""
+    w = DecodeWorker(spec, timeout_s=30.0)
+    w.start()
+    yield w
+    w.close()
+
+
+def _in_process(spec: DecoderSpec, messages: list[RawMessage]) -> tuple[Any, BatchAccount]:
+    account = BatchAccount(max_samples=spec.max_samples)
+    return tuple(spec.build().slices(messages, account)), account
+
+
+def _assert_same(
+    got: tuple[DecodedBatch, ...],
+    got_account: BatchAccount,
+    want: tuple[DecodedBatch, ...],
+    want_account: BatchAccount,
+) -> None:
+    """Slice by slice: models, every column, partitions; then every count of the account."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.partitions == w.partitions
+        assert list(g.models) == list(w.models)
+        for name, gc in g.models.items():
+            wc = w.models[name]
+            np.testing.assert_array_equal(gc.times, wc.times)
+            np.testing.assert_array_equal(gc.numeric, wc.numeric)
+            assert [list(c) for c in gc.categorical] == [list(c) for c in wc.categorical]
+            assert gc.model_version == wc.model_version
+            np.testing.assert_array_equal(gc.sources, wc.sources)
+            np.testing.assert_array_equal(gc.messages, wc.messages)
+        assert g.account is got_account
+    for name in ("consumed", "decoded", "rejected", "samples"):
+        assert getattr(got_account, name) == getattr(want_account, name), name
+    assert {k: r for k, (_, r) in got_account.dead_letters.items()} == {
+        k: r for k, (_, r) in want_account.dead_letters.items()
+    }
+
+
+def test_worker_slices_and_account_equal_in_process_decoding(
+    spec: DecoderSpec, worker: DecodeWorker
+) -> None:
+    """Good, invalid, unknown-model, wrong-type and array messages decode identically."""
+    messages = _messages(_log(2_000, seed=2))
+    worker.submit(messages)
+    result = worker.collect()
+    want, want_account = _in_process(spec, messages)
+    assert sum(want_account.rejected.values()) >= len(BAD)
+    _assert_same(result.slices, result.account, want, want_account)
+    assert result.version == worker.version == 0
+
+
+def test_two_batches_in_flight_come_back_in_submission_order(
+    spec: DecoderSpec, worker: DecodeWorker
+) -> None:
+    """The oldest batch is collected first; a third waits until one is collected."""
+    first, second = _messages(_log(300, seed=3)), _messages(_log(700, seed=4), partition=1)
+    worker.submit(first)
+    worker.submit(second)
+    assert worker.pending == 2 and not worker.available()
+    with pytest.raises(DecodeWorkerError, match="no free slot"):
+        worker.submit(first)
+    for batch in (first, second):
+        result = worker.collect()
+        _assert_same(result.slices, result.account, *_in_process(spec, batch))
+    assert worker.pending == 0 and worker.available()
+
+
+def test_a_killed_child_fails_its_batches_then_restarts_after_the_backoff(
+    spec: DecoderSpec,
+) -> None:
+    """Killing the child raises for the batches in flight; after the backoff a new child works."""
+    now = [0.0]
+    w = DecodeWorker(spec, timeout_s=30.0, restart_backoff_s=10.0, monotonic=lambda: now[0])
+    try:
+        batch = _messages(_log(500, seed=5))
+        w.submit(batch)
+        w.collect()
+        w.submit(batch)
+        w.submit(batch)
+        w._process.kill()
+        with pytest.raises(DecodeWorkerError):
+            w.collect()
+        assert (w.failures, w.pending) == (1, 0)
+        assert not w.available()
+        now[0] = 10.5
+        assert w.available()
+        w.submit(batch)
+        result = w.collect()
+        _assert_same(result.slices, result.account, *_in_process(spec, batch))
+    finally:
+        w.close()
+
+
+def test_a_batch_larger_than_the_shared_blocks_grows_them(
+    spec: DecoderSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 4 KiB blocks a 1,000-event batch still decodes exactly, twice over the same slot."""
+    monkeypatch.setattr(decode_worker, "MIN_BLOCK_BYTES", 4096)
+    w = DecodeWorker(spec, timeout_s=30.0)
+    try:
+        batch = _messages(_log(1_000, seed=6))
+        want = _in_process(spec, batch)
+        for _ in range(3):  # slot 0 (result through the pipe), slot 1, slot 0 grown
+            w.submit(batch)
+            result = w.collect()
+            _assert_same(result.slices, result.account, *want)
+        assert all(b is not None and b.size > 4096 for b in w._outputs)
+    finally:
+        w.close()
+
+
+def test_configure_changes_the_version_only_for_another_spec(spec: DecoderSpec) -> None:
+    """An equal spec keeps the version; another schema set bumps it."""
+    w = DecodeWorker(spec)
+    w.configure(DecoderSpec(spec.fields, spec.schemas, spec.max_samples, spec.payload_preview))
+    assert w.version == 0
+    w.configure(DecoderSpec(spec.fields, spec.schemas[:0], spec.max_samples, False))
+    assert w.version == 1
+    w.close()
+
+
+# -- in the daemon loop --------------------------------------------------------------------------
+
+
+def _harness(tmp_path: Path, logs: dict[TP, list[bytes]], name: str, worker: bool) -> Harness:
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    settings = settings_for(
+        tmp_path,
+        [file_model("m", ref)],
+        state_dir=tmp_path / f"state-{name}",
+        kafka={"max_poll_records": 700},
+        event={"decode_worker": worker},
+    )
+    return build(settings, logs)
+
+
+METRICS = (
+    ("driftmon_events_accepted_total", {"model": "m"}),
+    ("driftmon_records_consumed_total", {"topic": "t"}),
+)
+
+
+def _assert_same_counts(got: Harness, want: Harness) -> None:
+    """Windows bin by bin, offsets, rejects by reason and the event counters."""
+    np.testing.assert_array_equal(got.current("m"), want.current("m"))
+    assert got.daemon.offsets == want.daemon.offsets
+    assert got.daemon.stats.reject_reasons == want.daemon.stats.reject_reasons
+    assert got.daemon.stats.records == want.daemon.stats.records
+    for name, labels in METRICS:
+        assert got.value(name, **labels) == want.value(name, **labels), name
+
+
+def test_the_daemon_counts_with_a_decode_worker_exactly_what_it_counts_in_process(
+    tmp_path: Path,
+) -> None:
+    """Two partitions with bad messages: same windows, offsets, rejects, counters, checkpoint."""
+    logs = {("t", 0): _log(5_000, seed=7), ("t", 1): _log(3_000, seed=8)}
+    plain = _harness(tmp_path, logs, "plain", worker=False)
+    with_worker = _harness(tmp_path, logs, "worker", worker=True)
+    try:
+        assert with_worker.daemon.decode_worker is not None
+        plain.drain()
+        with_worker.drain()
+        assert with_worker.daemon.stats.records < 8_000  # batches still in the worker
+        _assert_same_counts(with_worker, plain)  # current() applies them first
+        assert with_worker.daemon.stats.rejected > 0
+        assert with_worker.daemon.checkpoint(commit=False)
+        assert sum(with_worker.daemon.offsets.values()) == 8_000
+        assert with_worker.value("driftmon_decode_worker_failures_total") == 0
+    finally:
+        plain.daemon.shutdown()
+        with_worker.daemon.shutdown()
+
+
+def test_a_decode_worker_that_dies_mid_run_loses_and_doubles_no_event(tmp_path: Path) -> None:
+    """Kill -9 of the child with batches in flight: they are decoded in process, in order."""
+    logs = {("t", 0): _log(6_000, seed=9)}
+    plain = _harness(tmp_path, logs, "plain", worker=False)
+    h = _harness(tmp_path, logs, "worker", worker=True)
+    try:
+        plain.drain()
+        for _ in range(4):
+            h.daemon.step()
+        worker = h.daemon.decode_worker
+        assert worker is not None and worker.pending == 2
+        worker._process.kill()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert h.value("driftmon_decode_worker_failures_total") == 1
+    finally:
+        plain.daemon.shutdown()
+        h.daemon.shutdown()
+
+
+def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
+    tmp_path: Path,
+) -> None:
+    """Results of an older spec version are not applied: those batches are decoded here."""
+    logs = {("t", 0): _log(4_000, seed=10)}
+    plain = _harness(tmp_path, logs, "plain", worker=False)
+    h = _harness(tmp_path, logs, "worker", worker=True)
+    in_process: list[int] = []
+    decoder = h.daemon.decoder
+
+    class Counting:
+        def slices(self, messages: Any, account: BatchAccount) -> Any:
+            in_process.append(len(messages))
+            return decoder.slices(messages, account)
+
+    h.daemon.decoder = Counting()  # type: ignore[assignment]
+    try:
+        plain.drain()
+        for _ in range(3):
+            h.daemon.step()
+        worker = h.daemon.decode_worker
+        assert worker is not None and worker.pending == 2
+        current = h.daemon._decoder_spec()
+        worker.configure(DecoderSpec(current.fields, (), current.max_samples, False))
+        worker.configure(current)  # same schemas again, a newer version
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert in_process == [700, 700]  # the two batches in flight at the change
+    finally:
+        plain.daemon.shutdown()
+        h.daemon.shutdown()
+
+
+def test_a_fleet_refuses_the_decode_worker_saying_why(tmp_path: Path) -> None:
+    """state.backend kafka with event.decode_worker is a configuration error with the reason."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"]},
+                "state": {"backend": "kafka"},
+                "event": {"decode_worker": True},
+                "models": [{"name": "m", "features": [{"name": "a", "kind": "numeric"}]}],
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match=r"event\.decode_worker: is not supported with state"):
+        load_settings(path, env={})
