@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import pickle
 import time
 from collections import deque
@@ -96,17 +97,26 @@ def _view(block: shared_memory.SharedMemory) -> memoryview:
 
 
 def _grown(block: shared_memory.SharedMemory | None, need: int) -> shared_memory.SharedMemory:
-    """`block` if it holds `need` bytes, else a new block of the next power of two (the old
-    one is unlinked)."""
+    """`block` if it holds `need` bytes, else a new block of the next power of two (then the
+    old one is unlinked). The new block's pages are reserved at once (`posix_fallocate`), so a
+    full /dev/shm (a container's is 64 MiB by default) is an `OSError` here, never a SIGBUS
+    when the pages are first written."""
     if block is not None and block.size >= need:
         return block
     size = MIN_BLOCK_BYTES
     while size < need:
         size *= 2
+    grown = shared_memory.SharedMemory(create=True, size=size)
+    try:
+        os.posix_fallocate(grown._fd, 0, size)  # type: ignore[attr-defined]
+    except OSError:
+        grown.close()
+        grown.unlink()
+        raise  # `block` stays as it was
     if block is not None:
         block.close()
         block.unlink()
-    return shared_memory.SharedMemory(create=True, size=size)
+    return grown
 
 
 class _Attached:
@@ -283,8 +293,11 @@ class DecodeWorker:
         if kind == "error":
             self._fail(answer[1])
         if kind == "pipe":
-            self._outputs[slot] = _grown(self._outputs[slot], answer[2])
             slices, account = pickle.loads(answer[1])
+            try:
+                self._outputs[slot] = _grown(self._outputs[slot], answer[2])
+            except OSError:  # this result is good; the next submit into the slot may fail
+                self._outputs[slot] = None
             return WorkerResult(slices, account, version)
         lengths: list[int] = answer[1]
         out = self._outputs[slot]

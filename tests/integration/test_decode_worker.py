@@ -176,6 +176,32 @@ def test_a_batch_larger_than_the_shared_blocks_grows_them(
         w.close()
 
 
+def _shm_blocks() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("psm_*")}
+
+
+def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
+    spec: DecoderSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No room for a block: DecodeWorkerError at submit (no SIGBUS later), no block left over."""
+    before = _shm_blocks()
+    w = DecodeWorker(spec, timeout_s=30.0)
+    batch = _messages(_log(200, seed=11))
+    w.submit(batch)
+    w.collect()
+    assert len(_shm_blocks() - before) == 2  # slot 0's input and output
+
+    def no_room(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(decode_worker.os, "posix_fallocate", no_room)
+    with pytest.raises(DecodeWorkerError, match="No space left"):
+        w.submit(batch)  # slot 1 needs new blocks
+    assert (w.failures, w.pending) == (1, 0)
+    w.close()
+    assert _shm_blocks() == before
+
+
 def test_configure_changes_the_version_only_for_another_spec(spec: DecoderSpec) -> None:
     """An equal spec keeps the version; another schema set bumps it."""
     w = DecodeWorker(spec)
