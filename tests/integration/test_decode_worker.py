@@ -7,6 +7,7 @@ child dies, and batches decoded under schemas that changed since decoded again i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,7 @@ def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
     def no_room(fd: int, offset: int, length: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(decode_worker.os, "posix_fallocate", no_room)
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
     with pytest.raises(DecodeWorkerError, match="No space left"):
         w.submit(batch)  # slot 1 needs new blocks
     assert (w.failures, w.pending) == (1, 0)
