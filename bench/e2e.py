@@ -382,9 +382,11 @@ def _add_row(
     )
     if width.decode_worker:
         worker = _median([a.get("worker_cpu_us_per_event") for a in mine])
+        worker_rss = _median([a.get("worker_peak_rss_mib") for a in mine])
         table.notes.append(
             f"{width.label}: the decoding child's CPU {worker or 0:.0f} us/event on top of the "
-            f"loop's (its decode column is 0: nothing is decoded in the loop)"
+            f"loop's (its decode column is 0: nothing is decoded in the loop), its peak RSS "
+            f"{worker_rss or 0:.0f} MiB on top of the loop's"
         )
     if width.sample_rate < 1.0:
         accepted = sorted({a["accepted"] for a in mine})

@@ -166,6 +166,21 @@ class _WorkerCpu:
         ticks = int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
 
+    def peak_rss_mib(self) -> float:
+        """The child's peak resident set (VmHWM; 0 without a child)."""
+        worker = self._daemon.decode_worker
+        process = None if worker is None else worker._process
+        if process is None or process.pid is None:
+            return 0.0
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            return 0.0
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def started(self) -> None:
         if self._at_start is None:
             self._at_start = self.seconds()
@@ -218,6 +233,7 @@ def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]
     result = _span(clock, daemon.stats.records, end_wall, end_cpu)
     counted = daemon.stats.records - clock.first_size
     result["worker_cpu_us_per_event"] = worker_cpu.since_start() / counted * 1e6
+    result["worker_peak_rss_mib"] = round(worker_cpu.peak_rss_mib(), 1)
     result["poll_us_per_event"] = clock.poll_s / counted * 1e6
     result["decode_us_per_event"] = clock.decode_s / counted * 1e6
     result["rest_us_per_event"] = result["seconds"] / counted * 1e6 - (
