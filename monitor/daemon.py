@@ -246,7 +246,10 @@ class Daemon:
             self.fleet.start()
         if self.settings.event.decode_worker and self.fleet is None:
             self.decode_worker = DecodeWorker(self._decoder_spec(), monotonic=self.monotonic)
-            self.decode_worker.start()
+            try:
+                self.decode_worker.start()
+            except DecodeWorkerError as exc:  # the loop decodes in process until a restart
+                self._worker_failed(exc)
         self._runtimes_changed()
         self._sync_registry(force=True)
         self.source = self._source_factory(self._on_assign, self._on_revoke)
@@ -394,8 +397,9 @@ class Daemon:
         if worker.available():
             try:
                 worker.submit(batch.kept)
-            except DecodeWorkerError as exc:
+            except DecodeWorkerError as exc:  # the worker dropped the batches it held
                 self._worker_failed(exc)
+                self._decode_in_flight_here()
             else:
                 self._in_flight.append(batch)
                 return
@@ -420,13 +424,17 @@ class Daemon:
         except DecodeWorkerError as exc:
             self._worker_failed(exc)
             self._apply(batch, None, None)
-            while self._in_flight:
-                self._apply(self._in_flight.popleft(), None, None)
+            self._decode_in_flight_here()
             return
         if result.version != worker.version:
             self._apply(batch, None, None)
         else:
             self._apply(batch, result.slices, result.account)
+
+    def _decode_in_flight_here(self) -> None:
+        """Decode and apply in process, oldest first, the batches a failed worker dropped."""
+        while self._in_flight:
+            self._apply(self._in_flight.popleft(), None, None)
 
     def _worker_failed(self, exc: DecodeWorkerError) -> None:
         worker = self.decode_worker

@@ -20,12 +20,14 @@ Contract:
   pipe, so a 5 MB batch does not crawl through a 64 KiB pipe buffer. A block grows (a new
   one replaces it) when a batch or result does not fit; a result larger than its block
   crosses the pipe once and the block is grown for the next one.
-- Failure: a child that dies, answers with an error or does not answer within
-  `timeout_s` is stopped and `DecodeWorkerError` is raised for every batch in flight; the
-  caller decodes those in process. `available()` is False for `restart_backoff_s` after a
-  failure, then the next `submit` starts a new child.
-- Memory: the blocks (>= 8 MiB each, 2 x DEPTH of them, touched pages only) and the batches
-  in flight in the caller (at most DEPTH polled batches).
+- Failure: a child that cannot start, dies, answers with an error or does not answer
+  within `timeout_s` (30 s, half the daemon's liveness timeout) is stopped and
+  `DecodeWorkerError` is raised for every batch in flight; the caller decodes those in
+  process. `available()` is False for `restart_backoff_s` after a failure, then the next
+  `submit` starts a new child.
+- Memory: the blocks (>= 8 MiB each, 2 x DEPTH of them, reserved when created, so a full
+  /dev/shm fails a submit instead of raising SIGBUS later), the child (~77 MiB) and the
+  batches in flight in the caller (at most DEPTH polled batches).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ __all__ = ["DEPTH", "DecodeWorker", "DecodeWorkerError", "DecoderSpec", "WorkerR
 
 DEPTH = 2
 """Batches in flight: with two, the child always has the next batch queued while the loop
-applies one (measured at 200 + 20 features: 0.76-0.80 of raw kafka-python against 0.60-0.68
-with one; bench/results)."""
+applies one (a prototype at 200 + 20 features, rates counted at the poll: 0.76-0.80 of raw
+kafka-python with two, 0.60-0.68 with one; README, Wide models)."""
 MIN_BLOCK_BYTES = 8 * 1024 * 1024
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -200,7 +202,7 @@ class DecodeWorker:
         self,
         spec: DecoderSpec,
         *,
-        timeout_s: float = 60.0,
+        timeout_s: float = 30.0,
         restart_backoff_s: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -240,14 +242,20 @@ class DecodeWorker:
         return len(self._in_flight) < DEPTH and self._monotonic() >= self._retry_at
 
     def start(self) -> None:
-        """Start the child (also done by the first `submit` after a failure)."""
+        """Start the child (also done by the first `submit` after a failure); a child that
+        cannot be started is a failure (`DecodeWorkerError`, backoff)."""
         if self._process is not None:
             return
         parent, child = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_child_main, args=(child,), name="driftmon-decode", daemon=True
         )
-        process.start()
+        try:
+            process.start()
+        except OSError as exc:
+            parent.close()
+            child.close()
+            self._fail(f"the child could not be started: {exc}")
         child.close()
         self._process, self._conn = process, parent
         self._sent_version = -1

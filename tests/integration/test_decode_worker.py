@@ -136,18 +136,22 @@ def test_two_batches_in_flight_come_back_in_submission_order(
 def test_a_killed_child_fails_its_batches_then_restarts_after_the_backoff(
     spec: DecoderSpec,
 ) -> None:
-    """Killing the child raises for the batches in flight; after the backoff a new child works."""
+    """Killing the child raises for the batches it had not answered; after the backoff a new
+    child works."""
     now = [0.0]
     w = DecodeWorker(spec, timeout_s=30.0, restart_backoff_s=10.0, monotonic=lambda: now[0])
     try:
         batch = _messages(_log(500, seed=5))
         w.submit(batch)
         w.collect()
-        w.submit(batch)
-        w.submit(batch)
+        big = _messages(_log(20_000, seed=6))
+        w.submit(big)
+        w.submit(big)
         w._process.kill()
-        with pytest.raises(DecodeWorkerError):
-            w.collect()
+        with pytest.raises(DecodeWorkerError):  # an answer sent before the kill still counts
+            for _ in range(2):
+                result = w.collect()
+                _assert_same(result.slices, result.account, *_in_process(spec, big))
         assert (w.failures, w.pending) == (1, 0)
         assert not w.available()
         now[0] = 10.5
@@ -278,6 +282,29 @@ def test_a_decode_worker_that_dies_mid_run_loses_and_doubles_no_event(tmp_path: 
         worker = h.daemon.decode_worker
         assert worker is not None and worker.pending == 2
         worker._process.kill()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert h.value("driftmon_decode_worker_failures_total") == 1
+    finally:
+        plain.daemon.shutdown()
+        h.daemon.shutdown()
+
+
+def test_a_submit_to_a_dead_child_decodes_the_batches_here_counted_once(tmp_path: Path) -> None:
+    """The child died with one batch in flight: that batch and the next are decoded here."""
+    logs = {("t", 0): _log(5_000, seed=12)}
+    plain = _harness(tmp_path, logs, "plain", worker=False)
+    h = _harness(tmp_path, logs, "worker", worker=True)
+    try:
+        plain.drain()
+        h.daemon.step()
+        worker = h.daemon.decode_worker
+        assert worker is not None and worker.pending == 1
+        worker._process.kill()
+        worker._process.join(10)
+        h.daemon.step()  # the submit fails: broken pipe
+        assert worker.pending == 0 and not h.daemon._in_flight
+        assert h.daemon.stats.records == 1_400
         h.drain()
         _assert_same_counts(h, plain)
         assert h.value("driftmon_decode_worker_failures_total") == 1
