@@ -37,11 +37,13 @@ import multiprocessing
 import os
 import pickle
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from monitor.account import BatchAccount
@@ -150,10 +152,14 @@ def _child_main(conn: Connection) -> None:
     """The child's loop: ("spec", version, spec) | ("decode", version, slot, in, n, out) | None.
 
     Answers each decode with ("shm", [payload length, buffer lengths...]) when the result
-    fits the output block, else ("pipe", pickled bytes); an exception with ("error", text).
+    fits the output block, else ("pipe", pickled bytes); an exception with ("error", its type
+    and where it was raised: never its message, which could quote payload). SIGINT is
+    ignored: the parent ends the child (None, or the pipe's end when the parent is gone).
     """
     import gc
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
     decoders: dict[int, tuple[DecoderSpec, BatchDecoder]] = {}
@@ -188,11 +194,18 @@ def _child_main(conn: Connection) -> None:
                 del raws, buffers
                 conn.send(("shm", lengths))
             except Exception as exc:  # reported to the parent, which decodes in process
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                conn.send(("error", _where(exc)))
     except (EOFError, OSError, KeyboardInterrupt):
         return
     finally:
         blocks.close()
+
+
+def _where(exc: BaseException) -> str:
+    """The exception's type and innermost frame (file:line), without its message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__} in the decoding child{place}"
 
 
 class DecodeWorker:

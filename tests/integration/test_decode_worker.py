@@ -163,6 +163,17 @@ def test_a_killed_child_fails_its_batches_then_restarts_after_the_backoff(
         w.close()
 
 
+def test_an_error_in_the_child_is_reported_by_type_and_place_never_by_content(
+    spec: DecoderSpec, worker: DecodeWorker
+) -> None:
+    """A batch the decoder cannot take fails as DecodeWorkerError naming no payload."""
+    worker.submit([("secret-payload-4711",)])  # type: ignore[list-item]
+    with pytest.raises(DecodeWorkerError, match=r"Error in the decoding child at \w+\.py:\d+") as e:
+        worker.collect()
+    assert "4711" not in str(e.value)
+    assert (worker.failures, worker.pending) == (1, 0)
+
+
 def test_a_batch_larger_than_the_shared_blocks_grows_them(
     spec: DecoderSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
