@@ -525,6 +525,24 @@ def pipeline() -> JSON:
         8,
         6,
     )
+    b.add(
+        timeseries(
+            "Decode worker failures",
+            "Decode worker children stopped as failed, per replica (event.decode_worker: the "
+            "child exited, no room in /dev/shm, no answer within 30 s); their batches were "
+            "decoded in process. Alert DriftmonDecodeWorkerFailing (docs/runbook.md).",
+            [
+                target(
+                    "sum by (instance) (increase(driftmon_decode_worker_failures_total"
+                    f"{{{sel}}}[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            min_value=0,
+        ),
+        8,
+        6,
+    )
     fleet(b, sel)
     return dashboard(
         "driftmon-pipeline",

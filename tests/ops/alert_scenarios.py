@@ -31,6 +31,7 @@ _PER_REPLICA = {
     "DriftmonConsumerLagGrowing",
     "DriftmonCheckpointFailing",
     "DriftmonOffsetCommitFailing",
+    "DriftmonDecodeWorkerFailing",
     "DriftmonCheckpointCorrupt",
     "DriftmonConfigReloadFailed",
     "DriftmonStateLagHigh",

@@ -74,6 +74,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         "driftmon_evaluations_total",
         "driftmon_checkpoints_total",
         "driftmon_offset_commits_total",
+        "driftmon_decode_worker_failures_total",
         "driftmon_last_record_timestamp_seconds",
         "driftmon_last_evaluation_timestamp_seconds",
         "driftmon_consumer_lag",

@@ -48,6 +48,7 @@ EXPECTED_ALERTS = {
     "DriftmonHighRejectRate": "warning",
     "DriftmonCheckpointFailing": "warning",
     "DriftmonOffsetCommitFailing": "warning",
+    "DriftmonDecodeWorkerFailing": "warning",
     "DriftmonNoReference": "warning",
     "DriftmonFeatureNoReference": "warning",
     "DriftmonCheckpointCorrupt": "warning",
