@@ -32,6 +32,11 @@ from tests.integration.test_daemon_fake_source import (
     reference_file,
     settings_for,
 )
+from tests.integration.test_daemon_reload import NEW, OLD, rows
+from tests.integration.test_daemon_reload import build as build_reloading
+from tests.integration.test_daemon_reload import config as reload_config
+from tests.integration.test_daemon_reload import stream as reload_stream
+from tests.support.daemon_harness import write_config
 
 BAD = [
     b"not json",
@@ -372,3 +377,53 @@ def test_a_fleet_refuses_the_decode_worker_saying_why(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"event\.decode_worker: is not supported with state"):
         load_settings(path, env={})
+
+
+def test_a_reload_that_changes_features_counts_with_the_worker_what_it_counts_in_process(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP's reload (add 2, remove 1, re-kind 1) with two batches in the worker: every row
+    equals the same reload's in process; the changed schema reaches the child."""
+    before, after = reload_stream(2000, seed=1), reload_stream(2000, seed=2, age_as_text=True)
+    log = {("t", 0): before + after}
+    runs = []
+    for worker_on in (True, False):
+        path = write_config(
+            tmp_path / f"driftmon-{worker_on}.yaml",
+            reload_config(
+                tmp_path,
+                OLD,
+                state_dir=tmp_path / f"state-{worker_on}",
+                event={"decode_worker": worker_on},
+            ),
+        )
+        runs.append((path, worker_on, build_reloading(path, log)))
+    try:
+        for path, worker_on, h in runs:
+            for _ in range(8):  # 2,000 events polled (with the worker: the last two batches
+                h.daemon.step()  # still in the child)
+            assert h.daemon.decode_worker is None or h.daemon.decode_worker.pending == 2
+            write_config(
+                path,
+                reload_config(
+                    tmp_path,
+                    NEW,
+                    state_dir=tmp_path / f"state-{worker_on}",
+                    event={"decode_worker": worker_on},
+                ),
+            )
+            h.daemon.request_reload()
+            h.drain()
+            h.daemon.apply_pending()
+            assert h.value("driftmon_config_reloads_total", result="success") == 1
+        (_, _, with_worker), (_, _, plain) = runs
+        assert with_worker.daemon.decode_worker is not None
+        assert with_worker.daemon.decode_worker.version == 1
+        mine, theirs = rows(with_worker.daemon.runtimes["m"]), rows(plain.daemon.runtimes["m"])
+        assert set(mine) == {n for n, _ in NEW}
+        assert mine == theirs
+        assert with_worker.daemon.offsets == plain.daemon.offsets
+        assert with_worker.value("driftmon_decode_worker_failures_total") == 0
+    finally:
+        for _, _, h in runs:
+            h.daemon.shutdown()
