@@ -7,13 +7,14 @@ so the child decodes the next batches while the loop polls Kafka and bins the ba
 
 Contract:
 
-- `submit(messages, spec)` hands one batch to the child; `collect()` returns the results of
-  the oldest batch not yet collected (first in, first out): the `DecodedBatch` slices the
+- `submit(messages)` hands one batch to the child; `collect()` returns the results of the
+  oldest batch not yet collected (first in, first out): the `DecodedBatch` slices the
   in-process `BatchDecoder.slices` would yield, in the same order, with the same columns and
   the same `BatchAccount` (counts, dead letters, samples; `consumed` included). The caller
   applies them in submission order, so the loop's accounting stays exactly-once.
-- Each batch records the `DecoderSpec` it was decoded with; a caller whose schemas changed
-  since (a reload, a discovery) re-decodes that batch in process instead.
+- A batch is decoded with the `DecoderSpec` of the last `configure` before its `submit`; its
+  result carries that spec's `version`, so a caller whose schemas changed since (a reload, a
+  discovery) decodes that batch again in process instead.
 - Transport: per slot two shared-memory blocks (input and output). A batch is pickled into
   its input block, the child pickles its result with out-of-band buffers (the numeric
   matrices) into its output block; only slot numbers, block names and lengths cross the
