@@ -146,36 +146,35 @@ class TimedSource:
         self._inner.close()
 
 
-class _WorkerCpu:
-    """CPU seconds of the daemon's decode worker child (0 without one), from /proc, counted
-    from the start of the rate's span (`Clock.mark`) when `started()` is called then."""
+class _WorkerProcess:
+    """The daemon's decode worker child, read from /proc (zeros without one): its CPU seconds
+    since the start of the rate's span (`started()`, called by `Clock.mark`) and its peak RSS."""
 
     def __init__(self, daemon: Any) -> None:
         self._daemon = daemon
         self._at_start: float | None = None
 
-    def seconds(self) -> float:
+    def _proc(self, name: str) -> str | None:
         worker = self._daemon.decode_worker
         process = None if worker is None else worker._process
         if process is None or process.pid is None:
-            return 0.0
+            return None
         try:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return Path(f"/proc/{process.pid}/{name}").read_text()
         except OSError:
+            return None
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the child."""
+        stat = self._proc("stat")
+        if stat is None:
             return 0.0
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mib(self) -> float:
-        """The child's peak resident set (VmHWM; 0 without a child)."""
-        worker = self._daemon.decode_worker
-        process = None if worker is None else worker._process
-        if process is None or process.pid is None:
-            return 0.0
-        try:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-        except OSError:
-            return 0.0
+        """The child's peak resident set (VmHWM)."""
+        status = self._proc("status") or ""
         for line in status.splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
@@ -183,10 +182,10 @@ class _WorkerCpu:
 
     def started(self) -> None:
         if self._at_start is None:
-            self._at_start = self.seconds()
+            self._at_start = self.cpu_seconds()
 
-    def since_start(self) -> float:
-        return self.seconds() - (self._at_start or 0.0)
+    def cpu_since_start(self) -> float:
+        return self.cpu_seconds() - (self._at_start or 0.0)
 
 
 def _span(clock: Clock, events: int, end_wall: float, end_cpu: float) -> dict[str, Any]:
@@ -221,8 +220,8 @@ def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]
     daemon = build_daemon(settings, make_source).daemon
     daemon.start()
     daemon.decoder = TimedDecoder(daemon.decoder, clock)  # type: ignore[assignment]
-    worker_cpu = _WorkerCpu(daemon)
-    clock.on_start = worker_cpu.started
+    worker = _WorkerProcess(daemon)
+    clock.on_start = worker.started
     tune_garbage_collector()  # as `driftmon run` does
     give_up = time.monotonic() + deadline_s
     while daemon.stats.records < events:
@@ -232,8 +231,8 @@ def run_driftmon(config: Path, events: int, deadline_s: float) -> dict[str, Any]
     end_wall, end_cpu = time.perf_counter(), time.process_time()
     result = _span(clock, daemon.stats.records, end_wall, end_cpu)
     counted = daemon.stats.records - clock.first_size
-    result["worker_cpu_us_per_event"] = worker_cpu.since_start() / counted * 1e6
-    result["worker_peak_rss_mib"] = round(worker_cpu.peak_rss_mib(), 1)
+    result["worker_cpu_us_per_event"] = worker.cpu_since_start() / counted * 1e6
+    result["worker_peak_rss_mib"] = round(worker.peak_rss_mib(), 1)
     result["poll_us_per_event"] = clock.poll_s / counted * 1e6
     result["decode_us_per_event"] = clock.decode_s / counted * 1e6
     result["rest_us_per_event"] = result["seconds"] / counted * 1e6 - (
