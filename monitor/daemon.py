@@ -417,7 +417,8 @@ class Daemon:
     def _apply_oldest(self, worker: DecodeWorker) -> None:
         """Apply the oldest batch in flight with the worker's slices; a failed worker drops
         every batch in flight, which are then decoded in process, in order. A batch decoded
-        with schemas that changed since is decoded again in process."""
+        with schemas that changed since, or whose columns were too large for the child
+        (`decode_worker.MAX_RESULT_VALUES`), is decoded in process, slice by slice."""
         batch = self._in_flight.popleft()
         try:
             result = worker.collect()
@@ -426,8 +427,8 @@ class Daemon:
             self._apply(batch, None, None)
             self._decode_in_flight_here()
             return
-        if result.version != worker.version:
-            self._apply(batch, None, None)
+        if result.slices is None or result.version != worker.version:
+            self._apply(batch, None, None)  # too large for the child, or stale schemas
         else:
             self._apply(batch, result.slices, result.account)
 

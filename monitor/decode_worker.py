@@ -28,7 +28,10 @@ Contract:
   `submit` starts a new child.
 - Memory: the blocks (>= 8 MiB each, 2 x DEPTH of them, reserved when created, so a full
   /dev/shm fails a submit instead of raising SIGBUS later), the child (~77 MiB) and the
-  batches in flight in the caller (at most DEPTH polled batches).
+  batches in flight in the caller (at most DEPTH polled batches). The child materialises at
+  most `max_result_values` column values of a batch (the in-process decoder one slice at a
+  time): a batch with more comes back with `slices=None` (`collect`), to be decoded in process,
+  slice by slice, and the child stays up.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ DEPTH = 2
 applies one (a prototype at 200 + 20 features, rates counted at the poll: 0.76-0.80 of raw
 kafka-python with two, 0.60-0.68 with one; README, Wide models)."""
 MIN_BLOCK_BYTES = 8 * 1024 * 1024
+MAX_RESULT_VALUES = 1 << 22
+"""Column values (numeric and categorical) the child materialises for one batch: two of the
+decoder's slices (`decode._SLICE_VALUES`, 2^21). A batch whose columns would exceed it (a
+hostile batch of array messages, say) is handed back undecoded, and the loop decodes it in
+process slice by slice, so the worker never holds more of a batch than that."""
 _CONTEXT = multiprocessing.get_context("spawn")
 
 
@@ -87,9 +95,10 @@ class DecoderSpec:
 @dataclass(frozen=True, slots=True)
 class WorkerResult:
     """The decoded slices of one batch, the batch's account (the one the slices share) and
-    the spec version they were decoded with."""
+    the spec version they were decoded with. `slices` is None (and `account` empty) when the
+    batch's columns exceed the child's bound: decode it in process."""
 
-    slices: tuple[DecodedBatch, ...]
+    slices: tuple[DecodedBatch, ...] | None
     account: BatchAccount
     version: int
 
@@ -149,11 +158,18 @@ class _Attached:
         self._slots.clear()
 
 
+def _values(batch: DecodedBatch) -> int:
+    """Column values of one slice (numeric and categorical, every model)."""
+    return sum(c.numeric.size + sum(x.size for x in c.categorical) for c in batch.models.values())
+
+
 def _child_main(conn: Connection) -> None:
-    """The child's loop: ("spec", version, spec) | ("decode", version, slot, in, n, out) | None.
+    """The child's loop: ("spec", version, spec, max values) | ("decode", version, slot, in,
+    n, out) | None.
 
     Answers each decode with ("shm", [payload length, buffer lengths...]) when the result
-    fits the output block, else ("pipe", pickled bytes); an exception with ("error", its type
+    fits the output block, else ("pipe", pickled bytes); ("large",) when the batch's columns
+    exceed the bound (nothing more of it is decoded); an exception with ("error", its type
     and where it was raised: never its message, which could quote payload). SIGINT is
     ignored: the parent ends the child (None, or the pipe's end when the parent is gone).
     """
@@ -163,7 +179,7 @@ def _child_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
-    decoders: dict[int, tuple[DecoderSpec, BatchDecoder]] = {}
+    decoders: dict[int, tuple[DecoderSpec, BatchDecoder, int]] = {}
     blocks = _Attached()
     try:
         while True:
@@ -171,16 +187,27 @@ def _child_main(conn: Connection) -> None:
             if message is None:
                 return
             if message[0] == "spec":
-                _, version, spec = message
-                decoders = {version: (spec, spec.build())}
+                _, version, spec, max_values = message
+                decoders = {version: (spec, spec.build(), max_values)}
                 continue
             _, version, slot, in_name, n, out_name = message
             try:
                 inp, out = blocks.pair(slot, in_name, out_name)
                 messages = pickle.loads(_view(inp)[:n])
-                spec, decoder = decoders[version]
+                spec, decoder, max_values = decoders[version]
                 account = BatchAccount(max_samples=spec.max_samples)
-                result = (tuple(decoder.slices(messages, account)), account)
+                slices: list[DecodedBatch] = []
+                values = 0
+                for decoded in decoder.slices(messages, account):
+                    values += _values(decoded)
+                    if values > max_values:
+                        break
+                    slices.append(decoded)
+                if values > max_values:  # the slices go, the loop decodes the batch itself
+                    slices.clear()
+                    conn.send(("large",))
+                    continue
+                result = (tuple(slices), account)
                 buffers: list[pickle.PickleBuffer] = []
                 payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
                 raws = [b.raw() for b in buffers]
@@ -218,9 +245,11 @@ class DecodeWorker:
         *,
         timeout_s: float = 30.0,
         restart_backoff_s: float = 30.0,
+        max_result_values: int = MAX_RESULT_VALUES,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._spec = spec
+        self._max_result_values = max_result_values
         self._version = 0
         self._sent_version = -1
         self._timeout_s = timeout_s
@@ -288,7 +317,7 @@ class DecodeWorker:
             _view(block)[: len(payload)] = payload
             out = self._outputs[slot] = _grown(self._outputs[slot], 0)
             if self._sent_version != self._version:
-                conn.send(("spec", self._version, self._spec))
+                conn.send(("spec", self._version, self._spec, self._max_result_values))
                 self._sent_version = self._version
             conn.send(("decode", self._version, slot, block.name, len(payload), out.name))
         except (OSError, ValueError, pickle.PicklingError) as exc:
@@ -314,6 +343,8 @@ class DecodeWorker:
         kind = answer[0]
         if kind == "error":
             self._fail(answer[1])
+        if kind == "large":
+            return WorkerResult(None, BatchAccount(), version)
         if kind == "pipe":
             slices, account = pickle.loads(answer[1])
             try:

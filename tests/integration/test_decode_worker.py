@@ -8,6 +8,7 @@ child dies, and batches decoded under schemas that changed since decoded again i
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,13 @@ def _in_process(spec: DecoderSpec, messages: list[RawMessage]) -> tuple[Any, Bat
 
 
 def _assert_same(
-    got: tuple[DecodedBatch, ...],
+    got: tuple[DecodedBatch, ...] | None,
     got_account: BatchAccount,
     want: tuple[DecodedBatch, ...],
     want_account: BatchAccount,
 ) -> None:
     """Slice by slice: models, every column, partitions; then every count of the account."""
+    assert got is not None
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         assert g.partitions == w.partitions
@@ -221,6 +223,34 @@ def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
     assert (w.failures, w.pending) == (1, 0)
     w.close()
     assert _shm_blocks() == before
+
+
+def test_an_empty_batch_decodes_to_nothing(spec: DecoderSpec, worker: DecodeWorker) -> None:
+    """No messages: no slices, an empty account, no failure."""
+    worker.submit([])
+    result = worker.collect()
+    assert result.slices == () and result.account.consumed == {}
+    assert worker.failures == 0
+
+
+def test_a_batch_over_the_value_bound_comes_back_undecoded_and_the_child_stays(
+    spec: DecoderSpec,
+) -> None:
+    """Columns beyond max_result_values: slices None (decode in process), no failure, the
+    next batch under the bound decodes in the same child."""
+    w = DecodeWorker(spec, timeout_s=30.0, max_result_values=1_000)
+    try:
+        w.submit(_messages(_log(600, seed=13)))  # 600 events x 2 features > 1,000 values
+        result = w.collect()
+        assert result.slices is None and w.failures == 0
+        pid = w._process.pid
+        small = _messages(_log(400, seed=14))
+        w.submit(small)
+        result = w.collect()
+        _assert_same(result.slices, result.account, *_in_process(spec, small))
+        assert w._process.pid == pid
+    finally:
+        w.close()
 
 
 def test_configure_changes_the_version_only_for_another_spec(spec: DecoderSpec) -> None:
@@ -377,6 +407,44 @@ def test_a_fleet_refuses_the_decode_worker_saying_why(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"event\.decode_worker: is not supported with state"):
         load_settings(path, env={})
+
+
+def test_a_hostile_batch_of_array_messages_is_decoded_in_process_slice_by_slice(
+    tmp_path: Path,
+) -> None:
+    """Array messages whose records exceed the child's bound: the loop decodes them itself
+    (bounded slices), with the same counts as without the worker, and no failure."""
+    record = b'{"ts": %d, "model": "m", "features": {"amount": 1.5, "country": "DE"}}' % int(
+        time.time() - 50
+    )
+    hostile = [b"[" + b",".join([record] * 3_000) + b"]"] * 3
+    logs = {("t", 0): _log(1_500, seed=15) + hostile + _log(1_500, seed=16)}
+    plain = _harness(tmp_path, logs, "plain", worker=False)
+    h = _harness(tmp_path, logs, "worker", worker=True)
+    assert h.daemon.decode_worker is not None
+    h.daemon.decode_worker.close()
+    h.daemon.decode_worker = DecodeWorker(
+        h.daemon._decoder_spec(), timeout_s=30.0, max_result_values=5_000
+    )
+    in_process: list[int] = []
+    decoder = h.daemon.decoder
+
+    class Counting:
+        def slices(self, messages: Any, account: BatchAccount) -> Any:
+            in_process.append(sum(len(m.value) > 100_000 for m in messages))
+            return decoder.slices(messages, account)
+
+    h.daemon.decoder = Counting()  # type: ignore[assignment]
+    try:
+        plain.drain()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert h.value("driftmon_events_accepted_total", model="m") >= 9_000
+        assert h.value("driftmon_decode_worker_failures_total") == 0
+        assert in_process and all(in_process)  # only the batches with a hostile message
+    finally:
+        plain.daemon.shutdown()
+        h.daemon.shutdown()
 
 
 def test_a_reload_that_changes_features_counts_with_the_worker_what_it_counts_in_process(
