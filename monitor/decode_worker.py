@@ -170,13 +170,15 @@ def _child_main(conn: Connection) -> None:
     Answers each decode with ("shm", [payload length, buffer lengths...]) when the result
     fits the output block, else ("pipe", pickled bytes); ("large",) when the batch's columns
     exceed the bound (nothing more of it is decoded); an exception with ("error", its type
-    and where it was raised: never its message, which could quote payload). SIGINT is
-    ignored: the parent ends the child (None, or the pipe's end when the parent is gone).
+    and where it was raised: never its message, which could quote payload). SIGINT and
+    SIGTERM are ignored (a terminal's Ctrl-C or systemd's stop reach the whole process group):
+    the parent ends the child, with None or, when the parent is gone, the pipe's end.
     """
     import gc
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
     decoders: dict[int, tuple[DecoderSpec, BatchDecoder, int]] = {}

@@ -8,6 +8,7 @@ child dies, and batches decoded under schemas that changed since decoded again i
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,6 +224,24 @@ def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
     assert (w.failures, w.pending) == (1, 0)
     w.close()
     assert _shm_blocks() == before
+
+
+def test_the_child_outlives_sigint_and_sigterm_and_ends_with_its_parent_pipe(
+    spec: DecoderSpec, worker: DecodeWorker
+) -> None:
+    """Signals to the process group leave the running child to the parent; close() ends it."""
+    batch = _messages(_log(300, seed=17))
+    worker.submit(batch)
+    worker.collect()  # the child is up and in its loop
+    process = worker._process
+    os.kill(process.pid, signal.SIGINT)
+    os.kill(process.pid, signal.SIGTERM)
+    worker.submit(batch)
+    result = worker.collect()
+    _assert_same(result.slices, result.account, *_in_process(spec, batch))
+    assert worker.failures == 0 and process.is_alive()
+    worker.close()
+    assert not process.is_alive() and process.exitcode == 0
 
 
 def test_an_empty_batch_decodes_to_nothing(spec: DecoderSpec, worker: DecodeWorker) -> None:
