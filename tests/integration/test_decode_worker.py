@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from tests.integration.test_daemon_reload import config as reload_config
 from tests.integration.test_daemon_reload import stream as reload_stream
 from tests.support.daemon_harness import write_config
 
+_NOW = int(time.time()) - 30
 BAD = [
     b"not json",
     b"",
@@ -48,6 +50,11 @@ BAD = [
     b'{"model": "m", "features": {"amount": "abc", "country": 7}}',
     b'[{"model": "m", "features": {"amount": 1.5, "country": "DE"}}, 3]',
     b'{"model": "m", "features": [1, 2]}',
+    # accepted (recent ts): every value missing; a quoted and a NUL-bearing unknown name next
+    # to a duplicated known one
+    b'{"ts": %d, "model": "m", "features": {"amount": null, "country": null}}' % _NOW,
+    b'{"ts": %d, "model": "m", "features": {"am\\"ount": 1, "country\\u0000": "x", "amount": 2}}'
+    % _NOW,
 ]
 
 
@@ -313,14 +320,40 @@ def _assert_same_counts(got: Harness, want: Harness) -> None:
         assert got.value(name, **labels) == want.value(name, **labels), name
 
 
+@contextmanager
+def _plain_and_worker(
+    tmp_path: Path, logs: dict[TP, list[bytes]]
+) -> Iterator[tuple[Harness, Harness]]:
+    """Two daemons over the same log, without and with the decode worker, shut down after."""
+    plain = _harness(tmp_path, logs, "plain", worker=False)
+    with_worker = _harness(tmp_path, logs, "worker", worker=True)
+    try:
+        yield plain, with_worker
+    finally:
+        plain.daemon.shutdown()
+        with_worker.daemon.shutdown()
+
+
+def _decoded_in_process(h: Harness, measure: Callable[[Sequence[RawMessage]], int]) -> list[int]:
+    """Wrap the daemon's own decoder: the list gets `measure(batch)` of each batch it decodes."""
+    seen: list[int] = []
+    decoder = h.daemon.decoder
+
+    class Counting:
+        def slices(self, messages: Sequence[RawMessage], account: BatchAccount) -> Any:
+            seen.append(measure(messages))
+            return decoder.slices(messages, account)
+
+    h.daemon.decoder = Counting()  # type: ignore[assignment]
+    return seen
+
+
 def test_the_daemon_counts_with_a_decode_worker_exactly_what_it_counts_in_process(
     tmp_path: Path,
 ) -> None:
     """Two partitions with bad messages: same windows, offsets, rejects, counters, checkpoint."""
     logs = {("t", 0): _log(5_000, seed=7), ("t", 1): _log(3_000, seed=8)}
-    plain = _harness(tmp_path, logs, "plain", worker=False)
-    with_worker = _harness(tmp_path, logs, "worker", worker=True)
-    try:
+    with _plain_and_worker(tmp_path, logs) as (plain, with_worker):
         assert with_worker.daemon.decode_worker is not None
         plain.drain()
         with_worker.drain()
@@ -330,17 +363,12 @@ def test_the_daemon_counts_with_a_decode_worker_exactly_what_it_counts_in_proces
         assert with_worker.daemon.checkpoint(commit=False)
         assert sum(with_worker.daemon.offsets.values()) == 8_000
         assert with_worker.value("driftmon_decode_worker_failures_total") == 0
-    finally:
-        plain.daemon.shutdown()
-        with_worker.daemon.shutdown()
 
 
 def test_a_decode_worker_that_dies_mid_run_loses_and_doubles_no_event(tmp_path: Path) -> None:
     """Kill -9 of the child with batches in flight: they are decoded in process, in order."""
     logs = {("t", 0): _log(6_000, seed=9)}
-    plain = _harness(tmp_path, logs, "plain", worker=False)
-    h = _harness(tmp_path, logs, "worker", worker=True)
-    try:
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
         plain.drain()
         for _ in range(4):
             h.daemon.step()
@@ -350,17 +378,12 @@ def test_a_decode_worker_that_dies_mid_run_loses_and_doubles_no_event(tmp_path: 
         h.drain()
         _assert_same_counts(h, plain)
         assert h.value("driftmon_decode_worker_failures_total") == 1
-    finally:
-        plain.daemon.shutdown()
-        h.daemon.shutdown()
 
 
 def test_a_submit_to_a_dead_child_decodes_the_batches_here_counted_once(tmp_path: Path) -> None:
     """The child died with one batch in flight: that batch and the next are decoded here."""
     logs = {("t", 0): _log(5_000, seed=12)}
-    plain = _harness(tmp_path, logs, "plain", worker=False)
-    h = _harness(tmp_path, logs, "worker", worker=True)
-    try:
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
         plain.drain()
         h.daemon.step()
         worker = h.daemon.decode_worker
@@ -373,9 +396,6 @@ def test_a_submit_to_a_dead_child_decodes_the_batches_here_counted_once(tmp_path
         h.drain()
         _assert_same_counts(h, plain)
         assert h.value("driftmon_decode_worker_failures_total") == 1
-    finally:
-        plain.daemon.shutdown()
-        h.daemon.shutdown()
 
 
 def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
@@ -383,18 +403,8 @@ def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
 ) -> None:
     """Results of an older spec version are not applied: those batches are decoded here."""
     logs = {("t", 0): _log(4_000, seed=10)}
-    plain = _harness(tmp_path, logs, "plain", worker=False)
-    h = _harness(tmp_path, logs, "worker", worker=True)
-    in_process: list[int] = []
-    decoder = h.daemon.decoder
-
-    class Counting:
-        def slices(self, messages: Any, account: BatchAccount) -> Any:
-            in_process.append(len(messages))
-            return decoder.slices(messages, account)
-
-    h.daemon.decoder = Counting()  # type: ignore[assignment]
-    try:
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        in_process = _decoded_in_process(h, len)
         plain.drain()
         for _ in range(3):
             h.daemon.step()
@@ -406,9 +416,6 @@ def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
         h.drain()
         _assert_same_counts(h, plain)
         assert in_process == [700, 700]  # the two batches in flight at the change
-    finally:
-        plain.daemon.shutdown()
-        h.daemon.shutdown()
 
 
 def test_a_fleet_refuses_the_decode_worker_saying_why(tmp_path: Path) -> None:
@@ -438,32 +445,21 @@ def test_a_hostile_batch_of_array_messages_is_decoded_in_process_slice_by_slice(
     )
     hostile = [b"[" + b",".join([record] * 3_000) + b"]"] * 3
     logs = {("t", 0): _log(1_500, seed=15) + hostile + _log(1_500, seed=16)}
-    plain = _harness(tmp_path, logs, "plain", worker=False)
-    h = _harness(tmp_path, logs, "worker", worker=True)
-    assert h.daemon.decode_worker is not None
-    h.daemon.decode_worker.close()
-    h.daemon.decode_worker = DecodeWorker(
-        h.daemon._decoder_spec(), timeout_s=30.0, max_result_values=5_000
-    )
-    in_process: list[int] = []
-    decoder = h.daemon.decoder
-
-    class Counting:
-        def slices(self, messages: Any, account: BatchAccount) -> Any:
-            in_process.append(sum(len(m.value) > 100_000 for m in messages))
-            return decoder.slices(messages, account)
-
-    h.daemon.decoder = Counting()  # type: ignore[assignment]
-    try:
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        assert h.daemon.decode_worker is not None
+        h.daemon.decode_worker.close()
+        h.daemon.decode_worker = DecodeWorker(
+            h.daemon._decoder_spec(), timeout_s=30.0, max_result_values=5_000
+        )
+        in_process = _decoded_in_process(
+            h, lambda batch: sum(len(m.value) > 100_000 for m in batch)
+        )
         plain.drain()
         h.drain()
         _assert_same_counts(h, plain)
         assert h.value("driftmon_events_accepted_total", model="m") >= 9_000
         assert h.value("driftmon_decode_worker_failures_total") == 0
         assert in_process and all(in_process)  # only the batches with a hostile message
-    finally:
-        plain.daemon.shutdown()
-        h.daemon.shutdown()
 
 
 def test_a_reload_that_changes_features_counts_with_the_worker_what_it_counts_in_process(
