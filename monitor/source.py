@@ -34,6 +34,7 @@ from kafka.errors import KafkaConfigurationError, KafkaError, MessageSizeTooLarg
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import ConfigError, SourceError
+from monitor.group_join import guard_group_join
 from monitor.model import RawMessage
 from monitor.ratelimit import RateLimitedSampler
 from monitor.tlsprobe import tls_problem
@@ -236,6 +237,7 @@ class KafkaSource:
             reason = tls_problem(self._kwargs) or str(exc)
             raise SourceError(f"cannot reach Kafka at {self._bootstrap()}: {reason}") from exc
         self._consumer = consumer
+        guard_group_join(consumer)
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
         except BaseException:

@@ -4,7 +4,9 @@ Real `driftmon run` processes in one consumer group on a real Apache Kafka (its 
 coordinator rebalances the way a fleet relies on; tansu's rebalances take 3-25 s), with the
 file backend: each replica counts only the partitions it owns. What the harness must show:
 the replicas split the partitions, kill -9 / SIGSTOP / SIGTERM / a new replica move them,
-a paused replica comes back, and each replica's counters say what it consumed.
+a paused replica comes back, and each replica's counters say what it consumed. And the group
+join the fleet relies on: a source polled with a 1 ms timeout always applies its assignment
+(monitor/group_join.py), which kafka-python 3.0.12 alone does not.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from kafka import KafkaConsumer
 
+from monitor.group_join import guard_group_join
 from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import fit_profile, profile_to_json
+from monitor.source import KafkaSource
 from tests.support.apache_kafka import USERS, ApacheKafka
 from tests.support.daemon_harness import daemon_config, model_entry
 from tests.support.fleet import Fleet, produce_round_robin
@@ -145,3 +151,75 @@ def test_kill_pause_resume_terminate_and_add_move_the_partitions(
         )
         assert sent == 60
     assert not any(r.running for r in fleet.replicas), "the harness stops what it started"
+
+
+# -- the stranded group join (monitor/group_join.py) --------------------------------------------
+
+#: Fresh starts per join test; a poll timeout of 1 ms leaves kafka-python 3.0.12's join task
+#: in flight across polls, the case the guard is for.
+JOIN_STARTS = 8
+TINY_POLL_MS = 1
+
+
+def _group_kwargs(kafka: ApacheKafka) -> dict[str, Any]:
+    """A fresh consumer group on the module's broker, with the test suite's fast timeouts."""
+    return {
+        **kafka.client_kwargs("admin"),
+        "group_id": f"join-{uuid.uuid4().hex[:8]}",
+        "session_timeout_ms": 3000,
+        "heartbeat_interval_ms": 500,
+    }
+
+
+def _joins(
+    poll: Callable[[], object], assignment: Callable[[], Collection[object]], within: float
+) -> bool:
+    """Poll until the member owns all PARTITIONS (True) or `within` s passed (False)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        poll()
+        if len(assignment()) == PARTITIONS:
+            return True
+    return False
+
+
+def test_a_source_polling_with_a_tiny_timeout_always_gets_its_partitions(
+    kafka: ApacheKafka,
+) -> None:
+    """KafkaSource's consumer, polled with a 1 ms timeout on a fresh topic and group, applies
+    the assignment of its rejoin in every one of 8 starts (kafka-python alone strands it)."""
+    for _ in range(JOIN_STARTS):
+        kafka.create_topic(topic := f"join-{uuid.uuid4().hex[:8]}", PARTITIONS)
+        source = KafkaSource(_group_kwargs(kafka), [topic], lambda tps: {}, lambda tps: None)
+        try:
+            source.connect()
+            assert guard_group_join(source._consumer), "this kafka-python has a join to guard"
+            joined = _joins(
+                partial(source.poll, TINY_POLL_MS / 1000, 100), source.assignment, within=20
+            )
+        finally:
+            source.close()
+        assert joined, f"the source never got the {PARTITIONS} partitions of {topic}"
+
+
+def test_kafka_python_alone_strands_a_member_polling_with_a_tiny_timeout(
+    kafka: ApacheKafka,
+) -> None:
+    """Without the guard, a bare KafkaConsumer polled with a 1 ms timeout is left without its
+    partitions in at least one of 8 starts (when this fails, kafka-python fixed its join and
+    monitor/group_join.py can go)."""
+    stranded = 0
+    for _ in range(JOIN_STARTS):
+        kafka.create_topic(topic := f"join-{uuid.uuid4().hex[:8]}", PARTITIONS)
+        consumer = KafkaConsumer(**_group_kwargs(kafka), enable_auto_commit=False)
+        try:
+            consumer.subscribe([topic])
+            joined = _joins(
+                partial(consumer.poll, timeout_ms=TINY_POLL_MS), consumer.assignment, within=8
+            )
+        finally:
+            consumer.close(autocommit=False)
+        if not joined:
+            stranded += 1
+            break
+    assert stranded, "kafka-python applied every join: its stranded-join bug may be fixed"

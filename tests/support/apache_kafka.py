@@ -194,10 +194,8 @@ class ApacheKafka(LoggedProcess):
         """Create `topic` and wait until a fresh client's metadata has a leader for each of its
         partitions.
 
-        A consumer group that starts while the topic's metadata is still empty makes a first
-        assignment without partitions and must rejoin; with kafka-python 3.0.12 that rejoin
-        was seen to leave one member outside the group for good (docs/fleet.md, known
-        issues). Tests start their replicas on a topic every broker already serves.
+        Tests start their consumers on a topic every broker already serves, so a produce or
+        a first fetch never races the topic's creation.
         """
         from kafka import KafkaAdminClient, KafkaConsumer
         from kafka.admin import NewTopic
