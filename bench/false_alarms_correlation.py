@@ -12,7 +12,8 @@ module measures that over time, with the daemon's own pieces: the group's refere
 each 15-s slice's events are raw draws whose moment sums go into the daemon's
 `CorrelationWindow` bucket of the slice (1-min buckets, 60 in the window), and every slice
 end is judged by `evaluate_pairs` at the default policy (BH at q = 1e-3 over the pairs,
-`min_samples` 1,000 complete rows, floor |change| >= 0.1). The window's head is the bucket
+`min_samples` 1,000 complete rows, floor |change| >= 0.1, noise floor 6 standard errors of
+the change). The window's head is the bucket
 of the slice's end (the daemon's head is its newest event's bucket: the same bucket except
 when a slice ends a bucket without an event, which at 20 events/min and more is rare).
 
@@ -39,6 +40,7 @@ from bench import false_alarms as fa
 from monitor.config import EvaluationSettings
 from monitor.correlation import (
     DEFAULT_CHANGE_FLOOR,
+    DEFAULT_NOISE_MULTIPLE,
     CorrelationWindow,
     evaluate_pairs,
     fit_reference,
@@ -89,6 +91,7 @@ class Cell:
     models: int = 1
     seed: int = 7
     floor: float = DEFAULT_CHANGE_FLOOR
+    noise_multiple: float = DEFAULT_NOISE_MULTIPLE
 
 
 @dataclass
@@ -161,7 +164,13 @@ def simulate_model(cell: Cell, model: int, policy: DecisionPolicy, need: int, ou
         if n:
             window.add(bucket, moment_sums(reference.transform(stream.draw(rng, n))))
         t += fa.EVALUATION_S
-        result = evaluate_pairs(reference, window.current(bucket), policy, cell.floor)
+        result = evaluate_pairs(
+            reference,
+            window.current(bucket),
+            policy,
+            cell.floor,
+            noise_multiple=cell.noise_multiple,
+        )
         flagged = result.drifted_pairs > 0
         runs.step(flagged)
         out.flagged_evaluations += flagged
@@ -190,6 +199,7 @@ def simulate(cell: Cell, log: Callable[[str], None] | None = None) -> Result:
 HEADER = (
     "marginals",
     "change floor",
+    "noise multiple",
     "pairs",
     "events / min",
     "model-days",
@@ -208,6 +218,7 @@ def row(r: Result) -> list[str]:
     return [
         r.cell.shape,
         f"{r.cell.floor:g}",
+        f"{r.cell.noise_multiple:g}",
         str(pairs),
         f"{r.cell.per_minute:g}",
         f"{r.model_days:g}",
@@ -241,6 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--floor", type=float, default=DEFAULT_CHANGE_FLOOR, help="correlation.change_floor"
     )
+    parser.add_argument(
+        "--noise-multiple",
+        type=float,
+        default=DEFAULT_NOISE_MULTIPLE,
+        help="correlation.noise_multiple (0: off)",
+    )
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -259,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.models,
                 args.seed,
                 args.floor,
+                args.noise_multiple,
             ),
         )
     )

@@ -668,12 +668,14 @@ class CorrelationSettings(_Section):
     """A model's correlation group (README, Correlation drift): off unless `enabled`.
 
     `features`: the numeric features of the group (2..64); empty means the model's first
-    64 numeric features. `change_floor`: the effect floor |r_cur - r_ref| of a drifted pair.
+    64 numeric features. `change_floor`: the effect floor |r_cur - r_ref| of a drifted pair;
+    `noise_multiple`: the noise floor, in standard errors of that change (0: off).
     """
 
     enabled: bool = False
     features: tuple[str, ...] = ()
     change_floor: float = Field(0.1, gt=0, le=2, allow_inf_nan=False)
+    noise_multiple: float = Field(6.0, ge=0, le=100, allow_inf_nan=False)
 
 
 class ReconstructionSettings(_Section):
@@ -1251,7 +1253,7 @@ def _correlation_plan(model: ModelSettings) -> CorrelationPlan | None:
     group = model.correlation_group()
     if not model.correlation.enabled or group is None:
         return None
-    return CorrelationPlan(group, model.correlation.change_floor)
+    return CorrelationPlan(group, model.correlation.change_floor, model.correlation.noise_multiple)
 
 
 def _reconstruction_plan(model: ModelSettings) -> ReconstructionPlan | None:

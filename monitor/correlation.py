@@ -41,8 +41,18 @@ A pair is evaluated when both windows hold at least `min_samples` complete rows 
 variances are positive. The evaluated pairs form one multiple-testing family of their own
 (Benjamini-Hochberg at the model's q, or the model's other correction), separate from the
 features' family, so enabling the group does not move the per-feature decisions. A pair
-drifts iff p <= alpha* (the family's level) and |r_cur - r_ref| >= the floor (0.1).
-docs/statistics.md measures the level and the power.
+drifts iff p <= alpha* (the family's level) and |r_cur - r_ref| clears both the effect
+floor (0.1) and the noise floor: `noise_multiple` m (6) standard errors of the change, by the
+delta method on z at r_ref,
+
+    |r_cur - r_ref| >= m (1 - r_ref^2) sqrt(k (1 / (n_cur - 3) + 1 / (n_ref - 3))),
+
+i.e. |z| >= about m whatever the family's size. The normal tail of z is optimistic for skewed
+data beyond what k corrects, and a sliding window evaluated every 15 s turns rare tail events
+into runs that reach the alert's `for:`; the noise floor only bites when windows are small
+(with k = 1, r_ref = 0.3 and 10,000 reference events it exceeds 0.1 below about 4,300
+events per window). m = 0 turns it off. docs/statistics.md measures the level, the power
+and the false alerts over time.
 """
 
 from __future__ import annotations
@@ -66,6 +76,9 @@ MAX_GROUP = 64
 WINSOR_QUANTILES = (0.005, 0.995)
 DEFAULT_CHANGE_FLOOR = 0.1
 """The effect floor: a pair drifts only when |r_cur - r_ref| >= this."""
+DEFAULT_NOISE_MULTIPLE = 6.0
+"""The noise floor: a pair drifts only when |r_cur - r_ref| is at least this many standard
+errors of the change (module docstring; 0: off)."""
 TOP_PAIRS = 10
 """Pairs exported one by one (the largest |change| first); the rest only in the counts."""
 _EMPTY_BUCKET = np.iinfo(np.int64).min
@@ -279,6 +292,8 @@ def evaluate_pairs(
     policy: DecisionPolicy,
     floor: float = DEFAULT_CHANGE_FLOOR,
     top: int = TOP_PAIRS,
+    *,
+    noise_multiple: float = DEFAULT_NOISE_MULTIPLE,
 ) -> CorrelationResult:
     """The group's decision (module docstring): drifted pairs, largest |change|, top pairs."""
     r_ref, n_ref = correlations(reference.sums)
@@ -292,8 +307,9 @@ def evaluate_pairs(
     p = np.where(evaluated, fisher_z_pvalue(rr, nr, rc, nc, factor), np.nan)
     qvalues, alpha = _correct(p, policy)
     change = np.where(evaluated, rc - rr, np.nan)
+    noise = change_noise_floor(rr, nr, nc, factor, noise_multiple)
     with np.errstate(invalid="ignore"):
-        drifted = evaluated & (p <= alpha) & (np.abs(change) >= floor)
+        drifted = evaluated & (p <= alpha) & (np.abs(change) >= np.maximum(floor, noise))
     order = np.argsort(-np.where(evaluated, np.abs(change), -1.0), kind="stable")
     shown = [int(i) for i in order[: max(0, top)] if evaluated[i]]
     names = reference.names
@@ -318,6 +334,26 @@ def evaluate_pairs(
         max_abs_change=float(np.abs(change[shown[0]])) if shown else None,
         top_pairs=pairs,
     )
+
+
+def change_noise_floor(
+    r_ref: FloatArray,
+    n_ref: FloatArray,
+    n_cur: FloatArray,
+    factor: FloatArray | float,
+    multiple: float,
+) -> FloatArray:
+    """m (1 - r_ref^2) sqrt(k (1/(n_cur-3) + 1/(n_ref-3))): `multiple` standard errors of
+    r_cur - r_ref under no change (delta method on Fisher's z at r_ref; module docstring).
+
+    0 where `multiple` is 0; NaN where r_ref is NaN or a window has 3 rows or fewer.
+    """
+    ok = np.isfinite(r_ref) & (n_ref > 3) & (n_cur > 3)
+    variance = np.asarray(factor) * (
+        1.0 / np.where(ok, n_cur - 3, 1.0) + 1.0 / np.where(ok, n_ref - 3, 1.0)
+    )
+    floor = multiple * (1.0 - np.where(ok, r_ref, 0.0) ** 2) * np.sqrt(variance)
+    return np.where(ok, floor, np.nan)
 
 
 def _correct(p: FloatArray, policy: DecisionPolicy) -> tuple[FloatArray, float]:
@@ -427,12 +463,14 @@ class CorrelationTracker:
         n_buckets: int,
         n_slots: int,
         floor: float = DEFAULT_CHANGE_FLOOR,
+        noise_multiple: float = DEFAULT_NOISE_MULTIPLE,
     ) -> None:
         if len(rows) != len(reference.names):
             raise ValueError("one numeric row per feature of the correlation group")
         self.reference = reference
         self.rows = np.asarray(rows, dtype=np.int64)
         self.floor = float(floor)
+        self.noise_multiple = float(noise_multiple)
         self.window = CorrelationWindow(len(rows), bucket_seconds, n_buckets, n_slots)
 
     def add(self, numeric: FloatArray, times: FloatArray, accepted: npt.NDArray[np.bool_]) -> None:
@@ -446,4 +484,10 @@ class CorrelationTracker:
 
     def evaluate(self, head: int | None, policy: DecisionPolicy) -> CorrelationResult:
         """The group's decision on the current window ending at bucket `head`."""
-        return evaluate_pairs(self.reference, self.window.current(head), policy, self.floor)
+        return evaluate_pairs(
+            self.reference,
+            self.window.current(head),
+            policy,
+            self.floor,
+            noise_multiple=self.noise_multiple,
+        )

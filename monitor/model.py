@@ -194,10 +194,11 @@ class WindowPlan:
 
 @dataclass(frozen=True, slots=True)
 class CorrelationPlan:
-    """A model's correlation group (monitor.correlation): its numeric features and floor."""
+    """A model's correlation group (monitor.correlation): its numeric features and floors."""
 
     features: tuple[str, ...]
     change_floor: float = 0.1
+    noise_multiple: float = 6.0
 
 
 RECONSTRUCTION_FEATURE = "__reconstruction__"

@@ -348,6 +348,7 @@ class ModelRuntime:
                 n_buckets=self.window.n_buckets,
                 n_slots=self.window.ring.n_slots,
                 floor=self.plan.correlation.change_floor,
+                noise_multiple=self.plan.correlation.noise_multiple,
             )
 
     def _correlation_reference(self, profile: ReferenceProfile) -> CorrelationReference | None:

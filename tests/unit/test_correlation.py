@@ -10,6 +10,7 @@ import pytest
 from monitor.correlation import (
     CorrelationReference,
     CorrelationWindow,
+    change_noise_floor,
     correlations,
     evaluate_pairs,
     fisher_z_pvalue,
@@ -167,3 +168,34 @@ def test_evaluate_pairs_flags_the_changed_pair_only() -> None:
     assert result.max_abs_change == pytest.approx(abs(top.change))
     assert top.change == pytest.approx(0.3, abs=0.03)
     assert len(result.top_pairs) == 6 and result.pairs_evaluated == 6
+
+
+def test_noise_floor_is_the_delta_method_standard_error_of_the_change_times_m() -> None:
+    """m (1 - r_ref^2) sqrt(k (1/(n_cur-3) + 1/(n_ref-3))) from first principles; NaN or 0."""
+    r_ref = np.array([0.3, -0.5, np.nan, 0.3])
+    n_ref = np.array([10_003.0, 5_003.0, 10_003.0, 3.0])
+    n_cur = np.array([1_003.0, 2_003.0, 1_003.0, 1_003.0])
+    factor = np.array([1.0, 2.5, 1.0, 1.0])
+    got = change_noise_floor(r_ref, n_ref, n_cur, factor, 6.0)
+    assert got[0] == pytest.approx(6 * 0.91 * np.sqrt(1 / 1_000 + 1 / 10_000), rel=1e-12)
+    assert got[1] == pytest.approx(6 * 0.75 * np.sqrt(2.5 * (1 / 2_000 + 1 / 5_000)), rel=1e-12)
+    assert np.isnan(got[2]) and np.isnan(got[3])
+    assert change_noise_floor(r_ref, n_ref, n_cur, factor, 0.0)[:2].tolist() == [0.0, 0.0]
+
+
+def test_a_change_inside_the_noise_of_a_small_window_is_not_a_drift() -> None:
+    """r(a, b) 0.3 -> 0.45 in 1,100 events clears the 0.1 floor and BH but not 6 standard
+    errors (about 0.17): not drifted at the default, drifted with the noise floor off, and
+    the same change in 20,000 events (6 SE about 0.06) is drifted at the default."""
+    rng = np.random.default_rng(14)
+    ref = fit_reference(NAMES, _sample(rng, 20_000, 0.3))
+    small = ref.moments(_sample(rng, 1_100, 0.45))
+    policy = DecisionPolicy(min_samples=1000)
+    default = evaluate_pairs(ref, small, policy)
+    off = evaluate_pairs(ref, small, policy, noise_multiple=0.0)
+    pair = off.top_pairs[0]
+    assert (pair.feature_a, pair.feature_b) == ("a", "b")
+    assert 0.1 <= abs(pair.change) < 0.17 and pair.drifted
+    assert default.drifted_pairs == 0 and off.drifted_pairs == 1
+    large = evaluate_pairs(ref, ref.moments(_sample(rng, 20_000, 0.45)), policy)
+    assert large.drifted_pairs == 1 and large.top_pairs[0].drifted
