@@ -26,7 +26,9 @@ SIZES = (1_000, 2_000, 10_000)
 REFERENCE_EVENTS = 10_000
 
 
-def correlated(rng: np.random.Generator, n: int, rho01: float, lognormal: bool) -> np.ndarray:
+def correlated(
+    rng: np.random.Generator, n: int, rho01: float, lognormal: bool = False
+) -> np.ndarray:
     """float64[5, n]: corr(z0, z1) = rho01, corr(z2, z3) = 0.5, z4 independent; exp() if asked."""
     z = rng.standard_normal((5, n))
     x = z.copy()

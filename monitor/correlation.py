@@ -277,11 +277,7 @@ def fisher_z_pvalue(
     ok = np.isfinite(r_ref) & np.isfinite(r_cur) & (n_ref > 3) & (n_cur > 3)
     z_ref = np.arctanh(np.clip(np.where(ok, r_ref, 0.0), -_R_LIMIT, _R_LIMIT))
     z_cur = np.arctanh(np.clip(np.where(ok, r_cur, 0.0), -_R_LIMIT, _R_LIMIT))
-    se = np.sqrt(
-        np.asarray(factor)
-        * (1.0 / np.where(ok, n_cur - 3, 1.0) + 1.0 / np.where(ok, n_ref - 3, 1.0))
-    )
-    z = (z_cur - z_ref) / se
+    z = (z_cur - z_ref) / _z_standard_error(n_ref, n_cur, factor, ok)
     p = np.asarray(special.erfc(np.abs(z) / math.sqrt(2.0)), dtype=np.float64)
     return np.where(ok, p, np.nan)
 
@@ -349,11 +345,23 @@ def change_noise_floor(
     0 where `multiple` is 0; NaN where r_ref is NaN or a window has 3 rows or fewer.
     """
     ok = np.isfinite(r_ref) & (n_ref > 3) & (n_cur > 3)
-    variance = np.asarray(factor) * (
-        1.0 / np.where(ok, n_cur - 3, 1.0) + 1.0 / np.where(ok, n_ref - 3, 1.0)
-    )
-    floor = multiple * (1.0 - np.where(ok, r_ref, 0.0) ** 2) * np.sqrt(variance)
+    se = _z_standard_error(n_ref, n_cur, factor, ok)
+    floor = multiple * (1.0 - np.where(ok, r_ref, 0.0) ** 2) * se
     return np.where(ok, floor, np.nan)
+
+
+def _z_standard_error(
+    n_ref: FloatArray, n_cur: FloatArray, factor: FloatArray | float, ok: npt.NDArray[np.bool_]
+) -> FloatArray:
+    """sqrt(k (1/(n_cur-3) + 1/(n_ref-3))): the standard error of atanh r_cur - atanh r_ref
+    under no change (any value where not `ok`, i.e. where a window has 3 rows or fewer)."""
+    return np.asarray(
+        np.sqrt(
+            np.asarray(factor)
+            * (1.0 / np.where(ok, n_cur - 3, 1.0) + 1.0 / np.where(ok, n_ref - 3, 1.0))
+        ),
+        dtype=np.float64,
+    )
 
 
 def _correct(p: FloatArray, policy: DecisionPolicy) -> tuple[FloatArray, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.correlation_power import correlated
 from monitor.correlation import correlations, evaluate_pairs, fisher_z_pvalue, fit_reference
 from monitor.evaluate import EvaluationContext, ModelEvaluator
 from monitor.histogram import CountMatrix, ModelLayout
@@ -19,25 +20,14 @@ from monitor.reference import fit_profile, layout_for
 NAMES = ("f0", "f1", "f2", "f3", "f4")
 
 
-def _correlated(
-    rng: np.random.Generator, n: int, rho01: float, lognormal: bool = False
-) -> np.ndarray:
-    """Five features: corr(z0, z1) = rho01, corr(z2, z3) = 0.5, z4 independent; exp() if asked."""
-    z = rng.standard_normal((5, n))
-    x = z.copy()
-    x[1] = rho01 * z[0] + np.sqrt(1 - rho01**2) * z[1]
-    x[3] = 0.5 * z[2] + np.sqrt(0.75) * z[3]
-    return np.exp(x) if lognormal else x
-
-
 def _null_level(lognormal: bool, seed: int) -> tuple[float, int]:
     """Share of (pair, window) tests with p <= 0.05 under no change, and the drifted pairs."""
     rng = np.random.default_rng(seed)
     rejections = tests = drifted = 0
     upper = np.triu_indices(5, k=1)
     for _ in range(300):
-        ref = fit_reference(NAMES, _correlated(rng, 10_000, 0.3, lognormal))
-        current = ref.moments(_correlated(rng, 2_000, 0.3, lognormal))
+        ref = fit_reference(NAMES, correlated(rng, 10_000, 0.3, lognormal))
+        current = ref.moments(correlated(rng, 2_000, 0.3, lognormal))
         r_ref, n_ref = correlations(ref.sums)
         r_cur, n_cur = correlations(current)
         factor = ref.variance_factor[upper]
@@ -61,8 +51,8 @@ def test_fisher_z_level_on_null_data_is_near_nominal(lognormal: bool) -> None:
 def test_variance_factor_is_one_for_normal_and_larger_for_lognormal_pairs() -> None:
     """k estimated on the reference is ~1 for bivariate normal data and > 1.5 for lognormals."""
     rng = np.random.default_rng(4)
-    normal = fit_reference(NAMES, _correlated(rng, 50_000, 0.5)).variance_factor
-    skewed = fit_reference(NAMES, _correlated(rng, 50_000, 0.5, lognormal=True)).variance_factor
+    normal = fit_reference(NAMES, correlated(rng, 50_000, 0.5)).variance_factor
+    skewed = fit_reference(NAMES, correlated(rng, 50_000, 0.5, lognormal=True)).variance_factor
     upper = np.triu_indices(5, k=1)
     assert np.all(np.abs(normal[upper] - 1.0) < 0.05)
     assert skewed[0, 1] > 1.5
@@ -83,14 +73,14 @@ def _marginal_evaluator(
 def test_correlation_change_is_detected_while_every_marginal_stays_below_its_floor() -> None:
     """r(f0, f1) 0.3 -> 0.5 at n_cur = 1e4: flagged in >= 95 % of windows, no marginal floor met."""
     rng = np.random.default_rng(13)
-    reference_raw = _correlated(rng, 50_000, 0.3)
+    reference_raw = correlated(rng, 50_000, 0.3)
     ref = fit_reference(NAMES, reference_raw)
     evaluator, layout, counts = _marginal_evaluator(reference_raw)
     groups = evaluator.psi_groups(counts)
     windows, detected, marginal_floor_met, other_pairs = 100, 0, 0, 0
     context = EvaluationContext("m", 0.0)
     for _ in range(windows):
-        raw = _correlated(rng, 10_000, 0.5)
+        raw = correlated(rng, 10_000, 0.5)
         result = evaluate_pairs(ref, ref.moments(raw), DecisionPolicy())
         flagged = {(p.feature_a, p.feature_b) for p in result.top_pairs if p.drifted}
         detected += ("f0", "f1") in flagged
