@@ -132,6 +132,59 @@ def test_worker_slices_and_account_equal_in_process_decoding(
     assert result.version == worker.version == 0
 
 
+def _through_a_block(messages: Sequence[Any]) -> list[RawMessage]:
+    """`messages` packed into a buffer as `submit` writes them and unpacked as the child does."""
+    header, values, lengths = decode_worker._pack(messages)
+    view = memoryview(bytearray(len(header) + int(lengths.sum()) + 7))
+    decode_worker._write(view, header, values, lengths)
+    return decode_worker._unpack(view, len(header), int(lengths.sum()) if values else -1)
+
+
+def test_packed_batches_arrive_whole_without_keys_and_headers() -> None:
+    """Topics, partitions, offsets, timestamps and values (empty, non-UTF-8, 1 MB) survive."""
+    messages = [
+        RawMessage("a", 0, 0, 1_700_000_000_000, b"", b"k", (("h", b"v"),)),
+        RawMessage("b.topic", 7, 2**62, 0, b"\xff\x00{" * 3),
+        RawMessage("a", 1, 5, -1, b"{" * 1_000_000, None, ()),
+    ]
+    assert _through_a_block(messages) == [m._replace(key=None, headers=()) for m in messages]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        RawMessage("t", 0, 1, None, b"{}"),  # no timestamp
+        RawMessage("t", 0, 1, 2, None),  # type: ignore[arg-type]  # a tombstone
+        RawMessage("t", 0, 1, 2, bytearray(b"{}")),  # type: ignore[arg-type]
+        RawMessage("t", True, 1, 2, b"{}"),
+        RawMessage("t", 0, 2**63, 2, b"{}"),  # beyond int64
+        ("not", "a", "message"),
+    ],
+)
+def test_a_batch_the_packing_does_not_cover_travels_pickled_whole(odd: Any) -> None:
+    """One odd message sends its whole batch pickled, keys and headers included."""
+    batch = [RawMessage("t", 0, 0, 1, b"{}", b"key", (("h", b"v"),)), odd]
+    assert decode_worker._pack(batch)[1] == ()
+    assert _through_a_block(batch) == batch
+    assert _through_a_block([]) == []
+
+
+def test_dead_letters_carry_the_key_and_headers_of_the_submitted_message(
+    worker: DecodeWorker,
+) -> None:
+    """The child decodes without keys and headers; the dead letters get them back."""
+    messages = [
+        m._replace(key=b"key-%d" % m.offset, headers=(("trace", b"%d" % m.offset),))
+        for m in _messages(_log(300, seed=9))
+    ]
+    worker.submit(messages)
+    result = worker.collect()
+    letters = result.account.dead_letters
+    assert len(letters) == 3
+    for (_, _, offset), (message, _) in letters.items():
+        assert message is messages[offset]
+
+
 def test_two_batches_in_flight_come_back_in_submission_order(
     spec: DecoderSpec, worker: DecodeWorker
 ) -> None:
