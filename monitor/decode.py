@@ -32,7 +32,8 @@ Event contract (docs/architecture.md; field names come from `EventFields`):
      are rejected, never guessed). When the field is absent or null and `timestamp_field` is
      None or `timestamp_fallback_to_kafka` is set, the Kafka record timestamp is used; it must
      obey the same range. Anything else is `bad_timestamp`.
-- Features: unknown names are ignored and create no state. A configured name that is absent
+- Features: unknown names are ignored: no column, no metric, no state beyond the decoder's
+  bounded layouts (`_Layout`). A configured name that is absent
   or null is missing. Numeric columns hold float64: NaN = missing, +inf = invalid (a string,
   even a numeric-looking one such as "1.5", a bool, an object, an array, +-inf, or an integer
   beyond the float range). Categorical columns hold the string: None = missing,
@@ -62,7 +63,8 @@ preview of at most 48 bytes and the refused values, cut to 48 characters.
 
 The work is per batch, not per event per feature. msgspec parses each message straight into a
 Struct built from the configuration (numeric features typed `float | None`, categorical ones
-`str | None`, unknown keys skipped unread), so a clean batch needs no per-value type check.
+`str | None`, unknown keys skipped unread; its fields laid out in the key order the producer
+sends, `_Layout`), so a clean batch needs no per-value type check.
 The envelope fields of all records are then gathered with C-level `map(attrgetter(...))`
 passes, checked with one `set(map(type, ...))` pass each and turned into numpy arrays. Python
 code runs per message or per value only where a batch holds something odd: a message that is
@@ -147,6 +149,8 @@ FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
 IntArray = npt.NDArray[np.int32]
 Describe = Callable[..., str]
+_Span = slice | tuple[int, ...] | None
+"""Where a model's columns sit among the fields of a features Struct (`_field_index`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +307,62 @@ def epoch_seconds(value: object) -> float | None:
     return None
 
 
+_ORDER_SAMPLES: Final = 16
+"""Messages of a batch looked at for the first JSON object whose key order lays out the
+record types (`BatchDecoder._follow_key_order`)."""
+_ORDER_CHECK_EVERY: Final = 8
+"""The key order is looked at in every 8th batch, and in the batch after any change of the
+layout (the look costs about 1.6 parses of one message: 776 us at 2,200 features, 3 % of a
+94-event batch if done every time)."""
+_LAYOUTS_KEPT: Final = 4
+"""Layouts kept for the key orders seen last (producers alternating between a few orders)."""
+_UNKNOWN_FIELDS: Final = 1024
+_UNKNOWN_FIELDS_PER_FEATURE: Final = 10
+"""Unconfigured keys of the features object taken into a layout as `msgspec.Raw` fields: at
+most 1024 + 10 per configured feature (a scan of the fields for each key left out)."""
+_UNKNOWN_FROM_FEATURES: Final = 64
+"""Below this many configured features a scan of the fields costs less than a Raw field, so
+unconfigured keys are left out of the layout (220-key events with 22 configured: 27 us per
+event with them, 22 without)."""
+_KEYED: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _key_order(value: bytes, keys: tuple[str, ...]) -> dict[str, msgspec.Raw] | None:
+    """The object at path `keys` of one JSON message, its keys in the order they come
+    (None when the message is no such object)."""
+    try:
+        holder = _KEYED.decode(value)
+        for key in keys:
+            raw = holder.get(key)
+            if raw is None:
+                return None
+            holder = _KEYED.decode(raw)
+    except _PARSE_ERRORS:
+        return None
+    return holder if type(holder) is dict else None
+
+
+@dataclass(slots=True)
+class _Decoders:
+    """The record types of one layout, their msgspec decoders and where the columns sit."""
+
+    layout: _Layout
+    strict: msgspec.json.Decoder[Any]
+    loose: msgspec.json.Decoder[Any]
+    spans: tuple[_Span, ...]
+    """Per model, where its numeric features sit among the holder's fields (`_field_index`)."""
+    categorical_spans: tuple[_Span, ...]
+    chunk_records: int
+    digest: int | None = None
+    """hash() of the key order the layout follows (None: the configured order)."""
+
+
 class _Layout:
     """The msgspec record types built from the configuration, and how to read their fields.
 
     A record decodes into an `Envelope` Struct whose attributes are short generated names
-    (`m` model, `v` version, `t` time, `f` features object, `x<i>` configured features) renamed
-    to the configured JSON keys. Two variants share these attribute names:
+    (`m` model, `v` version, `t` time, `f` features object, `x<i>` configured features, `u<j>`
+    unconfigured keys) renamed to the JSON keys. Two variants share these attribute names:
 
     - strict: a numeric feature is typed `float | None` and a categorical one `str | None`
       (`Any` if two models give one name both kinds); the features object is
@@ -318,44 +372,69 @@ class _Layout:
       refuses (a wrong feature type, an out-of-range float literal) is decoded again with it,
       and the columns then classify the values one by one.
 
-    msgspec skips unknown keys without creating anything, so unexpected feature names cost
-    nothing and grow nothing.
+    Key order. msgspec finds the field of each key by comparing it with the fields from the
+    one after the last match onwards, so a features object whose keys come in the Struct's
+    field order costs one comparison a key, while keys in another order, and keys that are
+    no field at all, cost a scan of the fields each: 56x slower at 2,200 features in reverse
+    order, 8x with 220 of 2,200 keys configured (`bench/key_order.py`). `order` (the
+    keys of the object that holds the features, in the order a producer sends them) lays the
+    fields out in that order: configured names in `order` first, in its order, with its
+    other keys (at most `unknown_cap`) as `msgspec.Raw` fields `u<j>` where they come (read
+    by no column; a Raw costs less than a scan), then the configured names it lacks. The
+    decoded values do not depend on the layout; only the speed does.
     """
 
-    __slots__ = ("attrs", "features_depth", "loose_type", "strict_attrs", "strict_type")
+    __slots__ = (
+        "attrs",
+        "features_depth",
+        "fields_per_record",
+        "loose_type",
+        "order",
+        "positions",
+        "strict_attrs",
+        "strict_type",
+    )
 
-    def __init__(self, fields: EventFields, keys: tuple[str, ...], kinds: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        fields: EventFields,
+        keys: tuple[str, ...],
+        kinds: dict[str, Any],
+        order: tuple[str, ...] = (),
+        unknown_cap: int = 0,
+    ) -> None:
         self.attrs = {name: f"x{i}" for i, name in enumerate(kinds)}
         self.strict_attrs = frozenset(
             self.attrs[name] for name, kind in kinds.items() if kind is not Any
         )
         self.features_depth = len(keys)
-        self.strict_type = self._envelope(fields, keys, kinds, "Strict")
-        self.loose_type = self._envelope(fields, keys, dict.fromkeys(kinds, Any), "Loose")
+        self.order = order
+        head = _head(fields)
+        holder = _in_order(_holder_keys(fields, keys, kinds), order, unknown_cap)
+        self.positions = {attr: i for i, (attr, _) in enumerate(holder)}
+        self.fields_per_record = len(holder) + (0 if not keys else len(head) + len(keys))
+        self.strict_type = self._envelope(keys, head, holder, kinds, "Strict")
+        self.loose_type = self._envelope(keys, head, holder, dict.fromkeys(kinds, Any), "Loose")
 
     def _envelope(
-        self, fields: EventFields, keys: tuple[str, ...], kinds: dict[str, Any], prefix: str
+        self,
+        keys: tuple[str, ...],
+        head: list[tuple[str, str]],
+        holder: list[tuple[str, str]],
+        kinds: dict[str, Any],
+        prefix: str,
     ) -> type[msgspec.Struct]:
         """The Envelope Struct type whose feature fields have the given types."""
-        feature_fields = [(self.attrs[name], kind | None, None) for name, kind in kinds.items()]
-        feature_rename = {attr: name for name, attr in self.attrs.items()}
-        head: list[tuple[str, Any, Any]] = [("m", Any, None)]
-        head_rename = {"m": fields.model_field}
-        if fields.model_version_field:
-            head.append(("v", Any, None))
-            head_rename["v"] = fields.model_version_field
-        if fields.timestamp_field is not None:
-            head.append(("t", Any, None))
-            head_rename["t"] = fields.timestamp_field
+        types = {attr: kinds[name] | None for name, attr in self.attrs.items()}
+        types |= {"m": Any, "v": Any, "t": Any}
+        holder_fields = [(attr, types.get(attr, msgspec.Raw), None) for attr, _ in holder]
+        holder_rename = dict(holder)
         if not keys:
             return msgspec.defstruct(
-                f"{prefix}Envelope",
-                head + feature_fields,
-                rename=head_rename | feature_rename,
-                gc=False,
+                f"{prefix}Envelope", holder_fields, rename=holder_rename, gc=False
             )
         inner: Any = msgspec.defstruct(
-            f"{prefix}Features", feature_fields, rename=feature_rename, gc=False
+            f"{prefix}Features", holder_fields, rename=holder_rename, gc=False
         )
         for depth in range(len(keys) - 1, 0, -1):
             inner = msgspec.defstruct(
@@ -366,8 +445,8 @@ class _Layout:
             )
         return msgspec.defstruct(
             f"{prefix}Envelope",
-            [*head, ("f", inner | None, None)],
-            rename=head_rename | {"f": keys[0]},
+            [*((attr, Any, None) for attr, _ in head), ("f", inner | None, None)],
+            rename=dict(head) | {"f": keys[0]},
             gc=False,
         )
 
@@ -381,6 +460,44 @@ class _Layout:
         return features
 
 
+def _head(fields: EventFields) -> list[tuple[str, str]]:
+    """(attribute, JSON key) of the envelope fields read besides the features."""
+    head = [("m", fields.model_field)]
+    if fields.model_version_field:
+        head.append(("v", fields.model_version_field))
+    if fields.timestamp_field is not None:
+        head.append(("t", fields.timestamp_field))
+    return head
+
+
+def _holder_keys(
+    fields: EventFields, keys: tuple[str, ...], kinds: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """(attribute, JSON key) of the object that holds the features, in the configured order
+    (the envelope fields first when the features are the record's own keys)."""
+    named = [(f"x{i}", name) for i, name in enumerate(kinds)]
+    return named if keys else _head(fields) + named
+
+
+def _in_order(
+    named: list[tuple[str, str]], order: tuple[str, ...], unknown_cap: int
+) -> list[tuple[str, str]]:
+    """(attribute, JSON key) pairs laid out by `order` (see `_Layout`): the pairs whose key is
+    in `order` in its order, its other keys as `u<j>` (at most `unknown_cap`), then the rest."""
+    by_key = {key: (attr, key) for attr, key in named}
+    laid: list[tuple[str, str]] = []
+    unknown = 0
+    for key in dict.fromkeys(order):
+        pair = by_key.pop(key, None)
+        if pair is not None:
+            laid.append(pair)
+        elif unknown < unknown_cap:
+            laid.append((f"u{unknown}", key))
+            unknown += 1
+    laid.extend(pair for pair in named if pair[1] in by_key)
+    return laid
+
+
 _MODEL: Final = attrgetter("m")
 _VERSION: Final = attrgetter("v")
 _TIME: Final = attrgetter("t")
@@ -390,25 +507,30 @@ _FEATURES: Final = attrgetter("f")
 class BatchDecoder:
     """Decodes batches of Kafka messages into per-model columns (see the module docstring).
 
-    The decoder's state is fixed at construction (configuration, the record types and three
-    msgspec decoders); `decode` keeps everything else in locals, so no input grows it.
+    The decoder's state is the configuration and at most `_LAYOUTS_KEPT` layouts of the record
+    types with their msgspec decoders, each of at most the configured features plus
+    `_UNKNOWN_FIELDS` + `_UNKNOWN_FIELDS_PER_FEATURE` per feature fields (`_follow_key_order`);
+    `decode` keeps everything else in locals, so no input grows it beyond that.
     """
 
     __slots__ = (
-        "_categorical_spans",
-        "_chunk_records",
+        "_attrs",
         "_codes",
         "_columns",
+        "_current",
         "_fields",
         "_generic",
-        "_layout",
-        "_loose",
+        "_keys",
+        "_kinds",
+        "_known_keys",
+        "_last_unknown",
+        "_layouts",
         "_max_samples",
         "_preview",
         "_schemas",
         "_slice_records",
-        "_spans",
-        "_strict",
+        "_unchecked_batches",
+        "_unknown_cap",
     )
 
     def __init__(
@@ -466,39 +588,98 @@ class BatchDecoder:
                 kinds[name] = kind if kinds.get(name, kind) is kind else Any
         if fields.default_model is not None and fields.default_model not in codes:
             raise ConfigError(f"event.default_model {fields.default_model!r} is not a model")
-        layout = _Layout(fields, keys, kinds)
         self._fields = fields
+        self._keys = keys
+        self._kinds = kinds
         self._schemas = tuple(models)
         self._codes = codes
-        self._layout = layout
+        self._attrs = {name: f"x{i}" for i, name in enumerate(kinds)}
         self._columns = tuple(
             (
-                tuple(layout.attrs[name] for name in schema.numeric),
-                tuple(layout.attrs[name] for name in schema.categorical),
+                tuple(self._attrs[name] for name in schema.numeric),
+                tuple(self._attrs[name] for name in schema.categorical),
             )
             for schema in models
         )
-        head = 1 + bool(fields.model_version_field) + (fields.timestamp_field is not None)
-        self._spans = tuple(
-            _field_span(numeric, 0 if keys else head) for numeric, _ in self._columns
-        )
-        self._categorical_spans = tuple(
-            _field_span(categorical, 0 if keys else head) for _, categorical in self._columns
-        )
         self._max_samples = max_samples
         self._preview = payload_preview
-        slots = len(layout.attrs) + 4
-        self._chunk_records = max(64, _CHUNK_VALUES // slots)
-        self._slice_records = max(self._chunk_records, _SLICE_VALUES // slots)
-        strict, loose = layout.strict_type, layout.loose_type
-        self._strict: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-            strict | list[strict]  # type: ignore[valid-type]
-        )
-        self._loose: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-            loose | list[loose],  # type: ignore[valid-type]
-            float_hook=float,
-        )
+        self._slice_records = max(64, _SLICE_VALUES // (len(kinds) + 4))
+        self._known_keys = frozenset(kinds) if keys else frozenset(kinds).union(reserved)
+        self._last_unknown = 0
+        self._unchecked_batches = 0
+        self._layouts: dict[int, _Decoders] = {}
+        self._unknown_cap = _UNKNOWN_FIELDS + _UNKNOWN_FIELDS_PER_FEATURE * len(kinds)
+        self._current = self._decoders_for(())
+        # a producer that sends the configured order needs no other layout
+        self._current.digest = hash(tuple(key for _, key in _holder_keys(fields, keys, kinds)))
         self._generic: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=float)
+
+    def _decoders_for(self, order: tuple[str, ...]) -> _Decoders:
+        """The record types and decoders laid out for the key order `order` (`_Layout`)."""
+        layout = _Layout(self._fields, self._keys, self._kinds, order, self._unknown_cap)
+        strict, loose = layout.strict_type, layout.loose_type
+        return _Decoders(
+            layout=layout,
+            strict=msgspec.json.Decoder(strict | list[strict]),  # type: ignore[valid-type]
+            loose=msgspec.json.Decoder(
+                loose | list[loose],  # type: ignore[valid-type]
+                float_hook=float,
+            ),
+            spans=tuple(_field_index(numeric, layout.positions) for numeric, _ in self._columns),
+            categorical_spans=tuple(
+                _field_index(categorical, layout.positions) for _, categorical in self._columns
+            ),
+            chunk_records=max(64, _CHUNK_VALUES // (layout.fields_per_record + 1)),
+        )
+
+    def _follow_key_order(self, values: Sequence[Any]) -> None:
+        """Lay the record types out in the key order of the batch's first JSON object
+        (`_Layout`), looked at in every `_ORDER_CHECK_EVERY`-th batch and in the one after a
+        change. Its unconfigured keys count only when the sample looked at before had the same
+        ones (names that change from message to message would rebuild the types for nothing)
+        and the model is wide enough (`_UNKNOWN_FROM_FEATURES`). The last `_LAYOUTS_KEPT`
+        layouts are kept, so producers that alternate between a few orders do not rebuild
+        them; the state stays bounded whatever comes."""
+        if self._unchecked_batches > 0:
+            self._unchecked_batches -= 1
+            return
+        self._unchecked_batches = _ORDER_CHECK_EVERY - 1
+        max_bytes = self._fields.max_message_bytes
+        sample = next(
+            (
+                v
+                for v in values[:_ORDER_SAMPLES]
+                if type(v) is bytes and v[:1] == b"{" and len(v) <= max_bytes
+            ),
+            None,
+        )
+        order = None if sample is None else _key_order(sample, self._keys)
+        if order is None:
+            return
+        extra = order.keys() - self._known_keys  # in C; the keys' hashes are cached
+        unknown = hash(frozenset(extra)) if extra else 0
+        take_unknown = (
+            unknown == self._last_unknown
+            and len(self._kinds) >= _UNKNOWN_FROM_FEATURES
+            and len(extra) <= self._unknown_cap  # all or none: a scan covers the fields taken
+        )
+        self._last_unknown = unknown
+        if extra and not take_unknown:
+            keys = tuple(key for key in order if key not in extra)
+        else:
+            keys = tuple(order)
+        digest = hash(keys)
+        if digest == self._current.digest:
+            return
+        self._unchecked_batches = 0  # after a change, look at the next batch too
+        decoders = self._layouts.pop(digest, None)
+        if decoders is None:
+            decoders = self._decoders_for(keys)
+            decoders.digest = digest
+        self._layouts[digest] = decoders
+        while len(self._layouts) > _LAYOUTS_KEPT:
+            del self._layouts[next(iter(self._layouts))]
+        self._current = decoders
 
     @property
     def fields(self) -> EventFields:
@@ -554,10 +735,11 @@ class BatchDecoder:
         for topic, n in Counter(topics).items():
             account.consume(topic, n)
 
+        self._follow_key_order(raw_values)
         rejector = _Rejector(messages, account, self._preview)
         values, bounds = self._bound_records(list(raw_values), rejector)
         rejector.flush()
-        chunks = _plan(bounds, len(values), _CHUNK_MESSAGES, self._chunk_records)
+        chunks = _plan(bounds, len(values), _CHUNK_MESSAGES, self._current.chunk_records)
         for group in _group(chunks, bounds, slice_records):
             state = _BatchState(topic_names, topic_codes, kafka_ts, len(self._schemas), rejector)
             for start, stop in group:
@@ -624,14 +806,15 @@ class BatchDecoder:
     def _decode_chunk(self, values: Sequence[Any], offset: int, state: _BatchState) -> None:
         """Decode messages `offset ..` of the batch into `state` (parts, counts, rejects)."""
         rejector = state.rejector
+        current = self._current  # one layout for the whole chunk
         records, record_msg = self._records(values, offset, rejector)
         if not records:
             return
-        checked = set(map(type, records)) <= {self._layout.strict_type}
+        checked = set(map(type, records)) <= {current.layout.strict_type}
         n = len(records)
         record_topic = state.topic_codes[record_msg]
         model_code = self._model_codes(records, state.topic_names, record_topic)
-        features = self._layout.features(records)
+        features = current.layout.features(records)
         times = self._times(records, state.kafka_ts[record_msg])
         ok = model_code >= 0
         has_features: npt.NDArray[np.bool_] | None = None
@@ -658,15 +841,20 @@ class BatchDecoder:
                 group = list(map(features.__getitem__, rows))
                 group_times, group_msg = times[rows], record_msg[rows]
             numeric_attrs, categorical_attrs = self._columns[code]
-            checked_numeric = checked and self._layout.strict_attrs.issuperset(numeric_attrs)
+            checked_numeric = checked and self._current.layout.strict_attrs.issuperset(
+                numeric_attrs
+            )
             state.parts[code].append(
                 _Part(
                     times=group_times,
                     numeric=_numeric_matrix(
-                        group, numeric_attrs, checked=checked_numeric, span=self._spans[code]
+                        group,
+                        numeric_attrs,
+                        checked=checked_numeric,
+                        span=self._current.spans[code],
                     ),
                     categorical=_categorical_columns(
-                        group, categorical_attrs, self._categorical_spans[code]
+                        group, categorical_attrs, current.categorical_spans[code]
                     ),
                     model_version=(
                         _last_version(records, rows) if self._fields.model_version_field else ""
@@ -755,7 +943,7 @@ class BatchDecoder:
                 for i, v in enumerate(values)
                 if type(v) is not bytes or len(v) > max_bytes or not _is_utf8(v)
             ]
-        decode = self._strict.decode
+        decode = self._current.strict.decode
         parsed: list[Any] = []  # per message: a Struct, a list of Structs, or a tuple (alone)
         for stop in [*odd, len(values)]:
             while len(parsed) < stop:
@@ -766,7 +954,7 @@ class BatchDecoder:
                     parsed.append(self._message_records(offset + index, values[index], rejector))
             if stop < len(values):
                 parsed.append(self._message_records(offset + stop, values[stop], rejector))
-        record_type = self._layout.strict_type
+        record_type = self._current.layout.strict_type
         if set(map(type, parsed)) <= {record_type}:
             return parsed, np.arange(offset, offset + len(parsed), dtype=np.int32)
         return _flatten(parsed, record_type, offset)
@@ -785,10 +973,10 @@ class BatchDecoder:
             return ()
         try:
             try:
-                parsed = self._strict.decode(value)
+                parsed = self._current.strict.decode(value)
             except msgspec.ValidationError:
                 try:  # a wrong feature type, or a float literal out of range (1e999 -> inf)
-                    parsed = self._loose.decode(value)
+                    parsed = self._current.loose.decode(value)
                 except msgspec.ValidationError:  # not an object where one is needed
                     return self._generic_records(index, self._generic.decode(value), rejector)
         except _PARSE_ERRORS as exc:
@@ -827,7 +1015,7 @@ class BatchDecoder:
 
     def _to_record(self, element: dict[str, Any]) -> Any:
         """An Envelope from a generic JSON object; a non-object features value becomes None."""
-        record_type = self._layout.loose_type
+        record_type = self._current.layout.loose_type
         try:
             return msgspec.convert(element, record_type)
         except msgspec.ValidationError:
@@ -1118,19 +1306,19 @@ def _time_or_marker(value: object) -> float:
     return -1.0 if seconds is None else seconds
 
 
-def _field_span(attrs: tuple[str, ...], offset: int) -> slice | None:
-    """The positions of `attrs` (generated names `x<i>`) among the fields of the Struct that
-    holds the features (`offset` fields come first), as one slice when they are consecutive."""
-    if not attrs:
+def _field_index(attrs: tuple[str, ...], positions: dict[str, int]) -> _Span:
+    """Where `attrs` (two or more) sit among the fields of the Struct that holds the features:
+    one slice when they are consecutive, else their positions (None for fewer than two)."""
+    if len(attrs) < 2:
         return None
-    positions = [offset + int(attr[1:]) for attr in attrs]
-    if positions != list(range(positions[0], positions[0] + len(positions))):
-        return None
-    return slice(positions[0], positions[-1] + 1)
+    where = [positions[attr] for attr in attrs]
+    if where == list(range(where[0], where[0] + len(where))):
+        return slice(where[0], where[-1] + 1)
+    return tuple(where)
 
 
 def _numeric_matrix(
-    features: list[Any], attrs: tuple[str, ...], *, checked: bool, span: slice | None = None
+    features: list[Any], attrs: tuple[str, ...], *, checked: bool, span: _Span = None
 ) -> FloatArray:
     """float64 [len(attrs), len(features)] from feature Structs: NaN = missing, +inf = invalid.
 
@@ -1166,18 +1354,23 @@ def _numeric_matrix(
 
 
 def _feature_rows(
-    features: list[Any], attrs: tuple[str, ...], span: slice | None
+    features: list[Any], attrs: tuple[str, ...], span: _Span
 ) -> Iterator[tuple[Any, ...]]:
     """The values of `attrs` (two or more) of each feature Struct, one tuple per Struct: a cut
     of `msgspec.structs.astuple` when the attributes are consecutive fields (`span`), else
     one `attrgetter` of every name."""
     if span is not None:
-        return map(itemgetter(span), map(astuple, features))
+        return map(_getter(span), map(astuple, features))
     return map(attrgetter(*attrs), features)
 
 
+def _getter(span: slice | tuple[int, ...]) -> itemgetter[Any]:
+    """The items of a tuple at `span`, as one tuple."""
+    return itemgetter(span) if type(span) is slice else itemgetter(*span)
+
+
 def _categorical_columns(
-    features: list[Any], attrs: tuple[str, ...], span: slice | None
+    features: list[Any], attrs: tuple[str, ...], span: _Span
 ) -> tuple[ObjectArray, ...]:
     """One `categorical_column` per attribute of the feature Structs.
 
@@ -1185,7 +1378,7 @@ def _categorical_columns(
     `astuple` pass transposed by `zip` (in C), not one `attrgetter` pass per attribute.
     """
     if span is not None and len(attrs) >= 2 and features:
-        rows = map(itemgetter(span), map(astuple, features))
+        rows = map(_getter(span), map(astuple, features))
         return tuple(categorical_column(list(column)) for column in zip(*rows, strict=True))
     return tuple(categorical_column(list(map(attrgetter(attr), features))) for attr in attrs)
 
