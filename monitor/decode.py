@@ -354,7 +354,8 @@ class _Decoders:
     categorical_spans: tuple[_Span, ...]
     chunk_records: int
     digest: int | None = None
-    """hash() of the key order the layout follows (None: the configured order)."""
+    """hash() of the key order the layout follows (two orders with one hash share a layout:
+    only the speed of one of them suffers)."""
 
 
 class _Layout:
@@ -403,7 +404,7 @@ class _Layout:
         order: tuple[str, ...] = (),
         unknown_cap: int = 0,
     ) -> None:
-        self.attrs = {name: f"x{i}" for i, name in enumerate(kinds)}
+        self.attrs = _feature_attrs(kinds)
         self.strict_attrs = frozenset(
             self.attrs[name] for name, kind in kinds.items() if kind is not Any
         )
@@ -460,6 +461,11 @@ class _Layout:
         return features
 
 
+def _feature_attrs(kinds: dict[str, Any]) -> dict[str, str]:
+    """The Struct attribute of each configured feature: `x<i>`, i its configured position."""
+    return {name: f"x{i}" for i, name in enumerate(kinds)}
+
+
 def _head(fields: EventFields) -> list[tuple[str, str]]:
     """(attribute, JSON key) of the envelope fields read besides the features."""
     head = [("m", fields.model_field)]
@@ -475,7 +481,7 @@ def _holder_keys(
 ) -> list[tuple[str, str]]:
     """(attribute, JSON key) of the object that holds the features, in the configured order
     (the envelope fields first when the features are the record's own keys)."""
-    named = [(f"x{i}", name) for i, name in enumerate(kinds)]
+    named = [(attr, name) for name, attr in _feature_attrs(kinds).items()]
     return named if keys else _head(fields) + named
 
 
@@ -593,7 +599,7 @@ class BatchDecoder:
         self._kinds = kinds
         self._schemas = tuple(models)
         self._codes = codes
-        self._attrs = {name: f"x{i}" for i, name in enumerate(kinds)}
+        self._attrs = _feature_attrs(kinds)
         self._columns = tuple(
             (
                 tuple(self._attrs[name] for name in schema.numeric),
