@@ -66,6 +66,7 @@ from monitor.fleet_records import (
     model_increment,
     sparse_arrays,
 )
+from monitor.reference import MAX_EDGES, MAX_TOP_K
 from monitor.window import EMPTY_BUCKET, EventTimeWindow
 
 #: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped.
@@ -74,6 +75,12 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 #: active reference and at most two pre-warm shadows, and during an activation the old and
 #: the new active reference overlap. Increments binned with a further one are refused.
 MAX_RINGS = 4
+#: Widest count matrix any layout has (monitor.histogram): a numeric feature's value slots are
+#: its edges + 2, a categorical one's its top-K + OTHER + UNSEEN, then MISSING and INVALID.
+#: A wider increment is refused before any ring is made for it: the first increment of a
+#: reference decides its ring's width, and a 300-byte record claiming a width of 10^8 would
+#: otherwise allocate tens of GiB (a crash on every replica at every restart).
+MAX_WIDTH = max(MAX_EDGES + 2, MAX_TOP_K + 2) + 2
 
 
 @dataclass(slots=True)
@@ -369,6 +376,12 @@ class FleetFold:
                     f"{increment.reference_id!r} but no rolling reference",
                 )
             shape = (increment.features, increment.width)
+            if increment.width > MAX_WIDTH:
+                return Rejected(
+                    StateRejectReason.SHAPE_MISMATCH,
+                    f"model {increment.model!r}: increments {increment.width} wide, "
+                    f"no layout is wider than {MAX_WIDTH}",
+                )
             key = (increment.model, increment.reference_id)
             ring = self.ring(*key)
             expected = ring.total.shape if ring is not None else shapes.get(key)

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
-from monitor.fleet import FleetFold
+from monitor.edges import numeric_slot_count
+from monitor.fleet import MAX_WIDTH, FleetFold
 from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
 from monitor.fleet_records import (
     RECORD_VERSION,
@@ -26,12 +27,14 @@ from monitor.fleet_records import (
     ClaimRecord,
     ModelIncrement,
     Rejected,
+    SnapshotBody,
     decode_record,
     encode_claim,
     encode_commit,
     encode_snapshot,
     model_increment,
 )
+from monitor.reference import MAX_EDGES, MAX_TOP_K
 from monitor.window import EMPTY_BUCKET, EventTimeWindow, histograms_by_bucket
 
 R = StateRejectReason
@@ -203,6 +206,53 @@ def test_impossible_sparse_arrays_are_refused(bad: dict[str, Any]) -> None:
     outcome = fold.apply(value)
     assert outcome.rejected is not None and outcome.rejected.reason is R.INVALID_RECORD
     assert fold.head(_source(0)).next is None and fold.windows["m"].watermark is None
+
+
+def _declared_fold() -> FleetFold:
+    """A fold as a replica declares it: the model's feature count, no ring until a commit."""
+    fold = FleetFold()
+    fold.declare("m", EventTimeWindow((F, 1), BUCKET, LENGTH, LATENESS))
+    fold.apply(encode_claim(_source(0), 1, "r0")[1])
+    return fold
+
+
+def _one_cell(width: int, cell: int) -> ModelIncrement:
+    one = {
+        "buckets": np.asarray([100], dtype="<i8").tobytes(),
+        "cells": np.asarray([cell], dtype="<i8").tobytes(),
+        "counts": np.asarray([1], dtype="<i8").tobytes(),
+    }
+    return ModelIncrement("m", F, width, 1000.0, **one, reference_id="r")
+
+
+def test_a_small_record_claiming_a_huge_width_is_refused_before_any_ring_is_made() -> None:
+    """A 300-byte commit whose matrix claims 10^8 columns is refused (shape_mismatch), not
+    allocated: the fold's memory stays put and the chain does not move."""
+    resource = pytest.importorskip("resource")
+    fold = _declared_fold()
+    records = encode_commit(_source(0), 1, "r0", 0, 5, [_one_cell(10**8, 10**8 + 1)])
+    assert sum(len(value) for _, value in records) < 1_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outcome = [fold.apply(value) for _, value in records][-1]
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert outcome.rejected is not None and outcome.rejected.reason is R.SHAPE_MISMATCH
+    assert fold.ring("m", "r") is None and fold.head(_source(0)).next is None
+    assert grown_kib < 50 * 1024
+    body = SnapshotBody([], [_one_cell(10**8, 3)], [], {"m": 1000.0})
+    refused = fold.restore(body)
+    assert refused is not None and refused.reason is R.SHAPE_MISMATCH
+
+
+def test_the_widest_layout_there_can_be_still_folds() -> None:
+    """MAX_WIDTH is what a numeric feature with MAX_EDGES edges needs, and such a commit folds."""
+    edges = np.linspace(0.0, 1.0, MAX_EDGES)
+    assert numeric_slot_count(edges) + 2 == MAX_WIDTH
+    assert MAX_TOP_K + 2 + 2 <= MAX_WIDTH
+    fold = _declared_fold()
+    _, value = encode_commit(_source(0), 1, "r0", 0, 5, [_one_cell(MAX_WIDTH, MAX_WIDTH - 1)])[-1]
+    assert fold.apply(value).result is CommitResult.ACCEPTED
+    ring = fold.ring("m", "r")
+    assert ring is not None and ring.total.shape == (F, MAX_WIDTH) and int(ring.total.sum()) == 1
 
 
 # -- claim and commit rules ----------------------------------------------------------
