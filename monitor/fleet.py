@@ -33,6 +33,13 @@ the empty ring a later increment makes. So the final rings do not depend on how 
 of different state partitions interleave. The one exception is the bound: whether a ring
 beyond MAX_RINGS is refused depends on which rings are still held at that point of the log
 (replicas may differ then); every refusal is counted (`too_many_references`).
+Rows: an increment that carries its matrix's `rows` (feature name, bins digest, value slots)
+is checked against them and its ring's, never against this replica's configuration, so
+replicas configured differently (a rolling update that adds a feature) decide alike; its
+ring (named `ring_key(reference id, rows)` by the contributors) keeps the rows, and
+`carried_window` lays the counts of a ring of another layout out in the rows of another by
+feature name. An increment without rows (written before rows were carried) must have the
+configured feature count.
 A commit whose blob is incomplete, corrupt or does not fit a model's matrix shape is refused
 as a whole (its chain does not advance); increments of a model this replica has no window
 for are skipped (`skipped_models`). `FleetFold.apply` never raises.
@@ -41,6 +48,7 @@ for are skipped (`skipped_models`). `FleetFold.apply` never raises.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,14 +75,20 @@ from monitor.fleet_records import (
     sparse_arrays,
 )
 from monitor.reference import MAX_EDGES, MAX_TOP_K
+from monitor.schema_change import Row, carry_counts
 from monitor.window import EMPTY_BUCKET, EventTimeWindow
 
 #: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped.
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 #: Rings (reference ids with held counts) one model keeps at once: a replica bins with its
 #: active reference and at most two pre-warm shadows, and during an activation the old and
-#: the new active reference overlap. Increments binned with a further one are refused.
-MAX_RINGS = 4
+#: the new active reference overlap; a change of the model's features adds a ring per
+#: reference for one window length (`ring_key`). Increments binned with a further one are
+#: refused.
+MAX_RINGS = 6
+#: Rows an increment with rows may have, beyond twice the configured features: a rolling
+#: update may add features; a record claiming millions of rows is refused.
+EXTRA_ROWS = 100
 #: Widest count matrix any layout has (monitor.histogram): a numeric feature's value slots are
 #: its edges + 2, a categorical one's its top-K + OTHER + UNSEEN, then MISSING and INVALID.
 #: A wider increment is refused before any ring is made for it: the first increment of a
@@ -151,6 +165,47 @@ def holds_any(window: EventTimeWindow) -> bool:
     return bool(np.any(window.ring.bucket_ids != EMPTY_BUCKET))
 
 
+def _wrong_shape(shape: tuple[int, int], has_rows: bool, configured: int) -> str:
+    """Why an increment's matrix shape cannot be folded ("" when it can): wider than any
+    layout; without rows, another feature count than the configured one; with rows, more
+    than twice the configured features + `EXTRA_ROWS`."""
+    features, width = shape
+    if width > MAX_WIDTH:
+        return f"increments {width} wide, no layout is wider than {MAX_WIDTH}"
+    if not has_rows and features != configured:
+        return f"increments of {features} features without rows, {configured} configured"
+    if features > 2 * configured + EXTRA_ROWS:
+        return f"increments of {features} rows, {configured} features configured"
+    return ""
+
+
+def carried_window(
+    ring: EventTimeWindow,
+    rows: Sequence[Row],
+    others: Sequence[tuple[EventTimeWindow, Sequence[Row]]],
+) -> EventTimeWindow:
+    """A copy of `ring` (laid out in `rows`) plus, for every feature of `rows` that an other
+    ring has with the same bins digest, that ring's counts of it (`schema_change.carry_counts`):
+    the window of a model whose features changed, its unchanged features counted in every
+    layout they were counted in. The rings of one model share its watermark, and the events of
+    one source partition range are counted in one layout only, so the sum counts none twice."""
+    out = window_like(ring, ring.total.shape)
+    out.merge(ring)
+    width = int(ring.total.shape[1])
+    for other, other_rows in others:
+        if other.watermark is None:
+            continue
+        out.advance(other.watermark)
+        head = out.head
+        assert head is not None
+        oldest = head - out.n_buckets + 1 - out.lateness_buckets
+        laid = carry_counts(other.ring.counts, other_rows, rows, width)
+        for slot, bucket in enumerate(other.ring.bucket_ids.tolist()):
+            if bucket != EMPTY_BUCKET and oldest <= bucket <= head and laid[slot].any():
+                out.add_counts(int(bucket), laid[slot])
+    return out
+
+
 class FleetFold:
     """Chain heads per source partition and, per model, one global ring per reference id
     (module docstring).
@@ -173,6 +228,8 @@ class FleetFold:
         max_rings: int = MAX_RINGS,
     ) -> None:
         self.rings: dict[str, dict[str, EventTimeWindow]] = {}
+        self.ring_rows: dict[tuple[str, str], tuple[Row, ...]] = {}
+        """The rows of each (model, ring name) made by increments that carried rows."""
         self.marks: dict[str, float] = {}
         self._templates: dict[str, EventTimeWindow] = {}
         self._lagging: dict[str, EventTimeWindow] = {}
@@ -228,6 +285,10 @@ class FleetFold:
         """The global ring of `model` binned with `reference_id` (None: no increment binned
         with it is held)."""
         return self.rings.get(model, {}).get(reference_id)
+
+    def rows_of(self, model: str, reference_id: str) -> tuple[Row, ...]:
+        """The rows of a ring (() for a ring made by increments without rows, or none)."""
+        return self.ring_rows.get((model, reference_id), ())
 
     def head(self, source: str) -> Head:
         """The fold's view of a source partition (a fresh Head if never seen)."""
@@ -360,7 +421,7 @@ class FleetFold:
     def _check(self, increments: list[ModelIncrement]) -> list[_Checked] | Rejected:
         """Validate every model's increments before any is added (a commit is atomic)."""
         checked: list[_Checked] = []
-        shapes: dict[tuple[str, str], tuple[int, int]] = {}
+        shapes: dict[tuple[str, str], tuple[tuple[int, int], tuple[Row, ...]]] = {}
         for increment in increments:
             arrays = sparse_arrays(increment)
             if isinstance(arrays, Rejected):
@@ -376,21 +437,29 @@ class FleetFold:
                     f"{increment.reference_id!r} but no rolling reference",
                 )
             shape = (increment.features, increment.width)
-            if increment.width > MAX_WIDTH:
+            rows = tuple(increment.rows)
+            configured = template.total.shape[0]
+            if rows and len(rows) != increment.features:
                 return Rejected(
-                    StateRejectReason.SHAPE_MISMATCH,
-                    f"model {increment.model!r}: increments {increment.width} wide, "
-                    f"no layout is wider than {MAX_WIDTH}",
+                    StateRejectReason.INVALID_RECORD,
+                    f"model {increment.model!r}: {len(rows)} rows for {increment.features}",
+                )
+            wrong = _wrong_shape(shape, bool(rows), configured)
+            if wrong:
+                return Rejected(
+                    StateRejectReason.SHAPE_MISMATCH, f"model {increment.model!r}: {wrong}"
                 )
             key = (increment.model, increment.reference_id)
             ring = self.ring(*key)
-            expected = ring.total.shape if ring is not None else shapes.get(key)
-            if shape[0] != template.total.shape[0] or expected not in (None, shape):
-                want = expected or f"({template.total.shape[0]}, any width)"
+            expected = (
+                (ring.total.shape, self.rows_of(*key)) if ring is not None else shapes.get(key)
+            )
+            if expected not in (None, (shape, rows)):
                 return Rejected(
                     StateRejectReason.SHAPE_MISMATCH,
                     f"model {increment.model!r} reference {increment.reference_id!r}: "
-                    f"increments of shape {shape}, ring {want}",
+                    f"increments of shape {shape}, ring {expected[0] if expected else '-'}"
+                    + (" (other rows)" if expected and expected[0] == shape else ""),
                 )
             buckets, cells, counts = arrays
             mark = int(template.ring.bucket_of(np.asarray([increment.watermark]))[0])
@@ -399,7 +468,7 @@ class FleetFold:
                     StateRejectReason.INVALID_RECORD,
                     f"model {increment.model!r}: a bucket after its watermark's",
                 )
-            shapes[key] = shape
+            shapes[key] = (shape, rows)
             checked.append(_Checked(increment, buckets, cells, counts))
         return checked
 
@@ -419,6 +488,7 @@ class FleetFold:
             window.advance(mark)
             if moved and not holds_any(window):  # buckets only leave when its head moves
                 del rings[reference_id]
+                self.ring_rows.pop((model, reference_id), None)
 
     def _add(self, item: _Checked) -> None:
         """Add one model's increments to the ring of their reference, bucket by bucket (one
@@ -449,6 +519,8 @@ class FleetFold:
             window = rings[reference_id] = window_like(
                 template, (increment.features, increment.width)
             )
+            if increment.rows:
+                self.ring_rows[(model, reference_id)] = tuple(increment.rows)
         window.advance(self.marks[model])
         size = window.total.size
         if buckets.size > 1 and bool(np.any(buckets[1:] < buckets[:-1])):
@@ -480,7 +552,14 @@ class FleetFold:
                     if bucket != EMPTY_BUCKET
                 }
                 models.append(
-                    model_increment(name, window.total.shape, window.watermark, held, reference_id)
+                    model_increment(
+                        name,
+                        window.total.shape,
+                        window.watermark,
+                        held,
+                        reference_id,
+                        self.rows_of(name, reference_id),
+                    )
                 )
         pending = [
             ChunkRecord(RECORD_VERSION, blob_id, index, item.total, data)
@@ -491,12 +570,13 @@ class FleetFold:
 
     def restore(self, body: SnapshotBody) -> Rejected | None:
         """Replace the whole state by a snapshot's (nothing changes when it does not fit)."""
-        rings, marks = self.rings, self.marks
+        rings, marks, rows = self.rings, self.marks, self.ring_rows
         self.rings = {model: {} for model in self._templates}
         self.marks = {}
+        self.ring_rows = {}
         checked = self._check(body.models)
         if isinstance(checked, Rejected):
-            self.rings, self.marks = rings, marks
+            self.rings, self.marks, self.ring_rows = rings, marks, rows
             self.rejected[checked.reason] += 1
             return checked
         for model, mark in body.marks.items():

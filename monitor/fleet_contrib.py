@@ -28,6 +28,7 @@ from monitor.fleet_records import (
     encode_commit,
     model_increment,
 )
+from monitor.schema_change import Row
 from monitor.window import AddResult, BucketRing, EventTimeWindow, FloatArray
 
 
@@ -35,6 +36,7 @@ from monitor.window import AddResult, BucketRing, EventTimeWindow, FloatArray
 class _ModelPart:
     shape: tuple[int, int]
     reference_id: str
+    rows: tuple[Row, ...] = ()
     watermark: float = -np.inf
     buckets: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
 
@@ -74,9 +76,10 @@ class Contributor:
         counts: npt.NDArray[np.integer],
         event_time: float,
         reference_id: str = "",
+        rows: tuple[Row, ...] = (),
     ) -> None:
-        """Count events of an owned partition: `counts` (binned with `reference_id`'s edges)
-        in `bucket`, the newest at `event_time`.
+        """Count events of an owned partition: `counts` (binned with `reference_id`'s edges,
+        one row per item of `rows`) in `bucket`, the newest at `event_time`.
 
         Counts of a partition this replica does not own are ignored (the caller filters them
         out first; a record read between revoke and drop is never committed).
@@ -87,8 +90,8 @@ class Contributor:
         shape = (int(counts.shape[0]), int(counts.shape[1]))
         key = (model, reference_id)
         part = owned.models.get(key)
-        if part is None or part.shape != shape:
-            part = owned.models[key] = _ModelPart(shape, reference_id)
+        if part is None or part.shape != shape or part.rows != rows:
+            part = owned.models[key] = _ModelPart(shape, reference_id, rows)
         held = part.buckets.get(bucket)
         if held is None:
             part.buckets[bucket] = np.asarray(counts, dtype=np.int64).copy()
@@ -120,7 +123,9 @@ class Contributor:
         if owned.to_offset <= owned.from_offset:
             return [], owned.to_offset
         increments = [
-            model_increment(name, part.shape, part.watermark, part.buckets, part.reference_id)
+            model_increment(
+                name, part.shape, part.watermark, part.buckets, part.reference_id, part.rows
+            )
             for (name, _), part in sorted(owned.models.items())
             if part.buckets
         ]
@@ -187,7 +192,8 @@ class ContributionTap:
     """A `window.CountTarget` for `ModelRuntime.tap` (or a shadow's): admits against the
     global ring of `reference_id` (`admit_against`, nothing changes) and adds the counts to
     `contributor` under the source partition being ingested (`source`, set by the caller
-    before each slice) and `reference_id`."""
+    before each slice), `reference_id` (the ring's name, `fleet_records.ring_key`) and the
+    matrix's `rows`."""
 
     def __init__(
         self,
@@ -196,9 +202,11 @@ class ContributionTap:
         contributor: Contributor,
         clock: Callable[[], float] | None = None,
         reference_id: str = "",
+        rows: tuple[Row, ...] = (),
     ) -> None:
         self.model = model
         self.reference_id = reference_id
+        self.rows = rows
         self.window = window
         self.contributor = contributor
         self.source = ""
@@ -235,7 +243,7 @@ class ContributionTap:
     def add_counts(self, bucket: int, counts: npt.NDArray[np.integer]) -> None:
         """Count admitted events of the current source partition (uncommitted until published)."""
         self.contributor.add(
-            self.source, self.model, bucket, counts, self._newest, self.reference_id
+            self.source, self.model, bucket, counts, self._newest, self.reference_id, self.rows
         )
 
 
@@ -262,5 +270,11 @@ class LaggingTap:
         tap = self.tap
         bucket = int(self.ring.bucket_of(np.asarray([event_time]))[0])
         tap.contributor.add(
-            tap.source, tap.model, bucket, counts, tap.newest, LAGGING_PREFIX + tap.reference_id
+            tap.source,
+            tap.model,
+            bucket,
+            counts,
+            tap.newest,
+            LAGGING_PREFIX + tap.reference_id,
+            tap.rows,
         )

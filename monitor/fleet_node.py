@@ -53,7 +53,7 @@ import numpy as np
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
 from monitor.errors import ClaimResult, CommitResult, SourceError
-from monitor.fleet import FleetFold, FoldOutcome, window_like
+from monitor.fleet import MAX_RINGS, FleetFold, FoldOutcome, carried_window, window_like
 from monitor.fleet_contrib import ContributionTap, Contributor, LaggingTap
 from monitor.fleet_offsets import GroupOffsets
 from monitor.fleet_records import (
@@ -64,6 +64,8 @@ from monitor.fleet_records import (
     decode_record,
     encode_claim,
     encode_snapshot,
+    ring_key,
+    ring_reference,
     source_key,
 )
 from monitor.metrics import FleetMetrics
@@ -71,10 +73,14 @@ from monitor.model import RawMessage, ReferenceMode
 from monitor.registry import RegistryTable, warmup_records
 from monitor.registry import Rejected as RegistryRejected
 from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime
+from monitor.schema_change import Row, layout_rows
+from monitor.shadow import ShadowWindow
 from monitor.state_log import SNAPSHOT_PARTITION, StateLog, StateRecord
 from monitor.window import EventTimeWindow
 
 TP = tuple[str, int]
+#: Seconds a model's carried window (`_carried`) is reused before it is built again.
+CARRY_REFRESH_S = 1.0
 #: Seconds between two end-offset requests for the state lag.
 LAG_INTERVAL_S = 1.0
 #: The state lag (records) above which the replica reports not ready.
@@ -133,6 +139,9 @@ class FleetNode:
         self.taps: dict[tuple[str, str], ContributionTap] = {}
         self._templates: dict[str, EventTimeWindow] = {}
         self._placeholders: dict[tuple[str, str], EventTimeWindow] = {}
+        self._carried_windows: dict[str, tuple[str, float, EventTimeWindow]] = {}
+        self._ring_keys: dict[str, tuple[tuple[Row, ...], str]] = {}
+        self._shadow_keys: dict[int, tuple[ShadowWindow, tuple[Row, ...], str]] = {}
         self.registry_active: dict[str, str] = {}
         """Each model's registry activation (its reference id), set by the daemon's sync."""
         self._registry_writer = registry_writer
@@ -225,18 +234,73 @@ class FleetNode:
             runtime.tap = runtime.lagging_tap = None
             return
         shape = (runtime.layout.n_features, runtime.layout.width)
-        reference_id = runtime.reference_id
-        runtime.window = self._ring(name, reference_id, shape)
-        tap = runtime.tap = self._tap(name, reference_id, runtime.window)
+        rows = runtime.layout_rows()
+        key = self._ring_key(runtime.reference_id, rows)
+        ring = self._ring(name, key, shape)
+        runtime.window = self._carried(name, key, rows, ring)
+        tap = runtime.tap = self._tap(name, key, ring, rows)
         if runtime.lagging is not None:  # a rolling reference reads the fold's lagging ring
-            lagging = self._ring(name, LAGGING_PREFIX + reference_id, shape)
+            lagging = self._ring(name, LAGGING_PREFIX + key, shape)
             runtime.lagging.ring = lagging.ring
             runtime.lagging.watermark = lagging.watermark
             runtime.lagging_tap = LaggingTap(tap, lagging)
         for shadow in runtime.shadows.windows.values():
-            ring = self._ring(name, shadow.reference_id, shadow.window.total.shape)
+            shadow_rows, shadow_key = self._shadow_key(shadow)
+            ring = self._ring(name, shadow_key, shadow.window.total.shape)
             shadow.window = ring
-            shadow.tap = self._tap(name, shadow.reference_id, ring)
+            shadow.tap = self._tap(name, shadow_key, ring, shadow_rows)
+
+    def _ring_key(self, reference_id: str, rows: tuple[Row, ...]) -> str:
+        """`ring_key`, kept for the rows object last asked for with `reference_id`."""
+        held = self._ring_keys.get(reference_id)
+        if held is None or held[0] is not rows:
+            held = self._ring_keys[reference_id] = (rows, ring_key(reference_id, rows))
+            while len(self._ring_keys) > 4 * MAX_RINGS * max(1, len(self.runtimes)):
+                del self._ring_keys[next(iter(self._ring_keys))]
+        return held[1]
+
+    def _shadow_key(self, shadow: ShadowWindow) -> tuple[tuple[Row, ...], str]:
+        """A shadow's rows (its profile's layout) and ring name, kept with the shadow."""
+        held = self._shadow_keys.get(id(shadow))
+        if held is None or held[0] is not shadow:
+            rows = layout_rows(shadow.layout, {f.name for f in shadow.profile.features})
+            held = self._shadow_keys[id(shadow)] = (
+                shadow,
+                rows,
+                ring_key(shadow.reference_id, rows),
+            )
+            while len(self._shadow_keys) > 4 * MAX_RINGS * max(1, len(self.runtimes)):
+                del self._shadow_keys[next(iter(self._shadow_keys))]
+        return held[1], held[2]
+
+    def _carried(
+        self, name: str, key: str, rows: tuple[Row, ...], ring: EventTimeWindow
+    ) -> EventTimeWindow:
+        """The window the model evaluates: its ring `key`, plus the counts of its features
+        in the rings of the same reference laid out in other rows (a configuration that
+        added or removed features, before or during a rolling update; `carried_window`),
+        built again at most every `CARRY_REFRESH_S`. A ring written before rows were carried
+        (named by the reference id alone) is taken as laid out in `rows` when its shape is."""
+        reference = ring_reference(key)
+        others: list[tuple[EventTimeWindow, tuple[Row, ...]]] = []
+        for other_key, other in self.fold.rings.get(name, {}).items():
+            if other_key == key or ring_reference(other_key) != reference:
+                continue
+            other_rows = self.fold.rows_of(name, other_key)
+            if not other_rows and other_key == reference and other.total.shape == ring.total.shape:
+                other_rows = rows
+            if other_rows:
+                others.append((other, other_rows))
+        if not others:
+            self._carried_windows.pop(name, None)
+            return ring
+        now = self.monotonic()
+        held = self._carried_windows.get(name)
+        if held is not None and held[0] == key and now - held[1] < CARRY_REFRESH_S:
+            return held[2]
+        window = carried_window(ring, rows, others)
+        self._carried_windows[name] = (key, now, window)
+        return window
 
     def _ring(self, name: str, reference_id: str, shape: tuple[int, int]) -> EventTimeWindow:
         """The fold's ring of (model, reference), or an empty stand-in while the fold holds
@@ -259,12 +323,14 @@ class FleetNode:
             held = self._placeholders[(name, reference_id)] = window_like(template, shape)
         return held
 
-    def _tap(self, name: str, reference_id: str, window: EventTimeWindow) -> ContributionTap:
-        """The contribution tap of (model, reference), admitting against `window`."""
-        tap = self.taps.get((name, reference_id))
+    def _tap(
+        self, name: str, key: str, window: EventTimeWindow, rows: tuple[Row, ...]
+    ) -> ContributionTap:
+        """The contribution tap of (model, ring `key`), admitting against `window`."""
+        tap = self.taps.get((name, key))
         if tap is None:
-            tap = ContributionTap(name, window, self.contributor, self.clock, reference_id)
-            self.taps[(name, reference_id)] = tap
+            tap = ContributionTap(name, window, self.contributor, self.clock, key, rows)
+            self.taps[(name, key)] = tap
         tap.window = window
         return tap
 

@@ -20,8 +20,11 @@ Increments are sparse: per model, the parallel int64 arrays `buckets`, `cells` (
 `feature * width + bin` into the model's count matrix of shape `(features, width)`) and
 `counts`, stored as little-endian bytes, plus the largest event time they contain
 (`watermark`) and the `reference_id` whose edges binned them (a replica counts its events
-once per reference it bins with: its active one and each pre-warm shadow). `decode_record`
-never raises: any defect is a `Rejected` with a reason from the closed `StateRejectReason`.
+once per reference it bins with: its active one and each pre-warm shadow), and the `rows`
+of the matrix: per row the feature's name, the digest of its bins and its value slots
+(`monitor.schema_change.Row`), so that the counts of a feature can be found by name in a
+ring of another layout of the model (`ring_key`). `decode_record` never raises: any defect
+is a `Rejected` with a reason from the closed `StateRejectReason`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -37,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.errors import StateRejectReason
+from monitor.schema_change import Row
 
 RECORD_VERSION = 1
 #: Bytes of compressed blob per record (well under Kafka's 1 MB default message limit).
@@ -62,6 +66,9 @@ class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cells: bytes
     counts: bytes
     reference_id: str = ""
+    rows: list[Row] = []
+    """The matrix's rows (feature name, bins digest, value slots); empty in records written
+    before rows were carried (their rows are the model's configured features, by position)."""
 
 
 class Increments(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -229,9 +236,10 @@ def model_increment(
     watermark: float,
     by_bucket: Mapping[int, npt.NDArray[np.integer]],
     reference_id: str = "",
+    rows: Sequence[Row] = (),
 ) -> ModelIncrement:
     """Dense count matrices per bucket as one sparse increment (only the nonzero cells),
-    binned in the edges of `reference_id`."""
+    binned in the edges of `reference_id`, one row per item of `rows`."""
     buckets: list[IntArray] = []
     cells: list[IntArray] = []
     counts: list[IntArray] = []
@@ -254,7 +262,25 @@ def model_increment(
         join(cells),
         join(counts),
         reference_id,
+        [Row(*row) for row in rows],
     )
+
+
+def ring_key(reference_id: str, rows: Sequence[Row]) -> str:
+    """The fold's ring name for counts binned with `reference_id`'s edges in a layout of
+    `rows`: `<reference id>@<16 hex digits of the rows' SHA-256>`. A model whose features
+    change (a new configuration) counts into a ring of its own instead of one of another
+    shape, and the rings of the same reference share their features' counts by name
+    (`monitor.fleet.carried_window`)."""
+    digest = hashlib.sha256()
+    for name, bins, slots in rows:
+        digest.update(f"{name}\x00{bins}\x00{slots}\x00".encode("utf-8", "surrogatepass"))
+    return f"{reference_id}@{digest.hexdigest()[:16]}"
+
+
+def ring_reference(key: str) -> str:
+    """The reference id of a ring name (`ring_key`; a name without rows is the id itself)."""
+    return key.rpartition("@")[0] if "@" in key else key
 
 
 def _blob_records(blob: bytes, chunk_bytes: int) -> tuple[str, int, bytes, list[bytes]]:

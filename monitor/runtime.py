@@ -165,6 +165,7 @@ class ModelRuntime:
         self.pending: dict[str, str] = {}
         """Why each feature without bins has none (the last failed warm-up's verdict)."""
         self._fitted: frozenset[str] = frozenset()
+        self._layout_rows: tuple[ModelLayout, frozenset[str], tuple[Row, ...]] | None = None
         self._warm: WarmupBuffer | None = None
         self.correlation: CorrelationTracker | None = None
         """The correlation group's reference and sums (None: not configured or not fitted)."""
@@ -451,14 +452,24 @@ class ModelRuntime:
         self.window = shadow.window
         return True
 
-    def _rows(self) -> tuple[Row, ...]:
-        """The active layout's rows (monitor.schema_change); () without a layout."""
-        return layout_rows(self.layout, self._fitted) if self.layout is not None else ()
+    def layout_rows(self) -> tuple[Row, ...]:
+        """The active layout's rows (monitor.schema_change); () without a layout. Kept until
+        the layout or the fitted features change (a fleet replica asks on every loop turn)."""
+        if self.layout is None:
+            return ()
+        held = self._layout_rows
+        if held is None or held[0] is not self.layout or held[1] != self._fitted:
+            held = self._layout_rows = (
+                self.layout,
+                self._fitted,
+                layout_rows(self.layout, self._fitted),
+            )
+        return held[2]
 
     def _activate_carrying(self, profile: ReferenceProfile) -> None:
         """`_activate(profile)`, keeping the counts of every feature whose bins are unchanged."""
         self._flush_pending()  # before the window's state is taken
-        rows = self._rows()
+        rows = self.layout_rows()
         window = self.window.state() if self.window is not None else None
         lagging = self.lagging.state() if self.lagging is not None else None
         self._activate(profile)
@@ -478,7 +489,7 @@ class ModelRuntime:
         ValueError when the states do not fit.
         """
         assert self.layout is not None and self.window is not None
-        new_rows = self._rows()
+        new_rows = self.layout_rows()
         width = self.layout.width
         self.window.restore(
             {**window, "counts": carry_counts(window["counts"], rows, new_rows, width)}
@@ -953,7 +964,7 @@ class ModelRuntime:
             "model_version": self.model_version,
             "pending": dict(self.pending),
             "features": self.feature_signatures(),
-            "rows": rows_to_meta(self._rows()),
+            "rows": rows_to_meta(self.layout_rows()),
         }
         if self.profile is not None and self.window is not None:
             meta["reference_id"] = self.profile.reference_id
@@ -1022,8 +1033,8 @@ class ModelRuntime:
         empty); the count of events without the segment field and the warm-up's segment
         values always do."""
         assert self.segments is not None
-        old_rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
-        unchanged = same == {s.name for s in self.specs} and old_rows == self._rows()
+        old_rows = self.layout_rows() if legacy else rows_from_meta(state.meta.get("rows"))
+        unchanged = same == {s.name for s in self.specs} and old_rows == self.layout_rows()
         try:
             self.segments.restore(state.arrays if unchanged else {}, state.meta.get("segments", {}))
         except (ValueError, KeyError, TypeError) as exc:
@@ -1062,7 +1073,7 @@ class ModelRuntime:
             if full and self.profile is not None:
                 self._profile_json = (self.profile, text)
         try:
-            rows = self._rows() if legacy else rows_from_meta(state.meta.get("rows"))
+            rows = self.layout_rows() if legacy else rows_from_meta(state.meta.get("rows"))
             self._carry(
                 rows,
                 {k[7:]: v for k, v in state.arrays.items() if k.startswith("window.")},

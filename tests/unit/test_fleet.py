@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.edges import numeric_slot_count
+from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet import MAX_WIDTH, FleetFold
 from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
 from monitor.fleet_records import (
@@ -217,12 +217,10 @@ def _declared_fold() -> FleetFold:
 
 
 def _one_cell(width: int, cell: int) -> ModelIncrement:
-    one = {
-        "buckets": np.asarray([100], dtype="<i8").tobytes(),
-        "cells": np.asarray([cell], dtype="<i8").tobytes(),
-        "counts": np.asarray([1], dtype="<i8").tobytes(),
-    }
-    return ModelIncrement("m", F, width, 1000.0, **one, reference_id="r")
+    def one(value: int) -> bytes:
+        return np.asarray([value], dtype="<i8").tobytes()
+
+    return ModelIncrement("m", F, width, 1000.0, one(100), one(cell), one(1), "r")
 
 
 def test_a_small_record_claiming_a_huge_width_is_refused_before_any_ring_is_made() -> None:
