@@ -7,7 +7,8 @@ event binned directly with the new layout (`bin_batch` + `histogram`), y's row f
 later events only, hashed as `window_digest` hashes a window: the unchanged features keep
 every count across the change, the added one fills from the change on, the removed one is
 gone, the other model is untouched, and no state record is refused. A replica started
-afterwards folds the state topic to the same window.
+afterwards folds the state topic to the same window. And during a rolling update, a replica
+on each list, live in one group, exports the same results for the unchanged features.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import fit_profile, layout_for, profile_to_json
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
+from tests.support.fleet import wait_shared
 from tests.support.waiting import wait_until
 
 X, Y, Z = (FeatureSpec(n, FeatureKind.NUMERIC) for n in ("x", "y", "z"))
@@ -59,6 +61,7 @@ def _config(
             ),
         ],
         state_dir=tmp_path / "no-state",
+        group_id=f"group-{state}",
         window={"bucket": "1m", "length": "10m", "allowed_lateness": "1m"},
         evaluation={"interval": "500ms", "min_samples": 100},
     )
@@ -92,7 +95,7 @@ def _send(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     try:
         for i, event in enumerate(events):
-            producer.send(topic, msgspec.json.encode(event), partition=i % 2)
+            producer.send(topic, msgspec.json.encode(event), partition=(i // 2) % 2)
         producer.flush(timeout=60)
     finally:
         producer.close()
@@ -203,3 +206,59 @@ def test_a_fleet_model_keeps_its_unchanged_features_when_features_are_added_and_
     finally:
         for replica in (before, after, cold):
             replica.close()
+
+
+def _features(replica: DaemonProcess) -> dict[str, dict[str, Any]]:
+    """The `fleet` model's feature results on a replica, without the per-layout ones (the
+    q-value and the decision depend on which features are tested together)."""
+    try:
+        models = replica.status()["models"]
+    except Exception:  # not serving yet
+        return {}
+    model = next((m for m in models if m["model"] == "fleet"), {"features": []})
+    varying = {"evaluated_at", "qvalue", "drift_detected", "drift_reasons"}
+    return {f["name"]: {k: v for k, v in f.items() if k not in varying} for f in model["features"]}
+
+
+def test_replicas_on_the_old_and_the_new_feature_list_export_the_same_unchanged_features(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """During a rolling update, a replica on x, z, c and one on x, y, c each hold every
+    event's counts of x and c (identical results on both), while z holds the old replica's
+    events only and y the new one's: together exactly every event."""
+    topic = f"schema-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=2)
+    state = f"state-{uuid.uuid4().hex[:8]}"
+    _profiles(tmp_path)
+    old = DaemonProcess(_config(tmp_path, broker.bootstrap, topic, state, BEFORE), tmp_path / "old")
+    new = DaemonProcess(_config(tmp_path, broker.bootstrap, topic, state, AFTER), tmp_path / "new")
+    events = _events(500, 3)
+    try:
+        old.start()
+        new.start()
+        wait_shared([old, new], 2)
+        _send(broker.bootstrap, topic, events)
+
+        def settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            a, b = _features(old), _features(new)
+            if not a or not b or a["c"]["current_samples"] != 500 or b["c"] != a["c"]:
+                return None
+            return (a, b) if b["x"] == a["x"] else None
+
+        a, b = wait_until(
+            settled,
+            90.0,
+            interval=0.5,
+            message="x and c equal on both replicas with every event",
+            on_timeout=lambda: f"{_features(old)}\n{_features(new)}\n{new.tail(2000)}",
+        )
+        assert set(a) == {"x", "z", "c"} and set(b) == {"x", "y", "c"}
+        z, y = a["z"]["current_samples"], b["y"]["current_samples"]
+        assert z > 0 and y > 0 and z + y == 500, (z, y)
+        assert a["x"]["distribution"]["current"], "x was evaluated with its distribution"
+        for replica in (old, new):
+            assert replica.metrics().total("driftmon_state_records_rejected_total") == 0
+            assert replica.stop() == 0
+    finally:
+        old.close()
+        new.close()
