@@ -215,7 +215,7 @@ def _features(replica: DaemonProcess) -> dict[str, dict[str, Any]]:
         models = replica.status()["models"]
     except Exception:  # not serving yet
         return {}
-    model = next((m for m in models if m["model"] == "fleet"), {"features": []})
+    model: dict[str, Any] = next((m for m in models if m["model"] == "fleet"), {"features": []})
     varying = {"evaluated_at", "qvalue", "drift_detected", "drift_reasons"}
     return {f["name"]: {k: v for k, v in f.items() if k not in varying} for f in model["features"]}
 
