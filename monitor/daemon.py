@@ -758,14 +758,6 @@ class Daemon:
             self.log.error("config reload refused", error="this daemon has no configuration file")
             self.metrics.config_reload(ReloadResult.INVALID, now)
             return ReloadResult.INVALID
-        if self.fleet is not None:
-            self.log.error(
-                "config reload refused: restart required",
-                error="a fleet replica (state.backend kafka) applies a new configuration on "
-                "restart; roll the replicas one by one",
-            )
-            self.metrics.config_reload(ReloadResult.RESTART_REQUIRED, now)
-            return ReloadResult.RESTART_REQUIRED
         try:
             settings = self.settings_loader()
             keys = restart_keys(self.settings, settings)

@@ -215,7 +215,8 @@ class FleetNode:
         reference yet), make the global ring of its active reference its current window and
         tap its counting (and each shadow's) into this replica's contributions."""
         runtime.persist_warmup = False
-        if name not in self._templates:
+        held = self._templates.get(name)
+        if held is None or held.total.shape[0] != len(runtime.specs):  # new, or reloaded
             plan = runtime.plan.window
             template = EventTimeWindow(
                 (len(runtime.specs), 1),

@@ -14,6 +14,7 @@ on each list, live in one group, exports the same results for the unchanged feat
 from __future__ import annotations
 
 import hashlib
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -262,3 +263,50 @@ def test_replicas_on_the_old_and_the_new_feature_list_export_the_same_unchanged_
     finally:
         old.close()
         new.close()
+
+
+def test_sighup_changes_a_fleet_replica_s_features_and_refuses_an_invalid_file(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """SIGHUP on a fleet replica: an invalid file is refused (the old list keeps counting, the
+    failure is a metric); then x, y, c replaces x, z, c with the windows of a restart."""
+    topic = f"schema-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=2)
+    state = f"state-{uuid.uuid4().hex[:8]}"
+    _profiles(tmp_path)
+    first, later = _events(400, 4), _events(300, 5)
+    config = _config(tmp_path, broker.bootstrap, topic, state, BEFORE)
+    replica = DaemonProcess(config, tmp_path / "r1")
+    try:
+        replica.start()
+        _send(broker.bootstrap, topic, first)
+        counted = {
+            "fleet": _digest(_counts(tmp_path, "fleet", BEFORE, first)),
+            "other": _digest(_counts(tmp_path, "other", (X,), first)),
+        }
+        _wait_digests(replica, counted)
+        old_text = config.read_text(encoding="utf-8")
+        config.write_text(old_text.replace("models:", "models: [oops", 1), encoding="utf-8")
+        assert replica.proc is not None
+        replica.proc.send_signal(signal.SIGHUP)
+        replica.wait_metric("driftmon_config_reloads_total", 1.0, result="invalid")
+        assert replica.running and _digests(replica) == counted
+
+        changed = _config(tmp_path, broker.bootstrap, topic, state, AFTER)
+        config.write_text(changed.read_text(encoding="utf-8"), encoding="utf-8")
+        replica.proc.send_signal(signal.SIGHUP)
+        replica.wait_metric("driftmon_config_reloads_total", 1.0, result="success")
+        _send(broker.bootstrap, topic, later)
+        expected = _counts(tmp_path, "fleet", AFTER, first + later)
+        expected[1] = _counts(tmp_path, "fleet", AFTER, later)[1]  # y: counted from the reload on
+        _wait_digests(
+            replica,
+            {
+                "fleet": _digest(expected),
+                "other": _digest(_counts(tmp_path, "other", (X,), first + later)),
+            },
+        )
+        assert replica.metrics().total("driftmon_state_records_rejected_total") == 0
+        assert replica.stop() == 0
+    finally:
+        replica.close()
