@@ -1084,14 +1084,6 @@ class Settings(BaseSettings):
                     )
                 )
             issues.extend(self._segment_issues(i, model))
-        if self.event.decode_worker and self.state.backend == "kafka":
-            issues.append(
-                (
-                    "event.decode_worker",
-                    "is not supported with state.backend kafka yet (a replica applies each "
-                    "batch to the fleet's state as it polls it); add replicas instead",
-                )
-            )
         if self.event.default_model is not None and self.event.default_model not in names:
             issues.append(
                 ("event.default_model", f"{self.event.default_model!r} is not a configured model")

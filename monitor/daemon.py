@@ -127,7 +127,10 @@ class _Batch:
 
     `messages`: what it counts (offsets, consumed); `kept`: what is decoded (all of
     `messages` unless sampled: `skipped` are the others); `uniforms`: each kept message's
-    sampling draw (None unless sampled); `prepare_s`: seconds spent before decoding.
+    sampling draw (None unless sampled); `prepare_s`: seconds spent before decoding;
+    `owners`: in a fleet, each partition's ownership token when polled
+    (`FleetNode.ownership`), so a batch applied after its partition was dropped and claimed
+    again (its records read again from the chain head) does not count twice.
     """
 
     messages: Sequence[RawMessage]
@@ -136,6 +139,7 @@ class _Batch:
     uniforms: FloatArray | None
     decode_rate: float
     prepare_s: float
+    owners: Mapping[TP, object] | None = None
 
 
 class Daemon:
@@ -199,7 +203,7 @@ class Daemon:
         self.fleet: FleetNode | None = None if fleet is None else fleet(self.runtimes)
         """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
         self.decode_worker: DecodeWorker | None = None
-        """With `event.decode_worker` (not in a fleet): decodes in a child process."""
+        """With `event.decode_worker`: decodes in a child process."""
         self._in_flight: deque[_Batch] = deque()
         """Batches handed to the decode worker and not applied yet, oldest first."""
 
@@ -244,7 +248,7 @@ class Daemon:
             self._restore()
         else:
             self.fleet.start()
-        if self.settings.event.decode_worker and self.fleet is None:
+        if self.settings.event.decode_worker:
             self.decode_worker = DecodeWorker(self._decoder_spec(), monotonic=self.monotonic)
             try:
                 self.decode_worker.start()
@@ -451,8 +455,13 @@ class Daemon:
         (sampling: monitor.sampling), after feeding auto-discovery."""
         started = time.perf_counter()
         fleet = self.fleet
+        owners = None
         if fleet is not None:  # only the records of claimed partitions count
             messages = [m for m in messages if fleet.owns(m.topic, m.partition)]
+            owners = {
+                tp: fleet.ownership(*tp)
+                for tp in dict.fromkeys((m.topic, m.partition) for m in messages)
+            }
         decode_rate = max(rt.plan.sample_rate for rt in self.runtimes.values())
         kept: Sequence[RawMessage] = messages
         skipped: Sequence[RawMessage] = ()
@@ -462,7 +471,9 @@ class Daemon:
         if self.autofeatures.active:
             self.drain()  # discovery may change the runtimes and the decoder
             self._discover(kept)
-        return _Batch(messages, kept, skipped, u, decode_rate, time.perf_counter() - started)
+        return _Batch(
+            messages, kept, skipped, u, decode_rate, time.perf_counter() - started, owners
+        )
 
     def _apply(
         self,
@@ -480,16 +491,19 @@ class Daemon:
         )
         for message in batch.skipped:
             account.consume(message.topic, 1)
+        fleet = self.fleet
+        stale: frozenset[TP] = frozenset()
+        if fleet is not None and batch.owners:  # claimed again since the poll: read again
+            stale = frozenset(t for t, o in batch.owners.items() if fleet.ownership(*t) is not o)
         if slices is None:
             for decoded in self.decoder.slices(batch.kept, account):
-                self._ingest(batch, decoded, account)
+                self._ingest(batch, decoded, account, stale)
                 del decoded
         else:
             for decoded in slices:
-                self._ingest(batch, decoded, account)
-        fleet = self.fleet
+                self._ingest(batch, decoded, account, stale)
         if fleet is not None:
-            fleet.consumed(batch.messages)
+            fleet.consumed([m for m in batch.messages if (m.topic, m.partition) not in stale])
         self.metrics.record_batch(account)
         for reason, n in account.rejected_by_reason().items():
             self.stats.reject_reasons[reason.value] = (
@@ -505,7 +519,13 @@ class Daemon:
         self.stats.since_last_eval += len(batch.messages)
         self.metrics.observe_batch(batch.prepare_s + time.perf_counter() - started)
 
-    def _ingest(self, batch: _Batch, decoded: DecodedBatch, account: BatchAccount) -> None:
+    def _ingest(
+        self,
+        batch: _Batch,
+        decoded: DecodedBatch,
+        account: BatchAccount,
+        stale: frozenset[TP] = frozenset(),
+    ) -> None:
         """Apply one decoded slice to its models (thinned to each model's sample rate)."""
         fleet = self.fleet
         u = batch.uniforms
@@ -518,7 +538,7 @@ class Daemon:
             if fleet is None:
                 runtime.ingest(sampled, account, batch.kept, defer=True)
             else:  # counted at once, each partition's events under that partition
-                fleet.ingest(runtime, sampled, decoded.partitions, account, batch.kept)
+                fleet.ingest(runtime, sampled, decoded.partitions, account, batch.kept, stale)
 
     def _discover(self, messages: Sequence[RawMessage]) -> None:
         """Feed `features: auto` models; a model whose discovery ended gets its features now,
@@ -943,6 +963,7 @@ class Daemon:
         """
         self.log.info("partitions revoked", partitions=sorted(partitions))
         if self.fleet is not None:
+            self.drain()  # the decode worker's batches count before the last commits
             self.fleet.on_revoke(partitions)
         elif partitions:
             self.checkpoint(commit=False)

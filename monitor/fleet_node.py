@@ -584,6 +584,11 @@ class FleetNode:
 
     # -- counting ----------------------------------------------------------------------
 
+    def ownership(self, topic: str, partition: int) -> object | None:
+        """A token of this replica's current claim of a source partition (None: not owned);
+        a new claim gives a new one."""
+        return self.contributor.owned.get(source_key(topic, partition))
+
     def owns(self, topic: str, partition: int) -> bool:
         """Whether this replica counts the records of a source partition now."""
         return source_key(topic, partition) in self.contributor.owned
@@ -595,10 +600,12 @@ class FleetNode:
         partitions: Sequence[TP],
         account: BatchAccount,
         messages: Sequence[RawMessage],
+        stale: frozenset[TP] = frozenset(),
     ) -> None:
         """Hand a model's slice to its runtime one source partition at a time, so its taps
         (the active reference's and each shadow's, attached first: a registry swap since the
-        last turn changes them) count each partition's events under that partition."""
+        last turn changes them) count each partition's events under that partition; the
+        partitions in `stale` (claimed again since the slice was polled) are left out."""
         self._attach_model(runtime.name, runtime)
         tap = runtime.tap
         if tap is None or not isinstance(tap, ContributionTap):
@@ -607,6 +614,8 @@ class FleetNode:
         taps = [tap, *(s.tap for s in runtime.shadows.windows.values())]
         sources = columns.sources
         for index in np.unique(sources).tolist():
+            if partitions[index] in stale:
+                continue
             select = sources == index
             for each in taps:
                 if isinstance(each, ContributionTap):

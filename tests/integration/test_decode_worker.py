@@ -24,7 +24,6 @@ from monitor.account import BatchAccount
 from monitor.config import load_settings
 from monitor.decode import DecodedBatch
 from monitor.decode_worker import DecoderSpec, DecodeWorker, DecodeWorkerError
-from monitor.errors import ConfigError
 from monitor.model import RawMessage
 from tests.integration.test_daemon_fake_source import (
     TP,
@@ -471,8 +470,9 @@ def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
         assert in_process == [700, 700]  # the two batches in flight at the change
 
 
-def test_a_fleet_refuses_the_decode_worker_saying_why(tmp_path: Path) -> None:
-    """state.backend kafka with event.decode_worker is a configuration error with the reason."""
+def test_a_fleet_replica_may_run_the_decode_worker(tmp_path: Path) -> None:
+    """state.backend kafka with event.decode_worker loads (the fleet's exactness with it:
+    tests/integration/test_fleet_kafka.py)."""
     path = tmp_path / "c.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -484,8 +484,8 @@ def test_a_fleet_refuses_the_decode_worker_saying_why(tmp_path: Path) -> None:
             }
         )
     )
-    with pytest.raises(ConfigError, match=r"event\.decode_worker: is not supported with state"):
-        load_settings(path, env={})
+    settings = load_settings(path, env={})
+    assert settings.event.decode_worker and settings.state.backend == "kafka"
 
 
 def test_a_hostile_batch_of_array_messages_is_decoded_in_process_slice_by_slice(

@@ -298,12 +298,17 @@ def _hoarding_config(config: Path, path: Path) -> Path:
     return write_config(path, data)
 
 
+@pytest.mark.parametrize("decode_worker", [False, True], ids=["in-process", "decode-worker"])
 def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
-    apache_kafka: ApacheKafka, tmp_path: Path
+    apache_kafka: ApacheKafka, tmp_path: Path, decode_worker: bool
 ) -> None:
     """kill -9 twice, a zombie past the session timeout, a join, a replica paused during a
-    rebalance, and a leave: still exact."""
+    rebalance, and a leave: still exact (also with batches in flight in a decode worker)."""
     config, producer, tmp_path = _apache_setup(apache_kafka, tmp_path)
+    if decode_worker:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data.setdefault("event", {})["decode_worker"] = True
+        config = write_config(config, data)
     events = _events(12_000, 2, time.time())
     digest, _ = _digest(tmp_path / "reference.json", events)
     # b, the future zombie, holds its counts until a revoke (see _hoarding_config), so it is
