@@ -193,16 +193,8 @@ def carried_window(
     out.merge(ring)
     width = int(ring.total.shape[1])
     for other, other_rows in others:
-        if other.watermark is None:
-            continue
-        out.advance(other.watermark)
-        head = out.head
-        assert head is not None
-        oldest = head - out.n_buckets + 1 - out.lateness_buckets
         laid = carry_counts(other.ring.counts, other_rows, rows, width)
-        for slot, bucket in enumerate(other.ring.bucket_ids.tolist()):
-            if bucket != EMPTY_BUCKET and oldest <= bucket <= head and laid[slot].any():
-                out.add_counts(int(bucket), laid[slot])
+        out.add_buckets(other.watermark, other.ring.bucket_ids, laid)
     return out
 
 

@@ -303,16 +303,26 @@ class EventTimeWindow:
             or other.n_buckets != self.n_buckets
         ):
             raise ValueError("only windows of the same shape, bucket and length can be merged")
-        if other.watermark is None:
+        self.add_buckets(other.watermark, other.ring.bucket_ids, other.ring.counts)
+
+    def add_buckets(
+        self,
+        watermark: float | None,
+        bucket_ids: IntArray,
+        counts: npt.NDArray[np.integer],
+    ) -> None:
+        """Advance to `watermark`, then add `counts[i]` (this window's shape) to bucket
+        `bucket_ids[i]` where this window still holds it; `EMPTY_BUCKET` entries are skipped
+        (another window's ring, as `merge` adds it). Nothing happens without a watermark."""
+        if watermark is None:
             return
-        self.advance(other.watermark)
+        self.advance(watermark)
         head = self.head
         assert head is not None
         oldest = head - self.n_buckets + 1 - self.lateness_buckets
-        for slot in range(other.ring.n_slots):
-            bucket = int(other.ring.bucket_ids[slot])
+        for slot, bucket in enumerate(bucket_ids.tolist()):
             if bucket != EMPTY_BUCKET and oldest <= bucket <= head:
-                self.add_counts(bucket, other.ring.counts[slot])
+                self.add_counts(bucket, counts[slot])
 
     @property
     def nbytes(self) -> int:
