@@ -34,8 +34,9 @@ of different state partitions interleave. The one exception is the bound: whethe
 beyond MAX_RINGS is refused depends on which rings are still held at that point of the log
 (replicas may differ then); every refusal is counted (`too_many_references`).
 Rows: an increment that carries its matrix's `rows` (feature name, bins digest, value slots)
-is checked against them and its ring's, never against this replica's configuration, so
-replicas configured differently (a rolling update that adds a feature) decide alike; its
+is checked against them and its ring's, not against this replica's configured feature
+count (only a bound against hostile records: `EXTRA_ROWS`), so replicas configured
+differently (a rolling update that adds a feature) decide alike; its
 ring (named `ring_key(reference id, rows)` by the contributors) keeps the rows, and
 `carried_window` lays the counts of a ring of another layout out in the rows of another by
 feature name. An increment without rows (written before rows were carried) must have the
