@@ -189,12 +189,22 @@ def carried_window(
     ring has with the same bins digest, that ring's counts of it (`schema_change.carry_counts`):
     the window of a model whose features changed, its unchanged features counted in every
     layout they were counted in. The rings of one model share its watermark, and the events of
-    one source partition range are counted in one layout only, so the sum counts none twice."""
+    one source partition range are counted in one layout only, so the sum counts none twice.
+    Another ring's row that claims the same name and bins digest but other value slots, or
+    more slots than its ring is wide (a bad record), is not carried: this never raises."""
     out = window_like(ring, ring.total.shape)
     out.merge(ring)
     width = int(ring.total.shape[1])
+    slots = {(row.name, row.digest): row.slots for row in rows}
     for other, other_rows in others:
-        laid = carry_counts(other.ring.counts, other_rows, rows, width)
+        other_width = int(other.total.shape[1])
+        agreeing = [  # rows from the state topic: one that disagrees is carried by no one
+            row
+            if slots.get((row.name, row.digest)) == row.slots and row.slots <= other_width - 2
+            else row._replace(digest="")
+            for row in other_rows
+        ]
+        laid = carry_counts(other.ring.counts, agreeing, rows, width)
         out.add_buckets(other.watermark, other.ring.bucket_ids, laid)
     return out
 
@@ -436,6 +446,11 @@ class FleetFold:
                 return Rejected(
                     StateRejectReason.INVALID_RECORD,
                     f"model {increment.model!r}: {len(rows)} rows for {increment.features}",
+                )
+            if rows and not all(1 <= row.slots <= increment.width - 2 for row in rows):
+                return Rejected(
+                    StateRejectReason.INVALID_RECORD,
+                    f"model {increment.model!r}: a row's value slots do not fit the width",
                 )
             wrong = _wrong_shape(shape, bool(rows), configured)
             if wrong:

@@ -161,3 +161,36 @@ def test_a_snapshot_keeps_each_ring_s_rows(rows: tuple[Row, ...]) -> None:
     assert restored.rows_of("m", key) == rows
     ring = restored.ring("m", key)
     assert ring is not None and int(ring.total.sum()) == 3 * _width(OLD)
+
+
+def test_rows_whose_slots_do_not_fit_their_width_are_refused() -> None:
+    """A row claiming more value slots than its matrix holds (or none) is an invalid record:
+    carried into a replica's window it would fail every replica at every fold."""
+    for slots in (_width(NEW) - 1, 0, 10**6):
+        fold = _fold()
+        rows = (Row("x", "dx", slots), *NEW[1:])
+        counts = {100: np.ones((3, _width(NEW)), dtype=np.int64)}
+        increment = model_increment(
+            "m", (3, _width(NEW)), 1005.0, counts, ring_key("r", rows), rows
+        )
+        outcome = _commit(fold, 0, 0, 5, [increment])
+        assert outcome.rejected is not None and outcome.rejected.reason is R.INVALID_RECORD  # type: ignore[attr-defined]
+        assert fold.head("t:0").next is None
+
+
+def test_another_ring_s_row_with_other_slots_under_the_same_bins_digest_is_not_carried() -> None:
+    """A ring whose x row claims x's name and bins digest with other slots (a bad record that
+    fits its width): x is not carried from it, c still is, and nothing raises."""
+    fold = _fold()
+    odd = (Row("x", "dx", 2), Row("z", "dz", 3), Row("c", "dc", 5))
+    old_counts = _random_counts(np.random.default_rng(4), odd, [100])
+    increment = model_increment(
+        "m", (3, _width(odd)), 1005.0, old_counts, ring_key("ref", odd), odd
+    )
+    assert _commit(fold, 0, 0, 5, [increment]).result is CommitResult.ACCEPTED  # type: ignore[attr-defined]
+    old = fold.ring("m", ring_key("ref", odd))
+    assert old is not None
+    empty = EventTimeWindow((3, _width(NEW)), BUCKET, LENGTH, LATENESS)
+    got = _per_feature(NEW, {0: carried_window(empty, NEW, [(old, odd)]).current()})
+    assert not got["x"].any() and not got["y"].any()
+    np.testing.assert_array_equal(got["c"], _per_feature(odd, old_counts)["c"])
