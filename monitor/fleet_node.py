@@ -70,7 +70,7 @@ from monitor.fleet_records import (
 )
 from monitor.metrics import FleetMetrics
 from monitor.model import RawMessage, ReferenceMode
-from monitor.registry import RegistryTable, warmup_records
+from monitor.registry import RegistryTable, extension_records, warmup_records
 from monitor.registry import Rejected as RegistryRejected
 from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime
 from monitor.schema_change import Row, layout_rows
@@ -146,6 +146,7 @@ class FleetNode:
         """Each model's registry activation (its reference id), set by the daemon's sync."""
         self._registry_writer = registry_writer
         self._warmups_published: set[str] = set()
+        """The warm-up profiles (reference ids) this replica has offered to the registry."""
         self.seek: SeekFn | None = None
         self.assigned: set[TP] = set()
         self.unclaimed: set[TP] = set()
@@ -215,6 +216,7 @@ class FleetNode:
         reference yet), make the global ring of its active reference its current window and
         tap its counting (and each shadow's) into this replica's contributions."""
         runtime.persist_warmup = False
+        runtime.hold_extensions = True
         held = self._templates.get(name)
         if held is None or held.total.shape[0] != len(runtime.specs):  # new, or reloaded
             plan = runtime.plan.window
@@ -236,7 +238,8 @@ class FleetNode:
             return
         shape = (runtime.layout.n_features, runtime.layout.width)
         rows = runtime.layout_rows()
-        key = self._ring_key(runtime.reference_id, rows)
+        assert runtime.profile is not None  # it has a layout
+        key = self._ring_key(runtime.profile.ring_id, rows)
         ring = self._ring(name, key, shape)
         runtime.window = self._carried(name, key, rows, ring)
         tap = runtime.tap = self._tap(name, key, ring, rows)
@@ -452,31 +455,44 @@ class FleetNode:
     def _publish_warmups(self) -> None:
         """The leader publishes each `warmup` model's fitted profile and its activation to the
         registry (`monitor.registry.warmup_records`: cause `warmup`, only while the model has
-        no activation); every replica, the leader too, then adopts the registry's activation.
-        A failed write is retried on the next turn."""
+        no activation), and a model's `extension` (features added to the configuration and
+        warmed up since it adopted the registry's reference: `extension_records`, only while
+        that reference is still active); every replica, the leader too, then adopts the
+        registry's activation. A failed write is retried on the next turn."""
         if self._registry_writer is None or not self._leads():
             return
         for name, runtime in self.runtimes.items():
             if runtime.mode not in _FROM_WARMUP:
                 continue
-            if runtime.profile is None:
+            profile, parent = runtime.profile, ""
+            if runtime.extension is not None and runtime.profile is not None:
+                profile, parent = runtime.extension, runtime.profile.reference_id
+                if self.registry_active.get(name) != parent:
+                    continue  # adopted nothing yet, or the registry moved on
+            elif name in self.registry_active:
                 continue
-            if name in self.registry_active or name in self._warmups_published:
+            if profile is None or profile.reference_id in self._warmups_published:
                 continue
             writer = self._registry_writer()
             try:
                 table = RegistryTable()
                 writer.read_to_end(table)
-                records = warmup_records(table, runtime.profile, at=self.clock(), by=self.member)
+                at = self.clock()
+                records = (
+                    extension_records(table, profile, parent, at=at, by=self.member)
+                    if parent
+                    else warmup_records(table, profile, at=at, by=self.member)
+                )
                 if records:
                     writer.publish(records)
                     self.logger.info(
                         "fleet warm-up reference published",
                         model=name,
-                        reference_id=runtime.profile.reference_id,
-                        events=runtime.profile.events,
+                        reference_id=profile.reference_id,
+                        extends=profile.extends or None,
+                        events=profile.events,
                     )
-                self._warmups_published.add(name)
+                self._warmups_published.add(profile.reference_id)
             except SourceError as exc:
                 self.logger.warning("fleet warm-up not published", model=name, error=str(exc))
             finally:

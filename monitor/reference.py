@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ MAX_EDGES = 1025
 MIN_NUMERIC_VALUES = 50
 """Fewest finite values a numeric feature's reference is fitted from (`reference fit`, warm-up,
 and a `file` profile loaded by the daemon): fewer give a handful of edges and no test."""
+_REFERENCE_ID = re.compile(r"sha256:[0-9a-f]{16}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -72,6 +74,16 @@ class ReferenceProfile:
     """The multivariate references (correlation group, PCA basis) as canonical JSON, or ""."""
     segments: SegmentSlices | None = None
     """The reference's slices per segment (`segment_by` models; monitor/segment_slices.py)."""
+    extends: str = ""
+    """The reference id whose fleet window this profile continues ("": its own). A fleet's
+    warm-up of features added to an adopted reference sets it (docs/fleet.md): the
+    unchanged features keep their bins, so their counts carry over."""
+
+    @property
+    def ring_id(self) -> str:
+        """The reference id a fleet names this profile's window rings by: `extends`, else
+        `reference_id`."""
+        return self.extends or self.reference_id
 
     def feature(self, name: str) -> FeatureProfile | None:
         """The named feature's profile, if the profile has it."""
@@ -145,12 +157,13 @@ def build_profile(
     source: str = "",
     joint: Mapping[str, Any] | None = None,
     segments: SegmentSlices | None = None,
+    extends: str = "",
 ) -> ReferenceProfile:
     """Assemble a profile and compute its content-hash `reference_id`.
 
     `joint`: the multivariate references (`monitor.correlation`, `monitor.reconstruction`),
-    JSON-ready. The id covers the segment slices and the joint references when there are
-    any (a profile without them keeps the id it had before they existed).
+    JSON-ready. The id covers the segment slices, the joint references and `extends` when
+    there are any (a profile without them keeps the id it had before they existed).
     """
     profile = ReferenceProfile(
         model=model,
@@ -161,6 +174,7 @@ def build_profile(
         source=source,
         joint=json.dumps(dict(joint), sort_keys=True, separators=(",", ":")) if joint else "",
         segments=segments,
+        extends=extends,
     )
     return _with_id(profile)
 
@@ -178,6 +192,8 @@ def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
         hashed.append({"segments": slices_to_json(profile.segments)})
     if profile.joint:
         hashed.append({"joint": json.loads(profile.joint)})
+    if profile.extends:
+        hashed.append({"extends": profile.extends})
     content = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return ReferenceProfile(
@@ -190,6 +206,7 @@ def _with_id(profile: ReferenceProfile) -> ReferenceProfile:
         reference_id=f"sha256:{digest}",
         joint=profile.joint,
         segments=profile.segments,
+        extends=profile.extends,
     )
 
 
@@ -223,6 +240,8 @@ def profile_to_json(profile: ReferenceProfile) -> str:
         document["joint"] = json.loads(profile.joint)
     if profile.segments is not None:
         document["segments"] = slices_to_json(profile.segments)
+    if profile.extends:
+        document["extends"] = profile.extends
     return json.dumps(document, indent=1, sort_keys=True)
 
 
@@ -264,6 +283,7 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         source=_str(data, "source", ""),
         joint=joint,
         segments=segments,
+        extends=_extends(data),
     )
     stored = data.get("reference_id")
     if stored != profile.reference_id:
@@ -271,6 +291,16 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
             f"reference_id {stored!r} does not match the profile content ({profile.reference_id})"
         )
     return profile
+
+
+def _extends(data: dict[str, Any]) -> str:
+    """The optional `extends` of a profile document: a reference id (`sha256:` and 16 hex)."""
+    value = data.get("extends", "")
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _REFERENCE_ID.fullmatch(value):
+        raise ReferenceDataError("reference profile: extends must be a reference id (sha256:...)")
+    return value
 
 
 def _feature_from_json(item: object, index: int) -> FeatureProfile:

@@ -515,3 +515,43 @@ def warmup_records(
         cause="warmup",
     )
     return [*records, encode_activation(activation)]
+
+
+def extension_records(
+    table: RegistryTable,
+    profile: ReferenceProfile,
+    parent: str,
+    *,
+    at: float,
+    by: str,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> list[tuple[bytes, bytes]]:
+    """The records that publish a fleet's `profile` extending the model's active reference
+    `parent` with features warmed up since, and activate it with cause `warmup`.
+
+    Empty unless `parent` is still the model's active reference in `table` (the caller folds
+    the registry to its end first): an operator's activation in between wins, and so does
+    another replica's extension.
+    """
+    active = table.activations.get(profile.model)
+    if active is None or active.reference_id != parent:
+        return []
+    records = []
+    if profile.reference_id not in table.profiles:
+        records = encode_profile(profile, pushed_at=at, pushed_by=by, chunk_bytes=chunk_bytes)
+    added = sorted({f.name for f in profile.features} - _feature_names(table, parent))
+    activation = ActivationRecord(
+        v=RECORD_VERSION,
+        model=profile.model,
+        reference_id=profile.reference_id,
+        at=at,
+        by=by,
+        reason=f"warm-up of added features: {', '.join(added)}"[:200],
+        cause="warmup",
+    )
+    return [*records, encode_activation(activation)]
+
+
+def _feature_names(table: RegistryTable, reference_id: str) -> set[str]:
+    registered = table.profiles.get(reference_id)
+    return set() if registered is None else {f.name for f in registered.profile.features}

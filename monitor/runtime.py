@@ -156,6 +156,11 @@ class ModelRuntime:
         """Fleet mode: where `ingest` admits and counts instead of `window` (docs/fleet.md)."""
         self.persist_warmup = True
         """False in a fleet: a warm-up profile goes to the registry, not to `state_dir`."""
+        self.hold_extensions = False
+        """True in a fleet: features fitted after the model has a reference are not activated
+        here but wait in `extension` for the registry (every replica activates them at once)."""
+        self.extension: ReferenceProfile | None = None
+        """The active profile plus features fitted since, waiting for the registry (fleet)."""
         self.lagging: LaggingReference | None = None
         self.lagging_tap: LaggingTarget | None = None
         """Fleet mode: where a rolling reference's hour counts go instead of `lagging`."""
@@ -300,6 +305,7 @@ class ModelRuntime:
         Pending events are counted into the window they were admitted to first.
         """
         self._flush_pending()
+        self.extension = None
         partial = self.mode in (ReferenceMode.WARMUP, ReferenceMode.ROLLING)
         correlation = self._correlation_reference(profile)
         basis = self._reconstruction_basis(profile)
@@ -558,9 +564,14 @@ class ModelRuntime:
         had bins; the rows of the newly fitted features start empty. `joint` replaces the
         multivariate references (default: the active profile's). The correlation sums are
         kept when the group's reference is unchanged.
+
+        With `hold_extensions` (a fleet) and an active profile, the new profile is not
+        activated: it is kept in `extension`, marked as continuing the active profile's window
+        (`ReferenceProfile.extends`), for the fleet to publish to the registry.
         """
         known = self.profile.features if self.profile is not None else ()
         by_name = {f.name: f for f in (*known, *fitted)}
+        held = self.hold_extensions and self.profile is not None
         profile = build_profile(
             self.name,
             [by_name[s.name] for s in self.specs if s.name in by_name],
@@ -569,7 +580,11 @@ class ModelRuntime:
             source=f"warm-up of {events} events",
             segments=segments if segments is not None else _segments_of(self.profile),
             joint=joint if joint is not None else _joint_of(self.profile),
+            extends=self.profile.ring_id if held and self.profile is not None else "",
         )
+        if held:
+            self.extension = profile
+            return profile
         old_layout, old_window, old_lagging = self.layout, self.window, self.lagging
         old_correlation = self.correlation
         old_segments = (
@@ -704,7 +719,7 @@ class ModelRuntime:
             self._drop(account, columns, messages, early, RejectReason.TOO_EARLY)
             self._drop(account, columns, messages, outside, RejectReason.OUTSIDE_WINDOW)
             self._follow(columns.model_version, numeric, categorical, times, result.accepted)
-            if warming and len(self._fitted) < len(self.specs):
+            if warming and len(self._fitted) < len(self.specs) and self.extension is None:
                 self._collect(columns, start, segment_column)
                 if self._warm_full:
                     self._finish_warmup()
@@ -891,6 +906,11 @@ class ModelRuntime:
         if self.mode is ReferenceMode.REGISTRY:
             return self.last_reference_error or "no active reference in the registry yet"
         done, need = self.warmup_progress
+        if self.extension is not None and self.extension.feature(name) is not None:
+            return (
+                f"warmed up: reference {self.extension.reference_id} waits for the registry "
+                "to activate it (fleet)"
+            )
         if name in self.pending:
             return f"{self.pending[name]}; retrying: {done}/{need} events"
         return f"warm-up in progress: {done}/{need} events"

@@ -1,0 +1,114 @@
+"""Features added to a fleet `warmup` model: the runtime holds its warmed-up extension, the
+registry takes it only while its parent is active, and the profile names the window it
+continues (`ReferenceProfile.extends`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from monitor.errors import ReferenceDataError
+from monitor.model import FeatureKind, FeatureSpec, ReferenceMode
+from monitor.reference import (
+    ReferenceProfile,
+    build_profile,
+    fit_profile,
+    profile_from_json,
+    profile_to_json,
+)
+from monitor.registry import RegistryTable, extension_records, warmup_records
+from monitor.runtime import ModelRuntime
+from tests.unit.test_schema_evolution import CAT, NUM, World, feed, plan, runtime, world
+
+BEFORE = (("x1", NUM), ("c1", CAT))
+AFTER = (("x1", NUM), ("x2", NUM), ("c1", CAT))
+
+
+def _fleet_runtime(
+    tmp_path: Path,
+) -> tuple[ModelRuntime, ReferenceProfile, npt.NDArray[np.float64], World]:
+    """A warm-up runtime on x1, c1 that has warmed up on 200 events, then its configuration
+    gains x2 (a restart: the active profile is handed over as the registry would)."""
+    times, data = world(1500, seed=3)
+    first = runtime(plan(BEFORE, ReferenceMode.WARMUP), tmp_path)
+    feed(first, times, data, 0, 200)
+    assert first.profile is not None
+    rt = runtime(plan(AFTER, ReferenceMode.WARMUP), tmp_path)
+    rt.hold_extensions = True
+    rt.swap(first.profile)
+    return rt, first.profile, times, data
+
+
+def test_a_fleet_runtime_holds_the_extension_and_keeps_counting_the_active_profile(
+    tmp_path: Path,
+) -> None:
+    """After x2's 200-event warm-up the active profile is unchanged, x1 counts every event,
+    the extension extends it with x2, and nothing more is collected for x2."""
+    rt, parent, times, data = _fleet_runtime(tmp_path)
+    feed(rt, times, data, 200, 700)
+    assert rt.reference_id == parent.reference_id
+    extension = rt.extension
+    assert extension is not None and extension.extends == parent.reference_id
+    assert [f.name for f in extension.features] == ["x1", "x2", "c1"]
+    assert rt.warmup_progress == (0, 200)
+    evaluation = {f.name: f for f in rt.evaluate(times[-1]).features}
+    assert evaluation["x1"].current_samples == int(
+        np.count_nonzero(~np.isnan(data["x1", NUM][200:700]))
+    )
+    assert not evaluation["x2"].reference_ready
+    assert "waits for the registry" in evaluation["x2"].reference_note
+    rt.swap(extension)
+    assert rt.extension is None and rt.reference_id == extension.reference_id
+    assert rt.profile is not None and rt.profile.ring_id == parent.reference_id
+
+
+def test_a_single_node_runtime_activates_its_extension_at_once(tmp_path: Path) -> None:
+    """Without hold_extensions the warmed-up x2 joins the active profile, which extends nothing."""
+    rt, parent, times, data = _fleet_runtime(tmp_path)
+    rt.hold_extensions = False
+    feed(rt, times, data, 200, 700)
+    assert rt.extension is None and rt.profile is not None
+    assert rt.reference_id != parent.reference_id and rt.profile.extends == ""
+
+
+def test_extension_records_need_the_parent_active(tmp_path: Path) -> None:
+    """The extension is published with a `warmup` activation naming the added feature only
+    while its parent is the active reference; never for a model without one."""
+    rt, parent, times, data = _fleet_runtime(tmp_path)
+    feed(rt, times, data, 200, 700)
+    extension = rt.extension
+    assert extension is not None
+    table = RegistryTable()
+    assert extension_records(table, extension, parent.reference_id, at=1.0, by="r0") == []
+    for _, value in warmup_records(table, parent, at=1.0, by="r0"):
+        assert table.apply(value) is None
+    assert extension_records(table, extension, "sha256:0000000000000000", at=2.0, by="r0") == []
+    for _, value in extension_records(table, extension, parent.reference_id, at=2.0, by="r0"):
+        assert table.apply(value) is None
+    activation = table.activations["m"]
+    assert activation.reference_id == extension.reference_id
+    assert activation.cause == "warmup" and activation.reason == "warm-up of added features: x2"
+    assert table.profiles[extension.reference_id].profile.extends == parent.reference_id
+    assert extension_records(table, extension, parent.reference_id, at=3.0, by="r1") == []
+
+
+def test_extends_round_trips_and_is_part_of_the_id() -> None:
+    """A profile's `extends` survives JSON, changes its id, and a malformed one is refused."""
+    rng = np.random.default_rng(1)
+    plain = fit_profile(
+        "m", [FeatureSpec("x", FeatureKind.NUMERIC)], {"x": rng.normal(size=500)}, {}
+    )
+    extended = build_profile("m", plain.features, plain.events, extends=plain.reference_id)
+    assert extended.reference_id != plain.reference_id and plain.ring_id == plain.reference_id
+    again = profile_from_json(profile_to_json(extended))
+    assert again.extends == plain.reference_id and again.reference_id == extended.reference_id
+    assert again.ring_id == plain.reference_id
+    assert "extends" not in profile_to_json(plain)
+    for bad in ("x", 5, "sha256:ZZ", "sha256:" + "a" * 64):
+        text = profile_to_json(extended).replace(f'"{plain.reference_id}"', json.dumps(bad))
+        with pytest.raises(ReferenceDataError, match="extends"):
+            profile_from_json(text)
