@@ -139,7 +139,8 @@ class FleetNode:
         self.taps: dict[tuple[str, str], ContributionTap] = {}
         self._templates: dict[str, EventTimeWindow] = {}
         self._placeholders: dict[tuple[str, str], EventTimeWindow] = {}
-        self._carried_windows: dict[str, tuple[str, float, EventTimeWindow]] = {}
+        self._carried_windows: dict[tuple[str, bool], tuple[str, float, EventTimeWindow]] = {}
+        """(model, lagging) -> (ring name, built at, carried window): `_carried`'s cache."""
         self._ring_keys: dict[str, tuple[tuple[Row, ...], str]] = {}
         self._shadow_keys: dict[int, tuple[ShadowWindow, tuple[Row, ...], str]] = {}
         self.registry_active: dict[str, str] = {}
@@ -245,8 +246,9 @@ class FleetNode:
         tap = runtime.tap = self._tap(name, key, ring, rows)
         if runtime.lagging is not None:  # a rolling reference reads the fold's lagging ring
             lagging = self._ring(name, LAGGING_PREFIX + key, shape)
-            runtime.lagging.ring = lagging.ring
-            runtime.lagging.watermark = lagging.watermark
+            view = self._carried(name, LAGGING_PREFIX + key, rows, lagging)
+            runtime.lagging.ring = view.ring
+            runtime.lagging.watermark = view.watermark
             runtime.lagging_tap = LaggingTap(tap, lagging)
         for shadow in runtime.shadows.windows.values():
             shadow_rows, shadow_key = self._shadow_key(shadow)
@@ -284,7 +286,9 @@ class FleetNode:
         in the rings of the same reference laid out in other rows (a configuration that
         added or removed features, before or during a rolling update; `carried_window`),
         built again at most every `CARRY_REFRESH_S`. A ring written before rows were carried
-        (named by the reference id alone) is taken as laid out in `rows` when its shape is."""
+        (named by the reference id alone) is taken as laid out in `rows` when its shape is.
+        The same for a rolling reference's lagging ring (`key` starting with
+        `LAGGING_PREFIX`: its reference is `lag:<id>`, so only lagging rings are carried)."""
         reference = ring_reference(key)
         others: list[tuple[EventTimeWindow, tuple[Row, ...]]] = []
         for other_key, other in self.fold.rings.get(name, {}).items():
@@ -295,15 +299,16 @@ class FleetNode:
                 other_rows = rows
             if other_rows:
                 others.append((other, other_rows))
+        cache = (name, key.startswith(LAGGING_PREFIX))
         if not others:
-            self._carried_windows.pop(name, None)
+            self._carried_windows.pop(cache, None)
             return ring
         now = self.monotonic()
-        held = self._carried_windows.get(name)
+        held = self._carried_windows.get(cache)
         if held is not None and held[0] == key and now - held[1] < CARRY_REFRESH_S:
             return held[2]
         window = carried_window(ring, rows, others)
-        self._carried_windows[name] = (key, now, window)
+        self._carried_windows[cache] = (key, now, window)
         return window
 
     def _ring(self, name: str, reference_id: str, shape: tuple[int, int]) -> EventTimeWindow:

@@ -1,4 +1,4 @@
-"""Rolling references in a fleet (WIP) with real `driftmon run` processes on tansu."""
+"""Rolling references in a fleet with real `driftmon run` processes on tansu."""
 
 from __future__ import annotations
 
@@ -99,6 +99,116 @@ def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
             interval=0.5,
             message="identical statistics on both replicas",
             on_timeout=lambda: str([_model(r) for r in replicas])[:3000],
+        )
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
+
+
+def test_a_rolling_model_keeps_its_lagged_reference_across_an_added_feature(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two `rolling` replicas on x, c hold the lagged hour; restarted on x, y, c they warm y
+    up, adopt the extension, and x and c keep exactly the lagged hour's values while y,
+    counted from the extension on, has none in it yet."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    reference = {"mode": "rolling", "warmup_events": 300, "lag": "1h", "length": "1h"}
+    config = _config(tmp_path, broker.bootstrap, topic, registry, reference)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["window"]["allowed_lateness"] = "2h"  # as above: every event of the stream admitted
+    before = write_config(tmp_path / "before.yaml", data)
+    data["models"][0]["features"].insert(1, {"name": "y", "kind": "numeric"})
+    # a fresh consumer group (the state topic, not the group, carries the fleet's state):
+    # tansu keeps a member that left a group as its leader, so a group whose every member was
+    # replaced can stall in SyncGroup errors (measured: 7 of 10 whole-fleet restarts)
+    data["kafka"]["group_id"] = f"{data['kafka']['group_id']}-after"
+    added = write_config(tmp_path / "after.yaml", data)
+    producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
+    replicas = [DaemonProcess(before, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+        wait_shared(replicas, PARTITIONS)
+        now = time.time()
+        producer.send(_events(2_400, 1, now - 3.5 * HOUR))
+        wait_until(
+            lambda: all((_model(r) or {}).get("reference_id") for r in replicas),
+            60.0,
+            interval=0.2,
+            message="a warm-up reference",
+        )
+        first = (_model(replicas[0]) or {})["reference_id"]
+        rng = np.random.default_rng(7)
+        times = np.sort(rng.uniform(now - 3 * HOUR, now, 3_000))
+        times[-1] = now
+        after = _events(3_000, 2, now)
+        for event, ts in zip(after, times.tolist(), strict=True):
+            event["ts"] = ts
+        producer.send(after)
+        lagged = int((now - HOUR) // HOUR)
+        in_span = [e for e, t in zip(after, times.tolist(), strict=True) if t // HOUR == lagged]
+        expected = {
+            "c": len(in_span),
+            "x": sum(1 for e in in_span if e["features"]["x"] is not None),
+        }
+
+        def lagged_reference(want: dict[str, int]) -> bool:
+            models = [_model(r) for r in replicas]
+            return all(
+                m is not None and {f["name"]: f["reference_samples"] for f in m["features"]} == want
+                for m in models
+            )
+
+        def diagnose() -> str:
+            return str([_model(r) for r in replicas])[:3000]
+
+        wait_until(
+            lambda: lagged_reference(expected),
+            90.0,
+            interval=0.5,
+            message=f"{expected} values in the lagged hour",
+            on_timeout=diagnose,
+        )
+        for replica in replicas:
+            assert replica.stop() == 0
+            replica.close()
+
+        replicas = [DaemonProcess(added, tmp_path / f"s{i}") for i in range(2)]
+        for replica in replicas:
+            replica.start()
+        wait_shared(replicas, PARTITIONS)
+        # y's warm-up, at the last event's time: the lagged hour stays where it was
+        more = _events(1_200, 3, now)
+        for event in more:
+            event["ts"] = now
+            event["features"]["y"] = float(rng.normal())
+        producer.send(more)
+        wait_until(
+            lambda: all(
+                (_model(r) or {}).get("reference_id") not in (None, first) for r in replicas
+            ),
+            90.0,
+            interval=0.3,
+            message="the extension with y adopted",
+            on_timeout=diagnose,
+        )
+        wait_until(
+            lambda: lagged_reference({**expected, "y": 0}),
+            60.0,
+            interval=0.5,
+            message=f"{expected} values in the lagged hour after the change",
+            on_timeout=diagnose,
+        )
+        wait_until(
+            lambda: _identical(replicas),
+            60.0,
+            interval=0.5,
+            message="identical statistics on both replicas",
+            on_timeout=diagnose,
         )
         for replica in replicas:
             assert replica.stop() == 0
