@@ -10,12 +10,15 @@ fleet, every replica must export the same window: one reference for the model ev
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+import yaml
 
 from monitor.reference import ReferenceProfile, profile_to_json
 from monitor.registry import RegistryTable
@@ -28,8 +31,15 @@ from tests.support.waiting import wait_until
 
 
 def _config(
-    tmp_path: Path, bootstrap: str, topic: str, registry: str, state: str, with_y: bool
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    registry: str,
+    state: str,
+    with_y: bool,
+    group: str | None = None,
 ) -> Path:
+    """The replicas' configuration (a fresh consumer group unless `group` is given)."""
     features = [("x", "numeric")] + ([("y", "numeric")] if with_y else []) + [("c", "categorical")]
     config = daemon_config(
         bootstrap=bootstrap,
@@ -38,6 +48,7 @@ def _config(
         state_dir=tmp_path / "no-state",
         window={"bucket": "1m", "length": "10m", "allowed_lateness": "1m"},
         evaluation={"interval": "500ms", "min_samples": 100},
+        group_id=group,
     )
     config["references"] = {"topic": registry, "timeout": "10s"}
     config["state"] = {
@@ -105,13 +116,14 @@ def _on_every_replica(replicas: list[DaemonProcess], want: Any, message: str) ->
     )
 
 
+@pytest.mark.parametrize("change", ["restart", "sighup"])
 def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_the_others(
-    broker: TansuBroker, tmp_path: Path
+    broker: TansuBroker, tmp_path: Path, change: str
 ) -> None:
-    """Two replicas warm x, c up, count 1,000 events, and restart with x, y, c: the leader
-    publishes one extension of the adopted reference (y warmed up, `extends` it), every
-    replica adopts it, x and c keep every event's count and y counts from then on, and both
-    replicas export the same window."""
+    """Two replicas warm x, c up, count 1,000 events, and change to x, y, c (restarted, or
+    reloaded by SIGHUP): the leader publishes one extension of the adopted reference (y warmed
+    up, `extends` it), every replica adopts it, x and c keep every event's count and y counts
+    from then on, and both replicas export the same window."""
     topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
     state = f"state-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, partitions=PARTITIONS)
@@ -128,14 +140,23 @@ def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_th
         first = _registry(broker.bootstrap, registry).activations[MODEL].reference_id
         producer.send(_events(1_000, 2, time.time()))
         _on_every_replica(replicas, lambda m: _samples(m).get("x") == 1_000, "1,000 counted")
-        for replica in replicas:
-            assert replica.stop() == 0
-            replica.close()
-
-        replicas = [DaemonProcess(after, tmp_path / f"s{i}") for i in range(2)]
-        for replica in replicas:
-            replica.start()
-        wait_shared(replicas, PARTITIONS)
+        if change == "sighup":  # the same group: a reload may not change the kafka section
+            group = yaml.safe_load(before.read_text(encoding="utf-8"))["kafka"]["group_id"]
+            after = _config(tmp_path, broker.bootstrap, topic, registry, state, True, group)
+            before.write_text(after.read_text(encoding="utf-8"), encoding="utf-8")
+            for replica in replicas:
+                assert replica.proc is not None
+                replica.proc.send_signal(signal.SIGHUP)
+            for replica in replicas:
+                replica.wait_metric("driftmon_config_reloads_total", 1.0, result="success")
+        else:
+            for replica in replicas:
+                assert replica.stop() == 0
+                replica.close()
+            replicas = [DaemonProcess(after, tmp_path / f"s{i}") for i in range(2)]
+            for replica in replicas:
+                replica.start()
+            wait_shared(replicas, PARTITIONS)
         producer.send(_events(1_200, 3, time.time()))  # y's warm-up on the leader's partitions
         _on_every_replica(
             replicas,
