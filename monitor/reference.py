@@ -406,15 +406,15 @@ def layout_for(
     """The layout, the reference count matrix and the specs in layout order for a model.
 
     Every configured feature must be in the profile with the configured kind (with
-    `partial`, a configured feature absent from the profile gets `placeholder` bins);
-    profile features that are not configured are ignored. Raises ReferenceDataError naming
-    the first mismatch.
+    `partial`, a configured feature absent from the profile, or there of another kind, gets
+    `placeholder` bins: a warm-up fits it again); profile features that are not configured
+    are ignored. Raises ReferenceDataError naming the first mismatch.
     """
     numeric: list[tuple[FeatureSpec, FeatureProfile]] = []
     categorical: list[tuple[FeatureSpec, FeatureProfile]] = []
     for spec in specs:
         feature = profile.feature(spec.name)
-        if feature is None and partial:
+        if partial and (feature is None or feature.kind is not spec.kind):
             feature = placeholder(spec)
         if feature is None:
             raise ReferenceDataError(

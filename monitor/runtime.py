@@ -314,7 +314,8 @@ class ModelRuntime:
             raise ReferenceDataError("internal: profile order differs from the model's order")
         shape = (layout.n_features, layout.width)
         self.profile = profile
-        self._fitted = frozenset(f.name for f in profile.features) & {s.name for s in self.specs}
+        kinds = {s.name: s.kind for s in self.specs}
+        self._fitted = frozenset(f.name for f in profile.features if kinds.get(f.name) is f.kind)
         self.layout = layout
         self.reference_counts = counts
         window = self.plan.window
@@ -569,7 +570,7 @@ class ModelRuntime:
         activated: it is kept in `extension`, marked as continuing the active profile's window
         (`ReferenceProfile.extends`), for the fleet to publish to the registry.
         """
-        known = self.profile.features if self.profile is not None else ()
+        known = [f for f in self.profile.features if f.name in self._fitted] if self.profile else []
         by_name = {f.name: f for f in (*known, *fitted)}
         held = self.hold_extensions and self.profile is not None
         profile = build_profile(

@@ -17,6 +17,7 @@ from monitor.reference import (
     ReferenceProfile,
     build_profile,
     fit_profile,
+    layout_for,
     profile_from_json,
     profile_to_json,
 )
@@ -112,3 +113,51 @@ def test_extends_round_trips_and_is_part_of_the_id() -> None:
         text = profile_to_json(extended).replace(f'"{plain.reference_id}"', json.dumps(bad))
         with pytest.raises(ReferenceDataError, match="extends"):
             profile_from_json(text)
+
+
+def test_a_feature_of_another_kind_is_warmed_up_again_and_the_others_kept(
+    tmp_path: Path,
+) -> None:
+    """The adopted profile has k numeric, the configuration k categorical: the profile is
+    adopted with k unfitted (not refused as a whole), and the extension refits k only."""
+    times, data = world(1500, seed=3)
+    first = runtime(plan((("x1", NUM), ("k", NUM), ("c1", CAT)), ReferenceMode.WARMUP), tmp_path)
+    feed(first, times, data, 0, 200)
+    parent = first.profile
+    assert parent is not None
+    rt = runtime(plan((("x1", NUM), ("k", CAT), ("c1", CAT)), ReferenceMode.WARMUP), tmp_path)
+    rt.hold_extensions = True
+    rt.swap(parent)
+    assert rt.reference_id == parent.reference_id
+    assert {row.name: row.digest != "" for row in rt.layout_rows()} == {
+        "x1": True,
+        "k": False,
+        "c1": True,
+    }
+    feed(rt, times, data, 200, 700)
+    extension = rt.extension
+    assert extension is not None and extension.extends == parent.reference_id
+    assert {f.name: f.kind for f in extension.features} == {
+        "x1": FeatureKind.NUMERIC,
+        "k": FeatureKind.CATEGORICAL,
+        "c1": FeatureKind.CATEGORICAL,
+    }
+    before, after = _features_json(parent), _features_json(extension)
+    assert after["x1"] == before["x1"] and after["c1"] == before["c1"]
+
+
+def test_layout_for_gives_a_feature_of_another_kind_placeholder_bins_only_when_partial() -> None:
+    """A partial layout (warm-up modes) refits a re-kinded feature; a full one refuses it."""
+    rng = np.random.default_rng(2)
+    profile = fit_profile(
+        "m", [FeatureSpec("k", FeatureKind.NUMERIC)], {"k": rng.normal(size=300)}, {}
+    )
+    specs = [FeatureSpec("k", FeatureKind.CATEGORICAL)]
+    layout, counts, _ = layout_for(profile, specs, partial=True)
+    assert layout.categorical_names == ("k",) and int(counts.sum()) == 0
+    with pytest.raises(ReferenceDataError, match="categorical in the config but numeric"):
+        layout_for(profile, specs)
+
+
+def _features_json(profile: ReferenceProfile) -> dict[str, object]:
+    return {f["name"]: f for f in json.loads(profile_to_json(profile))["features"]}
