@@ -527,7 +527,8 @@ def extension_records(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> list[tuple[bytes, bytes]]:
     """The records that publish a fleet's `profile` extending the model's active reference
-    `parent` with features warmed up since, and activate it with cause `warmup`.
+    `parent` with features warmed up since, and activate it with cause `warmup` (the
+    activation before it on the rollback stack, as an operator's would be).
 
     Empty unless `parent` is still the model's active reference in `table` (the caller folds
     the registry to its end first): an operator's activation in between wins, and so does
@@ -539,19 +540,21 @@ def extension_records(
     records = []
     if profile.reference_id not in table.profiles:
         records = encode_profile(profile, pushed_at=at, pushed_by=by, chunk_bytes=chunk_bytes)
-    added = sorted({f.name for f in profile.features} - _feature_names(table, parent))
-    activation = ActivationRecord(
-        v=RECORD_VERSION,
-        model=profile.model,
-        reference_id=profile.reference_id,
+    refitted = ", ".join(_refitted(table, parent, profile))
+    activation = activate(
+        table,
+        profile.model,
+        profile.reference_id,
         at=at,
         by=by,
-        reason=f"warm-up of added features: {', '.join(added)}"[:200],
+        reason=f"warm-up of new or changed features: {refitted}"[:200],
         cause="warmup",
     )
     return [*records, encode_activation(activation)]
 
 
-def _feature_names(table: RegistryTable, reference_id: str) -> set[str]:
-    registered = table.profiles.get(reference_id)
-    return set() if registered is None else {f.name for f in registered.profile.features}
+def _refitted(table: RegistryTable, parent: str, profile: ReferenceProfile) -> list[str]:
+    """The features of `profile` that `parent` lacks or has of another kind."""
+    registered = table.profiles.get(parent)
+    kinds = {} if registered is None else {f.name: f.kind for f in registered.profile.features}
+    return [f.name for f in profile.features if kinds.get(f.name) is not f.kind]

@@ -21,7 +21,7 @@ from monitor.reference import (
     profile_from_json,
     profile_to_json,
 )
-from monitor.registry import RegistryTable, extension_records, warmup_records
+from monitor.registry import RegistryTable, extension_records, rollback, warmup_records
 from monitor.runtime import ModelRuntime
 from tests.unit.test_schema_evolution import CAT, NUM, World, feed, plan, runtime, world
 
@@ -92,9 +92,12 @@ def test_extension_records_need_the_parent_active(tmp_path: Path) -> None:
         assert table.apply(value) is None
     activation = table.activations["m"]
     assert activation.reference_id == extension.reference_id
-    assert activation.cause == "warmup" and activation.reason == "warm-up of added features: x2"
+    assert activation.cause == "warmup"
+    assert activation.reason == "warm-up of new or changed features: x2"
     assert table.profiles[extension.reference_id].profile.extends == parent.reference_id
     assert extension_records(table, extension, parent.reference_id, at=3.0, by="r1") == []
+    back = rollback(table, "m", at=4.0, by="ops", reason="undo")
+    assert back.reference_id == parent.reference_id  # the extension is one step, as any other
 
 
 def test_extends_round_trips_and_is_part_of_the_id() -> None:
