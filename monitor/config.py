@@ -1065,15 +1065,6 @@ class Settings(BaseSettings):
                         "registry or warmup (docs/fleet.md)",
                     )
                 )
-            if self.state.backend == "kafka" and model.reference.follow_model_version:
-                issues.append(
-                    (
-                        f"models.{i}.reference.follow_model_version",
-                        "is not supported with state.backend kafka yet: each replica would "
-                        "judge the model versions of its own partitions and switch references "
-                        "on its own (docs/fleet.md)",
-                    )
-                )
             if model.correlation.enabled and self.state.backend == "kafka":
                 issues.append(
                     (

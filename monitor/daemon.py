@@ -195,6 +195,7 @@ class Daemon:
             frozenset({ReferenceMode.REGISTRY, ReferenceMode.WARMUP, ReferenceMode.ROLLING})
             if fleet is not None
             else frozenset({ReferenceMode.REGISTRY}),
+            follow_locally=fleet is None,
         )
         self._registry_generation = -1
         self.registry_sampler = RateLimitedSampler(
@@ -715,6 +716,7 @@ class Daemon:
         view = self.registry.view()
         if self.fleet is not None:  # the fleet's warm-up models adopt the registry's activation
             self.fleet.registry_active = {m: a.reference_id for m, a in view.activations.items()}
+            self.fleet.registry_view = view
         if not force and view.generation == self._registry_generation:
             return
         self.drain()  # the batches polled before the change are applied before it

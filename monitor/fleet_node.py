@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -68,10 +69,18 @@ from monitor.fleet_records import (
     ring_reference,
     source_key,
 )
+from monitor.fleet_versions import version_switch
 from monitor.metrics import FleetMetrics
 from monitor.model import RawMessage, ReferenceMode
-from monitor.registry import RegistryTable, extension_records, warmup_records
+from monitor.registry import (
+    RegistryTable,
+    activate,
+    encode_activation,
+    extension_records,
+    warmup_records,
+)
 from monitor.registry import Rejected as RegistryRejected
+from monitor.registry_follow import RegistryView
 from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime
 from monitor.schema_change import Row, layout_rows
 from monitor.shadow import ShadowWindow
@@ -83,6 +92,8 @@ TP = tuple[str, int]
 CARRY_REFRESH_S = 1.0
 #: Seconds between two end-offset requests for the state lag.
 LAG_INTERVAL_S = 1.0
+#: Seconds between two looks of the leader at the followed models' versions.
+VERSION_CHECK_S = 1.0
 #: The state lag (records) above which the replica reports not ready.
 MAX_READY_LAG = 10_000
 #: Records folded per loop turn at most (the rest on the next turns).
@@ -159,6 +170,11 @@ class FleetNode:
         self._next_publish = 0.0
         self._next_snapshot = 0.0
         self._next_lag = 0.0
+        self._next_version_check = 0.0
+        self._ingest_source: str | None = None
+        """The source partition `ingest` is handing to a runtime (None between slices)."""
+        self.registry_view: RegistryView | None = None
+        """The registry as the daemon last folded it (set by its sync; None before)."""
         self._next_group_commit = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -250,11 +266,20 @@ class FleetNode:
             runtime.lagging.ring = view.ring
             runtime.lagging.watermark = view.watermark
             runtime.lagging_tap = LaggingTap(tap, lagging)
+        runtime.shadows.on_add = partial(self._attach_shadow, name)
         for shadow in runtime.shadows.windows.values():
-            shadow_rows, shadow_key = self._shadow_key(shadow)
-            ring = self._ring(name, shadow_key, shadow.window.total.shape)
-            shadow.window = ring
-            shadow.tap = self._tap(name, shadow_key, ring, shadow_rows)
+            self._attach_shadow(name, shadow)
+
+    def _attach_shadow(self, name: str, shadow: ShadowWindow) -> None:
+        """Point a shadow at the fold's ring of its reference and tap its counting (a shadow
+        started while a slice is ingested counts that slice's partition at once: a model
+        version's shadow starts with that version's first events)."""
+        shadow_rows, shadow_key = self._shadow_key(shadow)
+        ring = self._ring(name, shadow_key, shadow.window.total.shape)
+        shadow.window = ring
+        tap = shadow.tap = self._tap(name, shadow_key, ring, shadow_rows)
+        if self._ingest_source is not None:
+            tap.source = self._ingest_source
 
     def _ring_key(self, reference_id: str, rows: tuple[Row, ...]) -> str:
         """`ring_key`, kept for the rows object last asked for with `reference_id`."""
@@ -447,6 +472,7 @@ class FleetNode:
                 self.logger.warning("state topic unavailable", error=str(exc))
             self.error = str(exc)
         self._publish_warmups()
+        self._publish_versions()
         self._report()
 
     def _leads(self) -> bool:
@@ -500,6 +526,57 @@ class FleetNode:
                 self._warmups_published.add(profile.reference_id)
             except SourceError as exc:
                 self.logger.warning("fleet warm-up not published", model=name, error=str(exc))
+            finally:
+                writer.close()
+
+    def _publish_versions(self) -> None:
+        """The leader writes each `follow_model_version` switch to the registry as an
+        activation with cause `model_version` (monitor/fleet_versions.py); every replica then
+        follows it. Decided on the daemon's registry view, written only when a fresh read of
+        the registry still has the activation that view had (else the next turn decides
+        again); a failed write is retried on the next look."""
+        view = self.registry_view
+        if view is None or not view.loaded or self._registry_writer is None:
+            return
+        now = self.monotonic()
+        if now < self._next_version_check or not self._leads():
+            return
+        self._next_version_check = now + VERSION_CHECK_S
+        for name, runtime in self.runtimes.items():
+            followed = version_switch(runtime, view)
+            if followed is None:
+                continue
+            seen = view.activations.get(name)
+            version = followed.profile.model_version
+            writer = self._registry_writer()
+            try:
+                table = RegistryTable()
+                writer.read_to_end(table)
+                current = table.activations.get(name)
+                if (current is None) != (seen is None) or (
+                    current is not None and seen is not None and current.at != seen.at
+                ):
+                    continue  # the registry moved since the view: decide again next turn
+                record = activate(
+                    table,
+                    name,
+                    followed.profile.reference_id,
+                    at=self.clock(),
+                    by=self.member,
+                    reason=f"model_version {version} carries the window",
+                    cause="model_version",
+                )
+                writer.publish([encode_activation(record)])
+                self.logger.info(
+                    "fleet model version switch published",
+                    model=name,
+                    reference_id=followed.profile.reference_id,
+                    model_version=version,
+                )
+            except SourceError as exc:
+                self.logger.warning(
+                    "fleet version switch not published", model=name, error=str(exc)
+                )
             finally:
                 writer.close()
 
@@ -632,15 +709,16 @@ class FleetNode:
         if tap is None or not isinstance(tap, ContributionTap):
             runtime.ingest(columns, account, messages)
             return
-        taps = [tap, *(s.tap for s in runtime.shadows.windows.values())]
         sources = columns.sources
         for index in np.unique(sources).tolist():
             if partitions[index] in stale:
                 continue
             select = sources == index
-            for each in taps:
+            self._ingest_source = source_key(*partitions[index])
+            # every shadow's tap, each partition anew: a slice may start a shadow
+            for each in (tap, *(s.tap for s in runtime.shadows.windows.values())):
                 if isinstance(each, ContributionTap):
-                    each.source = source_key(*partitions[index])
+                    each.source = self._ingest_source
             part = ModelColumns(
                 model=columns.model,
                 times=columns.times[select],
@@ -650,7 +728,10 @@ class FleetNode:
                 sources=columns.sources[select],
                 messages=columns.messages[select] if columns.messages.size else columns.messages,
             )
-            runtime.ingest(part, account, messages)
+            try:
+                runtime.ingest(part, account, messages)
+            finally:
+                self._ingest_source = None
 
     def consumed(self, messages: Sequence[RawMessage]) -> None:
         """Every record of `messages` (owned partitions only) has been counted."""

@@ -11,6 +11,8 @@ registry mode it decides the target profile:
    fitted for it, the newest such profile instead; when the stream goes back, rule 1 picks
    the registry's profile again. While no version carries half of the window the active
    profile stays (no flapping on a mixed stream), unless the registry's activation is new.
+   In a fleet (`follow_locally` False) this rule is decided by one replica and written to the
+   registry instead (monitor/fleet_versions.py): every replica follows rule 1 only.
 
 A target that differs from the active profile is swapped in (`ModelRuntime.swap`: gapless
 when a shadow window was counting for it) and reported as an `ActivationInfo` whose cause is
@@ -67,12 +69,18 @@ class RegistryReferences:
         runtimes: Mapping[str, ModelRuntime],
         topic: str,
         modes: frozenset[ReferenceMode] = frozenset({ReferenceMode.REGISTRY}),
+        *,
+        follow_locally: bool = True,
     ) -> None:
         self._runtimes = runtimes
         self.topic = topic
         self.modes = modes
         """The reference modes that follow the registry (a fleet adds `warmup`: its warm-up
         references are published to the registry and adopted from it, docs/fleet.md)."""
+        self.follow_locally = follow_locally
+        """Rule 2 (follow_model_version) decides here. False in a fleet: one replica writes
+        each version switch to the registry as an activation (`monitor.fleet_versions`) and
+        every replica follows rule 1 only, so all switch together."""
         self._applied: dict[str, tuple[str, float]] = {}
         self._refused: dict[str, str] = {}
         self.history: dict[str, deque[ActivationInfo]] = {}
@@ -115,7 +123,7 @@ class RegistryReferences:
         target: ReferenceProfile = registered.profile
         cause = activation.cause if fresh else "model_version"
         by, reason = (activation.by, activation.reason) if fresh else ("driftmon", "")
-        if runtime.plan.reference.follow_model_version:
+        if runtime.plan.reference.follow_model_version and self.follow_locally:
             current = runtime.profile.model_version if runtime.profile is not None else ""
             version = dominant(runtime.version_shares(), current=current)
             if version is None and not fresh and runtime.profile is not None:

@@ -102,6 +102,9 @@ class ShadowSet:
         self._clock = clock
         self.limit = limit
         self.windows: dict[str, ShadowWindow] = {}
+        self.on_add: Callable[[ShadowWindow], None] | None = None
+        """Called with every shadow `add` starts (a fleet points its counting at the fleet's
+        ring at once: `add` runs in the middle of ingesting a slice)."""
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -145,6 +148,8 @@ class ShadowSet:
         except ReferenceDataError:
             return False
         self.windows[profile.reference_id] = shadow
+        if self.on_add is not None:
+            self.on_add(shadow)
         return True
 
     def take(self, reference_id: str) -> ShadowWindow | None:

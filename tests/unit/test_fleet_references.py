@@ -17,13 +17,12 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import load_settings
-from monitor.errors import CommitResult, ConfigError, StateRejectReason
+from monitor.errors import CommitResult, StateRejectReason
 from monitor.fleet import MAX_RINGS, FleetFold
 from monitor.fleet_contrib import Contributor
 from monitor.fleet_records import (
@@ -295,9 +294,9 @@ def test_increments_written_without_a_reference_id_decode_to_the_empty_one() -> 
     assert RECORD_VERSION == 1
 
 
-def test_a_fleet_accepts_rolling_and_refuses_version_following_saying_why(tmp_path: Path) -> None:
-    """state.backend kafka accepts file, registry, warmup and rolling references; following
-    model versions is refused at configuration time with the reason."""
+def test_a_fleet_accepts_every_reference_mode_and_version_following(tmp_path: Path) -> None:
+    """state.backend kafka accepts file, registry, warmup and rolling references, and a
+    registry model following its model versions."""
     path = tmp_path / "c.yaml"
     features = [{"name": "a", "kind": "numeric"}]
     base: dict[str, Any] = {
@@ -317,9 +316,4 @@ def test_a_fleet_accepts_rolling_and_refuses_version_following_saying_why(tmp_pa
     following = {"mode": "registry", "follow_model_version": True}
     model = {"name": "m", "features": features, "reference": following}
     path.write_text(yaml.safe_dump({**base, "models": [model]}))
-    with pytest.raises(
-        ConfigError,
-        match=r"models\.0\.reference\.follow_model_version: is not supported with "
-        r"state\.backend kafka yet: each replica would judge the model versions of its own",
-    ):
-        load_settings(path, env={})
+    assert load_settings(path, env={}).models[0].reference.follow_model_version

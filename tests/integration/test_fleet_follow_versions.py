@@ -1,0 +1,170 @@
+"""`reference.follow_model_version` in a fleet (`state.backend: kafka`): real `driftmon run`
+replicas, the real `driftmon reference` commands, the real broker.
+
+The fleet's leader writes each version switch to the registry (cause `model_version`) and
+every replica follows it (monitor/fleet_versions.py). The oracle is the digest of the events
+binned directly in a profile's edges (as in tests/integration/test_fleet_references_kafka.py):
+a reference's ring holds exactly the events binned while some replica had it active or as a
+shadow, so after each switch every replica's window must equal the oracle of those events.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from kafka import KafkaProducer
+
+from monitor.reference import ReferenceProfile, fit_profile
+from tests.integration.test_fleet_kafka import (
+    MODEL,
+    PARTITIONS,
+    SPECS,
+    _events,
+    _Producer,
+    _wait_exact,
+)
+from tests.integration.test_fleet_references_kafka import (
+    _activation_records,
+    _cli,
+    _config,
+    _digest,
+    _identical,
+    _wait_reference,
+    _write,
+)
+from tests.support.broker import TansuBroker
+from tests.support.daemon_harness import DaemonProcess
+from tests.support.fleet import wait_shared
+
+
+def _versioned(version: str, shift: float, seed: int) -> ReferenceProfile:
+    rng = np.random.default_rng(seed)
+    return fit_profile(
+        MODEL,
+        SPECS,
+        {"x": rng.normal(shift, 1.0 + shift, 5_000)},
+        {"c": list(rng.choice(["a", "b", "c", "d"], 5_000))},
+        model_version=version,
+    )
+
+
+def _of_version(events: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
+    return [{**event, "model_version": version} for event in events]
+
+
+def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactly(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """Two following replicas on v1's profile: once v2 carries the window, one switch to v2's
+    profile is written to the registry (cause model_version) and both adopt it with the window
+    their v2 shadows filled (exactly the v2 events); once v1 carries it again, one switch back,
+    to v1's ring of every event (active, then a shadow). Both export identical statistics."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    config = _config(
+        tmp_path,
+        broker.bootstrap,
+        topic,
+        registry,
+        {"mode": "registry", "follow_model_version": True},
+    )
+    v1, v2 = _versioned("v1", 0.0, 5), _versioned("v2", 1.0, 6)
+    _cli(config, "push", str(_write(tmp_path, "v1", v1)), "--activate")
+    _cli(config, "push", str(_write(tmp_path, "v2", v2)))
+    producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    first = _of_version(_events(600, 1, time.time()), "v1")
+    try:
+        for replica in replicas:
+            replica.start()
+        wait_shared(replicas, PARTITIONS)
+        _wait_reference(replicas, v1.reference_id)
+        producer.send(first)
+        _wait_exact(replicas, _digest(v1, first))
+
+        second = _of_version(_events(1_500, 2, time.time()), "v2")  # 1,500 of 2,100: v2 leads
+        producer.send(second)
+        _wait_reference(replicas, v2.reference_id)
+        _wait_exact(replicas, _digest(v2, second))
+        switches = [a for a in _activation_records(broker.bootstrap, registry)]
+        assert [a.cause for a in switches] == ["operator", "model_version"]
+        assert switches[1].reference_id == v2.reference_id
+        assert switches[1].reason == "model_version v2 carries the window"
+        assert switches[1].previous and switches[1].previous[0].reference_id == v1.reference_id
+        _identical(replicas)
+
+        third = _of_version(_events(2_500, 3, time.time()), "v1")  # 3,100 of 4,600: v1 again
+        producer.send(third)
+        _wait_reference(replicas, v1.reference_id)
+        _wait_exact(replicas, _digest(v1, first + second + third))
+        causes = [a.cause for a in _activation_records(broker.bootstrap, registry)]
+        assert causes == ["operator", "model_version", "model_version"]
+        _identical(replicas)
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
+
+
+def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """v2 events on the partitions of the replica that does not lead only: that replica sees
+    v2 carry its own share of the window, yet no replica switches on its own judgement; both
+    stay on v1's profile with every event, and the registry holds the operator's activation
+    alone (the leader's partitions carry v1)."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    config = _config(
+        tmp_path,
+        broker.bootstrap,
+        topic,
+        registry,
+        {"mode": "registry", "follow_model_version": True},
+    )
+    v1, v2 = _versioned("v1", 0.0, 5), _versioned("v2", 1.0, 6)
+    _cli(config, "push", str(_write(tmp_path, "v1", v1)), "--activate")
+    _cli(config, "push", str(_write(tmp_path, "v2", v2)))
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    first = _of_version(_events(600, 1, time.time()), "v1")
+    second = _of_version(_events(1_500, 2, time.time()), "v2")
+    try:
+        for replica in replicas:
+            replica.start()
+        wait_shared(replicas, PARTITIONS)
+        _wait_reference(replicas, v1.reference_id)
+        leader = next(r for r in replicas if 0 in _owned(r, topic))
+        others = sorted({0, 1, 2, 3, 4, 5} - _owned(leader, topic))
+        for i, event in enumerate(first):
+            producer.send(topic, msgspec.json.encode(event), partition=i % PARTITIONS)
+        for i, event in enumerate(second):
+            producer.send(topic, msgspec.json.encode(event), partition=others[i % len(others)])
+        producer.flush(timeout=60)
+        _wait_exact(replicas, _digest(v1, first + second))
+        time.sleep(3.0)  # three looks of the leader and several syncs of both
+        _wait_exact(replicas, _digest(v1, first + second))
+        assert [a.cause for a in _activation_records(broker.bootstrap, registry)] == ["operator"]
+        _identical(replicas)
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
+
+
+def _owned(replica: DaemonProcess, topic: str) -> set[int]:
+    """The source partitions a replica owns: those of its last `partitions assigned` line."""
+    owned: set[int] = set()
+    for line in replica.log_lines():
+        if line.get("event") == "partitions assigned":
+            owned = {int(p) for t, p in line.get("partitions") or [] if t == topic}
+    return owned
