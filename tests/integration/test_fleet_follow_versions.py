@@ -53,6 +53,21 @@ def _versioned(version: str, shift: float, seed: int) -> ReferenceProfile:
     )
 
 
+class _Following:
+    """A six-partition topic, a registry holding v1's profile (active) and v2's, and the
+    configuration of replicas whose registry model follows its versions."""
+
+    def __init__(self, broker: TansuBroker, tmp_path: Path) -> None:
+        self.topic = f"fleet-{uuid.uuid4().hex[:8]}"
+        self.registry = f"refs-{uuid.uuid4().hex[:8]}"
+        broker.create_topic(self.topic, partitions=PARTITIONS)
+        following = {"mode": "registry", "follow_model_version": True}
+        self.config = _config(tmp_path, broker.bootstrap, self.topic, self.registry, following)
+        self.v1, self.v2 = _versioned("v1", 0.0, 5), _versioned("v2", 1.0, 6)
+        _cli(self.config, "push", str(_write(tmp_path, "v1", self.v1)), "--activate")
+        _cli(self.config, "push", str(_write(tmp_path, "v2", self.v2)))
+
+
 def _of_version(events: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
     return [{**event, "model_version": version} for event in events]
 
@@ -64,18 +79,8 @@ def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactl
     profile is written to the registry (cause model_version) and both adopt it with the window
     their v2 shadows filled (exactly the v2 events); once v1 carries it again, one switch back,
     to v1's ring of every event (active, then a shadow). Both export identical statistics."""
-    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(topic, partitions=PARTITIONS)
-    config = _config(
-        tmp_path,
-        broker.bootstrap,
-        topic,
-        registry,
-        {"mode": "registry", "follow_model_version": True},
-    )
-    v1, v2 = _versioned("v1", 0.0, 5), _versioned("v2", 1.0, 6)
-    _cli(config, "push", str(_write(tmp_path, "v1", v1)), "--activate")
-    _cli(config, "push", str(_write(tmp_path, "v2", v2)))
+    fleet = _Following(broker, tmp_path)
+    topic, registry, config, v1, v2 = fleet.topic, fleet.registry, fleet.config, fleet.v1, fleet.v2
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
     replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     first = _of_version(_events(600, 1, time.time()), "v1")
@@ -120,18 +125,8 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
     v2 carry its own share of the window, yet no replica switches on its own judgement; both
     stay on v1's profile with every event, and the registry holds the operator's activation
     alone (the leader's partitions carry v1)."""
-    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(topic, partitions=PARTITIONS)
-    config = _config(
-        tmp_path,
-        broker.bootstrap,
-        topic,
-        registry,
-        {"mode": "registry", "follow_model_version": True},
-    )
-    v1, v2 = _versioned("v1", 0.0, 5), _versioned("v2", 1.0, 6)
-    _cli(config, "push", str(_write(tmp_path, "v1", v1)), "--activate")
-    _cli(config, "push", str(_write(tmp_path, "v2", v2)))
+    fleet = _Following(broker, tmp_path)
+    topic, registry, config, v1 = fleet.topic, fleet.registry, fleet.config, fleet.v1
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     first = _of_version(_events(600, 1, time.time()), "v1")

@@ -28,6 +28,22 @@ def _identical(replicas: list[DaemonProcess]) -> bool:
     return all(_statistics(m) == first for m in models[1:])  # type: ignore[arg-type]
 
 
+def _three_hours(producer: _Producer, now: float) -> dict[str, int]:
+    """Send 3,000 events over the 3 hours before `now` in time order (the last one at `now`);
+    the values per feature in the lagged hour (lag 1 h, length 1 h: the hour before the
+    last one, missing x left out), the oracle of every replica's lagged reference."""
+    rng = np.random.default_rng(7)
+    times = np.sort(rng.uniform(now - 3 * HOUR, now, 3_000))
+    times[-1] = now
+    events = _events(3_000, 2, now)
+    for event, ts in zip(events, times.tolist(), strict=True):
+        event["ts"] = ts
+    producer.send(events)
+    lagged = int((now - HOUR) // HOUR)
+    in_span = [e for e, t in zip(events, times.tolist(), strict=True) if int(t // HOUR) == lagged]
+    return {"c": len(in_span), "x": sum(1 for e in in_span if e["features"]["x"] is not None)}
+
+
 def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
     broker: TansuBroker, tmp_path: Path
 ) -> None:
@@ -59,22 +75,7 @@ def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
             return len(ids) == 1 and "" not in ids
 
         wait_until(adopted, 60.0, interval=0.2, message="one warm-up reference everywhere")
-        # then 3 hours of events in time order, the last one now
-        rng = np.random.default_rng(7)
-        times = np.sort(rng.uniform(now - 3 * HOUR, now, 3_000))
-        times[-1] = now
-        after = _events(3_000, 2, now)
-        for event, ts in zip(after, times.tolist(), strict=True):
-            event["ts"] = ts
-        producer.send(after)
-        lagged = int((now - HOUR) // HOUR)
-        in_span = [
-            e for e, t in zip(after, times.tolist(), strict=True) if int(t // HOUR) == lagged
-        ]
-        expected = {
-            "c": len(in_span),
-            "x": sum(1 for e in in_span if e["features"]["x"] is not None),
-        }
+        expected = _three_hours(producer, now)
 
         def lagged_reference() -> bool:
             models = [_model(r) for r in replicas]
@@ -142,19 +143,8 @@ def test_a_rolling_model_keeps_its_lagged_reference_across_an_added_feature(
             message="a warm-up reference",
         )
         first = (_model(replicas[0]) or {})["reference_id"]
-        rng = np.random.default_rng(7)
-        times = np.sort(rng.uniform(now - 3 * HOUR, now, 3_000))
-        times[-1] = now
-        after = _events(3_000, 2, now)
-        for event, ts in zip(after, times.tolist(), strict=True):
-            event["ts"] = ts
-        producer.send(after)
-        lagged = int((now - HOUR) // HOUR)
-        in_span = [e for e, t in zip(after, times.tolist(), strict=True) if t // HOUR == lagged]
-        expected = {
-            "c": len(in_span),
-            "x": sum(1 for e in in_span if e["features"]["x"] is not None),
-        }
+        expected = _three_hours(producer, now)
+        rng = np.random.default_rng(8)
 
         def lagged_reference(want: dict[str, int]) -> bool:
             models = [_model(r) for r in replicas]
