@@ -232,8 +232,7 @@ class FleetNode:
         """Declare the model to the fold (from its configuration, whether or not it has a
         reference yet), make the global ring of its active reference its current window and
         tap its counting (and each shadow's) into this replica's contributions."""
-        runtime.persist_warmup = False
-        runtime.hold_extensions = True
+        runtime.in_fleet = True
         held = self._templates.get(name)
         if held is None or held.total.shape[0] != len(runtime.specs):  # new, or reloaded
             plan = runtime.plan.window

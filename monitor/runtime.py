@@ -154,11 +154,10 @@ class ModelRuntime:
         self.window: EventTimeWindow | None = None
         self.tap: CountTarget | None = None
         """Fleet mode: where `ingest` admits and counts instead of `window` (docs/fleet.md)."""
-        self.persist_warmup = True
-        """False in a fleet: a warm-up profile goes to the registry, not to `state_dir`."""
-        self.hold_extensions = False
-        """True in a fleet: features fitted after the model has a reference are not activated
-        here but wait in `extension` for the registry (every replica activates them at once)."""
+        self.in_fleet = False
+        """True in a fleet replica: a warm-up profile goes to the registry, not to `state_dir`,
+        and features fitted after the model has a reference are not activated here but wait
+        in `extension` for the registry (every replica activates them at once)."""
         self.extension: ReferenceProfile | None = None
         """The active profile plus features fitted since, waiting for the registry (fleet)."""
         self.lagging: LaggingReference | None = None
@@ -549,7 +548,7 @@ class ModelRuntime:
                 pending = {s.name: f"{where}: {exc}" for s in wanted}
         self.pending = pending
         self.last_reference_error = "; ".join(pending.values())
-        if fitted and self.persist_warmup:
+        if fitted and not self.in_fleet:
             self._persist_profile(profile)
 
     def _with_features(
@@ -566,13 +565,14 @@ class ModelRuntime:
         multivariate references (default: the active profile's). The correlation sums are
         kept when the group's reference is unchanged.
 
-        With `hold_extensions` (a fleet) and an active profile, the new profile is not
+        In a fleet (`in_fleet`) with an active profile, the new profile is not
         activated: it is kept in `extension`, marked as continuing the active profile's window
         (`ReferenceProfile.extends`), for the fleet to publish to the registry.
         """
-        known = [f for f in self.profile.features if f.name in self._fitted] if self.profile else []
+        known = self.profile.features if self.profile is not None else ()
+        known = tuple(f for f in known if f.name in self._fitted)
         by_name = {f.name: f for f in (*known, *fitted)}
-        held = self.hold_extensions and self.profile is not None
+        held = self.in_fleet and self.profile is not None
         profile = build_profile(
             self.name,
             [by_name[s.name] for s in self.specs if s.name in by_name],

@@ -39,7 +39,7 @@ def _fleet_runtime(
     feed(first, times, data, 0, 200)
     assert first.profile is not None
     rt = runtime(plan(AFTER, ReferenceMode.WARMUP), tmp_path)
-    rt.hold_extensions = True
+    rt.in_fleet = True
     rt.swap(first.profile)
     return rt, first.profile, times, data
 
@@ -68,9 +68,9 @@ def test_a_fleet_runtime_holds_the_extension_and_keeps_counting_the_active_profi
 
 
 def test_a_single_node_runtime_activates_its_extension_at_once(tmp_path: Path) -> None:
-    """Without hold_extensions the warmed-up x2 joins the active profile, which extends nothing."""
+    """Outside a fleet the warmed-up x2 joins the active profile, which extends nothing."""
     rt, parent, times, data = _fleet_runtime(tmp_path)
-    rt.hold_extensions = False
+    rt.in_fleet = False
     feed(rt, times, data, 200, 700)
     assert rt.extension is None and rt.profile is not None
     assert rt.reference_id != parent.reference_id and rt.profile.extends == ""
@@ -129,7 +129,7 @@ def test_a_feature_of_another_kind_is_warmed_up_again_and_the_others_kept(
     parent = first.profile
     assert parent is not None
     rt = runtime(plan((("x1", NUM), ("k", CAT), ("c1", CAT)), ReferenceMode.WARMUP), tmp_path)
-    rt.hold_extensions = True
+    rt.in_fleet = True
     rt.swap(parent)
     assert rt.reference_id == parent.reference_id
     assert {row.name: row.digest != "" for row in rt.layout_rows()} == {
