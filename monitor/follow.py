@@ -49,6 +49,11 @@ class VersionShares:
             per_bucket[int(bucket)] += int(count)
         self._last[version] = max(self._last.get(version, int(distinct[-1])), int(distinct[-1]))
 
+    @property
+    def newest_bucket(self) -> int | None:
+        """The newest bucket any version was counted in (None before the first event)."""
+        return max(self._last.values(), default=None)
+
     def shares(self, first_bucket: int) -> dict[str, float]:
         """Each version's share of the events in buckets >= `first_bucket` (older ones are
         forgotten); versions without events there are left out."""

@@ -749,9 +749,18 @@ class ModelRuntime:
             self.shadows.ingest(numeric, categorical, times)
 
     def version_shares(self) -> dict[str, float]:
-        """Each model version's share of the current window (`monitor.follow`)."""
-        head = None if self.window is None else self.window.head
-        if head is None or self.window is None:
+        """Each model version's share of the current window (`monitor.follow`).
+
+        A window that has counted nothing yet (just swapped in without a shadow: in a fleet,
+        the registry's switch reached a replica before any event of the new version) ends
+        at the newest bucket a version was counted in, so the versions still in the window
+        keep their shadows from the swap on."""
+        if self.window is None:
+            return {}
+        head = self.window.head
+        if head is None:
+            head = self.versions.newest_bucket
+        if head is None:
             return {}
         return self.versions.shares(head - self.window.n_buckets + 1)
 

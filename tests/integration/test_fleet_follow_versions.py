@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import pytest
 from kafka import KafkaProducer
 
 from monitor.reference import ReferenceProfile, fit_profile
@@ -40,6 +41,7 @@ from tests.integration.test_fleet_references_kafka import (
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess
 from tests.support.fleet import wait_shared
+from tests.support.waiting import wait_until
 
 
 def _versioned(version: str, shift: float, seed: int) -> ReferenceProfile:
@@ -72,13 +74,17 @@ def _of_version(events: list[dict[str, Any]], version: str) -> list[dict[str, An
     return [{**event, "model_version": version} for event in events]
 
 
+@pytest.mark.parametrize("leader_first", [False, True], ids=["everywhere", "leader-first"])
 def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactly(
-    broker: TansuBroker, tmp_path: Path
+    broker: TansuBroker, tmp_path: Path, leader_first: bool
 ) -> None:
     """Two following replicas on v1's profile: once v2 carries the window, one switch to v2's
     profile is written to the registry (cause model_version) and both adopt it with the window
     their v2 shadows filled (exactly the v2 events); once v1 carries it again, one switch back,
-    to v1's ring of every event (active, then a shadow). Both export identical statistics."""
+    to v1's ring of every event (active, then a shadow). Both export identical statistics.
+    Leader-first: the other replica's v2 events are sent once the leader's switch is in the
+    registry, so that replica adopts v2 without a v2 shadow as its v2 events arrive, and must
+    shadow v1 from the swap on."""
     fleet = _Following(broker, tmp_path)
     topic, registry, config, v1, v2 = fleet.topic, fleet.registry, fleet.config, fleet.v1, fleet.v2
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
@@ -93,7 +99,21 @@ def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactl
         _wait_exact(replicas, _digest(v1, first))
 
         second = _of_version(_events(1_500, 2, time.time()), "v2")  # 1,500 of 2,100: v2 leads
-        producer.send(second)
+        if leader_first:
+            leader = next(r for r in replicas if 0 in _owned(r, topic))
+            owned = sorted(_owned(leader, topic))
+            _send(producer.producer, topic, second[:750], owned)
+            wait_until(
+                lambda: len(_activation_records(broker.bootstrap, registry)) == 2,
+                60,
+                interval=0.05,
+                message="the leader's switch in the registry",
+            )  # the rest then reaches the other replica about when the switch does
+            _send(
+                producer.producer, topic, second[750:], sorted(set(range(PARTITIONS)) - set(owned))
+            )
+        else:
+            producer.send(second)
         _wait_reference(replicas, v2.reference_id)
         _wait_exact(replicas, _digest(v2, second))
         switches = [a for a in _activation_records(broker.bootstrap, registry)]
@@ -154,6 +174,13 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
         for replica in replicas:
             replica.close()
         producer.close()
+
+
+def _send(producer: KafkaProducer, topic: str, events: list[dict[str, Any]], to: list[int]) -> None:
+    """Send `events` round-robin over the partitions `to` and wait until all are written."""
+    for i, event in enumerate(events):
+        producer.send(topic, msgspec.json.encode(event), partition=to[i % len(to)])
+    producer.flush(timeout=60)
 
 
 def _owned(replica: DaemonProcess, topic: str) -> set[int]:

@@ -43,3 +43,27 @@ def test_version_switch_follows_half_the_window_and_the_registry_s_own_version(
     other = runtimes["other"]
     other.ingest(_columns(rng, START + 120, 400, "v2"))
     assert version_switch(other, registry.view()) is None
+
+
+def test_a_replica_that_has_seen_no_v2_event_keeps_v1_as_a_shadow_when_the_registry_switches(
+    tmp_path: Path,
+) -> None:
+    """A replica whose partitions carried only v1 when the leader's switch to v2 arrives
+    starts v2's window without a shadow of it, yet holds v1 as a shadow from that sync on, so
+    v1's ring keeps every event the replica counts (here: all of the next v2 slice)."""
+    runtimes = _runtimes(tmp_path, follow=True)
+    references = RegistryReferences(runtimes, "refs", follow_locally=False)
+    registry = _Registry()
+    v1, v2 = _profile(0.0, "v1", 1), _profile(1.0, "v2", 2)
+    registry.push(v1)
+    registry.push(v2)
+    registry.activate("m", v1)
+    references.sync(registry.view(), START)
+    runtime, rng = runtimes["m"], np.random.default_rng(5)
+    runtime.ingest(_columns(rng, START, 300, "v1"))
+    registry.activate("m", v2)  # the leader's switch, decided on its own partitions
+    references.sync(registry.view(), START + 40)
+    assert runtime.reference_id == v2.reference_id
+    assert list(runtime.shadows.windows) == [v1.reference_id]
+    runtime.ingest(_columns(rng, START + 40, 750, "v2"))
+    assert runtime.shadows.windows[v1.reference_id].events == 750
