@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest workers of `make test` (test files are shared out whole; 0 runs them in this process)
+TEST_WORKERS ?= 4
 # Every Python tree of the project: ruff and mypy (pyproject.toml [tool.mypy] files) cover all.
 LINTED := monitor tests bench grafana scripts
 
@@ -40,7 +42,7 @@ test: $(STAMP) system-packages
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/python -m monitor.dev.demo

@@ -15,7 +15,9 @@ is subject to ACLs), a PLAINTEXT listener for the broker's own traffic and the c
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +36,17 @@ _MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def kafka_classpath(workdir: Path) -> str:
-    """The class path of the pom's jars (downloaded into ~/.m2 on the first call)."""
+    """The class path of the pom's jars (downloaded into ~/.m2 on the first call). One
+    resolution at a time on the machine (pytest workers share ~/.m2, and Maven's local
+    repository is not safe for concurrent downloads of one artifact)."""
     out = workdir / "classpath.txt"
+    with (Path(tempfile.gettempdir()) / "driftmon-mvn-resolve.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _resolve(out)
+
+
+def _resolve(out: Path) -> str:
+    """Run `mvn dependency:build-classpath` into `out`; the class path it wrote."""
     proc = subprocess.run(
         [
             find_tool("mvn"),
