@@ -398,9 +398,9 @@ class FleetNode:
                 self.unclaimed.add(tp)
 
     def _load_snapshot(self) -> bool:
-        """Restore the newest snapshot that fits and seek the reader to the positions it
-        covers, so only what follows is folded (start-up bounded by the snapshot interval).
-        False when there is none (or none fits): the whole topic is folded."""
+        """Restore the newest snapshot and seek the reader to the positions it covers, so
+        only what follows is folded (start-up bounded by the snapshot interval). False when
+        there is none or it does not fit (logged): the whole topic is folded."""
         newest: tuple[int, str] | None = None
         first_chunk: dict[str, int] = {}
 

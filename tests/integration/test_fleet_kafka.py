@@ -203,6 +203,11 @@ def _state_topic(config: Path) -> str:
     return str(yaml.safe_load(config.read_text(encoding="utf-8"))["state"]["topic"])
 
 
+def _snapshot_published(replica: DaemonProcess) -> bool:
+    """Whether the replica's log says it published a state snapshot."""
+    return any(line.get("event") == "state snapshot published" for line in replica.log_lines())
+
+
 def _bad_state_records() -> list[tuple[bytes, bytes]]:
     """Garbage, an unknown record version and a commit (of a claimed partition, so that its
     epoch and offsets pass) whose first chunk was truncated."""
@@ -244,6 +249,12 @@ def test_replicas_are_exact_refuse_bad_state_input_and_cold_start(
             assert replica.running
 
         wait_shared(replicas, PARTITIONS)
+        wait_until(  # every 3 s by the leader: a fast stream may be over before the first
+            lambda: any(_snapshot_published(r) for r in replicas),
+            60,
+            interval=0.5,
+            message="a state snapshot published",
+        )
         late.start()  # cold start after the stream: folds the state topic, then exact
         _wait_exact([late, *replicas], digest)
         cold = _model(late)
