@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # pytest workers of `make test` (test files are shared out whole; 0 runs them in this process)
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 2
 # Every Python tree of the project: ruff and mypy (pyproject.toml [tool.mypy] files) cover all.
 LINTED := monitor tests bench grafana scripts
 

@@ -97,6 +97,12 @@ def _registry(bootstrap: str, registry: str) -> RegistryTable:
     return table
 
 
+def _activated(bootstrap: str, registry: str) -> str | None:
+    """The reference id the registry activates for the model (None before any)."""
+    activation = _registry(bootstrap, registry).activations.get(MODEL)
+    return None if activation is None else activation.reference_id
+
+
 def _on_every_replica(replicas: list[DaemonProcess], want: Any, message: str) -> None:
     def diagnose() -> str:
         return (
@@ -136,8 +142,11 @@ def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_th
             replica.start()
         wait_shared(replicas, PARTITIONS)
         producer.send(_events(2_400, 1, time.time() - 3_600))  # the warm-up, out of the window
-        _on_every_replica(replicas, lambda m: m is not None and m["reference_id"], "a warm-up")
-        first = _registry(broker.bootstrap, registry).activations[MODEL].reference_id
+        first = wait_until(
+            lambda: _activated(broker.bootstrap, registry), 90.0, message="a warm-up published"
+        )
+        # every replica on the registry's reference (its own fit alone counts nowhere else)
+        _on_every_replica(replicas, lambda m: m is not None and m["reference_id"] == first, first)
         producer.send(_events(1_000, 2, time.time()))
         _on_every_replica(replicas, lambda m: _samples(m).get("x") == 1_000, "1,000 counted")
         if change == "sighup":  # the same group: a reload may not change the kafka section
