@@ -552,9 +552,7 @@ class FleetNode:
                 table = RegistryTable()
                 writer.read_to_end(table)
                 current = table.activations.get(name)
-                if (current is None) != (seen is None) or (
-                    current is not None and seen is not None and current.at != seen.at
-                ):
+                if (current.at if current else None) != (seen.at if seen else None):
                     continue  # the registry moved since the view: decide again next turn
                 record = activate(
                     table,

@@ -100,18 +100,15 @@ def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactl
 
         second = _of_version(_events(1_500, 2, time.time()), "v2")  # 1,500 of 2,100: v2 leads
         if leader_first:
-            leader = next(r for r in replicas if 0 in _owned(r, topic))
-            owned = sorted(_owned(leader, topic))
-            _send(producer.producer, topic, second[:750], owned)
+            leading, others = _split(replicas, topic)
+            _send(producer.producer, topic, second[:750], leading)
             wait_until(
                 lambda: len(_activation_records(broker.bootstrap, registry)) == 2,
                 60,
                 interval=0.05,
                 message="the leader's switch in the registry",
             )  # the rest then reaches the other replica about when the switch does
-            _send(
-                producer.producer, topic, second[750:], sorted(set(range(PARTITIONS)) - set(owned))
-            )
+            _send(producer.producer, topic, second[750:], others)
         else:
             producer.send(second)
         _wait_reference(replicas, v2.reference_id)
@@ -156,13 +153,9 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
             replica.start()
         wait_shared(replicas, PARTITIONS)
         _wait_reference(replicas, v1.reference_id)
-        leader = next(r for r in replicas if 0 in _owned(r, topic))
-        others = sorted({0, 1, 2, 3, 4, 5} - _owned(leader, topic))
-        for i, event in enumerate(first):
-            producer.send(topic, msgspec.json.encode(event), partition=i % PARTITIONS)
-        for i, event in enumerate(second):
-            producer.send(topic, msgspec.json.encode(event), partition=others[i % len(others)])
-        producer.flush(timeout=60)
+        _, others = _split(replicas, topic)
+        _send(producer, topic, first, list(range(PARTITIONS)))
+        _send(producer, topic, second, others)
         _wait_exact(replicas, _digest(v1, first + second))
         time.sleep(3.0)  # three looks of the leader and several syncs of both
         _wait_exact(replicas, _digest(v1, first + second))
@@ -181,6 +174,13 @@ def _send(producer: KafkaProducer, topic: str, events: list[dict[str, Any]], to:
     for i, event in enumerate(events):
         producer.send(topic, msgspec.json.encode(event), partition=to[i % len(to)])
     producer.flush(timeout=60)
+
+
+def _split(replicas: list[DaemonProcess], topic: str) -> tuple[list[int], list[int]]:
+    """The source partitions of the leader (the owner of partition 0) and the others."""
+    leader = next(r for r in replicas if 0 in _owned(r, topic))
+    leading = _owned(leader, topic)
+    return sorted(leading), sorted(set(range(PARTITIONS)) - leading)
 
 
 def _owned(replica: DaemonProcess, topic: str) -> set[int]:
