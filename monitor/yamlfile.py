@@ -8,6 +8,7 @@ starts with the path:
     PATH: cannot read LABEL (OSError)
     PATH: YAML syntax error at line L, column C: PROBLEM
     PATH: the top level must be EXPECTED, not TYPE
+    PATH: YAML nested too deeply (more than Python's recursion limit allows)
 
 A YAML error reports its position only, never the offending source line (which could hold a
 password or a bcrypt hash). An empty file is an empty mapping.
@@ -69,6 +70,10 @@ def read_yaml_mapping(path: Path, label: str, expected: str = "a mapping") -> di
         raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{path}: YAML syntax error") from None
+    except RecursionError:  # PyYAML composes and constructs nested nodes recursively
+        raise ConfigError(
+            f"{path}: YAML nested too deeply (more than Python's recursion limit allows)"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -20,6 +20,8 @@ SECRET = "hunter2-not-for-logs"
         ("a: 1\na: 2\n", "YAML syntax error at line 2, column 1: duplicate key 'a'"),
         (f'a: "{SECRET}\nb: [\n', "YAML syntax error at line"),
         ("- a\n", "the top level must be a mapping"),
+        ("a: " + "[" * 50_000 + "\n", "YAML nested too deeply"),
+        ("a: " + "{b: " * 30_000 + "1" + "}" * 30_000 + "\n", "YAML nested too deeply"),
     ],
 )
 def test_both_files_report_one_problem_the_same_way(
