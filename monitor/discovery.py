@@ -21,8 +21,10 @@ the events after discovery (monitor.runtime), and the specs are persisted in the
 with it, so a restart does not discover again.
 
 Memory is bounded whatever the stream: at most `max_names` names are counted during
-discovery (when the table is full, the names with the smallest count are evicted, so a flood
-of one-off names cannot push out a name that is in most events), and `UnmonitoredNames`
+discovery (when the table is full, a new name evicts one name with the smallest count, the
+newest first among equal counts, so a flood of one-off names cannot push out a name that is
+in most events; the names sit in a heap keyed by their count when last looked at, so an
+eviction costs O(log n), not a scan of the table), and `UnmonitoredNames`
 remembers at most `cap` distinct names seen after discovery that are not monitored (a
 64-bit keyed hash each) and lists at most `LISTED` of them (non-printable characters
 escaped); beyond `cap` the count stays at `cap`
@@ -36,6 +38,7 @@ contract's rules (one object or an array of objects, `features_path`, the model 
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +81,11 @@ class NameCounts:
         """Events in which the name held a number, a string or a bool."""
         return self.numeric + self.categorical
 
+    @property
+    def total(self) -> int:
+        """Events in which the name appeared."""
+        return self.numeric + self.categorical + self.other
+
 
 def value_kind(value: object) -> FeatureKind | None:
     """NUMERIC for an int or float (not bool), CATEGORICAL for a str or bool, else None."""
@@ -110,6 +118,8 @@ class FeatureDiscovery:
         self.max_names = int(max_names or max(10 * max_features, 10_000))
         self.events = 0
         self.names: dict[str, NameCounts] = {}
+        self._heap: list[tuple[int, int, str]] = []
+        """(total when last looked at, -insertion number, name): one entry per name held."""
         self.inserted = 0
         """Names added to the table so far (a name evicted and seen again counts twice)."""
         self.evicted = 0
@@ -136,6 +146,7 @@ class FeatureDiscovery:
                         self._evict()
                     counts = self.names[name] = NameCounts()
                     self.inserted += 1
+                    heapq.heappush(self._heap, (1, -self.inserted, name))
                 kind = value_kind(value)
                 if kind is FeatureKind.NUMERIC:
                     counts.numeric += 1
@@ -146,12 +157,21 @@ class FeatureDiscovery:
         return taken
 
     def _evict(self) -> None:
-        """Forget the names with the smallest count (at least one name)."""
-        low = min(c.usable + c.other for c in self.names.values())
-        gone = [n for n, c in self.names.items() if c.usable + c.other <= low]
-        for name in gone:
+        """Forget one name with the smallest count, the most recently added among equals.
+
+        Counts only grow, so a heap entry's count is at most the name's: the top entry is
+        re-pushed with the name's count while that is larger, and evicted once equal (then no
+        name has a smaller count). Each name has exactly one entry; a re-push follows growth.
+        """
+        while True:
+            seen, order, name = heapq.heappop(self._heap)
+            total = self.names[name].total
+            if total > seen:
+                heapq.heappush(self._heap, (total, order, name))
+                continue
             del self.names[name]
-        self.evicted += len(gone)
+            self.evicted += 1
+            return
 
     def choose(self) -> tuple[FeatureSpec, ...]:
         """The discovered features: numeric ones, then categorical, each by name."""

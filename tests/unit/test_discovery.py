@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from monitor import discovery
 from monitor.config import load_settings, redacted_dump
 from monitor.discovery import (
     FeatureDiscovery,
@@ -92,6 +93,34 @@ def test_a_flood_of_distinct_names_keeps_memory_bounded_and_the_real_features() 
         d.observe([event])
         assert len(d.names) <= 1000
     assert kinds(d) == {"x": FeatureKind.NUMERIC, "y": FeatureKind.CATEGORICAL}
+
+
+def test_a_flood_into_a_full_table_costs_heap_steps_not_scans_and_keeps_the_frequent_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A table full of names seen twice, then one event of 40,000 new names: each new name
+    evicts the one before it with one heap pop (not a scan of the table); the twice-seen
+    names all stay."""
+    d = FeatureDiscovery(100, max_features=10, max_names=10_000)
+    d.observe([{f"s{i}": 1.0 for i in range(9_999)}] * 2)
+    pops: list[int] = []
+    heappop = discovery.heapq.heappop
+    monkeypatch.setattr(discovery.heapq, "heappop", lambda h: (pops.append(1), heappop(h))[1])
+    d.observe([{f"f{i}": 1.0 for i in range(40_000)}])
+    assert len(pops) == 40_000 - 1
+    assert d.evicted == 40_000 - 1 and len(d.names) == 10_000
+    assert all(f"s{i}" in d.names for i in range(9_999)) and "f39999" in d.names
+
+
+def test_a_full_table_evicts_the_smallest_count_the_newest_among_equals() -> None:
+    """Counts that grew after insertion are seen: the name with the fewest events goes, and of
+    equals the one added last."""
+    d = FeatureDiscovery(100, max_features=3, max_names=3)
+    d.observe([{"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 1.0, "c": 1.0}, {"a": 1.0}])
+    d.observe([{"d": 1.0}])
+    assert set(d.names) == {"a", "c", "d"}
+    d.observe([{"e": 1.0}, {"f": "x"}])
+    assert set(d.names) == {"a", "c", "f"} and d.evicted == 3
 
 
 def test_unmonitored_names_count_distinct_names_up_to_a_cap() -> None:
