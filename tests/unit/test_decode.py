@@ -801,6 +801,40 @@ def test_hostile_array_is_counted_without_building_its_records() -> None:
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # 349k records: > 100 MiB
 
 
+@pytest.mark.parametrize("field", ["model", "ts", "model_version", "amount", "country"])
+def test_arrays_where_scalars_belong_are_classified_without_holding_them(field: str) -> None:
+    """8 messages with 100,000 `[]` in one scalar field: same verdicts as a small array, and
+    no record keeps its list (8 kept would be > 50 MiB of Python memory)."""
+    hostile = "[" + ",".join(["[]"] * 100_000) + "]"
+    marker = "9" * 12  # replaced by the hostile array in the encoded message
+    if field in ("amount", "country"):
+        features = {"amount": 12.5, "age": 40, "country": "GB", field: marker}
+        record = event(features)
+    else:
+        record = event(**{field: marker})
+    value = dumps(record).replace(f'"{marker}"'.encode(), hostile.encode())
+    small = dumps(record).replace(f'"{marker}"'.encode(), b"[[]]")
+    dec = decoder()
+    expected = dec.decode([msg(small, topic="t")])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        batch = dec.decode([msg(value, topic="t", offset=i) for i in range(8)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert batch.rejected == {key: 8 * n for key, n in expected.rejected.items()}
+    assert batch.accepted == {t: 8 * n for t, n in expected.accepted.items()}
+    if "fraud" in expected.models:
+        np.testing.assert_array_equal(
+            batch.models["fraud"].numeric, np.repeat(expected.models["fraud"].numeric, 8, axis=1)
+        )
+        assert list(batch.models["fraud"].categorical[0]) == 8 * list(
+            expected.models["fraud"].categorical[0]
+        )
+    assert peak < 24 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
 def test_slices_bound_the_columns_alive_at_once() -> None:
     """`slices` cuts a batch of arrays into slices of bounded records, counting everything."""
     dec = decoder()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 import yaml
 
-from monitor import discovery
 from monitor.config import load_settings, redacted_dump
 from monitor.discovery import (
     FeatureDiscovery,
@@ -104,8 +104,13 @@ def test_a_flood_into_a_full_table_costs_heap_steps_not_scans_and_keeps_the_freq
     d = FeatureDiscovery(100, max_features=10, max_names=10_000)
     d.observe([{f"s{i}": 1.0 for i in range(9_999)}] * 2)
     pops: list[int] = []
-    heappop = discovery.heapq.heappop
-    monkeypatch.setattr(discovery.heapq, "heappop", lambda h: (pops.append(1), heappop(h))[1])
+    heappop = heapq.heappop
+
+    def counted(heap: list[Any]) -> Any:
+        pops.append(len(heap))
+        return heappop(heap)
+
+    monkeypatch.setattr(heapq, "heappop", counted)
     d.observe([{f"f{i}": 1.0 for i in range(40_000)}])
     assert len(pops) == 40_000 - 1
     assert d.evicted == 40_000 - 1 and len(d.names) == 10_000
