@@ -37,8 +37,9 @@ Event contract (docs/architecture.md; field names come from `EventFields`):
   or null is missing. Numeric columns hold float64: NaN = missing, +inf = invalid (a string,
   even a numeric-looking one such as "1.5", a bool, an object, an array, +-inf, or an integer
   beyond the float range). Categorical columns hold the string: None = missing,
-  `INVALID_CATEGORY` for numbers, objects, arrays and strings starting with NUL; true/false
-  become "true"/"false".
+  `INVALID_CATEGORY` for numbers, objects, arrays, strings starting with NUL and strings
+  longer than `MAX_CATEGORY_CHARS` (a category is a bin label; a longer string is an id or a
+  payload, and a warm-up buffer of them is unbounded); true/false become "true"/"false".
 - `model_version`: the last non-empty string (or integer, as decimal text) among the accepted
   records of a model in the batch, cut to `MAX_VERSION_CHARS`; "" if none.
 
@@ -92,10 +93,11 @@ from msgspec.structs import astuple
 
 from monitor.account import BatchAccount
 from monitor.errors import ConfigError, RejectReason
-from monitor.model import RawMessage
+from monitor.model import MAX_CATEGORY_CHARS, RawMessage
 
 __all__ = [
     "INVALID_CATEGORY",
+    "MAX_CATEGORY_CHARS",
     "MAX_VERSION_CHARS",
     "TS_MAX_SECONDS",
     "BatchDecoder",
@@ -1460,13 +1462,20 @@ def _numeric_value(value: object) -> float:
 
 
 def categorical_column(values: list[Any]) -> ObjectArray:
-    """object [len(values)]: the string, None = missing, INVALID_CATEGORY = wrong type.
+    """object [len(values)]: the string, None = missing, INVALID_CATEGORY = wrong type, a
+    string starting with NUL or longer than `MAX_CATEGORY_CHARS`.
 
-    Fast path: all values are strings or null and none starts with NUL (checked on the
-    distinct values only: no NUL anywhere in them joined, else none starting with it).
+    Fast path: all values are strings or null, none longer than `MAX_CATEGORY_CHARS` and none
+    starting with NUL (checked on the distinct values only: no NUL anywhere in them joined,
+    else none starting with it).
     """
     column: ObjectArray = np.empty(len(values), dtype=object)
-    if set(map(type, values)) <= _STRING_TYPES and not _any_nul_prefixed(set(values)):
+    distinct = set(values) if set(map(type, values)) <= _STRING_TYPES else None
+    if (
+        distinct is not None
+        and max(map(len, filter(None, distinct)), default=0) <= MAX_CATEGORY_CHARS
+        and not _any_nul_prefixed(distinct)
+    ):
         column[:] = values
     else:
         column[:] = [_category_value(v) for v in values]
@@ -1483,7 +1492,8 @@ def _any_nul_prefixed(distinct: set[str | None]) -> bool:
 def _category_value(value: object) -> str | None:
     """One decoded JSON value as a categorical feature value (slow path)."""
     if isinstance(value, str):
-        return INVALID_CATEGORY if value.startswith("\x00") else value
+        invalid = value.startswith("\x00") or len(value) > MAX_CATEGORY_CHARS
+        return INVALID_CATEGORY if invalid else value
     if value is None:
         return None
     if isinstance(value, bool):

@@ -13,6 +13,11 @@ DEFAULT_MAX_BINS: Final = 128
 DEFAULT_TOP_K: Final = 20
 """Reference categories kept per categorical feature, before OTHER (`top_k`, `--top-k`)."""
 
+MAX_CATEGORY_CHARS: Final = 256
+"""The longest categorical value: a longer string is invalid (monitor.decode) and a reference
+category may not be longer (a category is a bin label; a 1,000,000-character value in 400
+warm-up events held 400 MiB and wrote a 1.6 GB checkpoint before this bound)."""
+
 
 class FeatureKind(StrEnum):
     """How a feature's values are binned: numeric (quantile edges) or categorical (top-K)."""

@@ -30,7 +30,13 @@ from monitor.histogram import (
     ModelLayout,
     NumericBins,
 )
-from monitor.model import DEFAULT_MAX_BINS, DEFAULT_TOP_K, FeatureKind, FeatureSpec
+from monitor.model import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_TOP_K,
+    MAX_CATEGORY_CHARS,
+    FeatureKind,
+    FeatureSpec,
+)
 from monitor.segment_slices import SegmentSlices, slices_from_json, slices_to_json
 
 PROFILE_FORMAT = "driftmon.reference/v1"
@@ -338,6 +344,11 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
             raise ReferenceDataError(
                 f"{where}: at most {MAX_TOP_K} categories and {MAX_VOCABULARY} vocabulary "
                 "entries allowed"
+            )
+        if max(map(len, vocabulary), default=0) > MAX_CATEGORY_CHARS:
+            raise ReferenceDataError(
+                f"{where}: a vocabulary entry is longer than {MAX_CATEGORY_CHARS} characters "
+                "(such values are invalid, never a category)"
             )
         if not set(categories) <= set(vocabulary) or len(set(categories)) != len(categories):
             raise ReferenceDataError(f"{where}: categories must be distinct and in the vocabulary")

@@ -399,10 +399,15 @@ def test_wrong_numeric_value_is_invalid_and_the_rest_is_kept(raw: bytes) -> None
         (False, "false"),
         ("", ""),
         ("Ünïcode ✓", "Ünïcode ✓"),
+        ("x" * 256, "x" * 256),
+        ("x" * 257, INVALID_CATEGORY),
+        ("é" * 257, INVALID_CATEGORY),
+        ("\x00" + "x" * 300, INVALID_CATEGORY),
     ],
 )
 def test_categorical_value_classification(value: Any, expected: str) -> None:
-    """Categorical values: strings kept, bools spelled, other types and NUL-prefixed invalid."""
+    """Categorical values: strings kept, bools spelled, other types, NUL-prefixed strings and
+    strings over 256 characters invalid."""
     batch = decoder().decode([msg(event({"country": value, "amount": 1.0})), msg(event())])
     cols = batch.models["fraud"]
     assert cols.categorical[0].tolist() == [expected, "GB"]

@@ -186,6 +186,10 @@ EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _edit(["features", 1, "singleton_fraction"], 1.5),
         "singleton_fraction must be in",
     ),
+    "vocabulary entry too long": (
+        _edit(["features", 1, "vocabulary"], ["de", "fr", "x" * 257]),
+        "a vocabulary entry is longer than 256 characters",
+    ),
     "vocabulary not strings": (
         _edit(["features", 1, "vocabulary"], ["de", 3]),
         "vocabulary must be a list of strings",
