@@ -17,7 +17,13 @@ Bounds (`Limits`, defaults in brackets):
   the request head (≤ `max_head_bytes`, ≤ `max_header_lines` lines) and body
   (≤ `max_body_bytes`), whatever its pace. A client that dribbles a byte a second is closed
   without an answer when it runs out;
-- `write_timeout` [10 s]: the time a client has to take the response (and, for TLS, to close).
+- `write_timeout` [10 s]: the time a client has to take the response (and, for TLS, to close);
+- `max_unread_bytes` [32 MiB]: the response bytes all connections together may hold before
+  their clients have read them (a client that sends `GET /metrics` and never reads holds its
+  copy for `write_timeout`: 250 of them held 2.2 MiB each at 1,000 features, +224 MiB). A
+  request that arrives with the budget spent is answered 503 (small) without running the
+  application, and a response that would go over it is replaced by that 503, unless no
+  other response is unread: one response of any size is always served.
 
 Protocol: one request per connection, `Connection: close` on every response, which always
 carries a Content-Length. A malformed request gets 400, a head over the limits 431, a body over
@@ -75,6 +81,7 @@ class Limits:
     max_head_bytes: int = 65_536
     max_header_lines: int = 100
     max_body_bytes: int = 65_536
+    max_unread_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,8 @@ class WsgiServer:
         self._stop_requested: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._unread = 0
+        """Response bytes written to connections and not yet taken by their clients."""
         self._port: int | None = None
         self._stopped = False
 
@@ -245,15 +254,30 @@ class WsgiServer:
             else:
                 method = request.method
                 assert self._pool is not None
-                response = await loop.run_in_executor(self._pool, self._respond, request, address)
+                if self._unread >= self._limits.max_unread_bytes:
+                    response = _BUSY  # not even rendered
+                else:
+                    response = await loop.run_in_executor(
+                        self._pool, self._respond, request, address
+                    )
             assert writer is not None
-            async with asyncio.timeout(self._limits.write_timeout):
-                writer.write(_serialize(response, self._server_header, method))
-                await writer.drain()
-                if rejected:
-                    await _linger(reader, writer)
-                writer.close()
-                await writer.wait_closed()
+            data = _serialize(response, self._server_header, method)
+            if self._unread and self._unread + len(data) > self._limits.max_unread_bytes:
+                data = _serialize(_BUSY, self._server_header, method)
+            del response  # `data` alone holds the answer; the transport copies what is unsent
+            size = len(data)
+            self._unread += size
+            try:
+                async with asyncio.timeout(self._limits.write_timeout):
+                    writer.write(data)
+                    del data
+                    await writer.drain()
+                    if rejected:
+                        await _linger(reader, writer)
+                    writer.close()
+                    await writer.wait_closed()
+            finally:
+                self._unread -= size
         except (*_QUIET_ERRORS, _ClientGoneError):
             pass
         except Exception:
@@ -445,6 +469,13 @@ def _plain(status: HTTPStatus, message: str) -> _Response:
     """A short text/plain response."""
     headers = [("Content-Type", "text/plain; charset=utf-8")]
     return f"{status.value} {status.phrase}", headers, (message + "\n").encode("utf-8")
+
+
+_BUSY: _Response = _plain(
+    HTTPStatus.SERVICE_UNAVAILABLE,
+    "too many responses not yet read by their clients; retry later",
+)
+"""The answer over `max_unread_bytes`."""
 
 
 def _serialize(response: _Response, server: str, method: str) -> bytes:

@@ -15,11 +15,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.http import HttpServer, Limits
+from monitor.http.wsgiserver import WsgiServer
 from monitor.metrics import PipelineMetrics
 from monitor.model import Snapshot
 from tests.unit.test_http import FakeHealth
@@ -221,3 +223,36 @@ class TestMalformedRequests:
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
         assert answer.endswith(b"\r\n\r\nok\n")
         assert b"Connection: close\r\n" in answer
+
+
+def test_unread_responses_beyond_the_budget_get_503_until_their_clients_read() -> None:
+    """A client that asks for 24 MiB and does not read holds the budget of 32 MiB: a second
+    big answer is a 503, and once the first client has read everything the next one is
+    served in full."""
+    body = b"x" * (24 * 2**20)
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    server = WsgiServer("127.0.0.1", 0, app, limits=Limits(max_unread_bytes=32 * 2**20))
+    server.start()
+    try:
+        with socket.socket() as hoarder:
+            hoarder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65_536)
+            hoarder.settimeout(SLOW)
+            hoarder.connect(("127.0.0.1", server.port))
+            hoarder.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            first = hoarder.recv(65_536, socket.MSG_PEEK)  # the server is writing its answer
+            assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+            busy = raw_exchange(server.port, b"GET / HTTP/1.1\r\n\r\n")
+            assert busy.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), busy[:100]
+            assert busy.endswith(b"too many responses not yet read by their clients; retry later\n")
+            taken = []
+            while chunk := hoarder.recv(1 << 20):
+                taken.append(chunk)
+            assert b"".join(taken).endswith(b"\r\n\r\n" + body)
+        served = raw_exchange(server.port, b"GET / HTTP/1.1\r\n\r\n")
+        assert served.startswith(b"HTTP/1.1 200 OK\r\n") and served.endswith(body)
+    finally:
+        server.stop()
