@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,6 +75,7 @@ from monitor.fleet_records import (
     model_increment,
     sparse_arrays,
 )
+from monitor.pending_chunks import PendingChunks
 from monitor.reference import MAX_EDGES, MAX_TOP_K
 from monitor.schema_change import Row, carry_counts
 from monitor.window import EMPTY_BUCKET, EventTimeWindow
@@ -127,16 +128,6 @@ class FoldOutcome:
     to_offset: int = 0
     snapshot: tuple[SnapshotRecord, SnapshotBody] | None = None
     at: float = 0.0
-
-
-@dataclass(slots=True)
-class _Pending:
-    total: int
-    pieces: dict[int, bytes] = field(default_factory=dict)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(len(p) for p in self.pieces.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +237,7 @@ class FleetFold:
         self.refused_counts = 0
         self.records = 0
         self.decode_snapshots = decode_snapshots
-        self._pending: dict[str, _Pending] = {}
-        self._max_pending_bytes = max_pending_bytes
+        self._pending = PendingChunks(max_pending_bytes)
         for model, window in (windows or {}).items():
             self.attach(model, window)
 
@@ -357,7 +347,7 @@ class FleetFold:
             bad = f"offsets [{record.from_offset}, {record.to_offset})"
             return outcome(None, Rejected(StateRejectReason.INVALID_RECORD, bad))
         head = self.heads.get(record.source) or Head()
-        if record.epoch != head.epoch:
+        if record.epoch != head.epoch or head.epoch < 1:  # 0: nobody has claimed the source
             self.commits[CommitResult.STALE_EPOCH] += 1
             return outcome(CommitResult.STALE_EPOCH)
         if head.next is not None and record.from_offset != head.next:
@@ -382,20 +372,14 @@ class FleetFold:
         if not 0 <= record.index < record.total:
             bad = f"chunk {record.index} of {record.total} for {record.blob_id}"
             return FoldOutcome("rejected", rejected=Rejected(StateRejectReason.INVALID_RECORD, bad))
-        pending = self._pending.get(record.blob_id)
-        if pending is None or pending.total != record.total:
-            pending = self._pending[record.blob_id] = _Pending(record.total)
-        pending.pieces[record.index] = record.data
-        total = sum(p.nbytes for p in self._pending.values())
-        while total > self._max_pending_bytes and len(self._pending) > 1:
-            total -= self._pending.pop(next(iter(self._pending))).nbytes
+        self._pending.add(record.blob_id, record.index, record.total, record.data)
         return FoldOutcome("chunk")
 
     def _assemble(self, manifest: Manifest) -> bytes | Rejected:
         """The blob a manifest closes: inline, or its chunks (taken out of the pending set)."""
         if manifest.chunks == 0:
             return manifest.inline
-        pending = self._pending.pop(manifest.blob_id, None)
+        pending = self._pending.pop(manifest.blob_id)
         if pending is None or pending.total != manifest.chunks:
             have = 0 if pending is None else len(pending.pieces)
             return Rejected(

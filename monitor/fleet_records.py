@@ -34,6 +34,7 @@ import uuid
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -51,6 +52,15 @@ MAX_BLOB_BYTES = 1024 * 1024 * 1024
 SNAPSHOT_KEY = b"snapshot"
 
 IntArray = npt.NDArray[np.int64]
+#: The largest claim epoch a record may carry (a claim of 2**64 - 1 left no epoch above it to
+#: claim with: every replica assigned that partition crashed encoding the next claim).
+MAX_EPOCH = 2**53
+#: The largest offset a record may carry (Kafka offsets are int64).
+MAX_OFFSET = 2**63 - 1
+#: The largest count of one cell in one increment (the fold's rings count in int32).
+MAX_CELL_COUNT = 2**31 - 1
+Epoch = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH)]
+Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)]
 
 
 class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,9 +91,9 @@ class ChainHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What the fold knows of one source partition: its epoch, owner and chain head."""
 
     source: str
-    epoch: int
+    epoch: Epoch
     member: str
-    next: int | None
+    next: Offset | None
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
@@ -96,7 +106,7 @@ class ClaimRecord(msgspec.Struct, tag="claim", tag_field="kind", forbid_unknown_
 
     v: int
     source: str
-    epoch: int
+    epoch: Epoch
     member: str
 
 
@@ -105,10 +115,10 @@ class CommitRecord(msgspec.Struct, tag="commit", tag_field="kind", forbid_unknow
 
     v: int
     source: str
-    epoch: int
+    epoch: Epoch
     member: str
-    from_offset: int
-    to_offset: int
+    from_offset: Offset
+    to_offset: Offset
     blob_id: str
     chunks: int
     size: int
@@ -132,7 +142,7 @@ class SnapshotRecord(msgspec.Struct, tag="snapshot", tag_field="kind", forbid_un
     v: int
     member: str
     at: float
-    positions: dict[int, int]
+    positions: dict[int, Offset]
     blob_id: str
     chunks: int
     size: int
@@ -161,6 +171,9 @@ _INCREMENTS = msgspec.msgpack.Decoder(Increments)
 _SNAPSHOT = msgspec.msgpack.Decoder(SnapshotBody)
 _ENCODER = msgspec.msgpack.Encoder()
 
+#: The longest `Rejected.detail`.
+MAX_DETAIL_CHARS = 300
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -168,6 +181,12 @@ class Rejected:
 
     reason: StateRejectReason
     detail: str
+
+    def __post_init__(self) -> None:
+        """Cut `detail` to MAX_DETAIL_CHARS: it may quote a hostile record (msgspec's error
+        for a 1 MiB `kind` quotes all of it)."""
+        if len(self.detail) > MAX_DETAIL_CHARS:
+            object.__setattr__(self, "detail", self.detail[: MAX_DETAIL_CHARS - 3] + "...")
 
 
 def source_key(topic: str, partition: int) -> str:
@@ -181,7 +200,7 @@ def decode_record(value: bytes | None) -> Record | Rejected:
         return Rejected(StateRejectReason.UNDECODABLE, "record without a value")
     try:
         envelope = _ENVELOPE.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(StateRejectReason.UNDECODABLE, f"not a state record: {exc}")
     if envelope.v != RECORD_VERSION:
         return Rejected(
@@ -189,7 +208,7 @@ def decode_record(value: bytes | None) -> Record | Rejected:
         )
     try:
         return _RECORD.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(StateRejectReason.UNDECODABLE, f"malformed {envelope.kind!r}: {exc}")
 
 
@@ -218,6 +237,8 @@ def sparse_arrays(increment: ModelIncrement) -> tuple[IntArray, IntArray, IntArr
         bad = "cell index out of range"
     elif counts.size and int(counts.min()) < 1:
         bad = "count below 1"
+    elif counts.size and int(counts.max()) > MAX_CELL_COUNT:
+        bad = f"count above {MAX_CELL_COUNT}"
     elif not np.isfinite(increment.watermark):
         bad = "watermark is not finite"
     if bad or buckets is None or cells is None or counts is None:
@@ -376,7 +397,7 @@ def decode_increments(raw: bytes) -> Increments | Rejected:
     """Parse an inflated commit blob."""
     try:
         return _INCREMENTS.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(StateRejectReason.INVALID_RECORD, f"increments: {exc}")
 
 
@@ -384,5 +405,5 @@ def decode_snapshot(raw: bytes) -> SnapshotBody | Rejected:
     """Parse an inflated snapshot blob."""
     try:
         return _SNAPSHOT.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(StateRejectReason.INVALID_RECORD, f"snapshot: {exc}")

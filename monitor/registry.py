@@ -30,12 +30,13 @@ import hashlib
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 
 from monitor.errors import ReferenceDataError, RegistryRejectReason
+from monitor.pending_chunks import PendingChunks
 from monitor.reference import ReferenceProfile, profile_from_json, profile_to_json
 
 RECORD_VERSION = 1
@@ -133,6 +134,9 @@ _ENVELOPE = msgspec.msgpack.Decoder(_Envelope)
 _RECORD = msgspec.msgpack.Decoder(Record)
 _ENCODER = msgspec.msgpack.Encoder()
 
+#: The longest `Rejected.detail`.
+MAX_DETAIL_CHARS = 300
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -141,6 +145,12 @@ class Rejected:
     reason: RegistryRejectReason
     detail: str
 
+    def __post_init__(self) -> None:
+        """Cut `detail` to MAX_DETAIL_CHARS: it may quote a hostile record (msgspec's error
+        for a 1 MiB `kind` quotes all of it)."""
+        if len(self.detail) > MAX_DETAIL_CHARS:
+            object.__setattr__(self, "detail", self.detail[: MAX_DETAIL_CHARS - 3] + "...")
+
 
 def decode_record(value: bytes | None) -> Record | Rejected:
     """Parse one registry record value; never raises (any defect is a `Rejected`)."""
@@ -148,7 +158,7 @@ def decode_record(value: bytes | None) -> Record | Rejected:
         return Rejected(RegistryRejectReason.TOMBSTONE, "tombstone")
     try:
         envelope = _ENVELOPE.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(RegistryRejectReason.UNDECODABLE, f"not a registry record: {exc}")
     if envelope.v != RECORD_VERSION:
         return Rejected(
@@ -156,7 +166,7 @@ def decode_record(value: bytes | None) -> Record | Rejected:
         )
     try:
         record = _RECORD.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(RegistryRejectReason.UNDECODABLE, f"malformed {envelope.kind!r}: {exc}")
     return record
 
@@ -250,16 +260,6 @@ class RegisteredProfile:
     manifest: ProfileManifest
 
 
-@dataclass(slots=True)
-class _Pending:
-    total: int
-    pieces: dict[int, bytes] = field(default_factory=dict)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(len(p) for p in self.pieces.values())
-
-
 class RegistryTable:
     """The registry folded into a table: profiles by id, the active activation per model.
 
@@ -277,8 +277,7 @@ class RegistryTable:
         self.prewarm: dict[str, PrewarmRecord] = {}
         self.rejected: Counter[RegistryRejectReason] = Counter()
         self.records = 0
-        self._pending: dict[str, _Pending] = {}
-        self._max_pending_bytes = max_pending_bytes
+        self._pending = PendingChunks(max_pending_bytes)
         self._max_profile_bytes = max_profile_bytes
 
     def apply(self, value: bytes | None) -> Rejected | None:
@@ -305,21 +304,11 @@ class RegistryTable:
                 RegistryRejectReason.INVALID_RECORD,
                 f"chunk {record.index} of {record.total} for {record.reference_id}",
             )
-        pending = self._pending.get(record.reference_id)
-        if pending is None or pending.total != record.total:
-            pending = self._pending[record.reference_id] = _Pending(record.total)
-        pending.pieces[record.index] = record.data
-        self._bound_pending()
+        self._pending.add(record.reference_id, record.index, record.total, record.data)
         return None
 
-    def _bound_pending(self) -> None:
-        total = sum(p.nbytes for p in self._pending.values())
-        while total > self._max_pending_bytes and len(self._pending) > 1:
-            oldest = next(iter(self._pending))
-            total -= self._pending.pop(oldest).nbytes
-
     def _manifest(self, manifest: ProfileManifest) -> Rejected | None:
-        pending = self._pending.pop(manifest.reference_id, None)
+        pending = self._pending.pop(manifest.reference_id)
         if (
             pending is None
             or pending.total != manifest.chunks

@@ -17,11 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor import registry
 from monitor.edges import numeric_slot_count
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet import MAX_WIDTH, FleetFold
 from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
 from monitor.fleet_records import (
+    MAX_EPOCH,
     RECORD_VERSION,
     ChunkRecord,
     ClaimRecord,
@@ -189,10 +191,13 @@ def test_increments_of_another_shape_are_refused() -> None:
         {"counts": b"\x01\x02\x03"},
         {"buckets": np.asarray([999], dtype="<i8").tobytes()},
         {"watermark": float("nan")},
+        {"counts": np.asarray([2**31], dtype="<i8").tobytes()},
+        {"counts": np.asarray([2**63 - 1], dtype="<i8").tobytes()},
     ],
 )
 def test_impossible_sparse_arrays_are_refused(bad: dict[str, Any]) -> None:
-    """Out-of-range cells, negative counts, torn arrays or a bucket after the watermark: refused."""
+    """Out-of-range cells, negative counts, counts the int32 rings cannot hold, torn arrays or
+    a bucket after the watermark: refused."""
     fold = FleetFold({"m": _window()})
     fold.apply(encode_claim(_source(0), 1, "r0")[1])
     one = {
@@ -206,6 +211,41 @@ def test_impossible_sparse_arrays_are_refused(bad: dict[str, Any]) -> None:
     outcome = fold.apply(value)
     assert outcome.rejected is not None and outcome.rejected.reason is R.INVALID_RECORD
     assert fold.head(_source(0)).next is None and fold.windows["m"].watermark is None
+
+
+def test_a_deeply_nested_record_and_a_huge_kind_are_refused_with_a_short_detail() -> None:
+    """A 1 kB record nested 1,000 deep (msgspec's RecursionError) and a 1 MiB `kind` are
+    refused, the detail cut to 300 characters, on the state topic and on the registry."""
+    deep = b"\x83\xa1v\x01\xa4kind\xa5claim\xa1x" + b"\x91" * 1000 + b"\xc0"
+    huge = msgspec.msgpack.encode({"v": 1, "kind": "K" * 2**20})
+    for decode in (decode_record, registry.decode_record):
+        for value in (deep, huge):
+            refused = decode(value)
+            assert not hasattr(refused, "kind"), refused
+            assert len(refused.detail) <= 300  # type: ignore[union-attr]
+
+
+def test_a_claim_or_commit_beyond_the_epoch_and_offset_bounds_is_refused() -> None:
+    """A claim of epoch 2**64 - 1 (no epoch left above it) and a commit up to offset 2**64 - 1
+    are refused at decoding; the bounds themselves still decode."""
+    for epoch, refused in ((MAX_EPOCH, False), (MAX_EPOCH + 1, True), (2**64 - 1, True)):
+        value = msgspec.msgpack.encode(
+            {"v": 1, "kind": "claim", "source": "t:0", "epoch": epoch, "member": "r"}
+        )
+        assert isinstance(decode_record(value), Rejected) is refused
+    _, value = encode_commit(_source(0), 1, "r0", 0, 2**63 - 1, [])[-1]
+    assert not isinstance(decode_record(value), Rejected)
+    commit = msgspec.msgpack.decode(value)
+    commit["to_offset"] = 2**64 - 1
+    assert isinstance(decode_record(msgspec.msgpack.encode(commit)), Rejected)
+
+
+def test_a_commit_for_a_source_nobody_claimed_is_stale() -> None:
+    """Epoch 0 is no claim: a commit under it is refused as stale and counts nothing."""
+    fold = FleetFold({"m": _window()})
+    outcomes = _apply_all(fold, _commit(0, 0, 10))
+    assert outcomes[-1].result is CommitResult.STALE_EPOCH  # type: ignore[attr-defined]
+    assert int(fold.windows["m"].total.sum()) == 0 and fold.head(_source(0)).next is None
 
 
 def _declared_fold() -> FleetFold:
