@@ -332,7 +332,21 @@ def _add_registry_commands(ref_sub: argparse._SubParsersAction[_Parser]) -> None
     for parser in (push, listing, show, act, back):
         parser.add_argument("--config", "-c", type=Path, required=True, help=config_help)
     for parser in (push, act, back):
-        parser.add_argument("--reason", default="", help="why (recorded in the history)")
+        parser.add_argument(
+            "--reason",
+            default="",
+            type=_reason,
+            help="why (recorded in the history; at most 1,000 characters)",
+        )
+
+
+def _reason(text: str) -> str:
+    """An activation's `--reason`: at most `registry.MAX_REASON_CHARS` characters."""
+    from monitor.registry import MAX_REASON_CHARS
+
+    if len(text) > MAX_REASON_CHARS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_REASON_CHARS} characters")
+    return text
 
 
 def _registry(args: argparse.Namespace) -> int:

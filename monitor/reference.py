@@ -42,6 +42,9 @@ from monitor.segment_slices import SegmentSlices, slices_from_json, slices_to_js
 PROFILE_FORMAT = "driftmon.reference/v1"
 MAX_VOCABULARY = 100_000
 MAX_TOP_K = 1000
+#: The largest count of one reference bin (exact as a float; a count of 2**63 registered and
+#: then crashed every replica that activated it).
+MAX_COUNT = 2**53
 MAX_EDGES = 1025
 """Hard cap on the edges of one numeric feature in any profile read (max_bins 1024 + 1)."""
 MIN_NUMERIC_VALUES = 50
@@ -256,7 +259,8 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
 
     Checks: the format tag, field types, finite strictly increasing edges (at most
     MAX_EDGES), at most MAX_TOP_K categories and MAX_VOCABULARY vocabulary entries, counts of
-    the right length, non-negative integers, at least one valued count per feature, and that
+    the right length, integers in [0, MAX_COUNT], at least one valued count per feature, no
+    number beyond the float range where a float belongs, and that
     the stored reference_id matches the content (a hand-edited profile is refused); the
     optional `segments` object is checked by `monitor.segment_slices.slices_from_json`.
     """
@@ -264,6 +268,14 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ReferenceDataError(f"reference profile is not valid JSON: {exc}") from exc
+    try:
+        return _profile_from_data(data)
+    except OverflowError as exc:  # an integer beyond the float range where a float belongs
+        raise ReferenceDataError(f"reference profile: a number is out of range ({exc})") from exc
+
+
+def _profile_from_data(data: Any) -> ReferenceProfile:
+    """`profile_from_json` of the parsed document."""
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise ReferenceDataError(
             f"not a driftmon reference profile (expected format {PROFILE_FORMAT!r})"
@@ -369,10 +381,12 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
     if (
         not isinstance(counts, list)
         or len(counts) != bins.value_slots + 2
-        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_COUNT for c in counts
+        )
     ):
         raise ReferenceDataError(
-            f"{where}: counts must be {bins.value_slots + 2} non-negative integers"
+            f"{where}: counts must be {bins.value_slots + 2} integers in [0, {MAX_COUNT}]"
         )
     if sum(counts[:-2]) == 0:
         raise ReferenceDataError(f"{where}: the reference has no valid value")

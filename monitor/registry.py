@@ -31,7 +31,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -42,6 +42,13 @@ from monitor.reference import ReferenceProfile, profile_from_json, profile_to_js
 RECORD_VERSION = 1
 #: Entries kept in an activation's rollback stack and log.
 HISTORY_LENGTH = 20
+#: The longest `reason` and `by` of an activation a record may carry (what `driftmon reference
+#: activate --reason` accepts; an activation with a 1.5 MiB reason was logged whole before).
+MAX_REASON_CHARS = 1000
+MAX_BY_CHARS = 256
+Reason = Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)]
+By = Annotated[str, msgspec.Meta(max_length=MAX_BY_CHARS)]
+CauseText = Annotated[str, msgspec.Meta(max_length=64)]
 #: Default bytes of compressed profile per chunk record (well under Kafka's 1 MB default).
 DEFAULT_CHUNK_BYTES = 512 * 1024
 #: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped.
@@ -92,9 +99,9 @@ class ActivationEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     reference_id: str
     at: float
-    by: str
-    reason: str
-    cause: str
+    by: By
+    reason: Reason
+    cause: CauseText
 
 
 class ActivationRecord(
@@ -106,11 +113,11 @@ class ActivationRecord(
     model: str
     reference_id: str
     at: float
-    by: str
-    reason: str
-    cause: str
-    previous: list[ActivationEntry] = []
-    log: list[ActivationEntry] = []
+    by: By
+    reason: Reason
+    cause: CauseText
+    previous: Annotated[list[ActivationEntry], msgspec.Meta(max_length=5 * HISTORY_LENGTH)] = []
+    log: Annotated[list[ActivationEntry], msgspec.Meta(max_length=5 * HISTORY_LENGTH)] = []
 
     @property
     def entry(self) -> ActivationEntry:
@@ -123,9 +130,9 @@ class PrewarmRecord(msgspec.Struct, tag="prewarm", tag_field="kind", forbid_unkn
 
     v: int
     model: str
-    reference_ids: list[str]
+    reference_ids: Annotated[list[str], msgspec.Meta(max_length=8 * MAX_SHADOWS)]
     at: float
-    by: str
+    by: By
 
 
 Record = ChunkRecord | ProfileManifest | ActivationRecord | PrewarmRecord

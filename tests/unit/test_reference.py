@@ -163,9 +163,18 @@ EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "missing features": (_delete(["features"]), "has no features"),
     "missing reference_id": (_delete(["reference_id"]), "reference_id None does not match"),
     "wrong format": (_edit(["format"], "driftmon.reference/v0"), "not a driftmon reference"),
-    "negative count": (_edit(["features", 2, "counts", 0], -1), "non-negative integers"),
-    "bool count": (_edit(["features", 2, "counts", 0], True), "non-negative integers"),
-    "float count": (_edit(["features", 2, "counts", 0], 1.5), "non-negative integers"),
+    "negative count": (_edit(["features", 2, "counts", 0], -1), r"integers in \[0, "),
+    "bool count": (_edit(["features", 2, "counts", 0], True), r"integers in \[0, "),
+    "float count": (_edit(["features", 2, "counts", 0], 1.5), r"integers in \[0, "),
+    "huge count": (
+        _edit(["features", 2, "counts", 0], 2**63),
+        r"in \[0, 9007199254740992\]",
+    ),
+    "edge beyond floats": (_edit(["features", 0, "edges", 2], 10**400), "a number is out of range"),
+    "fraction beyond floats": (
+        _edit(["features", 1, "singleton_fraction"], 10**400),
+        "a number is out of range",
+    ),
     "short counts": (_edit(["features", 2, "counts"], [1, 2]), "counts must be 76"),
     "all counts missing": (
         _edit(["features", 2, "counts"], [0] * 74 + [5, 0]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -16,7 +17,10 @@ from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import ReferenceProfile, fit_profile, profile_to_json
 from monitor.registry import (
     HISTORY_LENGTH,
+    MAX_BY_CHARS,
+    MAX_REASON_CHARS,
     RECORD_VERSION,
+    ActivationEntry,
     ActivationRecord,
     ChunkRecord,
     ProfileManifest,
@@ -193,6 +197,26 @@ def test_history_is_bounded() -> None:
     assert len(current.previous) == len(current.log) == HISTORY_LENGTH
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("reason", "r" * (MAX_REASON_CHARS + 1)),
+        ("by", "b" * (MAX_BY_CHARS + 1)),
+        ("cause", "c" * 65),
+        ("log", [ActivationEntry("sha256:ab", 1.0, "o", "", "operator")] * 101),
+    ],
+)
+def test_an_activation_over_its_text_or_history_bounds_is_refused(field: str, value: Any) -> None:
+    """A 1.5 MiB reason (logged whole before) or 101 history entries: refused as undecodable;
+    the bounds themselves decode."""
+    fields = {"v": RECORD_VERSION, "kind": "activation", "model": "m", "reference_id": "x"}
+    fields |= {"at": 1.0, "by": "o", "reason": "", "cause": "operator", field: value}
+    refused = decode_record(msgspec.msgpack.encode(fields))
+    assert isinstance(refused, Rejected) and refused.reason is R.UNDECODABLE
+    fields[field] = value[:-1]
+    assert isinstance(decode_record(msgspec.msgpack.encode(fields)), ActivationRecord)
+
+
 def test_find_accepts_unique_prefixes() -> None:
     """`find` resolves a full id, a prefix with or without `sha256:`, and refuses others."""
     table = RegistryTable()
@@ -246,3 +270,16 @@ def test_arbitrary_maps_never_raise(fields: dict[str, object]) -> None:
     table = RegistryTable()
     outcome = table.apply(msgspec.msgpack.encode(fields))
     assert outcome is None or isinstance(outcome, Rejected)
+
+
+def test_the_cli_refuses_a_reason_no_daemon_would_accept(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--reason` of 1,001 characters is a usage error (exit 2); 1,000 parse."""
+    from monitor.cli import build_parser
+
+    base = ["reference", "activate", "sha256:ab", "--model", "m", "-c", "x.yaml", "--reason"]
+    assert build_parser().parse_args([*base, "r" * MAX_REASON_CHARS]).reason == "r" * 1000
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*base, "r" * (MAX_REASON_CHARS + 1)])
+    assert exited.value.code == 2 and "at most 1000 characters" in capsys.readouterr().err
