@@ -167,6 +167,7 @@ def fleet_factory(
             clock=clock,
             monotonic=monotonic,
             registry_writer=registry_writer,
+            topics=frozenset(settings.kafka.topics),
         )
 
     def registry_writer() -> RegistryLog:

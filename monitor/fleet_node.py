@@ -134,8 +134,11 @@ class FleetNode:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         registry_writer: Callable[[], RegistryWriter] | None = None,
+        topics: frozenset[str] | None = None,
     ) -> None:
         self.log_topic = state_log
+        self.topics = topics
+        """The group's source topics (None: any): only their partitions elect the leader."""
         self.runtimes = runtimes
         self.member = member
         self.publish_interval = publish_interval
@@ -477,10 +480,20 @@ class FleetNode:
     def _leads(self) -> bool:
         """Whether this replica owns the lowest source partition (the fleet's snapshotter and
         warm-up publisher: one replica at a time, no race)."""
-        heads = sorted(self.fold.heads.items(), key=lambda item: _order(item[0]))
+        heads = sorted(
+            (item for item in self.fold.heads.items() if self._is_source(item[0])),
+            key=lambda item: _order(item[0]),
+        )
         if not heads or heads[0][1].member != self.member:
             return False
         return heads[0][0] in self.contributor.owned
+
+    def _is_source(self, source: str) -> bool:
+        """Whether `source` is a partition of one of the group's topics (a claim of another
+        source, which no replica is assigned, cannot take the leadership: "!:0" sorted first
+        and stopped snapshots, warm-up publication and version switches fleet-wide)."""
+        topic, _, partition = source.rpartition(":")
+        return partition.isdigit() and (self.topics is None or topic in self.topics)
 
     def _publish_warmups(self) -> None:
         """The leader publishes each `warmup` model's fitted profile and its activation to the

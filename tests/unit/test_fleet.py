@@ -9,19 +9,22 @@ accepted ranges, whatever the interleaving of partitions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from monitor import registry
 from monitor.edges import numeric_slot_count
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet import MAX_WIDTH, FleetFold
 from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
+from monitor.fleet_node import FleetNode
 from monitor.fleet_records import (
     MAX_EPOCH,
     RECORD_VERSION,
@@ -36,7 +39,9 @@ from monitor.fleet_records import (
     encode_snapshot,
     model_increment,
 )
+from monitor.metrics import FleetMetrics
 from monitor.reference import MAX_EDGES, MAX_TOP_K
+from monitor.state_log import StateLog
 from monitor.window import EMPTY_BUCKET, EventTimeWindow, histograms_by_bucket
 
 R = StateRejectReason
@@ -586,3 +591,27 @@ def test_tap_counts_into_the_owned_partition_only() -> None:
     oracle.add(slots, times)
     assert _held(fold.windows["m"]) == _held(oracle)
     assert fold.windows["m"].watermark == float(times.max())
+
+
+def test_a_claim_of_a_source_outside_the_group_s_topics_takes_no_leadership() -> None:
+    """The owner of the lowest partition of the group's topics leads; a rogue claim of "!:0"
+    (sorted first, assigned to no replica) leaves it the leader. Without the topics every
+    claim counts, and the rogue one would stop the fleet's snapshots."""
+    node = FleetNode(
+        cast(StateLog, None),
+        {},
+        member="r1",
+        publish_interval=1.0,
+        snapshot_interval=60.0,
+        metrics=FleetMetrics(CollectorRegistry()),
+        logger=structlog.get_logger(),
+        topics=frozenset({"t"}),
+    )
+    node.fold.apply(encode_claim("t:0", 1, "r1")[1])
+    node.contributor.own("t:0", 1, 0)
+    assert node._leads()
+    node.fold.apply(encode_claim("!:0", 1, "ghost")[1])
+    node.fold.apply(encode_claim("t:x", 1, "ghost")[1])
+    assert node._leads()
+    node.topics = None
+    assert not node._leads()
