@@ -48,8 +48,9 @@ for are skipped (`skipped_models`). `FleetFold.apply` never raises.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,11 @@ MAX_PENDING_BYTES = 256 * 1024 * 1024
 #: reference for one window length (`ring_key`). Increments binned with a further one are
 #: refused.
 MAX_RINGS = 6
+#: Seconds a commit's watermark may be ahead of the folding replica's clock beyond the model's
+#: `max_future_seconds` (clock skew between replicas). A watermark further ahead is refused:
+#: accepted, one record moved the model's mark to the year 2999, dropped every ring and sent
+#: every later count to `late_counts`, for good (the mark only grows).
+MAX_CLOCK_SKEW_S = 300.0
 #: Rows an increment with rows may have, beyond twice the configured features: a rolling
 #: update may add features; a record claiming millions of rows is refused.
 EXTRA_ROWS = 100
@@ -210,7 +216,8 @@ class FleetFold:
     once they hold no bucket; `rings[model][reference_id]` are the rings, `marks[model]` the
     model's global watermark. Counters: `claims`, `commits` by result, `rejected` by reason,
     `late_counts` (counts of buckets no longer held), `skipped_models`, `refused_counts`
-    (counts of increments beyond MAX_RINGS).
+    (counts of increments beyond MAX_RINGS). With a `clock`, increments whose watermark is
+    more than the template's `max_future_seconds` + MAX_CLOCK_SKEW_S ahead of it are refused.
     """
 
     def __init__(
@@ -220,7 +227,9 @@ class FleetFold:
         decode_snapshots: bool = False,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         max_rings: int = MAX_RINGS,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self.clock = clock
         self.rings: dict[str, dict[str, EventTimeWindow]] = {}
         self.ring_rows: dict[tuple[str, str], tuple[Row, ...]] = {}
         """The rows of each (model, ring name) made by increments that carried rows."""
@@ -453,6 +462,11 @@ class FleetFold:
                     f"increments of shape {shape}, ring {expected[0] if expected else '-'}"
                     + (" (other rows)" if expected and expected[0] == shape else ""),
                 )
+            ahead = self._ahead(increment.watermark, template)
+            if ahead:
+                return Rejected(
+                    StateRejectReason.INVALID_RECORD, f"model {increment.model!r}: {ahead}"
+                )
             buckets, cells, counts = arrays
             mark = int(template.ring.bucket_of(np.asarray([increment.watermark]))[0])
             if buckets.size and int(buckets.max()) > mark:
@@ -463,6 +477,15 @@ class FleetFold:
             shapes[key] = (shape, rows)
             checked.append(_Checked(increment, buckets, cells, counts))
         return checked
+
+    def _ahead(self, watermark: float, template: EventTimeWindow) -> str:
+        """Why `watermark` is too far ahead of `clock` ("" when it is not, or no clock)."""
+        if self.clock is None or not math.isfinite(template.max_future_seconds):
+            return ""
+        limit = self.clock() + template.max_future_seconds + MAX_CLOCK_SKEW_S
+        if watermark <= limit:
+            return ""
+        return f"watermark {watermark:.0f} is {watermark - limit:.0f} s beyond this clock's limit"
 
     def _advance(self, model: str, watermark: float) -> None:
         """Move the model's watermark (and every ring of it) to max(mark, watermark); drop

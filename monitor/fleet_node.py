@@ -147,7 +147,7 @@ class FleetNode:
         self.logger = logger
         self.clock = clock
         self.monotonic = monotonic
-        self.fold = FleetFold()
+        self.fold = FleetFold(clock=clock)
         self.contributor = Contributor(member)
         self.group = GroupOffsets(member)
         self.taps: dict[tuple[str, str], ContributionTap] = {}

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from monitor import registry
 from monitor.edges import numeric_slot_count
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
-from monitor.fleet import MAX_WIDTH, FleetFold
+from monitor.fleet import MAX_CLOCK_SKEW_S, MAX_WIDTH, FleetFold, FoldOutcome
 from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
 from monitor.fleet_node import FleetNode
 from monitor.fleet_records import (
@@ -615,3 +615,26 @@ def test_a_claim_of_a_source_outside_the_group_s_topics_takes_no_leadership() ->
     assert node._leads()
     node.topics = None
     assert not node._leads()
+
+
+def test_a_watermark_beyond_the_clock_s_future_limit_is_refused() -> None:
+    """With a clock, a commit whose watermark is more than max_future_seconds + 300 s ahead is
+    refused and moves nothing; one at the limit folds."""
+    window = EventTimeWindow((F, W), BUCKET, LENGTH, LATENESS, max_future_seconds=10.0)
+    fold = FleetFold({"m": window}, clock=lambda: 1000.0)
+    fold.apply(encode_claim(_source(0), 1, "r0")[1])
+    limit = 1000.0 + 10.0 + MAX_CLOCK_SKEW_S
+
+    def commit(lo: int, watermark: float) -> FoldOutcome:
+        counts = np.zeros((F, W), dtype=np.int64)
+        counts[0, 1] = 1
+        bucket = int(window.ring.bucket_of(np.asarray([watermark]))[0])
+        increment = model_increment("m", (F, W), watermark, {bucket: counts})
+        _, value = encode_commit(_source(0), 1, "r0", lo, lo + 1, [increment])[-1]
+        return fold.apply(value)
+
+    refused = commit(0, limit + 1.0)
+    assert refused.rejected is not None and refused.rejected.reason is R.INVALID_RECORD
+    assert "beyond this clock's limit" in refused.rejected.detail
+    assert fold.head(_source(0)).next is None and "m" not in fold.marks
+    assert commit(0, limit).result is CommitResult.ACCEPTED
