@@ -5,7 +5,8 @@ Routes (GET only; any other method gets 405 with `Allow: GET`, any other path 40
 - `/metrics`: prometheus_client's own WSGI application (`make_wsgi_app`) over the registry:
   the text format 0.0.4, or OpenMetrics when the `Accept` header asks for it; gzip when the
   scraper sends `Accept-Encoding: gzip`; `?name[]=FAMILY` (repeatable) restricts the output to
-  those families.
+  those families. Rendered one at a time, and a render is reused for one second by requests
+  that ask alike (`monitor.http.shared_render`).
 - `/livez`: 200 `ok` when `health.live()`, else 503.
 - `/readyz`: 200 `ok` when `health.ready()`, else 503 with `health.reason()` as the body.
 - `/status`: the latest snapshot as JSON (`monitor.http.jsonview.snapshot_to_json`), or as
@@ -32,6 +33,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from monitor.http.auth import BasicAuth
 from monitor.http.jsonview import snapshot_to_json
+from monitor.http.shared_render import SharedRender
 from monitor.model import Snapshot
 from monitor.statuspage import STATUS_PAGE_CSP, render_status_page, wants_html
 
@@ -75,7 +77,7 @@ def make_app(
     metrics_public: bool = False,
 ) -> WSGIApplication:
     """The dispatcher: method check, route lookup, access check, then the route."""
-    metrics_app = make_wsgi_app(registry)
+    metrics_app = SharedRender(make_wsgi_app(registry))
 
     def livez(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if health.live():
