@@ -103,6 +103,12 @@ EXTRA_ROWS = 100
 #: reference decides its ring's width, and a 300-byte record claiming a width of 10^8 would
 #: otherwise allocate tens of GiB (a crash on every replica at every restart).
 MAX_WIDTH = max(MAX_EDGES + 2, MAX_TOP_K + 2) + 2
+#: The cells (features x width, per bucket) all of a model's rings may hold together, per
+#: configured feature: MAX_RINGS rings of twice the configured features at the widest layout.
+#: A ring that would go beyond is refused like a seventh (`too_many_references`): small
+#: commits naming six references of 2 x configured + EXTRA_ROWS rows at MAX_WIDTH made a
+#: 2-feature model's rings 157 MiB (a 1-day window: 3.5 GiB) on every replica.
+RING_CELLS_PER_FEATURE = 2 * MAX_RINGS * MAX_WIDTH
 
 
 @dataclass(slots=True)
@@ -509,7 +515,8 @@ class FleetFold:
         """Add one model's increments to the ring of their reference, bucket by bucket (one
         bincount per bucket over its contiguous run of cells; float64 weights are exact for
         any count below 2**53). Buckets behind the model's window are late; a ring beyond
-        `max_rings` is refused (TOO_MANY_REFERENCES)."""
+        `max_rings`, or one that would take the model's rings beyond RING_CELLS_PER_FEATURE
+        cells per configured feature, is refused (TOO_MANY_REFERENCES)."""
         increment = item.increment
         model, reference_id = increment.model, increment.reference_id
         self._advance(model, increment.watermark)
@@ -527,7 +534,9 @@ class FleetFold:
         rings = self.rings[model]
         window = rings.get(reference_id)
         if window is None:
-            if len(rings) >= self.max_rings:
+            held = sum(ring.total.size for ring in rings.values())
+            budget = RING_CELLS_PER_FEATURE * self._templates[model].total.shape[0]
+            if len(rings) >= self.max_rings or held + increment.features * increment.width > budget:
                 self.rejected[StateRejectReason.TOO_MANY_REFERENCES] += 1
                 self.refused_counts += int(counts.sum())
                 return

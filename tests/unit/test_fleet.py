@@ -22,7 +22,14 @@ from prometheus_client import CollectorRegistry
 from monitor import registry
 from monitor.edges import numeric_slot_count
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
-from monitor.fleet import MAX_CLOCK_SKEW_S, MAX_WIDTH, FleetFold, FoldOutcome
+from monitor.fleet import (
+    EXTRA_ROWS,
+    MAX_CLOCK_SKEW_S,
+    MAX_WIDTH,
+    RING_CELLS_PER_FEATURE,
+    FleetFold,
+    FoldOutcome,
+)
 from monitor.fleet_contrib import ContributionTap, Contributor, admit_against
 from monitor.fleet_node import FleetNode
 from monitor.fleet_records import (
@@ -41,6 +48,7 @@ from monitor.fleet_records import (
 )
 from monitor.metrics import FleetMetrics
 from monitor.reference import MAX_EDGES, MAX_TOP_K
+from monitor.schema_change import Row
 from monitor.state_log import StateLog
 from monitor.window import EMPTY_BUCKET, EventTimeWindow, histograms_by_bucket
 
@@ -638,3 +646,33 @@ def test_a_watermark_beyond_the_clock_s_future_limit_is_refused() -> None:
     assert "beyond this clock's limit" in refused.rejected.detail
     assert fold.head(_source(0)).next is None and "m" not in fold.marks
     assert commit(0, limit).result is CommitResult.ACCEPTED
+
+
+def _ring_increment(reference_id: str, rows: int, width: int) -> ModelIncrement:
+    """One count in a ring of `rows` rows (names r0, r1, ...) and `width` columns."""
+
+    def one(value: int) -> bytes:
+        return np.asarray([value], dtype="<i8").tobytes()
+
+    laid = [Row(f"r{i}", "d", width - 2) for i in range(rows)]
+    return ModelIncrement("m", rows, width, 1000.0, one(100), one(0), one(1), reference_id, laid)
+
+
+def test_rings_beyond_the_model_s_cell_budget_are_refused_like_a_seventh() -> None:
+    """Six references of 2 x 2 + 100 rows at the widest layout (642,000 cells a bucket) get no
+    ring beyond the 2-feature model's budget (24,696); six of the configured rows all fold."""
+    budget = RING_CELLS_PER_FEATURE * F
+    hostile = _declared_fold()
+    for i in range(6):
+        increment = _ring_increment(f"h{i}", 2 * F + EXTRA_ROWS, MAX_WIDTH)
+        _, value = encode_commit(_source(0), 1, "r0", i, i + 1, [increment])[-1]
+        assert hostile.apply(value).result is CommitResult.ACCEPTED
+    held = sum(ring.total.size for ring in hostile.rings["m"].values())
+    assert held <= budget and hostile.rejected[R.TOO_MANY_REFERENCES] == 6
+    legit = _declared_fold()
+    for i in range(6):
+        _, value = encode_commit(
+            _source(0), 1, "r0", i, i + 1, [_ring_increment(f"l{i}", F, MAX_WIDTH)]
+        )[-1]
+        assert legit.apply(value).result is CommitResult.ACCEPTED
+    assert len(legit.rings["m"]) == 6 and not legit.rejected
