@@ -35,10 +35,12 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
 - **Warm-up.** A `warmup` model's reference goes through the registry: the replica owning the
   lowest source partition publishes its fitted profile and activation (`warmup_records`,
   cause `warmup`, first writer wins); every replica adopts the registry's activation (the
-  daemon's registry sync) and until then counts its own fit on itself only (no tap). A
-  `rolling` model's edges go the same way; its lagging reference reads the fold's ring
-  `lag:<reference id>` (hourly, the model's lagging template) and counts into it through a
-  `LaggingTap`.
+  daemon's registry sync) and until then counts its own fit on itself only (no tap); the
+  owned partitions it counted that way are not committed and, once every warm-up model that
+  counted on them has adopted, are claimed again and read again from the chain head, each
+  model skipping what its warm-up buffer took (`_release`). A `rolling` model's edges go the
+  same way; its lagging reference reads the fold's ring `lag:<reference id>` (hourly, the
+  model's lagging template) and counts into it through a `LaggingTap`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
@@ -174,6 +177,17 @@ class FleetNode:
         self._next_snapshot = 0.0
         self._next_lag = 0.0
         self._next_version_check = 0.0
+        self._held: dict[str, set[str]] = {}
+        """Owned sources whose records a warm-up model counted with this replica's own fit
+        (not the registry's reference yet) -> those models: no commit until every one of them
+        has adopted the registry's reference, then claimed again (`_release`)."""
+        self._fit_from: dict[tuple[str, str], int] = {}
+        """(model, source) -> the first offset the model counted with its own fit."""
+        self._seen: dict[tuple[str, str], int] = {}
+        """(model, source) -> the offset after the newest record a warming model was given."""
+        self._skip: dict[tuple[str, str], int] = {}
+        """(model, source) -> on the read again after a release, the model's records before
+        this offset are not given to it again (its warm-up sample, or what it buffered)."""
         self._ingest_source: str | None = None
         """The source partition `ingest` is handing to a runtime (None between slices)."""
         self.registry_view: RegistryView | None = None
@@ -459,6 +473,7 @@ class FleetNode:
             if now >= self._next_lag:
                 self._next_lag = now + LAG_INTERVAL_S
                 self.lag = self.log_topic.lag()
+            self._release()
             if self.unclaimed and self.seek is not None:
                 for tp, start in self.claim(frozenset(self.unclaimed)).items():
                     self.seek(tp, start)
@@ -683,10 +698,12 @@ class FleetNode:
         for tp in partitions:
             source = source_key(*tp)
             try:
-                self._publish(source)
+                if source not in self._held:  # held: the next owner reads it again
+                    self._publish(source)
             except SourceError as exc:  # its counts die here; the next owner re-reads them
                 self.logger.warning("last commit failed", source=source, error=str(exc))
             self.contributor.drop(source)
+            self._forget(source)
         self.assigned -= partitions
         self.unclaimed -= partitions
 
@@ -715,9 +732,10 @@ class FleetNode:
         last turn changes them) count each partition's events under that partition; the
         partitions in `stale` (claimed again since the slice was polled) are left out."""
         self._attach_model(runtime.name, runtime)
+        columns = self._without_rereads(runtime.name, columns, partitions, account, messages, stale)
         tap = runtime.tap
         if tap is None or not isinstance(tap, ContributionTap):
-            runtime.ingest(columns, account, messages)
+            self._ingest_untapped(runtime, columns, partitions, account, messages)
             return
         sources = columns.sources
         for index in np.unique(sources).tolist():
@@ -729,19 +747,123 @@ class FleetNode:
             for each in (tap, *(s.tap for s in runtime.shadows.windows.values())):
                 if isinstance(each, ContributionTap):
                     each.source = self._ingest_source
-            part = ModelColumns(
-                model=columns.model,
-                times=columns.times[select],
-                numeric=columns.numeric[:, select],
-                categorical=tuple(c[select] for c in columns.categorical),
-                model_version=columns.model_version,
-                sources=columns.sources[select],
-                messages=columns.messages[select] if columns.messages.size else columns.messages,
-            )
+            part = _select(columns, select)
             try:
                 runtime.ingest(part, account, messages)
             finally:
                 self._ingest_source = None
+
+    def _ingest_untapped(
+        self,
+        runtime: ModelRuntime,
+        columns: ModelColumns,
+        partitions: Sequence[TP],
+        account: BatchAccount,
+        messages: Sequence[RawMessage],
+    ) -> None:
+        """A model that counts on this replica only: warming up, or a warm-up model on its own
+        fit until it adopts the registry's reference. The owned sources whose records its own
+        fit counted are held (`_held`), and for each the first offset it counted."""
+        done, need = runtime.warmup_progress
+        was_ready = runtime.ready
+        runtime.ingest(columns, account, messages)
+        if runtime.mode not in _FROM_WARMUP or not len(columns) or not columns.messages.size:
+            return
+        offsets = np.fromiter(
+            (messages[i].offset for i in columns.messages.tolist()), np.int64, len(columns)
+        )
+        sources = columns.sources
+        own_fit = runtime.ready and not self._adopted(runtime.name)
+        first = 0 if was_ready else max(0, need - done)  # the warm-up took the ones before
+        for index in np.unique(sources).tolist():
+            source = source_key(*partitions[index])
+            if source not in self.contributor.owned:
+                continue
+            where = np.flatnonzero(sources == index)
+            key = (runtime.name, source)
+            self._seen[key] = max(self._seen.get(key, 0), int(offsets[where[-1]]) + 1)
+            counted = where[where >= first]
+            if own_fit and counted.size:
+                self._fit_from.setdefault(key, int(offsets[counted[0]]))
+                self._held.setdefault(source, set()).add(runtime.name)
+
+    def _without_rereads(
+        self,
+        name: str,
+        columns: ModelColumns,
+        partitions: Sequence[TP],
+        account: BatchAccount,
+        messages: Sequence[RawMessage],
+        stale: frozenset[TP],
+    ) -> ModelColumns:
+        """`columns` without the records a release reads again that the model was already
+        given (`_skip`); they are accepted as they were the first time. The partitions in
+        `stale` (polled before the release) are left as they are: `ingest` leaves them out."""
+        if not self._skip or not len(columns) or not columns.messages.size:
+            return columns
+        keep = np.ones(len(columns), dtype=bool)
+        offsets: npt.NDArray[np.int64] | None = None
+        for index in np.unique(columns.sources).tolist():
+            key = (name, source_key(*partitions[index]))
+            until = self._skip.get(key)
+            if until is None or partitions[index] in stale:
+                continue
+            if offsets is None:
+                offsets = np.fromiter(
+                    (messages[i].offset for i in columns.messages.tolist()),
+                    np.int64,
+                    len(columns),
+                )
+            here = columns.sources == index
+            keep &= ~(here & (offsets < until))
+            if bool(np.any(here & (offsets >= until))):
+                del self._skip[key]  # the read again has passed it
+        if keep.all():
+            return columns
+        account.accept_events(name, int(np.count_nonzero(~keep)))
+        return _select(columns, keep)
+
+    def _adopted(self, name: str) -> bool:
+        """Whether a model counts with the registry's reference, or never took one from a
+        warm-up (or is gone)."""
+        runtime = self.runtimes.get(name)
+        if runtime is None or runtime.mode not in _FROM_WARMUP:
+            return True
+        return self.registry_active.get(name) == runtime.reference_id and runtime.ready
+
+    def _release(self) -> None:
+        """Claim again each held source whose models have all adopted the registry's
+        reference: its uncommitted counts are dropped and its records read again from the
+        chain head (`claim` seeks there), now counted into the registry reference's ring;
+        each model skips what it was given before (its warm-up sample, `_skip`)."""
+        for source, models in list(self._held.items()):
+            if not all(self._adopted(m) for m in models):
+                continue
+            del self._held[source]
+            for (model, held_source), start in list(self._fit_from.items()):
+                if held_source == source:
+                    self._skip[(model, source)] = start
+                    del self._fit_from[(model, source)]
+            for (model, seen_source), after in list(self._seen.items()):
+                if seen_source != source:
+                    continue
+                del self._seen[(model, source)]
+                if (model, source) not in self._skip:  # given to its warm-up buffer only
+                    self._skip[(model, source)] = after
+            self.contributor.drop(source)
+            for tp in self.assigned:
+                if source_key(*tp) == source:
+                    self.unclaimed.add(tp)
+            self.logger.info(
+                "warm-up adopted; reading the partition again", source=source, models=sorted(models)
+            )
+
+    def _forget(self, source: str) -> None:
+        """Drop what the warm-up hold knows of a source (revoked)."""
+        self._held.pop(source, None)
+        for table in (self._fit_from, self._seen, self._skip):
+            for key in [k for k in table if k[1] == source]:
+                del table[key]
 
     def consumed(self, messages: Sequence[RawMessage]) -> None:
         """Every record of `messages` (owned partitions only) has been counted."""
@@ -768,7 +890,8 @@ class FleetNode:
         """Publish a commit of every owned partition with new records (SourceError: the
         counts stay for the next attempt)."""
         for source in sorted(self.contributor.owned):
-            self._publish(source)
+            if source not in self._held:  # counted with a replica's own fit: read again
+                self._publish(source)
 
     def _snapshot(self) -> None:
         """Publish the folded state if this replica owns the lowest source partition."""
@@ -778,6 +901,19 @@ class FleetNode:
         records = encode_snapshot(self.fold.snapshot_body(), self._positions, self.member, now)
         self.log_topic.publish(records, partition=SNAPSHOT_PARTITION)
         self.logger.info("state snapshot published", records=len(records))
+
+
+def _select(columns: ModelColumns, select: npt.NDArray[np.bool_]) -> ModelColumns:
+    """The events of `columns` where `select` is true."""
+    return ModelColumns(
+        model=columns.model,
+        times=columns.times[select],
+        numeric=columns.numeric[:, select],
+        categorical=tuple(c[select] for c in columns.categorical),
+        model_version=columns.model_version,
+        sources=columns.sources[select],
+        messages=columns.messages[select] if columns.messages.size else columns.messages,
+    )
 
 
 def _lagging_template(runtime: ModelRuntime) -> EventTimeWindow | None:

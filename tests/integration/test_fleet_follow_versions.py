@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 from kafka import KafkaProducer
@@ -40,7 +39,7 @@ from tests.integration.test_fleet_references_kafka import (
 )
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess
-from tests.support.fleet import wait_shared
+from tests.support.fleet import send_to, split_leader, wait_shared
 from tests.support.waiting import wait_until
 
 
@@ -100,15 +99,15 @@ def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactl
 
         second = _of_version(_events(1_500, 2, time.time()), "v2")  # 1,500 of 2,100: v2 leads
         if leader_first:
-            leading, others = _split(replicas, topic)
-            _send(producer.producer, topic, second[:750], leading)
+            leading, others = split_leader(replicas, topic, PARTITIONS)
+            send_to(producer.producer, topic, second[:750], leading)
             wait_until(
                 lambda: len(_activation_records(broker.bootstrap, registry)) == 2,
                 60,
                 interval=0.05,
                 message="the leader's switch in the registry",
             )  # the rest then reaches the other replica about when the switch does
-            _send(producer.producer, topic, second[750:], others)
+            send_to(producer.producer, topic, second[750:], others)
         else:
             producer.send(second)
         _wait_reference(replicas, v2.reference_id)
@@ -153,9 +152,9 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
             replica.start()
         wait_shared(replicas, PARTITIONS)
         _wait_reference(replicas, v1.reference_id)
-        _, others = _split(replicas, topic)
-        _send(producer, topic, first, list(range(PARTITIONS)))
-        _send(producer, topic, second, others)
+        _, others = split_leader(replicas, topic, PARTITIONS)
+        send_to(producer, topic, first, list(range(PARTITIONS)))
+        send_to(producer, topic, second, others)
         _wait_exact(replicas, _digest(v1, first + second))
         time.sleep(3.0)  # three looks of the leader and several syncs of both
         _wait_exact(replicas, _digest(v1, first + second))
@@ -167,26 +166,3 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
         for replica in replicas:
             replica.close()
         producer.close()
-
-
-def _send(producer: KafkaProducer, topic: str, events: list[dict[str, Any]], to: list[int]) -> None:
-    """Send `events` round-robin over the partitions `to` and wait until all are written."""
-    for i, event in enumerate(events):
-        producer.send(topic, msgspec.json.encode(event), partition=to[i % len(to)])
-    producer.flush(timeout=60)
-
-
-def _split(replicas: list[DaemonProcess], topic: str) -> tuple[list[int], list[int]]:
-    """The source partitions of the leader (the owner of partition 0) and the others."""
-    leader = next(r for r in replicas if 0 in _owned(r, topic))
-    leading = _owned(leader, topic)
-    return sorted(leading), sorted(set(range(PARTITIONS)) - leading)
-
-
-def _owned(replica: DaemonProcess, topic: str) -> set[int]:
-    """The source partitions a replica owns: those of its last `partitions assigned` line."""
-    owned: set[int] = set()
-    for line in replica.log_lines():
-        if line.get("event") == "partitions assigned":
-            owned = {int(p) for t, p in line.get("partitions") or [] if t == topic}
-    return owned

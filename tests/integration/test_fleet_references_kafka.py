@@ -16,8 +16,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.reference import ReferenceProfile, fit_profile, layout_for, profile_to_json
 from monitor.registry import ActivationRecord, RegistryTable
@@ -41,7 +42,7 @@ from tests.support.daemon_harness import (
     run_cli,
     write_config,
 )
-from tests.support.fleet import wait_shared
+from tests.support.fleet import owned_partitions, send_to, split_leader, wait_shared
 from tests.support.waiting import wait_until
 
 
@@ -214,6 +215,13 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
         producer.close()
 
 
+def _current(model: dict[str, Any] | None, feature: str) -> int | None:
+    """The current window's values of `feature` in a model's /status entry (None: no entry)."""
+    if model is None:
+        return None
+    return next(int(f["current_samples"]) for f in model["features"] if f["name"] == feature)
+
+
 def _activation_records(bootstrap: str, registry: str) -> list[ActivationRecord]:
     """Every activation record in the registry topic, in log order."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -289,6 +297,76 @@ def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
         _wait_exact(replicas, _digest(profile, after))
         _identical(replicas)
         assert not (tmp_path / "no-state").exists(), "the warm-up profile stays off the disk"
+        for replica in replicas:
+            assert replica.stop() == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+        producer.close()
+
+
+def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the_fleet_s(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """A replica counts its events with its own warm-up fit until it adopts the registry's
+    reference; those events reach the fleet's window all the same (read again after the
+    adoption). The other replica fits on exactly its 300 events first; then the leader gets
+    300 warm-up events and 600 more on partition 0, the other 900 on its partitions, in one
+    burst: every replica's window equals the oracle of the 1,500 events after the warm-ups
+    (before the fix, the events between each replica's own fit and its adoption were lost)."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    config = _config(
+        tmp_path, broker.bootstrap, topic, registry, {"mode": "warmup", "warmup_events": 300}
+    )
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
+    try:
+        for replica in replicas:
+            replica.start()
+        wait_shared(replicas, PARTITIONS)
+        leading, others = split_leader(replicas, topic, PARTITIONS)
+        other = next(r for r in replicas if 0 not in owned_partitions(r, topic))
+        events = _events(2_100, 5, time.time())
+        send_to(producer, topic, events[:300], others)
+
+        def own_fit() -> bool:
+            model = _model(other)
+            return model is not None and bool(model["reference_id"])
+
+        wait_until(own_fit, 60.0, interval=0.1, message="the other replica's own warm-up fit")
+        leader_events, other_events = events[300:1_200], events[1_200:]
+        for event in leader_events:  # its warm-up, then 600 more, in order on one partition
+            producer.send(topic, msgspec.json.encode(event), partition=leading[0])
+        send_to(producer, topic, other_events, others)
+
+        def adopted() -> bool:
+            models = [_model(r) for r in replicas]
+            ids = {m["reference_id"] if m is not None else "" for m in models}
+            return len(ids) == 1 and "" not in ids
+
+        wait_until(adopted, 60.0, interval=0.2, message="one warm-up reference everywhere")
+        log = RegistryLog({"bootstrap_servers": broker.bootstrap}, registry)
+        table = RegistryTable()
+        try:
+            log.read_to_end(table)
+        finally:
+            log.close()
+        profile = table.profiles[table.activations[MODEL].reference_id].profile
+        assert profile.events == 300
+
+        def counts() -> list[int | None]:  # c is never missing: one value an event
+            return [_current(_model(r), "c") for r in replicas]
+
+        wait_until(
+            lambda: counts() == [1_500, 1_500],
+            60.0,
+            interval=0.5,
+            message="1,500 events in every replica's window",
+            on_timeout=lambda: f"windows hold {counts()} events",
+        )
+        _wait_exact(replicas, _digest(profile, leader_events[300:] + other_events))
+        _identical(replicas)
         for replica in replicas:
             assert replica.stop() == 0
     finally:

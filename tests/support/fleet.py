@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import msgspec
 from kafka import KafkaProducer
 
 from tests.support.daemon_harness import DaemonProcess, Metrics, write_config
@@ -286,3 +287,31 @@ def wait_shared(processes: Sequence[DaemonProcess], partitions: int, timeout: fl
         return sum(owned) == partitions and all(o > 0 for o in owned)
 
     wait_until(shared, timeout, interval=0.5, message="every replica to own partitions")
+
+
+def send_to(
+    producer: KafkaProducer, topic: str, events: list[dict[str, Any]], to: list[int]
+) -> None:
+    """Send `events` (JSON) round-robin over the partitions `to` and wait until all are
+    written."""
+    for i, event in enumerate(events):
+        producer.send(topic, msgspec.json.encode(event), partition=to[i % len(to)])
+    producer.flush(timeout=60)
+
+
+def split_leader(
+    replicas: Sequence[DaemonProcess], topic: str, partitions: int
+) -> tuple[list[int], list[int]]:
+    """The source partitions of the leader (the owner of partition 0) and the others'."""
+    leader = next(r for r in replicas if 0 in owned_partitions(r, topic))
+    leading = owned_partitions(leader, topic)
+    return sorted(leading), sorted(set(range(partitions)) - leading)
+
+
+def owned_partitions(replica: DaemonProcess, topic: str) -> set[int]:
+    """The source partitions a replica owns: those of its last `partitions assigned` line."""
+    owned: set[int] = set()
+    for line in replica.log_lines():
+        if line.get("event") == "partitions assigned":
+            owned = {int(p) for t, p in line.get("partitions") or [] if t == topic}
+    return owned
