@@ -9,6 +9,7 @@ accepted ranges, whatever the interleaving of partitions.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 import msgspec
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monitor import registry
+from monitor.account import BatchAccount
+from monitor.decode import ModelColumns
 from monitor.edges import numeric_slot_count
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet import (
@@ -47,6 +50,7 @@ from monitor.fleet_records import (
     model_increment,
 )
 from monitor.metrics import FleetMetrics
+from monitor.model import RawMessage, ReferenceMode
 from monitor.reference import MAX_EDGES, MAX_TOP_K
 from monitor.schema_change import Row
 from monitor.state_log import StateLog
@@ -676,3 +680,70 @@ def test_rings_beyond_the_model_s_cell_budget_are_refused_like_a_seventh() -> No
         )[-1]
         assert legit.apply(value).result is CommitResult.ACCEPTED
     assert len(legit.rings["m"]) == 6 and not legit.rejected
+
+
+def _hold_node(runtimes: dict[str, Any]) -> FleetNode:
+    """A node owning source t:0 (claim epoch 1), over stand-in runtimes."""
+    node = FleetNode(
+        cast(StateLog, None),
+        runtimes,
+        member="r1",
+        publish_interval=1.0,
+        snapshot_interval=60.0,
+        metrics=FleetMetrics(CollectorRegistry()),
+        logger=structlog.get_logger(),
+    )
+    node.assigned = {("t", 0)}
+    node.contributor.own("t:0", 1, 0)
+    return node
+
+
+def _warm_runtime(ready: bool, reference_id: str = "") -> Any:
+    return SimpleNamespace(
+        mode=ReferenceMode.WARMUP, ready=ready, reference_id=reference_id, name="m"
+    )
+
+
+def test_a_held_source_is_read_again_once_its_models_adopted_skipping_what_each_was_given() -> None:
+    """Held t:0 (model a counted with its own fit from offset 300): nothing happens while a is
+    on its own fit; once a has the registry's reference, t:0 is dropped and unclaimed, a skips
+    its warm-up (before 300) and b, still warming, what it buffered (before 450)."""
+    a, b = _warm_runtime(True, "own"), _warm_runtime(False)
+    node = _hold_node({"a": a, "b": b})
+    node._held = {"t:0": {"a"}}
+    node._fit_from = {("a", "t:0"): 300}
+    node._seen = {("a", "t:0"): 900, ("b", "t:0"): 450}
+    node.registry_active = {"a": "registry"}
+    node._release()
+    assert node._held and "t:0" in node.contributor.owned and not node.unclaimed
+    a.reference_id = "registry"
+    node._release()
+    assert not node._held and "t:0" not in node.contributor.owned
+    assert node.unclaimed == {("t", 0)}
+    assert node._skip == {("a", "t:0"): 300, ("b", "t:0"): 450}
+
+
+def test_the_read_again_gives_a_model_only_what_it_was_not_given() -> None:
+    """Offsets 440, 450, 460 of t:0 for a model that skips before 450: 440 is accepted without
+    being counted again, the rest pass, and the skip ends there; a stale partition is left
+    alone."""
+    node = _hold_node({"b": _warm_runtime(False)})
+    node._skip = {("b", "t:0"): 450}
+    messages = [RawMessage("t", 0, offset, 1, b"{}") for offset in (440, 450, 460)]
+    columns = ModelColumns(
+        model="b",
+        times=np.asarray([1.0, 2.0, 3.0]),
+        numeric=np.asarray([[10.0, 20.0, 30.0]]),
+        categorical=(),
+        model_version="",
+        sources=np.zeros(3, dtype=np.int32),
+        messages=np.arange(3, dtype=np.int32),
+    )
+    account = BatchAccount()
+    stale = node._without_rereads(
+        "b", columns, [("t", 0)], account, messages, frozenset({("t", 0)})
+    )
+    assert stale is columns and node._skip
+    kept = node._without_rereads("b", columns, [("t", 0)], account, messages, frozenset())
+    assert kept.numeric.tolist() == [[20.0, 30.0]] and kept.messages.tolist() == [1, 2]
+    assert account.events_accepted == {"b": 1} and not node._skip
