@@ -308,12 +308,12 @@ def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
 def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the_fleet_s(
     broker: TansuBroker, tmp_path: Path
 ) -> None:
-    """A replica counts its events with its own warm-up fit until it adopts the registry's
-    reference; those events reach the fleet's window all the same (read again after the
-    adoption). The other replica fits on exactly its 300 events first; then the leader gets
-    300 warm-up events and 600 more on partition 0, the other 900 on its partitions, in one
-    burst: every replica's window equals the oracle of the 1,500 events after the warm-ups
-    (before the fix, the events between each replica's own fit and its adoption were lost)."""
+    """Events a replica counts with its own warm-up fit before it adopts the registry's
+    reference reach every replica's window: bin for bin the oracle of the 1,500 events after
+    the two warm-ups (before the fix, none of them)."""
+    # The other replica fits on exactly its 300 events first; then one burst gives the leader
+    # its 300 warm-up events and 600 more, in order on one partition, and the other replica
+    # 900 on its partitions, all counted with each one's own fit until it adopts.
     topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, partitions=PARTITIONS)
     config = _config(

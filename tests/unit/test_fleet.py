@@ -606,9 +606,8 @@ def test_tap_counts_into_the_owned_partition_only() -> None:
 
 
 def test_a_claim_of_a_source_outside_the_group_s_topics_takes_no_leadership() -> None:
-    """The owner of the lowest partition of the group's topics leads; a rogue claim of "!:0"
-    (sorted first, assigned to no replica) leaves it the leader. Without the topics every
-    claim counts, and the rogue one would stop the fleet's snapshots."""
+    """A rogue claim of "!:0" (sorted first, of no topic of the group) leaves the owner of the
+    lowest partition the leader, which without the topics it would not be."""
     node = FleetNode(
         cast(StateLog, None),
         {},
