@@ -215,6 +215,25 @@ class ModelColumns:
         """Number of events."""
         return int(self.times.shape[0])
 
+    def select(self, keep: npt.NDArray[np.bool_]) -> ModelColumns:
+        """The events where `keep` (bool [N]) is true, in order."""
+        return ModelColumns(
+            model=self.model,
+            times=self.times[keep],
+            numeric=self.numeric[:, keep],
+            categorical=tuple(c[keep] for c in self.categorical),
+            model_version=self.model_version,
+            sources=self.sources[keep],
+            messages=self.messages[keep] if self.messages.size else self.messages,
+        )
+
+    def offsets(self, messages: Sequence[RawMessage]) -> npt.NDArray[np.int64]:
+        """int64 [N]: the Kafka offset of each event's message (`messages` as indexed by
+        `self.messages`)."""
+        return np.fromiter(
+            (messages[i].offset for i in self.messages.tolist()), np.int64, len(self)
+        )
+
 
 @dataclass(slots=True)
 class DecodedBatch:

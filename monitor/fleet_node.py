@@ -747,7 +747,7 @@ class FleetNode:
             for each in (tap, *(s.tap for s in runtime.shadows.windows.values())):
                 if isinstance(each, ContributionTap):
                     each.source = self._ingest_source
-            part = _select(columns, select)
+            part = columns.select(select)
             try:
                 runtime.ingest(part, account, messages)
             finally:
@@ -769,9 +769,7 @@ class FleetNode:
         runtime.ingest(columns, account, messages)
         if runtime.mode not in _FROM_WARMUP or not len(columns) or not columns.messages.size:
             return
-        offsets = np.fromiter(
-            (messages[i].offset for i in columns.messages.tolist()), np.int64, len(columns)
-        )
+        offsets = columns.offsets(messages)
         sources = columns.sources
         own_fit = runtime.ready and not self._adopted(runtime.name)
         first = 0 if was_ready else max(0, need - done)  # the warm-up took the ones before
@@ -809,11 +807,7 @@ class FleetNode:
             if until is None or partitions[index] in stale:
                 continue
             if offsets is None:
-                offsets = np.fromiter(
-                    (messages[i].offset for i in columns.messages.tolist()),
-                    np.int64,
-                    len(columns),
-                )
+                offsets = columns.offsets(messages)
             here = columns.sources == index
             keep &= ~(here & (offsets < until))
             if bool(np.any(here & (offsets >= until))):
@@ -821,7 +815,7 @@ class FleetNode:
         if keep.all():
             return columns
         account.accept_events(name, int(np.count_nonzero(~keep)))
-        return _select(columns, keep)
+        return columns.select(keep)
 
     def _adopted(self, name: str) -> bool:
         """Whether a model counts with the registry's reference, or never took one from a
@@ -901,19 +895,6 @@ class FleetNode:
         records = encode_snapshot(self.fold.snapshot_body(), self._positions, self.member, now)
         self.log_topic.publish(records, partition=SNAPSHOT_PARTITION)
         self.logger.info("state snapshot published", records=len(records))
-
-
-def _select(columns: ModelColumns, select: npt.NDArray[np.bool_]) -> ModelColumns:
-    """The events of `columns` where `select` is true."""
-    return ModelColumns(
-        model=columns.model,
-        times=columns.times[select],
-        numeric=columns.numeric[:, select],
-        categorical=tuple(c[select] for c in columns.categorical),
-        model_version=columns.model_version,
-        sources=columns.sources[select],
-        messages=columns.messages[select] if columns.messages.size else columns.messages,
-    )
 
 
 def _lagging_template(runtime: ModelRuntime) -> EventTimeWindow | None:

@@ -95,12 +95,4 @@ def thin(columns: ModelColumns, u: FloatArray, rate: float) -> ModelColumns:
     keep = u[columns.messages] < rate
     if bool(keep.all()):
         return columns
-    return ModelColumns(
-        model=columns.model,
-        times=columns.times[keep],
-        numeric=columns.numeric[:, keep],
-        categorical=tuple(c[keep] for c in columns.categorical),
-        model_version=columns.model_version,
-        sources=columns.sources[keep],
-        messages=columns.messages[keep],
-    )
+    return columns.select(keep)

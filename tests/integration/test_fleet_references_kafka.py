@@ -222,6 +222,24 @@ def _current(model: dict[str, Any] | None, feature: str) -> int | None:
     return next(int(f["current_samples"]) for f in model["features"] if f["name"] == feature)
 
 
+def registry_table(bootstrap: str, registry: str) -> RegistryTable:
+    """The registry topic folded to its end."""
+    log = RegistryLog({"bootstrap_servers": bootstrap}, registry)
+    table = RegistryTable()
+    try:
+        log.read_to_end(table)
+    finally:
+        log.close()
+    return table
+
+
+def one_reference(replicas: list[DaemonProcess]) -> bool:
+    """Whether every replica serves the model with one and the same reference."""
+    models = [_model(r) for r in replicas]
+    ids = {m["reference_id"] if m is not None else "" for m in models}
+    return len(ids) == 1 and "" not in ids
+
+
 def _activation_records(bootstrap: str, registry: str) -> list[ActivationRecord]:
     """Every activation record in the registry topic, in log order."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -263,27 +281,17 @@ def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
         # the warm-up: an hour old, so none of it is left in the window after the next phase
         producer.send(_events(2_400, 1, time.time() - 3_600))
 
-        def adopted() -> bool:
-            models = [_model(r) for r in replicas]
-            ids = {m["reference_id"] if m is not None else "" for m in models}
-            return len(ids) == 1 and "" not in ids
-
         def diagnose() -> str:
             return "\n".join(r.tail(2500) for r in replicas)
 
         wait_until(
-            adopted,
+            lambda: one_reference(replicas),
             60.0,
             interval=0.2,
             message="one warm-up reference everywhere",
             on_timeout=diagnose,
         )
-        log = RegistryLog({"bootstrap_servers": broker.bootstrap}, registry)
-        table = RegistryTable()
-        try:
-            log.read_to_end(table)
-        finally:
-            log.close()
+        table = registry_table(broker.bootstrap, registry)
         activation = table.activations[MODEL]
         assert activation.cause == "warmup"
         assert [a.cause for a in _activation_records(broker.bootstrap, registry)] == ["warmup"]
@@ -340,18 +348,13 @@ def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the
             producer.send(topic, msgspec.json.encode(event), partition=leading[0])
         send_to(producer, topic, other_events, others)
 
-        def adopted() -> bool:
-            models = [_model(r) for r in replicas]
-            ids = {m["reference_id"] if m is not None else "" for m in models}
-            return len(ids) == 1 and "" not in ids
-
-        wait_until(adopted, 60.0, interval=0.2, message="one warm-up reference everywhere")
-        log = RegistryLog({"bootstrap_servers": broker.bootstrap}, registry)
-        table = RegistryTable()
-        try:
-            log.read_to_end(table)
-        finally:
-            log.close()
+        wait_until(
+            lambda: one_reference(replicas),
+            60.0,
+            interval=0.2,
+            message="one warm-up reference everywhere",
+        )
+        table = registry_table(broker.bootstrap, registry)
         profile = table.profiles[table.activations[MODEL].reference_id].profile
         assert profile.events == 300
 

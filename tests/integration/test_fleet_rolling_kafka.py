@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from tests.integration.test_fleet_kafka import PARTITIONS, _events, _model, _Producer, _statistics
-from tests.integration.test_fleet_references_kafka import _config
+from tests.integration.test_fleet_references_kafka import _config, one_reference
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, write_config
 from tests.support.fleet import wait_shared
@@ -69,12 +69,12 @@ def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
         now = time.time()
         producer.send(_events(2_400, 1, now - 3.5 * HOUR))  # the warm-up, 3.5 h old
 
-        def adopted() -> bool:
-            models = [_model(r) for r in replicas]
-            ids = {m["reference_id"] if m is not None else "" for m in models}
-            return len(ids) == 1 and "" not in ids
-
-        wait_until(adopted, 60.0, interval=0.2, message="one warm-up reference everywhere")
+        wait_until(
+            lambda: one_reference(replicas),
+            60.0,
+            interval=0.2,
+            message="one warm-up reference everywhere",
+        )
         expected = _three_hours(producer, now)
 
         def lagged_reference() -> bool:

@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from monitor.reference import ReferenceProfile, profile_to_json
-from monitor.registry import RegistryTable
-from monitor.registry_log import RegistryLog
 from tests.integration.test_fleet_kafka import MODEL, PARTITIONS, _model, _Producer
+from tests.integration.test_fleet_references_kafka import registry_table
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
 from tests.support.fleet import wait_shared
@@ -87,19 +86,9 @@ def _features(profile: ReferenceProfile) -> dict[str, Any]:
     return {f["name"]: f for f in json.loads(profile_to_json(profile))["features"]}
 
 
-def _registry(bootstrap: str, registry: str) -> RegistryTable:
-    log = RegistryLog({"bootstrap_servers": bootstrap}, registry)
-    table = RegistryTable()
-    try:
-        log.read_to_end(table)
-    finally:
-        log.close()
-    return table
-
-
 def _activated(bootstrap: str, registry: str) -> str | None:
     """The reference id the registry activates for the model (None before any)."""
-    activation = _registry(bootstrap, registry).activations.get(MODEL)
+    activation = registry_table(bootstrap, registry).activations.get(MODEL)
     return None if activation is None else activation.reference_id
 
 
@@ -172,7 +161,7 @@ def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_th
             lambda m: m is not None and m["reference_id"] not in ("", first),
             "the extension adopted",
         )
-        table = _registry(broker.bootstrap, registry)
+        table = registry_table(broker.bootstrap, registry)
         activation = table.activations[MODEL]
         extension = table.profiles[activation.reference_id].profile
         assert extension.extends == first
