@@ -56,7 +56,7 @@ import numpy.typing as npt
 
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
-from monitor.errors import ClaimResult, CommitResult, SourceError
+from monitor.errors import ClaimResult, CommitResult, ReferenceDataError, SourceError
 from monitor.fleet import MAX_RINGS, FleetFold, FoldOutcome, carried_window, window_like
 from monitor.fleet_contrib import ContributionTap, Contributor, LaggingTap
 from monitor.fleet_offsets import GroupOffsets
@@ -553,6 +553,14 @@ class FleetNode:
                 self._warmups_published.add(profile.reference_id)
             except SourceError as exc:
                 self.logger.warning("fleet warm-up not published", model=name, error=str(exc))
+            except ReferenceDataError as exc:  # too large for the registry: never retried
+                self._warmups_published.add(profile.reference_id)
+                self.logger.error(
+                    "fleet warm-up reference cannot be registered; the replicas keep counting "
+                    "with their own fits",
+                    model=name,
+                    error=str(exc)[:300],
+                )
             finally:
                 writer.close()
 

@@ -47,6 +47,12 @@ MAX_TOP_K = 1000
 MAX_COUNT = 2**53
 MAX_EDGES = 1025
 """Hard cap on the edges of one numeric feature in any profile read (max_bins 1024 + 1)."""
+MAX_PROFILE_BYTES = 64 * 1024 * 1024
+"""The largest profile JSON driftmon reads or writes: a `file` reference, a registry profile
+(after decompression) and one `driftmon registry push` sends. 100,000 vocabulary entries fit,
+or ~14,000 numeric features at 128 bins. Parsing one peaks at about 9x its size (Python
+objects of the JSON, then numpy arrays; 400 MiB for a 46 MiB profile), so the bound also
+bounds what one profile can cost a replica (it was 512 MiB for the registry: ~4.5 GiB)."""
 MIN_NUMERIC_VALUES = 50
 """Fewest finite values a numeric feature's reference is fitted from (`reference fit`, warm-up,
 and a `file` profile loaded by the daemon): fewer give a handful of edges and no test."""

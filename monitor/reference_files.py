@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 
 from monitor.errors import ReferenceDataError
-from monitor.reference import ReferenceProfile, profile_to_json
+from monitor.reference import MAX_PROFILE_BYTES, ReferenceProfile, profile_to_json
 
-MAX_PROFILE_BYTES = 64 * 1024 * 1024
-"""A `file` reference larger than this is refused unread (100,000 vocabulary entries fit)."""
+__all__ = ["MAX_PROFILE_BYTES", "ReferenceFile", "ReferenceFileError", "persist_profile"]
 
 
 class ReferenceFileError(ReferenceDataError):

@@ -37,7 +37,12 @@ import msgspec
 
 from monitor.errors import ReferenceDataError, RegistryRejectReason
 from monitor.pending_chunks import PendingChunks
-from monitor.reference import ReferenceProfile, profile_from_json, profile_to_json
+from monitor.reference import (
+    MAX_PROFILE_BYTES,
+    ReferenceProfile,
+    profile_from_json,
+    profile_to_json,
+)
 
 RECORD_VERSION = 1
 #: Entries kept in an activation's rollback stack and log.
@@ -51,10 +56,9 @@ By = Annotated[str, msgspec.Meta(max_length=MAX_BY_CHARS)]
 CauseText = Annotated[str, msgspec.Meta(max_length=64)]
 #: Default bytes of compressed profile per chunk record (well under Kafka's 1 MB default).
 DEFAULT_CHUNK_BYTES = 512 * 1024
-#: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped.
-MAX_PENDING_BYTES = 256 * 1024 * 1024
-#: Largest profile JSON accepted after decompression (a zip bomb is refused, not inflated).
-MAX_PROFILE_BYTES = 512 * 1024 * 1024
+#: Bytes of chunks held while waiting for their manifest; beyond it the oldest are dropped
+#: (two compressed profiles of the largest size in flight at once).
+MAX_PENDING_BYTES = 2 * MAX_PROFILE_BYTES
 #: Shadow windows a model keeps at most (prewarmed or followed profiles).
 MAX_SHADOWS = 2
 
@@ -195,10 +199,20 @@ def encode_profile(
     pushed_by: str,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> list[tuple[bytes, bytes]]:
-    """The (key, value) records that register `profile`: its chunks, then its manifest."""
+    """The (key, value) records that register `profile`: its chunks, then its manifest.
+
+    Raises ReferenceDataError for a profile whose JSON is larger than `MAX_PROFILE_BYTES`:
+    every reader of the registry would refuse it."""
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
-    blob = zlib.compress(profile_to_json(profile).encode(), 6)
+    text = profile_to_json(profile).encode()
+    if len(text) > MAX_PROFILE_BYTES:
+        raise ReferenceDataError(
+            f"profile {profile.reference_id} is {len(text)} bytes of JSON, more than the "
+            f"{MAX_PROFILE_BYTES} a registry profile may have"
+        )
+    blob = zlib.compress(text, 6)
+    del text
     pieces = [blob[i : i + chunk_bytes] for i in range(0, len(blob), chunk_bytes)] or [b""]
     records = [
         (

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TextIO
 
 from monitor.config import Settings
-from monitor.errors import ReferenceDataError, SourceError
+from monitor.errors import SourceError
 from monitor.reference import profile_from_json
+from monitor.reference_files import ReferenceFile
 from monitor.registry import (
     ActivationRecord,
     RegisteredProfile,
@@ -107,10 +108,9 @@ class RegistryCommands:
     def push(self, path: Path, *, activate_it: bool, reason: str, prewarm_it: bool = False) -> None:
         """Register the profile in `path` (once per content); optionally pre-warm it (the
         daemons count a shadow window in its bins) and/or activate it."""
-        try:
-            profile = profile_from_json(path.read_bytes())
-        except OSError as exc:
-            raise ReferenceDataError(f"cannot read {path}: {exc.strerror}") from exc
+        data = ReferenceFile(path).changed()  # refused unread beyond MAX_PROFILE_BYTES
+        assert data is not None  # a first read always returns the bytes
+        profile = profile_from_json(data)
         if not profile.model:
             raise RequestError(f"{path} records no model; refit it with --model")
         table = self._table()

@@ -162,6 +162,11 @@ def test_reference_commands_refuse_bad_requests_clearly(
     garbage.write_text("{not json")
     done = run_cli("reference", "push", str(garbage), "-c", str(config))
     assert done.returncode == 1 and "not valid JSON" in done.stderr
+    huge = tmp_path / "huge.json"  # sparse: refused by its size, unread
+    with huge.open("wb") as sparse:
+        sparse.truncate(64 * 1024 * 1024 + 1)
+    done = run_cli("reference", "push", str(huge), "-c", str(config))
+    assert done.returncode == 1 and "more than the 67108864 a profile may have" in done.stderr
     dead = _config(tmp_path / "dead", f"127.0.0.1:{free_port()}", _registry_topic(), timeout="2s")
     done = run_cli("reference", "list", "-c", str(dead), timeout=60)
     assert done.returncode == 1, done.stderr

@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 import pytest
 import structlog
+import structlog.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -50,8 +51,8 @@ from monitor.fleet_records import (
     model_increment,
 )
 from monitor.metrics import FleetMetrics
-from monitor.model import RawMessage, ReferenceMode
-from monitor.reference import MAX_EDGES, MAX_TOP_K
+from monitor.model import FeatureKind, FeatureSpec, RawMessage, ReferenceMode
+from monitor.reference import MAX_EDGES, MAX_TOP_K, fit_profile, profile_to_json
 from monitor.schema_change import Row
 from monitor.state_log import StateLog
 from monitor.window import EMPTY_BUCKET, EventTimeWindow, histograms_by_bucket
@@ -746,3 +747,65 @@ def test_the_read_again_gives_a_model_only_what_it_was_not_given() -> None:
     kept = node._without_rereads("b", columns, [("t", 0)], account, messages, frozenset())
     assert kept.numeric.tolist() == [[20.0, 30.0]] and kept.messages.tolist() == [1, 2]
     assert account.events_accepted == {"b": 1} and not node._skip
+
+
+class _RegistryList:
+    """The registry topic as a list of records (`fleet_node.RegistryWriter`)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+        self.opened = 0
+
+    def __call__(self) -> _RegistryList:
+        self.opened += 1
+        return self
+
+    def ensure_topic(self) -> bool:
+        return True
+
+    def read_to_end(self, table: registry.RegistryTable) -> list[Any]:
+        for _, value in self.records:
+            table.apply(value)
+        return []
+
+    def publish(self, records: Any) -> None:
+        self.records.extend(records)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_warm_up_profile_too_large_for_the_registry_is_logged_once_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The leader's warm-up profile beyond the registry's bound is an error line, once, and
+    the loop goes on (raised, it stopped the daemon at every restart); within it, it is
+    published with its activation."""
+    specs = [FeatureSpec("x", FeatureKind.NUMERIC)]
+    profile = fit_profile("m", specs, {"x": np.random.default_rng(3).normal(size=500)}, {})
+    runtime = SimpleNamespace(mode=ReferenceMode.WARMUP, profile=profile, extension=None)
+    size = len(profile_to_json(profile).encode())
+
+    def node_with(writer: _RegistryList) -> FleetNode:
+        node = _hold_node({"m": runtime})
+        node._registry_writer = writer
+        node.fold.apply(encode_claim("t:0", 1, "r1")[1])
+        return node
+
+    monkeypatch.setattr(registry, "MAX_PROFILE_BYTES", size - 1)
+    writer = _RegistryList()
+    node = node_with(writer)
+    with structlog.testing.capture_logs() as logs:
+        node._publish_warmups()
+        node._publish_warmups()
+    assert writer.records == [] and writer.opened == 1
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "fleet warm-up reference cannot be registered; the replicas keep counting with their "
+        "own fits"
+    ]
+    monkeypatch.setattr(registry, "MAX_PROFILE_BYTES", size)
+    writer = _RegistryList()
+    node_with(writer)._publish_warmups()
+    table = registry.RegistryTable()
+    writer.read_to_end(table)
+    assert table.activations["m"].reference_id == profile.reference_id

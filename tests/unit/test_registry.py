@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import RegistryRejectReason
+from monitor import reference_files, registry
+from monitor.errors import ReferenceDataError, RegistryRejectReason
 from monitor.model import FeatureKind, FeatureSpec
-from monitor.reference import ReferenceProfile, fit_profile, profile_to_json
+from monitor.reference import MAX_PROFILE_BYTES, ReferenceProfile, fit_profile, profile_to_json
 from monitor.registry import (
     HISTORY_LENGTH,
     MAX_BY_CHARS,
@@ -126,6 +127,58 @@ def test_compressed_bomb_is_refused_without_inflating_it() -> None:
     assert table.apply(msgspec.msgpack.encode(chunk)) is None
     outcome = table.apply(msgspec.msgpack.encode(manifest))
     assert isinstance(outcome, Rejected) and outcome.reason is R.INVALID_PROFILE
+
+
+def _manifest_over(blob: bytes) -> list[bytes]:
+    """The chunk and manifest records of one compressed blob (any content)."""
+    reference_id = "sha256:0000000000000000"
+    chunk = ChunkRecord(RECORD_VERSION, reference_id, 0, 1, blob)
+    manifest = ProfileManifest(
+        v=RECORD_VERSION,
+        reference_id=reference_id,
+        model="m",
+        model_version="",
+        created_at="",
+        features=1,
+        events=1,
+        chunks=1,
+        size=len(blob),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        pushed_at=0.0,
+        pushed_by="x",
+    )
+    return [msgspec.msgpack.encode(chunk), msgspec.msgpack.encode(manifest)]
+
+
+def test_the_registry_refuses_a_profile_larger_than_a_reference_file_may_be() -> None:
+    """A registry profile inflating beyond the 64 MiB bound of a file reference is refused."""
+    assert MAX_PROFILE_BYTES == reference_files.MAX_PROFILE_BYTES == 64 * 1024 * 1024
+    # valid JSON (whitespace around an object) one byte beyond the bound, and at the bound
+    over = zlib.compress(b" " * (MAX_PROFILE_BYTES - 1) + b"{}", 9)
+    at = zlib.compress(b" " * (MAX_PROFILE_BYTES - 2) + b"{}", 9)
+    table = RegistryTable()
+    chunk, manifest = _manifest_over(over)
+    assert table.apply(chunk) is None
+    outcome = table.apply(manifest)
+    assert isinstance(outcome, Rejected) and outcome.reason is R.INVALID_PROFILE
+    assert "too large" in outcome.detail
+    chunk, manifest = _manifest_over(at)
+    assert table.apply(chunk) is None
+    outcome = table.apply(manifest)  # inflated and parsed: then refused as not a profile
+    assert isinstance(outcome, Rejected) and "not a driftmon reference profile" in outcome.detail
+
+
+def test_a_profile_the_registry_would_refuse_is_not_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """encode_profile refuses a profile whose JSON exceeds the registry's bound."""
+    profile = _profile()
+    size = len(profile_to_json(profile).encode())
+    monkeypatch.setattr(registry, "MAX_PROFILE_BYTES", size - 1)
+    with pytest.raises(ReferenceDataError, match="more than the"):
+        encode_profile(profile, pushed_at=1.0, pushed_by="t")
+    monkeypatch.setattr(registry, "MAX_PROFILE_BYTES", size)
+    assert encode_profile(profile, pushed_at=1.0, pushed_by="t")
 
 
 @pytest.mark.parametrize(
