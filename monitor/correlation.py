@@ -136,10 +136,10 @@ class CorrelationReference:
         g = len(names)
         if not 2 <= g <= MAX_GROUP or len(set(names)) != g:
             raise ValueError(f"correlation reference: 2 to {MAX_GROUP} distinct features")
-        vectors = [np.asarray(data.get(k), dtype=np.float64) for k in ("lo", "hi", "center")]
-        scale = np.asarray(data.get("scale"), dtype=np.float64)
-        sums = np.asarray(data.get("sums"), dtype=np.float64)
-        factor = np.asarray(data.get("variance_factor"), dtype=np.float64)
+        vectors = [_floats(data, k) for k in ("lo", "hi", "center")]
+        scale = _floats(data, "scale")
+        sums = _floats(data, "sums")
+        factor = _floats(data, "variance_factor")
         if any(v.shape != (g,) for v in (*vectors, scale)) or sums.shape != (4, g, g):
             raise ValueError("correlation reference: array shapes do not match the features")
         if factor.shape != (g, g):
@@ -148,6 +148,16 @@ class CorrelationReference:
         if not finite or (scale <= 0).any() or (factor <= 0).any():
             raise ValueError("correlation reference: non-finite value or scale <= 0")
         return cls(tuple(names), vectors[0], vectors[1], vectors[2], scale, sums, factor)
+
+
+def _floats(data: dict[str, object], key: str) -> FloatArray:
+    """`data[key]` as a float64 array; ValueError for anything that is not numbers (an object,
+    a string, an integer beyond the float range: a TypeError or OverflowError crashed the
+    daemon at every start with such a profile)."""
+    try:
+        return np.asarray(data.get(key), dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"correlation reference: {key} is not an array of numbers") from exc
 
 
 def fit_reference(names: Sequence[str], values: FloatArray) -> CorrelationReference:

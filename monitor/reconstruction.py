@@ -85,9 +85,7 @@ class PcaBasis:
         g = len(names)
         if not 2 <= g <= MAX_GROUP or len(set(names)) != g:
             raise ValueError(f"reconstruction basis: 2 to {MAX_GROUP} distinct features")
-        mean = np.asarray(data.get("mean"), dtype=np.float64)
-        scale = np.asarray(data.get("scale"), dtype=np.float64)
-        components = np.asarray(data.get("components"), dtype=np.float64)
+        mean, scale, components = (_floats(data, k) for k in ("mean", "scale", "components"))
         explained = data.get("explained")
         if mean.shape != (g,) or scale.shape != (g,) or components.ndim != 2:
             raise ValueError("reconstruction basis: array shapes do not match the features")
@@ -96,10 +94,20 @@ class PcaBasis:
         arrays_ok = all(np.isfinite(a).all() for a in (mean, scale, components))
         if not arrays_ok or (scale <= 0).any() or not isinstance(explained, float | int):
             raise ValueError("reconstruction basis: non-finite value or scale <= 0")
+        if isinstance(explained, bool) or not 0.0 <= explained <= 1.0 + 1e-9:
+            raise ValueError("reconstruction basis: explained must be a share in [0, 1]")
         gram = components.T @ components
         if not np.allclose(gram, np.eye(components.shape[1]), atol=1e-6):
             raise ValueError("reconstruction basis: components are not orthonormal")
         return cls(tuple(names), mean, scale, components, float(explained))
+
+
+def _floats(data: dict[str, object], key: str) -> FloatArray:
+    """`data[key]` as a float64 array; ValueError for anything that is not numbers."""
+    try:
+        return np.asarray(data.get(key), dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"reconstruction basis: {key} is not an array of numbers") from exc
 
 
 def fit_basis(

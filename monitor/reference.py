@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitor.correlation import CorrelationReference
 from monitor.edges import learn_edges, validate_edges
 from monitor.errors import ReferenceDataError
 from monitor.histogram import (
@@ -37,6 +38,7 @@ from monitor.model import (
     FeatureKind,
     FeatureSpec,
 )
+from monitor.reconstruction import PcaBasis
 from monitor.segment_slices import SegmentSlices, slices_from_json, slices_to_json
 
 PROFILE_FORMAT = "driftmon.reference/v1"
@@ -280,6 +282,21 @@ def profile_from_json(text: str | bytes) -> ReferenceProfile:
         raise ReferenceDataError(f"reference profile: a number is out of range ({exc})") from exc
 
 
+def _check_joint(joint: dict[str, Any]) -> None:
+    """The multivariate sections a daemon reads (`correlation`, `reconstruction`) must load:
+    checked here, so a profile whose section a daemon would refuse is refused at the door
+    (file, registry, `reference push`) instead of when a model activates it."""
+    for key, load in (
+        ("correlation", CorrelationReference.from_json),
+        ("reconstruction", PcaBasis.from_json),
+    ):
+        if key in joint:
+            try:
+                load(joint[key])
+            except ValueError as exc:
+                raise ReferenceDataError(f"reference profile: joint.{exc}") from exc
+
+
 def _profile_from_data(data: Any) -> ReferenceProfile:
     """`profile_from_json` of the parsed document."""
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
@@ -293,6 +310,7 @@ def _profile_from_data(data: Any) -> ReferenceProfile:
     joint = data.get("joint")
     if joint is not None and not isinstance(joint, dict):
         raise ReferenceDataError("reference profile: joint must be an object")
+    _check_joint(joint or {})
     segments = (
         slices_from_json(data["segments"], {f.name: f.counts for f in features})
         if data.get("segments") is not None

@@ -69,8 +69,18 @@ def test_malformed_bases_and_unusable_data_are_refused() -> None:
     good = fit_basis(NAMES, _sample(rng, 1000)).to_json()
     skewed = {**good, "components": (np.ones((4, 1))).tolist()}
     full = {**good, "components": np.eye(4).tolist()}
+    hostile = (
+        {**good, "mean": {"x": 1}},
+        {**good, "scale": [10**400, 1, 1, 1]},
+        {**good, "components": "abc"},
+        {**good, "explained": 10**400},
+        {**good, "explained": True},
+    )  # a TypeError or OverflowError here crashed `driftmon run` at every start
     for item in (skewed, full, {**good, "scale": [1, 1, 1, -1]}, {"features": ["a"]}, None):
         with pytest.raises(ValueError):
+            PcaBasis.from_json(item)
+    for item in hostile:
+        with pytest.raises(ValueError, match="not an array of numbers|share in"):
             PcaBasis.from_json(item)
     with pytest.raises(ValueError, match="no finite"):
         fit_basis(("a", "b"), np.vstack([np.ones(10), np.full(10, np.nan)]))

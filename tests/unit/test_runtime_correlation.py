@@ -83,12 +83,29 @@ def test_file_profile_carries_the_group_and_a_bad_section_is_refused(tmp_path: P
     assert runtime.correlation is not None
     document = json.loads(text)
     document["joint"]["correlation"]["scale"][0] = -1.0
-    with pytest.raises(ReferenceDataError, match="reference_id"):
-        profile_from_json(json.dumps(document))  # edited content changes the id
+    with pytest.raises(ReferenceDataError, match="joint.correlation reference: non-finite"):
+        profile_from_json(json.dumps(document))  # the section is checked before the id
     section = document["joint"]["correlation"]
     bad = build_profile("m", warm.profile.features, WARMUP, joint={"correlation": section})
     (tmp_path / "ref.json").write_text(profile_to_json(bad))
     with pytest.raises(ReferenceDataError, match="scale"):
+        runtime_of(_settings(tmp_path, mode="file")).load_reference_file()
+
+
+@pytest.mark.parametrize("lo", [{"x": 1}, [10**400, 0, 0], "abc", [[1], [2, 3], 4]])
+def test_a_section_that_is_not_numbers_is_refused_not_raised(tmp_path: Path, lo: object) -> None:
+    """A correlation section holding an object, an integer beyond the float range or text
+    refuses the profile (a TypeError or OverflowError crashed `driftmon run` at every start)."""
+    rng = np.random.default_rng(3)
+    warm = runtime_of(_settings(tmp_path))
+    warm.ingest(_events(rng, WARMUP, 0.3, START))
+    assert warm.profile is not None
+    section = dict(json.loads(profile_to_json(warm.profile))["joint"]["correlation"], lo=lo)
+    bad = build_profile("m", warm.profile.features, WARMUP, joint={"correlation": section})
+    with pytest.raises(ReferenceDataError, match="joint.correlation reference: lo"):
+        profile_from_json(profile_to_json(bad))
+    (tmp_path / "ref.json").write_text(profile_to_json(bad))
+    with pytest.raises(ReferenceDataError, match="lo is not an array of numbers"):
         runtime_of(_settings(tmp_path, mode="file")).load_reference_file()
 
 
