@@ -80,7 +80,7 @@ def test_malformed_bases_and_unusable_data_are_refused() -> None:
         with pytest.raises(ValueError):
             PcaBasis.from_json(item)
     for item in hostile:
-        with pytest.raises(ValueError, match="not an array of numbers|share in"):
+        with pytest.raises(ValueError, match=r"not an array of numbers|share in"):
             PcaBasis.from_json(item)
     with pytest.raises(ValueError, match="no finite"):
         fit_basis(("a", "b"), np.vstack([np.ones(10), np.full(10, np.nan)]))

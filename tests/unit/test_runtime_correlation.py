@@ -83,7 +83,7 @@ def test_file_profile_carries_the_group_and_a_bad_section_is_refused(tmp_path: P
     assert runtime.correlation is not None
     document = json.loads(text)
     document["joint"]["correlation"]["scale"][0] = -1.0
-    with pytest.raises(ReferenceDataError, match="joint.correlation reference: non-finite"):
+    with pytest.raises(ReferenceDataError, match=r"joint\.correlation reference: non-finite"):
         profile_from_json(json.dumps(document))  # the section is checked before the id
     section = document["joint"]["correlation"]
     bad = build_profile("m", warm.profile.features, WARMUP, joint={"correlation": section})
@@ -102,7 +102,7 @@ def test_a_section_that_is_not_numbers_is_refused_not_raised(tmp_path: Path, lo:
     assert warm.profile is not None
     section = dict(json.loads(profile_to_json(warm.profile))["joint"]["correlation"], lo=lo)
     bad = build_profile("m", warm.profile.features, WARMUP, joint={"correlation": section})
-    with pytest.raises(ReferenceDataError, match="joint.correlation reference: lo"):
+    with pytest.raises(ReferenceDataError, match=r"joint\.correlation reference: lo"):
         profile_from_json(profile_to_json(bad))
     (tmp_path / "ref.json").write_text(profile_to_json(bad))
     with pytest.raises(ReferenceDataError, match="lo is not an array of numbers"):
