@@ -165,8 +165,11 @@ def fit_reference(names: Sequence[str], values: FloatArray) -> CorrelationRefere
 
     lo, hi: the 0.5 % / 99.5 % quantiles of each feature's finite values (linear
     interpolation); c, s: mean and standard deviation of the winsorised values (s = 1 when
-    a feature is constant: its pairs then have no variance and are never evaluated).
-    ValueError when a feature has no finite value or the group is not 2..MAX_GROUP wide.
+    a feature is constant: its pairs then have no variance and are never evaluated), taken
+    on the values divided by max(|lo|, |hi|) when the plain sums overflow (a producer's
+    1.8e308 "no value" sentinel in more than 0.5 % of the events).
+    ValueError when a feature has no finite value, the group is not 2..MAX_GROUP wide, or
+    the fit is not finite (what `from_json` would refuse is never returned).
     """
     x = np.asarray(values, dtype=np.float64)
     g = len(names)
@@ -181,17 +184,32 @@ def fit_reference(names: Sequence[str], values: FloatArray) -> CorrelationRefere
         finite = x[row][~np.isnan(x[row])]
         if finite.size == 0:
             raise ValueError(f"feature {names[row]!r} has no finite reference value")
-        lo[row], hi[row] = np.quantile(finite, WINSOR_QUANTILES)
-        clipped = np.clip(finite, lo[row], hi[row])
-        center[row] = clipped.mean()
-        std = float(clipped.std())
+        with np.errstate(over="ignore", invalid="ignore"):
+            lo[row], hi[row] = np.quantile(finite, WINSOR_QUANTILES)
+            clipped = np.clip(finite, lo[row], hi[row])
+            center[row], std = _mean_std(clipped, max(abs(lo[row]), abs(hi[row])))
         scale[row] = std if std > 0 and math.isfinite(std) else 1.0
     ones = np.ones((g, g))
     partial = CorrelationReference(tuple(names), lo, hi, center, scale, np.zeros((4, g, g)), ones)
-    u = partial.transform(x)
-    sums = moment_sums(u)
-    factor = variance_factor(u, sums)
-    return CorrelationReference(tuple(names), lo, hi, center, scale, sums, factor)
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = partial.transform(x)
+        sums = moment_sums(u)
+        factor = variance_factor(u, sums)
+    fitted = CorrelationReference(tuple(names), lo, hi, center, scale, sums, factor)
+    finite_fit = all(np.isfinite(v).all() for v in (lo, hi, center, scale, sums, factor))
+    if not finite_fit or (factor <= 0).any():
+        raise ValueError("the group's reference values do not give a finite correlation fit")
+    return fitted
+
+
+def _mean_std(values: FloatArray, magnitude: float) -> tuple[float, float]:
+    """Mean and standard deviation of `values`, on `values / magnitude` when the plain sums
+    overflow (values near the float range); callers check the results are finite."""
+    mean, std = float(values.mean()), float(values.std())
+    if (math.isfinite(mean) and math.isfinite(std)) or not 0 < magnitude < math.inf:
+        return mean, std
+    scaled = values / magnitude
+    return float(scaled.mean()) * magnitude, float(scaled.std()) * magnitude
 
 
 def variance_factor(u: FloatArray, sums: FloatArray) -> FloatArray:

@@ -130,11 +130,16 @@ def fit_basis(
     if int(present.any(axis=0).sum()) < 3:
         raise ValueError("the reconstruction group needs at least 3 events with a value")
     counts = present.sum(axis=1)
-    mean = np.where(present, x, 0.0).sum(axis=1) / counts
-    imputed = np.where(present, x, mean[:, None])
-    std = imputed.std(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = np.where(present, x, 0.0).sum(axis=1) / counts
+        imputed = np.where(present, x, mean[:, None])
+        std = imputed.std(axis=1)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        mean, std = _scaled_mean_std(x, present, counts)  # values near the float range
+        imputed = np.where(present, x, mean[:, None])
     scale = np.where((std > 0) & np.isfinite(std), std, 1.0)
-    z = (imputed - mean[:, None]) / scale[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.clip((imputed - mean[:, None]) / scale[:, None], -Z_LIMIT, Z_LIMIT)
     covariance = (z @ z.T) / max(1, z.shape[1] - 1)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     order = np.argsort(eigenvalues)[::-1]
@@ -144,4 +149,20 @@ def fit_basis(
     k = min(int(np.searchsorted(share, variance - 1e-12)) + 1, g - 1)
     explained = float(share[k - 1]) if math.isfinite(float(share[k - 1])) else 0.0
     components = np.ascontiguousarray(eigenvectors[:, order[:k]])
+    if not (np.isfinite(mean).all() and np.isfinite(components).all()):
+        raise ValueError("the group's reference values do not give a finite basis")
     return PcaBasis(tuple(names), mean, scale, components, explained)
+
+
+def _scaled_mean_std(
+    x: FloatArray, present: npt.NDArray[np.bool_], counts: npt.NDArray[np.intp]
+) -> tuple[FloatArray, FloatArray]:
+    """Per row, the mean and standard deviation of the present values (missing ones imputed
+    with the mean) computed on the values divided by the row's largest |value|, so a row
+    near the float range (a producer's 1.8e308 sentinel) does not overflow."""
+    magnitude = np.where(present, np.abs(x), 0.0).max(axis=1)
+    magnitude = np.where((magnitude > 0) & np.isfinite(magnitude), magnitude, 1.0)
+    scaled = np.where(present, x / magnitude[:, None], 0.0)
+    mean = scaled.sum(axis=1) / counts
+    std = np.where(present, scaled, mean[:, None]).std(axis=1)
+    return mean * magnitude, std * magnitude

@@ -394,7 +394,9 @@ class ModelRuntime:
         """The multivariate references fitted from a warm-up buffer (None: nothing new).
 
         Each group (correlation, reconstruction) is fitted from the first warm-up that holds
-        every feature of the group with a finite value; the active profile's sections are
+        every feature of the group with a finite value and gives a fit its reader accepts
+        (`from_json` of the fitted section: a fit it would refuse made the whole profile
+        unusable, and the model silent, at every warm-up); the active profile's sections are
         kept. A new PCA basis also fills the virtual feature's row of `numeric` (the
         buffered events' errors), so its histogram is fitted in the same warm-up.
         """
@@ -413,14 +415,16 @@ class ModelRuntime:
             values = group_values(correlation.features)
             with contextlib.suppress(ValueError):
                 if values is not None:
-                    reference = fit_reference(correlation.features, values)
-                    joint["correlation"] = reference.to_json()
+                    section = fit_reference(correlation.features, values).to_json()
+                    CorrelationReference.from_json(section)
+                    joint["correlation"] = section
         reconstruction = self.plan.reconstruction
         if reconstruction is not None and "reconstruction" not in known:
             values = group_values(reconstruction.features)
             with contextlib.suppress(ValueError):
                 if values is not None:
                     basis = fit_basis(reconstruction.features, values, reconstruction.variance)
+                    PcaBasis.from_json(basis.to_json())
                     joint["reconstruction"] = basis.to_json()
                     virtual = rows.index(VIRTUAL_FEATURE)
                     if virtual in numeric:

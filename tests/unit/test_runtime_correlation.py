@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from monitor import correlation as correlation_module
+from monitor import runtime as runtime_module
 from monitor.config import Settings, load_settings
+from monitor.correlation import CorrelationReference
 from monitor.decode import ModelColumns
 from monitor.errors import ConfigError, ReferenceDataError
 from monitor.reference import build_profile, joint_section, profile_from_json, profile_to_json
@@ -127,3 +131,21 @@ def test_config_refuses_a_group_in_a_fleet(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"models\.0\.correlation.*state\.backend kafka"):
         load_settings(config, env={})
     assert settings.models[0].correlation.enabled
+
+
+def test_a_group_fit_its_reader_would_refuse_leaves_the_group_off_not_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correlation fit with a non-finite centre is not used: the model is ready with every
+    feature fitted and no group (it made the whole profile unusable at every warm-up)."""
+    fit = correlation_module.fit_reference
+
+    def infinite_centre(names: tuple[str, ...], values: np.ndarray) -> CorrelationReference:
+        good = fit(names, values)
+        return dataclasses.replace(good, center=np.full_like(good.center, np.inf))
+
+    monkeypatch.setattr(runtime_module, "fit_reference", infinite_centre)
+    rng = np.random.default_rng(3)
+    runtime = runtime_of(_settings(tmp_path))
+    runtime.ingest(_events(rng, WARMUP, 0.3, START))
+    assert runtime.ready and not runtime.pending and runtime.correlation is None

@@ -12,7 +12,7 @@ from monitor.cli import main
 from monitor.config import Settings, load_settings, redacted_dump
 from monitor.errors import ConfigError
 from monitor.reconstruction import VIRTUAL_FEATURE
-from monitor.reference import joint_section, profile_from_json
+from monitor.reference import joint_section, profile_from_json, profile_to_json
 from monitor.state import ModelState
 from tests.support.joint_runtime import START, WARMUP, columns, joint_settings, runtime_of
 
@@ -123,3 +123,20 @@ def test_config_reserves_the_virtual_name_and_dumps_cleanly(tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match="reserved"):
         load_settings(config, env={})
+
+
+def test_a_float_range_sentinel_in_a_group_leaves_the_model_and_its_groups_fitted(
+    tmp_path: Path,
+) -> None:
+    """1 % of x at 1.8e308 (a producer's "no value"): both groups and every feature are
+    fitted from the warm-up (the groups' sums overflowed, and the unusable fits left the
+    whole model without a reference at every warm-up)."""
+    rng = np.random.default_rng(5)
+    raw = _raw(rng, WARMUP)
+    raw[0, rng.random(WARMUP) < 0.01] = np.finfo(np.float64).max
+    runtime = runtime_of(_settings(tmp_path))
+    runtime.ingest(columns(rng, raw, START))
+    assert runtime.ready and not runtime.pending
+    assert runtime.correlation is not None and runtime.basis is not None
+    profile = runtime.profile
+    assert profile is not None and profile_from_json(profile_to_json(profile)) is not None
