@@ -676,6 +676,7 @@ class ModelRuntime:
         segment_column = None
         if self.segments is not None:
             columns, segment_column = self.segments.split(columns)
+        plain, basis = columns, self.basis
         columns = self._with_reconstruction(columns)
         now = self.clock()
         n = len(columns)
@@ -695,6 +696,9 @@ class ModelRuntime:
             if not self._warm_full:
                 break
             self._finish_warmup()  # a failed one starts over with the rest of the batch
+            if self.basis is not basis:  # fitted now: the rest of the batch gets its errors
+                basis = self.basis
+                columns = self._with_reconstruction(plain)
         if not self.ready:
             self._drop(account, columns, messages, slice(start, n), RejectReason.NO_REFERENCE)
         elif start < n:

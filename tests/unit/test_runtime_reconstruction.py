@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.account import BatchAccount
 from monitor.cli import main
 from monitor.config import Settings, load_settings, redacted_dump
 from monitor.errors import ConfigError
@@ -140,3 +141,24 @@ def test_a_float_range_sentinel_in_a_group_leaves_the_model_and_its_groups_fitte
     assert runtime.correlation is not None and runtime.basis is not None
     profile = runtime.profile
     assert profile is not None and profile_from_json(profile_to_json(profile)) is not None
+
+
+def test_the_events_after_the_warm_up_in_its_own_batch_get_reconstruction_errors(
+    tmp_path: Path,
+) -> None:
+    """One batch of the warm-up and 3,000 more: the 3,000 are counted with their errors, as
+    their own batch would be (they were counted missing: 60 % missing, a drift flagged on a
+    stationary stream)."""
+    rng = np.random.default_rng(8)
+    raw = _raw(rng, WARMUP + 3_000)
+    runtime = runtime_of(_settings(tmp_path))
+    runtime.ingest(columns(rng, raw, START))
+    assert runtime.basis is not None and runtime.layout is not None and runtime.window is not None
+    rest = raw[:, WARMUP:]
+    expected = runtime.layout.count(
+        np.vstack([rest, runtime.basis.errors(rest)[None, :]]), (np.full(3_000, "a", dtype=object),)
+    )
+    runtime.flush(BatchAccount())
+    row = runtime.layout.names.index(VIRTUAL_FEATURE)
+    assert np.array_equal(runtime.window.current()[row], expected[row])
+    assert runtime.window.current()[row, runtime.layout.missing_col] == 0
