@@ -307,6 +307,10 @@ def _profile_from_data(data: Any) -> ReferenceProfile:
     if not isinstance(features_data, list) or not features_data:
         raise ReferenceDataError("reference profile has no features")
     features = tuple(_feature_from_json(item, i) for i, item in enumerate(features_data))
+    names = [f.name for f in features]
+    if len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise ReferenceDataError(f"reference profile: feature {twice[:100]!r} appears twice")
     joint = data.get("joint")
     if joint is not None and not isinstance(joint, dict):
         raise ReferenceDataError("reference profile: joint must be an object")
@@ -461,8 +465,9 @@ def layout_for(
     """
     numeric: list[tuple[FeatureSpec, FeatureProfile]] = []
     categorical: list[tuple[FeatureSpec, FeatureProfile]] = []
+    by_name = {f.name: f for f in reversed(profile.features)}  # the first of a name, as feature()
     for spec in specs:
-        feature = profile.feature(spec.name)
+        feature = by_name.get(spec.name)
         if partial and (feature is None or feature.kind is not spec.kind):
             feature = placeholder(spec)
         if feature is None:

@@ -204,6 +204,7 @@ EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "vocabulary must be a list of strings",
     ),
     "negative events": (_edit(["events"], -3), "'events' must be a non-negative integer"),
+    "a name twice": (_edit(["features", 2, "name"], "amount"), "feature 'amount' appears twice"),
 }
 
 
