@@ -7,7 +7,9 @@ unread. Profiles are written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 from monitor.errors import ReferenceDataError
@@ -31,8 +33,10 @@ class ReferenceFile:
     def changed(self) -> bytes | None:
         """The file's bytes if it changed since the last call (always on the first), else None.
 
-        Raises ReferenceDataError when the file cannot be read or is larger than `max_bytes`
-        (a changed file that is refused is not offered again until it changes once more).
+        Raises ReferenceDataError when the file cannot be read, is not a regular file (a FIFO
+        blocked the reader for good, /dev/zero grew it without bound) or is larger than
+        `max_bytes` (a changed file that is refused is not offered again until it changes
+        once more).
         """
         try:
             info = os.stat(self.path)
@@ -41,15 +45,33 @@ class ReferenceFile:
         if self._mtime is not None and info.st_mtime == self._mtime:
             return None
         self._mtime = info.st_mtime
+        if not stat.S_ISREG(info.st_mode):
+            raise ReferenceFileError(f"reference {self.path} refused: not a regular file")
         if info.st_size > self.max_bytes:
-            raise ReferenceDataError(
-                f"reference {self.path} refused: {info.st_size} bytes, more than the "
-                f"{self.max_bytes} a profile may have"
-            )
+            raise self._too_large(info.st_size)
         try:
-            return self.path.read_bytes()
+            data = _read_at_most(self.path, self.max_bytes + 1)
         except OSError as exc:
             raise ReferenceFileError(f"cannot read reference {self.path}: {exc.strerror}") from exc
+        if len(data) > self.max_bytes:  # it grew since the stat
+            raise self._too_large(len(data))
+        return data
+
+    def _too_large(self, size: int) -> ReferenceDataError:
+        return ReferenceDataError(
+            f"reference {self.path} refused: {size} bytes, more than the "
+            f"{self.max_bytes} a profile may have"
+        )
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """The first `limit` bytes of the regular file at `path` (opened without blocking, and
+    refused if it is not a regular file by then: it may have been replaced since a stat)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return file.read(limit)
 
 
 def persist_profile(directory: Path, model: str, profile: ReferenceProfile) -> Path:

@@ -48,6 +48,20 @@ def test_missing_and_oversized_files_are_refused_unread(tmp_path: Path) -> None:
         ReferenceFile(big, max_bytes=1_000).changed()
 
 
+def test_a_fifo_or_a_device_is_refused_without_blocking_or_reading(tmp_path: Path) -> None:
+    """A FIFO (its read blocked the daemon's loop for good) and /dev/zero (stat size 0, an
+    unbounded read) are refused as not regular files; a symlink to a profile is followed."""
+    fifo = tmp_path / "ref.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ReferenceFileError, match="not a regular file"):
+        ReferenceFile(fifo).changed()
+    with pytest.raises(ReferenceFileError, match="not a regular file"):
+        ReferenceFile(Path("/dev/zero"), max_bytes=1_000).changed()
+    (tmp_path / "real.json").write_text("one")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    assert ReferenceFile(tmp_path / "link.json").changed() == b"one"
+
+
 def test_persist_profile_writes_a_loadable_profile_atomically(tmp_path: Path) -> None:
     """The persisted file parses back to the same profile and no temporary file is left."""
     text = _profile_json(0.0)
