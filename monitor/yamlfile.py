@@ -9,6 +9,7 @@ starts with the path:
     PATH: YAML syntax error at line L, column C: PROBLEM
     PATH: the top level must be EXPECTED, not TYPE
     PATH: YAML nested too deeply (more than Python's recursion limit allows)
+    PATH: a YAML value cannot be read: an integer of more than 4300 digits
 
 A YAML error reports its position only, never the offending source line (which could hold a
 password or a bcrypt hash). An empty file is an empty mapping.
@@ -16,6 +17,7 @@ password or a bcrypt hash). An empty file is an empty mapping.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,11 @@ def read_yaml_mapping(path: Path, label: str, expected: str = "a mapping") -> di
     except RecursionError:  # PyYAML composes and constructs nested nodes recursively
         raise ConfigError(
             f"{path}: YAML nested too deeply (more than Python's recursion limit allows)"
+        ) from None
+    except ValueError:  # int() of a scalar beyond sys.get_int_max_str_digits()
+        raise ConfigError(
+            f"{path}: a YAML value cannot be read: an integer of more than "
+            f"{sys.get_int_max_str_digits()} digits"
         ) from None
     if data is None:
         return {}

@@ -22,6 +22,7 @@ SECRET = "hunter2-not-for-logs"
         ("- a\n", "the top level must be a mapping"),
         ("a: " + "[" * 50_000 + "\n", "YAML nested too deeply"),
         ("a: " + "{b: " * 30_000 + "1" + "}" * 30_000 + "\n", "YAML nested too deeply"),
+        ("a: " + "9" * 5_000 + "\n", "an integer of more than 4300 digits"),
     ],
 )
 def test_both_files_report_one_problem_the_same_way(
