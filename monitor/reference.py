@@ -49,6 +49,9 @@ MAX_TOP_K = 1000
 MAX_COUNT = 2**53
 MAX_EDGES = 1025
 """Hard cap on the edges of one numeric feature in any profile read (max_bins 1024 + 1)."""
+_FEATURE_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+"""A profile's feature name: what a configured one may be (`config`); a name no configured
+feature can have (a 1 MB one was quoted whole in every message about it) is refused."""
 MAX_PROFILE_BYTES = 64 * 1024 * 1024
 """The largest profile JSON driftmon reads or writes: a `file` reference, a registry profile
 (after decompression) and one `driftmon registry push` sends. 100,000 vocabulary entries fit,
@@ -334,7 +337,8 @@ def _profile_from_data(data: Any) -> ReferenceProfile:
     stored = data.get("reference_id")
     if stored != profile.reference_id:
         raise ReferenceDataError(
-            f"reference_id {stored!r} does not match the profile content ({profile.reference_id})"
+            f"reference_id {stored!r:.80} does not match the profile content "
+            f"({profile.reference_id})"
         )
     return profile
 
@@ -354,8 +358,11 @@ def _feature_from_json(item: object, index: int) -> FeatureProfile:
     if not isinstance(item, dict):
         raise ReferenceDataError(f"{where} is not an object")
     name = item.get("name")
-    if not isinstance(name, str) or not name:
-        raise ReferenceDataError(f"{where}.name must be a non-empty string")
+    if not isinstance(name, str) or _FEATURE_NAME.fullmatch(name) is None:
+        raise ReferenceDataError(
+            f"{where}.name must be 1 to 256 characters without control characters "
+            "(as a configured feature's)"
+        )
     where = f"feature {name!r}"
     try:
         kind = FeatureKind(str(item.get("kind")))

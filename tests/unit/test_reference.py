@@ -205,6 +205,12 @@ EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "negative events": (_edit(["events"], -3), "'events' must be a non-negative integer"),
     "a name twice": (_edit(["features", 2, "name"], "amount"), "feature 'amount' appears twice"),
+    "a name too long": (_edit(["features", 0, "name"], "a" * 257), r"features\[0\].name must be 1"),
+    "a name with a newline": (_edit(["features", 0, "name"], "a\nb"), r"features\[0\].name must"),
+    "a 1 MB id": (
+        _edit(["reference_id"], "sha256:" + "R" * 1_000_000),
+        r"'sha256:R{72} does not match",
+    ),
 }
 
 
