@@ -307,6 +307,25 @@ def test_samples_are_bounded_escaped_and_short() -> None:
     ]
 
 
+def test_one_message_offers_one_sample_per_reason() -> None:
+    """An array message of 30 unknown-model records takes one sample, so the next messages'
+    reasons are sampled too (it took 14 of 20 samples, hiding the others)."""
+    flood = dumps([event(model="nope")] * 30)
+    batch = decoder(max_samples=5).decode(
+        [
+            msg(flood, offset=0),
+            msg(b"not json", offset=1),
+            msg(dumps(event(features="x")), offset=2),
+        ]
+    )
+    assert batch.rejected[("features", RejectReason.UNKNOWN_MODEL)] == 30
+    assert [(d.split(":")[0], reason) for _, reason, d in batch.samples] == [
+        ("partition=0 offset=0", RejectReason.UNKNOWN_MODEL),
+        ("partition=0 offset=1", RejectReason.INVALID_JSON),
+        ("partition=0 offset=2", RejectReason.NOT_AN_OBJECT),
+    ]
+
+
 def test_samples_hold_no_payload_content_by_default() -> None:
     """Without payload_preview a sample names sizes and JSON types, never bytes or values."""
     markers = ("123-45-6789", "alice.smith@example.com", "4111-1111-1111-1111")
@@ -802,7 +821,7 @@ def test_hostile_array_is_counted_without_building_its_records() -> None:
         ("t", RejectReason.UNKNOWN_MODEL): 10_000,
         ("t", RejectReason.TOO_LARGE): 339_000,
     }
-    assert len(batch.rejected_messages) == 1 and len(batch.samples) == 20
+    assert len(batch.rejected_messages) == 1 and len(batch.samples) == 2  # one per reason
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # 349k records: > 100 MiB
 
 
