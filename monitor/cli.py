@@ -6,7 +6,6 @@ Exit codes: 0 clean stop, 1 fatal runtime error, 2 bad usage or bad configuratio
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -193,7 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="segments recorded: the most frequent values (default 10, or the model's)",
     )
     fit.add_argument(
-        "--output", "-o", type=Path, required=True, help="where to write the profile JSON"
+        "--output",
+        "-o",
+        type=_output_path,
+        required=True,
+        help="where to write the profile JSON: a regular file, replaced atomically (a symbolic "
+        "link: its target is replaced, the link kept); an existing directory, device or FIFO "
+        "is refused (exit 1)",
     )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_registry_commands(ref_sub)
@@ -503,21 +508,33 @@ def _serve(
         server.stop()
 
 
+def _output_path(text: str) -> Path:
+    """`reference fit --output`: a non-empty path (argparse's usage error, exit 2, if empty)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
+    """`--features NAME:KIND,...`; ConfigError quoting at most ~100 characters of a name."""
+    from monitor.tools.profile_io import shorten
+
     specs: list[FeatureSpec] = []
     for item in text.split(","):
         name, sep, kind = item.strip().rpartition(":")
         if not sep or not name:
-            raise ConfigError(f"--features: {item!r} is not NAME:KIND")
+            raise ConfigError(f"--features: {shorten(repr(item))} is not NAME:KIND")
         try:
             check_key_name(name)
         except ValueError as exc:
-            raise ConfigError(f"--features: {exc}") from None
+            message = str(exc).replace(repr(name), shorten(repr(name)))
+            raise ConfigError(f"--features: {message}") from None
         try:
             specs.append(FeatureSpec(name, FeatureKind(kind)))
         except ValueError as exc:
             raise ConfigError(
-                f"--features: kind of {name!r} must be numeric or categorical, not {kind!r}"
+                f"--features: kind of {shorten(repr(name))} must be numeric or categorical, "
+                f"not {shorten(repr(kind))}"
             ) from exc
     return tuple(specs)
 
@@ -558,9 +575,23 @@ def _reference_fit(args: argparse.Namespace) -> int:
     numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
     cannot be read (missing, malformed, a column absent) or the output cannot be written."""
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
-    from monitor.tools.profile_io import ProfileInputError, read_columns, with_segments
+    from monitor.tools.profile_io import (
+        MAX_LINE_BYTES,
+        ProfileInputError,
+        ProfileOutputError,
+        output_target,
+        read_columns,
+        with_segments,
+        write_output,
+    )
 
+    try:
+        output_target(args.output)
+    except ProfileOutputError as exc:
+        print(f"driftmon reference fit: cannot write {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     model: ModelSettings | None = None
+    max_line_bytes = MAX_LINE_BYTES
     segment_by, max_segments = args.segment_by, args.max_segments
     if args.features == "auto":
         from monitor.tools.profile_discover import discover_features
@@ -574,6 +605,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
                 exclude=args.exclude,
                 fmt=args.format,
                 features_path=args.features_path,
+                max_line_bytes=max_line_bytes,
             )
         except (ProfileInputError, OSError, ValueError) as exc:
             print(f"driftmon reference fit: {exc}", file=sys.stderr)
@@ -592,6 +624,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
         if model is None:
             raise ConfigError(f"--model: {args.model!r} is not a model of {args.config}")
         specs = model.feature_specs(settings.evaluation)
+        max_line_bytes = settings.kafka.max_message_bytes
         top_k = {f.name: f.top_k or args.top_k for f in model.features}
         max_bins = model.max_bins
         if segment_by is None and model.segment_by is not None:
@@ -623,6 +656,7 @@ def _reference_fit(args: argparse.Namespace) -> int:
             fmt=args.format,
             features_path=args.features_path,
             progress=not args.no_progress,
+            max_line_bytes=max_line_bytes,
         )
     except (ProfileInputError, OSError, ValueError) as exc:
         print(f"driftmon reference fit: {exc}", file=sys.stderr)
@@ -648,14 +682,12 @@ def _reference_fit(args: argparse.Namespace) -> int:
     except ReferenceDataError as exc:
         print(f"driftmon reference fit: {args.data}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    tmp = args.output.with_suffix(args.output.suffix + ".tmp")
     try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(profile_to_json(profile), encoding="utf-8")
-        os.replace(tmp, args.output)
+        write_output(args.output, profile_to_json(profile))
+    except ProfileOutputError as exc:
+        print(f"driftmon reference fit: cannot write {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         print(
             f"driftmon reference fit: cannot write {args.output}: {exc.strerror or exc}",
             file=sys.stderr,

@@ -13,11 +13,9 @@ counts as that kind).
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
-import itertools
 import math
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -27,11 +25,15 @@ from monitor.model import FeatureSpec
 from monitor.tools.profile_io import (
     DEFAULT_CHUNK_ROWS,
     FORMATS,
+    MAX_LINE_BYTES,
     NULL_TOKENS,
     ProfileInputError,
     _features,
     _records,
+    check_file,
+    csv_chunks,
     detect_format,
+    shorten,
 )
 
 
@@ -42,18 +44,19 @@ def discover_features(
     exclude: Sequence[str] = (),
     fmt: str | None = None,
     features_path: str = "",
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[FeatureSpec, ...]:
     """The discovered features of the file (numeric first, by name); ProfileInputError when
-    the file cannot be read or holds no feature."""
+    the file cannot be read (as `profile_io.read_columns`: not a regular file, a line longer
+    than `max_line_bytes`, invalid JSON, ...) or holds no feature."""
     path = Path(path)
     if fmt is None:
         fmt, gzipped = detect_format(path)
     elif fmt not in FORMATS:
-        raise ProfileInputError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise ProfileInputError(f"unknown format {shorten(repr(fmt))}; valid: {', '.join(FORMATS)}")
     else:
         gzipped = path.suffix.lower() == ".gz"
-    if not path.is_file():
-        raise ProfileInputError(f"{path}: no such file")
+    check_file(path)
     discovery = FeatureDiscovery(2**62, max_features, exclude)
     if fmt == "parquet":
         for rows in _parquet_rows(path):
@@ -63,13 +66,13 @@ def discover_features(
             data = cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb")) if gzipped else raw
             try:
                 rows_of = (
-                    _csv_rows(path, data)
+                    _csv_rows(path, data, max_line_bytes)
                     if fmt == "csv"
-                    else _jsonl_rows(path, data, features_path)
+                    else _jsonl_rows(path, data, features_path, max_line_bytes)
                 )
                 for chunk in rows_of:
                     discovery.observe(chunk)
-            except (OSError, EOFError, UnicodeDecodeError) as exc:
+            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
                 raise ProfileInputError(f"{path}: cannot read the file ({exc})") from None
     specs = discovery.choose()
     if not specs:
@@ -80,9 +83,11 @@ def discover_features(
     return specs
 
 
-def _jsonl_rows(path: Path, stream: BinaryIO, features_path: str) -> Iterator[list[dict[str, Any]]]:
+def _jsonl_rows(
+    path: Path, stream: BinaryIO, features_path: str, max_line_bytes: int
+) -> Iterator[list[dict[str, Any]]]:
     keys = [k for k in features_path.split(".") if k] if features_path else []
-    for records, numbers in _records(path, stream, DEFAULT_CHUNK_ROWS):
+    for records, numbers in _records(path, stream, DEFAULT_CHUNK_ROWS, max_line_bytes):
         yield _features(path, records, numbers, keys)
 
 
@@ -98,19 +103,9 @@ def _cell(text: str) -> float | str | None:
     return number if math.isfinite(number) else text
 
 
-def _csv_rows(path: Path, stream: BinaryIO) -> Iterator[list[dict[str, Any]]]:
-    reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise ProfileInputError(f"{path}: the file is empty") from None
-    while True:
-        try:
-            chunk = [r for r in itertools.islice(reader, DEFAULT_CHUNK_ROWS) if r]
-        except csv.Error as exc:
-            raise ProfileInputError(f"{path}: line {reader.line_num}: {exc}") from None
-        if not chunk:
-            return
+def _csv_rows(path: Path, stream: BinaryIO, max_line_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    header, chunks = csv_chunks(path, stream, DEFAULT_CHUNK_ROWS, max_line_bytes)
+    for chunk in chunks:
         yield [
             {name: _cell(cell) for name, cell in zip(header, row, strict=False)} for row in chunk
         ]

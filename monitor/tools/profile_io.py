@@ -8,7 +8,8 @@ suffix unless `fmt` is given: `.csv`, `.jsonl` / `.ndjson` / `.json-lines` (each
 
 Cell rules, per format:
 
-- CSV (UTF-8, header row required, blank lines skipped, short rows padded with empty cells):
+- CSV (UTF-8, header row required, blank lines skipped, short rows padded with empty cells,
+  at most `MAX_CSV_FIELDS` fields a row):
   numeric cells that are empty or one of `NULL_TOKENS` (case-insensitive, after stripping)
   are missing; cells Python's `float()` cannot parse are invalid, as are +-inf; "nan" is
   missing. Categorical cells are kept as text (a number stays its string form); only an
@@ -17,15 +18,27 @@ Cell rules, per format:
   `features_path` (a dotted path, "" = the record itself; "features" for events of the
   documented shape). Values follow the daemon's decoder exactly (`monitor.decode.numeric_column` and
   `categorical_column`): numbers feed numeric features, strings and booleans categorical
-  ones, null or an absent key is missing, any other type is invalid. A line that is not valid
-  JSON, not an object, or has no object at `features_path` is an error naming the line.
+  ones, null or an absent key is missing, any other type is invalid. A number literal beyond
+  the float range (`1e400`) is +-inf, as in the daemon, so an invalid value of its feature (and
+  ignored in other keys); so is an integer literal of more than 4300 digits (which the daemon
+  counts as `invalid_json` when the key is a feature it reads). A line that is not valid JSON
+  (nesting too deep included), not an object, or has no object at `features_path` is an error
+  naming the line.
 - Parquet: numeric columns of integer, floating or decimal type are converted to float64
   (null = missing), string columns are parsed like CSV cells, any other type is invalid.
   Categorical string columns are kept, nulls are missing, booleans become "true"/"false" and
   other values their string form.
 
 A column requested but absent (from the CSV header, from every JSON record, from the Parquet
-schema) is an error naming it. Errors are `ProfileInputError`, a `ReferenceDataError`.
+schema) is an error naming it. A line (CSV: a physical line, in characters; JSON Lines: in
+bytes, without its line break) longer than `max_line_bytes` (default: the daemon's default
+`kafka.max_message_bytes`, 1 MiB) is an error naming it, read no further, so memory stays
+bounded whatever a (gzipped) file expands to: rows are parsed in chunks of at most
+`chunk_rows` rows, `_CHUNK_CELLS` CSV cells or `_CHUNK_BYTES` of JSON. Errors are
+`ProfileInputError`, a `ReferenceDataError`; they quote at most ~300 characters of the input
+(`shorten`, `listing`).
+
+`write_output` writes the profile: see its docstring for how it treats links and devices.
 
 With `progress`, a one-line progress bar (bytes read of the file size, or rows for Parquet;
 rate; ETA) is redrawn on the stream at most every 0.1 s, and finished with a newline.
@@ -33,13 +46,17 @@ rate; ETA) is redrawn on the stream at most every 0.1 s, and finished with a new
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import gzip
 import io
-import itertools
 import json
 import math
+import os
+import stat
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,18 +68,25 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from monitor.decode import categorical_column, numeric_column
-from monitor.errors import ReferenceDataError
+from monitor.decode import EventFields, categorical_column, numeric_column
+from monitor.errors import MonitorError, ReferenceDataError
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.segment_slices import fit_slices, top_segments
 
 __all__ = [
     "FORMATS",
+    "MAX_CSV_FIELDS",
+    "MAX_LINE_BYTES",
     "NULL_TOKENS",
     "ProfileInputError",
+    "ProfileOutputError",
     "ProgressBar",
     "detect_format",
+    "listing",
+    "output_target",
     "read_columns",
+    "shorten",
+    "write_output",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -82,11 +106,57 @@ _SUFFIXES = {
     ".pq": "parquet",
 }
 DEFAULT_CHUNK_ROWS = 65_536
+MAX_LINE_BYTES = EventFields().max_message_bytes
+"""Default bound of one input line: the daemon's default `kafka.max_message_bytes` (1 MiB)."""
+MAX_CSV_FIELDS = 100_000
+"""A CSV row with more fields is an error naming its line."""
+_CHUNK_BYTES = 1 << 23
+"""JSON Lines: a chunk ends once its lines reach 8 MiB (or `chunk_rows` lines)."""
+_CHUNK_CELLS = 1 << 21
+"""CSV: a chunk ends once its rows hold 2 Mi cells (or `chunk_rows` rows), ~130 MB of str."""
+_QUOTE_CHARS = 100
+_LIST_CHARS = 300
 
 
 class ProfileInputError(ReferenceDataError):
     """The reference data file cannot be read: missing, unknown format, missing column, empty,
     or malformed (the message names the file, and the line or column when known)."""
+
+
+class ProfileOutputError(MonitorError):
+    """The output path exists and is not a regular file (nor a link to one)."""
+
+
+def shorten(text: str, limit: int = _QUOTE_CHARS) -> str:
+    """`text`, or its first `limit` characters, "..." and its length when it is longer."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def listing(items: Sequence[str], limit: int = _LIST_CHARS) -> str:
+    """`items` joined by ", ", each `shorten`ed, as many as fit in about `limit` characters
+    (at least one), then ", ... N more"; "none" when empty."""
+    shown: list[str] = []
+    size = 0
+    for item in items:
+        text = shorten(item)
+        if shown and size + len(text) > limit:
+            break
+        shown.append(text)
+        size += len(text) + 2
+    rest = len(items) - len(shown)
+    return (", ".join(shown) or "none") + (f", ... {rest} more" if rest else "")
+
+
+def _not_regular(mode: int) -> str:
+    """What a non-regular file is, from its `st_mode`: "a directory", "a FIFO", ..."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 # --- progress bar ------------------------------------------------------------------------------
@@ -202,22 +272,27 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return fmt, gzipped
 
 
-def _check_file(path: Path) -> int:
-    if not path.exists():
-        raise ProfileInputError(f"{path}: no such file")
-    if not path.is_file():
-        raise ProfileInputError(f"{path}: not a regular file")
-    size = path.stat().st_size
-    if size == 0:
+def check_file(path: Path) -> int:
+    """The size of the regular, non-empty file `path` (a link followed); ProfileInputError
+    saying what it is otherwise (missing, a directory, a FIFO, a device, empty)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ProfileInputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ProfileInputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _not_regular(info.st_mode)
+        raise ProfileInputError(f"{path}: is {kind}, not a regular file")
+    if info.st_size == 0:
         raise ProfileInputError(f"{path}: the file is empty")
-    return size
+    return info.st_size
 
 
 def _missing(path: Path, names: Sequence[str], available: Sequence[str]) -> ProfileInputError:
-    shown = ", ".join(list(available)[:20]) + (", ..." if len(available) > 20 else "")
-    listed = ", ".join(repr(n) for n in names)
+    listed = listing([repr(n) for n in names])
     word = "column" if len(names) == 1 else "columns"
-    return ProfileInputError(f"{path}: {word} {listed} not found (available: {shown or 'none'})")
+    return ProfileInputError(f"{path}: {word} {listed} not found (available: {listing(available)})")
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -258,6 +333,61 @@ def _take(rows: list[list[str]], index: int) -> list[str]:
         return [row[index] if index < len(row) else "" for row in rows]
 
 
+def _bounded_lines(path: Path, text: TextIO, max_chars: int) -> Iterator[str]:
+    """The lines of `text`; ProfileInputError for one longer than `max_chars` characters
+    (without its line break), which is read no further."""
+    read = functools.partial(text.readline, max_chars + 2)
+    for n, line in enumerate(iter(read, ""), start=1):
+        if len(line) > max_chars and len(line.rstrip("\r\n")) > max_chars:
+            raise ProfileInputError(
+                f"{path}: line {n}: longer than {max_chars} characters (one row is bounded"
+                " like one message: kafka.max_message_bytes)"
+            )
+        yield line
+
+
+def csv_chunks(
+    path: Path, stream: BinaryIO, chunk_rows: int, max_line_bytes: int = MAX_LINE_BYTES
+) -> tuple[list[str], Iterator[list[list[str]]]]:
+    """The stripped header and the non-blank rows after it, in chunks of at most `chunk_rows`
+    rows or about `_CHUNK_CELLS` cells, to the end of the file (blank lines never end it).
+    ProfileInputError naming the line for an empty file, malformed CSV, a line longer than
+    `max_line_bytes` characters or a row of more than `MAX_CSV_FIELDS` fields."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(_bounded_lines(path, text, max_line_bytes))
+
+    def rows_of() -> Iterator[list[str]]:
+        try:
+            for row in reader:
+                if len(row) > MAX_CSV_FIELDS:
+                    raise ProfileInputError(
+                        f"{path}: line {reader.line_num}: more than {MAX_CSV_FIELDS} fields"
+                    )
+                yield row
+        except csv.Error as exc:
+            raise ProfileInputError(f"{path}: line {reader.line_num}: {exc}") from None
+
+    rows = rows_of()
+    header = next(rows, None)
+    if header is None:
+        raise ProfileInputError(f"{path}: the file is empty")
+
+    def chunks() -> Iterator[list[list[str]]]:
+        chunk: list[list[str]] = []
+        cells = 0
+        for row in rows:
+            if row:
+                chunk.append(row)
+                cells += len(row)
+                if len(chunk) >= chunk_rows or cells >= _CHUNK_CELLS:
+                    yield chunk
+                    chunk, cells = [], 0
+        if chunk:
+            yield chunk
+
+    return [h.strip() for h in header], chunks()
+
+
 def _read_csv(
     path: Path,
     stream: BinaryIO,
@@ -265,13 +395,9 @@ def _read_csv(
     categorical: Sequence[str],
     chunk_rows: int,
     tick: Callable[[], None],
+    max_line_bytes: int,
 ) -> Columns:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise ProfileInputError(f"{path}: the file is empty") from None
+    header, chunks = csv_chunks(path, stream, chunk_rows, max_line_bytes)
     index: dict[str, int] = {}
     for i, name in enumerate(header):
         index.setdefault(name, i)
@@ -281,13 +407,7 @@ def _read_csv(
     num_parts: dict[str, list[FloatArray]] = {n: [] for n in numeric}
     cat_parts: dict[str, list[ObjectArray]] = {n: [] for n in categorical}
     rows_total = 0
-    while True:
-        try:
-            rows = [r for r in itertools.islice(reader, chunk_rows) if r]
-        except csv.Error as exc:
-            raise ProfileInputError(f"{path}: line {reader.line_num}: {exc}") from None
-        if not rows:
-            break
+    for rows in chunks:
         for name in numeric:
             num_parts[name].append(parse_numeric_text(_take(rows, index[name])))
         for name in categorical:
@@ -300,27 +420,98 @@ def _read_csv(
 # --- JSON Lines --------------------------------------------------------------------------------
 
 
+_JSON_ERRORS = (msgspec.DecodeError, ValueError, RecursionError)
+"""What decoding a line raises on bad input (as `monitor.decode._PARSE_ERRORS`): too deep
+nesting is a RecursionError, invalid UTF-8 a ValueError."""
+_OVERFLOW_DECODER = msgspec.json.Decoder(float_hook=float)
+
+
+def _int_or_inf(text: str) -> float | int:
+    """An integer literal, or +inf when it has more digits than Python parses."""
+    try:
+        return int(text)
+    except ValueError:
+        return math.inf
+
+
+def _no_constant(name: str) -> float:
+    """Refuse NaN / Infinity / -Infinity, as msgspec (RFC 8259) does."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode_out_of_range(line: bytes) -> Any:
+    """`line`, which msgspec refused only for a number out of range, decoded as the daemon
+    does (`float_hook=float`: `1e400` -> inf); an integer of more than 4300 digits becomes
+    +inf. ValueError / RecursionError when the line is not valid JSON."""
+    try:
+        return _OVERFLOW_DECODER.decode(line)
+    except msgspec.ValidationError as exc:
+        if "out of range" not in str(exc):
+            raise
+    value = json.loads(line.decode("utf-8"), parse_int=_int_or_inf, parse_constant=_no_constant)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # lone surrogates, as msgspec
+    return value
+
+
+def _decode_line(path: Path, n: int, line: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """One line's JSON value; ProfileInputError naming line `n` when it is not valid JSON."""
+    try:
+        return decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        if "out of range" not in str(exc):
+            raise ProfileInputError(f"{path}: line {n}: invalid JSON ({exc})") from None
+        try:
+            return _decode_out_of_range(line)
+        except _JSON_ERRORS:
+            raise ProfileInputError(f"{path}: line {n}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise ProfileInputError(f"{path}: line {n}: invalid JSON (nested too deep)") from None
+    except _JSON_ERRORS as exc:
+        raise ProfileInputError(f"{path}: line {n}: invalid JSON ({exc})") from None
+
+
+def _lines(path: Path, stream: BinaryIO, max_line_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of `stream` with their 1-based numbers, to the end of the file;
+    ProfileInputError for a line longer than `max_line_bytes` (without its line break),
+    which is read no further."""
+    read = functools.partial(stream.readline, max_line_bytes + 2)
+    for n, line in enumerate(iter(read, b""), start=1):
+        if len(line) > max_line_bytes and len(line.rstrip(b"\r\n")) > max_line_bytes:
+            raise ProfileInputError(
+                f"{path}: line {n}: longer than {max_line_bytes} bytes (the daemon's"
+                " kafka.max_message_bytes refuses such a message)"
+            )
+        if not line.isspace():
+            yield n, line
+
+
 def _records(
-    path: Path, stream: BinaryIO, chunk_rows: int
+    path: Path, stream: BinaryIO, chunk_rows: int, max_line_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[list[Any], list[int]]]:
-    """Chunks of (decoded records, their 1-based line numbers); blank lines skipped."""
+    """Chunks of (decoded records, their 1-based line numbers) of at most `chunk_rows` lines
+    or about `_CHUNK_BYTES`; blank lines skipped. ProfileInputError naming the line for a
+    line too long (`_lines`) or not valid JSON (`_decode_line`)."""
     decoder = msgspec.json.Decoder()
-    numbered = enumerate(stream, start=1)
+    lines = _lines(path, stream, max_line_bytes)
     while True:
-        chunk = [(n, line) for n, line in itertools.islice(numbered, chunk_rows) if line.strip()]
+        chunk: list[bytes] = []
+        numbers: list[int] = []
+        size = 0
+        for n, line in lines:
+            chunk.append(line)
+            numbers.append(n)
+            size += len(line)
+            if len(chunk) >= chunk_rows or size >= _CHUNK_BYTES:
+                break
         if not chunk:
             return
-        lines = [line for _, line in chunk]
         try:
-            records = decoder.decode(b"[" + b",".join(lines) + b"]")
-        except msgspec.DecodeError:
-            records = []
-            for n, line in chunk:
-                try:
-                    records.append(decoder.decode(line))
-                except msgspec.DecodeError as exc:
-                    raise ProfileInputError(f"{path}: line {n}: invalid JSON ({exc})") from None
-        yield records, [n for n, _ in chunk]
+            records = decoder.decode(b"[" + b",".join(chunk) + b"]")
+        except _JSON_ERRORS:
+            records = [
+                _decode_line(path, n, line, decoder) for n, line in zip(numbers, chunk, strict=True)
+            ]
+        yield records, numbers
 
 
 def _features(
@@ -332,7 +523,7 @@ def _features(
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         if not isinstance(value, dict):
-            where = "the line" if not keys else f"{'.'.join(keys)!r}"
+            where = "the line" if not keys else shorten(repr(".".join(keys)))
             raise ProfileInputError(f"{path}: line {n}: {where} is not a JSON object")
         out.append(value)
     return out
@@ -346,13 +537,14 @@ def _read_jsonl(
     features_path: str,
     chunk_rows: int,
     tick: Callable[[], None],
+    max_line_bytes: int,
 ) -> Columns:
     keys = [k for k in features_path.split(".") if k] if features_path else []
     num_parts: dict[str, list[FloatArray]] = {n: [] for n in numeric}
     cat_parts: dict[str, list[ObjectArray]] = {n: [] for n in categorical}
     seen: set[str] = set()
     rows_total = 0
-    for records, numbers in _records(path, stream, chunk_rows):
+    for records, numbers in _records(path, stream, chunk_rows, max_line_bytes):
         features = _features(path, records, numbers, keys)
         for name in (*numeric, *categorical):
             if name not in seen and any(name in f for f in features):
@@ -367,8 +559,8 @@ def _read_jsonl(
         raise ProfileInputError(f"{path}: no JSON record in the file")
     absent = [n for n in (*numeric, *categorical) if n not in seen]
     if absent:
-        where = f" at {features_path!r}" if features_path else ""
-        listed = ", ".join(repr(n) for n in absent)
+        where = f" at {shorten(repr(features_path))}" if features_path else ""
+        listed = listing([repr(n) for n in absent])
         raise ProfileInputError(f"{path}: {listed} not found in any record{where}")
     return _assemble(num_parts, cat_parts, rows_total)
 
@@ -476,13 +668,15 @@ def read_columns(
     features_path: str = "",
     progress: bool | TextIO = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Columns:
     """Stream `path` and return (numeric columns, categorical columns, row count).
 
     See the module docstring for the formats and cell rules. `fmt` is one of `FORMATS` (then
     a `.gz` suffix still means gzip for csv/jsonl). `progress`: False for none, True for a
-    bar on stderr when stderr is a terminal, or a text stream to draw it on. Every returned
-    column has exactly `row count` entries. Raises ProfileInputError.
+    bar on stderr when stderr is a terminal, or a text stream to draw it on. `max_line_bytes`
+    bounds one line (see the module docstring). Every returned column has exactly `row count`
+    entries. Raises ProfileInputError.
     """
     path = Path(path)
     names = [*numeric, *categorical]
@@ -490,14 +684,16 @@ def read_columns(
         raise ProfileInputError("no feature column requested")
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise ProfileInputError(f"feature(s) requested twice: {', '.join(duplicated)}")
+        raise ProfileInputError(f"feature(s) requested twice: {listing(duplicated)}")
     if fmt is None:
         fmt, gzipped = detect_format(path)
     else:
         if fmt not in FORMATS:
-            raise ProfileInputError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+            raise ProfileInputError(
+                f"unknown format {shorten(repr(fmt))}; valid: {', '.join(FORMATS)}"
+            )
         gzipped = path.suffix.lower() == ".gz"
-    size = _check_file(path)
+    size = check_file(path)
     stream = _progress_stream(progress)
     unit = "rows" if fmt == "parquet" else "bytes"
     bar = ProgressBar(size, stream, label=path.name, unit=unit) if stream is not None else None
@@ -514,10 +710,19 @@ def read_columns(
 
             try:
                 if fmt == "csv":
-                    result = _read_csv(path, data, numeric, categorical, chunk_rows, tick)
+                    result = _read_csv(
+                        path, data, numeric, categorical, chunk_rows, tick, max_line_bytes
+                    )
                 else:
                     result = _read_jsonl(
-                        path, data, numeric, categorical, features_path, chunk_rows, tick
+                        path,
+                        data,
+                        numeric,
+                        categorical,
+                        features_path,
+                        chunk_rows,
+                        tick,
+                        max_line_bytes,
                     )
             except (OSError, EOFError, zlib.error) as exc:  # bad gzip data, read errors
                 raise ProfileInputError(f"{path}: cannot read the file ({exc})") from None
@@ -557,3 +762,51 @@ def with_segments(
         segments=slices,
         joint=json.loads(profile.joint) if profile.joint else None,
     )
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def output_target(path: Path) -> Path:
+    """The file `write_output(path, ...)` replaces: `path`, or for a symbolic link its final
+    target (the link itself is kept). ProfileOutputError when that exists and is not a
+    regular file (a directory, a device such as /dev/null, a FIFO, ...)."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise ProfileOutputError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise ProfileOutputError(f"{path}: is {_not_regular(mode)}, not a regular file")
+    return target
+
+
+def write_output(path: Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `output_target(path)` atomically and return that target.
+
+    The text goes to a new temporary file created exclusively (`tempfile.mkstemp`, never a
+    pre-existing path) in the target's directory (made if missing), which then replaces the
+    target; it gets the mode of the file it replaces, or 0666 minus the umask. On failure the
+    temporary file is removed. ProfileOutputError (see `output_target`) or OSError.
+    """
+    target = output_target(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:64]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            os.fchmod(out.fileno(), mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target

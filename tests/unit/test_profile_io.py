@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import os
+import stat
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,18 @@ from monitor.decode import INVALID_CATEGORY
 from monitor.errors import ReferenceDataError
 from monitor.model import FeatureKind
 from monitor.reference import fit_profile
-from monitor.tools.profile_io import ProfileInputError, ProgressBar, detect_format, read_columns
+from monitor.tools import profile_io
+from monitor.tools.profile_discover import discover_features
+from monitor.tools.profile_io import (
+    ProfileInputError,
+    ProfileOutputError,
+    ProgressBar,
+    detect_format,
+    listing,
+    read_columns,
+    shorten,
+    write_output,
+)
 from monitor.tools.scenarios import DEMO_FEATURES, EventGenerator
 
 NAN, INF = math.nan, math.inf
@@ -319,3 +333,145 @@ def test_progress_bar_redraws_at_most_every_tenth_of_a_second() -> None:
     bar.close()
     assert out.getvalue().split("\r")[-1].startswith("f  100%")
     assert out.getvalue().endswith("\n")
+
+
+def test_deeply_nested_jsonl_line_is_an_invalid_json_error(tmp_path: Path) -> None:
+    """A line nested 1,000 deep is one invalid-JSON error naming it, for fit and discovery."""
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"x": 1}\n' + '{"y":' * 1000 + "1" + "}" * 1000 + "\n")
+    with pytest.raises(ProfileInputError, match=r"line 2: invalid JSON \(nested too deep\)"):
+        read_columns(path, ["x"], [])
+    with pytest.raises(ProfileInputError, match=r"line 2: invalid JSON \(nested too deep\)"):
+        discover_features(path, max_features=10)
+
+
+def test_runs_of_blank_lines_longer_than_a_chunk_do_not_end_the_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blank lines are skipped to the end of the file, however many follow each other."""
+    blanks = "\n" * 20
+    jsonl, csv_path = tmp_path / "gap.jsonl", tmp_path / "gap.csv"
+    jsonl.write_text(blanks + '{"x": 1}\n' + blanks + '{"x": 2}\n{"x": 3}\n' + blanks)
+    csv_path.write_text("x\n" + blanks + "1\n" + blanks + "2\n3\n" + blanks)
+    monkeypatch.setattr("monitor.tools.profile_discover.DEFAULT_CHUNK_ROWS", 4)
+    for path in (jsonl, csv_path):
+        numeric, _, rows = read_columns(path, ["x"], [], chunk_rows=4)
+        assert rows == 3
+        assert_floats(numeric["x"], [1.0, 2.0, 3.0])
+        assert [s.name for s in discover_features(path, max_features=10)] == ["x"]
+
+
+def test_a_gzipped_line_beyond_the_bound_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    """A .gz holding one 16 MiB line is refused, naming the line, without holding the line."""
+    jsonl, csv_path = tmp_path / "bomb.jsonl.gz", tmp_path / "bomb.csv.gz"
+    jsonl.write_bytes(gzip.compress(b'{"x": 1}\n{"x": 1, "s": "' + b"a" * (16 << 20) + b'"}\n'))
+    csv_path.write_bytes(gzip.compress(b"x,y\n1,2\n1," + b"1," * (8 << 20) + b"\n"))
+    for path, message in (
+        (jsonl, "line 2: longer than 1048576 bytes"),
+        (csv_path, "line 3: longer"),
+    ):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ProfileInputError, match=message):
+                read_columns(path, ["x"], [])
+            with pytest.raises(ProfileInputError, match=message):
+                discover_features(path, max_features=10)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 << 20
+
+
+def test_csv_rows_with_too_many_fields_and_chunk_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV row beyond MAX_CSV_FIELDS is refused; cell and byte budgets only split chunks."""
+    path = tmp_path / "wide.csv"
+    path.write_text("x,y\n1,2\n3,4,5,6\n")
+    monkeypatch.setattr(profile_io, "MAX_CSV_FIELDS", 3)
+    with pytest.raises(ProfileInputError, match="line 3: more than 3 fields"):
+        read_columns(path, ["x"], [])
+    monkeypatch.setattr(profile_io, "MAX_CSV_FIELDS", 4)
+    monkeypatch.setattr(profile_io, "_CHUNK_CELLS", 3)
+    monkeypatch.setattr(profile_io, "_CHUNK_BYTES", 5)
+    assert_floats(read_columns(path, ["x"], [])[0]["x"], [1.0, 3.0])
+    jsonl = tmp_path / "small.jsonl"
+    write_jsonl(jsonl, [{"x": i} for i in range(5)])
+    chunks = list(profile_io._records(jsonl, io.BytesIO(jsonl.read_bytes()), 1000))
+    assert [numbers for _, numbers in chunks] == [[1], [2], [3], [4], [5]]
+
+
+def test_error_messages_quote_at_most_about_300_characters(tmp_path: Path) -> None:
+    """Long column and feature names are cut with an ellipsis and counted in messages."""
+    path = tmp_path / "names.csv"
+    names = [f"col{i}_" + "k" * 40_000 for i in range(20)]
+    path.write_text(",".join(names) + "\n" + ",".join("1" for _ in names) + "\n")
+    wanted = "f" * 100_000
+    with pytest.raises(ProfileInputError) as info:
+        read_columns(path, [wanted], [])
+    message = str(info.value)
+    assert len(message) < 300 + 200 + len(str(path))
+    assert "(100002 characters)" in message and "... 18 more)" in message
+    assert shorten("abc") == "abc" and listing([]) == "none"
+    assert listing(["a", "b", "c"], limit=3) == "a, ... 2 more"
+
+
+def test_a_directory_or_fifo_input_says_what_it_is(tmp_path: Path) -> None:
+    """A directory or FIFO given as data is named as such, by fit and by discovery."""
+    folder, fifo = tmp_path / "dir.jsonl", tmp_path / "fifo.jsonl"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    for path, kind in ((folder, "a directory"), (fifo, "a FIFO")):
+        with pytest.raises(ProfileInputError, match=f"is {kind}, not a regular file"):
+            read_columns(path, ["x"], [])
+        with pytest.raises(ProfileInputError, match=f"is {kind}, not a regular file"):
+            discover_features(path, max_features=10)
+
+
+def test_out_of_range_numbers_are_invalid_values_as_in_the_daemon(tmp_path: Path) -> None:
+    """1e400 and a 5,000-digit integer are invalid values of their feature, ignored elsewhere."""
+    path = tmp_path / "overflow.jsonl"
+    huge = "1" + "0" * 5000
+    path.write_text(
+        '{"x": 1.5, "c": "a"}\n'
+        '{"x": 1e400, "c": 1e400, "other": -1e400}\n'
+        f'{{"x": {huge}, "c": {huge}, "other": {huge}}}\n'
+        '{"x": 2, "c": "b", "other": 18446744073709551616}\n'
+    )
+    numeric, categorical, rows = read_columns(path, ["x"], ["c"])
+    assert rows == 4
+    assert_floats(numeric["x"], [1.5, INF, INF, 2.0])
+    assert categorical["c"].tolist() == ["a", INVALID_CATEGORY, INVALID_CATEGORY, "b"]
+    path.write_text('{"x": 1e400, "y": NaN}\n')
+    with pytest.raises(ProfileInputError, match="line 1: invalid JSON"):
+        read_columns(path, ["x"], [])
+
+
+def test_write_output_refuses_non_regular_files_and_never_follows_a_planted_path(
+    tmp_path: Path,
+) -> None:
+    """A FIFO output is refused untouched; a link's target is replaced; no planted path is used."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ProfileOutputError, match="is a FIFO, not a regular file"):
+        write_output(fifo, "{}")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "ref.json"
+    for planted in ("ref.json.tmp", ".ref.json.tmp"):
+        (tmp_path / planted).symlink_to(victim)
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert write_output(out, "{}") == out
+    assert write_output(link, '{"a": 1}') == target
+    assert out.read_text() == "{}" and victim.read_text() == "precious"
+    assert link.is_symlink() and target.read_text() == '{"a": 1}'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [
+        ".ref.json.tmp",
+        "ref.json.tmp",
+    ]
