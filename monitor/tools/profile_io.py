@@ -508,6 +508,8 @@ def _records(
         try:
             records = decoder.decode(b"[" + b",".join(chunk) + b"]")
         except _JSON_ERRORS:
+            records = []
+        if len(records) != len(chunk):  # invalid, or a line of two values ("{...}, {...}")
             records = [
                 _decode_line(path, n, line, decoder) for n, line in zip(numbers, chunk, strict=True)
             ]

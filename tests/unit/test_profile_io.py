@@ -361,6 +361,15 @@ def test_runs_of_blank_lines_longer_than_a_chunk_do_not_end_the_read(
         assert [s.name for s in discover_features(path, max_features=10)] == ["x"]
 
 
+def test_a_line_of_two_json_values_is_invalid_not_two_rows(tmp_path: Path) -> None:
+    """`{...}, {...}` on one line is invalid JSONL (the chunk's joined parse read it as two
+    rows, and every line number after it was off by one)."""
+    path = tmp_path / "two.jsonl"
+    path.write_text('{"x": 1}\n{"x": 2}, {"x": 3}\n{"x": 4}\n')
+    with pytest.raises(ProfileInputError, match="line 2: invalid JSON"):
+        read_columns(path, ["x"], [])
+
+
 def test_a_gzipped_line_beyond_the_bound_is_refused_with_bounded_memory(tmp_path: Path) -> None:
     """A .gz holding one 16 MiB line is refused, naming the line, without holding the line."""
     jsonl, csv_path = tmp_path / "bomb.jsonl.gz", tmp_path / "bomb.csv.gz"
