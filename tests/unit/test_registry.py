@@ -107,25 +107,10 @@ def test_manifest_lying_about_the_content_hash_is_refused() -> None:
 
 def test_compressed_bomb_is_refused_without_inflating_it() -> None:
     """A manifest over a huge zero-filled stream is refused as an invalid profile."""
-    blob = zlib.compress(b"0" * (20 * 1024 * 1024), 9)
-    chunk = ChunkRecord(RECORD_VERSION, "sha256:0000000000000000", 0, 1, blob)
-    manifest = ProfileManifest(
-        v=RECORD_VERSION,
-        reference_id="sha256:0000000000000000",
-        model="m",
-        model_version="",
-        created_at="",
-        features=1,
-        events=1,
-        chunks=1,
-        size=len(blob),
-        sha256=hashlib.sha256(blob).hexdigest(),
-        pushed_at=0.0,
-        pushed_by="x",
-    )
+    chunk, manifest = _manifest_over(zlib.compress(b"0" * (20 * 1024 * 1024), 9))
     table = RegistryTable(max_profile_bytes=1024 * 1024)
-    assert table.apply(msgspec.msgpack.encode(chunk)) is None
-    outcome = table.apply(msgspec.msgpack.encode(manifest))
+    assert table.apply(chunk) is None
+    outcome = table.apply(manifest)
     assert isinstance(outcome, Rejected) and outcome.reason is R.INVALID_PROFILE
 
 
