@@ -371,7 +371,7 @@ class ModelRuntime:
         try:
             reference = CorrelationReference.from_json(section)
         except ValueError as exc:
-            raise ReferenceDataError(f"correlation group: {exc}") from exc
+            raise ReferenceDataError(str(exc)) from exc  # "correlation reference: ..."
         return reference if reference.names == plan.features else None
 
     def _reconstruction_basis(self, profile: ReferenceProfile) -> PcaBasis | None:
@@ -387,7 +387,7 @@ class ModelRuntime:
         try:
             basis = PcaBasis.from_json(section)
         except ValueError as exc:
-            raise ReferenceDataError(f"reconstruction basis: {exc}") from exc
+            raise ReferenceDataError(str(exc)) from exc  # "reconstruction basis: ..."
         return basis if basis.names == plan.features else None
 
     def _fit_joint(self, numeric: dict[int, npt.NDArray[np.float64]]) -> dict[str, object] | None:
