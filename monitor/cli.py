@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -155,8 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --features auto: never a feature when the name matches (repeatable)",
     )
     fit.add_argument("--config", "-c", type=Path, help="take the model's features from this config")
-    fit.add_argument("--model", required=True, help="model name recorded in the profile")
-    fit.add_argument("--model-version", default="", help="model version recorded in the profile")
+    fit.add_argument(
+        "--model",
+        required=True,
+        type=_model_name,
+        help="model name recorded in the profile: 1 to 64 of A-Z a-z 0-9 _ . : - (as in a config)",
+    )
+    fit.add_argument(
+        "--model-version",
+        default="",
+        type=_model_version,
+        help="model version recorded in the profile (at most 128 characters)",
+    )
     fit.add_argument(
         "--format",
         choices=["csv", "jsonl", "parquet"],
@@ -187,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--max-segments",
-        type=int,
+        type=_max_segments,
         default=None,
-        help="segments recorded: the most frequent values (default 10, or the model's)",
+        help=f"segments recorded: the most frequent values, 1 to {MAX_SEGMENTS} (default "
+        f"{DEFAULT_MAX_SEGMENTS}, or the model's)",
     )
     fit.add_argument(
         "--output",
@@ -515,6 +527,48 @@ def _output_path(text: str) -> Path:
     return Path(text)
 
 
+def _model_name(text: str) -> str:
+    """`reference fit --model`: a name a config's model can have (`^[A-Za-z0-9_.:-]{1,64}$`,
+    monitor.config), else argparse's usage error (exit 2) quoting at most ~100 characters."""
+    from monitor.config import MODEL_NAME_PATTERN
+    from monitor.tools.profile_io import shorten
+
+    if re.fullmatch(MODEL_NAME_PATTERN, text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{shorten(repr(text))} is not a model name (1 to 64 characters of A-Z a-z 0-9 _ . : -,"
+            " as a model's name in a config)"
+        )
+    return text
+
+
+def _model_version(text: str) -> str:
+    """`reference fit --model-version`: at most `monitor.decode.MAX_VERSION_CHARS` (128)
+    characters, the daemon's bound of a model_version, else argparse's usage error (exit 2)."""
+    from monitor.decode import MAX_VERSION_CHARS
+
+    if len(text) > MAX_VERSION_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"longer than {MAX_VERSION_CHARS} characters ({len(text)} characters)"
+        )
+    return text
+
+
+def _max_segments(text: str) -> int:
+    """`reference fit --max-segments`: an integer from 1 to MAX_SEGMENTS, else argparse's
+    usage error (exit 2) quoting at most ~100 characters."""
+    from monitor.tools.profile_io import shorten
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {shorten(repr(text))}") from None
+    if not 1 <= value <= MAX_SEGMENTS:
+        raise argparse.ArgumentTypeError(
+            f"must be between 1 and {MAX_SEGMENTS}, not {shorten(text.strip())}"
+        )
+    return value
+
+
 def _parse_features(text: str) -> tuple[FeatureSpec, ...]:
     """`--features NAME:KIND,...`; ConfigError quoting at most ~100 characters of a name."""
     from monitor.tools.profile_io import shorten
@@ -570,15 +624,43 @@ def _fit_joint(model: ModelSettings | None, numeric: dict[str, Any]) -> dict[str
     return joint or None
 
 
+def _leave_out_sparse(
+    specs: Sequence[FeatureSpec], numeric: Mapping[str, Any], min_values: int
+) -> tuple[FeatureSpec, ...]:
+    """`specs` without the numeric features of fewer than `min_values` finite values in
+    `numeric` (`--features auto`: discovered, yet too sparse to fit), each left out with one
+    line on stderr."""
+    from monitor.tools.profile_io import finite_shortfalls, shorten
+
+    sparse = finite_shortfalls(
+        {s.name: numeric[s.name] for s in specs if s.kind is FeatureKind.NUMERIC}, min_values
+    )
+    for name, finite in sparse.items():
+        print(
+            f"driftmon reference fit: feature {shorten(repr(name))} left out: {finite} finite "
+            f"values, at least {min_values} are needed",
+            file=sys.stderr,
+        )
+    return tuple(s for s in specs if s.name not in sparse)
+
+
 def _reference_fit(args: argparse.Namespace) -> int:
     """Exit 2 when the data cannot make a reference (a feature without a usable value, or a
     numeric one with fewer than MIN_NUMERIC_VALUES finite values); 1 when the data file
-    cannot be read (missing, malformed, a column absent) or the output cannot be written."""
+    cannot be read (missing, malformed, a column absent, a CSV header naming a column twice)
+    or the output cannot be written.
+
+    With `--features auto` a discovered numeric feature of fewer than MIN_NUMERIC_VALUES
+    finite values is left out instead (one stderr line each; exit 2 if none is left). A
+    profile is written (exit 0) with one stderr warning per feature whose invalid values
+    exceed 5 % of its rows (`profile_io.invalid_warnings`).
+    """
     from monitor.reference import MIN_NUMERIC_VALUES, fit_profile, profile_to_json
     from monitor.tools.profile_io import (
         MAX_LINE_BYTES,
         ProfileInputError,
         ProfileOutputError,
+        invalid_warnings,
         output_target,
         read_columns,
         with_segments,
@@ -629,14 +711,16 @@ def _reference_fit(args: argparse.Namespace) -> int:
         max_bins = model.max_bins
         if segment_by is None and model.segment_by is not None:
             segment_by = segment_key(model.segment_by, settings.event.features_path)
-            max_segments = max_segments or model.max_segments
+            if max_segments is None:
+                max_segments = model.max_segments
     else:
         raise ConfigError("reference fit: give --features NAME:KIND,... or --config with --model")
     if not 2 <= max_bins <= 1024:
         raise ConfigError("--max-bins: must be between 2 and 1024")
     if not 1 <= args.top_k <= 1000:
         raise ConfigError("--top-k: must be between 1 and 1000")
-    max_segments = max_segments or DEFAULT_MAX_SEGMENTS
+    if max_segments is None:
+        max_segments = DEFAULT_MAX_SEGMENTS
     if not 1 <= max_segments <= MAX_SEGMENTS:
         raise ConfigError(f"--max-segments: must be between 1 and {MAX_SEGMENTS}")
     wanted = [s.name for s in specs if s.kind is FeatureKind.CATEGORICAL]
@@ -661,6 +745,14 @@ def _reference_fit(args: argparse.Namespace) -> int:
     except (ProfileInputError, OSError, ValueError) as exc:
         print(f"driftmon reference fit: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    if args.features == "auto":
+        specs = _leave_out_sparse(specs, numeric, MIN_NUMERIC_VALUES)
+        if not specs:
+            print(
+                f"driftmon reference fit: {args.data}: no discovered feature is left to fit",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     try:
         numeric = dict(numeric)
         joint = _fit_joint(model, numeric)
@@ -682,6 +774,8 @@ def _reference_fit(args: argparse.Namespace) -> int:
     except ReferenceDataError as exc:
         print(f"driftmon reference fit: {args.data}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for line in invalid_warnings(profile):
+        print(f"driftmon reference fit: {line}", file=sys.stderr)
     try:
         write_output(args.output, profile_to_json(profile))
     except ProfileOutputError as exc:

@@ -242,7 +242,8 @@ TopicList = Annotated[
     tuple[Topic, ...], NoDecode, BeforeValidator(_split_list), AfterValidator(_check_unique)
 ]
 ExistingFile = Annotated[Path | None, AfterValidator(_check_file)]
-_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+"""A model's name (a label value): also what `reference fit --model` accepts."""
 _FEATURE_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
 
 
@@ -703,7 +704,7 @@ class ModelSettings(_Section):
     only, and it needs a `warmup` or `rolling` reference.
     """
 
-    name: str = Field(pattern=_NAME_PATTERN)
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
     topics: TopicList | None = None
     reference: ReferenceSettings = ReferenceSettings()
     features: tuple[FeatureSettings, ...]

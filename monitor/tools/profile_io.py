@@ -8,8 +8,8 @@ suffix unless `fmt` is given: `.csv`, `.jsonl` / `.ndjson` / `.json-lines` (each
 
 Cell rules, per format:
 
-- CSV (UTF-8, header row required, blank lines skipped, short rows padded with empty cells,
-  at most `MAX_CSV_FIELDS` fields a row):
+- CSV (UTF-8, header row required, no (non-empty) name twice in it, blank lines skipped,
+  short rows padded with empty cells, at most `MAX_CSV_FIELDS` fields a row):
   numeric cells that are empty or one of `NULL_TOKENS` (case-insensitive, after stripping)
   are missing; cells Python's `float()` cannot parse are invalid, as are +-inf; "nan" is
   missing. Categorical cells are kept as text (a number stays its string form); only an
@@ -39,6 +39,8 @@ bounded whatever a (gzipped) file expands to: rows are parsed in chunks of at mo
 (`shorten`, `listing`).
 
 `write_output` writes the profile: see its docstring for how it treats links and devices.
+`finite_shortfalls` (numeric columns too sparse to fit) and `invalid_warnings` (features with
+more than 5 % invalid values) are the checks `reference fit` reports.
 
 With `progress`, a one-line progress bar (bytes read of the file size, or rows for Parquet;
 rate; ETA) is redrawn on the stream at most every 0.1 s, and finished with a newline.
@@ -70,11 +72,13 @@ import numpy.typing as npt
 
 from monitor.decode import EventFields, categorical_column, numeric_column
 from monitor.errors import MonitorError, ReferenceDataError
+from monitor.model import FeatureKind
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.segment_slices import fit_slices, top_segments
 
 __all__ = [
     "FORMATS",
+    "INVALID_WARNING_SHARE",
     "MAX_CSV_FIELDS",
     "MAX_LINE_BYTES",
     "NULL_TOKENS",
@@ -82,6 +86,8 @@ __all__ = [
     "ProfileOutputError",
     "ProgressBar",
     "detect_format",
+    "finite_shortfalls",
+    "invalid_warnings",
     "listing",
     "output_target",
     "read_columns",
@@ -352,7 +358,9 @@ def csv_chunks(
     """The stripped header and the non-blank rows after it, in chunks of at most `chunk_rows`
     rows or about `_CHUNK_CELLS` cells, to the end of the file (blank lines never end it).
     ProfileInputError naming the line for an empty file, malformed CSV, a line longer than
-    `max_line_bytes` characters or a row of more than `MAX_CSV_FIELDS` fields."""
+    `max_line_bytes` characters or a row of more than `MAX_CSV_FIELDS` fields; naming the
+    column for a (non-empty, stripped) header name that appears twice, since which of its
+    columns is meant cannot be told."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(_bounded_lines(path, text, max_line_bytes))
 
@@ -371,6 +379,15 @@ def csv_chunks(
     header = next(rows, None)
     if header is None:
         raise ProfileInputError(f"{path}: the file is empty")
+    names = [h.strip() for h in header]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ProfileInputError(
+                f"{path}: column {shorten(repr(name))} appears twice in the header"
+            )
+        if name:  # unnamed columns (trailing commas) can never be requested
+            seen.add(name)
 
     def chunks() -> Iterator[list[list[str]]]:
         chunk: list[list[str]] = []
@@ -385,7 +402,7 @@ def csv_chunks(
         if chunk:
             yield chunk
 
-    return [h.strip() for h in header], chunks()
+    return names, chunks()
 
 
 def _read_csv(
@@ -398,9 +415,7 @@ def _read_csv(
     max_line_bytes: int,
 ) -> Columns:
     header, chunks = csv_chunks(path, stream, chunk_rows, max_line_bytes)
-    index: dict[str, int] = {}
-    for i, name in enumerate(header):
-        index.setdefault(name, i)
+    index = {name: i for i, name in enumerate(header)}  # names are unique (`csv_chunks`)
     absent = [n for n in (*numeric, *categorical) if n not in index]
     if absent:
         raise _missing(path, absent, header)
@@ -764,6 +779,40 @@ def with_segments(
         segments=slices,
         joint=json.loads(profile.joint) if profile.joint else None,
     )
+
+
+# --- checks of the fitted data -----------------------------------------------------------------
+
+
+INVALID_WARNING_SHARE = 0.05
+"""`invalid_warnings` reports a feature when more than this share of its rows is invalid."""
+_INVALID_MEANING = {
+    FeatureKind.NUMERIC: "not numbers",
+    FeatureKind.CATEGORICAL: "not strings or booleans, or unusable strings",
+}
+
+
+def finite_shortfalls(numeric: Mapping[str, FloatArray], min_values: int) -> dict[str, int]:
+    """The numeric columns with fewer than `min_values` finite values, with that count (in
+    the order of `numeric`): features `fit_profile(min_values=...)` would refuse."""
+    counts = {name: int(np.isfinite(column).sum()) for name, column in numeric.items()}
+    return {name: n for name, n in counts.items() if n < min_values}
+
+
+def invalid_warnings(profile: ReferenceProfile, share: float = INVALID_WARNING_SHARE) -> list[str]:
+    """One line per feature of `profile` whose invalid values (the last slot of its counts)
+    are more than `share` of its rows (all its counts), in the profile's order: "feature 'x':
+    9,500 of 10,000 values (95 %) are invalid (not numbers)". The name is `shorten`ed."""
+    lines: list[str] = []
+    for feature in profile.features:
+        total = sum(feature.counts)
+        invalid = feature.counts[-1]
+        if total and invalid > share * total:
+            lines.append(
+                f"feature {shorten(repr(feature.name))}: {invalid:,} of {total:,} values "
+                f"({100 * invalid / total:.3g} %) are invalid ({_INVALID_MEANING[feature.kind]})"
+            )
+    return lines
 
 
 # --- output ------------------------------------------------------------------------------------

@@ -136,3 +136,68 @@ def test_the_cli_fits_a_profile_of_the_discovered_features(tmp_path: Path) -> No
         "mostly": "numeric",
         "country": "categorical",
     }
+
+
+def sparse_events(path: Path, *, with_dense: bool = True) -> None:
+    """2,000 JSON Lines rows: `coupon` in 2 % of them (40 values), plus amount and country."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(2000):
+        row: dict[str, object] = (
+            {"amount": float(rng.normal()), "country": "ABC"[i % 3]} if with_dense else {}
+        )
+        if i % 50 == 0:
+            row["coupon"] = float(rng.random())
+        lines.append(json.dumps(row) + "\n")
+    path.write_text("".join(lines))
+
+
+def fit_cli(data: Path, out: Path, features: str) -> tuple[int, str]:
+    """Exit code and stderr of `reference fit DATA --model m --features FEATURES -o OUT`."""
+    result = run_cli(
+        "reference", "fit", str(data), "--model", "m", "--features", features, "-o", str(out)
+    )
+    return result.returncode, result.stderr
+
+
+def test_auto_leaves_out_a_discovered_feature_too_sparse_to_fit(tmp_path: Path) -> None:
+    """With --features auto a feature of 40 finite values is left out with one line; exit 0."""
+    data, out = tmp_path / "sparse.jsonl", tmp_path / "ref.json"
+    sparse_events(data)
+    code, stderr = fit_cli(data, out, "auto")
+    assert (code, stderr) == (
+        0,
+        "driftmon reference fit: feature 'coupon' left out: 40 finite values, "
+        "at least 50 are needed\n",
+    )
+    profile = profile_from_json(out.read_text())
+    assert sorted(f.name for f in profile.features) == ["amount", "country"]
+
+
+def test_auto_with_every_feature_too_sparse_exits_2_and_explicit_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Nothing left after leaving out sparse features exits 2; an explicit sparse one exits 2."""
+    only, out = tmp_path / "only.jsonl", tmp_path / "ref.json"
+    sparse_events(only, with_dense=False)
+    code, stderr = fit_cli(only, out, "auto")
+    assert code == 2
+    assert stderr.splitlines() == [
+        "driftmon reference fit: feature 'coupon' left out: 40 finite values, "
+        "at least 50 are needed",
+        f"driftmon reference fit: {only}: no discovered feature is left to fit",
+    ]
+    both = tmp_path / "both.jsonl"
+    sparse_events(both)
+    code, stderr = fit_cli(both, out, "amount:numeric,coupon:numeric")
+    assert code == 2
+    assert "'coupon': only 40 finite values, at least 50 are needed" in stderr
+    assert not out.exists()
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """`a,b,a`: discovery refuses the file instead of taking the kind from the last `a`."""
+    path = tmp_path / "dup.csv"
+    path.write_text("a,b, a\n" + "".join(f"{i},x,y{i}\n" for i in range(100)))
+    with pytest.raises(ProfileInputError, match=r"column 'a' appears twice in the header$"):
+        kinds(path)

@@ -20,7 +20,7 @@ import pytest
 
 from monitor.decode import INVALID_CATEGORY
 from monitor.errors import ReferenceDataError
-from monitor.model import FeatureKind
+from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import fit_profile
 from monitor.tools import profile_io
 from monitor.tools.profile_discover import discover_features
@@ -29,6 +29,8 @@ from monitor.tools.profile_io import (
     ProfileOutputError,
     ProgressBar,
     detect_format,
+    finite_shortfalls,
+    invalid_warnings,
     listing,
     read_columns,
     shorten,
@@ -483,4 +485,45 @@ def test_write_output_refuses_non_regular_files_and_never_follows_a_planted_path
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [
         ".ref.json.tmp",
         "ref.json.tmp",
+    ]
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """`a,b,a` is an error naming `a`, not its first column used; blank names may repeat."""
+    path = tmp_path / "dup.csv"
+    path.write_text("a,b, a \n1,2,100\n")
+    with pytest.raises(
+        ProfileInputError, match=r"dup\.csv: column 'a' appears twice in the header$"
+    ):
+        read_columns(path, ["a"], [])
+    path.write_text("a,b,,\n1,x,,\n")
+    numeric, categorical, _ = read_columns(path, ["a"], ["b"])
+    assert_floats(numeric["a"], [1.0])
+    assert list(categorical["b"]) == ["x"]
+
+
+def test_finite_shortfalls_names_the_columns_too_sparse_to_fit() -> None:
+    """Columns with fewer than `min_values` finite values are returned with their count."""
+    sparse = np.array([1.0, NAN, INF, 2.0])
+    dense = np.arange(5, dtype=np.float64)
+    assert finite_shortfalls({"s": sparse, "d": dense}, 5) == {"s": 2}
+
+
+def test_invalid_warnings_report_features_over_5_percent_invalid() -> None:
+    """A feature with more than 5 % invalid values gets one line; 5 % exactly gets none."""
+    numeric = {
+        "x": np.array([*range(500), *[INF] * 9_500], dtype=np.float64),
+        "y": np.array([*range(95), *[INF] * 5], dtype=np.float64),
+    }
+    categorical = {"c": np.array(["a", INVALID_CATEGORY, None, "b"], dtype=object)}
+    specs = [
+        FeatureSpec("x", FeatureKind.NUMERIC),
+        FeatureSpec("y", FeatureKind.NUMERIC),
+        FeatureSpec("c", FeatureKind.CATEGORICAL),
+    ]
+    profile = fit_profile("m", specs, numeric, categorical)
+    assert invalid_warnings(profile) == [
+        "feature 'x': 9,500 of 10,000 values (95 %) are invalid (not numbers)",
+        "feature 'c': 1 of 4 values (25 %) are invalid "
+        "(not strings or booleans, or unusable strings)",
     ]

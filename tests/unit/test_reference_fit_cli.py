@@ -72,3 +72,75 @@ def test_errors_are_one_bounded_line(tmp_path: Path, data: Path) -> None:
     code, stderr = fit(data, str(tmp_path / "x.json"), "f" * 100_000 + ":numeric")
     assert code == 1
     assert len(stderr) < 400 and "(100002 characters)" in stderr
+
+
+def fit_args(data: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
+    """Exit code and stderr of `reference fit DATA -o TMP/x.json EXTRA...`."""
+    result = run_cli("reference", "fit", str(data), "-o", str(tmp_path / "x.json"), *extra)
+    return result.returncode, result.stderr
+
+
+def test_max_segments_below_one_is_a_usage_error(tmp_path: Path) -> None:
+    """`--max-segments 0` exits 2 with a usage error instead of silently meaning 10."""
+    data = tmp_path / "seg.csv"
+    data.write_text("a,s\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(200)))
+    code, stderr = fit_args(
+        data, tmp_path, "--model", "m", "--features", "a:numeric", "--segment-by", "s",
+        "--max-segments", "0",
+    )  # fmt: skip
+    assert code == 2
+    assert "argument --max-segments: must be between 1 and 100, not 0" in stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--model", "a\nb", "argument --model: 'a\\nb' is not a model name"),
+        ("--model", "m" * 65, "is not a model name"),
+        ("--model", "m" * 100_000, "(100002 characters) is not a model name"),
+        ("--model-version", "v" * 129, "argument --model-version: longer than 128 characters"),
+    ],
+    ids=["newline", "65-chars", "100k-chars", "long-version"],
+)
+def test_model_name_and_version_are_bounded(
+    tmp_path: Path, data: Path, flag: str, value: str, message: str
+) -> None:
+    """A --model a config could not name, or a --model-version over 128 characters, exits 2."""
+    flags = {"--model": "m", "--model-version": "v1", flag: value}
+    code, stderr = fit_args(
+        data, tmp_path, "--features", "amount:numeric", *(x for kv in flags.items() for x in kv)
+    )
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.splitlines()[-1]) < 300
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_csv_header_naming_a_column_twice_exits_1(tmp_path: Path) -> None:
+    """`a,b,a` is refused with exit 1 and one line naming the column."""
+    data = tmp_path / "dup.csv"
+    data.write_text("a,b,a\n" + "".join(f"{i},x,{i + 100}\n" for i in range(200)))
+    code, stderr = fit_args(data, tmp_path, "--model", "m", "--features", "a:numeric")
+    assert (code, stderr) == (
+        1,
+        f"driftmon reference fit: {data}: column 'a' appears twice in the header\n",
+    )
+
+
+def test_mostly_invalid_values_are_written_with_one_warning_per_feature(tmp_path: Path) -> None:
+    """95 % unparseable text in a numeric column: exit 0, the profile, one warning line."""
+    data = tmp_path / "garbage.csv"
+    data.write_text(
+        "amount,country\n"
+        + "".join(f"{i if i % 20 == 0 else 'garbage'},{'AB'[i % 2]}\n" for i in range(2000))
+    )
+    code, stderr = fit_args(
+        data, tmp_path, "--model", "m", "--features", "amount:numeric,country:categorical"
+    )
+    assert (code, stderr) == (
+        0,
+        "driftmon reference fit: feature 'amount': 1,900 of 2,000 values (95 %) are invalid "
+        "(not numbers)\n",
+    )
+    assert (tmp_path / "x.json").read_text().startswith("{")
