@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,7 @@ from tests.integration.test_fleet_references_kafka import (
     _write,
 )
 from tests.support.broker import TansuBroker
-from tests.support.daemon_harness import DaemonProcess
-from tests.support.fleet import send_to, split_leader, wait_shared
+from tests.support.fleet import replica_set, send_to, split_leader, stop_all, wait_shared
 from tests.support.waiting import wait_until
 
 
@@ -87,11 +87,8 @@ def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactl
     fleet = _Following(broker, tmp_path)
     topic, registry, config, v1, v2 = fleet.topic, fleet.registry, fleet.config, fleet.v1, fleet.v2
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     first = _of_version(_events(600, 1, time.time()), "v1")
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         wait_shared(replicas, PARTITIONS)
         _wait_reference(replicas, v1.reference_id)
         producer.send(first)
@@ -126,12 +123,7 @@ def test_a_fleet_follows_model_versions_through_the_registry_together_and_exactl
         causes = [a.cause for a in _activation_records(broker.bootstrap, registry)]
         assert causes == ["operator", "model_version", "model_version"]
         _identical(replicas)
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)
 
 
 def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
@@ -144,12 +136,9 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
     fleet = _Following(broker, tmp_path)
     topic, registry, config, v1 = fleet.topic, fleet.registry, fleet.config, fleet.v1
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     first = _of_version(_events(600, 1, time.time()), "v1")
     second = _of_version(_events(1_500, 2, time.time()), "v2")
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         wait_shared(replicas, PARTITIONS)
         _wait_reference(replicas, v1.reference_id)
         _, others = split_leader(replicas, topic, PARTITIONS)
@@ -160,9 +149,4 @@ def test_a_version_leading_on_one_replica_s_partitions_only_switches_no_replica(
         _wait_exact(replicas, _digest(v1, first + second))
         assert [a.cause for a in _activation_records(broker.bootstrap, registry)] == ["operator"]
         _identical(replicas)
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from monitor.state_log import StateLog
 from tests.support.apache_kafka import USERS, ApacheKafka
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
-from tests.support.fleet import partitions_owned, wait_shared
+from tests.support.fleet import partitions_owned, replica_set, stop_all, wait_shared
 from tests.support.waiting import wait_until
 
 MODEL = "fleet"
@@ -229,12 +230,9 @@ def test_replicas_are_exact_refuse_bad_state_input_and_cold_start(
     config, producer, tmp_path = _tansu_setup(broker, tmp_path)
     events = _events(3_000, 1, time.time())
     digest, total = _digest(tmp_path / "reference.json", events)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     late = DaemonProcess(config, tmp_path / "late")
     state = StateLog({"bootstrap_servers": broker.bootstrap}, _state_topic(config))
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(state), closing(producer), late, replica_set(config, tmp_path) as replicas:
         producer.send(events[:1_500])
         state.publish(_bad_state_records())
         producer.send(events[1_500:])
@@ -261,14 +259,8 @@ def test_replicas_are_exact_refuse_bad_state_input_and_cold_start(
         assert cold is not None and _statistics(cold) == _statistics(models[0])
         folded = [line for line in late.log_lines() if line.get("event") == "state topic folded"]
         assert folded and folded[0]["from_snapshot"] is True, "the cold start used a snapshot"
-        for replica in (*replicas, late):
-            assert replica.stop() == 0
+        stop_all([*replicas, late])
         assert not (tmp_path / "no-state").exists(), "the kafka backend keeps no state on disk"
-    finally:
-        for replica in (*replicas, late):
-            replica.close()
-        producer.close()
-        state.close()
     assert total == 2 * len(events)
 
 
@@ -279,10 +271,7 @@ def test_a_replica_without_partitions_is_ready_and_exact(
     config, producer, tmp_path = _apache_setup(apache_kafka, tmp_path, partitions=1)
     events = _events(1_000, 4, time.time())
     digest, _ = _digest(tmp_path / "reference.json", events)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         for event in events:
             producer.producer.send(producer.topic, msgspec.json.encode(event))
         producer.producer.flush(timeout=60)
@@ -295,10 +284,6 @@ def test_a_replica_without_partitions_is_ready_and_exact(
         wait_until(one_owner, 30.0, interval=0.5, message="one owner, one idle replica")
         for replica in replicas:
             replica.wait_ready(30)
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
 
 
 def _hoarding_config(config: Path, path: Path) -> Path:
@@ -327,7 +312,7 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
     b_config = _hoarding_config(config, tmp_path / "driftmon-b.yaml")
     a, c, d = (DaemonProcess(config, tmp_path / name) for name in "acd")
     b = DaemonProcess(b_config, tmp_path / "b")
-    try:
+    with closing(producer), a, b, c, d:
         for replica in (a, b, c):
             replica.start()
         eighth = len(events) // 8
@@ -390,10 +375,6 @@ def test_exactness_oracle_under_kills_pauses_joins_and_leaves(
         assert all(m is not None for m in models)
         first = _statistics(models[0])  # type: ignore[arg-type]
         assert all(_statistics(m) == first for m in models[1:])  # type: ignore[arg-type]
-    finally:
-        for replica in (a, b, c, d):
-            replica.close()
-        producer.close()
 
 
 def test_broker_outage_mid_stream_recovers_without_restart_and_stays_exact(
@@ -406,10 +387,7 @@ def test_broker_outage_mid_stream_recovers_without_restart_and_stays_exact(
     half = len(events) // 2
     first, _ = _digest(tmp_path / "reference.json", events[:half])
     digest, _ = _digest(tmp_path / "reference.json", events)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         producer.send(events[:half])
         _wait_exact(replicas, first)
         for replica in replicas:
@@ -432,7 +410,3 @@ def test_broker_outage_mid_stream_recovers_without_restart_and_stays_exact(
         assert models[0] is not None and models[1] is not None
         assert _statistics(models[0]) == _statistics(models[1])
         assert [r.runs for r in replicas] == [1, 1], "recovered without a restart"
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from tests.integration.test_fleet_kafka import (
 from tests.support.apache_kafka import ApacheKafka
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess
-from tests.support.fleet import partitions_owned
+from tests.support.fleet import partitions_owned, replica_set, stop_all
 from tests.support.waiting import wait_until
 
 
@@ -118,11 +119,8 @@ def test_group_offsets_follow_the_chain_heads_forward_only(
     settings = yaml.safe_load(config.read_text(encoding="utf-8"))
     topic, group = settings["kafka"]["topics"][0], settings["kafka"]["group_id"]
     events = _events(3_000, 3, time.time())
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     watcher = _Watcher({"bootstrap_servers": broker.bootstrap}, group, topic, producer)
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(watcher), closing(producer), replica_set(config, tmp_path) as replicas:
         thread = producer.trickle(events[:2_000], 4.0)
         while thread.is_alive():
             watcher.committed()
@@ -149,11 +147,6 @@ def test_group_offsets_follow_the_chain_heads_forward_only(
         assert replicas[0].stop() == 0
         assert watcher.caught_up(), "the last commits at shutdown moved nothing backwards"
         watcher.check_history()
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
-        watcher.close()
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +167,7 @@ def test_a_zombie_never_moves_the_group_offsets_backwards(
     events = _events(6_000, 4, time.time())
     a, b = (DaemonProcess(config, tmp_path / name) for name in "ab")
     watcher = _Watcher(apache_kafka.client_kwargs("admin"), group, topic, producer)
-    try:
+    with closing(producer), closing(watcher), a, b:
         a.start()
         b.start()
         watcher.watch()
@@ -211,16 +204,10 @@ def test_a_zombie_never_moves_the_group_offsets_backwards(
             interval=0.3,
             message="group offsets at the end after the zombie resumed",
         )
-        for replica in (b, a):
-            assert replica.stop() == 0
+        stop_all((b, a))
         assert watcher.committed() == _ends(watcher, apache_kafka, topic)
         watcher.check_history(_ends(watcher, apache_kafka, topic))
         assert len(watcher.readings) > 50, "the offsets were watched throughout"
-    finally:
-        for replica in (a, b):
-            replica.close()
-        watcher.close()
-        producer.close()
 
 
 def _ends(watcher: _Watcher, kafka: ApacheKafka, topic: str) -> dict[int, int]:

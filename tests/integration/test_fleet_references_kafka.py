@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,14 @@ from tests.support.daemon_harness import (
     run_cli,
     write_config,
 )
-from tests.support.fleet import owned_partitions, send_to, split_leader, wait_shared
+from tests.support.fleet import (
+    owned_partitions,
+    replica_set,
+    send_to,
+    split_leader,
+    stop_all,
+    wait_shared,
+)
 from tests.support.waiting import wait_until
 
 
@@ -150,12 +158,9 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
     assert old.reference_id != new.reference_id
     _cli(config, "push", str(_write(tmp_path, "old", old)), "--activate")
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
     late = DaemonProcess(config, tmp_path / "late")
     phases = [_events(600, seed, time.time()) for seed in range(1, 5)]
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), late, replica_set(config, tmp_path) as replicas:
         _wait_reference(replicas, old.reference_id)
         producer.send(phases[0])
         _wait_exact(replicas, _digest(old, phases[0]))
@@ -207,12 +212,7 @@ def test_registry_activation_and_rollback_change_the_reference_on_every_replica_
         producer.send(after)
         _wait_exact(replicas, _digest(third, after))
         _identical(replicas)
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in {*replicas, late}:
-            replica.close()
-        producer.close()
+        stop_all(replicas)
 
 
 def _current(model: dict[str, Any] | None, feature: str) -> int | None:
@@ -272,11 +272,7 @@ def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
         tmp_path, broker.bootstrap, topic, registry, {"mode": "warmup", "warmup_events": 300}
     )
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
-
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         wait_shared(replicas, PARTITIONS)
         # the warm-up: an hour old, so none of it is left in the window after the next phase
         producer.send(_events(2_400, 1, time.time() - 3_600))
@@ -305,12 +301,7 @@ def test_a_fleet_warm_up_is_published_once_and_every_replica_adopts_it(
         _wait_exact(replicas, _digest(profile, after))
         _identical(replicas)
         assert not (tmp_path / "no-state").exists(), "the warm-up profile stays off the disk"
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)
 
 
 def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the_fleet_s(
@@ -328,10 +319,7 @@ def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the
         tmp_path, broker.bootstrap, topic, registry, {"mode": "warmup", "warmup_events": 300}
     )
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         wait_shared(replicas, PARTITIONS)
         leading, others = split_leader(replicas, topic, PARTITIONS)
         other = next(r for r in replicas if 0 not in owned_partitions(r, topic))
@@ -370,9 +358,4 @@ def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the
         )
         _wait_exact(replicas, _digest(profile, leader_events[300:] + other_events))
         _identical(replicas)
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)

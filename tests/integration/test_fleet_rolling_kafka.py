@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from tests.integration.test_fleet_kafka import PARTITIONS, _events, _model, _Pro
 from tests.integration.test_fleet_references_kafka import _config, one_reference
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, write_config
-from tests.support.fleet import wait_shared
+from tests.support.fleet import replica_set, stop_all, wait_shared
 from tests.support.waiting import wait_until
 
 HOUR = 3600.0
@@ -60,11 +61,7 @@ def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
     data["window"]["allowed_lateness"] = "2h"
     config = write_config(config, data)
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
-    replicas = [DaemonProcess(config, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
-
+    with closing(producer), replica_set(config, tmp_path) as replicas:
         wait_shared(replicas, PARTITIONS)
         now = time.time()
         producer.send(_events(2_400, 1, now - 3.5 * HOUR))  # the warm-up, 3.5 h old
@@ -101,12 +98,7 @@ def test_two_rolling_replicas_hold_the_same_lagged_reference_of_the_lagged_hour(
             message="identical statistics on both replicas",
             on_timeout=lambda: str([_model(r) for r in replicas])[:3000],
         )
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)
 
 
 def test_a_rolling_model_keeps_its_lagged_reference_across_an_added_feature(
@@ -129,10 +121,8 @@ def test_a_rolling_model_keeps_its_lagged_reference_across_an_added_feature(
     data["kafka"]["group_id"] = f"{data['kafka']['group_id']}-after"
     added = write_config(tmp_path / "after.yaml", data)
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
-    replicas = [DaemonProcess(before, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), ExitStack() as stack:
+        replicas = stack.enter_context(replica_set(before, tmp_path))
         wait_shared(replicas, PARTITIONS)
         now = time.time()
         producer.send(_events(2_400, 1, now - 3.5 * HOUR))
@@ -163,13 +153,9 @@ def test_a_rolling_model_keeps_its_lagged_reference_across_an_added_feature(
             message=f"{expected} values in the lagged hour",
             on_timeout=diagnose,
         )
-        for replica in replicas:
-            assert replica.stop() == 0
-            replica.close()
+        stop_all(replicas)
 
-        replicas = [DaemonProcess(added, tmp_path / f"s{i}") for i in range(2)]
-        for replica in replicas:
-            replica.start()
+        replicas = stack.enter_context(replica_set(added, tmp_path, prefix="s"))
         wait_shared(replicas, PARTITIONS)
         # y's warm-up, at the last event's time: the lagged hour stays where it was
         more = _events(1_200, 3, now)
@@ -200,9 +186,4 @@ def test_a_rolling_model_keeps_its_lagged_reference_across_an_added_feature(
             message="identical statistics on both replicas",
             on_timeout=diagnose,
         )
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)

@@ -164,7 +164,7 @@ def test_a_fleet_model_keeps_its_unchanged_features_when_features_are_added_and_
     )
     changed = _config(tmp_path, broker.bootstrap, topic, state, AFTER)
     after, cold = DaemonProcess(changed, tmp_path / "r2"), DaemonProcess(changed, tmp_path / "r3")
-    try:
+    with before, after, cold:
         before.start()
         _send(broker.bootstrap, topic, first)
         _wait_digests(
@@ -204,9 +204,6 @@ def test_a_fleet_model_keeps_its_unchanged_features_when_features_are_added_and_
         cold.start()
         _wait_digests(cold, want)
         assert after.stop() == 0 and cold.stop() == 0
-    finally:
-        for replica in (before, after, cold):
-            replica.close()
 
 
 def _features(replica: DaemonProcess) -> dict[str, dict[str, Any]]:
@@ -234,7 +231,7 @@ def test_replicas_on_the_old_and_the_new_feature_list_export_the_same_unchanged_
     old = DaemonProcess(_config(tmp_path, broker.bootstrap, topic, state, BEFORE), tmp_path / "old")
     new = DaemonProcess(_config(tmp_path, broker.bootstrap, topic, state, AFTER), tmp_path / "new")
     events = _events(500, 3)
-    try:
+    with old, new:
         old.start()
         new.start()
         wait_shared([old, new], 2)
@@ -260,9 +257,6 @@ def test_replicas_on_the_old_and_the_new_feature_list_export_the_same_unchanged_
         for replica in (old, new):
             assert replica.metrics().total("driftmon_state_records_rejected_total") == 0
             assert replica.stop() == 0
-    finally:
-        old.close()
-        new.close()
 
 
 def test_sighup_changes_a_fleet_replica_s_features_and_refuses_an_invalid_file(
@@ -276,8 +270,7 @@ def test_sighup_changes_a_fleet_replica_s_features_and_refuses_an_invalid_file(
     _profiles(tmp_path)
     first, later = _events(400, 4), _events(300, 5)
     config = _config(tmp_path, broker.bootstrap, topic, state, BEFORE)
-    replica = DaemonProcess(config, tmp_path / "r1")
-    try:
+    with DaemonProcess(config, tmp_path / "r1") as replica:
         replica.start()
         _send(broker.bootstrap, topic, first)
         counted = {
@@ -308,5 +301,3 @@ def test_sighup_changes_a_fleet_replica_s_features_and_refuses_an_invalid_file(
         )
         assert replica.metrics().total("driftmon_state_records_rejected_total") == 0
         assert replica.stop() == 0
-    finally:
-        replica.close()

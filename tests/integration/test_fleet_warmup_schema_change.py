@@ -13,6 +13,7 @@ import json
 import signal
 import time
 import uuid
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.integration.test_fleet_kafka import MODEL, PARTITIONS, _model, _Produ
 from tests.integration.test_fleet_references_kafka import registry_table
 from tests.support.broker import TansuBroker
 from tests.support.daemon_harness import DaemonProcess, daemon_config, model_entry, write_config
-from tests.support.fleet import wait_shared
+from tests.support.fleet import replica_set, stop_all, wait_shared
 from tests.support.waiting import wait_until
 
 
@@ -125,10 +126,8 @@ def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_th
     before = _config(tmp_path, broker.bootstrap, topic, registry, state, with_y=False)
     after = _config(tmp_path, broker.bootstrap, topic, registry, state, with_y=True)
     producer = _Producer({"bootstrap_servers": broker.bootstrap}, topic)
-    replicas = [DaemonProcess(before, tmp_path / f"r{i}") for i in range(2)]
-    try:
-        for replica in replicas:
-            replica.start()
+    with closing(producer), ExitStack() as stack:
+        replicas = stack.enter_context(replica_set(before, tmp_path))
         wait_shared(replicas, PARTITIONS)
         producer.send(_events(2_400, 1, time.time() - 3_600))  # the warm-up, out of the window
         first = wait_until(
@@ -148,12 +147,8 @@ def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_th
             for replica in replicas:
                 replica.wait_metric("driftmon_config_reloads_total", 1.0, result="success")
         else:
-            for replica in replicas:
-                assert replica.stop() == 0
-                replica.close()
-            replicas = [DaemonProcess(after, tmp_path / f"s{i}") for i in range(2)]
-            for replica in replicas:
-                replica.start()
+            stop_all(replicas)
+            replicas = stack.enter_context(replica_set(after, tmp_path, prefix="s"))
             wait_shared(replicas, PARTITIONS)
         producer.send(_events(1_200, 3, time.time()))  # y's warm-up on the leader's partitions
         _on_every_replica(
@@ -192,9 +187,4 @@ def test_a_feature_added_to_a_fleet_warm_up_model_is_warmed_up_once_and_keeps_th
             message="one window on every replica",
         )
         assert len(table.profiles) == 2, "one warm-up and one extension"
-        for replica in replicas:
-            assert replica.stop() == 0
-    finally:
-        for replica in replicas:
-            replica.close()
-        producer.close()
+        stop_all(replicas)

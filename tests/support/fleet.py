@@ -17,6 +17,9 @@ config is used as it is. What a test does to the fleet:
 
 Leaving the `with` block resumes and kills every replica still running (nothing outlives a
 test). `produce_round_robin` sends events evenly over the partitions with kafka-python.
+
+For tests that drive bare `DaemonProcess` replicas: `replica_set` (a context manager: `n`
+replicas of one config, started in order, every one closed on exit) and `stop_all`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from __future__ import annotations
 import copy
 import os
 import signal
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -266,6 +270,27 @@ def produce_round_robin(
     finally:
         producer.close()
     return len(futures)
+
+
+@contextmanager
+def replica_set(
+    config: Path, workdir: Path, n: int = 2, *, prefix: str = "r"
+) -> Iterator[list[DaemonProcess]]:
+    """`n` replicas of `config` in `workdir/<prefix>i`, started in order; all closed on exit."""
+    with ExitStack() as stack:
+        processes = [
+            stack.enter_context(DaemonProcess(config, workdir / f"{prefix}{i}")) for i in range(n)
+        ]
+        for process in processes:
+            process.start()
+        yield processes
+
+
+def stop_all(replicas: Iterable[DaemonProcess]) -> None:
+    """SIGTERM each replica in turn and assert that it exits with code 0."""
+    for replica in replicas:
+        code = replica.stop()
+        assert code == 0, f"{replica.workdir.name} exited with {code}:\n{replica.tail()}"
 
 
 OWNED = "driftmon_partitions_owned"
