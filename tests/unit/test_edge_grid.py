@@ -58,6 +58,26 @@ def test_quantile_edges_of_many_shapes_count_exactly() -> None:
     assert grid.grid_rows.size >= 5
 
 
+def test_a_block_binned_in_tiles_equals_one_pass_and_the_oracle() -> None:
+    """A block of several tiles (linear and rooted rows, a last partial tile) counts exactly
+    as one pass over it and as searchsorted."""
+    rng = np.random.default_rng(5)
+    samples = [rng.normal(size=4000), rng.standard_cauchy(size=4000), rng.lognormal(size=4000)]
+    edges = [learn_edges(s) for s in samples]
+    block = np.stack(
+        [
+            np.concatenate([_near_edges(rng, e, 700), s[:301]])
+            for e, s in zip(edges, samples, strict=True)
+        ]
+    )
+    grid = EdgeGrid(edges)
+    tiled, whole = (np.empty(block.shape, dtype=np.intp) for _ in range(2))
+    grid.count_below(block, tiled, tile_values=3 * 64)  # 64 columns a tile: 16 tiles
+    grid.count_below(block, whole, tile_values=block.size)
+    np.testing.assert_array_equal(tiled, whole)
+    np.testing.assert_array_equal(tiled, _oracle(edges, block))
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
