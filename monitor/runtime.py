@@ -44,7 +44,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -97,6 +97,13 @@ from monitor.window import (
 )
 
 ROLLING_BUCKET_SECONDS = 3600.0
+_DROP_WHY: Final = {
+    RejectReason.TOO_LATE: "event time older than the window's allowed lateness",
+    RejectReason.TOO_EARLY: "event time beyond window.max_future ahead of the clock",
+    RejectReason.OUTSIDE_WINDOW: "within the allowed lateness, older than the current window",
+    RejectReason.NO_REFERENCE: "the model has no reference yet",
+}
+"""The detail of a window drop's log sample (no value from the event)."""
 MIN_BATCH_VALUES = 1 << 20
 """Deferred ingest (`ingest(..., defer=True)`) counts a model's admitted events once they hold
 this many values (events x features; 8 MiB of float64): about 480 events at 2,200 features."""
@@ -812,7 +819,8 @@ class ModelRuntime:
         select: slice | npt.NDArray[np.bool_],
         reason: RejectReason,
     ) -> None:
-        """Count the selected events as rejected for `reason`, per message."""
+        """Count the selected events as rejected for `reason`, per message; the first such
+        message is offered as a log sample (its position and count, never its event time)."""
         if not messages:
             account.reject("", reason, int(columns.times[select].size))
             return
@@ -824,6 +832,9 @@ class ModelRuntime:
             message = messages[index]
             account.reject(message.topic, reason, count)
             account.dead_letter(message, reason)
+        events = int(counts[0])
+        detail = f"{events} event{'s' if events > 1 else ''} of model {columns.model}: "
+        account.sample(messages[int(distinct[0])], reason, detail + _DROP_WHY.get(reason, ""))
 
     def _count_accepted(
         self,

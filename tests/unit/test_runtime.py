@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from monitor.account import BatchAccount
 from monitor.config import Settings, load_settings
 from monitor.decode import ModelColumns
+from monitor.errors import RejectReason
+from monitor.model import RawMessage
 from monitor.runtime import ROLLING_BUCKET_SECONDS, ModelRuntime, model_runtimes
 
 START = 1_800_000_000.0  # an hour boundary (divisible by 3600)
@@ -119,3 +122,30 @@ def test_warmup_freezes_edges_from_exactly_the_first_events(tmp_path: Path, mode
     assert int(runtime.window.current()[0, :-2].sum()) == len(stream) - 200
     persisted = settings.state.dir / "references" / "m.json"
     assert persisted.is_file()
+
+
+def test_a_window_drop_is_offered_as_one_log_sample_without_the_event_time(
+    tmp_path: Path,
+) -> None:
+    """Late events of two messages: both dead-lettered, one `too_late` sample naming the
+    first message's position and count, no event time (window drops were never sampled)."""
+    rng = np.random.default_rng(4)
+    runtime = _runtime(_settings(tmp_path, "warmup"), START + 7200)
+    runtime.ingest(
+        _columns(START + 3600 + np.arange(200.0), rng.normal(size=200), np.full(200, "a"))
+    )
+    assert runtime.ready
+    runtime.ingest(_columns(START + 3900 + np.arange(10.0), rng.normal(size=10), np.full(10, "a")))
+    late = dataclasses.replace(
+        _columns(np.full(3, START + 17.25), rng.normal(size=3), np.full(3, "a")),
+        messages=np.asarray([0, 0, 1], dtype=np.int32),
+    )
+    messages = [RawMessage("t", 0, offset, None, b"{}") for offset in (41, 42)]
+    account = BatchAccount()
+    runtime.ingest(late, account, messages)
+    assert account.rejected == {("t", RejectReason.TOO_LATE): 3}
+    assert len(account.dead_letters) == 2
+    [sample] = account.samples
+    assert (sample.offset, sample.reason) == (41, RejectReason.TOO_LATE)
+    assert sample.detail.startswith("2 events of model m: event time older than")
+    assert "17.25" not in sample.detail
