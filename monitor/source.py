@@ -4,7 +4,9 @@
 daemon loop uses. Contract:
 
 - Records come out as `RawMessage` (raw value bytes, no Kafka types), grouped by
-  (topic, partition) in sorted order, offsets ascending inside a partition.
+  (topic, partition) in sorted order, offsets ascending inside a partition. Where it applies
+  (`monitor.kafka_records.install`), kafka-python's fetcher reads them from the record
+  batches as `RawMessage`s directly, without its per-record objects.
 - A broker outage never raises out of `poll()`: it returns `[]`, `is_connected()` turns
   False, and the source reconnects on later polls (kafka-python reconnects an existing
   consumer by itself; a consumer that could not be built is rebuilt with exponential
@@ -33,6 +35,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConfigurationError, KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from monitor import kafka_records
 from monitor.errors import ConfigError, SourceError
 from monitor.group_join import guard_group_join
 from monitor.model import RawMessage
@@ -105,6 +108,15 @@ def _check_crc32c() -> None:
             "the crc32c package is not installed: kafka-python falls back to a pure-Python "
             "CRC and consumes about 10x slower (pip install crc32c)"
         )
+
+
+def raw_message(record: Any) -> RawMessage:
+    """A kafka-python `ConsumerRecord` as a `RawMessage` (a negative timestamp is None)."""
+    ts = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
+    headers = tuple(record.headers) if record.headers else ()
+    return RawMessage(
+        record.topic, record.partition, record.offset, ts, record.value, record.key, headers
+    )
 
 
 def _check_keys(kwargs: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
@@ -212,6 +224,7 @@ class KafkaSource:
         self._backoff_s = backoff_initial_s
         self._next_attempt = 0.0
         self._consumer: Any = None
+        self._lean_records = False
         self._connected = False
         self._poll_failures = 0
         self._callback_error: BaseException | None = None
@@ -238,6 +251,7 @@ class KafkaSource:
             raise SourceError(f"cannot reach Kafka at {self._bootstrap()}: {reason}") from exc
         self._consumer = consumer
         guard_group_join(consumer)
+        self._lean_records = kafka_records.install(consumer)
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
         except BaseException:
@@ -247,6 +261,11 @@ class KafkaSource:
         self._poll_failures = 0
         self._backoff_s = self._backoff_initial_s
         log.info("kafka consumer connected to %s, topics %s", self._bootstrap(), self._topics)
+
+    @property
+    def lean_records(self) -> bool:
+        """Whether the consumer's records are unpacked by `monitor.kafka_records`."""
+        return self._lean_records
 
     def _bootstrap(self) -> str:
         return str(self._kwargs.get("bootstrap_servers", "localhost:9092"))
@@ -335,12 +354,11 @@ class KafkaSource:
         self._connected = _cluster_connected(self._consumer)
         out: list[RawMessage] = []
         for tp in sorted(batches):
-            for r in batches[tp]:
-                ts = r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None
-                headers = tuple(r.headers) if r.headers else ()
-                out.append(
-                    RawMessage(tp.topic, tp.partition, r.offset, ts, r.value, r.key, headers)
-                )
+            records = batches[tp]
+            if self._lean_records:  # already RawMessage (monitor.kafka_records)
+                out.extend(records)
+                continue
+            out.extend(raw_message(record) for record in records)
         return out
 
     def commit(self, offsets: Mapping[TP, int]) -> None:

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
+from monitor import kafka_records
 from monitor.errors import ConfigError, SourceError
 from monitor.model import RawMessage
 from monitor.source import TP, KafkaSink, KafkaSource, crc32c_available, producer_kwargs
@@ -316,3 +318,34 @@ def test_sink_fails_fast_while_backing_off_from_a_dead_broker() -> None:
         assert time.monotonic() - started < 0.1
     finally:
         sink.close()
+
+
+def test_lean_record_unpacking_gives_kafka_pythons_records(
+    broker: TansuBroker,
+    topic: str,
+    open_source: Callable[..., tuple[KafkaSource, Recorder]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys, headers, tombstones and gzip batches come out of the lean path as kafka-python's."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type="gzip")
+    try:
+        for i in range(40):
+            key = f"k{i}".encode() if i % 3 == 0 or i % 7 == 6 else None
+            value = None if i % 7 == 6 else b'{"x": %d}' % i * (1 + i % 5)
+            headers = [("trace", b"t%d" % i), ("empty", b"")] if i % 4 == 0 else []
+            producer.send(topic, key=key, value=value, headers=headers, partition=0)
+            if i % 10 == 9:
+                producer.flush()  # several batches
+    finally:
+        producer.close()
+    lean, _ = open_source(consumer_kwargs(broker.bootstrap), [topic])
+    lean_records = poll_until(lean, 40, max_records=9)
+    assert lean.lean_records
+    monkeypatch.setattr(kafka_records, "install", lambda consumer: False)
+    stock, _ = open_source(consumer_kwargs(broker.bootstrap), [topic])
+    stock_records = poll_until(stock, 40, max_records=9)
+    assert not stock.lean_records
+    assert lean_records == stock_records
+    assert [m.offset for m in lean_records] == list(range(40))
+    assert lean_records[0].key == b"k0" and lean_records[6].value is None
+    assert lean_records[4].headers == (("trace", b"t4"), ("empty", b""))

@@ -1,0 +1,283 @@
+"""monitor.kafka_records against kafka-python's own PartitionRecords, record by record."""
+
+from __future__ import annotations
+
+import random
+import re
+import struct
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import kafka
+import pytest
+from kafka import KafkaConsumer
+from kafka.consumer.fetcher import Fetcher
+from kafka.errors import CorruptRecordError
+from kafka.protocol.consumer import IsolationLevel
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from kafka.record.legacy_records import LegacyRecordBatchBuilder
+from kafka.record.memory_records import MemoryRecords
+from kafka.record.util import calc_crc32c
+from kafka.serializer import Deserializer
+from kafka.structs import TopicPartition
+
+from monitor import kafka_records
+from monitor.kafka_records import LeanPartitionRecords
+from monitor.source import raw_message
+
+TP = TopicPartition("events", 3)
+GZIP = DefaultRecordBatch.CODEC_GZIP
+Record = tuple[int, int | None, bytes | None, bytes | None, list[tuple[str, bytes | None]]]
+
+
+def v2_batch(
+    base_offset: int,
+    records: Sequence[Record],
+    *,
+    compression: int = 0,
+    transactional: bool = False,
+    producer_id: int = -1,
+) -> bytearray:
+    """A v2 record batch of (offset delta, timestamp, key, value, headers) records."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=compression,
+        is_transactional=int(transactional),
+        producer_id=producer_id,
+        producer_epoch=0 if producer_id >= 0 else -1,
+        base_sequence=0 if producer_id >= 0 else -1,
+        batch_size=1 << 30,
+    )
+    for delta, timestamp, key, value, headers in records:
+        builder.append(delta, timestamp=timestamp, key=key, value=value, headers=headers)
+    batch = bytearray(builder.build())
+    batch[0:8] = struct.pack(">q", base_offset)
+    return batch
+
+
+def rewrite(batch: bytearray, **fields: int) -> bytearray:
+    """`batch` with some header fields changed (attributes, last_offset_delta, ...), CRC fixed."""
+    names = [
+        *("base_offset", "length", "leader_epoch", "magic", "crc", "attributes"),
+        *("last_offset_delta", "first_timestamp", "max_timestamp", "producer_id"),
+        *("producer_epoch", "base_sequence", "records_count"),
+    ]
+    header = dict(zip(names, DefaultRecordBatch.HEADER_STRUCT.unpack_from(batch), strict=True))
+    header.update(fields)
+    out = bytearray(batch)
+    DefaultRecordBatch.HEADER_STRUCT.pack_into(out, 0, *header.values())
+    crc = calc_crc32c(memoryview(out)[DefaultRecordBatch.ATTRIBUTES_OFFSET :])
+    struct.pack_into(">I", out, DefaultRecordBatch.CRC_OFFSET, crc)
+    return out
+
+
+def legacy_batch(magic: int, offset: int, value: bytes, key: bytes | None = None) -> bytearray:
+    """A magic 0 or 1 message set of one record at `offset`."""
+    builder = LegacyRecordBatchBuilder(magic=magic, compression_type=0, batch_size=1 << 20)
+    builder.append(0, timestamp=1_700_000_000_000 if magic else None, key=key, value=value)
+    batch = bytearray(builder.build())
+    batch[0:8] = struct.pack(">q", offset)
+    return batch
+
+
+def outcome(
+    cls: Any, data: bytes, fetch_offset: int = 0, sizes: Sequence[int | None] = (None,), **kw: Any
+) -> tuple[Any, ...]:
+    """Everything a fetcher sees of one fetch: records (as RawMessage), the exception that
+    ended it, the next fetch offset, the leader epoch and the records / bytes read."""
+    part = cls(fetch_offset, TP, MemoryRecords(data), **kw)
+    records: list[Any] = []
+    error = None
+    turn = 0
+    while part:
+        try:
+            taken = part.take(sizes[turn % len(sizes)])
+        except Exception as exc:  # the exception is part of the outcome
+            # the nested exception's text differs (bytearray vs memoryview): not compared
+            error = (type(exc), re.sub(r"structure: .*", "structure: ...", str(exc)))
+            break
+        turn += 1
+        if not taken:
+            break
+        records += taken
+    if cls is not LeanPartitionRecords:
+        records = [raw_message(record) for record in records]
+    return (
+        records,
+        error,
+        part.next_fetch_offset,
+        part.leader_epoch,
+        part.records_read,
+        (part.bytes_read),
+    )
+
+
+def assert_same(data: bytes, **kw: Any) -> list[Any]:
+    """The lean class and kafka-python's give the same outcome; returns the records."""
+    stock = outcome(Fetcher.PartitionRecords, data, **kw)
+    assert outcome(LeanPartitionRecords, data, **kw) == stock
+    records: list[Any] = stock[0]
+    return records
+
+
+def plain_records(n: int, start_ts: int = 1_700_000_000_000) -> list[Record]:
+    """`n` records with values of growing size, no keys or headers."""
+    return [(i, start_ts + 7 * i, None, b'{"x": %d}' % i * (1 + i % 40), []) for i in range(n)]
+
+
+ODD_RECORDS: list[Record] = [
+    (0, -1, None, b"no timestamp", []),
+    (1, 1_700_000_000_000, b"key", None, []),
+    (2, 1_699_999_999_000, b"", b"", [("h", b"v"), ("empty", b""), ("null", None)]),
+    (3, 1_700_000_000_500, b"k" * 300, b"v" * 70_000, [("\u00e9t\u00e9", b"\x00\xff")]),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "fetch_offset"),
+    [
+        ("one batch", v2_batch(0, plain_records(50)), 0),
+        (
+            "batches back to back",
+            v2_batch(0, plain_records(20)) + v2_batch(20, plain_records(30)),
+            0,
+        ),
+        ("keys, nulls, headers, no timestamp", v2_batch(100, ODD_RECORDS), 100),
+        ("gzip", v2_batch(5, plain_records(40), compression=GZIP) + v2_batch(45, ODD_RECORDS), 5),
+        ("fetch offset inside a batch", v2_batch(0, plain_records(30)), 17),
+        (
+            "compacted: offset gaps",
+            v2_batch(0, [(d, 1_700_000_000_000, None, b"v", []) for d in (0, 4, 9)]),
+            0,
+        ),
+        (
+            "compacted: last record gone",
+            rewrite(v2_batch(0, plain_records(5)), last_offset_delta=9),
+            0,
+        ),
+        ("log append time", rewrite(v2_batch(0, plain_records(8)), attributes=0x08), 0),
+        ("leader epoch", rewrite(v2_batch(0, plain_records(3)), leader_epoch=7), 0),
+        ("empty batch", rewrite(v2_batch(0, plain_records(1))[:61], length=49, records_count=0), 0),
+        ("legacy magic 0 and 1", legacy_batch(0, 0, b"m0", b"k") + legacy_batch(1, 1, b"m1"), 0),
+        ("legacy then v2", legacy_batch(1, 0, b"m1") + v2_batch(1, plain_records(4)), 0),
+        (
+            "a partial batch at the end",
+            v2_batch(0, plain_records(6)) + v2_batch(6, plain_records(6))[:90],
+            0,
+        ),
+    ],
+)
+def test_records_match_kafka_python_for_every_batch_shape(
+    name: str, data: bytes, fetch_offset: int
+) -> None:
+    """Each batch shape gives kafka-python's records, positions and counts in any take size."""
+    for sizes in ((None,), (1,), (3, 1, 7)):
+        records = assert_same(bytes(data), fetch_offset=fetch_offset, sizes=sizes)
+        assert records or name == "empty batch", name
+
+
+def test_timestamps_and_headers_come_through_as_kafka_source_maps_them() -> None:
+    """A -1 timestamp is None, a null header value stays None, keys and values are bytes."""
+    records = assert_same(bytes(v2_batch(100, ODD_RECORDS)), fetch_offset=100)
+    assert [r.offset for r in records] == [100, 101, 102, 103]
+    assert records[0].timestamp_ms is None and records[1].value is None
+    assert records[2].headers == (("h", b"v"), ("empty", b""), ("null", None))
+    assert (
+        records[3].headers == (("\u00e9t\u00e9", b"\x00\xff"),) and len(records[3].value) == 70_000
+    )
+
+
+def control_batch(base_offset: int, producer_id: int, *, abort: bool) -> bytearray:
+    """A transaction marker: one control record whose key says abort (0) or commit (1)."""
+    key = struct.pack(">hh", 0, 0 if abort else 1)
+    batch = v2_batch(
+        base_offset,
+        [(0, 1_700_000_000_000, key, b"\x00\x00\x00\x00\x00\x00", [])],
+        transactional=True,
+        producer_id=producer_id,
+    )
+    return rewrite(batch, attributes=0x10 | 0x20)
+
+
+def test_read_committed_skips_aborted_transactions_and_markers_as_kafka_python_does() -> None:
+    """Aborted and control batches are skipped, committed ones kept, positions as kafka-python's."""
+    data = bytes(
+        v2_batch(0, plain_records(3), transactional=True, producer_id=7)
+        + control_batch(3, 7, abort=True)
+        + v2_batch(4, plain_records(2), transactional=True, producer_id=8)
+        + control_batch(6, 8, abort=False)
+        + v2_batch(7, plain_records(2))
+        + v2_batch(9, plain_records(2), transactional=True, producer_id=7)
+        + control_batch(11, 7, abort=False)
+    )
+    aborted = [SimpleNamespace(producer_id=7, first_offset=0)]
+    committed = assert_same(
+        data, isolation_level=IsolationLevel.READ_COMMITTED, aborted_transactions=aborted
+    )
+    assert [r.offset for r in committed] == [4, 5, 7, 8, 9, 10]  # 7's next transaction counts
+    uncommitted = assert_same(data, aborted_transactions=aborted)
+    assert [r.offset for r in uncommitted] == [0, 1, 2, 4, 5, 7, 8, 9, 10]
+
+
+def test_a_bad_crc_is_a_corrupt_record_error_after_the_good_batches() -> None:
+    """A batch whose CRC fails raises CorruptRecordError, the batch before it is returned first."""
+    bad = v2_batch(10, plain_records(4))
+    bad[-3] ^= 0x01
+    data = bytes(v2_batch(0, plain_records(10)) + bad)
+    records, error, *_ = outcome(LeanPartitionRecords, data)
+    assert len(records) == 10 and error is not None and error[0] is CorruptRecordError
+    assert_same(data)
+    assert len(assert_same(data, check_crcs=False)) == 14
+
+
+def test_mangled_fetches_give_kafka_pythons_records_and_errors() -> None:
+    """Random byte flips and cuts (CRC checks off) give the same records and the same exception."""
+    clean = bytes(
+        v2_batch(0, plain_records(6))
+        + v2_batch(6, ODD_RECORDS[:3])
+        + v2_batch(9, plain_records(3), compression=GZIP)
+    )
+    rng = random.Random(20261205)
+    errors = 0
+    for _ in range(600):
+        data = bytearray(clean)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(61, len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(61, len(data))]
+        stock = outcome(Fetcher.PartitionRecords, bytes(data), check_crcs=False)
+        assert outcome(LeanPartitionRecords, bytes(data), check_crcs=False) == stock
+        errors += stock[1] is not None
+    assert errors > 100  # the flips did reach the record parser
+
+
+class _Bytes(Deserializer):  # type: ignore[misc]
+    """A value deserializer that returns the bytes it gets."""
+
+    def deserialize(self, topic: str, headers: Any, data: bytes) -> bytes:
+        """`data` as is."""
+        return data
+
+
+def test_install_replaces_the_class_only_where_it_was_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plain consumer gets the lean class; a deserializer or other release keeps the stock one."""
+    consumers = [
+        KafkaConsumer(bootstrap_servers="127.0.0.1:1", api_version=(2, 5, 0), **extra)
+        for extra in ({}, {"value_deserializer": _Bytes()}, {})
+    ]
+    try:
+        plain, deserializing, other_release = consumers
+        assert kafka_records.install(plain)
+        assert plain._fetcher.PartitionRecords is LeanPartitionRecords
+        assert not kafka_records.install(deserializing)
+        assert not kafka_records.install(object())
+        monkeypatch.setattr(kafka, "__version__", "3.1.0")
+        assert not kafka_records.install(other_release)
+        for consumer in (deserializing, other_release):
+            assert consumer._fetcher.PartitionRecords is Fetcher.PartitionRecords
+    finally:
+        for consumer in consumers:
+            consumer.close()
