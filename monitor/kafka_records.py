@@ -212,11 +212,15 @@ def _read_headers(
         if key_length < 0:
             raise errors.CorruptRecordError(f"Invalid negative header key size {key_length}")
         key = str(buffer[pos : pos + key_length], "utf-8")
-        pos += key_length
-        value_length, pos = decode_varint(buffer, pos)
-        value = None
-        if value_length >= 0:
-            value = bytes(buffer[pos : pos + value_length])
-            pos += value_length
+        value, pos = _nullable_bytes(buffer, pos + key_length)
         headers.append((key, value))
     return tuple(headers), pos
+
+
+def _nullable_bytes(buffer: memoryview, pos: int) -> tuple[bytes | None, int]:
+    """A varint length at `pos`, then that many bytes (None for a negative length); and the
+    end. (`_read_batch` reads a record's key and value the same way, inline for speed.)"""
+    length, pos = decode_varint(buffer, pos)
+    if length < 0:
+        return None, pos
+    return bytes(buffer[pos : pos + length]), pos + length
