@@ -146,6 +146,7 @@ ODD_RECORDS: list[Record] = [
         ("keys, nulls, headers, no timestamp", v2_batch(100, ODD_RECORDS), 100),
         ("gzip", v2_batch(5, plain_records(40), compression=GZIP) + v2_batch(45, ODD_RECORDS), 5),
         ("fetch offset inside a batch", v2_batch(0, plain_records(30)), 17),
+        ("gzip, fetch offset inside a batch", v2_batch(0, plain_records(30), compression=GZIP), 11),
         (
             "compacted: offset gaps",
             v2_batch(0, [(d, 1_700_000_000_000, None, b"v", []) for d in (0, 4, 9)]),
