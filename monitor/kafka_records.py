@@ -29,6 +29,8 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +48,7 @@ __all__ = ["CHECKED_VERSIONS", "LeanPartitionRecords", "install"]
 CHECKED_VERSIONS = frozenset({"3.0.12"})
 """kafka-python releases whose `Fetcher.PartitionRecords` this class was compared with."""
 
+log = logging.getLogger(__name__)
 _LOG_APPEND_TIME = DefaultRecordBatch.LOG_APPEND_TIME
 _READ_COMMITTED = IsolationLevel.READ_COMMITTED
 
@@ -57,6 +60,7 @@ def install(consumer: Any) -> bool:
     consumer has a key or value deserializer, or when its fetcher is not shaped as expected.
     """
     if kafka.__version__ not in CHECKED_VERSIONS:
+        _say_unchecked(kafka.__version__)
         return False
     fetcher = getattr(consumer, "_fetcher", None)
     config = getattr(fetcher, "config", None)
@@ -66,6 +70,17 @@ def install(consumer: Any) -> bool:
         return False
     fetcher.PartitionRecords = LeanPartitionRecords
     return True
+
+
+@functools.cache
+def _say_unchecked(version: str) -> None:
+    """One log line per process and release: kafka-python unpacks its own records."""
+    log.info(
+        "kafka-python %s is not a release driftmon's record unpacking was checked against "
+        "(%s): kafka-python unpacks the records itself, at about twice the CPU per record",
+        version,
+        ", ".join(sorted(CHECKED_VERSIONS)),
+    )
 
 
 class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import struct
@@ -262,7 +263,7 @@ class _Bytes(Deserializer):  # type: ignore[misc]
 
 
 def test_install_replaces_the_class_only_where_it_was_checked(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A plain consumer gets the lean class; a deserializer or other release keeps the stock one."""
     consumers = [
@@ -276,7 +277,12 @@ def test_install_replaces_the_class_only_where_it_was_checked(
         assert not kafka_records.install(deserializing)
         assert not kafka_records.install(object())
         monkeypatch.setattr(kafka, "__version__", "3.1.0")
-        assert not kafka_records.install(other_release)
+        kafka_records._say_unchecked.cache_clear()
+        with caplog.at_level(logging.INFO, logger="monitor.kafka_records"):
+            assert not kafka_records.install(other_release)
+            assert not kafka_records.install(other_release)
+        said = [r.getMessage() for r in caplog.records if "3.1.0" in r.getMessage()]
+        assert len(said) == 1 and "unpacks the records itself" in said[0]  # once, not per call
         for consumer in (deserializing, other_release):
             assert consumer._fetcher.PartitionRecords is Fetcher.PartitionRecords
     finally:
