@@ -18,9 +18,19 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
 - Everything else is kafka-python's, unchanged: batch CRCs (`check_crcs`), records before the
   fetch offset skipped, aborted transactions and control batches skipped under
   READ_COMMITTED, the next fetch offset and leader epoch, the records and bytes read for the
-  fetch metrics, and the same exceptions for a malformed batch (`CorruptRecordError`, the
-  records before it returned first). Legacy (magic 0 / 1) batches go through kafka-python's
-  record objects.
+  fetch metrics. Legacy (magic 0 / 1) batches go through kafka-python's record objects.
+- Except for what kafka-python cannot read. kafka-python raises `CorruptRecordError` (or a
+  decompression error) for a batch whose CRC does not match or whose records are malformed,
+  after the records before it, and then never drains that fetch: every later `poll()` spins
+  on it without returning (measured: one record whose header key is not UTF-8 hung the
+  daemon at 100 % CPU for good, and a restart reads the same record again). Here a header
+  key that is not UTF-8 is read with U+FFFD in place of its bad bytes (the record is kept:
+  headers only travel with dead letters), and a batch that cannot be read is skipped from
+  the point where it broke: the records before it are returned, the fetch goes on at the
+  batch's next offset, and a rate-limited warning (`_UNREADABLE_LOG`, 10 a minute) names the
+  partition, the offsets and the kind of defect, never the bytes. A fetch that cannot even be
+  cut into batches ends at the last batch read and is fetched again from there (a warning,
+  no spin).
 - `install` replaces the class only on a kafka-python release it was checked against
   (`CHECKED_VERSIONS`) and a consumer without deserializers; otherwise the consumer keeps
   kafka-python's class and `install` returns False (records are then `ConsumerRecord`s, which
@@ -42,6 +52,7 @@ from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.util import decode_varint
 
 from monitor.model import RawMessage
+from monitor.ratelimit import RateLimitedSampler
 
 __all__ = ["CHECKED_VERSIONS", "LeanPartitionRecords", "install"]
 
@@ -49,8 +60,14 @@ CHECKED_VERSIONS = frozenset({"3.0.12"})
 """kafka-python releases whose `Fetcher.PartitionRecords` this class was compared with."""
 
 log = logging.getLogger(__name__)
+_UNREADABLE_LOG = RateLimitedSampler(10)
+"""At most 10 warnings a minute about unreadable batches (a hostile producer may send many)."""
 _LOG_APPEND_TIME = DefaultRecordBatch.LOG_APPEND_TIME
 _READ_COMMITTED = IsolationLevel.READ_COMMITTED
+
+
+class _CrcMismatch(errors.CorruptRecordError):  # type: ignore[misc]
+    """A record batch whose CRC does not match its content."""
 
 
 def install(consumer: Any) -> bool:
@@ -72,6 +89,35 @@ def install(consumer: Any) -> bool:
     return True
 
 
+def _say_unreadable(
+    topic: str, partition: int, first: int, end: int | None, exc: Exception
+) -> None:
+    """A rate-limited warning about records that could not be read: where, never what (an
+    exception's text may quote the record's bytes)."""
+    if not _UNREADABLE_LOG.allow():
+        return
+    cause = "CRC mismatch" if isinstance(exc, _CrcMismatch) else type(exc).__name__
+    if end is None:
+        log.warning(
+            "kafka: the fetch of %s:%d from offset %d cannot be framed into record batches "
+            "(%s); it is read again from there",
+            topic,
+            partition,
+            first,
+            cause,
+        )
+    else:
+        log.warning(
+            "kafka: an unreadable record batch of %s:%d at offset %d (%s): what it holds from "
+            "there is not counted; reading on at offset %d",
+            topic,
+            partition,
+            first,
+            cause,
+            end,
+        )
+
+
 @functools.cache
 def _say_unchecked(version: str) -> None:
     """One log line per process and release: kafka-python unpacks its own records."""
@@ -86,37 +132,59 @@ def _say_unchecked(version: str) -> None:
 class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
     """kafka-python's `PartitionRecords` that yields `RawMessage`s (module docstring)."""
 
+    next_fetch_offset: int
+    fetch_offset: int
+
     def _unpack_records(
         self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
     ) -> Iterator[Any]:
-        """kafka-python 3.0.12's `_unpack_records`, with v2 records read by `_read_batch`."""
+        """kafka-python 3.0.12's `_unpack_records`, with v2 records read by `_read_batch` and
+        a batch that cannot be read skipped (`_skip`), never raised: kafka-python re-polls a
+        fetch whose unpacking raised in a busy loop that never returns (one record with a
+        header key that is not UTF-8 hung the daemon's poll for good)."""
+        last_batch = None
         try:
             batch = records.next_batch()
-            last_batch = None
             while batch is not None:
                 last_batch = batch
-                if self.check_crcs and not batch.validate_crc():
-                    raise errors.CorruptRecordError(
-                        f"Record batch for partition {self.topic_partition} at offset "
-                        f"{batch.base_offset} failed crc check"
-                    )
-                if batch.magic == 2:
-                    self.leader_epoch = batch.leader_epoch
-                    if self._skips_transaction_batch(batch) or batch.is_control_batch:
-                        self.next_fetch_offset = batch.next_offset
-                        batch = records.next_batch()
-                        continue
-                    yield from self._read_batch(tp.topic, tp.partition, batch)
-                else:
-                    yield from self._read_legacy(tp.topic, tp.partition, batch)
+                try:
+                    yield from self._batch_records(tp, batch)
+                except Exception as exc:  # anything a corrupt batch raises
+                    self._skip(batch, exc)
                 batch = records.next_batch()
-            # A v2 batch keeps its last offset even when compaction removed its last record:
-            # fetch from after it, as kafka-python does.
-            if last_batch is not None and last_batch.magic == 2:
-                self.next_fetch_offset = last_batch.next_offset
-            self.drain()
-        except StopIteration as exc:  # a generator must not leak one (PEP 479)
-            raise RuntimeError("StopIteration raised unpacking messageset") from exc
+        except Exception as exc:  # the fetch's framing: refetched from the last batch read
+            _say_unreadable(str(tp.topic), int(tp.partition), self.next_fetch_offset, None, exc)
+        # A v2 batch keeps its last offset even when compaction removed its last record:
+        # fetch from after it, as kafka-python does.
+        if last_batch is not None and last_batch.magic == 2:
+            self.next_fetch_offset = max(self.next_fetch_offset, last_batch.next_offset)
+        self.drain()
+
+    def _batch_records(self, tp: Any, batch: Any) -> Iterator[RawMessage]:
+        """The records of one batch, as kafka-python would return them (CorruptRecordError
+        for a CRC that does not match)."""
+        if self.check_crcs and not batch.validate_crc():
+            raise _CrcMismatch("the batch's CRC does not match its content")
+        if batch.magic != 2:
+            yield from self._read_legacy(tp.topic, tp.partition, batch)
+            return
+        self.leader_epoch = batch.leader_epoch
+        if self._skips_transaction_batch(batch) or batch.is_control_batch:
+            self.next_fetch_offset = batch.next_offset
+            return
+        yield from self._read_batch(tp.topic, tp.partition, batch)
+
+    def _skip(self, batch: Any, exc: Exception) -> None:
+        """Go on after a batch that could not be read (what it yielded before stays): the
+        next fetch offset moves past it, one rate-limited warning names the offsets."""
+        first = max(self.next_fetch_offset, self.fetch_offset)
+        try:
+            end = batch.next_offset if batch.magic == 2 else batch.base_offset + 1
+        except Exception:  # a header too broken to read: stay where we are
+            end = first
+        self.next_fetch_offset = max(first, int(end))
+        topic, partition = self.topic_partition.topic, self.topic_partition.partition
+        _say_unreadable(topic, partition, first, self.next_fetch_offset, exc)
 
     def _skips_transaction_batch(self, batch: Any) -> bool:
         """kafka-python's READ_COMMITTED handling of one v2 batch: True if it is aborted.
@@ -226,7 +294,7 @@ def _read_headers(
         key_length, pos = decode_varint(buffer, pos)
         if key_length < 0:
             raise errors.CorruptRecordError(f"Invalid negative header key size {key_length}")
-        key = str(buffer[pos : pos + key_length], "utf-8")
+        key = str(buffer[pos : pos + key_length], "utf-8", "replace")
         value, pos = _nullable_bytes(buffer, pos + key_length)
         headers.append((key, value))
     return tuple(headers), pos

@@ -349,3 +349,32 @@ def test_lean_record_unpacking_gives_kafka_pythons_records(
     assert [m.offset for m in lean_records] == list(range(40))
     assert lean_records[0].key == b"k0" and lean_records[6].value is None
     assert lean_records[4].headers == (("trace", b"t4"), ("empty", b""))
+
+
+class _NotUtf8(str):
+    """A header key that a client writes as bytes that are not UTF-8."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"\xff\xfe"
+
+
+def test_a_record_with_a_header_key_that_is_not_utf8_does_not_stop_the_partition(
+    broker: TansuBroker, topic: str, open_source: Callable[..., tuple[KafkaSource, Recorder]]
+) -> None:
+    """The records after one whose header key is not UTF-8 still arrive (kafka-python spun)."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    try:
+        for i in range(10):
+            headers = [(_NotUtf8("k"), b"v")] if i == 4 else []
+            producer.send(topic, value=b'{"i": %d}' % i, headers=headers, partition=0)
+            producer.flush()  # one batch each
+    finally:
+        producer.close()
+    src, _ = open_source(consumer_kwargs(broker.bootstrap), [topic])
+    got: list[RawMessage] = []
+    reader = threading.Thread(target=lambda: got.extend(poll_until(src, 10)), daemon=True)
+    reader.start()
+    reader.join(60.0)
+    assert not reader.is_alive(), "poll() did not return"
+    assert [m.offset for m in got] == list(range(10))
+    assert got[4].headers == (("\ufffd\ufffd", b"v"),)

@@ -25,6 +25,7 @@ from kafka.structs import TopicPartition
 
 from monitor import kafka_records
 from monitor.kafka_records import LeanPartitionRecords
+from monitor.ratelimit import RateLimitedSampler
 from monitor.source import raw_message
 
 TP = TopicPartition("events", 3)
@@ -86,7 +87,8 @@ def outcome(
     cls: Any, data: bytes, fetch_offset: int = 0, sizes: Sequence[int | None] = (None,), **kw: Any
 ) -> tuple[Any, ...]:
     """Everything a fetcher sees of one fetch: records (as RawMessage), the exception that
-    ended it, the next fetch offset, the leader epoch and the records / bytes read."""
+    ended it, the next fetch offset, the leader epoch, the records / bytes read, and whether
+    the fetch is left undrained (kafka-python's fetcher then loops on it without end)."""
     part = cls(fetch_offset, TP, MemoryRecords(data), **kw)
     records: list[Any] = []
     error = None
@@ -110,7 +112,8 @@ def outcome(
         part.next_fetch_offset,
         part.leader_epoch,
         part.records_read,
-        (part.bytes_read),
+        part.bytes_read,
+        bool(part),  # still to be taken from: kafka-python polls it again
     )
 
 
@@ -222,26 +225,82 @@ def test_read_committed_skips_aborted_transactions_and_markers_as_kafka_python_d
     assert [r.offset for r in uncommitted] == [0, 1, 2, 4, 5, 7, 8, 9, 10]
 
 
-def test_a_bad_crc_is_a_corrupt_record_error_after_the_good_batches() -> None:
-    """A batch whose CRC fails raises CorruptRecordError, the batch before it is returned first."""
+def test_a_batch_whose_crc_fails_is_skipped_with_one_warning_and_the_fetch_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CRC mismatch skips that batch (kafka-python raises), logs where, and reads on."""
     bad = v2_batch(10, plain_records(4))
     bad[-3] ^= 0x01
-    data = bytes(v2_batch(0, plain_records(10)) + bad)
-    records, error, *_ = outcome(LeanPartitionRecords, data)
-    assert len(records) == 10 and error is not None and error[0] is CorruptRecordError
-    assert_same(data)
-    assert len(assert_same(data, check_crcs=False)) == 14
+    data = bytes(v2_batch(0, plain_records(10)) + bad + v2_batch(14, plain_records(4)))
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
+    assert [r.offset for r in records] == [*range(10), 14, 15, 16, 17]
+    assert error is None and next_offset == 18
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        len(said) == 1
+        and "events:3 at offset 10 (CRC mismatch)" in said[0]
+        and "reading on at offset 14" in said[0]
+    )
+    stock = outcome(Fetcher.PartitionRecords, data)
+    assert len(stock[0]) == 10 and stock[1] is not None and stock[1][0] is CorruptRecordError
+    assert len(assert_same(data, check_crcs=False)) == 18
 
 
-def test_mangled_fetches_give_kafka_pythons_records_and_errors() -> None:
-    """Random byte flips and cuts (CRC checks off) give the same records and the same exception."""
+def test_a_batch_that_does_not_decompress_is_skipped_and_the_next_one_read() -> None:
+    """A gzip batch with a valid CRC over a broken payload is skipped, not the whole fetch."""
+    broken = v2_batch(5, plain_records(5), compression=GZIP)
+    broken[70:80] = b"\x00" * 10  # inside the compressed records
+    data = bytes(v2_batch(0, plain_records(5)) + rewrite(broken) + v2_batch(10, plain_records(3)))
+    records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
+    assert [r.offset for r in records] == [0, 1, 2, 3, 4, 10, 11, 12]
+    assert error is None and next_offset == 13
+
+
+def test_warnings_about_unreadable_batches_are_rate_limited(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thirty broken batches in a row give at most ten warnings a minute."""
+    monkeypatch.setattr(kafka_records, "_UNREADABLE_LOG", RateLimitedSampler(10))
+    batches = []
+    for i in range(30):
+        bad = v2_batch(i, plain_records(1))
+        bad[-3] ^= 0x01
+        batches.append(bad)
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        records, error, next_offset, *_ = outcome(LeanPartitionRecords, b"".join(batches))
+    assert records == [] and error is None and next_offset == 30
+    assert len(caplog.records) == 10
+
+
+def test_a_header_key_that_is_not_utf8_keeps_its_record() -> None:
+    """A header key that is not UTF-8 is read with U+FFFD (kafka-python refuses the fetch)."""
+
+    class NotUtf8(str):
+        def encode(self, *args: Any, **kwargs: Any) -> bytes:
+            return b"\xff\xfe"
+
+    batch = v2_batch(0, [(0, 1_700_000_000_000, None, b"{}", [(NotUtf8("k"), b"v")])])
+    data = bytes(batch + v2_batch(1, plain_records(2)))
+    records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
+    assert [r.offset for r in records] == [0, 1, 2] and error is None and next_offset == 3
+    assert records[0].headers == (("\ufffd\ufffd", b"v"),)
+    assert outcome(Fetcher.PartitionRecords, data)[1][0] is CorruptRecordError
+
+
+def test_mangled_fetches_give_kafka_pythons_records_and_never_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Random byte flips and cuts (CRC checks off): kafka-python's records up to where it
+    raises, then the batches after the broken one; never an exception."""
     clean = bytes(
         v2_batch(0, plain_records(6))
         + v2_batch(6, ODD_RECORDS[:3])
         + v2_batch(9, plain_records(3), compression=GZIP)
     )
     rng = random.Random(20261205)
-    errors = 0
+    broken = 0
+    caplog.set_level(logging.ERROR, logger="monitor.kafka_records")  # 600 warnings, unread
     for _ in range(600):
         data = bytearray(clean)
         for _ in range(rng.randint(1, 3)):
@@ -249,9 +308,15 @@ def test_mangled_fetches_give_kafka_pythons_records_and_errors() -> None:
         if rng.random() < 0.2:
             data = data[: rng.randrange(61, len(data))]
         stock = outcome(Fetcher.PartitionRecords, bytes(data), check_crcs=False)
-        assert outcome(LeanPartitionRecords, bytes(data), check_crcs=False) == stock
-        errors += stock[1] is not None
-    assert errors > 100  # the flips did reach the record parser
+        lean = outcome(LeanPartitionRecords, bytes(data), check_crcs=False)
+        if stock[1] is None:
+            assert lean == stock
+            continue
+        broken += 1
+        assert lean[1] is None
+        assert lean[0][: len(stock[0])] == stock[0]
+        assert stock[-1] and not lean[-1]  # kafka-python would spin on it; this one is done
+    assert broken > 100  # the flips did reach the record parser
 
 
 class _Bytes(Deserializer):  # type: ignore[misc]
