@@ -6,8 +6,8 @@ offset a reader waits for is exact even on brokers that misreport it for multi-r
 batches. Every function raises ConfigError (bad client settings) or SourceError (cluster
 unreachable, topic refused) with a message that names the topic (`what`).
 
-With `monitor.source`, `monitor.registry_log` and `monitor.state_log`, the only modules that
-import `kafka`.
+With `monitor.source`, `monitor.registry_log`, `monitor.state_log` and
+`monitor.kafka_records`, the only modules that import `kafka`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
+from monitor import kafka_records
 from monitor.errors import ConfigError, SourceError
 
 #: Largest record a log producer sends (a registry or state chunk is well below it).
@@ -81,7 +82,9 @@ def log_consumer(
     client_kwargs: Mapping[str, Any], timeout_s: float, what: str, fetch_records: int = 4
 ) -> Any:
     """An unassigned reader (no group, no commits, from the earliest offset) whose fetches
-    hold `fetch_records` records of the largest size."""
+    hold `fetch_records` records of the largest size. Its records have kafka-python's
+    `offset`, `key` and `value`; they are `RawMessage`s where `monitor.kafka_records`
+    applies, which also skips a batch kafka-python would spin on."""
     kwargs = only_args(client_kwargs, KafkaConsumer)
     kwargs.update(
         group_id=None,
@@ -91,7 +94,9 @@ def log_consumer(
         max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2,
         fetch_max_bytes=MAX_REQUEST_BYTES * fetch_records,
     )
-    return _client(KafkaConsumer, kwargs, what)
+    consumer = _client(KafkaConsumer, kwargs, what)
+    kafka_records.install(consumer)  # a batch kafka-python cannot read must not hang the reader
+    return consumer
 
 
 def _client(client_class: Any, kwargs: Mapping[str, Any], what: str) -> Any:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
+from kafka import KafkaProducer
 
 from monitor.errors import RegistryRejectReason
 from monitor.model import FeatureKind, FeatureSpec
@@ -178,3 +181,39 @@ def test_reference_commands_need_a_config(action: str) -> None:
     """Each registry command without --config is a usage error (exit 2)."""
     done = run_cli("reference", action)
     assert done.returncode == 2
+
+
+class _NotUtf8(str):
+    """A header key that a client writes as bytes that are not UTF-8."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"\xff\xfe"
+
+
+def test_a_registry_record_with_a_header_key_that_is_not_utf8_does_not_hang_the_reader(
+    broker: TansuBroker,
+) -> None:
+    """The registry is read to its end past such a record (kafka-python alone spun for good)."""
+    topic = _registry_topic()
+    log = RegistryLog({"bootstrap_servers": broker.bootstrap}, topic)
+    try:
+        log.ensure_topic()
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        try:
+            producer.send(topic, key=b"junk", value=b"\x00", headers=[(_NotUtf8("k"), b"v")])
+            producer.flush()
+        finally:
+            producer.close()
+        good = _profile("fraud", 0.0)
+        log.publish(encode_profile(good, pushed_at=1.0, pushed_by="t"))
+        table = RegistryTable()
+        refused: list[Any] = []
+        reader = threading.Thread(target=lambda: refused.extend(log.read_to_end(table)))
+        reader.daemon = True
+        reader.start()
+        reader.join(60.0)
+        assert not reader.is_alive(), "read_to_end did not return"
+        assert [r.reason for r in refused] == [RegistryRejectReason.UNDECODABLE]
+        assert set(table.profiles) == {good.reference_id}
+    finally:
+        log.close()
