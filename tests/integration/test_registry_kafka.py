@@ -193,7 +193,7 @@ class _NotUtf8(str):
 def test_a_registry_record_with_a_header_key_that_is_not_utf8_does_not_hang_the_reader(
     broker: TansuBroker,
 ) -> None:
-    """The registry is read to its end past such a record (kafka-python alone spun for good)."""
+    """The registry is read to its end past such a record (kafka-python raised, then spun)."""
     topic = _registry_topic()
     log = RegistryLog({"bootstrap_servers": broker.bootstrap}, topic)
     try:
