@@ -83,7 +83,7 @@ def install(consumer: Any) -> bool:
     config = getattr(fetcher, "config", None)
     if not isinstance(fetcher, Fetcher) or not isinstance(config, dict):
         return False
-    if config.get("key_deserializer") is not None or config.get("value_deserializer"):
+    if config.get("key_deserializer") is not None or config.get("value_deserializer") is not None:
         return False
     fetcher.PartitionRecords = LeanPartitionRecords
     return True
