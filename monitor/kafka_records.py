@@ -31,6 +31,10 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
   partition, the offsets and the kind of defect, never the bytes. A fetch that cannot even be
   cut into batches ends at the last batch read and is fetched again from there (a warning,
   no spin).
+- A gzip batch is inflated to at most `MAX_INFLATED_BATCH_BYTES` (64 MiB); beyond, it is
+  skipped the same way (kafka-python inflates any batch whole: a 300 KB batch took 640 MiB
+  of RSS, a 1 MiB fetch of them would take ~2 GiB). Other codecs (snappy, lz4, zstd, when
+  their packages are installed) are inflated by kafka-python, unbounded.
 - `install` replaces the class only on a kafka-python release it was checked against
   (`CHECKED_VERSIONS`) and a consumer without deserializers; otherwise the consumer keeps
   kafka-python's class and `install` returns False (records are then `ConsumerRecord`s, which
@@ -40,6 +44,8 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
 from __future__ import annotations
 
 import functools
+import gzip
+import io
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -54,7 +60,7 @@ from kafka.record.util import decode_varint
 from monitor.model import RawMessage
 from monitor.ratelimit import RateLimitedSampler
 
-__all__ = ["CHECKED_VERSIONS", "LeanPartitionRecords", "install"]
+__all__ = ["CHECKED_VERSIONS", "MAX_INFLATED_BATCH_BYTES", "LeanPartitionRecords", "install"]
 
 CHECKED_VERSIONS = frozenset({"3.0.12"})
 """kafka-python releases whose `Fetcher.PartitionRecords` this class was compared with."""
@@ -63,11 +69,21 @@ log = logging.getLogger(__name__)
 _UNREADABLE_LOG = RateLimitedSampler(10)
 """At most 10 warnings a minute about unreadable batches (a hostile producer may send many)."""
 _LOG_APPEND_TIME = DefaultRecordBatch.LOG_APPEND_TIME
+_GZIP = DefaultRecordBatch.CODEC_GZIP
 _READ_COMMITTED = IsolationLevel.READ_COMMITTED
 
 
-class _CrcMismatch(errors.CorruptRecordError):  # type: ignore[misc]
-    """A record batch whose CRC does not match its content."""
+MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
+"""The most bytes a gzip-compressed record batch may inflate to (kafka-python inflates any:
+a 300 KB batch of zeros took 640 MiB); a batch beyond is skipped as unreadable."""
+
+
+class _Defect(errors.CorruptRecordError):  # type: ignore[misc]
+    """A record batch this module refuses; `cause` is what the warning says of it."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 def install(consumer: Any) -> bool:
@@ -96,7 +112,7 @@ def _say_unreadable(
     exception's text may quote the record's bytes)."""
     if not _UNREADABLE_LOG.allow():
         return
-    cause = "CRC mismatch" if isinstance(exc, _CrcMismatch) else type(exc).__name__
+    cause = exc.cause if isinstance(exc, _Defect) else type(exc).__name__
     if end is None:
         log.warning(
             "kafka: the fetch of %s:%d from offset %d cannot be framed into record batches "
@@ -164,7 +180,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         """The records of one batch, as kafka-python would return them (CorruptRecordError
         for a CRC that does not match)."""
         if self.check_crcs and not batch.validate_crc():
-            raise _CrcMismatch("the batch's CRC does not match its content")
+            raise _Defect("CRC mismatch")
         if batch.magic != 2:
             yield from self._read_legacy(tp.topic, tp.partition, batch)
             return
@@ -206,7 +222,11 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         Layout per record: length, attributes, timestamp delta, offset delta, key length, key,
         value length, value, header count, headers (varints; lengths of -1 are null).
         """
-        iter(batch)  # decompresses the batch's buffer
+        if batch.compression_type == _GZIP and not batch._decompressed:
+            batch._buffer = _gunzip(memoryview(batch._buffer)[batch._pos :])
+            batch._pos = 0
+            batch._decompressed = True
+        iter(batch)  # decompresses other codecs (kafka-python's own, unbounded)
         buffer = memoryview(batch._buffer)  # slices copy once, not twice (bytearray, bytes)
         pos = batch._pos
         base_offset = batch.base_offset
@@ -298,6 +318,16 @@ def _read_headers(
         value, pos = _nullable_bytes(buffer, pos + key_length)
         headers.append((key, value))
     return tuple(headers), pos
+
+
+def _gunzip(compressed: memoryview) -> bytearray:
+    """kafka-python's gzip decoding (any number of members), at most
+    `MAX_INFLATED_BATCH_BYTES`: beyond, a `_Defect`."""
+    with gzip.GzipFile(fileobj=io.BytesIO(compressed), mode="rb") as inflated:
+        data = inflated.read(MAX_INFLATED_BATCH_BYTES + 1)
+    if len(data) > MAX_INFLATED_BATCH_BYTES:
+        raise _Defect(f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB")
+    return bytearray(data)
 
 
 def _nullable_bytes(buffer: memoryview, pos: int) -> tuple[bytes | None, int]:

@@ -257,6 +257,25 @@ def test_a_batch_that_does_not_decompress_is_skipped_and_the_next_one_read() -> 
     assert error is None and next_offset == 13
 
 
+def test_a_gzip_batch_that_inflates_beyond_the_bound_is_skipped_uninflated(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small gzip batch of a huge value is skipped at the bound (kafka-python inflates it)."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    bomb = v2_batch(1, [(0, 1_700_000_000_000, None, bytes(2 << 20), [])], compression=GZIP)
+    fits = v2_batch(2, [(0, 1_700_000_000_000, None, bytes(1 << 19), [])], compression=GZIP)
+    assert len(bomb) < 10_000
+    data = bytes(v2_batch(0, plain_records(1)) + bomb + fits)
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
+    assert [r.offset for r in records] == [0, 2] and error is None and next_offset == 3
+    assert len(records[1].value) == 1 << 19
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "at offset 1 (inflates beyond 1 MiB)" in said[0]
+    stock = outcome(Fetcher.PartitionRecords, data)
+    assert len(stock[0][1].value) == 2 << 20  # kafka-python inflated all of it
+
+
 def test_warnings_about_unreadable_batches_are_rate_limited(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
