@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import random
 import re
@@ -274,6 +275,28 @@ def test_a_gzip_batch_that_inflates_beyond_the_bound_is_skipped_uninflated(
     assert len(said) == 1 and "at offset 1 (inflates beyond 1 MiB)" in said[0]
     stock = outcome(Fetcher.PartitionRecords, data)
     assert len(stock[0][1].value) == 2 << 20  # kafka-python inflated all of it
+
+
+def gzip_members(batch: bytearray, cut: int, padding: bytes) -> bytearray:
+    """`batch` (uncompressed) with its records gzipped as two members split at byte `cut`
+    of the records, `padding` between them."""
+    records = bytes(batch[61:])
+    payload = gzip.compress(records[:cut]) + padding + gzip.compress(records[cut:])
+    out = bytearray(batch[:61]) + payload
+    return rewrite(out, length=len(out) - 12, attributes=GZIP)
+
+
+def test_gzip_members_and_zero_padding_inflate_as_kafka_python_inflates_them() -> None:
+    """Two gzip members, with or without zero bytes between them, give kafka-python's records."""
+    plain = v2_batch(0, plain_records(12))
+    for padding in (b"", b"\x00" * 7):
+        data = bytes(gzip_members(plain, 100, padding) + v2_batch(12, plain_records(2)))
+        assert [r.offset for r in assert_same(data)] == list(range(14))
+    truncated = gzip_members(plain, 100, b"")[:-5]
+    data = bytes(rewrite(truncated, length=len(truncated) - 12) + v2_batch(12, plain_records(2)))
+    records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
+    assert [r.offset for r in records] == [12, 13] and error is None and next_offset == 14
+    assert outcome(Fetcher.PartitionRecords, data)[1] is not None
 
 
 def test_warnings_about_unreadable_batches_are_rate_limited(
