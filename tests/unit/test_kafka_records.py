@@ -299,6 +299,30 @@ def test_gzip_members_and_zero_padding_inflate_as_kafka_python_inflates_them() -
     assert outcome(Fetcher.PartitionRecords, data)[1] is not None
 
 
+def test_a_fetch_inflates_at_most_the_bound_and_the_next_fetch_goes_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gzip batches that fit the bound alone but not together end the fetch unread, unskipped."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    batches = [
+        v2_batch(i, [(0, 1_700_000_000_000, None, bytes(600 << 10), [])], compression=GZIP)
+        for i in range(3)
+    ]
+    data = bytes(b"".join(batches))
+    assert len(data) < 10_000
+    seen: list[int] = []
+    offset = 0
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        for _ in range(3):  # each fetch starts where the last one stopped
+            start = sum(len(b) for b in batches[:offset])
+            records, error, offset, *rest = outcome(
+                LeanPartitionRecords, data[start:], fetch_offset=offset
+            )
+            assert error is None and not rest[-1] and len(records) == 1  # one 600 KiB batch each
+            seen += [r.offset for r in records]
+    assert seen == [0, 1, 2] and offset == 3 and caplog.records == []
+
+
 def test_warnings_about_unreadable_batches_are_rate_limited(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
