@@ -34,10 +34,13 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
 - A gzip batch is inflated by zlib, as `gzip.GzipFile` would (members, zero padding, CRC
   and size checks), to at most `MAX_INFLATED_BATCH_BYTES` (64 MiB); beyond, it is skipped
   the same way (kafka-python inflates any batch whole: a 300 KB batch took 640 MiB of RSS;
-  now 160 MiB). The bound holds for a fetch as a whole: a batch that would take the fetch's
-  inflated bytes beyond it ends the fetch, unread, and starts the next one (a 735 KB fetch of
-  twelve 60 MiB batches of zeros took 825 MiB; now each fetch holds one of them: 164 MiB). Inflating
-  this way is also cheaper: 33 against 42 µs per 200 + 20 record of 64 KiB gzip batches.
+  now 160 MiB). The bound holds for what one call of the fetcher's `fetched_records` (one
+  `poll()`'s records) inflates over all partitions together (`InflateBudget`, shared by the
+  consumer's fetches since `install`): a batch that would take it beyond ends its fetch,
+  unread, and the next fetch of that partition starts with it (a 735 KB fetch of twelve
+  60 MiB batches of zeros took 825 MiB; now 164 MiB; and a poll over P partitions of such
+  batches no longer holds P times the bound). Inflating this way is also cheaper: 33 against
+  42 µs per 200 + 20 record of 64 KiB gzip batches.
   Other codecs (snappy, lz4, zstd, when their packages are installed) are inflated by
   kafka-python, unbounded.
 - `install` replaces the class only on a kafka-python release it was checked against
@@ -64,7 +67,13 @@ from kafka.record.util import decode_varint
 from monitor.model import RawMessage
 from monitor.ratelimit import RateLimitedSampler
 
-__all__ = ["CHECKED_VERSIONS", "MAX_INFLATED_BATCH_BYTES", "LeanPartitionRecords", "install"]
+__all__ = [
+    "CHECKED_VERSIONS",
+    "MAX_INFLATED_BATCH_BYTES",
+    "InflateBudget",
+    "LeanPartitionRecords",
+    "install",
+]
 
 CHECKED_VERSIONS = frozenset({"3.0.12"})
 """kafka-python releases whose `Fetcher.PartitionRecords` this class was compared with."""
@@ -78,8 +87,33 @@ _READ_COMMITTED = IsolationLevel.READ_COMMITTED
 
 
 MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
-"""The most bytes a gzip-compressed record batch may inflate to (kafka-python inflates any:
-a 300 KB batch of zeros took 640 MiB); a batch beyond is skipped as unreadable."""
+"""The most bytes gzip-compressed record batches may inflate to in one `poll()` of a consumer
+(kafka-python inflates any: a 300 KB batch of zeros took 640 MiB); a batch beyond it alone is
+skipped as unreadable, one beyond it with the others waits for the next poll."""
+
+
+class InflateBudget:
+    """What gzip batches may still inflate to before the fetcher's next `fetched_records` call.
+
+    One per consumer (`install`), shared by every partition's fetch, renewed to
+    `MAX_INFLATED_BATCH_BYTES` at each call: the records one call returns (and the batch a
+    partly read fetch keeps for the next call) hold at most the bound of inflated bytes,
+    however many partitions the call drains.
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_INFLATED_BATCH_BYTES
+
+    def renew(self) -> None:
+        """The whole bound again (a new `fetched_records` call)."""
+        self.left = MAX_INFLATED_BATCH_BYTES
+
+    @property
+    def spent_any(self) -> bool:
+        """True once something was inflated since the last renewal."""
+        return self.left < MAX_INFLATED_BATCH_BYTES
 
 
 class _Defect(errors.CorruptRecordError):  # type: ignore[misc]
@@ -91,8 +125,8 @@ class _Defect(errors.CorruptRecordError):  # type: ignore[misc]
 
 
 class _BudgetSpentError(Exception):
-    """A gzip batch that fits the bound alone but not after the batches this fetch already
-    inflated: the fetch ends before it, and the next fetch starts with it."""
+    """A gzip batch that fits the bound alone but not after what this poll already inflated:
+    its fetch ends before it, and the partition's next fetch starts with it."""
 
 
 def install(consumer: Any) -> bool:
@@ -110,7 +144,18 @@ def install(consumer: Any) -> bool:
         return False
     if config.get("key_deserializer") is not None or config.get("value_deserializer") is not None:
         return False
-    fetcher.PartitionRecords = LeanPartitionRecords
+    budget = InflateBudget()
+    fetched_records = fetcher.fetched_records
+
+    def fetched_records_within_budget(*args: Any, **kwargs: Any) -> Any:
+        """kafka-python's `fetched_records`, with the inflate budget renewed first."""
+        budget.renew()
+        return fetched_records(*args, **kwargs)
+
+    fetcher.PartitionRecords = type(
+        "LeanPartitionRecords", (LeanPartitionRecords,), {"budget": budget}
+    )
+    fetcher.fetched_records = fetched_records_within_budget
     return True
 
 
@@ -159,9 +204,9 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
 
     next_fetch_offset: int
     fetch_offset: int
-    _inflated: int
-    """Bytes this fetch's gzip batches inflated to so far (bounded by
-    `MAX_INFLATED_BATCH_BYTES`, `_read_batch`)."""
+    budget: InflateBudget | None = None
+    """The consumer's budget (set by `install`); None: each fetch has a budget of its own."""
+    _fetch_budget: InflateBudget
 
     def _unpack_records(
         self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
@@ -171,7 +216,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         fetch whose unpacking raised in a busy loop that never returns (one record with a
         header key that is not UTF-8 hung the daemon's poll for good)."""
         last_batch = None
-        self._inflated = 0
+        self._fetch_budget = self.budget if self.budget is not None else InflateBudget()
         try:
             batch = records.next_batch()
             while batch is not None:
@@ -238,14 +283,13 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         value length, value, header count, headers (varints; lengths of -1 are null).
         """
         if batch.compression_type == _GZIP and not batch._decompressed:
-            inflated = _gunzip(
-                memoryview(batch._buffer)[batch._pos :], MAX_INFLATED_BATCH_BYTES - self._inflated
-            )
-            if inflated is None and self._inflated:
+            budget = self._fetch_budget
+            inflated = _gunzip(memoryview(batch._buffer)[batch._pos :], budget.left)
+            if inflated is None and budget.spent_any:
                 raise _BudgetSpentError  # the next fetch starts with it, with the whole bound
             if inflated is None:
                 raise _Defect(f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB")
-            self._inflated += len(inflated)
+            budget.left -= len(inflated)
             batch._buffer, batch._pos, batch._decompressed = inflated, 0, True
         iter(batch)  # decompresses other codecs (kafka-python's own, unbounded)
         buffer = memoryview(batch._buffer)  # slices copy once, not twice (bytearray, bytes)

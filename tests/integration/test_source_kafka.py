@@ -378,3 +378,32 @@ def test_a_record_with_a_header_key_that_is_not_utf8_does_not_stop_the_partition
     assert not reader.is_alive(), "poll() did not return"
     assert [m.offset for m in got] == list(range(10))
     assert got[4].headers == (("\ufffd\ufffd", b"v"),)
+
+
+def test_a_poll_over_many_partitions_inflates_at_most_the_gzip_bound(
+    broker: TansuBroker,
+    make_topic: Callable[[int], str],
+    open_source: Callable[..., tuple[KafkaSource, Recorder]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gzip batches of 600 KiB on four partitions under a 1 MiB bound come one per poll, all
+    of them, none skipped (a bound per fetch let a poll hold one per partition)."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    topic = make_topic(4)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type="gzip")
+    try:
+        for i in range(12):
+            producer.send(topic, value=bytes(600 << 10), partition=i % 4)
+            producer.flush()  # one batch each
+    finally:
+        producer.close()
+    src, _ = open_source(consumer_kwargs(broker.bootstrap), [topic])
+    polls: list[list[RawMessage]] = []
+    deadline = time.monotonic() + 60.0
+    while sum(map(len, polls)) < 12:
+        assert time.monotonic() < deadline, f"{sum(map(len, polls))} of 12 records in 60 s"
+        polls.append(src.poll(0.3, 500))
+    assert src.lean_records
+    assert max(len(batch) for batch in polls) == 1  # 2 x 600 KiB > 1 MiB
+    got = sorted((m.partition, m.offset) for batch in polls for m in batch)
+    assert got == [(p, o) for p in range(4) for o in range(3)]

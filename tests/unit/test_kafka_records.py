@@ -323,6 +323,28 @@ def test_a_fetch_inflates_at_most_the_bound_and_the_next_fetch_goes_on(
     assert seen == [0, 1, 2] and offset == 3 and caplog.records == []
 
 
+def test_a_poll_inflates_at_most_the_bound_over_all_its_partitions(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetches sharing a consumer's budget: the second partition's batch waits for the next
+    poll, unread and unskipped (a budget per fetch let each partition inflate the bound)."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    budget = kafka_records.InflateBudget()
+    shared = type("Shared", (LeanPartitionRecords,), {"budget": budget})
+    big: list[Record] = [(0, 1_700_000_000_000, None, bytes(600 << 10), [])]
+    data = bytes(v2_batch(5, big, compression=GZIP))
+    first, second = (shared(5, TopicPartition("events", p), MemoryRecords(data)) for p in (0, 1))
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        assert [r.offset for r in first.take(100)] == [5]
+        assert second.take(100) == [] and not second  # drained: refetched from offset 5
+        assert second.next_fetch_offset == 5 and second.bytes_read == 0  # not rotated back
+        budget.renew()  # the next poll
+        again = shared(5, TopicPartition("events", 1), MemoryRecords(data))
+        assert [(r.partition, r.offset) for r in again.take(100)] == [(1, 5)]
+    assert caplog.records == []
+    assert 0 < budget.left <= (1 << 20) - (600 << 10)  # the value and its record's framing
+
+
 def test_warnings_about_unreadable_batches_are_rate_limited(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -404,7 +426,11 @@ def test_install_replaces_the_class_only_where_it_was_checked(
     try:
         plain, deserializing, other_release = consumers
         assert kafka_records.install(plain)
-        assert plain._fetcher.PartitionRecords is LeanPartitionRecords
+        lean_class = plain._fetcher.PartitionRecords
+        assert issubclass(lean_class, LeanPartitionRecords) and lean_class.budget is not None
+        lean_class.budget.left = 0
+        assert plain._fetcher.fetched_records() == ({}, False)  # nothing fetched yet
+        assert lean_class.budget.left == kafka_records.MAX_INFLATED_BATCH_BYTES  # renewed
         assert not kafka_records.install(deserializing)
         assert not kafka_records.install(object())
         monkeypatch.setattr(kafka, "__version__", "3.1.0")
