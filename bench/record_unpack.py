@@ -7,7 +7,9 @@ events (`bench.e2e.encode_events`) at 20 + 2, 200 + 20 and 2000 + 200 features, 
 record batches (the producer's default batch size), unpacked by kafka-python's
 `PartitionRecords` and turned into `RawMessage`s as `KafkaSource` did (`source.raw_message`),
 and by `LeanPartitionRecords`, alternately, `--reps` times each; medians of CPU µs per
-record, and the two outputs checked equal.
+record, and the two outputs checked equal. Then the same at 200 + 20 for each codec a producer
+may compress with (16 KiB of records per batch before compression, 1 MiB of compressed
+batches): the inflating is part of the time.
 
 Through Kafka (skipped with `--broker-reps 0`): the embedded broker holds 30,000 200 + 20
 events in one partition; a `KafkaSource` (the daemon's Kafka adapter, default fetch
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka.consumer.fetcher import Fetcher
-from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 from kafka.structs import TopicPartition
 
@@ -46,6 +48,13 @@ BATCH_BYTES = 16_384
 WIDTHS = ((20, 2), (200, 20), (2000, 200))
 BROKER_EVENTS = 30_000
 TP = TopicPartition("bench", 0)
+CODECS = {
+    "none": DefaultRecordBatch.CODEC_NONE,
+    "gzip": DefaultRecordBatch.CODEC_GZIP,
+    "snappy": DefaultRecordBatch.CODEC_SNAPPY,
+    "lz4": DefaultRecordBatch.CODEC_LZ4,
+    "zstd": DefaultRecordBatch.CODEC_ZSTD,
+}
 
 
 def _events(numeric: int, categorical: int, n: int) -> list[bytes]:
@@ -56,12 +65,13 @@ def _events(numeric: int, categorical: int, n: int) -> list[bytes]:
     return encode_events(batch, time.time() - 1800.0, 1800.0)
 
 
-def _fetch(values: Sequence[bytes]) -> bytes:
-    """`values` in record batches of at most BATCH_BYTES (one record at least), up to 1 MiB."""
+def _fetch(values: Sequence[bytes], codec: int = 0) -> bytes:
+    """`values` in record batches of at most BATCH_BYTES of records (one record at least),
+    compressed by `codec`, up to 1 MiB."""
     out = bytearray()
     offset = 0
     while offset < len(values) and len(out) < FETCH_BYTES:
-        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, BATCH_BYTES)
+        builder = DefaultRecordBatchBuilder(2, codec, 0, -1, -1, -1, BATCH_BYTES)
         delta = 0
         while offset + delta < len(values):
             stamp = 1_700_000_000_000 + offset + delta
@@ -85,6 +95,22 @@ def _lean(data: bytes) -> list[Any]:
     return records
 
 
+def _medians(data: bytes, reps: int) -> tuple[int, float, float]:
+    """(records, kafka-python's and the lean class's median CPU µs per record) of one fetch,
+    unpacked alternately `reps` times each; the two outputs checked equal."""
+    expected = _stock(data)
+    if _lean(data) != expected:
+        raise AssertionError("lean and kafka-python records differ")
+    times: dict[Callable[[bytes], list[Any]], list[float]] = {_stock: [], _lean: []}
+    for _ in range(reps):
+        for unpack, samples in times.items():
+            start = time.process_time()
+            unpack(data)
+            samples.append((time.process_time() - start) / len(expected) * 1e6)
+    stock, lean = (statistics.median(samples) for samples in times.values())
+    return len(expected), stock, lean
+
+
 def _in_process(reps: int) -> None:
     print(
         "| features / event | bytes / event | records / 1 MiB fetch | kafka-python µs/record "
@@ -93,21 +119,28 @@ def _in_process(reps: int) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for numeric, categorical in WIDTHS:
         values = _events(numeric, categorical, max(20, FETCH_BYTES // (27 * numeric) + 20))
-        data = _fetch(values)
-        expected = _stock(data)
-        if _lean(data) != expected:
-            raise AssertionError("lean and kafka-python records differ")
-        times: dict[Callable[[bytes], list[Any]], list[float]] = {_stock: [], _lean: []}
-        for _ in range(reps):
-            for unpack, samples in times.items():
-                start = time.process_time()
-                unpack(data)
-                samples.append((time.process_time() - start) / len(expected) * 1e6)
-        stock, lean = (statistics.median(samples) for samples in times.values())
-        size = sum(len(m.value) for m in expected) // len(expected)
+        records, stock, lean = _medians(_fetch(values), reps)
+        size = sum(map(len, values[:records])) // records
         print(
-            f"| {numeric} + {categorical} | {size:,} | {len(expected):,} | {stock:.2f} "
+            f"| {numeric} + {categorical} | {size:,} | {records:,} | {stock:.2f} "
             f"| {lean:.2f} | {lean / stock:.2f} |"
+        )
+
+
+def _codecs(reps: int) -> None:
+    print()
+    print(
+        "| 200 + 20, codec | compressed bytes / event | records / 1 MiB fetch "
+        "| kafka-python µs/record | lean µs/record | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    values = _events(200, 20, 2_000)
+    for name, codec in CODECS.items():
+        data = _fetch(values, codec)
+        records, stock, lean = _medians(data, reps)
+        print(
+            f"| {name} | {len(data) // records:,} | {records:,} | {stock:.2f} | {lean:.2f} "
+            f"| {lean / stock:.2f} |"
         )
 
 
@@ -180,6 +213,7 @@ def main() -> None:
     print(f"machine: {machine_info()}; load average before: {load_average()}")
     print()
     _in_process(args.reps)
+    _codecs(args.reps)
     if args.broker_reps:
         _through_kafka(args.broker_reps)
 

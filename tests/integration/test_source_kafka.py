@@ -320,14 +320,17 @@ def test_sink_fails_fast_while_backing_off_from_a_dead_broker() -> None:
         sink.close()
 
 
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_lean_record_unpacking_gives_kafka_pythons_records(
     broker: TansuBroker,
     topic: str,
     open_source: Callable[..., tuple[KafkaSource, Recorder]],
     monkeypatch: pytest.MonkeyPatch,
+    codec: str,
 ) -> None:
-    """Keys, headers, tombstones and gzip batches come out of the lean path as kafka-python's."""
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type="gzip")
+    """Keys, headers, tombstones and batches of every codec come out of the lean path as
+    kafka-python's."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec)
     try:
         for i in range(40):
             key = f"k{i}".encode() if i % 3 == 0 or i % 7 == 6 else None

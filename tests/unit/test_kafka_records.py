@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import cramjam
 import kafka
+import lz4.frame
 import pytest
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import Fetcher
@@ -31,7 +33,17 @@ from monitor.source import raw_message
 
 TP = TopicPartition("events", 3)
 GZIP = DefaultRecordBatch.CODEC_GZIP
+SNAPPY = DefaultRecordBatch.CODEC_SNAPPY
+LZ4 = DefaultRecordBatch.CODEC_LZ4
+ZSTD = DefaultRecordBatch.CODEC_ZSTD
+CODECS = {"gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}
 Record = tuple[int, int | None, bytes | None, bytes | None, list[tuple[str, bytes | None]]]
+
+
+@pytest.fixture(autouse=True)
+def fresh_warning_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the whole rate limit of warnings (ten a minute, module-wide)."""
+    monkeypatch.setattr(kafka_records, "_UNREADABLE_LOG", RateLimitedSampler(10))
 
 
 def v2_batch(
@@ -165,6 +177,12 @@ ODD_RECORDS: list[Record] = [
         ("log append time", rewrite(v2_batch(0, plain_records(8)), attributes=0x08), 0),
         ("leader epoch", rewrite(v2_batch(0, plain_records(3)), leader_epoch=7), 0),
         ("empty batch", rewrite(v2_batch(0, plain_records(1))[:61], length=49, records_count=0), 0),
+        *(
+            (f"{codec}, fetch offset inside", v2_batch(0, plain_records(30), compression=c), 11)
+            for codec, c in CODECS.items()
+            if c != GZIP
+        ),
+        ("snappy, many xerial blocks", v2_batch(0, plain_records(900), compression=SNAPPY), 0),
         ("legacy magic 0 and 1", legacy_batch(0, 0, b"m0", b"k") + legacy_batch(1, 1, b"m1"), 0),
         ("legacy then v2", legacy_batch(1, 0, b"m1") + v2_batch(1, plain_records(4)), 0),
         (
@@ -248,24 +266,53 @@ def test_a_batch_whose_crc_fails_is_skipped_with_one_warning_and_the_fetch_goes_
     assert len(assert_same(data, check_crcs=False)) == 18
 
 
-def test_a_batch_that_does_not_decompress_is_skipped_and_the_next_one_read() -> None:
-    """A gzip batch with a valid CRC over a broken payload is skipped, not the whole fetch."""
-    broken = v2_batch(5, plain_records(5), compression=GZIP)
-    broken[70:80] = b"\x00" * 10  # inside the compressed records
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_batch_that_does_not_decompress_is_skipped_and_the_next_one_read(codec: str) -> None:
+    """A compressed batch with a valid CRC over a broken payload is skipped, not the fetch."""
+    broken = v2_batch(5, plain_records(5), compression=CODECS[codec])
+    broken[66:80] = b"\xff" * 14  # inside the compressed records
     data = bytes(v2_batch(0, plain_records(5)) + rewrite(broken) + v2_batch(10, plain_records(3)))
     records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
     assert [r.offset for r in records] == [0, 1, 2, 3, 4, 10, 11, 12]
     assert error is None and next_offset == 13
 
 
-def test_a_gzip_batch_that_inflates_beyond_the_bound_is_skipped_uninflated(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+def recompressed(batch: bytearray, codec: int, payload: bytes) -> bytearray:
+    """`batch` (uncompressed) with its records replaced by `payload`, compressed by `codec`."""
+    out = bytearray(batch[:61]) + payload
+    return rewrite(out, length=len(out) - 12, attributes=codec)
+
+
+def test_raw_snappy_and_an_lz4_frame_with_bytes_after_it_read_as_kafka_python_reads_them(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A small gzip batch of a huge value is skipped at the bound (kafka-python inflates it)."""
+    """One raw snappy block (no xerial framing) gives the batch's records; so does an lz4
+    frame followed by other bytes (kafka-python reads the first frame only); a cut frame is
+    skipped."""
+    plain = v2_batch(0, plain_records(12))
+    records = bytes(plain[61:])
+    raw_snappy = recompressed(plain, SNAPPY, bytes(cramjam.snappy.compress_raw(records)))
+    assert [r.offset for r in assert_same(bytes(raw_snappy))] == list(range(12))
+    trailed = recompressed(plain, LZ4, lz4.frame.compress(records) + b"more bytes")
+    assert assert_same(bytes(trailed)) == assert_same(bytes(plain))
+    cut = recompressed(plain, LZ4, lz4.frame.compress(records)[:-9])  # ends inside its frame
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        got, error, next_offset, *_ = outcome(LeanPartitionRecords, bytes(cut))
+    assert got == [] and error is None and next_offset == 12  # skipped
+    assert "(lz4 stream ends inside a frame)" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_compressed_batch_that_inflates_beyond_the_bound_is_skipped_uninflated(
+    codec: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small compressed batch of a huge value is skipped at the bound (kafka-python
+    inflates it whole)."""
     monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
-    bomb = v2_batch(1, [(0, 1_700_000_000_000, None, bytes(2 << 20), [])], compression=GZIP)
-    fits = v2_batch(2, [(0, 1_700_000_000_000, None, bytes(1 << 19), [])], compression=GZIP)
-    assert len(bomb) < 10_000
+    c = CODECS[codec]
+    bomb = v2_batch(1, [(0, 1_700_000_000_000, None, bytes(2 << 20), [])], compression=c)
+    fits = v2_batch(2, [(0, 1_700_000_000_000, None, bytes(1 << 19), [])], compression=c)
+    assert len(bomb) < 200_000
     data = bytes(v2_batch(0, plain_records(1)) + bomb + fits)
     with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
         records, error, next_offset, *_ = outcome(LeanPartitionRecords, data)
@@ -299,17 +346,19 @@ def test_gzip_members_and_zero_padding_inflate_as_kafka_python_inflates_them() -
     assert outcome(Fetcher.PartitionRecords, data)[1] is not None
 
 
+@pytest.mark.parametrize("codec", CODECS)
 def test_a_fetch_inflates_at_most_the_bound_and_the_next_fetch_goes_on(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    codec: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Gzip batches that fit the bound alone but not together end the fetch unread, unskipped."""
+    """Compressed batches that fit the bound alone but not together end the fetch unread,
+    unskipped."""
     monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
     batches = [
-        v2_batch(i, [(0, 1_700_000_000_000, None, bytes(600 << 10), [])], compression=GZIP)
+        v2_batch(i, [(0, 1_700_000_000_000, None, bytes(600 << 10), [])], compression=CODECS[codec])
         for i in range(3)
     ]
     data = bytes(b"".join(batches))
-    assert len(data) < 10_000
+    assert len(data) < 200_000
     seen: list[int] = []
     offset = 0
     with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
@@ -349,7 +398,6 @@ def test_warnings_about_unreadable_batches_are_rate_limited(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Thirty broken batches in a row give at most ten warnings a minute."""
-    monkeypatch.setattr(kafka_records, "_UNREADABLE_LOG", RateLimitedSampler(10))
     batches = []
     for i in range(30):
         bad = v2_batch(i, plain_records(1))
@@ -385,6 +433,9 @@ def test_mangled_fetches_give_kafka_pythons_records_and_never_raise(
         v2_batch(0, plain_records(6))
         + v2_batch(6, ODD_RECORDS[:3])
         + v2_batch(9, plain_records(3), compression=GZIP)
+        + v2_batch(12, plain_records(3), compression=SNAPPY)
+        + v2_batch(15, plain_records(3), compression=LZ4)
+        + v2_batch(18, plain_records(3), compression=ZSTD)
     )
     rng = random.Random(20261205)
     broken = 0
