@@ -137,6 +137,11 @@ class TimedSource:
         result: dict[tuple[str, int], int] = self._inner.lag()
         return result
 
+    def unreadable_batches(self) -> dict[tuple[str, Any], int]:
+        """Delegate."""
+        result: dict[tuple[str, Any], int] = self._inner.unreadable_batches()
+        return result
+
     def is_connected(self) -> bool:
         """Delegate."""
         return bool(self._inner.is_connected())

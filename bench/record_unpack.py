@@ -185,7 +185,7 @@ def _through_kafka(reps: int) -> None:
             rates: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
             for _ in range(reps):
                 for lean in (True, False):
-                    kafka_records.install = install if lean else (lambda consumer: False)
+                    kafka_records.install = install if lean else (lambda consumer: None)
                     try:
                         rate, cpu, installed = _consume(broker.bootstrap, "bench-unpack")
                     finally:

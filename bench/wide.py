@@ -93,6 +93,9 @@ def worker(numeric: int, per_poll: int, rate: float, n_events: int) -> dict[str,
         def lag(self) -> dict[tuple[str, int], int]:
             return {}
 
+        def unreadable_batches(self) -> dict[tuple[str, Any], int]:
+            return {}
+
         def is_connected(self) -> bool:
             return True
 

@@ -34,6 +34,23 @@ def quantiles(histogram: str, sel: str) -> list[JSON]:
     ]
 
 
+def topic_reason_bars(title: str, description: str, counter: str, sel: str) -> JSON:
+    """Stacked bars of a counter's rate per second, by topic and reason."""
+    return timeseries(
+        title,
+        description,
+        [
+            target(
+                f"sum by (topic, reason) (rate({counter}{{{sel}}}[$__rate_interval]))",
+                "{{topic}}: {{reason}}",
+            )
+        ],
+        unit="cps",
+        min_value=0,
+        custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
+    )
+
+
 def registry(b: Board, sel: str) -> None:
     """The reference registry (reference.mode: registry): activations by model and cause, and
     the registry records the daemons refused, by reason."""
@@ -283,20 +300,12 @@ def pipeline() -> JSON:
         8,
     )
     b.add(
-        timeseries(
+        topic_reason_bars(
             "Rejected records by reason",
             "Records rejected whole, per second, by topic and reason. DriftmonHighRejectRate "
             "warns above 1% of the records consumed.",
-            [
-                target(
-                    f"sum by (topic, reason) "
-                    f"(rate(driftmon_records_rejected_total{{{sel}}}[$__rate_interval]))",
-                    "{{topic}}: {{reason}}",
-                )
-            ],
-            unit="cps",
-            min_value=0,
-            custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
+            "driftmon_records_rejected_total",
+            sel,
         ),
         12,
         8,
@@ -316,6 +325,18 @@ def pipeline() -> JSON:
             ],
             unit="cps",
             min_value=0,
+        ),
+        12,
+        8,
+    )
+    b.add(
+        topic_reason_bars(
+            "Unreadable Kafka batches",
+            "Record batches skipped unread per second, by topic and reason (crc_mismatch, "
+            "too_large, corrupt, unframed): their events never reach a window. The replica's "
+            "log names partition and offsets. DriftmonUnreadableBatches warns on any.",
+            "driftmon_kafka_unreadable_batches_total",
+            sel,
         ),
         12,
         8,

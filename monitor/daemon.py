@@ -304,6 +304,7 @@ class Daemon:
             self.reload()
         messages = self.source.poll(POLL_TIMEOUT_S, self.settings.kafka.max_poll_records)
         self._heartbeat = self.monotonic()
+        self.metrics.unreadable_batches(self.source.unreadable_batches())
         self._sync_registry()
         if messages:
             self.process(messages)

@@ -70,6 +70,23 @@ class StateRejectReason(StrEnum):
     TOO_MANY_REFERENCES = "too_many_references"
 
 
+class UnreadableReason(StrEnum):
+    """Why a Kafka record batch of a source topic was skipped unread (closed set; the `reason`
+    label of `driftmon_kafka_unreadable_batches_total`; `monitor.kafka_records`).
+
+    CRC_MISMATCH: the batch's CRC does not match its bytes; TOO_LARGE: it would inflate beyond
+    the bound of one poll (`kafka_records.MAX_INFLATED_BATCH_BYTES`) on its own; CORRUPT: its
+    compression or records cannot be read (a malformed record, a broken stream, a codec no one
+    knows); UNFRAMED: a fetch that cannot be cut into batches at all (read again from the last
+    batch read, so counted at each try).
+    """
+
+    CRC_MISMATCH = "crc_mismatch"
+    TOO_LARGE = "too_large"
+    CORRUPT = "corrupt"
+    UNFRAMED = "unframed"
+
+
 class CommitResult(StrEnum):
     """What the fold did with a well-formed commit (the `result` label).
 

@@ -44,10 +44,12 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
   60 MiB batches of zeros took 825 MiB; now 164 MiB; and a poll over P partitions of such
   batches no longer holds P times the bound). Inflating gzip this way is also cheaper: 33
   against 42 µs per 200 + 20 record of 64 KiB gzip batches.
+- Every batch skipped unread is counted per topic and `UnreadableReason` in the consumer's
+  `LeanRecords.unreadable` (`driftmon_kafka_unreadable_batches_total`), beside the warning.
 - `install` replaces the class only on a kafka-python release it was checked against
-  (`CHECKED_VERSIONS`) and a consumer without deserializers; otherwise the consumer keeps
-  kafka-python's class and `install` returns False (records are then `ConsumerRecord`s, which
-  `KafkaSource` converts as before).
+  (`CHECKED_VERSIONS`) and a consumer without deserializers, and returns the consumer's
+  `LeanRecords`; otherwise the consumer keeps kafka-python's class and `install` returns None
+  (records are then `ConsumerRecord`s, which `KafkaSource` converts as before).
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ import functools
 import logging
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import cramjam
@@ -69,6 +73,7 @@ from kafka.protocol.consumer import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.util import decode_varint
 
+from monitor.errors import UnreadableReason
 from monitor.model import RawMessage
 from monitor.ratelimit import RateLimitedSampler
 
@@ -77,6 +82,7 @@ __all__ = [
     "MAX_INFLATED_BATCH_BYTES",
     "InflateBudget",
     "LeanPartitionRecords",
+    "LeanRecords",
     "install",
 ]
 
@@ -122,11 +128,27 @@ class InflateBudget:
 
 
 class _Defect(errors.CorruptRecordError):  # type: ignore[misc]
-    """A record batch this module refuses; `cause` is what the warning says of it."""
+    """A record batch this module refuses; `cause` is what the warning says of it, `reason`
+    what the metric counts."""
 
-    def __init__(self, cause: str) -> None:
+    def __init__(self, cause: str, reason: UnreadableReason = UnreadableReason.CORRUPT) -> None:
         super().__init__(cause)
         self.cause = cause
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class LeanRecords:
+    """What `install` gave one consumer: the inflate budget its fetches share, and the batches
+    they skipped unread, per (topic, reason), until `take_unreadable` hands them out."""
+
+    budget: InflateBudget = field(default_factory=InflateBudget)
+    unreadable: Counter[tuple[str, UnreadableReason]] = field(default_factory=Counter)
+
+    def take_unreadable(self) -> dict[tuple[str, UnreadableReason], int]:
+        """The skipped batches counted since the last call (then none)."""
+        counted, self.unreadable = dict(self.unreadable), Counter()
+        return counted
 
 
 class _BudgetSpentError(Exception):
@@ -134,34 +156,37 @@ class _BudgetSpentError(Exception):
     its fetch ends before it, and the partition's next fetch starts with it."""
 
 
-def install(consumer: Any) -> bool:
-    """Make `consumer`'s fetcher unpack records with `LeanPartitionRecords`; True if it did.
+def install(consumer: Any) -> LeanRecords | None:
+    """Make `consumer`'s fetcher unpack records with `LeanPartitionRecords`; its `LeanRecords`
+    if it did.
 
-    False (nothing changed) on a kafka-python release not in `CHECKED_VERSIONS`, when the
+    None (nothing changed) on a kafka-python release not in `CHECKED_VERSIONS`, when the
     consumer has a key or value deserializer, or when its fetcher is not shaped as expected.
     """
     if kafka.__version__ not in CHECKED_VERSIONS:
         _say_unchecked(kafka.__version__)
-        return False
+        return None
     fetcher = getattr(consumer, "_fetcher", None)
     config = getattr(fetcher, "config", None)
     if not isinstance(fetcher, Fetcher) or not isinstance(config, dict):
-        return False
+        return None
     if config.get("key_deserializer") is not None or config.get("value_deserializer") is not None:
-        return False
-    budget = InflateBudget()
+        return None
+    lean = LeanRecords()
     fetched_records = fetcher.fetched_records
 
     def fetched_records_within_budget(*args: Any, **kwargs: Any) -> Any:
         """kafka-python's `fetched_records`, with the inflate budget renewed first."""
-        budget.renew()
+        lean.budget.renew()
         return fetched_records(*args, **kwargs)
 
     fetcher.PartitionRecords = type(
-        "LeanPartitionRecords", (LeanPartitionRecords,), {"budget": budget}
+        "LeanPartitionRecords",
+        (LeanPartitionRecords,),
+        {"budget": lean.budget, "unreadable": lean.unreadable},
     )
     fetcher.fetched_records = fetched_records_within_budget
-    return True
+    return lean
 
 
 def _say_unreadable(
@@ -211,6 +236,8 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
     fetch_offset: int
     budget: InflateBudget | None = None
     """The consumer's budget (set by `install`); None: each fetch has a budget of its own."""
+    unreadable: Counter[tuple[str, UnreadableReason]] | None = None
+    """The consumer's count of skipped batches (set by `install`); None: not counted."""
     _fetch_budget: InflateBudget
 
     def _unpack_records(
@@ -234,6 +261,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
                 last_batch = batch
                 batch = records.next_batch()
         except Exception as exc:  # the fetch's framing: refetched from the last batch read
+            self._count(UnreadableReason.UNFRAMED)
             _say_unreadable(str(tp.topic), int(tp.partition), self.next_fetch_offset, None, exc)
         # A v2 batch keeps its last offset even when compaction removed its last record:
         # fetch from after it, as kafka-python does (its header is the authority, even over a
@@ -246,7 +274,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         """The records of one batch, as kafka-python would return them (CorruptRecordError
         for a CRC that does not match)."""
         if self.check_crcs and not batch.validate_crc():
-            raise _Defect("CRC mismatch")
+            raise _Defect("CRC mismatch", UnreadableReason.CRC_MISMATCH)
         if batch.magic != 2:
             yield from self._read_legacy(tp.topic, tp.partition, batch)
             return
@@ -266,7 +294,13 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             end = first
         self.next_fetch_offset = max(first, int(end))
         topic, partition = self.topic_partition.topic, self.topic_partition.partition
+        self._count(exc.reason if isinstance(exc, _Defect) else UnreadableReason.CORRUPT)
         _say_unreadable(topic, partition, first, self.next_fetch_offset, exc)
+
+    def _count(self, reason: UnreadableReason) -> None:
+        """One batch (or fetch) of this partition's topic skipped unread, for the metric."""
+        if self.unreadable is not None:
+            self.unreadable[str(self.topic_partition.topic), reason] += 1
 
     def _skips_transaction_batch(self, batch: Any) -> bool:
         """kafka-python's READ_COMMITTED handling of one v2 batch: True if it is aborted.
@@ -295,7 +329,10 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             if inflated is None and budget.spent_any:
                 raise _BudgetSpentError  # the next fetch starts with it, with the whole bound
             if inflated is None:
-                raise _Defect(f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB")
+                raise _Defect(
+                    f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB",
+                    UnreadableReason.TOO_LARGE,
+                )
             budget.left -= len(inflated)
             batch._buffer, batch._pos, batch._decompressed = inflated, 0, True
         iter(batch)  # kafka-python's own check: a codec it does not know raises here

@@ -41,6 +41,7 @@ from monitor.errors import (
     RejectReason,
     ReloadResult,
     StateRejectReason,
+    UnreadableReason,
 )
 from monitor.model import (
     THRESHOLD_KEYS,
@@ -70,6 +71,7 @@ __all__ = [
 # Pipeline (PipelineMetrics)
 RECORDS_CONSUMED_TOTAL: Final = "driftmon_records_consumed_total"
 RECORDS_REJECTED_TOTAL: Final = "driftmon_records_rejected_total"
+KAFKA_UNREADABLE_BATCHES_TOTAL: Final = "driftmon_kafka_unreadable_batches_total"
 DEAD_LETTER_FAILURES_TOTAL: Final = "driftmon_dead_letter_failures_total"
 EVENTS_ACCEPTED_TOTAL: Final = "driftmon_events_accepted_total"
 FEATURE_INVALID_VALUES_TOTAL: Final = "driftmon_feature_invalid_values_total"
@@ -186,6 +188,13 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         "counter",
         ("topic", "reason"),
         "Records (events) rejected whole, by topic and closed reject reason.",
+    ),
+    MetricDef(
+        KAFKA_UNREADABLE_BATCHES_TOTAL,
+        "counter",
+        ("topic", "reason"),
+        "Kafka record batches skipped unread (their records never decoded), by topic and "
+        "closed reason.",
     ),
     MetricDef(
         DEAD_LETTER_FAILURES_TOTAL,
@@ -688,6 +697,10 @@ class PipelineMetrics:
 
         self._consumed = {t: consumed.labels(t) for t in topics}
         self._rejected = {(t, r): rejected.labels(t, r.value) for t in topics for r in RejectReason}
+        unreadable = _counter(KAFKA_UNREADABLE_BATCHES_TOTAL, registry)
+        self._unreadable = {
+            (t, r): unreadable.labels(t, r.value) for t in topics for r in UnreadableReason
+        }
         self._dead_letter_failures = {r: dead_letter_failures.labels(r.value) for r in RejectReason}
         self._accepted_family, self._invalid_family = accepted, invalid
         self._accepted: dict[str, Counter] = {}
@@ -862,6 +875,11 @@ class PipelineMetrics:
         for (topic, partition), lag in lags.items():
             self._lag.labels(topic, str(partition)).set(lag)
         self._lag_series = current
+
+    def unreadable_batches(self, counts: Mapping[tuple[str, UnreadableReason], int]) -> None:
+        """Count record batches skipped unread, per (configured topic, reason)."""
+        for key, n in counts.items():
+            self._unreadable[key].inc(n)
 
     def registry_rejected(self, reason: RegistryRejectReason, n: int = 1) -> None:
         """Count `n` registry records refused for `reason`."""
@@ -1208,7 +1226,8 @@ def cardinality(
     + 2 deprecated psi_threshold + reference_ready + invalid_values_total = 30.
     Per model: 8 gauges (unmonitored_features with `features: auto` only) +
     events_accepted_total + one reference_activations_total per cause.
-    Per topic: consumed_total + one rejected_total per `RejectReason` + last_record_timestamp.
+    Per topic: consumed_total + one rejected_total per `RejectReason` + one
+    kafka_unreadable_batches_total per `UnreadableReason` + last_record_timestamp.
     Fixed: 2 histograms of 13 buckets (+Inf, _sum, _count: 16 each), evaluations_total,
     one checkpoints_total per `CheckpointResult`, 2 offset_commits_total, one
     dead_letter_failures_total per `RejectReason`, one registry_records_rejected_total per
@@ -1225,7 +1244,8 @@ def cardinality(
     n_results = len(CheckpointResult) + len(COMMIT_RESULTS)
     per_feature = len(_OPTIONAL_FEATURE_STATS) + 1 + 2 + 2 + _MAX_THRESHOLDS + 2 + 1 + 1
     per_model = 8 + 1 + n_causes
-    per_topic = 1 + n_reasons + 1
+    n_unreadable = len(UnreadableReason)
+    per_topic = 1 + n_reasons + n_unreadable + 1
     histograms = len(BATCH_DURATION_BUCKETS) + 3 + len(EVALUATION_DURATION_BUCKETS) + 3
     n_reloads = len(ReloadResult)
     fixed = (
@@ -1242,7 +1262,7 @@ def cardinality(
         counters = (
             n_features_total
             + n_models * (1 + n_causes)
-            + n_topics * (1 + n_reasons)
+            + n_topics * (1 + n_reasons + n_unreadable)
             + 1
             + n_results
             + n_reasons

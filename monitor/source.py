@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -36,7 +37,7 @@ from kafka.errors import KafkaConfigurationError, KafkaError, MessageSizeTooLarg
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor import kafka_records
-from monitor.errors import ConfigError, SourceError
+from monitor.errors import ConfigError, SourceError, UnreadableReason
 from monitor.group_join import guard_group_join
 from monitor.model import RawMessage
 from monitor.ratelimit import RateLimitedSampler
@@ -86,6 +87,10 @@ class RecordSource(Protocol):
 
     def lag(self) -> dict[TP, int]:
         """Best effort records-behind per assigned partition; may be empty or partial."""
+        ...
+
+    def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
+        """Record batches skipped unread since the last call, per (topic, reason)."""
         ...
 
     def is_connected(self) -> bool:
@@ -224,7 +229,8 @@ class KafkaSource:
         self._backoff_s = backoff_initial_s
         self._next_attempt = 0.0
         self._consumer: Any = None
-        self._lean_records = False
+        self._lean: kafka_records.LeanRecords | None = None
+        self._unreadable: Counter[tuple[str, UnreadableReason]] = Counter()
         self._connected = False
         self._poll_failures = 0
         self._callback_error: BaseException | None = None
@@ -251,7 +257,7 @@ class KafkaSource:
             raise SourceError(f"cannot reach Kafka at {self._bootstrap()}: {reason}") from exc
         self._consumer = consumer
         guard_group_join(consumer)
-        self._lean_records = kafka_records.install(consumer)
+        self._lean = kafka_records.install(consumer) or None
         try:
             consumer.subscribe(self._topics, listener=_Listener(self))
         except BaseException:
@@ -265,7 +271,13 @@ class KafkaSource:
     @property
     def lean_records(self) -> bool:
         """Whether the consumer's records are unpacked by `monitor.kafka_records`."""
-        return self._lean_records
+        return self._lean is not None
+
+    def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
+        """Record batches `monitor.kafka_records` skipped unread since the last call, per
+        (topic, reason); always empty when it is not installed (kafka-python then raises)."""
+        counted, self._unreadable = dict(self._unreadable), Counter()
+        return counted
 
     def _bootstrap(self) -> str:
         return str(self._kwargs.get("bootstrap_servers", "localhost:9092"))
@@ -352,10 +364,12 @@ class KafkaSource:
         self._raise_callback_error()
         self._poll_failures = 0
         self._connected = _cluster_connected(self._consumer)
+        if self._lean is not None and self._lean.unreadable:
+            self._unreadable.update(self._lean.take_unreadable())
         out: list[RawMessage] = []
         for tp in sorted(batches):
             records = batches[tp]
-            if self._lean_records:  # already RawMessage (monitor.kafka_records)
+            if self._lean is not None:  # already RawMessage (monitor.kafka_records)
                 out.extend(records)
                 continue
             out.extend(raw_message(record) for record in records)

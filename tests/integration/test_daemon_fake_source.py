@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from monitor.compose import build_daemon
 from monitor.config import Settings, load_settings
 from monitor.daemon import AssignCallback, Daemon, RevokeCallback
-from monitor.errors import SourceError
+from monitor.errors import SourceError, UnreadableReason
 from monitor.model import FeatureKind, FeatureSpec, RawMessage
 from monitor.reference import fit_profile, profile_to_json
 from monitor.state import CheckpointStore
@@ -56,6 +56,7 @@ class FakeSource:
     commits: list[dict[TP, int]] = field(default_factory=list)
     closed: bool = False
     polls: int = 0
+    unreadable: dict[tuple[str, UnreadableReason], int] = field(default_factory=dict)
 
     def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
         """Join on the first connected poll, then hand out up to `max_records` records."""
@@ -91,6 +92,11 @@ class FakeSource:
     def lag(self) -> dict[TP, int]:
         """Records behind per assigned partition."""
         return {tp: len(self.logs[tp]) - self.position.get(tp, 0) for tp in self.assigned}
+
+    def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
+        """The batches a test marked unreadable since the last call."""
+        counted, self.unreadable = self.unreadable, {}
+        return counted
 
     def is_connected(self) -> bool:
         """Whether the fake cluster is reachable."""
@@ -494,6 +500,27 @@ def test_late_and_early_events_are_counted_per_topic(tmp_path: Path) -> None:
     assert h.value("driftmon_records_rejected_total", topic="a", reason="too_early") == 0
     assert h.value("driftmon_events_accepted_total", model="m") == 100
     assert h.value("driftmon_records_consumed_total", topic="a") == 103
+
+
+def test_batches_the_source_skipped_unread_are_counted_per_topic_and_reason(
+    tmp_path: Path,
+) -> None:
+    """What the source reports skipped after a poll lands in
+    driftmon_kafka_unreadable_batches_total, once."""
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    settings = settings_for(tmp_path, [file_model("m", ref)], topics=["a", "b"])
+    h = build(settings, {("a", 0): events("m", 10, seed=2)})
+    h.source.unreadable = {
+        ("a", UnreadableReason.CRC_MISMATCH): 2,
+        ("b", UnreadableReason.TOO_LARGE): 1,
+    }
+    h.drain()
+    h.daemon.step()
+    metric = "driftmon_kafka_unreadable_batches_total"
+    assert h.value(metric, topic="a", reason="crc_mismatch") == 2
+    assert h.value(metric, topic="b", reason="too_large") == 1
+    assert h.value(metric, topic="a", reason="corrupt") == 0
+    assert h.value("driftmon_events_accepted_total", model="m") == 10
 
 
 @dataclass

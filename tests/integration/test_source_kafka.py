@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from monitor import kafka_records
-from monitor.errors import ConfigError, SourceError
+from monitor.errors import ConfigError, SourceError, UnreadableReason
 from monitor.model import RawMessage
 from monitor.source import TP, KafkaSink, KafkaSource, crc32c_available, producer_kwargs
 from tests.support.broker import FAST_CONSUMER_KWARGS, TansuBroker, free_port
@@ -410,3 +410,28 @@ def test_a_poll_over_many_partitions_inflates_at_most_the_gzip_bound(
     assert max(len(batch) for batch in polls) == 1  # 2 x 600 KiB > 1 MiB
     got = sorted((m.partition, m.offset) for batch in polls for m in batch)
     assert got == [(p, o) for p in range(4) for o in range(3)]
+
+
+def test_a_batch_skipped_unread_is_counted_by_the_source(
+    broker: TansuBroker,
+    topic: str,
+    open_source: Callable[..., tuple[KafkaSource, Recorder]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gzip batch beyond the bound between two readable ones: both records arrive, and the
+    source reports one too_large batch of its topic, once."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, compression_type="gzip", max_request_size=4 << 20
+    )
+    try:
+        for value in (b'{"i": 0}', bytes(2 << 20), b'{"i": 2}'):
+            producer.send(topic, value=value, partition=0)
+            producer.flush()  # one batch each
+    finally:
+        producer.close()
+    src, _ = open_source(consumer_kwargs(broker.bootstrap), [topic])
+    got = poll_until(src, 2)
+    assert [m.offset for m in got] == [0, 2]
+    assert src.unreadable_batches() == {(topic, UnreadableReason.TOO_LARGE): 1}
+    assert src.unreadable_batches() == {}

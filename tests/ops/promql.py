@@ -67,6 +67,7 @@ DRIFTMON_METRICS: frozenset[str] = frozenset(
         # pipeline
         "driftmon_records_consumed_total",
         "driftmon_records_rejected_total",
+        "driftmon_kafka_unreadable_batches_total",
         "driftmon_dead_letter_failures_total",
         "driftmon_events_accepted_total",
         "driftmon_batch_duration_seconds",

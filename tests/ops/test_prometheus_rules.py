@@ -46,6 +46,7 @@ EXPECTED_ALERTS = {
     "DriftmonStreamStalled": "warning",
     "DriftmonConsumerLagGrowing": "warning",
     "DriftmonHighRejectRate": "warning",
+    "DriftmonUnreadableBatches": "warning",
     "DriftmonCheckpointFailing": "warning",
     "DriftmonOffsetCommitFailing": "warning",
     "DriftmonDecodeWorkerFailing": "warning",

@@ -8,6 +8,7 @@ import pytest
 
 from monitor.compose import build_daemon, dead_letter_sink, kafka_daemon, pipeline_metrics
 from monitor.config import Settings, load_settings
+from monitor.errors import UnreadableReason
 from monitor.metrics import new_registry
 from monitor.model import RawMessage
 from monitor.source import KafkaSource
@@ -46,6 +47,10 @@ class _NoSource:
 
     def lag(self) -> dict[tuple[str, int], int]:
         """No lag known."""
+        return {}
+
+    def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
+        """Nothing read."""
         return {}
 
     def is_connected(self) -> bool:

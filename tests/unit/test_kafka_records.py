@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import logging
 import random
@@ -27,6 +28,7 @@ from kafka.serializer import Deserializer
 from kafka.structs import TopicPartition
 
 from monitor import kafka_records
+from monitor.errors import UnreadableReason
 from monitor.kafka_records import LeanPartitionRecords
 from monitor.ratelimit import RateLimitedSampler
 from monitor.source import raw_message
@@ -394,6 +396,35 @@ def test_a_poll_inflates_at_most_the_bound_over_all_its_partitions(
     assert 0 < budget.left <= (1 << 20) - (600 << 10)  # the value and its record's framing
 
 
+def test_every_skipped_batch_is_counted_per_topic_and_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CRC mismatch, a bomb, a broken stream and an unframeable tail: one count each, by
+    the topic and the reason the metric exports."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    unreadable: collections.Counter[tuple[str, UnreadableReason]] = collections.Counter()
+    counting = type("Counting", (LeanPartitionRecords,), {"unreadable": unreadable})
+    bad_crc = v2_batch(1, plain_records(2))
+    bad_crc[-3] ^= 0x01
+    bomb = v2_batch(3, [(0, 1_700_000_000_000, None, bytes(2 << 20), [])], compression=ZSTD)
+    broken = v2_batch(4, plain_records(2), compression=LZ4)
+    broken[66:80] = b"\xff" * 14
+    unframeable = v2_batch(6, plain_records(1))
+    unframeable[8:12] = struct.pack(">i", 5)  # shorter than any batch
+    data = v2_batch(0, plain_records(1)) + bad_crc + bomb + rewrite(broken) + unframeable
+    part = counting(0, TP, MemoryRecords(bytes(data)))
+    assert [r.offset for r in part.take(100)] == [0] and not part
+    assert unreadable == {
+        ("events", UnreadableReason.CRC_MISMATCH): 1,
+        ("events", UnreadableReason.TOO_LARGE): 1,
+        ("events", UnreadableReason.CORRUPT): 1,
+        ("events", UnreadableReason.UNFRAMED): 1,
+    }
+    assert part.next_fetch_offset == 6  # the unframeable rest is fetched again from there
+    lean = kafka_records.LeanRecords(unreadable=unreadable)
+    assert sum(lean.take_unreadable().values()) == 4 and lean.take_unreadable() == {}
+
+
 def test_warnings_about_unreadable_batches_are_rate_limited(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,12 +507,14 @@ def test_install_replaces_the_class_only_where_it_was_checked(
     ]
     try:
         plain, deserializing, other_release = consumers
-        assert kafka_records.install(plain)
+        lean = kafka_records.install(plain)
+        assert lean is not None
         lean_class = plain._fetcher.PartitionRecords
-        assert issubclass(lean_class, LeanPartitionRecords) and lean_class.budget is not None
-        lean_class.budget.left = 0
+        assert issubclass(lean_class, LeanPartitionRecords)
+        assert lean_class.budget is lean.budget and lean_class.unreadable is lean.unreadable
+        lean.budget.left = 0
         assert plain._fetcher.fetched_records() == ({}, False)  # nothing fetched yet
-        assert lean_class.budget.left == kafka_records.MAX_INFLATED_BATCH_BYTES  # renewed
+        assert lean.budget.left == kafka_records.MAX_INFLATED_BATCH_BYTES  # renewed
         assert not kafka_records.install(deserializing)
         assert not kafka_records.install(object())
         monkeypatch.setattr(kafka, "__version__", "3.1.0")

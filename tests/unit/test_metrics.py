@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import monitor
 from monitor import metrics
 from monitor.distribution import NUMERIC_BINS
-from monitor.errors import CheckpointResult, RejectReason
+from monitor.errors import CheckpointResult, RejectReason, UnreadableReason
 from monitor.metrics import CATALOGUE, DriftCollector, PipelineMetrics, cardinality
 from monitor.model import (
     Correction,
@@ -323,6 +323,7 @@ class TestGoldenExposition:
         pipeline.record_consumed("features", 120)
         pipeline.record_rejected("features", RejectReason.TOO_LATE, 3)
         pipeline.dead_letter_failed(RejectReason.TOO_LARGE)
+        pipeline.unreadable_batches({("features", UnreadableReason.CRC_MISMATCH): 2})
         pipeline.record_accepted("fraud", 117)
         pipeline.add_invalid_values("fraud", "amount", 2)
         pipeline.observe_batch(0.003)
