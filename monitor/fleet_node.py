@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -56,7 +57,13 @@ import numpy.typing as npt
 
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
-from monitor.errors import ClaimResult, CommitResult, ReferenceDataError, SourceError
+from monitor.errors import (
+    ClaimResult,
+    CommitResult,
+    ReferenceDataError,
+    SourceError,
+    StateRejectReason,
+)
 from monitor.fleet import MAX_RINGS, FleetFold, FoldOutcome, carried_window, window_like
 from monitor.fleet_contrib import ContributionTap, Contributor, LaggingTap
 from monitor.fleet_offsets import GroupOffsets
@@ -151,6 +158,7 @@ class FleetNode:
         self.clock = clock
         self.monotonic = monotonic
         self.fold = FleetFold(clock=clock)
+        self._skipped = 0  # state-topic record batches skipped unread (`fold_metrics`)
         self.contributor = Contributor(member)
         self.group = GroupOffsets(member)
         self.taps: dict[tuple[str, str], ContributionTap] = {}
@@ -619,11 +627,15 @@ class FleetNode:
         self.metrics.set_state(self.lag, len(self.contributor.owned), age)
 
     def fold_metrics(self) -> None:
-        """Bring the state-topic counters up to the fold's."""
+        """Bring the state-topic counters up to the fold's; record batches the reader skipped
+        unread count as `undecodable` records (each a record or more the fold never saw)."""
+        self._skipped += self.log_topic.skipped_batches()
+        rejected = Counter(self.fold.rejected)
+        rejected[StateRejectReason.UNDECODABLE] += self._skipped
         self.metrics.fold_counts(
             {str(k): v for k, v in self.fold.commits.items()},
             {str(k): v for k, v in self.fold.claims.items()},
-            {str(k): v for k, v in self.fold.rejected.items()},
+            {str(k): v for k, v in rejected.items()},
         )
 
     def not_ready_reason(self) -> str:

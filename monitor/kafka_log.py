@@ -80,11 +80,12 @@ def log_producer(client_kwargs: Mapping[str, Any], timeout_s: float, what: str) 
 
 def log_consumer(
     client_kwargs: Mapping[str, Any], timeout_s: float, what: str, fetch_records: int = 4
-) -> Any:
+) -> tuple[Any, kafka_records.LeanRecords | None]:
     """An unassigned reader (no group, no commits, from the earliest offset) whose fetches
-    hold `fetch_records` records of the largest size. Its records have kafka-python's
-    `offset`, `key` and `value`; they are `RawMessage`s where `monitor.kafka_records`
-    applies, which also skips a batch kafka-python would spin on."""
+    hold `fetch_records` records of the largest size, and its `LeanRecords` (None where
+    `monitor.kafka_records` does not apply). Its records have kafka-python's `offset`, `key`
+    and `value`; they are `RawMessage`s where `monitor.kafka_records` applies, which also
+    skips a batch kafka-python would spin on and counts it in `LeanRecords.unreadable`."""
     kwargs = only_args(client_kwargs, KafkaConsumer)
     kwargs.update(
         group_id=None,
@@ -95,8 +96,8 @@ def log_consumer(
         fetch_max_bytes=MAX_REQUEST_BYTES * fetch_records,
     )
     consumer = _client(KafkaConsumer, kwargs, what)
-    kafka_records.install(consumer)  # a batch kafka-python cannot read must not hang the reader
-    return consumer
+    # a batch kafka-python cannot read must not hang the reader
+    return consumer, kafka_records.install(consumer)
 
 
 def _client(client_class: Any, kwargs: Mapping[str, Any], what: str) -> Any:

@@ -20,9 +20,10 @@ from typing import Any
 
 from kafka.structs import TopicPartition
 
-from monitor.errors import SourceError
+from monitor.errors import RegistryRejectReason, SourceError, UnreadableReason
 from monitor.kafka_log import KAFKA_ERRORS as _ERRORS
 from monitor.kafka_log import ensure_topic, log_consumer, log_producer
+from monitor.kafka_records import LeanRecords
 from monitor.registry import RegistryTable, Rejected
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class RegistryLog:
         self._kwargs = dict(client_kwargs)
         self._partition = TopicPartition(topic, 0)
         self._consumer: Any = None
+        self._lean: LeanRecords | None = None
         self._what = f"the registry {topic!r}"
 
     # -- admin -------------------------------------------------------------------
@@ -83,7 +85,7 @@ class RegistryLog:
 
     def _get_consumer(self) -> Any:
         if self._consumer is None:
-            consumer = log_consumer(self._kwargs, self.timeout_s, self._what)
+            consumer, self._lean = log_consumer(self._kwargs, self.timeout_s, self._what)
             consumer.assign([self._partition])
             consumer.seek_to_beginning(self._partition)
             self._consumer = consumer
@@ -115,6 +117,9 @@ class RegistryLog:
                 outcome = table.apply(record.value)
                 if outcome is not None:
                     refused.append(outcome)
+        if self._lean is not None and self._lean.unreadable:
+            for (_, why), n in self._lean.take_unreadable().items():
+                refused += [Rejected(RegistryRejectReason.UNDECODABLE, _skipped(why))] * n
         return refused
 
     def read_to_end(self, table: RegistryTable) -> list[Rejected]:
@@ -136,3 +141,9 @@ class RegistryLog:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             consumer.close()
+
+
+def _skipped(reason: UnreadableReason) -> str:
+    """The refusal detail of a record batch `monitor.kafka_records` skipped unread (its
+    warning names the offsets)."""
+    return f"a record batch skipped unread ({reason}; the kafka_records warning has the offsets)"

@@ -29,6 +29,7 @@ from kafka.structs import TopicPartition
 from monitor.errors import SourceError
 from monitor.kafka_log import KAFKA_ERRORS as _ERRORS
 from monitor.kafka_log import MAX_REQUEST_BYTES, ensure_topic, log_consumer, log_producer
+from monitor.kafka_records import LeanRecords
 
 DEFAULT_TOPIC = "driftmon.state"
 #: Partitions the state topic is created with (its key spreads the source partitions).
@@ -69,6 +70,7 @@ class StateLog:
         self.timeout_s = timeout_s
         self._kwargs = dict(client_kwargs)
         self._consumer: Any = None
+        self._lean: LeanRecords | None = None
         self._producer: Any = None
         self._partitions: list[TopicPartition] = []
         self.bytes_published = 0
@@ -112,7 +114,9 @@ class StateLog:
 
     def _get_consumer(self) -> Any:
         if self._consumer is None:
-            consumer = log_consumer(self._kwargs, self.timeout_s, self._what, fetch_records=8)
+            consumer, self._lean = log_consumer(
+                self._kwargs, self.timeout_s, self._what, fetch_records=8
+            )
             try:
                 found = consumer.partitions_for_topic(self.topic)
             except _ERRORS as exc:
@@ -176,6 +180,13 @@ class StateLog:
             for r in batches[tp]
         ]
 
+    def skipped_batches(self) -> int:
+        """Record batches the reader skipped unread since the last call (`monitor.
+        kafka_records`: each also logged with its offsets); `scan`'s are not counted here."""
+        if self._lean is None or not self._lean.unreadable:
+            return 0
+        return sum(self._lean.take_unreadable().values())
+
     def read_to_end(
         self, handle: Callable[[StateRecord], None], timeout_s: float | None = None
     ) -> int:
@@ -197,7 +208,7 @@ class StateLog:
         (a reader of its own; the main reader's positions do not move); the count."""
         part = TopicPartition(self.topic, partition)
         handled = 0
-        consumer = log_consumer(self._kwargs, self.timeout_s, self._what)
+        consumer, _ = log_consumer(self._kwargs, self.timeout_s, self._what)
         try:
             consumer.assign([part])
             end = int(consumer.end_offsets([part]).get(part, 0))

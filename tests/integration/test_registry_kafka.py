@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
+from monitor import kafka_records
 from monitor.errors import RegistryRejectReason
 from monitor.model import FeatureKind, FeatureSpec
 from monitor.reference import ReferenceProfile, fit_profile, profile_to_json
@@ -183,6 +184,18 @@ def test_reference_commands_need_a_config(action: str) -> None:
     assert done.returncode == 2
 
 
+def _send_one(
+    broker: TansuBroker, topic: str, producer_kwargs: dict[str, Any], **record: Any
+) -> None:
+    """One record written to `topic` by a plain kafka-python producer (not driftmon's)."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, **producer_kwargs)
+    try:
+        producer.send(topic, **record)
+        producer.flush()
+    finally:
+        producer.close()
+
+
 class _NotUtf8(str):
     """A header key that a client writes as bytes that are not UTF-8."""
 
@@ -198,12 +211,7 @@ def test_a_registry_record_with_a_header_key_that_is_not_utf8_does_not_hang_the_
     log = RegistryLog({"bootstrap_servers": broker.bootstrap}, topic)
     try:
         log.ensure_topic()
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
-        try:
-            producer.send(topic, key=b"junk", value=b"\x00", headers=[(_NotUtf8("k"), b"v")])
-            producer.flush()
-        finally:
-            producer.close()
+        _send_one(broker, topic, {}, key=b"junk", value=b"\x00", headers=[(_NotUtf8("k"), b"v")])
         good = _profile("fraud", 0.0)
         log.publish(encode_profile(good, pushed_at=1.0, pushed_by="t"))
         table = RegistryTable()
@@ -214,6 +222,29 @@ def test_a_registry_record_with_a_header_key_that_is_not_utf8_does_not_hang_the_
         reader.join(60.0)
         assert not reader.is_alive(), "read_to_end did not return"
         assert [r.reason for r in refused] == [RegistryRejectReason.UNDECODABLE]
+        assert set(table.profiles) == {good.reference_id}
+    finally:
+        log.close()
+
+
+def test_a_registry_batch_skipped_unread_is_refused_as_undecodable(
+    broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzip batch beyond the inflate bound is skipped, counted as one undecodable refusal
+    (the metric and the log see it), and the profile after it registers."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    topic = _registry_topic()
+    log = RegistryLog({"bootstrap_servers": broker.bootstrap}, topic)
+    try:
+        log.ensure_topic()
+        gzip = {"compression_type": "gzip", "max_request_size": 4 << 20}
+        _send_one(broker, topic, gzip, key=b"bomb", value=bytes(2 << 20))
+        good = _profile("fraud", 0.0)
+        log.publish(encode_profile(good, pushed_at=1.0, pushed_by="t"))
+        table = RegistryTable()
+        refused = log.read_to_end(table)
+        assert [r.reason for r in refused] == [RegistryRejectReason.UNDECODABLE]
+        assert "skipped unread (too_large" in refused[0].detail
         assert set(table.profiles) == {good.reference_id}
     finally:
         log.close()

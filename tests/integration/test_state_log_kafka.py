@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pytest
+from kafka import KafkaProducer
 
+from monitor import kafka_records
 from monitor.errors import ClaimResult, CommitResult, StateRejectReason
 from monitor.fleet import FleetFold
 from monitor.fleet_records import encode_claim, encode_commit, model_increment
@@ -66,3 +69,34 @@ def test_claims_and_a_chunked_commit_fold_identically_on_two_readers(broker: Tan
         writer.close()
         for reader in readers:
             reader.close()
+
+
+def test_a_state_batch_skipped_unread_is_counted_once(
+    broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzip batch beyond the inflate bound between two claims: both claims are read, and
+    the reader reports one skipped batch, once."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    topic = f"state-{uuid.uuid4().hex[:10]}"
+    writer = StateLog({"bootstrap_servers": broker.bootstrap}, topic)
+    reader = StateLog({"bootstrap_servers": broker.bootstrap}, topic)
+    try:
+        writer.ensure_topic()
+        key, claim = encode_claim("events:0", 1, "a")
+        writer.publish([(key, claim)])
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap, compression_type="gzip", max_request_size=4 << 20
+        )
+        try:
+            producer.send(topic, key=key, value=bytes(2 << 20))  # the key's partition
+            producer.flush()
+        finally:
+            producer.close()
+        writer.publish([encode_claim("events:0", 2, "b")])
+        seen: list[StateRecord] = []
+        assert reader.read_to_end(seen.append) == 2
+        assert [r.offset for r in seen] == [0, 2]
+        assert reader.skipped_batches() == 1 and reader.skipped_batches() == 0
+    finally:
+        writer.close()
+        reader.close()

@@ -629,6 +629,37 @@ def test_a_claim_of_a_source_outside_the_group_s_topics_takes_no_leadership() ->
     assert not node._leads()
 
 
+def test_state_batches_the_reader_skipped_count_as_undecodable_records_once() -> None:
+    """fold_metrics adds the reader's skipped batches to the fold's undecodable refusals in
+    driftmon_state_records_rejected_total, each once, beside the fold's own."""
+
+    class Reader:
+        def __init__(self) -> None:
+            self.skipped = [2, 0, 1]
+
+        def skipped_batches(self) -> int:
+            return self.skipped.pop(0)
+
+    registry = CollectorRegistry()
+    node = FleetNode(
+        cast(StateLog, Reader()),
+        {},
+        member="r1",
+        publish_interval=1.0,
+        snapshot_interval=60.0,
+        metrics=FleetMetrics(registry),
+        logger=structlog.get_logger(),
+    )
+    node.fold.apply(b"\x00not a record")
+    seen = []
+    for _ in range(3):
+        node.fold_metrics()
+        labels = {"reason": "undecodable"}
+        seen.append(registry.get_sample_value("driftmon_state_records_rejected_total", labels))
+    assert seen == [3.0, 3.0, 4.0]
+    assert node.fold.rejected == {StateRejectReason.UNDECODABLE: 1}  # the fold's own
+
+
 def test_a_watermark_beyond_the_clock_s_future_limit_is_refused() -> None:
     """With a clock, a commit whose watermark is more than max_future_seconds + 300 s ahead is
     refused and moves nothing; one at the limit folds."""
