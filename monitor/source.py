@@ -530,10 +530,27 @@ class KafkaSink:
             raise SourceError(f"flush failed: {exc}") from exc
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Flush what is queued (up to `timeout_s`) and close; idempotent."""
+        """Flush what is queued (up to `timeout_s`) and close; idempotent; never raises for
+        an unreachable broker: what is still queued then is dropped with a warning.
+
+        kafka-python 3.0.12's `close` raises when its flush times out and leaves its sender
+        thread running (a Ctrl-C that stopped the broker first ended `make demo` with a
+        traceback); the sender is then stopped without sending.
+        """
         producer, self._producer = self._producer, None
-        if producer is not None:
+        if producer is None:
+            return
+        try:
             producer.close(timeout=timeout_s)
+        except _TRANSIENT_ERRORS as exc:
+            log.warning(
+                "kafka producer closed with records still queued after %.1f s (dropped): %s",
+                timeout_s,
+                exc,
+            )
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
 
 
 def ensure_topic(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -318,6 +319,30 @@ def test_sink_fails_fast_while_backing_off_from_a_dead_broker() -> None:
         assert time.monotonic() - started < 0.1
     finally:
         sink.close()
+
+
+def test_sink_close_with_the_broker_gone_drops_the_queue_without_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Records queued for a broker that stopped: close() returns within its timeout, warns,
+    and stops the producer's thread (kafka-python's close raised and left it running)."""
+    with TansuBroker() as b:
+        b.create_topic("dead-letter")
+        sink = KafkaSink({"bootstrap_servers": b.bootstrap}, max_block_s=1.0)
+        sink.send("dead-letter", b"delivered")
+        sink.flush(timeout_s=10.0)
+        b.stop()
+        for i in range(3):
+            sink.send("dead-letter", b"queued-%d" % i)
+        sender = sink._producer._sender
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="monitor.source"):
+            sink.close(timeout_s=0.5)
+        assert time.monotonic() - started < 5.0
+        assert any("still queued" in r.getMessage() for r in caplog.records)
+        sender.join(5.0)
+        assert not sender.is_alive()
+        sink.close()  # idempotent
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
