@@ -470,6 +470,7 @@ class KafkaSink:
         self._producer: Any = None
         self._log_failures = RateLimitedSampler(10)
         self._log_lock = threading.Lock()
+        self._dropping = False
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._backoff_s = backoff_initial_s
@@ -488,6 +489,8 @@ class KafkaSink:
         self.failed += 1
         if on_error is not None:
             on_error(exc)
+        if self._dropping:  # `close` dropped the queue and said so once
+            return
         with self._log_lock:
             allowed = self._log_failures.allow()
         if allowed:
@@ -548,6 +551,7 @@ class KafkaSink:
                 timeout_s,
                 exc,
             )
+            self._dropping = True
             sender = getattr(producer, "_sender", None)
             if sender is not None:
                 sender.force_close()
