@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.status_json.write_text(json.dumps(final, indent=1), encoding="utf-8")
             stop.set()
             producer.join(10)
-        sink.close()
+        sink.close(timeout_s=2.0)  # after a Ctrl-C the broker may be gone already
     print("driftmon demo: stopped broker, daemon and producer.")
     return 0
 
