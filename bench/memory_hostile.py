@@ -14,6 +14,10 @@ start (before any message) and after the flood. Scenarios:
 - `scalars-6x524k`: 6 messages `[1,1,...]` of 524,000 numbers each (`not_an_object`).
 - `array-1e6-4MiB`: one array of 1,000,000 `{}` with `max_message_bytes: 4 MiB`.
 - `rejected-50MB`: one 50 MB message (`too_large`, never parsed).
+- `gzip-6x64x349k`: the `flood-6x349k` message 64 times on each of 6 partitions, gzip-compressed
+  by the producer (about 1 KB each on the broker, so one fetch holds all 64 of a partition):
+  what a poll may inflate is bounded (`monitor.kafka_records`, 64 MiB per poll), not what a
+  fetch holds compressed.
 
     python -m bench.memory_hostile [--scenario NAME ...]
 """
@@ -69,6 +73,8 @@ class Scenario:
     message: Callable[[], bytes]
     kafka: dict[str, Any] = field(default_factory=dict)
     event: dict[str, Any] = field(default_factory=dict)
+    copies: int = 1
+    compression: str | None = None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -88,6 +94,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "array-1e6-4MiB", 1, lambda: hostile_array(1_000_000), kafka={"max_message_bytes": 4 * MIB}
     ),
     Scenario("rejected-50MB", 1, lambda: b"[" + b" " * (50 * 10**6) + b"]"),
+    Scenario("gzip-6x64x349k", 6, lambda: hostile_array(349_000), copies=64, compression="gzip"),
 )
 
 
@@ -169,17 +176,30 @@ def _metric(port: int, name: str) -> float:
     )
 
 
-def produce(bootstrap: str, topic: str, value: bytes, partitions: int) -> None:
-    """One copy of `value` to each partition; raises on any failure."""
+def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    partitions: int,
+    copies: int = 1,
+    compression: str | None = None,
+) -> None:
+    """`copies` copies of `value` to each partition (compressed by `compression`); raises on
+    any failure."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         max_request_size=len(value) + MIB,
         request_timeout_ms=60_000,
+        compression_type=compression,
     )
     try:
-        futures = [producer.send(topic, value=value, partition=p) for p in range(partitions)]
+        futures = [
+            producer.send(topic, value=value, partition=p)
+            for _ in range(copies)
+            for p in range(partitions)
+        ]
         producer.flush(timeout=120)
         for future in futures:
             future.get(timeout=120)
@@ -215,13 +235,13 @@ def measure(
             time.sleep(0.2)
         time.sleep(2.0)
         start = vm_status(proc.pid)
-        produce(bootstrap, topic, value, scenario.partitions)
+        produce(bootstrap, topic, value, scenario.partitions, scenario.copies, scenario.compression)
         del value
         deadline = time.monotonic() + 180
         consumed = 0.0
         while time.monotonic() < deadline and proc.poll() is None:
             consumed = _metric(port, "driftmon_records_consumed_total")
-            if consumed >= scenario.partitions:
+            if consumed >= scenario.partitions * scenario.copies:
                 break
             time.sleep(0.2)
         time.sleep(1.0)

@@ -107,6 +107,50 @@ def test_hostile_array_flood_stays_under_the_memory_budget(
     assert rejected == {"unknown_model": 6 * 10_000, "too_large": 6 * 339_000}
 
 
+@pytest.mark.timeout(240)
+def test_a_gzip_compressed_flood_stays_under_the_memory_budget(
+    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path
+) -> None:
+    """64 gzip-compressed 349,000-element arrays on each of 6 partitions (1 KB each on the
+    broker, 400 MB inflated): every one read, none skipped, under the budget (362 MiB before
+    the inflate bound held per poll)."""
+    topic = make_topic(6)
+    config = daemon_config(
+        bootstrap=broker.bootstrap,
+        topics=[topic],
+        state_dir=tmp_path / "state",
+        models=[
+            model_entry("m", FEATURES, {"mode": "file", "path": str(reference(tmp_path / "r"))})
+        ],
+    )
+    value = hostile_array(349_000)
+    with DaemonProcess(write_config(tmp_path / "driftmon.yaml", config), tmp_path) as daemon:
+        daemon.start()
+        daemon.wait_metric("driftmon_kafka_connected", 1.0, timeout=30)
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap, max_request_size=4 << 20, compression_type="gzip"
+        )
+        try:
+            for _ in range(64):
+                for partition in range(6):
+                    producer.send(topic, value=value, partition=partition)
+            producer.flush(timeout=60)
+        finally:
+            producer.close()
+        after = daemon.wait_metric("driftmon_records_consumed_total", 384, timeout=180, topic=topic)
+        assert daemon.proc is not None
+        peak = vm_status(daemon.proc.pid)["VmHWM"]
+        assert daemon.running and daemon.live()
+        assert daemon.stop() == 0
+    skipped = sum(v for _, v in after.find("driftmon_kafka_unreadable_batches_total"))
+    rejected = {
+        labels["reason"]: v for labels, v in after.find("driftmon_records_rejected_total") if v
+    }
+    assert peak <= BUDGET_MIB, f"peak RSS {peak:.0f} MiB > budget {BUDGET_MIB:.0f} MiB"
+    assert skipped == 0
+    assert rejected == {"unknown_model": 384 * 10_000, "too_large": 384 * 339_000}
+
+
 MARKERS = (
     "123-45-6789",
     "alice.smith@example.com",
