@@ -30,7 +30,14 @@ from monitor.account import BatchAccount
 from monitor.autodiscover import AutoFeatures, discovered, restored_plan
 from monitor.config import Settings
 from monitor.decode import BatchDecoder, DecodedBatch, EventFields
-from monitor.decode_worker import DEPTH, DecoderSpec, DecodeWorker, DecodeWorkerError
+from monitor.decode_worker import (
+    DEPTH,
+    MAX_SUBMIT_BYTES,
+    DecoderSpec,
+    DecodeWorker,
+    DecodeWorkerError,
+    value_bytes,
+)
 from monitor.errors import (
     CheckpointResult,
     ConfigError,
@@ -391,7 +398,9 @@ class Daemon:
         of a batch is bounded by the slice size, not by what the messages hold. With a decode
         worker (`event.decode_worker`, monitor.decode_worker) the batch goes to the child and
         is applied `DEPTH` batches later (or at the next `drain`), while the child decodes;
-        batches are applied in poll order and their offsets count only once applied.
+        batches are applied in poll order and their offsets count only once applied. A batch
+        of more than `MAX_SUBMIT_BYTES` of values (inflated from compressed batches) is
+        decoded in process, after the batches in flight.
         """
         batch = self._prepare(messages)
         worker = self.decode_worker
@@ -400,7 +409,7 @@ class Daemon:
             return
         if len(self._in_flight) >= DEPTH:
             self._apply_oldest(worker)
-        if worker.available():
+        if worker.available() and value_bytes(batch.kept) <= MAX_SUBMIT_BYTES:
             try:
                 worker.submit(batch.kept)
             except DecodeWorkerError as exc:  # the worker dropped the batches it held

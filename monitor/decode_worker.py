@@ -34,10 +34,11 @@ Contract:
   `submit` starts a new child.
 - Memory: the blocks (>= 8 MiB each, 2 x DEPTH of them, reserved when created, so a full
   /dev/shm fails a submit instead of raising SIGBUS later), the child (~77 MiB) and the
-  batches in flight in the caller (at most DEPTH polled batches). The child materialises at
-  most `max_result_values` column values of a batch (the in-process decoder one slice at a
-  time): a batch with more comes back with `slices=None` (`collect`), to be decoded in process,
-  slice by slice, and the child stays up.
+  batches in flight in the caller (at most DEPTH polled batches, each of at most
+  `MAX_SUBMIT_BYTES` of values: the caller decodes a larger one in process). The child
+  materialises at most `max_result_values` column values of a batch (the in-process decoder
+  one slice at a time): a batch with more comes back with `slices=None` (`collect`), to be
+  decoded in process, slice by slice, and the child stays up.
 """
 
 from __future__ import annotations
@@ -64,19 +65,40 @@ from monitor.account import BatchAccount
 from monitor.decode import BatchDecoder, DecodedBatch, EventFields, ModelSchema
 from monitor.model import RawMessage
 
-__all__ = ["DEPTH", "DecodeWorker", "DecodeWorkerError", "DecoderSpec", "WorkerResult"]
+__all__ = [
+    "DEPTH",
+    "MAX_SUBMIT_BYTES",
+    "DecodeWorker",
+    "DecodeWorkerError",
+    "DecoderSpec",
+    "WorkerResult",
+    "value_bytes",
+]
 
 DEPTH = 2
 """Batches in flight: with two, the child always has the next batch queued while the loop
 applies one (a prototype at 200 + 20 features, rates counted at the poll: 0.76-0.80 of raw
 kafka-python with two, 0.60-0.68 with one; README, Wide models)."""
 MIN_BLOCK_BYTES = 8 * 1024 * 1024
+MAX_SUBMIT_BYTES = 16 * 1024 * 1024
+"""The most value bytes of a batch the caller should `submit` (the default `fetch_max_bytes`:
+what one uncompressed poll carries). A larger batch, which only compressed batches inflate
+to (up to 64 MiB a poll, `monitor.kafka_records`), is decoded in process: shipped, it held
+its values, its packed copy and its grown blocks at once for `DEPTH` polls (6 partitions of
+gzip floods took the loop to 589 MiB of RSS, 352 MiB after)."""
 MAX_RESULT_VALUES = 1 << 22
 """Column values (numeric and categorical) the child materialises for one batch: two of the
 decoder's slices (`decode._SLICE_VALUES`, 2^21). A batch whose columns would exceed it (a
 hostile batch of array messages, say) is handed back undecoded, and the loop decodes it in
 process slice by slice, so the worker never holds more of a batch than that."""
 _CONTEXT = multiprocessing.get_context("spawn")
+
+
+def value_bytes(messages: Sequence[RawMessage]) -> int:
+    """The bytes of the messages' values (a tombstone counts 0)."""
+    return sum(len(m.value) for m in messages if m.value is not None)
+
+
 IntArray = npt.NDArray[np.int64]
 
 

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import yaml
 
+from monitor import daemon as daemon_module
 from monitor import decode_worker
 from monitor.account import BatchAccount
 from monitor.config import load_settings
 from monitor.decode import DecodedBatch
-from monitor.decode_worker import DecoderSpec, DecodeWorker, DecodeWorkerError
+from monitor.decode_worker import DecoderSpec, DecodeWorker, DecodeWorkerError, value_bytes
 from monitor.model import RawMessage
 from tests.integration.test_daemon_fake_source import (
     TP,
@@ -468,6 +469,35 @@ def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
         h.drain()
         _assert_same_counts(h, plain)
         assert in_process == [700, 700]  # the two batches in flight at the change
+
+
+def test_a_batch_over_the_submit_bound_is_decoded_in_process_in_poll_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the bound between the sizes of two batches, the larger ones never reach the child
+    (the 64 MiB an inflated poll may hold stayed in flight twice over) and nothing changes."""
+    logs = {("t", 0): _log(3_000, seed=13)}
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        sizes = sorted(value_bytes(_messages(logs["t", 0])[i : i + 700]) for i in (0, 700))
+        bound = sum(sizes) // 2
+        monkeypatch.setattr(daemon_module, "MAX_SUBMIT_BYTES", bound)
+        in_process = _decoded_in_process(h, value_bytes)
+        worker = h.daemon.decode_worker
+        assert worker is not None
+        submitted: list[int] = []
+        submit = worker.submit
+
+        def counting_submit(messages: Sequence[RawMessage]) -> None:
+            submitted.append(value_bytes(messages))
+            submit(messages)
+
+        monkeypatch.setattr(worker, "submit", counting_submit)
+        plain.drain()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert in_process and all(n > bound for n in in_process)
+        assert submitted and all(n <= bound for n in submitted)
+        assert len(in_process) + len(submitted) == 5  # 3,000 events in polls of 700
 
 
 def test_a_fleet_replica_may_run_the_decode_worker(tmp_path: Path) -> None:

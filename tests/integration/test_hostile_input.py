@@ -108,12 +108,13 @@ def test_hostile_array_flood_stays_under_the_memory_budget(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("decode_worker", [False, True], ids=["in-process", "decode-worker"])
 def test_a_gzip_compressed_flood_stays_under_the_memory_budget(
-    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path
+    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path, decode_worker: bool
 ) -> None:
     """64 gzip-compressed 349,000-element arrays on each of 6 partitions (1 KB each on the
     broker, 400 MB inflated): every one read, none skipped, under the budget (362 MiB before
-    the inflate bound held per poll)."""
+    the inflate bound held per poll; 589 MiB with a decode worker before the submit bound)."""
     topic = make_topic(6)
     config = daemon_config(
         bootstrap=broker.bootstrap,
@@ -122,6 +123,7 @@ def test_a_gzip_compressed_flood_stays_under_the_memory_budget(
         models=[
             model_entry("m", FEATURES, {"mode": "file", "path": str(reference(tmp_path / "r"))})
         ],
+        event={"decode_worker": decode_worker},
     )
     value = hostile_array(349_000)
     with DaemonProcess(write_config(tmp_path / "driftmon.yaml", config), tmp_path) as daemon:
