@@ -93,18 +93,18 @@ log = logging.getLogger(__name__)
 _UNREADABLE_LOG = RateLimitedSampler(10)
 """At most 10 warnings a minute about unreadable batches (a hostile producer may send many)."""
 _LOG_APPEND_TIME = DefaultRecordBatch.LOG_APPEND_TIME
-_NO_CODEC = DefaultRecordBatch.CODEC_NONE
 _READ_COMMITTED = IsolationLevel.READ_COMMITTED
 
 
 MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
-"""The most bytes gzip-compressed record batches may inflate to in one `poll()` of a consumer
+"""The most bytes compressed record batches may inflate to in one `poll()` of a consumer
 (kafka-python inflates any: a 300 KB batch of zeros took 640 MiB); a batch beyond it alone is
 skipped as unreadable, one beyond it with the others waits for the next poll."""
 
 
 class InflateBudget:
-    """What gzip batches may still inflate to before the fetcher's next `fetched_records` call.
+    """What compressed batches may still inflate to before the fetcher's next
+    `fetched_records` call.
 
     One per consumer (`install`), shared by every partition's fetch, renewed to
     `MAX_INFLATED_BATCH_BYTES` at each call: the records one call returns (and the batch a
@@ -146,14 +146,16 @@ class LeanRecords:
     unreadable: Counter[tuple[str, UnreadableReason]] = field(default_factory=Counter)
 
     def take_unreadable(self) -> dict[tuple[str, UnreadableReason], int]:
-        """The skipped batches counted since the last call (then none)."""
-        counted, self.unreadable = dict(self.unreadable), Counter()
+        """The skipped batches counted since the last call (then none). The counter is
+        cleared in place: the consumer's record class counts into this very object."""
+        counted = dict(self.unreadable)
+        self.unreadable.clear()
         return counted
 
 
 class _BudgetSpentError(Exception):
-    """A gzip batch that fits the bound alone but not after what this poll already inflated:
-    its fetch ends before it, and the partition's next fetch starts with it."""
+    """A compressed batch that fits the bound alone but not after what this poll already
+    inflated: its fetch ends before it, and the partition's next fetch starts with it."""
 
 
 def install(consumer: Any) -> LeanRecords | None:
@@ -323,7 +325,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         value length, value, header count, headers (varints; lengths of -1 are null).
         """
         codec = batch.compression_type
-        if codec != _NO_CODEC and codec in _INFLATE and not batch._decompressed:
+        if codec in _INFLATE and not batch._decompressed:
             budget = self._fetch_budget
             inflated = _INFLATE[codec](memoryview(batch._buffer)[batch._pos :], budget.left)
             if inflated is None and budget.spent_any:

@@ -462,3 +462,14 @@ def test_a_batch_skipped_unread_is_counted_by_the_source(
     assert [m.offset for m in got] == [0, 2]
     assert src.unreadable_batches() == {(topic, UnreadableReason.TOO_LARGE): 1}
     assert src.unreadable_batches() == {}
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, compression_type="gzip", max_request_size=4 << 20
+    )
+    try:
+        for value in (bytes(2 << 20), b'{"i": 4}'):  # a second one, counted as well
+            producer.send(topic, value=value, partition=0)
+            producer.flush()
+    finally:
+        producer.close()
+    assert [m.offset for m in poll_until(src, 1)] == [4]
+    assert src.unreadable_batches() == {(topic, UnreadableReason.TOO_LARGE): 1}
