@@ -30,7 +30,10 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
   batch's next offset, and a rate-limited warning (`_UNREADABLE_LOG`, 10 a minute) names the
   partition, the offsets and the kind of defect, never the bytes. A fetch that cannot even be
   cut into batches ends at the last batch read and is fetched again from there (a warning,
-  no spin).
+  no spin). A record whose offset lies outside its batch's header range, which kafka-python
+  returns and then fetches the records after it again, ends its batch the same way; the next
+  fetch offset never moves back, and a skipped batch is passed even when its header ends
+  before it starts.
 - A compressed batch is inflated here, as kafka-python's codecs would inflate it (gzip by
   zlib, as `gzip.GzipFile` would: members, zero padding, CRC and size checks; snappy, raw or
   in xerial blocks, by cramjam, sized from each block's length header before it is
@@ -266,10 +269,10 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             self._count(UnreadableReason.UNFRAMED)
             _say_unreadable(str(tp.topic), int(tp.partition), self.next_fetch_offset, None, exc)
         # A v2 batch keeps its last offset even when compaction removed its last record:
-        # fetch from after it, as kafka-python does (its header is the authority, even over a
-        # record whose offset delta points beyond it).
+        # fetch from after it, as kafka-python does; never back (a header whose last offset
+        # lies before records already returned would have them returned again, forever).
         if last_batch is not None and last_batch.magic == 2:
-            self.next_fetch_offset = last_batch.next_offset
+            self.next_fetch_offset = max(self.next_fetch_offset, last_batch.next_offset)
         self.drain()
 
     def _batch_records(self, tp: Any, batch: Any) -> Iterator[RawMessage]:
@@ -290,8 +293,10 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         """Go on after a batch that could not be read (what it yielded before stays): the
         next fetch offset moves past it, one rate-limited warning names the offsets."""
         first = max(self.next_fetch_offset, self.fetch_offset)
-        try:
-            end = batch.next_offset if batch.magic == 2 else batch.base_offset + 1
+        try:  # past the batch, even when its header puts its end before its start
+            end = batch.base_offset + 1
+            if batch.magic == 2:
+                end = max(end, batch.next_offset)
         except Exception:  # a header too broken to read: stay where we are
             end = first
         self.next_fetch_offset = max(first, int(end))
@@ -322,7 +327,11 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         """The records of one v2 data batch, read from its (decompressed) buffer.
 
         Layout per record: length, attributes, timestamp delta, offset delta, key length, key,
-        value length, value, header count, headers (varints; lengths of -1 are null).
+        value length, value, header count, headers (varints; lengths of -1 are null). A record
+        whose offset lies outside its batch's header range ends the batch as unreadable
+        (kafka-python returns it, and its next fetch offset, taken from the header, then lies
+        behind that record: the records after would come again); brokers that assign offsets
+        never write one.
         """
         codec = batch.compression_type
         if codec in _INFLATE and not batch._decompressed:
@@ -341,6 +350,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         buffer = memoryview(batch._buffer)  # slices copy once, not twice (bytearray, bytes)
         pos = batch._pos
         base_offset = batch.base_offset
+        last_delta = batch.last_offset_delta
         append_time = batch.timestamp_type == _LOG_APPEND_TIME
         append_timestamp = batch.max_timestamp
         first_timestamp = batch.first_timestamp
@@ -372,6 +382,8 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
                     f"Invalid record size: expected to read {length} bytes in record "
                     f"payload, but instead read {pos - start}"
                 )
+            if not 0 <= offset_delta <= last_delta:  # kafka-python returns it (docstring)
+                raise _Defect("a record offset outside its batch")
             offset = base_offset + offset_delta
             timestamp = append_timestamp if append_time else first_timestamp + timestamp_delta
             self.records_read += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import gzip
 import logging
 import random
@@ -455,6 +456,42 @@ def test_a_header_key_that_is_not_utf8_keeps_its_record() -> None:
     assert outcome(Fetcher.PartitionRecords, data)[1][0] is CorruptRecordError
 
 
+def records_outside_their_batch(data: bytes) -> bool:
+    """True if kafka-python reads a record whose offset lies outside its v2 batch's header
+    range (base offset to last offset) from `data`."""
+    records = MemoryRecords(data)
+    with contextlib.suppress(Exception):  # kafka-python's own errors end the search
+        batch = records.next_batch()
+        while batch is not None:
+            if batch.magic == 2:
+                with contextlib.suppress(Exception):
+                    for record in batch:
+                        if not batch.base_offset <= record.offset <= batch.last_offset:
+                            return True
+            batch = records.next_batch()
+    return False
+
+
+def test_a_record_outside_its_batch_ends_the_batch_and_nothing_comes_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A record whose offset delta points past its batch header: kafka-python returns it and
+    then fetches from the header's end, behind it (the records after come again); here the
+    batch ends there as unreadable and the next fetch offset never moves back."""
+    beyond = rewrite(v2_batch(10, plain_records(6)), last_offset_delta=2)  # records 10..15
+    data = bytes(v2_batch(0, plain_records(10)) + beyond)
+    stock = outcome(Fetcher.PartitionRecords, data)
+    assert [r.offset for r in stock[0]][-3:] == [13, 14, 15] and stock[2] == 13  # back to 13
+    with caplog.at_level(logging.WARNING, logger="monitor.kafka_records"):
+        records, error, next_offset, *rest = outcome(LeanPartitionRecords, data)
+    assert [r.offset for r in records] == list(range(13)) and error is None and not rest[-1]
+    assert next_offset == 13
+    assert "(a record offset outside its batch)" in caplog.records[0].getMessage()
+    behind = rewrite(v2_batch(20, plain_records(2)), last_offset_delta=-5)  # ends before it starts
+    records, error, next_offset, *_ = outcome(LeanPartitionRecords, bytes(behind), 20)
+    assert records == [] and error is None and next_offset == 21  # past it, not stuck at 20
+
+
 def test_mangled_fetches_give_kafka_pythons_records_and_never_raise(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -469,7 +506,7 @@ def test_mangled_fetches_give_kafka_pythons_records_and_never_raise(
         + v2_batch(18, plain_records(3), compression=ZSTD)
     )
     rng = random.Random(20261205)
-    broken = 0
+    broken = outside = 0
     caplog.set_level(logging.ERROR, logger="monitor.kafka_records")  # 600 warnings, unread
     for _ in range(600):
         data = bytearray(clean)
@@ -479,14 +516,19 @@ def test_mangled_fetches_give_kafka_pythons_records_and_never_raise(
             data = data[: rng.randrange(61, len(data))]
         stock = outcome(Fetcher.PartitionRecords, bytes(data), check_crcs=False)
         lean = outcome(LeanPartitionRecords, bytes(data), check_crcs=False)
-        if stock[1] is None:
+        misplaced = records_outside_their_batch(bytes(data))
+        if stock[1] is None and not misplaced:
             assert lean == stock
             continue
+        assert lean[1] is None and not lean[-1]  # never raises, always drained
+        if misplaced:  # kafka-python returned a record its batch does not hold
+            outside += 1
+            continue
         broken += 1
-        assert lean[1] is None
         assert lean[0][: len(stock[0])] == stock[0]
-        assert stock[-1] and not lean[-1]  # kafka-python would spin on it; this one is done
+        assert stock[-1]  # kafka-python would spin on it; this one is done
     assert broken > 100  # the flips did reach the record parser
+    assert outside > 0  # and made kafka-python return records outside their batch
 
 
 class _Bytes(Deserializer):  # type: ignore[misc]
