@@ -69,53 +69,17 @@ def event(ts: float, model: str = "m", **features: Any) -> bytes:
     return msgspec.json.encode({"ts": ts, "model": model, "features": features or {"x": 0.5}})
 
 
-@pytest.mark.timeout(240)
-def test_hostile_array_flood_stays_under_the_memory_budget(
-    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path
-) -> None:
-    """6 partitions x one 349,000-element `[{},...]` array keep driftmon run under its budget."""
-    topic = make_topic(6)
-    config = daemon_config(
-        bootstrap=broker.bootstrap,
-        topics=[topic],
-        state_dir=tmp_path / "state",
-        models=[
-            model_entry("m", FEATURES, {"mode": "file", "path": str(reference(tmp_path / "r"))})
-        ],
-    )
-    value = hostile_array(349_000)
-    assert len(value) == 1_047_001
-    with DaemonProcess(write_config(tmp_path / "driftmon.yaml", config), tmp_path) as daemon:
-        daemon.start()
-        daemon.wait_metric("driftmon_kafka_connected", 1.0, timeout=30)
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, max_request_size=4 << 20)
-        try:
-            for partition in range(6):
-                producer.send(topic, value=value, partition=partition)
-            producer.flush(timeout=60)
-        finally:
-            producer.close()
-        after = daemon.wait_metric("driftmon_records_consumed_total", 6, timeout=120, topic=topic)
-        assert daemon.proc is not None
-        peak = vm_status(daemon.proc.pid)["VmHWM"]
-        assert daemon.running and daemon.live()
-        assert daemon.stop() == 0
-    rejected = {
-        labels["reason"]: v for labels, v in after.find("driftmon_records_rejected_total") if v
-    }
-    assert peak <= BUDGET_MIB, f"peak RSS {peak:.0f} MiB > budget {BUDGET_MIB:.0f} MiB"
-    assert rejected == {"unknown_model": 6 * 10_000, "too_large": 6 * 339_000}
-
-
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("decode_worker", [False, True], ids=["in-process", "decode-worker"])
-def test_a_gzip_compressed_flood_stays_under_the_memory_budget(
-    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path, decode_worker: bool
-) -> None:
-    """64 gzip-compressed 349,000-element arrays on each of 6 partitions (1 KB each on the
-    broker, 400 MB inflated): every one read, none skipped, under the budget (362 MiB before
-    the inflate bound held per poll; 589 MiB with a decode worker before the submit bound)."""
-    topic = make_topic(6)
+def flood(
+    broker: TansuBroker,
+    topic: str,
+    tmp_path: Path,
+    copies: int,
+    *,
+    compression: str | None = None,
+    decode_worker: bool = False,
+) -> tuple[float, Any]:
+    """`copies` 349,000-element `[{},...]` arrays on each of the topic's 6 partitions into a
+    real `driftmon run`: its peak RSS in MiB and its last scrape once all were consumed."""
     config = daemon_config(
         bootstrap=broker.bootstrap,
         topics=[topic],
@@ -126,31 +90,67 @@ def test_a_gzip_compressed_flood_stays_under_the_memory_budget(
         event={"decode_worker": decode_worker},
     )
     value = hostile_array(349_000)
+    assert len(value) == 1_047_001
     with DaemonProcess(write_config(tmp_path / "driftmon.yaml", config), tmp_path) as daemon:
         daemon.start()
         daemon.wait_metric("driftmon_kafka_connected", 1.0, timeout=30)
         producer = KafkaProducer(
-            bootstrap_servers=broker.bootstrap, max_request_size=4 << 20, compression_type="gzip"
+            bootstrap_servers=broker.bootstrap,
+            max_request_size=4 << 20,
+            compression_type=compression,
         )
         try:
-            for _ in range(64):
+            for _ in range(copies):
                 for partition in range(6):
                     producer.send(topic, value=value, partition=partition)
             producer.flush(timeout=60)
         finally:
             producer.close()
-        after = daemon.wait_metric("driftmon_records_consumed_total", 384, timeout=180, topic=topic)
+        after = daemon.wait_metric(
+            "driftmon_records_consumed_total", 6 * copies, timeout=180, topic=topic
+        )
         assert daemon.proc is not None
         peak = vm_status(daemon.proc.pid)["VmHWM"]
         assert daemon.running and daemon.live()
         assert daemon.stop() == 0
-    skipped = sum(v for _, v in after.find("driftmon_kafka_unreadable_batches_total"))
-    rejected = {
-        labels["reason"]: v for labels, v in after.find("driftmon_records_rejected_total") if v
+    return peak, after
+
+
+def rejected_by_reason(scrape: Any) -> dict[str, float]:
+    """The nonzero `driftmon_records_rejected_total` of a scrape, by reason."""
+    return {
+        labels["reason"]: v for labels, v in scrape.find("driftmon_records_rejected_total") if v
     }
+
+
+@pytest.mark.timeout(240)
+def test_hostile_array_flood_stays_under_the_memory_budget(
+    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path
+) -> None:
+    """6 partitions x one 349,000-element `[{},...]` array keep driftmon run under its budget."""
+    peak, after = flood(broker, make_topic(6), tmp_path, 1)
+    assert peak <= BUDGET_MIB, f"peak RSS {peak:.0f} MiB > budget {BUDGET_MIB:.0f} MiB"
+    assert rejected_by_reason(after) == {"unknown_model": 6 * 10_000, "too_large": 6 * 339_000}
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("decode_worker", [False, True], ids=["in-process", "decode-worker"])
+def test_a_gzip_compressed_flood_stays_under_the_memory_budget(
+    broker: TansuBroker, make_topic: Callable[[int], str], tmp_path: Path, decode_worker: bool
+) -> None:
+    """64 gzip-compressed 349,000-element arrays on each of 6 partitions (1 KB each on the
+    broker, 400 MB inflated): every one read, none skipped, under the budget (362 MiB before
+    the inflate bound held per poll; 589 MiB with a decode worker before the submit bound)."""
+    peak, after = flood(
+        broker, make_topic(6), tmp_path, 64, compression="gzip", decode_worker=decode_worker
+    )
+    skipped = sum(v for _, v in after.find("driftmon_kafka_unreadable_batches_total"))
     assert peak <= BUDGET_MIB, f"peak RSS {peak:.0f} MiB > budget {BUDGET_MIB:.0f} MiB"
     assert skipped == 0
-    assert rejected == {"unknown_model": 384 * 10_000, "too_large": 384 * 339_000}
+    assert rejected_by_reason(after) == {
+        "unknown_model": 384 * 10_000,
+        "too_large": 384 * 339_000,
+    }
 
 
 MARKERS = (
