@@ -276,6 +276,8 @@ class KafkaSource:
     def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
         """Record batches `monitor.kafka_records` skipped unread since the last call, per
         (topic, reason); always empty when it is not installed (kafka-python then raises)."""
+        if not self._unreadable:  # the usual case, once per poll
+            return {}
         counted, self._unreadable = dict(self._unreadable), Counter()
         return counted
 
