@@ -104,6 +104,8 @@ def test_auto_features_monitor_exactly_the_real_ones_and_count_the_rest(
         status = wait_until(settled, 60, message="discovered and ready", on_timeout=daemon.tail)
         daemon.wait_evaluations(1)
         status = daemon.status()["models"][0]
+        # the gauge comes from the last evaluation's snapshot, which may predate the status
+        daemon.wait_evaluations(1)
         scraped = daemon.metrics()
 
     kinds = {f["name"]: f["kind"] for f in status["features"]}
