@@ -111,13 +111,13 @@ class TimedSource:
         self._clock = clock
         self._events = events
 
-    def poll(self, timeout_s: float, max_records: int) -> list[Any]:
+    def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[Any]:
         """Delegate (without waiting once every record was polled), then record the size."""
         self._clock.mark()
         if self._clock.first_size + self._clock.records >= self._events:
             timeout_s = 0.0
         started = time.perf_counter()
-        batch: list[Any] = self._inner.poll(timeout_s, max_records)
+        batch: list[Any] = self._inner.poll(timeout_s, max_records, held_bytes)
         if self._clock.first_wall is not None:
             self._clock.poll_s += time.perf_counter() - started
         self._clock.saw(len(batch))
@@ -136,6 +136,10 @@ class TimedSource:
         """Delegate."""
         result: dict[tuple[str, int], int] = self._inner.lag()
         return result
+
+    def held_back(self) -> bool:
+        """Delegate."""
+        return bool(self._inner.held_back())
 
     def unreadable_batches(self) -> dict[tuple[str, Any], int]:
         """Delegate."""

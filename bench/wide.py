@@ -81,8 +81,11 @@ def worker(numeric: int, per_poll: int, rate: float, n_events: int) -> dict[str,
     class Source:
         """Hands nothing out: the loop below calls `process` itself."""
 
-        def poll(self, timeout_s: float, max_records: int) -> list[Any]:
+        def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[Any]:
             return []
+
+        def held_back(self) -> bool:
+            return False
 
         def commit(self, offsets: Any) -> None:
             """Nothing to commit."""

@@ -309,13 +309,17 @@ class Daemon:
         if self._reload_requested:
             self._reload_requested = False
             self.reload()
-        messages = self.source.poll(POLL_TIMEOUT_S, self.settings.kafka.max_poll_records)
+        worker = self.decode_worker
+        held = 0 if worker is None else worker.held_bytes
+        messages = self.source.poll(POLL_TIMEOUT_S, self.settings.kafka.max_poll_records, held)
         self._heartbeat = self.monotonic()
         self.metrics.unreadable_batches(self.source.unreadable_batches())
         self._sync_registry()
         if messages:
             self.process(messages)
-        else:  # idle: nothing to overlap the worker's batches with
+        if not messages or self.source.held_back():
+            # idle: nothing to overlap the worker's batches with; held back: a compressed
+            # batch waits until the batches in flight are released (memory bound)
             self.drain()
         if self.fleet is not None:
             self.fleet.runtimes = self.runtimes  # a reload may have replaced them

@@ -35,7 +35,8 @@ Contract:
 - Memory: the blocks (>= 8 MiB each, 2 x DEPTH of them, reserved when created, so a full
   /dev/shm fails a submit instead of raising SIGBUS later), the child (~77 MiB) and the
   batches in flight in the caller (at most DEPTH polled batches, each of at most
-  `MAX_SUBMIT_BYTES` of values: the caller decodes a larger one in process). The child
+  `MAX_SUBMIT_BYTES` of values: the caller decodes a larger one in process; `held_bytes`,
+  which the caller counts against what its next poll may inflate). The child
   materialises at most `max_result_values` column values of a batch (the in-process decoder
   one slice at a time): a batch with more comes back with `slices=None` (`collect`), to be
   decoded in process, slice by slice, and the child stays up.
@@ -366,8 +367,9 @@ class DecodeWorker:
         self._conn: Connection | None = None
         self._inputs: list[shared_memory.SharedMemory | None] = [None] * DEPTH
         self._outputs: list[shared_memory.SharedMemory | None] = [None] * DEPTH
-        # (slot, spec version, the batch as submitted: its dead letters are mapped back to it)
-        self._in_flight: deque[tuple[int, int, Sequence[RawMessage]]] = deque()
+        # (slot, spec version, the batch as submitted: its dead letters are mapped back to it,
+        # the bytes the caller holds for it: its packed copy and the values it came from)
+        self._in_flight: deque[tuple[int, int, Sequence[RawMessage], int]] = deque()
         self._next_slot = 0
         self._retry_at = float("-inf")
         self.failures = 0
@@ -381,6 +383,12 @@ class DecodeWorker:
     def pending(self) -> int:
         """Batches submitted and not collected."""
         return len(self._in_flight)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the batches in flight hold in the caller: each one's packed copy in its input
+        block and the values it was packed from (twice the packed size)."""
+        return sum(held for _, _, _, held in self._in_flight)
 
     def configure(self, spec: DecoderSpec) -> None:
         """Decode the batches submitted from now on with `spec`."""
@@ -432,7 +440,7 @@ class DecodeWorker:
             conn.send(("decode", self._version, slot, block.name, sizes, out.name))
         except (OSError, ValueError, pickle.PicklingError) as exc:
             self._fail(f"submit failed: {exc}")
-        self._in_flight.append((slot, self._version, messages))
+        self._in_flight.append((slot, self._version, messages, 2 * size))
         self._next_slot = (slot + 1) % DEPTH
 
     def collect(self) -> WorkerResult:
@@ -440,7 +448,7 @@ class DecodeWorker:
         child, dropping every batch in flight) when the child fails."""
         if not self._in_flight:
             raise DecodeWorkerError("no batch in flight")
-        slot, version, messages = self._in_flight[0]
+        slot, version, messages, _ = self._in_flight[0]
         conn = self._conn
         try:
             if conn is None or not conn.poll(self._timeout_s):

@@ -45,7 +45,9 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
   consumer's fetches since `install`): a batch that would take it beyond ends its fetch,
   unread, and the next fetch of that partition starts with it (a 735 KB fetch of twelve
   60 MiB batches of zeros took 825 MiB; now 164 MiB; and a poll over P partitions of such
-  batches no longer holds P times the bound). Inflating gzip this way is also cheaper: 33
+  batches no longer holds P times the bound). What the consumer's owner still holds of
+  earlier polls counts against the bound too (`InflateBudget.held`; a decode worker's
+  batches in flight). Inflating gzip this way is also cheaper: 33
   against 42 µs per 200 + 20 record of 64 KiB gzip batches.
 - Every batch skipped unread is counted per topic and `UnreadableReason` in the consumer's
   `LeanRecords.unreadable` (`driftmon_kafka_unreadable_batches_total`), beside the warning.
@@ -102,32 +104,44 @@ _READ_COMMITTED = IsolationLevel.READ_COMMITTED
 MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
 """The most bytes compressed record batches may inflate to in one `poll()` of a consumer
 (kafka-python inflates any: a 300 KB batch of zeros took 640 MiB); a batch beyond it alone is
-skipped as unreadable, one beyond it with the others waits for the next poll."""
+skipped as unreadable, one beyond it with the others (or with what the owner holds,
+`InflateBudget.held`) waits for the next poll."""
 
 
 class InflateBudget:
     """What compressed batches may still inflate to before the fetcher's next
     `fetched_records` call.
 
-    One per consumer (`install`), shared by every partition's fetch, renewed to
-    `MAX_INFLATED_BATCH_BYTES` at each call: the records one call returns (and the batch a
+    One per consumer (`install`), shared by every partition's fetch, renewed at each call to
+    `MAX_INFLATED_BATCH_BYTES` less `held`: the records one call returns (and the batch a
     partly read fetch keeps for the next call) hold at most the bound of inflated bytes,
-    however many partitions the call drains.
+    however many partitions the call drains, together with what the consumer's owner still
+    holds of earlier polls (`held`, bytes it set before polling: a decode worker's batches in
+    flight). A batch that does not fit only because of `held` waits in its fetch and sets
+    `held_back` (sticky until the owner clears it): the owner should release what it holds
+    before the next poll, which then judges the batch against the whole bound.
     """
 
-    __slots__ = ("left",)
+    __slots__ = ("held", "held_back", "left")
 
     def __init__(self) -> None:
+        self.held = 0
+        self.held_back = False
         self.left = MAX_INFLATED_BATCH_BYTES
 
+    @property
+    def whole(self) -> int:
+        """What one call may inflate: the bound less what the owner holds."""
+        return max(0, MAX_INFLATED_BATCH_BYTES - self.held)
+
     def renew(self) -> None:
-        """The whole bound again (a new `fetched_records` call)."""
-        self.left = MAX_INFLATED_BATCH_BYTES
+        """The whole bound again, less `held` (a new `fetched_records` call)."""
+        self.left = self.whole
 
     @property
     def spent_any(self) -> bool:
         """True once something was inflated since the last renewal."""
-        return self.left < MAX_INFLATED_BATCH_BYTES
+        return self.left < self.whole
 
 
 class _Defect(errors.CorruptRecordError):  # type: ignore[misc]
@@ -339,6 +353,9 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
             inflated = _INFLATE[codec](memoryview(batch._buffer)[batch._pos :], budget.left)
             if inflated is None and budget.spent_any:
                 raise _BudgetSpentError  # the next fetch starts with it, with the whole bound
+            if inflated is None and budget.held:
+                budget.held_back = True  # the owner releases what it holds, then polls again
+                raise _BudgetSpentError
             if inflated is None:
                 raise _Defect(
                     f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB",

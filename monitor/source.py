@@ -73,8 +73,15 @@ _MAX_POLL_FAILURES = 5
 class RecordSource(Protocol):
     """What the daemon loop needs from an event source. Offsets are "next offset to read"."""
 
-    def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
-        """Up to `max_records` records, waiting at most about `timeout_s`; [] on outage."""
+    def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[RawMessage]:
+        """Up to `max_records` records, waiting at most about `timeout_s`; [] on outage.
+        `held_bytes`: what the caller still holds of earlier polls, counted against the
+        bound of what compressed batches may inflate to in this one (`held_back`)."""
+        ...
+
+    def held_back(self) -> bool:
+        """Whether the last poll left a compressed batch unread only because of its
+        `held_bytes`: the caller should release what it holds before polling again."""
         ...
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
@@ -273,6 +280,11 @@ class KafkaSource:
         """Whether the consumer's records are unpacked by `monitor.kafka_records`."""
         return self._lean is not None
 
+    def held_back(self) -> bool:
+        """Whether the last poll left a compressed batch unread only because of its
+        `held_bytes` (`kafka_records.InflateBudget`); False when the module is not installed."""
+        return self._lean is not None and self._lean.budget.held_back
+
     def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
         """Record batches `monitor.kafka_records` skipped unread since the last call, per
         (topic, reason); always empty when it is not installed (kafka-python then raises)."""
@@ -340,8 +352,10 @@ class KafkaSource:
 
     # -- RecordSource ----------------------------------------------------------
 
-    def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
+    def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[RawMessage]:
         """Up to `max_records` records within about `timeout_s`; [] while the broker is away.
+        Compressed batches inflate to at most `kafka_records.MAX_INFLATED_BATCH_BYTES` less
+        `held_bytes` in one poll (`held_back`).
 
         Blocks for the timeout even when disconnected, so a caller's loop does not spin.
         """
@@ -352,6 +366,9 @@ class KafkaSource:
             time.sleep(max(0.0, min(deadline, self._next_attempt) - time.monotonic()))
             return []
         remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if self._lean is not None:
+            self._lean.budget.held = held_bytes
+            self._lean.budget.held_back = False
         try:
             batches = self._consumer.poll(timeout_ms=remaining_ms, max_records=max_records)
         except _TRANSIENT_ERRORS as exc:

@@ -57,10 +57,13 @@ class FakeSource:
     closed: bool = False
     polls: int = 0
     unreadable: dict[tuple[str, UnreadableReason], int] = field(default_factory=dict)
+    held: list[int] = field(default_factory=list)
+    hold_back_at: frozenset[int] = frozenset()
 
-    def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
+    def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[RawMessage]:
         """Join on the first connected poll, then hand out up to `max_records` records."""
         self.polls += 1
+        self.held.append(held_bytes)
         if self.on_poll is not None:
             self.on_poll(self.polls)
         if not self.connected:
@@ -92,6 +95,10 @@ class FakeSource:
     def lag(self) -> dict[TP, int]:
         """Records behind per assigned partition."""
         return {tp: len(self.logs[tp]) - self.position.get(tp, 0) for tp in self.assigned}
+
+    def held_back(self) -> bool:
+        """Whether the test said the last poll held a batch back (`hold_back_at`)."""
+        return self.polls in self.hold_back_at
 
     def unreadable_batches(self) -> dict[tuple[str, UnreadableReason], int]:
         """The batches a test marked unreadable since the last call."""

@@ -500,6 +500,27 @@ def test_a_batch_over_the_submit_bound_is_decoded_in_process_in_poll_order(
         assert len(in_process) + len(submitted) == 5  # 3,000 events in polls of 700
 
 
+def test_each_poll_counts_the_batches_in_flight_and_a_held_back_batch_releases_them(
+    tmp_path: Path,
+) -> None:
+    """Every poll is told what the batches in flight hold (their values and packed copies);
+    after a poll that held a compressed batch back for it, the next one holds nothing."""
+    logs = {("t", 0): _log(5_000, seed=14)}
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        h.source.hold_back_at = frozenset({4})
+        plain.drain()
+        for _ in range(5):
+            h.daemon.step()
+        first = value_bytes(_messages(logs["t", 0])[:700])
+        held = h.source.held
+        assert held[0] == 0
+        assert 2 * first < held[1] < 2 * first + 100_000  # one batch in flight
+        assert held[2] > held[1] and held[3] > held[1]  # two
+        assert held[4] == 0  # poll 4 held a batch back: both were applied after it
+        h.drain()
+        _assert_same_counts(h, plain)
+
+
 def test_a_fleet_replica_may_run_the_decode_worker(tmp_path: Path) -> None:
     """state.backend kafka with event.decode_worker loads (the fleet's exactness with it:
     tests/integration/test_fleet_kafka.py)."""

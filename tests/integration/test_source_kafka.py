@@ -439,6 +439,32 @@ def test_a_poll_over_many_partitions_inflates_at_most_the_gzip_bound(
     assert got == [(p, o) for p in range(4) for o in range(3)]
 
 
+def test_a_batch_that_fits_only_without_the_held_bytes_waits_for_a_poll_that_holds_none(
+    broker: TansuBroker,
+    topic: str,
+    open_source: Callable[..., tuple[KafkaSource, Recorder]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 600 KiB gzip batch under a 1 MiB bound, polled while the caller holds 500 KiB:
+    nothing comes (`held_back` says why) for as long as it holds them; then the record."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type="gzip")
+    try:
+        producer.send(topic, value=bytes(600 << 10), partition=0).get(timeout=30)
+    finally:
+        producer.close()
+    src, _ = open_source(consumer_kwargs(broker.bootstrap), [topic])
+    deadline = time.monotonic() + 30.0
+    while not src.held_back():
+        assert time.monotonic() < deadline, "the batch was never held back"
+        assert src.poll(0.3, 500, 500 << 10) == []
+    for _ in range(3):
+        assert src.poll(0.3, 500, 500 << 10) == []
+    got = poll_until(src, 1)
+    assert [m.offset for m in got] == [0] and not src.held_back()
+    assert src.unreadable_batches() == {}
+
+
 def test_a_batch_skipped_unread_is_counted_by_the_source(
     broker: TansuBroker,
     topic: str,

@@ -34,9 +34,13 @@ def _settings(tmp_path: Path) -> Settings:
 class _NoSource:
     """A source with nothing to read, never connected."""
 
-    def poll(self, timeout_s: float, max_records: int) -> list[RawMessage]:
+    def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[RawMessage]:
         """Nothing."""
         return []
+
+    def held_back(self) -> bool:
+        """Nothing read, nothing held back."""
+        return False
 
     def commit(self, offsets: object) -> None:
         """Nothing to commit."""

@@ -397,6 +397,32 @@ def test_a_poll_inflates_at_most_the_bound_over_all_its_partitions(
     assert 0 < budget.left <= (1 << 20) - (600 << 10)  # the value and its record's framing
 
 
+def test_what_the_owner_holds_counts_against_the_bound_and_a_held_back_batch_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `held` bytes, a batch that fits the bound only without them waits unread and
+    unskipped (`held_back`), as does one beyond the bound alone, judged once nothing is held."""
+    monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
+    budget = kafka_records.InflateBudget()
+    unreadable: collections.Counter[tuple[str, UnreadableReason]] = collections.Counter()
+    shared = type("Held", (LeanPartitionRecords,), {"budget": budget, "unreadable": unreadable})
+    for size, readable in ((600 << 10, True), (2 << 20, False)):
+        data = bytes(
+            v2_batch(5, [(0, 1_700_000_000_000, None, bytes(size), [])], compression=GZIP)
+            + v2_batch(6, plain_records(1))
+        )
+        budget.held, budget.held_back = 500 << 10, False
+        budget.renew()
+        held = shared(5, TP, MemoryRecords(data))
+        assert held.take(100) == [] and held.next_fetch_offset == 5 and budget.held_back
+        assert not unreadable
+        budget.held = 0
+        budget.renew()
+        again = shared(5, TP, MemoryRecords(data))
+        assert [r.offset for r in again.take(100)] == ([5, 6] if readable else [6])
+        assert sum(unreadable.values()) == (0 if readable else 1)
+
+
 def test_every_skipped_batch_is_counted_per_topic_and_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
