@@ -71,6 +71,8 @@ class StateLog:
         self._kwargs = dict(client_kwargs)
         self._consumer: Any = None
         self._lean: LeanRecords | None = None
+        self._scan_skipped = 0
+        """Record batches `scan` skipped unread, not yet handed out by `skipped_batches`."""
         self._producer: Any = None
         self._partitions: list[TopicPartition] = []
         self.bytes_published = 0
@@ -182,10 +184,11 @@ class StateLog:
 
     def skipped_batches(self) -> int:
         """Record batches the reader skipped unread since the last call (`monitor.
-        kafka_records`: each also logged with its offsets); `scan`'s are not counted here."""
-        if self._lean is None or not self._lean.unreadable:
-            return 0
-        return sum(self._lean.take_unreadable().values())
+        kafka_records`: each also logged with its offsets), `scan`'s included."""
+        skipped, self._scan_skipped = self._scan_skipped, 0
+        if self._lean is not None and self._lean.unreadable:
+            skipped += sum(self._lean.take_unreadable().values())
+        return skipped
 
     def read_to_end(
         self, handle: Callable[[StateRecord], None], timeout_s: float | None = None
@@ -208,7 +211,7 @@ class StateLog:
         (a reader of its own; the main reader's positions do not move); the count."""
         part = TopicPartition(self.topic, partition)
         handled = 0
-        consumer, _ = log_consumer(self._kwargs, self.timeout_s, self._what)
+        consumer, lean = log_consumer(self._kwargs, self.timeout_s, self._what)
         try:
             consumer.assign([part])
             end = int(consumer.end_offsets([part]).get(part, 0))
@@ -225,6 +228,8 @@ class StateLog:
         except _ERRORS as exc:
             raise self._fail("cannot read", exc) from exc
         finally:
+            if lean is not None:
+                self._scan_skipped += sum(lean.take_unreadable().values())
             consumer.close()
         return handled
 

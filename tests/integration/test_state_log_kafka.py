@@ -75,7 +75,7 @@ def test_a_state_batch_skipped_unread_is_counted_once(
     broker: TansuBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gzip batch beyond the inflate bound between two claims: both claims are read, and
-    the reader reports one skipped batch, once."""
+    the reader reports one skipped batch, once; and once more after a `scan` over it."""
     monkeypatch.setattr(kafka_records, "MAX_INFLATED_BATCH_BYTES", 1 << 20)
     topic = f"state-{uuid.uuid4().hex[:10]}"
     writer = StateLog({"bootstrap_servers": broker.bootstrap}, topic)
@@ -96,6 +96,9 @@ def test_a_state_batch_skipped_unread_is_counted_once(
         seen: list[StateRecord] = []
         assert reader.read_to_end(seen.append) == 2
         assert [r.offset for r in seen] == [0, 2]
+        assert reader.skipped_batches() == 1 and reader.skipped_batches() == 0
+        scanned: list[StateRecord] = []
+        assert reader.scan(seen[0].partition, 0, scanned.append) == 2  # a reader of its own
         assert reader.skipped_batches() == 1 and reader.skipped_batches() == 0
     finally:
         writer.close()
