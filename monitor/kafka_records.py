@@ -18,7 +18,8 @@ Contract, pinned against kafka-python's own class (tests/unit/test_kafka_records
 - Everything else is kafka-python's, unchanged: batch CRCs (`check_crcs`), records before the
   fetch offset skipped, aborted transactions and control batches skipped under
   READ_COMMITTED, the next fetch offset and leader epoch, the records and bytes read for the
-  fetch metrics. Legacy (magic 0 / 1) batches go through kafka-python's record objects.
+  fetch metrics. Legacy (magic 0 / 1) batches go through kafka-python's record objects,
+  a compressed one inflated here first, within the bound below.
 - Except for what kafka-python cannot read. kafka-python raises `CorruptRecordError` (or a
   decompression error) for a batch whose CRC does not match or whose records are malformed,
   after the records before it, and then never drains that fetch: every later `poll()` spins
@@ -349,19 +350,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         """
         codec = batch.compression_type
         if codec in _INFLATE and not batch._decompressed:
-            budget = self._fetch_budget
-            inflated = _INFLATE[codec](memoryview(batch._buffer)[batch._pos :], budget.left)
-            if inflated is None and budget.spent_any:
-                raise _BudgetSpentError  # the next fetch starts with it, with the whole bound
-            if inflated is None and budget.held:
-                budget.held_back = True  # the owner releases what it holds, then polls again
-                raise _BudgetSpentError
-            if inflated is None:
-                raise _Defect(
-                    f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB",
-                    UnreadableReason.TOO_LARGE,
-                )
-            budget.left -= len(inflated)
+            inflated = self._inflate(codec, memoryview(batch._buffer)[batch._pos :])
             batch._buffer, batch._pos, batch._decompressed = inflated, 0, True
         iter(batch)  # kafka-python's own check: a codec it does not know raises here
         buffer = memoryview(batch._buffer)  # slices copy once, not twice (bytearray, bytes)
@@ -420,8 +409,36 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
                 f"{len(buffer) - pos} unconsumed bytes after all records consumed"
             )
 
+    def _inflate(self, codec: int, data: memoryview) -> bytearray:
+        """`data` inflated by `codec` within what is left of the budget; `_BudgetSpentError`
+        when it would fit the bound alone (or without what the owner holds), a `_Defect`
+        (too_large) when it would not."""
+        budget = self._fetch_budget
+        inflated = _INFLATE[codec](data, budget.left)
+        if inflated is None and budget.spent_any:
+            raise _BudgetSpentError  # the next fetch starts with it, with the whole bound
+        if inflated is None and budget.held:
+            budget.held_back = True  # the owner releases what it holds, then polls again
+            raise _BudgetSpentError
+        if inflated is None:
+            raise _Defect(
+                f"inflates beyond {MAX_INFLATED_BATCH_BYTES // 2**20} MiB",
+                UnreadableReason.TOO_LARGE,
+            )
+        budget.left -= len(inflated)
+        return inflated
+
     def _read_legacy(self, topic: str, partition: int, batch: Any) -> Iterator[RawMessage]:
-        """A magic 0 / 1 batch through kafka-python's own record objects."""
+        """A magic 0 / 1 batch through kafka-python's own record objects; a compressed one
+        (gzip, snappy; lz4 from magic 1) inflated here first, within the budget, where
+        kafka-python would inflate it whole (magic 0 lz4, Kafka 0.8's framing, is left to
+        kafka-python, which reads it only with `xxhash` installed)."""
+        codec = batch.compression_type
+        ours = codec in _LEGACY_INFLATE and (codec != _LZ4 or batch.magic == 1)
+        if ours and not batch._decompressed:
+            key_offset = batch.KEY_OFFSET_V1 if batch.magic == 1 else batch.KEY_OFFSET_V0
+            inflated = self._inflate(codec, _legacy_wrapped(batch._buffer, key_offset))
+            batch._buffer, batch._decompressed = memoryview(inflated), True
         for record in batch:
             if self.check_crcs and not record.validate_crc():
                 raise errors.CorruptRecordError(
@@ -501,15 +518,16 @@ def _unsnappy(compressed: memoryview, limit: int) -> bytearray | None:
 
 
 def _snappy_blocks(compressed: memoryview) -> Iterator[memoryview]:
-    """The raw snappy blocks of a kafka snappy payload: itself, or its xerial blocks."""
-    if not (len(compressed) > len(_XERIAL_HEADER) and compressed[:16] == _XERIAL_HEADER):
+    """The raw snappy blocks of a kafka snappy payload: itself, or its xerial blocks (a block
+    whose size runs past the payload is what is left of it, as kafka-python slices it)."""
+    if not (len(compressed) > 16 and compressed[:8] == _XERIAL_MAGIC):
         yield compressed
         return
-    pos = len(_XERIAL_HEADER)
+    pos = 16
     while pos < len(compressed):
         (size,) = struct.unpack_from(">i", compressed, pos)
-        if size < 0 or pos + 4 + size > len(compressed):
-            raise _Defect("snappy block beyond the batch")
+        if size < 0:
+            raise _Defect("snappy block of a negative size")
         yield compressed[pos + 4 : pos + 4 + size]
         pos += 4 + size
 
@@ -547,8 +565,10 @@ def _unzstd(compressed: memoryview, limit: int) -> bytearray | None:
     return None
 
 
-_XERIAL_HEADER = struct.pack(">b6sBii", -126, b"SNAPPY", 0, 1, 1)
-"""The xerial snappy stream header kafka-python recognises (magic, version 1, compatible 1)."""
+_XERIAL_MAGIC = struct.pack(">b6sB", -126, b"SNAPPY", 0)
+"""The start of a xerial snappy stream's 16-byte header; its version and compatible-version
+fields that follow are ignored, as kafka-python ignores them (some producers, Redpanda's
+among them, write them little-endian: kafka-python issue 2414)."""
 _INFLATE_CHUNK = 1 << 20
 """lz4 and zstd are inflated this many bytes at a time (their output buffer is allocated at the
 size asked for)."""
@@ -559,6 +579,26 @@ _INFLATE: dict[int, Callable[[memoryview, int], bytearray | None]] = {
     DefaultRecordBatch.CODEC_ZSTD: _unzstd,
 }
 """Codec id -> bounded inflater (`_read_batch`); each gives kafka-python's bytes or None."""
+_LZ4 = DefaultRecordBatch.CODEC_LZ4
+_LEGACY_INFLATE = frozenset(
+    (DefaultRecordBatch.CODEC_GZIP, DefaultRecordBatch.CODEC_SNAPPY, DefaultRecordBatch.CODEC_LZ4)
+)
+"""The codecs of magic 0 / 1 message sets (their ids are the v2 ones; zstd came with v2)."""
+
+
+def _legacy_wrapped(buffer: Any, key_offset: int) -> memoryview:
+    """The compressed message set inside a magic 0 / 1 wrapper message: the wrapper's value
+    (kafka-python's `LegacyRecordBatch._decompress` reads it the same way; a null value is
+    a `CorruptRecordError` there and here)."""
+    view = memoryview(buffer)
+    pos = key_offset
+    (key_size,) = struct.unpack_from(">i", view, pos)
+    pos += 4 + max(key_size, 0)
+    (value_size,) = struct.unpack_from(">i", view, pos)
+    if value_size == -1:
+        raise errors.CorruptRecordError("Value of compressed message is None")
+    pos += 4
+    return view[pos : pos + value_size]
 
 
 def _nullable_bytes(buffer: memoryview, pos: int) -> tuple[bytes | None, int]:
