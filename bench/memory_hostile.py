@@ -18,6 +18,8 @@ start (before any message) and after the flood. Scenarios:
   by the producer (about 1 KB each on the broker, so one fetch holds all 64 of a partition):
   what a poll may inflate is bounded (`monitor.kafka_records`, 64 MiB per poll), not what a
   fetch holds compressed.
+- `gzip-6x64x349k-worker`: the same with `event.decode_worker: true` (the loop's process; the
+  batches in flight to the child count against what a poll may inflate).
 
     python -m bench.memory_hostile [--scenario NAME ...]
 """
@@ -95,6 +97,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("rejected-50MB", 1, lambda: b"[" + b" " * (50 * 10**6) + b"]"),
     Scenario("gzip-6x64x349k", 6, lambda: hostile_array(349_000), copies=64, compression="gzip"),
+    Scenario(
+        "gzip-6x64x349k-worker",
+        6,
+        lambda: hostile_array(349_000),
+        event={"decode_worker": True},
+        copies=64,
+        compression="gzip",
+    ),
 )
 
 
