@@ -473,7 +473,7 @@ def test_legacy_sets_under_log_append_time_and_with_a_negative_inner_length() ->
     struct.pack_into(">i", inner, second + 8, -12)
     looping = gzip_rewrapped(plain, 1, bytes(inner))
     after = compressed_legacy_batch(1, 6, [b"after"], GZIP)
-    records, error, next_offset, *rest = outcome(LeanPartitionRecords, bytes(looping + after))
+    records, error, next_offset, *_ = outcome(LeanPartitionRecords, bytes(looping + after))
     assert [r.value for r in records] == [b"after"] and error is None and next_offset == 7
 
 
