@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +67,7 @@ from monitor.fleet_records import (
     Manifest,
     ModelIncrement,
     Rejected,
+    SampleRecord,
     SnapshotBody,
     SnapshotRecord,
     decode_increments,
@@ -109,24 +110,35 @@ MAX_WIDTH = max(MAX_EDGES + 2, MAX_TOP_K + 2) + 2
 #: commits naming six references of 2 x configured + EXTRA_ROWS rows at MAX_WIDTH made a
 #: 2-feature model's rings 157 MiB (a 1-day window: 3.5 GiB) on every replica.
 RING_CELLS_PER_FEATURE = 2 * MAX_RINGS * MAX_WIDTH
+#: Warm-up samples a source partition's head keeps (`sample` records; one per warm-up model).
+MAX_SAMPLES_PER_SOURCE = 64
+#: The longest model name a `sample` record may carry (config.MODEL_NAME_PATTERN).
+MAX_MODEL_NAME_CHARS = 64
 
 
 @dataclass(slots=True)
 class Head:
-    """The fold's view of one source partition."""
+    """The fold's view of one source partition; `samples`: model -> the offset after its
+    warm-up sample on the partition, for samples that end beyond `next` (`sample` records)."""
 
     epoch: int = 0
     member: str = ""
     next: int | None = None
+    samples: dict[str, int] = field(default_factory=dict)
+
+    def samples_beyond(self, offset: int | None) -> dict[str, int]:
+        """The samples that end beyond `offset` (all of them for None)."""
+        return {m: u for m, u in self.samples.items() if offset is None or u > offset}
 
 
 @dataclass(frozen=True, slots=True)
 class FoldOutcome:
-    """What one record did. `kind`: claim, commit, chunk, snapshot or rejected.
+    """What one record did. `kind`: claim, commit, chunk, sample, snapshot or rejected.
 
     For a claim or commit, `result` says accepted or why not; an accepted claim's `start` is
     where its claimant reads from (None: the reset position). A snapshot's `snapshot` holds
-    its manifest and body when the fold was asked to decode snapshots.
+    its manifest and body when the fold was asked to decode snapshots. A `sample` outcome
+    (a warm-up sample's end) changes nothing the caller acts on.
     """
 
     kind: str
@@ -314,6 +326,8 @@ class FleetFold:
             outcome = self._commit(record)
         elif isinstance(record, ChunkRecord):
             outcome = self._chunk(record)
+        elif isinstance(record, SampleRecord):
+            outcome = self._sample(record)
         elif isinstance(record, SnapshotRecord):
             outcome = self._snapshot(record)
         else:
@@ -379,9 +393,27 @@ class FleetFold:
             return outcome(None, checked)
         for item in checked:
             self._add(item)
-        self.heads[record.source] = Head(head.epoch, head.member, record.to_offset)
+        samples = head.samples_beyond(record.to_offset)  # a head at or past a sample's end
+        self.heads[record.source] = Head(head.epoch, head.member, record.to_offset, samples)
         self.commits[CommitResult.ACCEPTED] += 1
         return outcome(CommitResult.ACCEPTED)
+
+    def _sample(self, record: SampleRecord) -> FoldOutcome:
+        """A warm-up sample's end, kept on the source's head while it lies beyond the chain
+        head. Only the current owner's counts (an older epoch's is stale: ignored), at most
+        MAX_SAMPLES_PER_SOURCE models per source (later ones are dropped: a hostile writer
+        cannot grow a head without bound)."""
+        if not record.source or not record.model or len(record.model) > MAX_MODEL_NAME_CHARS:
+            bad = Rejected(StateRejectReason.INVALID_RECORD, "sample without a source or model")
+            return FoldOutcome("rejected", record.source, rejected=bad)
+        head = self.heads.get(record.source)
+        if head is None or record.epoch != head.epoch or head.epoch < 1:
+            return FoldOutcome("sample", record.source, epoch=record.epoch, member=record.member)
+        beyond = head.next is None or record.until > head.next
+        room = record.model in head.samples or len(head.samples) < MAX_SAMPLES_PER_SOURCE
+        if beyond and room:
+            head.samples[record.model] = max(head.samples.get(record.model, 0), record.until)
+        return FoldOutcome("sample", record.source, epoch=record.epoch, member=record.member)
 
     def _chunk(self, record: ChunkRecord) -> FoldOutcome:
         if not 0 <= record.index < record.total:
@@ -561,7 +593,9 @@ class FleetFold:
     def snapshot_body(self) -> SnapshotBody:
         """The whole folded state: every chain head, every ring's held buckets, the marks."""
         heads = [
-            ChainHead(source, head.epoch, head.member, head.next)
+            ChainHead(
+                source, head.epoch, head.member, head.next, dict(sorted(head.samples.items()))
+            )
             for source, head in sorted(self.heads.items())
         ]
         models: list[ModelIncrement] = []
@@ -608,7 +642,12 @@ class FleetFold:
                 self.marks[model] = float(mark)
         for item in checked:
             self._add(item)
-        self.heads = {h.source: Head(h.epoch, h.member, h.next) for h in body.heads}
+        self.heads = {
+            h.source: Head(
+                h.epoch, h.member, h.next, dict(list(h.samples.items())[:MAX_SAMPLES_PER_SOURCE])
+            )
+            for h in body.heads
+        }
         self._pending.clear()
         for chunk in body.pending:
             self._chunk(chunk)

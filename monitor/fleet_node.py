@@ -74,6 +74,7 @@ from monitor.fleet_records import (
     SnapshotRecord,
     decode_record,
     encode_claim,
+    encode_sample,
     encode_snapshot,
     ring_key,
     ring_reference,
@@ -703,6 +704,7 @@ class FleetNode:
                 source = source_key(*tp)
                 if (source, epoch) in self._claims:
                     start = self._claims.pop((source, epoch))
+                    self._skip_samples(source, start)
                     self.contributor.own(source, epoch, 0 if start is None else start)
                     starts[tp] = 0 if start is None else start
                     pending.discard(tp)
@@ -712,6 +714,14 @@ class FleetNode:
             "partitions claimed", starts={f"{t}:{p}": o for (t, p), o in starts.items()}
         )
         return starts
+
+    def _skip_samples(self, source: str, start: int | None) -> None:
+        """A source claimed from `start`: each model skips, on this read, the warm-up sample
+        that ended beyond it on the source (the fold's `sample` records; a replica that lost
+        the source during its warm-up hold wrote them)."""
+        for model, until in self.fold.head(source).samples_beyond(start).items():
+            key = (model, source)
+            self._skip[key] = max(self._skip.get(key, 0), until)
 
     def on_revoke(self, partitions: frozenset[TP]) -> None:
         """Publish a last commit of each revoked partition, then drop it."""
@@ -793,17 +803,44 @@ class FleetNode:
         sources = columns.sources
         own_fit = runtime.ready and not self._adopted(runtime.name)
         first = 0 if was_ready else max(0, need - done)  # the warm-up took the ones before
+        completed = not was_ready and runtime.ready  # where its sample ended, per source:
+        sample_ends = (
+            {s: n for (m, s), n in self._seen.items() if m == runtime.name} if completed else {}
+        )
         for index in np.unique(sources).tolist():
             source = source_key(*partitions[index])
             if source not in self.contributor.owned:
                 continue
             where = np.flatnonzero(sources == index)
             key = (runtime.name, source)
+            taken = where[where < first]
+            if completed and taken.size:
+                sample_ends[source] = int(offsets[taken[-1]]) + 1
             self._seen[key] = max(self._seen.get(key, 0), int(offsets[where[-1]]) + 1)
             counted = where[where >= first]
             if own_fit and counted.size:
                 self._fit_from.setdefault(key, int(offsets[counted[0]]))
                 self._held.setdefault(source, set()).add(runtime.name)
+        if completed:
+            self._publish_sample_ends(runtime.name, sample_ends)
+
+    def _publish_sample_ends(self, model: str, ends: Mapping[str, int]) -> None:
+        """Write where `model`'s warm-up sample ended on each owned source (`sample` records),
+        in the turn its sources become held: whoever reads such a source again from a chain
+        head that lags the sample's end (a rebalance or a crash during the hold) leaves the
+        sample out, as this replica's own read again does (`_release`). A failed write is
+        logged: the gap of docs/fleet.md's Known issues then stays for that warm-up."""
+        records = [
+            encode_sample(source, owned.epoch, self.member, model, until)
+            for source, until in sorted(ends.items())
+            if (owned := self.contributor.owned.get(source)) is not None
+        ]
+        if not records:
+            return
+        try:
+            self.log_topic.publish(records)
+        except SourceError as exc:
+            self.logger.warning("warm-up sample ends not written", model=model, error=str(exc))
 
     def _without_rereads(
         self,

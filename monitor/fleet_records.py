@@ -12,6 +12,11 @@ version `v` and a `kind`:
   inline (`chunks == 0`), a larger one is cut into `chunk` records written first, and the
   commit is their closing manifest (`chunks`, `size`, `sha256` of the blob).
 - `chunk`    same key as its manifest: slice `index` of `total` of the blob `blob_id`.
+- `sample`   key `<topic>:<partition>`: where one model's warm-up sample ended on the source
+  partition (`until`, the offset after its last record), written by the owner (`epoch`)
+  when the model's warm-up completed; whoever later reads the partition from a chain head
+  before `until` leaves that model's records before it out (they are the warm-up's, which
+  no window counts).
 - `snapshot` key `snapshot`: the whole folded state (chain heads and every model's ring, in
   the same sparse form as increments) with the state-topic positions it covers; its blob is
   inline or chunked exactly like a commit's.
@@ -87,13 +92,16 @@ class Increments(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     models: list[ModelIncrement]
 
 
-class ChainHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What the fold knows of one source partition: its epoch, owner and chain head."""
+class ChainHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What the fold knows of one source partition: its epoch, owner and chain head, and the
+    warm-up samples that end beyond the head (model -> offset after the sample; not written
+    when there is none, so a replica of an older version reads the snapshot)."""
 
     source: str
     epoch: Epoch
     member: str
     next: Offset | None
+    samples: dict[str, Offset] = {}
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
@@ -136,6 +144,17 @@ class ChunkRecord(msgspec.Struct, tag="chunk", tag_field="kind", forbid_unknown_
     data: bytes
 
 
+class SampleRecord(msgspec.Struct, tag="sample", tag_field="kind", forbid_unknown_fields=True):
+    """Where `model`'s warm-up sample ended on `source`: the offset after its last record."""
+
+    v: int
+    source: str
+    epoch: Epoch
+    member: str
+    model: str
+    until: Offset
+
+
 class SnapshotRecord(msgspec.Struct, tag="snapshot", tag_field="kind", forbid_unknown_fields=True):
     """The fold's whole state after the state-topic `positions` (partition -> next offset)."""
 
@@ -162,7 +181,7 @@ class SnapshotBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     marks: dict[str, float] = {}
 
 
-Record = ClaimRecord | CommitRecord | ChunkRecord | SnapshotRecord
+Record = ClaimRecord | CommitRecord | ChunkRecord | SampleRecord | SnapshotRecord
 Manifest = CommitRecord | SnapshotRecord
 
 _ENVELOPE = msgspec.msgpack.Decoder(_Envelope)
@@ -322,6 +341,14 @@ def _blob_records(blob: bytes, chunk_bytes: int) -> tuple[str, int, bytes, list[
 def encode_claim(source: str, epoch: int, member: str) -> tuple[bytes, bytes]:
     """The (key, value) of a claim."""
     return source.encode(), _ENCODER.encode(ClaimRecord(RECORD_VERSION, source, epoch, member))
+
+
+def encode_sample(
+    source: str, epoch: int, member: str, model: str, until: int
+) -> tuple[bytes, bytes]:
+    """The (key, value) of a warm-up sample's end on a source partition."""
+    record = SampleRecord(RECORD_VERSION, source, epoch, member, model, until)
+    return source.encode(), _ENCODER.encode(record)
 
 
 def encode_commit(

@@ -83,6 +83,7 @@ def _config(
     topic: str,
     registry: str,
     reference: dict[str, Any] | None = None,
+    publish_interval: str = "1s",
 ) -> Path:
     features = [("x", "numeric"), ("c", "categorical")]
     config = daemon_config(
@@ -97,7 +98,7 @@ def _config(
     config["state"] = {
         "backend": "kafka",
         "topic": f"state-{uuid.uuid4().hex[:8]}",
-        "publish_interval": "1s",
+        "publish_interval": publish_interval,
         "snapshot_interval": "3s",
     }
     return write_config(tmp_path / "driftmon.yaml", config)
@@ -359,3 +360,38 @@ def test_events_counted_with_a_replica_s_own_warm_up_fit_are_read_again_into_the
         _wait_exact(replicas, _digest(profile, leader_events[300:] + other_events))
         _identical(replicas)
         stop_all(replicas)
+
+
+def test_a_replica_killed_before_any_commit_leaves_its_warm_up_sample_to_no_window(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """A replica warms up on 300 events, reads 200 more and is killed before its first commit
+    (publish interval 60 s; the fleet's window shows committed counts only): the next replica
+    reads the partitions again from the start and, by the first one's `sample` records,
+    leaves the 300 out; its window is bin for bin the oracle of the 200 (it held all 500
+    before the records existed)."""
+    topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=PARTITIONS)
+    reference = {"mode": "warmup", "warmup_events": 300}
+    config = _config(tmp_path, broker.bootstrap, topic, registry, reference, "60s")
+    events = _events(500, 11, time.time())
+    everywhere = list(range(PARTITIONS))
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    with closing(producer):
+        with DaemonProcess(config, tmp_path / "first") as first:
+            first.start()
+            wait_shared([first], PARTITIONS)
+            send_to(producer, topic, events[:300], everywhere)
+            wait_until(lambda: one_reference([first]), 60.0, message="the warm-up reference")
+            send_to(producer, topic, events[300:], everywhere)
+            first.wait_metric("driftmon_records_consumed_total", 500, timeout=60, topic=topic)
+            assert _current(_model(first), "c") == 0  # nothing committed yet: no window
+            first.kill()
+        table = registry_table(broker.bootstrap, registry)
+        profile = table.profiles[table.activations[MODEL].reference_id].profile
+        with DaemonProcess(config, tmp_path / "second") as second:
+            second.start()
+            second.wait_metric("driftmon_records_consumed_total", 500, timeout=90, topic=topic)
+            _wait_exact([second], _digest(profile, events[300:]))
+            assert _current(_model(second), "c") == 200
+            stop_all([second])
