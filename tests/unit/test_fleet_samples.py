@@ -15,6 +15,8 @@ from typing import Any, cast
 import msgspec
 import numpy as np
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monitor.account import BatchAccount
@@ -217,3 +219,43 @@ def test_a_claim_from_a_head_behind_a_sample_end_skips_that_sample() -> None:
     node._skip = {("m", SOURCE): 350}
     node._skip_samples(SOURCE, None)
     assert node._skip == {("m", SOURCE): 350}
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("claim"), st.integers(0, 3)),
+    st.tuples(st.just("commit"), st.integers(1, 40)),
+    st.tuples(st.just("sample"), st.sampled_from(["m", "n"]), st.integers(-5, 60), st.booleans()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_STEP, max_size=40))
+def test_random_schedules_keep_exactly_the_sample_ends_beyond_the_head(steps: list[Any]) -> None:
+    """Claims (some stale), contiguous commits and sample ends (some of a former epoch) in
+    any order: after every record the head holds, per model, the largest end written under
+    its current epoch beyond the chain head that no commit has reached since; a snapshot
+    restores the heads exactly."""
+    fold = FleetFold({"m": _window()})
+    epoch, head = 0, None
+    want: dict[str, int] = {}
+    for step in steps:
+        if step[0] == "claim":
+            claimed = epoch + step[1]
+            fold.apply(encode_claim(SOURCE, claimed, "a")[1])
+            epoch = max(epoch, claimed)
+        elif step[0] == "commit" and epoch:
+            start = head or 0
+            _apply_all(fold, _commit(epoch, start, start + step[1]))
+            head = start + step[1]
+            want = {m: u for m, u in want.items() if u > head}
+        elif step[0] == "sample" and epoch:
+            _, model, delta, stale = step
+            until = max(0, (head or 0) + delta)
+            fold.apply(encode_sample(SOURCE, epoch - stale, "a", model, until)[1])
+            if not stale and (head is None or until > head):
+                want[model] = max(want.get(model, 0), until)
+        assert fold.head(SOURCE).samples == want
+        assert fold.head(SOURCE).next == head
+    restored = FleetFold({"m": _window()})
+    assert restored.restore(fold.snapshot_body()) is None
+    assert restored.heads == fold.heads
