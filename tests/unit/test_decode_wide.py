@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.account import BatchAccount
-from monitor.decode import INVALID_CATEGORY, BatchDecoder, EventFields, ModelSchema
-from monitor.model import RawMessage
+from monitor.decode import (
+    INVALID_CATEGORY,
+    BatchDecoder,
+    EventFields,
+    ModelSchema,
+    _categorical_columns,
+    _category_value,
+)
+from monitor.model import MAX_CATEGORY_CHARS, RawMessage
 
 
 def _messages(
@@ -144,3 +155,35 @@ def test_an_int_beyond_the_float_range_is_invalid_and_its_batch_exact(where: int
     expected = np.array([[e[name] for e in events] for name in numeric], dtype=object)
     expected[7, where] = math.inf
     np.testing.assert_array_equal(columns.numeric, expected.astype(np.float64))
+
+
+_CLEAN = st.sampled_from(["a", "b", "level-7", "", None])
+_ODD_STRINGS = st.sampled_from(["\x00x", "a" * (MAX_CATEGORY_CHARS + 1)])
+_NOT_STRINGS = st.sampled_from([7, 2.5, True, [1], {"k": 1}])
+_CHUNKS = {
+    "clean": _CLEAN,
+    "strings": st.one_of(_CLEAN, _CLEAN, _CLEAN, _ODD_STRINGS),
+    "any": st.one_of(_CLEAN, _ODD_STRINGS, _NOT_STRINGS),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(_CHUNKS)).flatmap(
+        lambda kind: st.lists(
+            st.lists(_CHUNKS[kind], min_size=6, max_size=6), min_size=1, max_size=30
+        )
+    )
+)
+def test_categorical_columns_of_a_chunk_equal_each_value_decoded_alone(
+    rows: list[list[Any]],
+) -> None:
+    """The columns of consecutive fields (one object matrix when the whole chunk is clean,
+    else column by column) hold what `_category_value` makes of each value alone."""
+    struct = msgspec.defstruct("Features", [(f"c{i}", Any) for i in range(6)])
+    features = [struct(*row) for row in rows]
+    columns = _categorical_columns(features, tuple(f"c{i}" for i in range(6)), slice(0, 6))
+    assert len(columns) == 6
+    for i, column in enumerate(columns):
+        assert column.dtype == object and column.shape == (len(rows),)
+        assert column.tolist() == [_category_value(row[i]) for row in rows]
