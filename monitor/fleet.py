@@ -164,6 +164,13 @@ class _Checked:
     counts: IntArray
 
 
+def _kept_samples(samples: dict[str, int]) -> dict[str, int]:
+    """A snapshot head's sample ends as a `sample` record would have left them: model names
+    within MAX_MODEL_NAME_CHARS, at most MAX_SAMPLES_PER_SOURCE of them."""
+    named = [(m, u) for m, u in samples.items() if 0 < len(m) <= MAX_MODEL_NAME_CHARS]
+    return dict(named[:MAX_SAMPLES_PER_SOURCE])
+
+
 def window_like(template: EventTimeWindow, shape: tuple[int, int]) -> EventTimeWindow:
     """An empty window of `shape` with `template`'s bucket width, length and lateness."""
     width = template.bucket_seconds
@@ -400,7 +407,7 @@ class FleetFold:
 
     def _sample(self, record: SampleRecord) -> FoldOutcome:
         """A warm-up sample's end, kept on the source's head while it lies beyond the chain
-        head. Only the current owner's counts (an older epoch's is stale: ignored), at most
+        head. Only the current owner's is kept (an older epoch's is stale: ignored), at most
         MAX_SAMPLES_PER_SOURCE models per source (later ones are dropped: a hostile writer
         cannot grow a head without bound)."""
         if not record.source or not record.model or len(record.model) > MAX_MODEL_NAME_CHARS:
@@ -643,10 +650,7 @@ class FleetFold:
         for item in checked:
             self._add(item)
         self.heads = {
-            h.source: Head(
-                h.epoch, h.member, h.next, dict(list(h.samples.items())[:MAX_SAMPLES_PER_SOURCE])
-            )
-            for h in body.heads
+            h.source: Head(h.epoch, h.member, h.next, _kept_samples(h.samples)) for h in body.heads
         }
         self._pending.clear()
         for chunk in body.pending:

@@ -89,8 +89,9 @@ def test_a_head_keeps_a_bounded_number_of_sample_ends() -> None:
 
 def test_sample_ends_survive_a_snapshot_and_an_older_snapshot_still_loads() -> None:
     """Through the snapshot codec and `restore`; a head written before sample ends existed
-    (no `samples` field) restores without any, and a head without any is written without
-    the field (a replica of the older version reads that snapshot)."""
+    (no `samples` field) restores without any, a head without any is written without the
+    field (a replica of the older version reads that snapshot), and a snapshot's head keeps
+    no more than a `sample` record would have left (names, count)."""
     assert b"samples" not in msgspec.msgpack.encode(_claimed_fold(100).snapshot_body())
     fold = _claimed_fold(100)
     fold.apply(encode_sample(SOURCE, 1, "a", "m", 300)[1])
@@ -104,6 +105,12 @@ def test_sample_ends_survive_a_snapshot_and_an_older_snapshot_still_loads() -> N
     body = msgspec.msgpack.decode(msgspec.msgpack.encode(older), type=SnapshotBody)
     again = FleetFold({"m": _window()})
     assert again.restore(body) is None and again.head(SOURCE).samples == {}
+    hostile = msgspec.msgpack.decode(raw)
+    hostile["heads"][0]["samples"] = {"x" * 65: 500, **{f"m{i}": 500 for i in range(70)}}
+    body = msgspec.msgpack.decode(msgspec.msgpack.encode(hostile), type=SnapshotBody)
+    assert again.restore(body) is None
+    kept = again.head(SOURCE).samples
+    assert len(kept) == MAX_SAMPLES_PER_SOURCE and all(len(m) <= 64 for m in kept)
 
 
 class _Topic:
