@@ -439,7 +439,10 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
         records: Iterable[Any] = batch
         if ours and not batch._decompressed:
             key_offset = batch.KEY_OFFSET_V1 if batch.magic == 1 else batch.KEY_OFFSET_V0
-            inflated = self._inflate(codec, _legacy_wrapped(batch._buffer, key_offset))
+            _, wrapped = batch._read_key_value(key_offset)  # the wrapper's value, as kafka-python
+            if wrapped is None:
+                raise errors.CorruptRecordError("Value of compressed message is None")
+            inflated = self._inflate(codec, memoryview(wrapped))
             batch._buffer, batch._decompressed = memoryview(inflated), True
             records = _legacy_inner_records(batch)
         for record in records:
@@ -641,21 +644,6 @@ def _legacy_inner_records(batch: Any) -> Iterator[Any]:
             batch._crc_bytes(pos, length),
         )
         pos += overhead + length
-
-
-def _legacy_wrapped(buffer: Any, key_offset: int) -> memoryview:
-    """The compressed message set inside a magic 0 / 1 wrapper message: the wrapper's value
-    (kafka-python's `LegacyRecordBatch._decompress` reads it the same way; a null value is
-    a `CorruptRecordError` there and here)."""
-    view = memoryview(buffer)
-    pos = key_offset
-    (key_size,) = struct.unpack_from(">i", view, pos)
-    pos += 4 + max(key_size, 0)
-    (value_size,) = struct.unpack_from(">i", view, pos)
-    if value_size == -1:
-        raise errors.CorruptRecordError("Value of compressed message is None")
-    pos += 4
-    return view[pos : pos + value_size]
 
 
 def _nullable_bytes(buffer: memoryview, pos: int) -> tuple[bytes | None, int]:
