@@ -135,24 +135,26 @@ class EdgeGrid:
     ) -> None:
         widest = max((e.shape[0] for e in edges), default=1)
         cells = max(1, cells_per_edge * widest)
-        linear: list[int] = []
-        rooted: list[int] = []
-        for row, row_edges in enumerate(edges):
-            if _Grid.steps_of(row_edges, cells, rooted=False) <= max_steps:
-                linear.append(row)
-            elif _Grid.steps_of(row_edges, cells, rooted=True) <= max_steps:
-                rooted.append(row)
+        padded, lengths = _pad(edges, widest)
+        linear = _Frames(padded, lengths, cells, rooted=False)
+        is_linear = linear.steps <= max_steps
+        others = np.flatnonzero(~is_linear)  # the rooted map is tried on these only
+        rooted = _Frames(padded[others], lengths[others], cells, rooted=True)
+        is_rooted = rooted.steps <= max_steps
         self._grids = tuple(
-            _Grid(edges, rows, cells, widest, rooted=is_rooted, all_rows=len(rows) == len(edges))
-            for rows, is_rooted in ((linear, False), (rooted, True))
-            if rows
+            _Grid(padded[rows], frames, picked, rows, all_rows=rows.shape[0] == len(edges))
+            for frames, picked, rows in (
+                (linear, is_linear, np.flatnonzero(is_linear)),
+                (rooted, is_rooted, others[is_rooted]),
+            )
+            if rows.size
         )
-        self.grid_rows: npt.NDArray[np.intp] = np.asarray(sorted(linear + rooted), dtype=np.intp)
-        self.rooted_rows: npt.NDArray[np.intp] = np.asarray(rooted, dtype=np.intp)
+        self.rooted_rows: npt.NDArray[np.intp] = others[is_rooted]
         """The rows whose grid is laid on the rooted map (heavy tails)."""
-        self.search_rows: npt.NDArray[np.intp] = np.setdiff1d(
-            np.arange(len(edges), dtype=np.intp), self.grid_rows
+        self.grid_rows: npt.NDArray[np.intp] = np.union1d(
+            np.flatnonzero(is_linear), self.rooted_rows
         )
+        self.search_rows: npt.NDArray[np.intp] = others[~is_rooted]
         self._edges = edges
 
     def count_below(
@@ -172,72 +174,96 @@ class EdgeGrid:
                 grid.count_below(tile, target)
 
 
+def _pad(edges: list[FloatArray], widest: int) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """The rows' edges in one float64[k, widest + 1] matrix padded with +inf, and their lengths."""
+    lengths = np.fromiter((e.shape[0] for e in edges), dtype=np.intp, count=len(edges))
+    padded = np.full((len(edges), widest + 1), np.inf, dtype=np.float64)
+    for row, row_edges in enumerate(edges):
+        padded[row, : row_edges.shape[0]] = row_edges
+    return padded, lengths
+
+
+class _Frames:
+    """The cell map of every row under one map (identity or rooted), built for all rows at once.
+
+    Row f: c = its middle edge e_{m//2} (rooted map; 0 for the identity), t(e_0) = `low`,
+    s = G / (t(e_{m-1}) - t(e_0)) = `scale`; s is 0 (and `steps` 2^31, no grid) when the
+    row has fewer than two edges or its span or s is not a finite positive number.
+    start[f, c] = #{e of row f : cell(e) < c}; steps[f] = max_c #{e of row f : cell(e) = c}.
+    Rows are done in chunks of about 2^20 cells, so a wide model at max_bins 1024 needs no
+    more than 8 MiB of counts at a time.
+    """
+
+    CHUNK_CELLS = 1 << 20
+
+    def __init__(
+        self, padded: FloatArray, lengths: npt.NDArray[np.intp], cells: int, *, rooted: bool
+    ) -> None:
+        k = lengths.shape[0]
+        every = np.arange(k, dtype=np.intp)
+        self.rooted = rooted
+        self.cells = cells
+        self.centre = padded[every, lengths // 2] if rooted else np.zeros(k, dtype=np.float64)
+        ends = np.stack([padded[:, 0], padded[every, np.maximum(lengths - 1, 0)]], axis=1)
+        if rooted:
+            ends = _root(ends, self.centre[:, None])
+        self.low = ends[:, 0].copy()
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            span = ends[:, 1] - self.low
+            self.scale = np.float64(cells) / span
+        gridless = (lengths < 2) | ~(np.isfinite(span) & (span > 0.0)) | ~np.isfinite(self.scale)
+        self.scale[gridless] = 0.0
+        # counts fit in int16 for every allowed bin count (max_bins <= 1024): 2 bytes a cell
+        self.start = np.zeros((k, cells), dtype=np.int16 if padded.shape[1] <= 2**15 else np.int32)
+        self.steps = np.zeros(k, dtype=np.int64)
+        chunk = max(1, self.CHUNK_CELLS // cells)
+        for lo in range(0, k, chunk):
+            rows = slice(lo, min(k, lo + chunk))
+            edge_cells = _Grid.cells_of(
+                padded[rows],
+                self.centre[rows, None],
+                self.low[rows, None],
+                self.scale[rows, None],
+                cells,
+                rooted=rooted,
+            )
+            n_rows = edge_cells.shape[0]
+            real = np.arange(padded.shape[1]) < lengths[rows, None]
+            edge_cells += (np.arange(n_rows, dtype=np.intp) * cells)[:, None]
+            per_cell = np.bincount(edge_cells[real], minlength=n_rows * cells)
+            per_cell = per_cell.reshape(n_rows, cells)
+            self.steps[rows] = per_cell.max(axis=1, initial=0)
+            self.start[rows] = np.cumsum(per_cell, axis=1) - per_cell
+        self.steps[gridless] = 2**31
+
+
 class _Grid:
     """The rows of an `EdgeGrid` that share one cell map (identity or rooted)."""
 
     def __init__(
         self,
-        edges: list[FloatArray],
-        rows: list[int],
-        cells: int,
-        widest: int,
+        padded: FloatArray,
+        frames: _Frames,
+        picked: npt.NDArray[np.bool_],
+        rows: npt.NDArray[np.intp],
         *,
-        rooted: bool,
         all_rows: bool,
     ) -> None:
-        k = len(rows)
-        self.rows = np.asarray(rows, dtype=np.intp)
-        self.cells = cells
-        self.rooted = rooted
+        """`padded`: the edges of `rows` (the block's rows this grid bins); `picked`: which
+        rows of `frames` they are."""
+        k = rows.shape[0]
+        self.rows = rows
+        self.cells = frames.cells
+        self.rooted = frames.rooted
         self.all_rows = all_rows
-        padded = np.full((k, widest + 1), np.inf, dtype=np.float64)
-        # counts fit in int16 for every allowed bin count (max_bins <= 1024): 2 bytes a cell
-        start = np.zeros((k, cells), dtype=np.int16 if widest < 2**15 else np.int32)
-        self.centre = np.zeros((k, 1), dtype=np.float64)
-        self.low = np.zeros((k, 1), dtype=np.float64)
-        self.scale = np.zeros((k, 1), dtype=np.float64)
-        self.steps = 0
-        every_cell = np.arange(cells)
-        for i, row in enumerate(rows):
-            row_edges = edges[row]
-            padded[i, : row_edges.shape[0]] = row_edges
-            centre, low, scale = _Grid.frame(row_edges, cells, rooted=rooted)
-            edge_cells = _Grid.cells_of(row_edges, centre, low, scale, cells, rooted=rooted)
-            start[i] = np.searchsorted(edge_cells, every_cell, side="left")
-            self.steps = max(self.steps, int(np.bincount(edge_cells).max()))
-            self.centre[i, 0], self.low[i, 0], self.scale[i, 0] = centre, low, scale
-        self.start_base = (np.arange(k, dtype=np.intp) * cells)[:, None]
-        self.edge_base = (np.arange(k, dtype=np.intp) * (widest + 1))[:, None]
-        self.start_flat = start.ravel()
+        self.centre = frames.centre[picked, None]
+        self.low = frames.low[picked, None]
+        self.scale = frames.scale[picked, None]
+        self.steps = int(frames.steps[picked].max())
+        self.start_base = (np.arange(k, dtype=np.intp) * self.cells)[:, None]
+        self.edge_base = (np.arange(k, dtype=np.intp) * padded.shape[1])[:, None]
+        self.start_flat = frames.start[picked].ravel()
         self.padded_flat = padded.ravel()
-
-    @staticmethod
-    def frame(
-        row_edges: FloatArray, cells: int, *, rooted: bool
-    ) -> tuple[np.float64, np.float64, np.float64]:
-        """(c, t(e_0), s) of a row; s is 0 when the row cannot take a grid."""
-        centre = np.float64(row_edges[row_edges.shape[0] // 2]) if rooted else np.float64(0.0)
-        ends = row_edges[[0, -1]]
-        if rooted:
-            ends = _root(ends, centre)
-        low = np.float64(ends[0])
-        with np.errstate(over="ignore", divide="ignore"):
-            span = np.float64(ends[1]) - low
-            scale = np.float64(cells) / span
-        if row_edges.shape[0] < 2 or not (np.isfinite(span) and span > 0.0):
-            return centre, low, np.float64(0.0)
-        if not np.isfinite(scale):
-            return centre, low, np.float64(0.0)
-        return centre, low, scale
-
-    @staticmethod
-    def steps_of(row_edges: FloatArray, cells: int, *, rooted: bool) -> int:
-        """The most edges of the row in one cell under the map (large when no grid fits)."""
-        centre, low, scale = _Grid.frame(row_edges, cells, rooted=rooted)
-        if scale == 0.0:
-            return 2**31
-        edge_cells = _Grid.cells_of(row_edges, centre, low, scale, cells, rooted=rooted)
-        return int(np.bincount(edge_cells).max())
 
     @staticmethod
     def cells_of(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from monitor.edges import EdgeGrid, learn_edges
+from monitor.edges import EdgeGrid, _Frames, learn_edges
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
@@ -118,3 +119,23 @@ def test_an_empty_block_and_a_block_without_grid_rows_count_nothing_wrong() -> N
     np.testing.assert_array_equal(out, _oracle(edges, block))
     empty = np.empty((2, 0), dtype=np.intp)
     grid.count_below(np.empty((2, 0)), empty)
+
+
+def test_rows_of_different_lengths_in_several_chunks_are_gridded_and_count_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Short rows next to long ones keep their grid (padding is not an edge), and rows laid out
+    a few at a time count as searchsorted."""
+    monkeypatch.setattr(_Frames, "CHUNK_CELLS", 3 * 258)  # 3 rows of 258 cells a chunk
+    rng = np.random.default_rng(8)
+    edges = [
+        learn_edges(rng.normal(size=3000)) if row % 3 else np.linspace(0.0, 1.0, 5 + row % 7)
+        for row in range(40)
+    ] + [learn_edges(rng.standard_cauchy(size=3000))]
+    grid = EdgeGrid(edges)
+    assert grid.search_rows.size == 0
+    assert grid.rooted_rows.tolist() == [40]
+    block = np.stack([_near_edges(rng, e, 200) for e in edges])
+    out = np.empty(block.shape, dtype=np.intp)
+    grid.count_below(block, out)
+    np.testing.assert_array_equal(out, _oracle(edges, block))
