@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.reference import ReferenceProfile, fit_profile, layout_for, profile_to_json
@@ -366,10 +367,10 @@ def test_a_replica_killed_before_any_commit_leaves_its_warm_up_sample_to_no_wind
     broker: TansuBroker, tmp_path: Path
 ) -> None:
     """A replica warms up on 300 events, reads 200 more and is killed before its first commit
-    (publish interval 60 s; the fleet's window shows committed counts only): the next replica
-    reads the partitions again from the start and, by the first one's `sample` records,
-    leaves the 300 out; its window is bin for bin the oracle of the 200 (it held all 500
-    before the records existed)."""
+    (its publish interval 60 s, the next one's 1 s; the fleet's window shows committed counts
+    only): the next replica reads the partitions again from the start and, by the first one's
+    `sample` records, leaves the 300 out; its window is bin for bin the oracle of the 200 (it
+    held all 500 before the records existed)."""
     topic, registry = f"fleet-{uuid.uuid4().hex[:8]}", f"refs-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, partitions=PARTITIONS)
     reference = {"mode": "warmup", "warmup_events": 300}
@@ -389,6 +390,9 @@ def test_a_replica_killed_before_any_commit_leaves_its_warm_up_sample_to_no_wind
             first.kill()
         table = registry_table(broker.bootstrap, registry)
         profile = table.profiles[table.activations[MODEL].reference_id].profile
+        document = yaml.safe_load(config.read_text(encoding="utf-8"))
+        document["state"]["publish_interval"] = "1s"  # the next replica commits at once
+        config = write_config(tmp_path / "second.yaml", document)
         with DaemonProcess(config, tmp_path / "second") as second:
             second.start()
             second.wait_metric("driftmon_records_consumed_total", 500, timeout=90, topic=topic)
