@@ -136,24 +136,28 @@ class EdgeGrid:
         widest = max((e.shape[0] for e in edges), default=1)
         cells = max(1, cells_per_edge * widest)
         padded, lengths = _pad(edges, widest)
-        linear = _Frames(padded, lengths, cells, rooted=False)
+        # counts fit in int16 for every allowed bin count (max_bins <= 1024): 2 bytes a cell
+        start = np.zeros((len(edges), cells), dtype=np.int16 if widest < 2**15 else np.int32)
+        every = np.arange(len(edges), dtype=np.intp)
+        linear = _Frames(padded, lengths, every, cells, start, rooted=False)
         is_linear = linear.steps <= max_steps
-        others = np.flatnonzero(~is_linear)  # the rooted map is tried on these only
-        rooted = _Frames(padded[others], lengths[others], cells, rooted=True)
+        others = every[~is_linear]  # the rooted map is tried on these only
+        rooted = _Frames(padded, lengths, others, cells, start, rooted=True)
         is_rooted = rooted.steps <= max_steps
         self._grids = tuple(
-            _Grid(padded[rows], frames, picked, rows, all_rows=rows.shape[0] == len(edges))
-            for frames, picked, rows in (
-                (linear, is_linear, np.flatnonzero(is_linear)),
-                (rooted, is_rooted, others[is_rooted]),
+            _Grid(
+                padded,
+                start,
+                frames,
+                picked,
+                all_rows=bool(picked.all()) and picked.size == len(edges),
             )
-            if rows.size
+            for frames, picked in ((linear, is_linear), (rooted, is_rooted))
+            if picked.any()
         )
         self.rooted_rows: npt.NDArray[np.intp] = others[is_rooted]
         """The rows whose grid is laid on the rooted map (heavy tails)."""
-        self.grid_rows: npt.NDArray[np.intp] = np.union1d(
-            np.flatnonzero(is_linear), self.rooted_rows
-        )
+        self.grid_rows: npt.NDArray[np.intp] = np.union1d(every[is_linear], self.rooted_rows)
         self.search_rows: npt.NDArray[np.intp] = others[~is_rooted]
         self._edges = edges
 
@@ -184,27 +188,35 @@ def _pad(edges: list[FloatArray], widest: int) -> tuple[FloatArray, npt.NDArray[
 
 
 class _Frames:
-    """The cell map of every row under one map (identity or rooted), built for all rows at once.
+    """The cell map of some rows under one map (identity or rooted), laid for them all at once.
 
     Row f: c = its middle edge e_{m//2} (rooted map; 0 for the identity), t(e_0) = `low`,
     s = G / (t(e_{m-1}) - t(e_0)) = `scale`; s is 0 (and `steps` 2^31, no grid) when the
     row has fewer than two edges or its span or s is not a finite positive number.
-    start[f, c] = #{e of row f : cell(e) < c}; steps[f] = max_c #{e of row f : cell(e) = c}.
-    Rows are done in chunks of about 2^20 cells, so a wide model at max_bins 1024 needs no
-    more than 8 MiB of counts at a time.
+    steps[i] = max_c #{e of row rows[i] : cell(e) = c}, and row rows[i] of the shared `start`
+    table becomes #{e : cell(e) < c} under this map. Rows are done in chunks of about 2^18
+    cells (2 MiB of counts at a time).
     """
 
-    CHUNK_CELLS = 1 << 20
+    CHUNK_CELLS = 1 << 18
 
     def __init__(
-        self, padded: FloatArray, lengths: npt.NDArray[np.intp], cells: int, *, rooted: bool
+        self,
+        padded: FloatArray,
+        lengths: npt.NDArray[np.intp],
+        rows: npt.NDArray[np.intp],
+        cells: int,
+        start: npt.NDArray[np.integer],
+        *,
+        rooted: bool,
     ) -> None:
-        k = lengths.shape[0]
-        every = np.arange(k, dtype=np.intp)
+        k = rows.shape[0]
+        self.rows = rows
         self.rooted = rooted
         self.cells = cells
-        self.centre = padded[every, lengths // 2] if rooted else np.zeros(k, dtype=np.float64)
-        ends = np.stack([padded[:, 0], padded[every, np.maximum(lengths - 1, 0)]], axis=1)
+        lengths = lengths[rows]
+        self.centre = padded[rows, lengths // 2] if rooted else np.zeros(k, dtype=np.float64)
+        ends = np.stack([padded[rows, 0], padded[rows, np.maximum(lengths - 1, 0)]], axis=1)
         if rooted:
             ends = _root(ends, self.centre[:, None])
         self.low = ends[:, 0].copy()
@@ -213,46 +225,43 @@ class _Frames:
             self.scale = np.float64(cells) / span
         gridless = (lengths < 2) | ~(np.isfinite(span) & (span > 0.0)) | ~np.isfinite(self.scale)
         self.scale[gridless] = 0.0
-        # counts fit in int16 for every allowed bin count (max_bins <= 1024): 2 bytes a cell
-        self.start = np.zeros((k, cells), dtype=np.int16 if padded.shape[1] <= 2**15 else np.int32)
         self.steps = np.zeros(k, dtype=np.int64)
         chunk = max(1, self.CHUNK_CELLS // cells)
         for lo in range(0, k, chunk):
-            rows = slice(lo, min(k, lo + chunk))
+            part = slice(lo, min(k, lo + chunk))
             edge_cells = _Grid.cells_of(
-                padded[rows],
-                self.centre[rows, None],
-                self.low[rows, None],
-                self.scale[rows, None],
+                padded[rows[part]],
+                self.centre[part, None],
+                self.low[part, None],
+                self.scale[part, None],
                 cells,
                 rooted=rooted,
             )
             n_rows = edge_cells.shape[0]
-            real = np.arange(padded.shape[1]) < lengths[rows, None]
+            real = np.arange(padded.shape[1]) < lengths[part, None]
             edge_cells += (np.arange(n_rows, dtype=np.intp) * cells)[:, None]
             per_cell = np.bincount(edge_cells[real], minlength=n_rows * cells)
             per_cell = per_cell.reshape(n_rows, cells)
-            self.steps[rows] = per_cell.max(axis=1, initial=0)
-            self.start[rows] = np.cumsum(per_cell, axis=1) - per_cell
+            self.steps[part] = per_cell.max(axis=1, initial=0)
+            start[rows[part]] = np.cumsum(per_cell, axis=1) - per_cell
         self.steps[gridless] = 2**31
 
 
 class _Grid:
-    """The rows of an `EdgeGrid` that share one cell map (identity or rooted)."""
+    """The rows of an `EdgeGrid` that share one cell map (identity or rooted); the padded
+    edges and the start table are the `EdgeGrid`'s, shared by its grids."""
 
     def __init__(
         self,
         padded: FloatArray,
+        start: npt.NDArray[np.integer],
         frames: _Frames,
         picked: npt.NDArray[np.bool_],
-        rows: npt.NDArray[np.intp],
         *,
         all_rows: bool,
     ) -> None:
-        """`padded`: the edges of `rows` (the block's rows this grid bins); `picked`: which
-        rows of `frames` they are."""
-        k = rows.shape[0]
-        self.rows = rows
+        """`picked`: which rows of `frames` this grid bins."""
+        self.rows = frames.rows[picked]
         self.cells = frames.cells
         self.rooted = frames.rooted
         self.all_rows = all_rows
@@ -260,9 +269,9 @@ class _Grid:
         self.low = frames.low[picked, None]
         self.scale = frames.scale[picked, None]
         self.steps = int(frames.steps[picked].max())
-        self.start_base = (np.arange(k, dtype=np.intp) * self.cells)[:, None]
-        self.edge_base = (np.arange(k, dtype=np.intp) * padded.shape[1])[:, None]
-        self.start_flat = frames.start[picked].ravel()
+        self.start_base = (self.rows * self.cells)[:, None]
+        self.edge_base = (self.rows * padded.shape[1])[:, None]
+        self.start_flat = start.ravel()
         self.padded_flat = padded.ravel()
 
     @staticmethod
