@@ -36,6 +36,7 @@ from monitor.decode_worker import (
     DecoderSpec,
     DecodeWorker,
     DecodeWorkerError,
+    column_values,
     value_bytes,
 )
 from monitor.errors import (
@@ -149,6 +150,21 @@ class _Batch:
     owners: Mapping[TP, object] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Aside:
+    """A batch decoded in the loop while the decode worker was full and busy (`Daemon.process`),
+    waiting in `Daemon._in_flight` behind the worker's batches: its slices, their account and
+    the decoder that made them (decoded again at its turn if the daemon's decoder changed)."""
+
+    batch: _Batch
+    decoder: object
+    slices: tuple[DecodedBatch, ...]
+    account: BatchAccount
+    held: int
+    """What it holds, counted against a poll's inflate budget as the worker's batches are:
+    twice its value bytes (the values, and columns no larger than the JSON they came from)."""
+
+
 class Daemon:
     """Owns the loop, the model runtimes and the ordered shutdown."""
 
@@ -212,7 +228,7 @@ class Daemon:
         """With `state.backend: kafka`: the state topic replaces the checkpoint (docs/fleet.md)."""
         self.decode_worker: DecodeWorker | None = None
         """With `event.decode_worker`: decodes in a child process."""
-        self._in_flight: deque[_Batch] = deque()
+        self._in_flight: deque[_Batch | _Aside] = deque()
         """Batches handed to the decode worker and not applied yet, oldest first."""
 
     def _build_decoder(self) -> BatchDecoder:
@@ -310,7 +326,7 @@ class Daemon:
             self._reload_requested = False
             self.reload()
         worker = self.decode_worker
-        held = 0 if worker is None else worker.held_bytes
+        held = 0 if worker is None else worker.held_bytes + self._aside_bytes()
         messages = self.source.poll(POLL_TIMEOUT_S, self.settings.kafka.max_poll_records, held)
         self._heartbeat = self.monotonic()
         self.metrics.unreadable_batches(self.source.unreadable_batches())
@@ -402,9 +418,12 @@ class Daemon:
         of a batch is bounded by the slice size, not by what the messages hold. With a decode
         worker (`event.decode_worker`, monitor.decode_worker) the batch goes to the child and
         is applied `DEPTH` batches later (or at the next `drain`), while the child decodes;
-        batches are applied in poll order and their offsets count only once applied. A batch
-        of more than `MAX_SUBMIT_BYTES` of values (inflated from compressed batches) is
-        decoded in process, after the batches in flight.
+        batches are applied in poll order and their offsets count only once applied. When the
+        worker holds `DEPTH` batches and has not answered the oldest yet, the loop decodes the
+        new batch itself instead of waiting (`_decode_aside`: one such batch at a time, within
+        the worker's bounds) and queues it behind them. A batch of more than
+        `MAX_SUBMIT_BYTES` of values (inflated from compressed batches) is decoded in process,
+        after the batches in flight.
         """
         batch = self._prepare(messages)
         worker = self.decode_worker
@@ -412,7 +431,11 @@ class Daemon:
             self._apply(batch, None, None)
             return
         if len(self._in_flight) >= DEPTH:
+            if self._decode_aside(worker, batch):
+                return
             self._apply_oldest(worker)
+            while self._in_flight and worker.pending >= DEPTH:
+                self._apply_oldest(worker)
         if worker.available() and value_bytes(batch.kept) <= MAX_SUBMIT_BYTES:
             try:
                 worker.submit(batch.kept)
@@ -424,6 +447,31 @@ class Daemon:
                 return
         self.drain()  # the batches before this one first
         self._apply(batch, None, None)
+
+    def _decode_aside(self, worker: DecodeWorker, batch: _Batch) -> bool:
+        """Decode `batch` here and queue it behind the worker's batches when the worker is
+        full and has not answered yet (the loop would otherwise wait), at most one such batch
+        at a time and within the worker's bounds; False when it is not done."""
+        if any(isinstance(e, _Aside) for e in self._in_flight) or worker.answered():
+            return False
+        if value_bytes(batch.kept) > MAX_SUBMIT_BYTES:
+            return False
+        decoder = self.decoder
+        account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
+        slices: list[DecodedBatch] = []
+        values = 0
+        for decoded in decoder.slices(batch.kept, account):
+            values += column_values(decoded)
+            if values > worker.max_result_values:
+                return False  # decoded again at its turn, slice by slice
+            slices.append(decoded)
+        held = 2 * value_bytes(batch.kept)
+        self._in_flight.append(_Aside(batch, decoder, tuple(slices), account, held))
+        return True
+
+    def _aside_bytes(self) -> int:
+        """What the batches decoded aside hold (`_Aside.held`)."""
+        return sum(e.held for e in self._in_flight if isinstance(e, _Aside))
 
     def drain(self) -> None:
         """Apply every batch the decode worker holds, oldest first: before anything that needs
@@ -439,6 +487,9 @@ class Daemon:
         with schemas that changed since, or whose columns were too large for the child
         (`decode_worker.MAX_RESULT_VALUES`), is decoded in process, slice by slice."""
         batch = self._in_flight.popleft()
+        if isinstance(batch, _Aside):
+            self._apply_aside(batch)
+            return
         try:
             result = worker.collect()
         except DecodeWorkerError as exc:
@@ -454,7 +505,19 @@ class Daemon:
     def _decode_in_flight_here(self) -> None:
         """Decode and apply in process, oldest first, the batches a failed worker dropped."""
         while self._in_flight:
-            self._apply(self._in_flight.popleft(), None, None)
+            entry = self._in_flight.popleft()
+            if isinstance(entry, _Aside):
+                self._apply_aside(entry)
+            else:
+                self._apply(entry, None, None)
+
+    def _apply_aside(self, aside: _Aside) -> None:
+        """Apply a batch decoded aside with its slices, or decode it again here when the
+        daemon's decoder changed since (a reload)."""
+        if aside.decoder is self.decoder:
+            self._apply(aside.batch, aside.slices, aside.account)
+        else:
+            self._apply(aside.batch, None, None)
 
     def _worker_failed(self, exc: DecodeWorkerError) -> None:
         worker = self.decode_worker

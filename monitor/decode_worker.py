@@ -264,7 +264,7 @@ def _with_originals(account: BatchAccount, messages: Sequence[RawMessage]) -> Ba
     return account
 
 
-def _values(batch: DecodedBatch) -> int:
+def column_values(batch: DecodedBatch) -> int:
     """Column values of one slice (numeric and categorical, every model)."""
     return sum(c.numeric.size + sum(x.size for x in c.categorical) for c in batch.models.values())
 
@@ -307,7 +307,7 @@ def _child_main(conn: Connection) -> None:
                 slices: list[DecodedBatch] = []
                 values = 0
                 for decoded in decoder.slices(messages, account):
-                    values += _values(decoded)
+                    values += column_values(decoded)
                     if values > max_values:
                         break
                     slices.append(decoded)
@@ -380,6 +380,11 @@ class DecodeWorker:
         return self._version
 
     @property
+    def max_result_values(self) -> int:
+        """The most column values the child materialises for one batch."""
+        return self._max_result_values
+
+    @property
     def pending(self) -> int:
         """Batches submitted and not collected."""
         return len(self._in_flight)
@@ -395,6 +400,14 @@ class DecodeWorker:
         if spec != self._spec:
             self._spec = spec
             self._version += 1
+
+    def answered(self) -> bool:
+        """Whether the child's answer for the oldest batch in flight is waiting (no wait)."""
+        conn = self._conn
+        try:
+            return bool(self._in_flight) and conn is not None and conn.poll(0)
+        except (EOFError, OSError):
+            return True  # collect() reports the failure
 
     def available(self) -> bool:
         """A batch can be submitted now (a slot is free and no failure backoff runs)."""

@@ -401,6 +401,25 @@ def _decoded_in_process(h: Harness, measure: Callable[[Sequence[RawMessage]], in
     return seen
 
 
+def _asides(h: Harness, monkeypatch: pytest.MonkeyPatch, *, answered: bool) -> list[int]:
+    """Make the worker look answered (no batch is decoded aside) or never answered (a batch is
+    decoded aside whenever the worker is full); the list gets the size of each aside batch."""
+    worker = h.daemon.decode_worker
+    assert worker is not None
+    monkeypatch.setattr(worker, "answered", lambda: answered)
+    sizes: list[int] = []
+    decode_aside = h.daemon._decode_aside
+
+    def counting(w: DecodeWorker, batch: Any) -> bool:
+        done = decode_aside(w, batch)
+        if done:
+            sizes.append(len(batch.kept))
+        return done
+
+    monkeypatch.setattr(h.daemon, "_decode_aside", counting)
+    return sizes
+
+
 def test_the_daemon_counts_with_a_decode_worker_exactly_what_it_counts_in_process(
     tmp_path: Path,
 ) -> None:
@@ -452,11 +471,12 @@ def test_a_submit_to_a_dead_child_decodes_the_batches_here_counted_once(tmp_path
 
 
 def test_batches_decoded_under_changed_schemas_are_decoded_again_in_process(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Results of an older spec version are not applied: those batches are decoded here."""
     logs = {("t", 0): _log(4_000, seed=10)}
     with _plain_and_worker(tmp_path, logs) as (plain, h):
+        _asides(h, monkeypatch, answered=True)
         in_process = _decoded_in_process(h, len)
         plain.drain()
         for _ in range(3):
@@ -481,6 +501,7 @@ def test_a_batch_over_the_submit_bound_is_decoded_in_process_in_poll_order(
         sizes = sorted(value_bytes(_messages(logs["t", 0])[i : i + 700]) for i in (0, 700))
         bound = sum(sizes) // 2
         monkeypatch.setattr(daemon_module, "MAX_SUBMIT_BYTES", bound)
+        _asides(h, monkeypatch, answered=True)
         in_process = _decoded_in_process(h, value_bytes)
         worker = h.daemon.decode_worker
         assert worker is not None
@@ -539,11 +560,13 @@ def test_a_fleet_replica_may_run_the_decode_worker(tmp_path: Path) -> None:
     assert settings.event.decode_worker and settings.state.backend == "kafka"
 
 
+@pytest.mark.parametrize("aside", [False, True], ids=["waiting", "decoding-aside"])
 def test_a_hostile_batch_of_array_messages_is_decoded_in_process_slice_by_slice(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aside: bool
 ) -> None:
     """Array messages whose records exceed the child's bound: the loop decodes them itself
-    (bounded slices), with the same counts as without the worker, and no failure."""
+    (bounded slices), with the same counts as without the worker, and no failure; nor are
+    they held decoded aside while the worker is busy (only the batches within the bound)."""
     record = b'{"ts": %d, "model": "m", "features": {"amount": 1.5, "country": "DE"}}' % int(
         time.time() - 50
     )
@@ -555,6 +578,7 @@ def test_a_hostile_batch_of_array_messages_is_decoded_in_process_slice_by_slice(
         h.daemon.decode_worker = DecodeWorker(
             h.daemon._decoder_spec(), timeout_s=30.0, max_result_values=5_000
         )
+        asides = _asides(h, monkeypatch, answered=not aside)
         in_process = _decoded_in_process(
             h, lambda batch: sum(len(m.value) > 100_000 for m in batch)
         )
@@ -563,7 +587,79 @@ def test_a_hostile_batch_of_array_messages_is_decoded_in_process_slice_by_slice(
         _assert_same_counts(h, plain)
         assert h.value("driftmon_events_accepted_total", model="m") >= 9_000
         assert h.value("driftmon_decode_worker_failures_total") == 0
-        assert in_process and all(in_process)  # only the batches with a hostile message
+        if aside:  # every batch decoded here; the hostile ones again at their turn
+            assert asides and sum(in_process) > len(hostile)
+        else:
+            assert not asides
+            assert in_process and all(in_process)  # only the batches with a hostile message
+
+
+def test_batches_decoded_aside_while_the_worker_is_busy_count_exactly_in_poll_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that never seems to have answered: every other poll is decoded in the loop and
+    queued behind the worker's batches; windows, offsets, rejects and counters equal the
+    in-process run's, with and without a kill -9 of the child midway."""
+    logs = {("t", 0): _log(6_000, seed=15), ("t", 1): _log(2_000, seed=16)}
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        asides = _asides(h, monkeypatch, answered=False)
+        plain.drain()
+        for _ in range(7):  # polls 3 and 7 are decoded aside, 7 waits behind two in the worker
+            h.daemon.step()
+        assert len(asides) == 2
+        assert any(isinstance(e, daemon_module._Aside) for e in h.daemon._in_flight)
+        worker = h.daemon.decode_worker
+        assert worker is not None and worker.pending == 2
+        worker._process.kill()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert h.value("driftmon_decode_worker_failures_total") == 1
+    (tmp_path / "again").mkdir()
+    with _plain_and_worker(tmp_path / "again", logs) as (plain, h):
+        asides = _asides(h, monkeypatch, answered=False)
+        plain.drain()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert len(asides) >= 3 and sum(asides) < 8_000
+        assert h.daemon.checkpoint(commit=False)
+        assert h.value("driftmon_decode_worker_failures_total") == 0
+
+
+def test_a_batch_decoded_aside_before_the_decoder_changed_is_decoded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload replaces the daemon's decoder: a batch decoded aside with the old one is
+    decoded again by the new one when its turn comes, and nothing changes in the counts."""
+    logs = {("t", 0): _log(4_000, seed=17)}
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        asides = _asides(h, monkeypatch, answered=False)
+        plain.drain()
+        for _ in range(3):
+            h.daemon.step()
+        assert asides == [700]
+        in_process = _decoded_in_process(h, len)  # a new decoder object
+        monkeypatch.setattr(h.daemon.decode_worker, "answered", lambda: True)
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert in_process[:1] == [700]  # the aside batch, decoded again at its turn
+
+
+def test_each_poll_counts_what_a_batch_decoded_aside_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll after a batch was decoded aside is told twice its value bytes on top of what
+    the worker's two batches hold."""
+    logs = {("t", 0): _log(5_000, seed=18)}
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        _asides(h, monkeypatch, answered=False)
+        plain.drain()
+        for _ in range(4):
+            h.daemon.step()
+        held = h.source.held
+        batch = value_bytes(_messages(logs["t", 0])[1400:2100])
+        assert held[3] - held[2] >= 2 * batch  # poll 3 was decoded aside
+        h.drain()
+        _assert_same_counts(h, plain)
 
 
 def test_a_reload_that_changes_features_counts_with_the_worker_what_it_counts_in_process(
