@@ -385,7 +385,8 @@ def _add_row(
         worker_rss = _median([a.get("worker_peak_rss_mib") for a in mine])
         table.notes.append(
             f"{width.label}: the decoding child's CPU {worker or 0:.0f} us/event on top of the "
-            f"loop's (its decode column is 0: nothing is decoded in the loop), its peak RSS "
+            f"loop's (its decode column: the batches the loop decoded aside while the child "
+            f"was busy), its peak RSS "
             f"{worker_rss or 0:.0f} MiB on top of the loop's"
         )
     if width.sample_rate < 1.0:
@@ -479,7 +480,8 @@ def run(
         "time goes (kafka-python poll, BatchDecoder.slices in the loop, the rest: binning into "
         "the window, metrics, evaluations). Evaluation ms: one evaluation of the full window "
         "(median of 5 after the run). Decode worker rows: event.decode_worker, the batches "
-        "decoded in a child process two polls ahead; driftmon CPU is the loop's process only.",
+        "decoded in a child process two polls ahead (a batch polled while the child is busy "
+        "with two is decoded in the loop); driftmon CPU is the loop's process only.",
         "Partition fetch: max_partition_fetch_bytes of both consumers; the 16 MiB rows are a "
         "tuning experiment. Events / poll: mean records per non-empty poll of the driftmon loop "
         "(the per-feature work of a batch is spread over that many events).",
