@@ -94,6 +94,11 @@ DEAD_LETTER_FLUSH_BYTES = 16 * 1024 * 1024
 """Queued dead-letter bytes that trigger a flush before the next batch: kafka-python's
 producer has no buffer limit, so this bounds the memory the dead letters hold."""
 MAX_REJECT_SAMPLES = 20
+ASIDE_MAX_VALUES = 1 << 20
+"""The most column values of a batch the loop decodes aside while the decode worker is busy
+(`Daemon._decode_aside`): a poll of 220- or 2,200-feature events holds about 207,000; the
+bound keeps the loop from holding more than a slice's worth of short strings for a hostile
+batch (each categorical value is its own Python string)."""
 
 
 class DeadLetterSink(Protocol):
@@ -462,7 +467,7 @@ class Daemon:
         values = 0
         for decoded in decoder.slices(batch.kept, account):
             values += column_values(decoded)
-            if values > worker.max_result_values:
+            if values > min(ASIDE_MAX_VALUES, worker.max_result_values):
                 return False  # decoded again at its turn, slice by slice
             slices.append(decoded)
         held = 2 * value_bytes(batch.kept)

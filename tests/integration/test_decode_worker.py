@@ -644,6 +644,21 @@ def test_a_batch_decoded_aside_before_the_decoder_changed_is_decoded_again(
         assert in_process[:1] == [700]  # the aside batch, decoded again at its turn
 
 
+def test_a_batch_over_the_aside_bound_waits_for_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the bound below a poll's column values, no batch is held decoded aside (each is
+    decoded, dropped and handed to the worker as before) and the counts stay exact."""
+    logs = {("t", 0): _log(4_000, seed=19)}
+    monkeypatch.setattr(daemon_module, "ASIDE_MAX_VALUES", 900)  # polls of 500-700 events x 2
+    with _plain_and_worker(tmp_path, logs) as (plain, h):
+        asides = _asides(h, monkeypatch, answered=False)
+        plain.drain()
+        h.drain()
+        _assert_same_counts(h, plain)
+        assert asides == []
+
+
 def test_each_poll_counts_what_a_batch_decoded_aside_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
