@@ -425,8 +425,8 @@ class Daemon:
         is applied `DEPTH` batches later (or at the next `drain`), while the child decodes;
         batches are applied in poll order and their offsets count only once applied. When the
         worker holds `DEPTH` batches and has not answered the oldest yet, the loop decodes the
-        new batch itself instead of waiting (`_decode_aside`: one such batch at a time, within
-        the worker's bounds) and queues it behind them. A batch of more than
+        new batch itself instead of waiting (`_decode_aside`: one such batch at a time, of at
+        most `ASIDE_MAX_VALUES` column values) and queues it behind them. A batch of more than
         `MAX_SUBMIT_BYTES` of values (inflated from compressed batches) is decoded in process,
         after the batches in flight.
         """
@@ -455,8 +455,10 @@ class Daemon:
 
     def _decode_aside(self, worker: DecodeWorker, batch: _Batch) -> bool:
         """Decode `batch` here and queue it behind the worker's batches when the worker is
-        full and has not answered yet (the loop would otherwise wait), at most one such batch
-        at a time and within the worker's bounds; False when it is not done."""
+        full and has not answered yet (the loop would otherwise wait): at most one such batch
+        at a time, of at most `MAX_SUBMIT_BYTES` of values and `ASIDE_MAX_VALUES` column
+        values; False when it is not done (a batch over the bound is decoded again at its
+        turn)."""
         if any(isinstance(e, _Aside) for e in self._in_flight) or worker.answered():
             return False
         if value_bytes(batch.kept) > MAX_SUBMIT_BYTES:
