@@ -437,6 +437,17 @@ def test_the_daemon_counts_with_a_decode_worker_exactly_what_it_counts_in_proces
         assert with_worker.value("driftmon_decode_worker_failures_total") == 0
 
 
+def _kill_the_child_then_drain(h: Harness, plain: Harness) -> None:
+    """Kill -9 of the child with two batches in flight, then apply everything: the counts
+    equal the in-process run's and one failure is counted."""
+    worker = h.daemon.decode_worker
+    assert worker is not None and worker.pending == 2
+    worker._process.kill()
+    h.drain()
+    _assert_same_counts(h, plain)
+    assert h.value("driftmon_decode_worker_failures_total") == 1
+
+
 def test_a_decode_worker_that_dies_mid_run_loses_and_doubles_no_event(tmp_path: Path) -> None:
     """Kill -9 of the child with batches in flight: they are decoded in process, in order."""
     logs = {("t", 0): _log(6_000, seed=9)}
@@ -444,12 +455,7 @@ def test_a_decode_worker_that_dies_mid_run_loses_and_doubles_no_event(tmp_path: 
         plain.drain()
         for _ in range(4):
             h.daemon.step()
-        worker = h.daemon.decode_worker
-        assert worker is not None and worker.pending == 2
-        worker._process.kill()
-        h.drain()
-        _assert_same_counts(h, plain)
-        assert h.value("driftmon_decode_worker_failures_total") == 1
+        _kill_the_child_then_drain(h, plain)
 
 
 def test_a_submit_to_a_dead_child_decodes_the_batches_here_counted_once(tmp_path: Path) -> None:
@@ -608,12 +614,7 @@ def test_batches_decoded_aside_while_the_worker_is_busy_count_exactly_in_poll_or
             h.daemon.step()
         assert len(asides) == 2
         assert any(isinstance(e, daemon_module._Aside) for e in h.daemon._in_flight)
-        worker = h.daemon.decode_worker
-        assert worker is not None and worker.pending == 2
-        worker._process.kill()
-        h.drain()
-        _assert_same_counts(h, plain)
-        assert h.value("driftmon_decode_worker_failures_total") == 1
+        _kill_the_child_then_drain(h, plain)
     (tmp_path / "again").mkdir()
     with _plain_and_worker(tmp_path / "again", logs) as (plain, h):
         asides = _asides(h, monkeypatch, answered=False)
