@@ -461,7 +461,8 @@ class Daemon:
         turn)."""
         if any(isinstance(e, _Aside) for e in self._in_flight) or worker.answered():
             return False
-        if value_bytes(batch.kept) > MAX_SUBMIT_BYTES:
+        size = value_bytes(batch.kept)
+        if size > MAX_SUBMIT_BYTES:
             return False
         decoder = self.decoder
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
@@ -472,8 +473,7 @@ class Daemon:
             if values > min(ASIDE_MAX_VALUES, worker.max_result_values):
                 return False  # decoded again at its turn, slice by slice
             slices.append(decoded)
-        held = 2 * value_bytes(batch.kept)
-        self._in_flight.append(_Aside(batch, decoder, tuple(slices), account, held))
+        self._in_flight.append(_Aside(batch, decoder, tuple(slices), account, 2 * size))
         return True
 
     def _aside_bytes(self) -> int:
