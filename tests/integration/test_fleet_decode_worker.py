@@ -14,6 +14,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from monitor.compose import build_daemon
 from monitor.daemon import AssignCallback, RevokeCallback
@@ -44,11 +47,13 @@ class SeekingSource(FakeSource):
             self.position[tp] = offset
 
 
+@pytest.mark.parametrize("aside", [False, True], ids=["as-it-comes", "decoding-aside"])
 def test_a_fenced_replica_with_batches_in_flight_counts_every_event_once(
-    broker: TansuBroker, tmp_path: Path
+    broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aside: bool
 ) -> None:
-    """Fenced mid-stream with two batches in the decode worker, the replica claims again and
-    re-reads from its chain head; every event is in the global window exactly once."""
+    """Fenced mid-stream with two batches in the decode worker (and, forced, one decoded aside
+    by the loop), the replica claims again and re-reads from its chain head; every event is in
+    the global window exactly once."""
     reference = reference_file(tmp_path / "ref.json", "m", seed=1)
     settings = settings_for(
         tmp_path,
@@ -79,6 +84,16 @@ def test_a_fenced_replica_with_batches_in_flight_counts_every_event_once(
         daemon.start()
         fleet = daemon.fleet
         assert fleet is not None and daemon.decode_worker is not None
+        asides: list[bool] = []
+        if aside:  # the worker never seems to have answered: a batch is decoded aside whenever
+            monkeypatch.setattr(daemon.decode_worker, "answered", lambda: False)  # it is full
+            decode_aside = daemon._decode_aside
+
+            def counting(worker: Any, batch: Any) -> bool:
+                asides.append(decode_aside(worker, batch))
+                return asides[-1]
+
+            monkeypatch.setattr(daemon, "_decode_aside", counting)
         source = made[0]
         steps = 0
         while source.position.get(TP, 0) < N // 4:
@@ -107,6 +122,7 @@ def test_a_fenced_replica_with_batches_in_flight_counts_every_event_once(
         assert window is not None
         counted = window.current().sum(axis=1)
         assert counted.tolist() == [N, N], "every event once in each feature's row"
+        assert any(asides) == aside
     finally:
         daemon.shutdown()
         intruder.close()
