@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.bench_decode [--messages 10000] [--repeat 7]
 
-The workload mirrors /work/shared/bench/workload.py: one JSON object per message with 20
-numeric features (normal, lognormal, heavy-tailed with outliers, and one with 5 % nulls) and
-2 categorical features (10 and 1000 Zipf-distributed levels), shortest float repr, ~550 B.
+The workload (drawn here, in the shapes of `bench/workload.py`'s base width): one JSON
+object per message with 20 numeric features (normal, lognormal, heavy-tailed with outliers,
+and one with 5 % nulls) and 2 categorical features (10 and 1000 Zipf-distributed levels),
+shortest float repr, ~550 B.
 Two layouts are timed: the default `{"ts", "model", "model_version", "features": {...}}` and
 the flat one (`features_path=""`), plus the default layout with 1 % of the messages holding a
 string in a numeric feature (those messages are decoded alone by the looser decoders, and the

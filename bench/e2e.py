@@ -40,7 +40,7 @@ import msgspec
 import numpy as np
 
 from bench import workload
-from bench.procs import Log, run_module
+from bench.procs import Log, cpu_seconds, run_module
 from bench.report import Table
 
 TARGET_EVENTS_PER_S = 60_000
@@ -301,6 +301,7 @@ COLUMNS = [
     "driftmon peak RSS MiB",
     "raw peak RSS MiB",
     "pairs",
+    "broker CPU us/event: driftmon run / raw run",
 ]
 
 
@@ -314,8 +315,13 @@ def _pairs(
     reps: int,
     workdir: Path,
     log: Log,
+    broker_pid: int | None = None,
 ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
-    """`reps` A B pairs (driftmon, then raw) over one topic; the pairs and any errors."""
+    """`reps` A B pairs (driftmon, then raw) over one topic; the pairs and any errors.
+
+    With `broker_pid`, each run's result also gets `broker_cpu_us_per_event`: the broker
+    process's CPU over the whole consumer process (group join, fetches, commits) per event.
+    """
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     errors: list[str] = []
     for rep in range(reps):
@@ -330,17 +336,23 @@ def _pairs(
             if fetch is not None:
                 document["kafka"]["max_partition_fetch_bytes"] = fetch
             config.write_text(json.dumps(document))
+            broker_before = cpu_seconds(broker_pid)
             done = run_module(
                 sys.executable,
                 "bench.e2e_worker",
                 ["--mode", mode, "--config", str(config), "--events", str(width.events)],
                 timeout_s=900.0,
             )
+            broker_after = cpu_seconds(broker_pid)
             if done.result is None:
                 errors.append(f"{mode}: {done.error}")
                 log(f"  {mode}: {done.error}")
                 continue
             runs[mode] = done.result
+            if broker_before is not None and broker_after is not None:
+                runs[mode]["broker_cpu_us_per_event"] = (
+                    (broker_after - broker_before) * 1e6 / width.events
+                )
             log(f"  {mode}: {done.result['events_per_s']:,.0f} events/s")
         if len(runs) == 2:
             pairs.append((runs["driftmon"], runs["raw"]))
@@ -349,6 +361,14 @@ def _pairs(
 
 def _fetch_text(fetch: int | None) -> str:
     return "1 MiB (default)" if fetch is None else f"{fetch // 2**20} MiB"
+
+
+def _broker_cpu_text(mine: Sequence[dict[str, Any]], raw: Sequence[dict[str, Any]]) -> str:
+    """`driftmon / raw` medians of the broker's CPU per event, or an empty cell."""
+    medians = [_median([r.get("broker_cpu_us_per_event") for r in runs]) for runs in (mine, raw)]
+    if None in medians:
+        return ""
+    return " / ".join(f"{m:.0f}" for m in medians)
 
 
 def _add_row(
@@ -379,6 +399,7 @@ def _add_row(
         _median([a["peak_rss_mib_consuming"] for a in mine]),
         _median([b["peak_rss_mib_consuming"] for b in raw]),
         len(pairs),
+        _broker_cpu_text(mine, raw),
     )
     if width.decode_worker:
         worker = _median([a.get("worker_cpu_us_per_event") for a in mine])
@@ -454,10 +475,11 @@ def run(
                     reps=reps if fetch is None else max(1, reps - 1),
                     workdir=workdir,
                     log=log,
+                    broker_pid=broker.pid,
                 )
                 if not pairs:
                     table.add(
-                        width.label, _fetch_text(fetch), width.events, size, *([None] * 10), 0
+                        width.label, _fetch_text(fetch), width.events, size, *([None] * 10), 0, ""
                     )
                     table.notes.append(f"{width.label}: no complete pair ({'; '.join(errors)})")
                     continue
@@ -519,6 +541,17 @@ def _wide_targets(table: Table) -> None:
                 f"here) whatever the rate; driftmon's CPU per event beyond the raw consumer's: "
                 f"{beyond_wide:.0f} us unsampled, {beyond_sampled:.0f} us at sample_rate 0.1 "
                 f"({beyond_wide / beyond_sampled:.1f}x less)"
+            )
+        broker_text = sampled[15] or ""
+        if " / " in broker_text:
+            broker_sampled, broker_raw = (float(part) for part in broker_text.split(" / "))
+            serial = 1e6 / (sampled[8] + broker_raw)
+            table.notes.append(
+                f"2000 + 200, sample_rate 0.1: the broker's CPU per event {broker_sampled:.0f} us "
+                f"(driftmon run) and {broker_raw:.0f} us (raw run); one fetch is in flight per "
+                f"partition, so the broker's time adds to the client's: 1e6 / (raw client CPU "
+                f"{sampled[8]:.0f} + broker {broker_raw:.0f} us) = {serial:,.0f} events/s "
+                f"against {sampled[5]:,.0f} measured raw"
             )
     if wide is not None:
         evaluation_ms, rss = wide[11], wide[12]

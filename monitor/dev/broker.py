@@ -76,6 +76,11 @@ class LoggedProcess:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def pid(self) -> int | None:
+        """The process id while one was started and not stopped (benchmarks read its CPU)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def returncode(self) -> int | None:
         """Exit code of the last process, None while it runs or if none was started."""
         return None if self._proc is None else self._proc.poll()
