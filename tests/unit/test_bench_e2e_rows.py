@@ -67,7 +67,7 @@ def test_the_sampled_note_adds_the_broker_time_to_the_raw_clients() -> None:
         table, sampled, None, 56_806.0, [(_run(3_900.0, 166.0, 120.0), _run(3_600.0, 150.0, 100.0))]
     )
     e2e._wide_targets(table)
-    note = next(n for n in table.notes if "one fetch is in flight" in n)
+    note = next(n for n in table.notes if "one fetch in flight" in n)
     assert "120 us (driftmon run) and 100 us (raw run)" in note
     assert "1e6 / (raw client CPU 150 + broker 100 us) = 4,000 events/s" in note
     assert "against 3,600 measured raw" in note
