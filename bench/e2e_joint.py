@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from bench import e2e
 from bench.procs import REPO
-from bench.report import load_average, machine_info, machine_markdown, to_markdown
+from bench.report import load_average, machine_info, write_markdown_page
 
 PLAIN = e2e.WIDTHS[0]
 VARIANTS: tuple[e2e.Width, ...] = (
@@ -57,16 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             table.notes.insert(
                 0, f"Issue-13 target at {combined}: {verdict} ({ratio:.2f} of raw {sign} 0.6)"
             )
-    lines = [
-        machine_markdown(machine),
-        f"Load average at start {start_load}, end {load_average()}.",
-    ]
-    lines += [to_markdown(table) for table in tables]
-    text = "\n\n".join(lines) + "\n"
     out = REPO / "bench" / "results" / "e2e-joint.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(text)
+    print(write_markdown_page(tables, machine, start_load, out))
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import e2e
 from bench.procs import REPO
-from bench.report import load_average, machine_info, machine_markdown, to_markdown
+from bench.report import load_average, machine_info, write_markdown_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker=apache_kafka,
         broker_name="Apache Kafka 4.1 (one KRaft node)",
     )
-    lines = [
-        machine_markdown(machine),
-        f"Load average at start {start_load}, end {load_average()}.",
-    ]
-    lines += [to_markdown(table) for table in tables]
-    text = "\n\n".join(lines) + "\n"
     out = REPO / "bench" / "results" / "e2e-kafka.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(text)
+    print(write_markdown_page(tables, machine, start_load, out))
     return 0
 
 

@@ -168,6 +168,22 @@ def machine_markdown(machine: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_markdown_page(
+    tables: Sequence[Table], machine: Mapping[str, Any], start_load: Sequence[float], out: Path
+) -> str:
+    """Write the machine, the load average at the start and now, and the tables as one
+    Markdown page to `out` (its folder created); the page's text."""
+    lines = [
+        machine_markdown(machine),
+        f"Load average at start {list(start_load)}, end {load_average()}.",
+    ]
+    lines += [to_markdown(table) for table in tables]
+    text = "\n\n".join(lines) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return text
+
+
 def write_report(
     tables: Sequence[Table],
     machine: Mapping[str, Any],

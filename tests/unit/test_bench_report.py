@@ -15,6 +15,7 @@ from bench.report import (
     machine_info,
     to_markdown,
     to_text,
+    write_markdown_page,
     write_report,
 )
 
@@ -112,6 +113,17 @@ def test_write_report_writes_markdown_and_json(
     assert table["notes"] == ["medians of 3 runs"]
     printed = capsys.readouterr().out
     assert "Speed | per window" in printed and str(json_path) in printed
+
+
+def test_a_markdown_page_holds_the_machine_the_loads_and_the_tables(tmp_path: Path) -> None:
+    """The page written for a standalone benchmark has the machine, both loads and each table."""
+    out = tmp_path / "results" / "page.md"
+    text = write_markdown_page([_table()], machine_info(), [0.5, 0.25, 0.125], out)
+    assert out.read_text(encoding="utf-8") == text
+    assert text.startswith("### Machine\n")
+    assert "Load average at start [0.5, 0.25, 0.125], end [" in text
+    assert text.index("Load average") < text.index("### Speed | per window")
+    assert "| driftmon | 1.23 |" in text
 
 
 def test_result_lines_round_trip() -> None:
