@@ -168,6 +168,8 @@ class _Aside:
     held: int
     """What it holds, counted against a poll's inflate budget as the worker's batches are:
     twice its value bytes (the values, and columns no larger than the JSON they came from)."""
+    decode_s: float
+    """The seconds its decoding took (part of the batch's `driftmon_batch_duration_seconds`)."""
 
 
 class Daemon:
@@ -468,12 +470,14 @@ class Daemon:
         account = BatchAccount(max_samples=MAX_REJECT_SAMPLES)
         slices: list[DecodedBatch] = []
         values = 0
+        started = time.perf_counter()
         for decoded in decoder.slices(batch.kept, account):
             values += column_values(decoded)
             if values > min(ASIDE_MAX_VALUES, worker.max_result_values):
                 return False  # decoded again at its turn, slice by slice
             slices.append(decoded)
-        self._in_flight.append(_Aside(batch, decoder, tuple(slices), account, 2 * size))
+        decode_s = time.perf_counter() - started
+        self._in_flight.append(_Aside(batch, decoder, tuple(slices), account, 2 * size, decode_s))
         return True
 
     def _aside_bytes(self) -> int:
@@ -507,7 +511,7 @@ class Daemon:
         if result.slices is None or result.version != worker.version:
             self._apply(batch, None, None)  # too large for the child, or stale schemas
         else:
-            self._apply(batch, result.slices, result.account)
+            self._apply(batch, result.slices, result.account, result.decode_s)
 
     def _decode_in_flight_here(self) -> None:
         """Decode and apply in process, oldest first, the batches a failed worker dropped."""
@@ -522,7 +526,7 @@ class Daemon:
         """Apply a batch decoded aside with its slices, or decode it again here when the
         daemon's decoder changed since (a reload)."""
         if aside.decoder is self.decoder:
-            self._apply(aside.batch, aside.slices, aside.account)
+            self._apply(aside.batch, aside.slices, aside.account, aside.decode_s)
         else:
             self._apply(aside.batch, None, None)
 
@@ -565,9 +569,14 @@ class Daemon:
         batch: _Batch,
         slices: Sequence[DecodedBatch] | None,
         decoded_account: BatchAccount | None,
+        decode_s: float = 0.0,
     ) -> None:
         """Apply one batch: its `slices` and their account from the decode worker, or (None)
-        decoded here slice by slice; then the metrics, offsets, dead letters and log."""
+        decoded here slice by slice; then the metrics, offsets, dead letters and log.
+
+        `driftmon_batch_duration_seconds` observes the batch's preparation, the `decode_s`
+        its slices took where they were decoded (the decode worker's child, or the loop while
+        the worker was busy) and the time here."""
         started = time.perf_counter()
         account = (
             BatchAccount(max_samples=MAX_REJECT_SAMPLES)
@@ -602,7 +611,7 @@ class Daemon:
         self.stats.batches += 1
         self.stats.records += len(batch.messages)
         self.stats.since_last_eval += len(batch.messages)
-        self.metrics.observe_batch(batch.prepare_s + time.perf_counter() - started)
+        self.metrics.observe_batch(batch.prepare_s + decode_s + time.perf_counter() - started)
 
     def _ingest(
         self,

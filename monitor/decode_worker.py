@@ -135,6 +135,8 @@ class WorkerResult:
     slices: tuple[DecodedBatch, ...] | None
     account: BatchAccount
     version: int
+    decode_s: float = 0.0
+    """The child's wall seconds for the batch: unpacking, decoding and writing the result."""
 
 
 def _view(block: shared_memory.SharedMemory) -> memoryview:
@@ -273,8 +275,9 @@ def _child_main(conn: Connection) -> None:
     """The child's loop: ("spec", version, spec, max values) | ("decode", version, slot, in,
     (header length, values length), out) | None.
 
-    Answers each decode with ("shm", [payload length, buffer lengths...]) when the result
-    fits the output block, else ("pipe", pickled bytes); ("large",) when the batch's columns
+    Answers each decode with ("shm", [payload length, buffer lengths...], seconds) when the
+    result fits the output block, else ("pipe", pickled bytes, size, seconds), `seconds` being
+    the wall time the child spent on the batch; ("large",) when the batch's columns
     exceed the bound (nothing more of it is decoded); an exception with ("error", its type
     and where it was raised: never its message, which could quote payload). SIGINT and
     SIGTERM are ignored (a terminal's Ctrl-C or systemd's stop reach the whole process group):
@@ -299,6 +302,7 @@ def _child_main(conn: Connection) -> None:
                 decoders = {version: (spec, spec.build(), max_values)}
                 continue
             _, version, slot, in_name, lengths_in, out_name = message
+            started = time.perf_counter()
             try:
                 inp, out = blocks.pair(slot, in_name, out_name)
                 messages = _unpack(_view(inp), *lengths_in)
@@ -321,14 +325,15 @@ def _child_main(conn: Connection) -> None:
                 raws = [b.raw() for b in buffers]
                 lengths = [len(payload), *(r.nbytes for r in raws)]
                 if sum(lengths) > out.size:
-                    conn.send(("pipe", pickle.dumps(result, protocol=5), sum(lengths)))
+                    pickled = pickle.dumps(result, protocol=5)
+                    conn.send(("pipe", pickled, sum(lengths), time.perf_counter() - started))
                     continue
                 position = 0
                 for chunk, length in zip([memoryview(payload), *raws], lengths, strict=True):
                     _view(out)[position : position + length] = chunk
                     position += length
                 del raws, buffers
-                conn.send(("shm", lengths))
+                conn.send(("shm", lengths, time.perf_counter() - started))
             except Exception as exc:  # reported to the parent, which decodes in process
                 conn.send(("error", _where(exc)))
     except (EOFError, OSError, KeyboardInterrupt):
@@ -482,7 +487,7 @@ class DecodeWorker:
                 self._outputs[slot] = _grown(self._outputs[slot], answer[2])
             except OSError:  # this result is good; the next submit into the slot may fail
                 self._outputs[slot] = None
-            return WorkerResult(slices, _with_originals(account, messages), version)
+            return WorkerResult(slices, _with_originals(account, messages), version, answer[3])
         lengths: list[int] = answer[1]
         out = self._outputs[slot]
         assert out is not None
@@ -492,7 +497,7 @@ class DecodeWorker:
             buffers.append(bytearray(_view(out)[position : position + length]))
             position += length
         slices, account = pickle.loads(_view(out)[: lengths[0]], buffers=buffers)
-        return WorkerResult(slices, _with_originals(account, messages), version)
+        return WorkerResult(slices, _with_originals(account, messages), version, answer[2])
 
     def _fail(self, why: str) -> Any:
         """Stop the child, forget the batches in flight, start the backoff, raise."""

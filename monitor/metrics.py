@@ -218,7 +218,8 @@ CATALOGUE: Final[tuple[MetricDef, ...]] = (
         BATCH_DURATION_SECONDS,
         "histogram",
         (),
-        "Wall time to decode and apply one polled batch, in seconds.",
+        "Wall time to decode and apply one polled batch, in seconds (decoded in the decode "
+        "worker's child: its time on the batch, not the wait).",
     ),
     MetricDef(
         EVALUATION_DURATION_SECONDS,

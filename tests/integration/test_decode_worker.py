@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,15 @@ def test_worker_slices_and_account_equal_in_process_decoding(
     assert sum(want_account.rejected.values()) >= len(BAD)
     _assert_same(result.slices, result.account, want, want_account)
     assert result.version == worker.version == 0
+
+
+def test_a_result_carries_the_childs_seconds_on_its_batch(worker: DecodeWorker) -> None:
+    """The child's time on a batch is positive and within the wall time from submit to collect."""
+    messages = _messages(_log(2_000, seed=2))
+    started = time.perf_counter()
+    worker.submit(messages)
+    result = worker.collect()
+    assert 0.0 < result.decode_s <= time.perf_counter() - started
 
 
 def _through_a_block(messages: Sequence[Any]) -> list[RawMessage]:
@@ -252,9 +262,11 @@ def test_a_batch_larger_than_the_shared_blocks_grows_them(
         batch = _messages(_log(1_000, seed=6))
         want = _in_process(spec, batch)
         for _ in range(3):  # slot 0 (result through the pipe), slot 1, slot 0 grown
+            started = time.perf_counter()
             w.submit(batch)
             result = w.collect()
             _assert_same(result.slices, result.account, *want)
+            assert 0.0 < result.decode_s <= time.perf_counter() - started
         assert all(b is not None and b.size > 4096 for b in w._outputs)
     finally:
         w.close()
@@ -267,13 +279,25 @@ def _shm_blocks() -> set[str]:
 def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
     spec: DecoderSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No room for a block: DecodeWorkerError at submit (no SIGBUS later), no block left over."""
-    before = _shm_blocks()
+    """No room for a block: DecodeWorkerError at submit (no SIGBUS later), no block left over.
+
+    Only the blocks this worker created are looked at: tests running in parallel (pytest -n)
+    create and remove blocks of their own in /dev/shm at the same time."""
+    created: list[str] = []
+    real = shared_memory.SharedMemory
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        block = real(*args, **kwargs)
+        if kwargs.get("create"):
+            created.append(block.name)
+        return block
+
+    monkeypatch.setattr(shared_memory, "SharedMemory", recording)
     w = DecodeWorker(spec, timeout_s=30.0)
     batch = _messages(_log(200, seed=11))
     w.submit(batch)
     w.collect()
-    assert len(_shm_blocks() - before) == 2  # slot 0's input and output
+    assert len(created) == 2 and set(created) <= _shm_blocks()  # slot 0's input and output
 
     def no_room(fd: int, offset: int, length: int) -> None:
         raise OSError(28, "No space left on device")
@@ -282,8 +306,9 @@ def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
     with pytest.raises(DecodeWorkerError, match="No space left"):
         w.submit(batch)  # slot 1 needs new blocks
     assert (w.failures, w.pending) == (1, 0)
+    assert len(created) == 3  # slot 1's input, removed when it found no room
     w.close()
-    assert _shm_blocks() == before
+    assert not set(created) & _shm_blocks()
 
 
 def test_the_child_outlives_sigint_and_sigterm_and_ends_with_its_parent_pipe(
@@ -676,6 +701,47 @@ def test_each_poll_counts_what_a_batch_decoded_aside_holds(
         assert held[3] - held[2] >= 2 * batch  # poll 3 was decoded aside
         h.drain()
         _assert_same_counts(h, plain)
+
+
+def _slowly(messages: Sequence[RawMessage]) -> int:
+    """Sleep 50 ms (a decode that takes that much longer); the batch's length."""
+    time.sleep(0.05)
+    return len(messages)
+
+
+def test_the_batch_duration_adds_the_time_a_batch_was_decoded_in_the_child_or_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch the child decoded adds its seconds (made 100 s here), every batch the loop
+    decoded aside its own (each made 50 ms longer) to driftmon_batch_duration_seconds."""
+    logs = {("t", 0): _log(6_000, seed=20)}
+    h = _harness(tmp_path, logs, "worker", worker=True)
+    try:
+        worker = h.daemon.decode_worker
+        assert worker is not None
+        collect = worker.collect
+        from_child: list[int] = []
+
+        def slow_child() -> Any:
+            result = collect()
+            from_child.append(len(result.slices or ()))
+            return decode_worker.WorkerResult(
+                result.slices, result.account, result.version, result.decode_s + 100.0
+            )
+
+        monkeypatch.setattr(worker, "collect", slow_child)
+        asides = _asides(h, monkeypatch, answered=False)
+        _decoded_in_process(h, _slowly)
+        h.drain()
+        h.daemon.drain()  # the batches still in flight
+        assert sum(h.daemon.offsets.values()) == 6_000
+        assert from_child and all(from_child) and asides
+        total = h.value("driftmon_batch_duration_seconds_sum")
+        assert total >= 100.0 * len(from_child) + 0.05 * len(asides)
+        assert total < 100.0 * (len(from_child) + 1)
+        assert h.value("driftmon_batch_duration_seconds_count") == len(from_child) + len(asides)
+    finally:
+        h.daemon.shutdown()
 
 
 def test_a_reload_that_changes_features_counts_with_the_worker_what_it_counts_in_process(
