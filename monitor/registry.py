@@ -365,19 +365,27 @@ class RegistryTable:
         self.profiles[profile.reference_id] = RegisteredProfile(profile, manifest)
         return None
 
-    def _activation(self, record: ActivationRecord) -> Rejected | None:
-        registered = self.profiles.get(record.reference_id)
+    def _refused_for(self, what: str, reference_id: str, model: str) -> Rejected | None:
+        """Why `reference_id` cannot serve `model` in a `what` record (not registered, or
+        registered for another model), or None when it can."""
+        registered = self.profiles.get(reference_id)
         if registered is None:
             return Rejected(
                 RegistryRejectReason.UNKNOWN_REFERENCE,
-                f"activation of unknown reference {record.reference_id} for {record.model!r}",
+                f"{what} of unknown reference {reference_id} for {model!r}",
             )
-        if registered.profile.model not in ("", record.model):
+        if registered.profile.model not in ("", model):
             return Rejected(
                 RegistryRejectReason.MODEL_MISMATCH,
-                f"reference {record.reference_id} is for model {registered.profile.model!r}, "
-                f"not {record.model!r}",
+                f"reference {reference_id} is for model {registered.profile.model!r}, "
+                f"not {model!r}",
             )
+        return None
+
+    def _activation(self, record: ActivationRecord) -> Rejected | None:
+        refused = self._refused_for("activation", record.reference_id, record.model)
+        if refused is not None:
+            return refused
         if record.cause not in CAUSES:
             return Rejected(
                 RegistryRejectReason.INVALID_RECORD, f"unknown activation cause {record.cause!r}"
@@ -392,18 +400,9 @@ class RegistryTable:
                 f"pre-warm of {len(record.reference_ids)} profiles (at most {MAX_SHADOWS})",
             )
         for reference_id in record.reference_ids:
-            registered = self.profiles.get(reference_id)
-            if registered is None:
-                return Rejected(
-                    RegistryRejectReason.UNKNOWN_REFERENCE,
-                    f"pre-warm of unknown reference {reference_id} for {record.model!r}",
-                )
-            if registered.profile.model not in ("", record.model):
-                return Rejected(
-                    RegistryRejectReason.MODEL_MISMATCH,
-                    f"reference {reference_id} is for model {registered.profile.model!r}, "
-                    f"not {record.model!r}",
-                )
+            refused = self._refused_for("pre-warm", reference_id, record.model)
+            if refused is not None:
+                return refused
         self.prewarm[record.model] = record
         return None
 
