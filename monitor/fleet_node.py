@@ -197,6 +197,9 @@ class FleetNode:
         self._skip: dict[tuple[str, str], int] = {}
         """(model, source) -> on the read again after a release, the model's records before
         this offset are not given to it again (its warm-up sample, or what it buffered)."""
+        self._unwritten_samples: dict[str, dict[str, int]] = {}
+        """model -> source -> where its warm-up sample ended: `sample` records not written
+        yet (a failed write), written again each turn while this replica owns the source."""
         self._ingest_source: str | None = None
         """The source partition `ingest` is handing to a runtime (None between slices)."""
         self.registry_view: RegistryView | None = None
@@ -478,6 +481,8 @@ class FleetNode:
         try:
             for record in self.log_topic.poll(0.0, MAX_RECORDS_PER_STEP):
                 self._handle(record)
+            if self._unwritten_samples:
+                self._write_sample_ends()
             now = self.monotonic()
             if now >= self._next_lag:
                 self._next_lag = now + LAG_INTERVAL_S
@@ -724,7 +729,14 @@ class FleetNode:
             self._skip[key] = max(self._skip.get(key, 0), until)
 
     def on_revoke(self, partitions: frozenset[TP]) -> None:
-        """Publish a last commit of each revoked partition, then drop it."""
+        """Write the sample ends not written yet (the next owner may read a revoked source
+        from a chain head before them), publish a last commit of each revoked partition,
+        then drop it."""
+        if self._unwritten_samples:
+            try:
+                self._write_sample_ends()
+            except SourceError as exc:
+                self.logger.warning("warm-up sample ends not written", error=str(exc))
         for tp in partitions:
             source = source_key(*tp)
             try:
@@ -829,18 +841,34 @@ class FleetNode:
         in the turn its sources become held: whoever reads such a source again from a chain
         head that lags the sample's end (a rebalance or a crash during the hold) leaves the
         sample out, as this replica's own read again does (`_release`). A failed write is
-        logged: the gap of docs/fleet.md's Known issues then stays for that warm-up."""
+        logged and written again on each turn (`step`) while the replica owns the source; a
+        crash before it is written leaves the gap of docs/fleet.md's Known issues."""
+        pending = self._unwritten_samples.setdefault(model, {})
+        for source, until in ends.items():
+            pending[source] = max(pending.get(source, 0), until)
+        try:
+            self._write_sample_ends()
+        except SourceError as exc:
+            self.logger.warning(
+                "warm-up sample ends not written; written again on the next turns",
+                model=model,
+                error=str(exc),
+            )
+
+    def _write_sample_ends(self) -> None:
+        """Write every unwritten sample end of an owned source under its current claim epoch
+        (one publish; the fold keeps the largest end per model, so writing one twice changes
+        nothing). SourceError: they all stay unwritten; those of sources revoked since go
+        (`_forget`)."""
         records = [
             encode_sample(source, owned.epoch, self.member, model, until)
+            for model, ends in sorted(self._unwritten_samples.items())
             for source, until in sorted(ends.items())
             if (owned := self.contributor.owned.get(source)) is not None
         ]
-        if not records:
-            return
-        try:
+        if records:
             self.log_topic.publish(records)
-        except SourceError as exc:
-            self.logger.warning("warm-up sample ends not written", model=model, error=str(exc))
+        self._unwritten_samples.clear()
 
     def _without_rereads(
         self,
@@ -915,6 +943,10 @@ class FleetNode:
         for table in (self._fit_from, self._seen, self._skip):
             for key in [k for k in table if k[1] == source]:
                 del table[key]
+        for model, ends in list(self._unwritten_samples.items()):
+            ends.pop(source, None)
+            if not ends:
+                del self._unwritten_samples[model]
 
     def consumed(self, messages: Sequence[RawMessage]) -> None:
         """Every record of `messages` (owned partitions only) has been counted."""

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.account import BatchAccount
 from monitor.decode import ModelColumns
-from monitor.errors import StateRejectReason
+from monitor.errors import SourceError, StateRejectReason
 from monitor.fleet import MAX_SAMPLES_PER_SOURCE, FleetFold
 from monitor.fleet_node import FleetNode
 from monitor.fleet_records import (
@@ -266,3 +266,74 @@ def test_random_schedules_keep_exactly_the_sample_ends_beyond_the_head(steps: li
     restored = FleetFold({"m": _window()})
     assert restored.restore(fold.snapshot_body()) is None
     assert restored.heads == fold.heads
+
+
+class _FlakyTopic(_Topic):
+    """A state topic whose next `failures` publishes fail (a broker that is away)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def publish(self, records: list[tuple[bytes, bytes]], partition: int | None = None) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise SourceError("state topic unavailable")
+        super().publish(records, partition)
+
+    def poll(self, timeout_s: float = 0.0, max_records: int = 5000) -> list[StateRecord]:
+        return []
+
+    def lag(self) -> int:
+        return 0
+
+    def skipped_batches(self) -> int:
+        return 0
+
+
+def _completed_warm_up(topic: _Topic) -> FleetNode:
+    """The 5-event warm-up of the test above, completed on a node over `topic`."""
+    runtime = _Warming(5)
+    node = _node(runtime, topic)
+    partitions = [("events", 0), ("events", 1)]
+    for rows in ([(0, 0), (0, 1), (0, 2), (1, 0)], [(1, 1), (0, 3), (1, 2)]):
+        columns, messages = _batch(rows)
+        node._ingest_untapped(cast(Any, runtime), columns, partitions, BatchAccount(), messages)
+    node._attach = lambda: None  # type: ignore[method-assign]  # no windows for this runtime
+    return node
+
+
+def _sample_ends(topic: _Topic) -> list[tuple[str, str, int, int]]:
+    samples = [decode_record(value) for _, value in topic.records]
+    assert all(isinstance(s, SampleRecord) for s in samples)
+    return [(s.source, s.model, s.epoch, s.until) for s in cast(list[SampleRecord], samples)]
+
+
+def test_sample_ends_whose_write_failed_are_written_on_a_later_turn_once() -> None:
+    """The write fails when the warm-up completes and on the next turn; the turn after writes
+    both ends under the claim epoch, and later turns write nothing more."""
+    topic = _FlakyTopic(failures=2)
+    node = _completed_warm_up(topic)
+    assert topic.records == [] and topic.failures == 1
+    node.step()
+    assert topic.records == [] and topic.failures == 0 and node.error
+    node.step()
+    node.step()
+    assert _sample_ends(topic) == [(_source(0), "m", 1, 3), (_source(1), "m", 1, 2)]
+    assert node.error == ""
+
+
+def test_a_revocation_writes_the_unwritten_sample_ends_before_the_source_goes() -> None:
+    """A failed write, then events:0 is revoked: its sample end (and events:1's) is written
+    before the replica lets it go; a source revoked while the broker is still away loses its
+    unwritten end (the next owner has the documented gap), the others keep theirs."""
+    topic = _FlakyTopic(failures=1)
+    node = _completed_warm_up(topic)
+    node.on_revoke(frozenset({("events", 0)}))
+    assert _sample_ends(topic) == [(_source(0), "m", 1, 3), (_source(1), "m", 1, 2)]
+    topic = _FlakyTopic(failures=2)
+    node = _completed_warm_up(topic)
+    node.on_revoke(frozenset({("events", 0)}))
+    assert node._unwritten_samples == {"m": {_source(1): 2}}
+    node.step()
+    assert _sample_ends(topic) == [(_source(1), "m", 1, 2)]
