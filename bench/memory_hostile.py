@@ -20,6 +20,11 @@ start (before any message) and after the flood. Scenarios:
   fetch holds compressed.
 - `gzip-6x64x349k-worker`: the same with `event.decode_worker: true` (the loop's process; the
   batches in flight to the child count against what a poll may inflate).
+- `headers-2x1600x20k-gzip`: 1,600 messages `{}` on each of 2 partitions, each with 20,000
+  empty headers (40 KB on the wire, about 100 bytes gzip-compressed; 64 million headers in
+  all): a tuple per header, about 70 bytes each, took the daemon to 315 MiB of peak RSS
+  (2026-12-05); `monitor.model.PackedHeaders` keeps them in their wire form. The records are
+  rejected (`unknown_model`).
 
     python -m bench.memory_hostile [--scenario NAME ...]
 """
@@ -77,6 +82,8 @@ class Scenario:
     event: dict[str, Any] = field(default_factory=dict)
     copies: int = 1
     compression: str | None = None
+    headers: int = 0
+    """Empty headers (key and value "") on every message."""
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -104,6 +111,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         event={"decode_worker": True},
         copies=64,
         compression="gzip",
+    ),
+    Scenario(
+        "headers-2x1600x20k-gzip", 2, lambda: b"{}", copies=1600, compression="gzip", headers=20_000
     ),
 )
 
@@ -193,20 +203,22 @@ def produce(
     partitions: int,
     copies: int = 1,
     compression: str | None = None,
+    headers: int = 0,
 ) -> None:
-    """`copies` copies of `value` to each partition (compressed by `compression`); raises on
-    any failure."""
+    """`copies` copies of `value` to each partition (compressed by `compression`, each with
+    `headers` empty headers); raises on any failure."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
-        max_request_size=len(value) + MIB,
+        max_request_size=len(value) + 2 * headers + MIB,
         request_timeout_ms=60_000,
         compression_type=compression,
     )
+    empty: list[tuple[str, bytes]] | None = [("", b"")] * headers if headers else None
     try:
         futures = [
-            producer.send(topic, value=value, partition=p)
+            producer.send(topic, value=value, partition=p, headers=empty)
             for _ in range(copies)
             for p in range(partitions)
         ]
@@ -245,7 +257,15 @@ def measure(
             time.sleep(0.2)
         time.sleep(2.0)
         start = vm_status(proc.pid)
-        produce(bootstrap, topic, value, scenario.partitions, scenario.copies, scenario.compression)
+        produce(
+            bootstrap,
+            topic,
+            value,
+            scenario.partitions,
+            scenario.copies,
+            scenario.compression,
+            scenario.headers,
+        )
         del value
         deadline = time.monotonic() + 180
         consumed = 0.0

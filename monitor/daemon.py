@@ -93,6 +93,10 @@ DEAD_LETTER_FLUSH_S = 5.0
 DEAD_LETTER_FLUSH_BYTES = 16 * 1024 * 1024
 """Queued dead-letter bytes that trigger a flush before the next batch: kafka-python's
 producer has no buffer limit, so this bounds the memory the dead letters hold."""
+MAX_DEAD_LETTER_HEADERS = 1_000
+"""The most headers of a rejected record copied to its dead letter; a record with more gets
+none of them, and `driftmon-headers-dropped` says how many it had (a million empty headers
+are 2 MB on the wire and far more as the producer's objects)."""
 MAX_REJECT_SAMPLES = 20
 ASIDE_MAX_VALUES = 1 << 20
 """The most column values of a batch the loop decodes aside while the decode worker is busy
@@ -1084,10 +1088,15 @@ class DaemonHealth:
 
 
 def dead_letter_headers(message: RawMessage, reason: RejectReason) -> list[tuple[str, bytes]]:
-    """The original headers of `message` (a null header value sent as empty) followed by
-    `driftmon-reason`, `driftmon-topic`, `driftmon-partition`, `driftmon-offset` (ASCII) and,
-    for a tombstone (null value, sent as an empty value), `driftmon-tombstone: 1`."""
-    headers = [(name, b"" if value is None else value) for name, value in message.headers]
+    """The original headers of `message` (a null header value sent as empty; more than
+    `MAX_DEAD_LETTER_HEADERS`: none, and `driftmon-headers-dropped` with their number)
+    followed by `driftmon-reason`, `driftmon-topic`, `driftmon-partition`, `driftmon-offset`
+    (ASCII) and, for a tombstone (null value, sent as an empty value), `driftmon-tombstone: 1`."""
+    count = len(message.headers)
+    if count > MAX_DEAD_LETTER_HEADERS:
+        headers = [("driftmon-headers-dropped", str(count).encode())]
+    else:
+        headers = [(name, b"" if value is None else value) for name, value in message.headers]
     headers += [
         ("driftmon-reason", reason.value.encode()),
         ("driftmon-topic", message.topic.encode()),
