@@ -45,6 +45,7 @@ The daemon hands this node its rebalances, its decoded slices and its loop turns
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import Counter
@@ -481,8 +482,9 @@ class FleetNode:
         try:
             for record in self.log_topic.poll(0.0, MAX_RECORDS_PER_STEP):
                 self._handle(record)
-            if self._unwritten_samples:
-                self._write_sample_ends()
+            if self._unwritten_samples:  # a failed write: again, without holding up the turn
+                with contextlib.suppress(SourceError):
+                    self._write_sample_ends()
             now = self.monotonic()
             if now >= self._next_lag:
                 self._next_lag = now + LAG_INTERVAL_S
