@@ -7,7 +7,9 @@ once into a 1-partition topic of the embedded tansu broker (`EmbeddedBroker`). T
 consumes that topic with each consumer in turn, A B A B ..., each in a fresh process with a
 fresh consumer group (`bench.e2e_worker`): A = the driftmon daemon loop, B = kafka-python
 returning raw bytes with the same consumer settings. The ratio of each A to the B right after
-it is the share of the practical ceiling driftmon reaches; the table shows medians.
+it is the share of the practical ceiling driftmon reaches; the table shows medians. The
+broker process's CPU is read from /proc before and after each run (its last column: per
+event, driftmon's run / raw's run).
 
 Message format: the README's event format, `{"ts", "model", "model_version", "features": {...}}`,
 compact JSON (msgspec), null for a missing value; event times spread over the 30 minutes
