@@ -679,12 +679,13 @@ class Daemon:
             return
         for message, reason in account.dead_letters.values():
             value = b"" if message.value is None else message.value
+            headers = dead_letter_headers(message, reason)
             try:
                 self.dead_letter.send(
                     topic,
                     value,
                     key=message.key,
-                    headers=dead_letter_headers(message, reason),
+                    headers=headers,
                     on_error=partial(self._dead_letter_failed, reason),
                 )
             except Exception as exc:  # a broken DLQ must never stop the monitor
@@ -699,7 +700,7 @@ class Daemon:
                         error=str(exc)[:200],
                     )
             else:
-                self._dead_letter_bytes += len(value) + 100
+                self._dead_letter_bytes += dead_letter_bytes(message, headers)
         if self._dead_letter_bytes >= DEAD_LETTER_FLUSH_BYTES:
             self._flush_dead_letters()
 
@@ -1085,6 +1086,13 @@ class DaemonHealth:
     def reason(self) -> str:
         """Why not ready ("" when ready)."""
         return self._daemon.not_ready_reason()
+
+
+def dead_letter_bytes(message: RawMessage, headers: Sequence[tuple[str, bytes]]) -> int:
+    """What a queued dead letter holds in the producer, about: its value, key and headers,
+    plus 100 bytes of record overhead (counted towards `DEAD_LETTER_FLUSH_BYTES`)."""
+    size = 100 + len(message.value or b"") + len(message.key or b"")
+    return size + sum(len(name) + len(value) for name, value in headers)
 
 
 def dead_letter_headers(message: RawMessage, reason: RejectReason) -> list[tuple[str, bytes]]:

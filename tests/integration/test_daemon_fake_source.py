@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from monitor.reference import fit_profile, profile_to_json
 from monitor.state import CheckpointStore
 from monitor.tools.scenarios import EventGenerator
 from tests.support.daemon_harness import daemon_config, model_entry, write_config
+from tests.support.record_headers import pack_headers
 
 TP = tuple[str, int]
 FEATURES = [("amount", "numeric"), ("country", "categorical")]
@@ -59,6 +60,8 @@ class FakeSource:
     unreadable: dict[tuple[str, UnreadableReason], int] = field(default_factory=dict)
     held: list[int] = field(default_factory=list)
     hold_back_at: frozenset[int] = frozenset()
+    headers: Collection[tuple[str, bytes | None]] = ()
+    """The headers of every record handed out."""
 
     def poll(self, timeout_s: float, max_records: int, held_bytes: int = 0) -> list[RawMessage]:
         """Join on the first connected poll, then hand out up to `max_records` records."""
@@ -77,7 +80,10 @@ class FakeSource:
         for tp in sorted(self.assigned):
             start = self.position[tp]
             chunk = self.logs[tp][start : start + max_records - len(out)]
-            out.extend(RawMessage(tp[0], tp[1], start + i, None, v) for i, v in enumerate(chunk))
+            out.extend(
+                RawMessage(tp[0], tp[1], start + i, None, v, None, self.headers)
+                for i, v in enumerate(chunk)
+            )
             self.position[tp] = start + len(chunk)
         return out
 
@@ -571,6 +577,23 @@ def test_queued_dead_letters_are_flushed_once_they_reach_sixteen_mebibytes(
     )
     sink = RecordingSink()
     h = build(settings, {("t", 0): [b"x" * 1_000_000] * 40}, dead_letter=sink)
+    h.drain()
+    assert len(sink.sent) == 40
+    assert sink.flushes >= 2
+
+
+def test_queued_dead_letters_count_their_headers_towards_the_flush(tmp_path: Path) -> None:
+    """40 rejected 10-byte messages, each with 20 headers of 50 KB (kept packed until then),
+    are flushed by size too: the headers count, not only the values."""
+    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
+    settings = settings_for(
+        tmp_path,
+        [file_model("m", ref)],
+        kafka={"dead_letter_topic": "driftmon-dlq", "max_poll_records": 10},
+    )
+    sink = RecordingSink()
+    h = build(settings, {("t", 0): [b"not json!!"] * 40}, dead_letter=sink)
+    h.source.headers = pack_headers([(b"trace", b"x" * 50_000)] * 20)
     h.drain()
     assert len(sink.sent) == 40
     assert sink.flushes >= 2

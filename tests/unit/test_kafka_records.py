@@ -35,6 +35,7 @@ from monitor.errors import UnreadableReason
 from monitor.kafka_records import LeanPartitionRecords
 from monitor.ratelimit import RateLimitedSampler
 from monitor.source import raw_message
+from tests.support.record_headers import zigzag_varint
 
 TP = TopicPartition("events", 3)
 GZIP = DefaultRecordBatch.CODEC_GZIP
@@ -653,20 +654,14 @@ def test_many_headers_read_as_kafka_python_reads_them() -> None:
             assert [len(r.headers) for r in got] == [0, 1, 2, 63, 64, 300, 5]
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    kafka.record.util.encode_varint(n, out.append)
-    return bytes(out)
-
-
 def test_a_record_of_a_million_headers_is_read_without_an_object_per_header() -> None:
     """A 2 KB gzip batch of one record with a million empty headers (2 MB inflated) is read in
     a few MiB, not the ~70 MiB a tuple per header took; its headers still read back."""
     n = 1_000_000
-    body = b"".join(_varint(v) for v in (0, 0, 0, -1, 2)) + b"{}" + _varint(n)
-    body += (_varint(0) + _varint(-1)) * n
+    body = b"".join(zigzag_varint(v) for v in (0, 0, 0, -1, 2)) + b"{}" + zigzag_varint(n)
+    body += (zigzag_varint(0) + zigzag_varint(-1)) * n
     plain = v2_batch(0, [(0, 1_700_000_000_000, None, b"{}", [])])
-    data = bytes(recompressed(plain, GZIP, gzip.compress(_varint(len(body)) + body)))
+    data = bytes(recompressed(plain, GZIP, gzip.compress(zigzag_varint(len(body)) + body)))
     assert len(data) < 4_000
     part = LeanPartitionRecords(0, TP, MemoryRecords(data))
     tracemalloc.start()

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import pickle
 
-from kafka.record.util import encode_varint
-
 from monitor.daemon import MAX_DEAD_LETTER_HEADERS, dead_letter_headers
 from monitor.errors import RejectReason
 from monitor.model import PackedHeaders, RawMessage
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    encode_varint(n, out.append)
-    return bytes(out)
-
-
-def pack(headers: list[tuple[bytes, bytes | None]]) -> PackedHeaders:
-    """Headers as Kafka writes them into a v2 record (key and value bytes as given)."""
-    raw = b"".join(
-        _varint(len(key)) + key + (_varint(-1) if value is None else _varint(len(value)) + value)
-        for key, value in headers
-    )
-    return PackedHeaders(raw, len(headers))
-
+from tests.support.record_headers import pack_headers as pack
 
 PAIRS: list[tuple[bytes, bytes | None]] = [
     (b"traceparent", b"00-abc-01"),
