@@ -28,16 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import dataset
-from bench.procs import REPO
+from bench.procs import REPO, log_stderr
 from bench.report import Table, load_average, machine_info, write_report
 from bench.venvs import PEERS, peer
 
 MEASUREMENTS = ("stats", "e2e", "fleet", "delay", "memory", "memory_hostile", "micro")
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,41 +65,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "stats" in parts:
             from bench import stats
 
-            _log("writing the workload")
+            log_stderr("writing the workload")
             data = dataset.write(workdir / "workload.npz")
             tables += stats.run(
-                data, peers=peers, reps=args.reps, peer_reps=args.peer_reps, log=_log
+                data, peers=peers, reps=args.reps, peer_reps=args.peer_reps, log=log_stderr
             )
             loads["after stats"] = load_average()
         if "e2e" in parts:
             from bench import e2e
 
-            tables += e2e.run(reps=args.reps, log=_log)
+            tables += e2e.run(reps=args.reps, log=log_stderr)
             loads["after e2e"] = load_average()
         if "fleet" in parts:
             from bench import fleet
 
-            tables += fleet.run(reps=args.reps, log=_log)
+            tables += fleet.run(reps=args.reps, log=log_stderr)
             loads["after fleet"] = load_average()
         if "delay" in parts:
             from bench import delay
 
-            tables += delay.run(log=_log)
+            tables += delay.run(log=log_stderr)
             loads["after delay"] = load_average()
         if "memory" in parts:
             from bench import memory
 
-            tables += memory.run(reps=1, log=_log)
+            tables += memory.run(reps=1, log=log_stderr)
             loads["after memory"] = load_average()
         if "memory_hostile" in parts:
             from bench import memory_hostile
 
-            tables += memory_hostile.run(log=_log)
+            tables += memory_hostile.run(log=log_stderr)
             loads["after memory_hostile"] = load_average()
         if "micro" in parts:
             from bench import micro
 
-            tables += micro.run(out_dir=args.out, log=_log)
+            tables += micro.run(out_dir=args.out, log=log_stderr)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine["load_average"] = load_average()

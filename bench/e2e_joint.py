@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import time
 from collections.abc import Sequence
 
 from bench import e2e
-from bench.procs import REPO
+from bench.procs import REPO, log_stderr
 from bench.report import load_average, machine_info, write_markdown_page
 
 PLAIN = e2e.WIDTHS[0]
@@ -34,11 +32,6 @@ TARGET_RATIO = 0.6
 """Issue 13: with 10 segments and the 20-feature correlation group, >= 0.6 of raw."""
 
 
-def _log(message: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the three variants and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.e2e_joint", description=__doc__)
@@ -46,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine = machine_info()
     start_load = load_average()
-    tables = e2e.run(reps=args.reps, log=_log, widths=VARIANTS, fetches=(None,))
+    tables = e2e.run(reps=args.reps, log=log_stderr, widths=VARIANTS, fetches=(None,))
     combined = VARIANTS[-1].label
     for table in tables:
         row = next((r for r in table.rows if r[0] == combined), None)

@@ -16,15 +16,13 @@ The table is printed as markdown and written to bench/results/e2e-kafka.md.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import e2e
-from bench.procs import REPO
+from bench.procs import REPO, log_stderr
 from bench.report import load_average, machine_info, write_markdown_page
 
 
@@ -49,11 +47,6 @@ def apache_kafka(workdir: Path) -> Iterator[_Plaintext]:
         kafka.stop()
 
 
-def _log(message: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the e2e rows through Apache Kafka and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.e2e_kafka", description=__doc__)
@@ -65,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_load = load_average()
     tables = e2e.run(
         reps=args.reps,
-        log=_log,
+        log=log_stderr,
         widths=widths,
         fetches=(None,),
         broker=apache_kafka,

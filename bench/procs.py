@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ class Run:
     def ok(self) -> bool:
         """True when the process printed a RESULT line and exited 0."""
         return self.result is not None and not self.error
+
+
+def log_stderr(message: str) -> None:
+    """A progress line on stderr, prefixed with the time of day (`Log` of the benchmarks)."""
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
 
 
 def cpu_seconds(pid: int | None) -> float | None:

@@ -565,10 +565,17 @@ class RecordingSink:
         return None
 
 
+@pytest.mark.parametrize(
+    ("value", "headers"),
+    [(b"x" * 1_000_000, ()), (b"not json!!", ((b"trace", b"x" * 50_000),) * 20)],
+    ids=["1-MB-values", "1-MB-of-headers"],
+)
 def test_queued_dead_letters_are_flushed_once_they_reach_sixteen_mebibytes(
-    tmp_path: Path,
+    tmp_path: Path, value: bytes, headers: tuple[tuple[bytes, bytes], ...]
 ) -> None:
-    """40 rejected 1 MB messages in batches of 10 are flushed by size, not at checkpoints."""
+    """40 rejected messages of about 1 MB each in batches of 10 are flushed by size, not at
+    checkpoints, whether the megabyte is the value or 20 headers of 50 KB (kept packed until
+    then): a dead letter's headers count, not only its value."""
     ref = reference_file(tmp_path / "ref.json", "m", seed=1)
     settings = settings_for(
         tmp_path,
@@ -576,24 +583,8 @@ def test_queued_dead_letters_are_flushed_once_they_reach_sixteen_mebibytes(
         kafka={"dead_letter_topic": "driftmon-dlq", "max_poll_records": 10},
     )
     sink = RecordingSink()
-    h = build(settings, {("t", 0): [b"x" * 1_000_000] * 40}, dead_letter=sink)
-    h.drain()
-    assert len(sink.sent) == 40
-    assert sink.flushes >= 2
-
-
-def test_queued_dead_letters_count_their_headers_towards_the_flush(tmp_path: Path) -> None:
-    """40 rejected 10-byte messages, each with 20 headers of 50 KB (kept packed until then),
-    are flushed by size too: the headers count, not only the values."""
-    ref = reference_file(tmp_path / "ref.json", "m", seed=1)
-    settings = settings_for(
-        tmp_path,
-        [file_model("m", ref)],
-        kafka={"dead_letter_topic": "driftmon-dlq", "max_poll_records": 10},
-    )
-    sink = RecordingSink()
-    h = build(settings, {("t", 0): [b"not json!!"] * 40}, dead_letter=sink)
-    h.source.headers = pack_headers([(b"trace", b"x" * 50_000)] * 20)
+    h = build(settings, {("t", 0): [value] * 40}, dead_letter=sink)
+    h.source.headers = pack_headers(headers)
     h.drain()
     assert len(sink.sent) == 40
     assert sink.flushes >= 2

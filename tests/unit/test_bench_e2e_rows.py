@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
+import pytest
+
 from bench import e2e
-from bench.procs import cpu_seconds
+from bench.procs import cpu_seconds, log_stderr
 from bench.report import Table
 
 
@@ -73,3 +76,12 @@ def test_the_sampled_note_adds_the_broker_time_to_the_raw_clients() -> None:
     assert "against 3,600 measured raw" in note
     assert table.notes[0].startswith("Issue-12 targets: ")
     assert "sample_rate 0.1 2.3x the unsampled events/s < 4" in table.notes[0]
+
+
+def test_progress_lines_go_to_stderr_with_the_time_of_day(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A benchmark's progress line is `[HH:MM:SS] message` on stderr, nothing on stdout."""
+    log_stderr("e2e 20 + 2: produced")
+    out, err = capsys.readouterr()
+    assert out == "" and re.fullmatch(r"\[\d\d:\d\d:\d\d\] e2e 20 \+ 2: produced\n", err)
