@@ -66,6 +66,20 @@ MAX_OFFSET = 2**63 - 1
 MAX_CELL_COUNT = 2**31 - 1
 Epoch = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH)]
 Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)]
+#: The most model increments (one per model and reference id: rings) in one blob.
+MAX_BLOB_INCREMENTS = 65_536
+#: The most matrix rows over all the increments of one blob (a legit one carries each ring's
+#: features once: 1,000,000 is 450 rings of 2,200 features). A row is a few bytes of msgpack
+#: and about 170 as Python objects: an 8 KiB zlib blob of 2,000,000 empty rows took 161 MiB
+#: to decode before this bound (and a 1 MiB one would have taken some 20 GiB).
+MAX_BLOB_ROWS = 1_000_000
+#: The most chain heads (source partitions) in one snapshot.
+MAX_SNAPSHOT_HEADS = 100_000
+#: The most chunks read but not yet closed that one snapshot carries.
+MAX_SNAPSHOT_PENDING = 65_536
+#: The most warm-up sample ends one chain head of a snapshot may carry when decoded (the fold
+#: keeps at most 64 a partition and drops the rest).
+MAX_DECODED_SAMPLES = 256
 
 
 class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -89,7 +103,7 @@ class ModelIncrement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Increments(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The payload of a commit: every model's increments of one offset range."""
 
-    models: list[ModelIncrement]
+    models: Annotated[list[ModelIncrement], msgspec.Meta(max_length=MAX_BLOB_INCREMENTS)]
 
 
 class ChainHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -101,7 +115,7 @@ class ChainHead(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     epoch: Epoch
     member: str
     next: Offset | None
-    samples: dict[str, Offset] = {}
+    samples: Annotated[dict[str, Offset], msgspec.Meta(max_length=MAX_DECODED_SAMPLES)] = {}
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
@@ -175,10 +189,23 @@ class SnapshotBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     manifest after the snapshot's position still finds them) and each model's global
     watermark (`marks`; it may be ahead of every held ring's after a ring was dropped)."""
 
-    heads: list[ChainHead]
-    models: list[ModelIncrement]
-    pending: list[ChunkRecord] = []
-    marks: dict[str, float] = {}
+    heads: Annotated[list[ChainHead], msgspec.Meta(max_length=MAX_SNAPSHOT_HEADS)]
+    models: Annotated[list[ModelIncrement], msgspec.Meta(max_length=MAX_BLOB_INCREMENTS)]
+    pending: Annotated[list[ChunkRecord], msgspec.Meta(max_length=MAX_SNAPSHOT_PENDING)] = []
+    marks: Annotated[dict[str, float], msgspec.Meta(max_length=MAX_BLOB_INCREMENTS)] = {}
+
+
+class _RowsOf(msgspec.Struct, frozen=True):
+    """An increment's `rows` left as msgpack (its other fields are skipped, not decoded)."""
+
+    rows: msgspec.Raw = msgspec.Raw(b"")
+
+
+class _RowsOfBlob(msgspec.Struct, frozen=True):
+    """The increments of a commit or snapshot blob, only as far as their rows
+    (`_count_rows`)."""
+
+    models: Annotated[list[_RowsOf], msgspec.Meta(max_length=MAX_BLOB_INCREMENTS)] = []
 
 
 Record = ClaimRecord | CommitRecord | ChunkRecord | SampleRecord | SnapshotRecord
@@ -188,6 +215,7 @@ _ENVELOPE = msgspec.msgpack.Decoder(_Envelope)
 _RECORD = msgspec.msgpack.Decoder(Record)
 _INCREMENTS = msgspec.msgpack.Decoder(Increments)
 _SNAPSHOT = msgspec.msgpack.Decoder(SnapshotBody)
+_ROWS_OF_BLOB = msgspec.msgpack.Decoder(_RowsOfBlob)
 _ENCODER = msgspec.msgpack.Encoder()
 
 #: The longest `Rejected.detail`.
@@ -421,16 +449,44 @@ def inflate(blob: bytes, manifest: Manifest) -> bytes | Rejected:
 
 
 def decode_increments(raw: bytes) -> Increments | Rejected:
-    """Parse an inflated commit blob."""
+    """Parse an inflated commit blob (refused with more than MAX_BLOB_ROWS rows in all)."""
     try:
+        _count_rows(raw)
         return _INCREMENTS.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(StateRejectReason.INVALID_RECORD, f"increments: {exc}")
 
 
 def decode_snapshot(raw: bytes) -> SnapshotBody | Rejected:
-    """Parse an inflated snapshot blob."""
+    """Parse an inflated snapshot blob (refused with more than MAX_BLOB_ROWS rows in all)."""
     try:
+        _count_rows(raw)
         return _SNAPSHOT.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return Rejected(StateRejectReason.INVALID_RECORD, f"snapshot: {exc}")
+
+
+def _count_rows(raw: bytes) -> int:
+    """The rows of every increment of a blob, counted from their msgpack array headers in
+    one pass that makes no object of any row (msgspec skips the other fields); a
+    `msgspec.ValidationError` beyond MAX_BLOB_ROWS, before the blob is decoded."""
+    total = sum(_array_length(increment.rows) for increment in _ROWS_OF_BLOB.decode(raw).models)
+    if total > MAX_BLOB_ROWS:
+        raise msgspec.ValidationError(f"{total} rows in one blob (at most {MAX_BLOB_ROWS})")
+    return total
+
+
+def _array_length(raw: msgspec.Raw) -> int:
+    """The length of the msgpack array `raw` holds (0 for anything else: the full decode
+    refuses a `rows` that is not an array)."""
+    data = memoryview(raw)
+    if not data:
+        return 0
+    head = data[0]
+    if 0x90 <= head <= 0x9F:  # fixarray
+        return head & 0x0F
+    if head == 0xDC and len(data) >= 3:  # array 16
+        return int.from_bytes(data[1:3], "big")
+    if head == 0xDD and len(data) >= 5:  # array 32
+        return int.from_bytes(data[1:5], "big")
+    return 0
