@@ -53,6 +53,11 @@ RECORD_VERSION = 1
 DEFAULT_CHUNK_BYTES = 512 * 1024
 #: Largest blob accepted after decompression (a zip bomb is refused, not inflated).
 MAX_BLOB_BYTES = 1024 * 1024 * 1024
+#: A blob inflates to at most this many times its compressed size (plus 64 KiB): the ones
+#: driftmon writes inflate 8-12x (commits, snapshots of rings) and about 21x (a snapshot of
+#: chain heads only); zlib reaches about 1,030x on zeros, so one 1 MiB record could make
+#: every replica that folds it allocate 1 GiB, now at most 128 MiB.
+MAX_INFLATE_RATIO = 128
 #: The record key of snapshots.
 SNAPSHOT_KEY = b"snapshot"
 
@@ -433,16 +438,20 @@ def encode_snapshot(
 
 
 def inflate(blob: bytes, manifest: Manifest) -> bytes | Rejected:
-    """Check a blob against its manifest (size, SHA-256) and decompress it (bounded)."""
+    """Check a blob against its manifest (size, SHA-256) and decompress it, to at most
+    MAX_INFLATE_RATIO times its size and MAX_BLOB_BYTES."""
     if len(blob) != manifest.size or hashlib.sha256(blob).hexdigest() != manifest.sha256:
         return Rejected(
             StateRejectReason.HASH_MISMATCH, f"blob {manifest.blob_id} does not match its digest"
         )
+    limit = min(MAX_BLOB_BYTES, MAX_INFLATE_RATIO * len(blob) + 65_536)
     try:
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(blob, MAX_BLOB_BYTES)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise zlib.error("truncated or too large")
+        raw = inflater.decompress(blob, limit)
+        if inflater.unconsumed_tail:
+            raise zlib.error(f"inflates beyond {limit} bytes ({MAX_INFLATE_RATIO}x its size)")
+        if not inflater.eof:
+            raise zlib.error("truncated")
     except zlib.error as exc:
         return Rejected(StateRejectReason.INVALID_RECORD, f"blob {manifest.blob_id}: {exc}")
     return raw

@@ -24,6 +24,7 @@ from monitor.fleet_records import (
     MAX_BLOB_INCREMENTS,
     MAX_BLOB_ROWS,
     MAX_DECODED_SAMPLES,
+    MAX_INFLATE_RATIO,
     MAX_SNAPSHOT_HEADS,
     MAX_SNAPSHOT_PENDING,
     ChainHead,
@@ -31,10 +32,14 @@ from monitor.fleet_records import (
     Increments,
     Rejected,
     SnapshotBody,
+    SnapshotRecord,
     decode_increments,
+    decode_record,
     decode_snapshot,
     encode_claim,
     encode_commit,
+    encode_snapshot,
+    inflate,
 )
 from tests.unit.test_fleet import _source, _window
 
@@ -68,25 +73,21 @@ def _commit_of(raw_increments: bytes) -> bytes:
     return msgspec.msgpack.encode(commit)
 
 
-def test_a_small_commit_of_a_million_empty_rows_is_refused_without_decoding_them() -> None:
-    """A commit of a few KiB whose blob holds MAX_BLOB_ROWS + 1 empty rows is refused
-    (invalid_record) within a few MiB, and the chain does not move."""
+def test_a_blob_of_a_million_empty_rows_is_refused_without_decoding_them() -> None:
+    """Increments of MAX_BLOB_ROWS + 1 empty rows (4 MiB of msgpack; 8 KiB as zlib, which
+    the inflate ratio refuses first in a commit) are refused (invalid_record) within a few
+    MiB, no object made per row."""
     raw = msgspec.msgpack.encode({"models": [_increment(_array(MAX_BLOB_ROWS + 1, EMPTY_ROW))]})
-    value = _commit_of(raw)
-    assert len(value) < 16_384
-    fold = FleetFold({"m": _window()})
-    fold.apply(encode_claim(_source(0), 1, "r0")[1])
     tracemalloc.start()
     try:
-        outcome = fold.apply(value)
+        refused = decode_increments(raw)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert outcome.rejected is not None
-    assert outcome.rejected.reason is StateRejectReason.INVALID_RECORD
-    assert "rows in one blob" in outcome.rejected.detail
-    assert fold.head(_source(0)).next is None
-    assert peak < 3 * len(raw) + 2**20, peak  # the blob and a copy or two, no object per row
+    assert isinstance(refused, Rejected)
+    assert refused.reason is StateRejectReason.INVALID_RECORD
+    assert f"{MAX_BLOB_ROWS + 1} rows in one blob" in refused.detail
+    assert peak < 2 * len(raw) + 2**20, peak  # a copy of the blob at most, no object per row
 
 
 def test_the_rows_of_all_increments_of_a_blob_count_together(
@@ -149,3 +150,31 @@ def test_row_counts_are_read_from_each_msgpack_array_header(n: int) -> None:
     raw = msgspec.Raw(msgspec.msgpack.encode([0] * n))
     assert fleet_records._array_length(raw) == n
     assert fleet_records._array_length(msgspec.Raw(msgspec.msgpack.encode("rows"))) == 0
+
+
+def test_a_blob_that_inflates_beyond_its_ratio_is_refused_unread() -> None:
+    """A commit of 100 KiB of zlib zeros (100 MiB inflated, 1,000x) is refused after at most
+    128 times its size was inflated; a blob within the ratio (a snapshot of chain heads
+    only, the most compressible kind driftmon writes) folds."""
+    value = _commit_of(bytes(100 * 2**20))
+    assert len(value) < 120_000
+    fold = FleetFold({"m": _window()})
+    fold.apply(encode_claim(_source(0), 1, "r0")[1])
+    tracemalloc.start()
+    try:
+        outcome = fold.apply(value)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert outcome.rejected is not None
+    assert outcome.rejected.reason is StateRejectReason.INVALID_RECORD
+    assert "x its size" in outcome.rejected.detail
+    assert peak < 3 * MAX_INFLATE_RATIO * len(value) < 2**27, peak  # not the 100 MiB
+    heads = [ChainHead(f"events:{i}", 5, "replica-a", 123_456) for i in range(50_000)]
+    body = SnapshotBody(heads, [])
+    [(_, manifest)] = encode_snapshot(body, {0: 10}, "replica-a", 1.0, chunk_bytes=2**22)
+    record = decode_record(manifest)
+    assert isinstance(record, SnapshotRecord)
+    raw = inflate(record.inline, record)
+    assert not isinstance(raw, Rejected) and len(raw) > 15 * len(record.inline)
+    assert decode_snapshot(raw) == body
