@@ -279,10 +279,9 @@ def _shm_blocks() -> set[str]:
 def test_a_full_dev_shm_fails_the_submit_cleanly_and_close_leaves_no_block(
     spec: DecoderSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No room for a block: DecodeWorkerError at submit (no SIGBUS later), no block left over.
-
-    Only the blocks this worker created are looked at: tests running in parallel (pytest -n)
-    create and remove blocks of their own in /dev/shm at the same time."""
+    """No room for a block: DecodeWorkerError at submit (no SIGBUS later), no block left over."""
+    # only the blocks this worker creates are looked at: tests running in parallel (pytest -n)
+    # create and remove blocks of their own in /dev/shm at the same time
     created: list[str] = []
     real = shared_memory.SharedMemory
 
