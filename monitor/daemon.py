@@ -679,8 +679,8 @@ class Daemon:
             return
         for message, reason in account.dead_letters.values():
             value = b"" if message.value is None else message.value
-            headers = dead_letter_headers(message, reason)
             try:
+                headers = dead_letter_headers(message, reason)
                 self.dead_letter.send(
                     topic,
                     value,
