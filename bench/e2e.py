@@ -8,8 +8,8 @@ consumes that topic with each consumer in turn, A B A B ..., each in a fresh pro
 fresh consumer group (`bench.e2e_worker`): A = the driftmon daemon loop, B = kafka-python
 returning raw bytes with the same consumer settings. The ratio of each A to the B right after
 it is the share of the practical ceiling driftmon reaches; the table shows medians. The
-broker process's CPU is read from /proc before and after each run (its last column: per
-event, driftmon's run / raw's run).
+broker process's CPU is read from /proc before and after each run (its last two columns: per
+event, in driftmon's runs and in raw's).
 
 Message format: the README's event format, `{"ts", "model", "model_version", "features": {...}}`,
 compact JSON (msgspec), null for a missing value; event times spread over the 30 minutes
@@ -304,7 +304,8 @@ COLUMNS = [
     "driftmon peak RSS MiB",
     "raw peak RSS MiB",
     "pairs",
-    "broker CPU us/event: driftmon run / raw run",
+    "broker CPU us/event, driftmon run",
+    "broker CPU us/event, raw run",
 ]
 
 
@@ -366,12 +367,9 @@ def _fetch_text(fetch: int | None) -> str:
     return "1 MiB (default)" if fetch is None else f"{fetch // 2**20} MiB"
 
 
-def _broker_cpu_text(mine: Sequence[dict[str, Any]], raw: Sequence[dict[str, Any]]) -> str:
-    """`driftmon / raw` medians of the broker's CPU per event, or an empty cell."""
-    medians = [_median([r.get("broker_cpu_us_per_event") for r in runs]) for runs in (mine, raw)]
-    if None in medians:
-        return ""
-    return " / ".join(f"{m:.0f}" for m in medians)
+def _broker_cpu(runs: Sequence[dict[str, Any]]) -> float | None:
+    """The median of the broker's CPU per event over `runs` (None when not measured)."""
+    return _median([r.get("broker_cpu_us_per_event") for r in runs])
 
 
 def _add_row(
@@ -402,7 +400,8 @@ def _add_row(
         _median([a["peak_rss_mib_consuming"] for a in mine]),
         _median([b["peak_rss_mib_consuming"] for b in raw]),
         len(pairs),
-        _broker_cpu_text(mine, raw),
+        _broker_cpu(mine),
+        _broker_cpu(raw),
     )
     if width.decode_worker:
         worker = _median([a.get("worker_cpu_us_per_event") for a in mine])
@@ -500,7 +499,14 @@ def run(
                 )
                 if not pairs:
                     table.add(
-                        width.label, _fetch_text(fetch), width.events, size, *([None] * 10), 0, ""
+                        width.label,
+                        _fetch_text(fetch),
+                        width.events,
+                        size,
+                        *([None] * 10),
+                        0,
+                        None,
+                        None,
                     )
                     table.notes.append(f"{width.label}: no complete pair ({'; '.join(errors)})")
                     continue
@@ -563,9 +569,8 @@ def _wide_targets(table: Table) -> None:
                 f"{beyond_wide:.0f} us unsampled, {beyond_sampled:.0f} us at sample_rate 0.1 "
                 f"({beyond_wide / beyond_sampled:.1f}x less)"
             )
-        broker_text = sampled[15] or ""
-        if " / " in broker_text:
-            broker_sampled, broker_raw = (float(part) for part in broker_text.split(" / "))
+        broker_sampled, broker_raw = sampled[15], sampled[16]
+        if broker_sampled is not None and broker_raw is not None:
             serial = 1e6 / (sampled[8] + broker_raw)
             table.notes.append(
                 f"2000 + 200, sample_rate 0.1: the broker's CPU per event {broker_sampled:.0f} us "
