@@ -23,7 +23,7 @@ start (before any message) and after the flood. Scenarios:
 - `headers-2x1600x20k-gzip`: 1,600 messages `{}` on each of 2 partitions, each with 20,000
   empty headers (40 KB on the wire, about 100 bytes gzip-compressed; 64 million headers in
   all): a tuple per header, about 70 bytes each, took the daemon to 315 MiB of peak RSS
-  (2026-12-05); `monitor.model.PackedHeaders` keeps them in their wire form. The records are
+  (2026-12-05); `monitor.kafka_records.PackedHeaders` keeps them in their wire form. The records are
   rejected (`unknown_model`).
 
     python -m bench.memory_hostile [--scenario NAME ...]

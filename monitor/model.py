@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -49,7 +49,8 @@ class RawMessage(NamedTuple):
 
     `value` is None for a tombstone; `key` and `headers` travel with a rejected record to the
     dead-letter topic. `headers` iterates (name, value or None) pairs and has a length: a
-    tuple of them, or the record's headers still in their wire form (`PackedHeaders`).
+    tuple of them, or the record's headers still in their wire form
+    (`monitor.kafka_records.PackedHeaders`).
     """
 
     topic: str
@@ -59,70 +60,6 @@ class RawMessage(NamedTuple):
     value: bytes
     key: bytes | None = None
     headers: Collection[tuple[str, bytes | None]] = ()
-
-
-class PackedHeaders:
-    """A record's headers in their wire form, decoded only when iterated.
-
-    `raw` holds `count` headers, each a zigzag varint key length, the key (UTF-8; bad bytes
-    read as U+FFFD), a zigzag varint value length (-1: a null value) and the value, as Kafka
-    writes them into a v2 record; the reader of the record batch has checked that they frame
-    (`monitor.kafka_records`). A record's headers only travel with a dead letter, so reading
-    a record allocates one bytes object for all of them instead of a tuple per header (an
-    empty header is 2 bytes on the wire and about 70 as Python objects: a 2 KB gzip batch of
-    one record with a million of them took 71 MiB to read before). Equal to the tuple of its
-    pairs.
-    """
-
-    __slots__ = ("count", "raw")
-
-    def __init__(self, raw: bytes, count: int) -> None:
-        self.raw = raw
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self) -> Iterator[tuple[str, bytes | None]]:
-        view = memoryview(self.raw)
-        pos = 0
-        for _ in range(self.count):
-            key_length, pos = _zigzag_varint(view, pos)
-            key = str(view[pos : pos + key_length], "utf-8", "replace")
-            value_length, pos = _zigzag_varint(view, pos + key_length)
-            if value_length < 0:
-                yield key, None
-            else:
-                yield key, bytes(view[pos : pos + value_length])
-                pos += value_length
-
-    def __contains__(self, item: object) -> bool:
-        return any(pair == item for pair in self)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PackedHeaders):
-            return tuple(self) == tuple(other)
-        if isinstance(other, tuple | list):
-            return tuple(self) == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"PackedHeaders({self.count} headers, {len(self.raw)} bytes)"
-
-
-def _zigzag_varint(view: memoryview, pos: int) -> tuple[int, int]:
-    """The zigzag varint at `pos` (Kafka's record encoding) and the position after it."""
-    result = shift = 0
-    while True:
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
 
 
 class Signal(StrEnum):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from kafka.record.util import encode_varint
 
-from monitor.model import PackedHeaders
+from monitor.kafka_records import PackedHeaders
 
 
 def zigzag_varint(n: int) -> bytes:

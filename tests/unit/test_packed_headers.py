@@ -6,7 +6,8 @@ import pickle
 
 from monitor.daemon import MAX_DEAD_LETTER_HEADERS, dead_letter_headers
 from monitor.errors import RejectReason
-from monitor.model import PackedHeaders, RawMessage
+from monitor.kafka_records import PackedHeaders
+from monitor.model import RawMessage
 from tests.support.record_headers import pack_headers as pack
 
 PAIRS: list[tuple[bytes, bytes | None]] = [
